@@ -1,0 +1,1 @@
+"""The read API: REST for stored dialogues, a WebSocket for live dialogue events."""

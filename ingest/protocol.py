@@ -1,0 +1,101 @@
+"""The ingest wire protocol, as pure functions. See docs/ingest-protocol.md.
+
+Client -> server: a text header ``{"sample_rate":16000,"encoding":"pcm_s16le","channels":1}`` (optional
+``"start_sample": N`` to resume after a reconnect), then binary frames of 20-250 ms of audio, then the text
+``{"type":"end"}``. Server -> client: ``{"type":"ack","samples":N}`` once the first N samples are durable in
+Kafka, and a close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+SUPPORTED_SAMPLE_RATES = (16000,)
+SUPPORTED_ENCODINGS = ("pcm_s16le",)
+MAX_FRAME_MS = 250
+BYTES_PER_SAMPLE = 2
+
+
+class CloseCode:
+    BAD_IDS = 4000
+    BAD_HEADER = 4001
+    UNSUPPORTED_FORMAT = 4002
+    BINARY_BEFORE_HEADER = 4003
+    ODD_FRAME = 4004
+    FRAME_TOO_LARGE = 4005
+    BAD_CONTROL = 4006
+    STREAM_BUSY = 4009
+    BROKER_UNAVAILABLE = 1011
+
+
+class ProtocolError(Exception):
+    """Bad input on one stream: close that socket with ``code`` and ``reason``; nothing else is affected."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason[:120]  # a close reason must fit in 123 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFormat:
+    sample_rate: int
+    encoding: str
+    channels: int
+    start_sample: int = 0
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return self.sample_rate * MAX_FRAME_MS // 1000 * BYTES_PER_SAMPLE * self.channels
+
+
+def parse_header(text: str) -> StreamFormat:
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(CloseCode.BAD_HEADER, "first message must be a JSON header") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(CloseCode.BAD_HEADER, "header must be a JSON object")
+    missing = [k for k in ("sample_rate", "encoding", "channels") if k not in obj]
+    if missing:
+        raise ProtocolError(CloseCode.BAD_HEADER, f"header is missing {', '.join(missing)}")
+    rate, encoding, channels = obj["sample_rate"], obj["encoding"], obj["channels"]
+    start = obj.get("start_sample", 0)
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported encoding {encoding!r}; use pcm_s16le")
+    if rate not in SUPPORTED_SAMPLE_RATES or isinstance(rate, bool):
+        raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported sample_rate {rate!r}; use 16000")
+    if channels != 1 or isinstance(channels, bool):
+        raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported channels {channels!r}; use 1 (mono)")
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ProtocolError(CloseCode.BAD_HEADER, "start_sample must be a non-negative integer")
+    return StreamFormat(sample_rate=rate, encoding=encoding, channels=channels, start_sample=start)
+
+
+def check_frame(size: int, fmt: StreamFormat) -> int:
+    """Validate a binary frame's byte count; return its number of samples."""
+    if size == 0 or size % (BYTES_PER_SAMPLE * fmt.channels):
+        raise ProtocolError(CloseCode.ODD_FRAME, f"frame of {size} bytes is not a whole number of samples")
+    if size > fmt.max_frame_bytes:
+        raise ProtocolError(
+            CloseCode.FRAME_TOO_LARGE, f"frame of {size} bytes exceeds {MAX_FRAME_MS} ms ({fmt.max_frame_bytes} B)"
+        )
+    return size // (BYTES_PER_SAMPLE * fmt.channels)
+
+
+def parse_control(text: str) -> str:
+    """A text message after the header; returns its type. Only ``end`` is defined."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(CloseCode.BAD_CONTROL, "text messages must be JSON") from None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if kind != "end":
+        raise ProtocolError(CloseCode.BAD_CONTROL, f"unknown control message {kind!r}")
+    return kind
+
+
+def ack_message(samples: int) -> str:
+    return orjson.dumps({"type": "ack", "samples": samples}).decode()

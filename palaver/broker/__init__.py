@@ -1,0 +1,1 @@
+"""The embedded single-node Kafka broker (KRaft), for running Palaver on one machine."""

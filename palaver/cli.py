@@ -1,0 +1,173 @@
+"""The ``palaver`` command. The entrypoint is the one place that reads the environment (into Settings)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from palaver import __version__
+from palaver.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir).expanduser().resolve()
+    if getattr(args, "port", None):
+        overrides["api_port"] = args.port
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where broker data, chdb data and logs live (env PALAVER_DATA_DIR; "
+                   "default ~/.local/share/palaver)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="palaver",
+        description="Palaver: live meeting transcription (ingest -> Kafka -> STT -> merger -> ClickHouse -> API).",
+        epilog="Settings come from PALAVER_* environment variables; see README.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"palaver {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the broker and every stage; serve the API; Ctrl-C stops it all",
+                        description="Start the embedded broker (unless PALAVER_KAFKA_BOOTSTRAP is set) and every "
+                        "stage, serve http://127.0.0.1:PORT, and stop everything on Ctrl-C or SIGTERM.")  # fmt: skip
+    up.add_argument("--port", type=int, default=None, help="HTTP port (default 8000, env PALAVER_API_PORT)")
+    _add_data_dir(up)
+
+    demo = sub.add_parser("demo", help="stream a scripted three-speaker meeting and print its transcript",
+                          description="Synthesize a short three-speaker meeting (hibari-tts), stream the three "
+                          "tracks concurrently through the ingest WebSocket, show dialogues as they finalize, then "
+                          "print the merged transcript. Starts Palaver for the duration unless --url answers.")  # fmt: skip
+    demo.add_argument("--url", default=None, help="a running Palaver (default: start one on --port)")
+    demo.add_argument("--speed", type=float, default=1.0, help="streaming pace, x real time (default 1)")
+    demo.add_argument("--port", type=int, default=None, help="HTTP port when the demo starts Palaver")
+    _add_data_dir(demo)
+
+    broker = sub.add_parser("broker", help="manage the embedded Kafka broker",
+                            description="Manage the embedded single-node Kafka (KRaft) broker on 127.0.0.1.")  # fmt: skip
+    broker_sub = broker.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (("start", "start it (formats storage on first start) and wait until it answers"),
+                       ("stop", "stop it"), ("status", "say whether it runs, where, and where its log is"),
+                       ("fetch", "fetch the broker jars from Maven Central into the cache")):  # fmt: skip
+        p = broker_sub.add_parser(name, help=text, description=text)
+        _add_data_dir(p)
+
+    run = sub.add_parser("run", help="run one or more services in this process",
+                         description="Run services in this process: any of ingest, api, store, stt together "
+                         "(ingest/api/store share one HTTP server), or merger alone. With chdb, the services that "
+                         "touch ClickHouse (api, store) must share one process.")  # fmt: skip
+    run.add_argument("services", nargs="+", metavar="SERVICE", help="ingest | api | store | stt | merger")
+    run.add_argument("--host", default=None, help="HTTP host (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    _add_data_dir(run)
+
+    topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
+                            description="Print every registered topic; with --create, create missing ones.")  # fmt: skip
+    topics.add_argument("--create", action="store_true", help="create missing topics on the configured broker")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from palaver.broker.embedded import BrokerError
+    from palaver.services import UsageError
+
+    try:
+        return _dispatch(args)
+    except (BrokerError, UsageError) as exc:
+        print(f"palaver: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.command == "up":
+        from palaver.supervisor import Stack, run_until_signal
+
+        stack = Stack(settings)
+        stack.start()
+        print(f"Palaver is up: {stack.url} (API docs {stack.url}/docs). Ctrl-C stops it.", flush=True)
+        return run_until_signal(stack)
+    if args.command == "demo":
+        return _demo(args, settings)
+    if args.command == "broker":
+        return _broker(args.action, settings)
+    if args.command == "run":
+        from palaver.services import run_services
+
+        run_services(settings, args.services, args.host or settings.api_host, args.port or settings.api_port)
+        return 0
+    if args.command == "topics":
+        return _topics(settings, args.create)
+    raise AssertionError(args.command)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    from palaver.demo.run import run_demo
+    from palaver.supervisor import Stack
+
+    url = args.url or f"http://{settings.api_host}:{settings.api_port}"
+    stack = None
+    try:
+        httpx.get(f"{url}/healthz", timeout=2)
+    except httpx.HTTPError:
+        if args.url:
+            print(f"palaver: nothing answers at {args.url}", file=sys.stderr)
+            return 2
+        stack = Stack(settings)
+        stack.start()
+    try:
+        return asyncio.run(run_demo(url, args.speed))
+    finally:
+        if stack:
+            stack.stop()
+
+
+def _broker(action: str, settings: Settings) -> int:
+    from palaver.broker import embedded
+
+    root = settings.data_dir / "kafka"
+    paths = embedded.BrokerPaths(root)
+    if action == "fetch":
+        print(f"Kafka {embedded.KAFKA_VERSION} jars in {embedded.fetch_jars(quiet=False)}")
+    elif action == "start":
+        pid, started = embedded.start(root, settings.kafka_port)
+        verb = "started" if started else "already running"
+        print(f"broker {verb}: pid {pid}, 127.0.0.1:{settings.kafka_port}, log {paths.log}")
+    elif action == "stop":
+        print("broker stopped" if embedded.stop(root) else "broker was not running")
+    elif action == "status":
+        pid = embedded.running_pid(paths)
+        if pid is None:
+            print(f"broker not running (data {paths.data})")
+            return 3
+        print(f"broker running: pid {pid}, 127.0.0.1:{settings.kafka_port}, log {paths.log}")
+    return 0
+
+
+def _topics(settings: Settings, create: bool) -> int:
+    from palaver.events.registry import all_topics, topic_name
+    from palaver.streams.clients import ensure_topics
+
+    for spec in all_topics():
+        name = topic_name(settings.topic_namespace, spec.name)
+        print(f"{name:<28} key={spec.key:<10} partitions={spec.partitions} retention_ms={spec.retention_ms} "
+              f"cleanup={spec.cleanup_policy} dlq={spec.dlq or '-'} schemas={','.join(spec.schemas)}")  # fmt: skip
+    if create:
+        created = asyncio.run(ensure_topics(settings))
+        print(f"created {len(created)} topic(s)")
+    return 0

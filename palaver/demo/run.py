@@ -1,0 +1,86 @@
+"""Runs the demo meeting against a running Palaver: synthesize, stream three speakers concurrently,
+show dialogues as they finalize, print the merged transcript."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import websockets
+
+from palaver.demo.client import stream_pcm, ws_url
+from palaver.demo.script import DEMO_MEETING
+from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
+from palaver.textmetrics import word_error_rate
+
+
+def clock(ms: int) -> str:
+    return f"{ms // 60000:02d}:{ms % 60000 / 1000:04.1f}"
+
+
+async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None], stop: asyncio.Event) -> None:
+    shown: set[tuple[str, int]] = set()
+    async with websockets.connect(f"{ws_url(base_url)}/v1/meetings/{meeting_id}/live") as ws:
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except asyncio.TimeoutError:
+                continue
+            d = json.loads(message)
+            if d.get("status") == "final" and (d["dialogue_id"], d["revision"]) not in shown:
+                shown.add((d["dialogue_id"], d["revision"]))
+                say(f"  [{clock(d['start_ms'])}] {d['speaker_id']:>6}: {d['text']}")
+
+
+async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, timeout_s: float = 180.0) -> list[dict]:
+    """Dialogues once every speaker's newest dialogue is final and nothing changed for 3 s."""
+    deadline = time.monotonic() + timeout_s
+    last: list[dict] | None = None
+    stable_since = time.monotonic()
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        while time.monotonic() < deadline:
+            body = (await http.get(f"/v1/meetings/{meeting_id}/dialogues")).json()
+            current = body["dialogues"]
+            if current != last:
+                last, stable_since = current, time.monotonic()
+            newest: dict[str, dict] = {}
+            for d in current:
+                newest[d["speaker_id"]] = d
+            settled = len(newest) == speakers and all(d["status"] == "final" for d in newest.values())
+            if settled and time.monotonic() - stable_since >= 3:
+                return current
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"the meeting's dialogues did not settle within {timeout_s:.0f}s")
+
+
+async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print) -> int:
+    meeting_id = f"demo-{uuid.uuid4().hex[:8]}"
+    say("synthesizing the demo meeting (hibari-tts) ...")
+    tracks, placed = meeting_tracks(DEMO_MEETING, Voice())
+    seconds = len(next(iter(tracks.values()))) / SAMPLE_RATE
+    say(f"meeting {meeting_id}: {len(tracks)} speakers, {seconds:.1f} s of audio, streaming at {speed:g}x")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_live(base_url, meeting_id, say, stop))
+    await asyncio.sleep(0.3)
+    results = await asyncio.gather(
+        *(stream_pcm(base_url, meeting_id, speaker, pcm, speed=speed) for speaker, pcm in tracks.items())
+    )
+    for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
+        if result.close_code != 1000 or result.acked_samples != len(pcm):
+            say(f"stream {speaker} ended badly: {result}")
+            return 1
+    say("all audio is durable in Kafka; waiting for the last dialogues ...")
+    dialogues = await wait_until_settled(base_url, meeting_id, len(tracks))
+    stop.set()
+    await watcher
+    say("\nMerged transcript:")
+    for d in dialogues:
+        say(f"  [{clock(d['start_ms'])} - {clock(d['end_ms'])}] {d['speaker_id']:>6}: {d['text']}")
+    wer = word_error_rate(" ".join(p.text for p in placed), " ".join(d["text"] for d in dialogues))
+    say(f"\n{len(dialogues)} dialogues; word error rate against the script: {wer:.1%}")
+    say(f"REST: {base_url}/v1/meetings/{meeting_id}/dialogues")
+    return 0

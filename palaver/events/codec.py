@@ -1,0 +1,54 @@
+"""The one codec for JSON events. orjson options are set here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from palaver.events.base import EventV
+from palaver.events.dialogue_update_v1 import DialogueUpdateV1
+from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
+from palaver.events.transcript_final_v1 import TranscriptFinalV1
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+SCHEMAS: dict[tuple[str, int], type[EventV]] = {
+    ("stream.started", 1): StreamStartedV1,
+    ("stream.stopped", 1): StreamStoppedV1,
+    ("transcript.final", 1): TranscriptFinalV1,
+    ("dialogue.update", 1): DialogueUpdateV1,
+}
+
+
+class DecodeError(ValueError):
+    """The bytes are not a known, valid event. A message-level failure: dead-letter it, do not retry."""
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=_OPTIONS)
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def encode(event: EventV) -> bytes:
+    return dumps(event.model_dump(mode="json"))
+
+
+def decode(data: bytes | str) -> EventV:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DecodeError("event is not a JSON object")
+    schema = SCHEMAS.get((obj.get("event"), obj.get("version")))  # type: ignore[arg-type]
+    if schema is None:
+        raise DecodeError(f"unknown event {obj.get('event')!r} version {obj.get('version')!r}")
+    try:
+        return schema.model_validate(obj)
+    except ValidationError as exc:
+        raise DecodeError(f"invalid {obj.get('event')} v{obj.get('version')}: {exc}") from exc

@@ -1,0 +1,88 @@
+"""Every topic Palaver uses: its key, configuration, dead-letter topic, producers, consumers and schemas.
+
+Actual topic names carry the settings' namespace, so tests and side-by-side deployments never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    partitions: int
+    retention_ms: int  # -1 keeps forever: the log is the system of record
+    cleanup_policy: str
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    schemas: tuple[str, ...]
+    dlq: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+    def kafka_config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy, **self.config}
+
+
+AUDIO_FRAMES = TopicSpec(
+    name="audio.frames",
+    key="stream_id",
+    partitions=6,
+    retention_ms=7 * DAY_MS,  # long enough to reprocess a week's meetings with another engine
+    cleanup_policy="delete",
+    producers=("ingest",),
+    consumers=("stt_workers",),
+    schemas=("audio.frame/1", "stream.started/1", "stream.stopped/1"),
+    dlq="audio.frames.dlq",
+    config={"max.message.bytes": str(1 << 20)},
+)
+TRANSCRIPTS = TopicSpec(
+    name="transcripts",
+    key="meeting_id",
+    partitions=6,
+    retention_ms=-1,
+    cleanup_policy="delete",
+    producers=("stt_workers",),
+    consumers=("merger", "store"),
+    schemas=("transcript.final/1", "stream.started/1", "stream.stopped/1"),
+    dlq="transcripts.dlq",
+)
+DIALOGUES = TopicSpec(
+    name="dialogues",
+    key="meeting_id",
+    partitions=6,
+    retention_ms=-1,
+    cleanup_policy="delete",
+    producers=("merger",),
+    consumers=("store", "api"),
+    schemas=("dialogue.update/1",),
+    dlq="dialogues.dlq",
+)
+
+TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES)
+
+
+def dlq_spec(spec: TopicSpec) -> TopicSpec:
+    assert spec.dlq is not None
+    return TopicSpec(
+        name=spec.dlq,
+        key=spec.key,
+        partitions=1,
+        retention_ms=30 * DAY_MS,
+        cleanup_policy="delete",
+        producers=tuple(spec.consumers),
+        consumers=(),
+        schemas=spec.schemas,
+        config=spec.config,
+    )
+
+
+def all_topics() -> list[TopicSpec]:
+    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq)]
+
+
+def topic_name(namespace: str, name: str) -> str:
+    return f"{namespace}.{name}" if namespace else name

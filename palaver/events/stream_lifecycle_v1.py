@@ -1,0 +1,34 @@
+"""A stream (one speaker in one meeting) starts and stops. Produced by ingest onto the audio topic, in
+order with the stream's frames, and forwarded by the STT worker onto the transcripts topic for the merger."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from palaver.events.base import EventV
+
+
+class StreamStartedV1(EventV):
+    event: Literal["stream.started"] = "stream.started"
+    version: Literal[1] = 1
+    event_id: str
+    meeting_id: str
+    speaker_id: str
+    stream_id: str
+    sample_rate: int
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    channels: Literal[1] = 1
+    stream_start_ms: int  # where sample 0 of this stream sits on the meeting's media timeline
+    first_sample: int = 0  # > 0 when a client reconnects and resumes
+
+
+class StreamStoppedV1(EventV):
+    event: Literal["stream.stopped"] = "stream.stopped"
+    version: Literal[1] = 1
+    event_id: str
+    meeting_id: str
+    speaker_id: str
+    stream_id: str
+    stream_start_ms: int
+    end_sample: int  # samples received (and durable) in this stream
+    reason: Literal["end", "disconnect", "error"]

@@ -1,0 +1,34 @@
+"""Deterministic ids: re-processing the same input yields the same ids, so every write is an upsert."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_ID_PART = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def is_valid_id_part(value: str) -> bool:
+    """Meeting and speaker ids: 1-64 characters of letters, digits, ``.``, ``_`` or ``-`` (no ``/``)."""
+    return bool(_ID_PART.match(value))
+
+
+def stream_id(meeting_id: str, speaker_id: str) -> str:
+    """One speaker in one meeting. Audio is keyed by it, so one STT worker owns a stream."""
+    return f"{meeting_id}/{speaker_id}"
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12).hexdigest()
+
+
+def utterance_id(stream: str, start_sample: int) -> str:
+    return "utt_" + _digest(stream, start_sample)
+
+
+def dialogue_id(meeting_id: str, first_utterance_id: str) -> str:
+    return "dlg_" + _digest(meeting_id, first_utterance_id)
+
+
+def event_id(kind: str, *parts: object) -> str:
+    return "evt_" + _digest(kind, *parts)

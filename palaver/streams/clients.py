@@ -1,0 +1,88 @@
+"""Kafka clients configured the one way Palaver uses them: idempotent producers with acks=all,
+consumers with auto-commit off (an offset is committed only after its results are durable)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from palaver.events.registry import all_topics, topic_name
+from palaver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
+    config: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 5,
+        "max_request_size": 1 << 20,
+    }
+    return AIOKafkaProducer(**{**config, **overrides})  # type: ignore[arg-type]
+
+
+def make_consumer(settings: Settings, group: str | None, *topics: str, **overrides: object) -> AIOKafkaConsumer:
+    """``group`` None means a group-less reader (no commits), e.g. the API's live fan-out."""
+    config: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "group_id": settings.group_id(group) if group else None,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+    }
+    return AIOKafkaConsumer(*topics, **{**config, **overrides})  # type: ignore[arg-type]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every registered topic (and DLQ) that does not exist yet. Returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                topic_name(settings.topic_namespace, spec.name),
+                num_partitions=spec.partitions,
+                replication_factor=1 if settings.uses_embedded_broker else -1,
+                topic_configs=spec.kafka_config(),
+            )
+            for spec in all_topics()
+            if topic_name(settings.topic_namespace, spec.name) not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+            log.info("created topics %s", [t.name for t in missing])
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Return once the cluster answers metadata requests; raise TimeoutError otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last: Exception | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
+            last = exc
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:.0f}s: {last}")
+
+
+def headers_dict(headers: object) -> dict[str, bytes]:
+    return {k: v for k, v in (headers or ())}  # type: ignore[attr-defined]

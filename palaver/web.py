@@ -1,0 +1,114 @@
+"""Composes the HTTP services one process hosts (ingest, api, store writer) into one FastAPI app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from palaver import __version__
+from palaver.events.registry import AUDIO_FRAMES, topic_name
+from palaver.settings import Settings
+from palaver.store import Store, open_store
+from palaver.store.writer import run_store_writer
+from palaver.streams.clients import make_producer
+
+log = logging.getLogger(__name__)
+
+WEB_SERVICES = {"ingest", "api", "store"}
+
+DESCRIPTION = """Live meeting transcription.
+
+* **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/streams/{speaker_id}`.
+* **Read API**: `GET /v1/meetings/{meeting_id}/dialogues` and live dialogue events over
+  `WS /v1/meetings/{meeting_id}/live`.
+"""
+
+
+def _crash_on_failure(task: asyncio.Task[Any]) -> None:
+    """A background consumer that dies means a bad environment: stop the process loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed; shutting down", task.get_name(), exc_info=task.exception())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(settings: Settings, services: set[str], store: Store | None = None) -> FastAPI:
+    """``services`` is a subset of {"ingest", "api", "store"}. ``store`` may be passed in (tests share the
+    process's one chdb connection); otherwise it is opened here when a service needs it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[Any]] = []
+        stop = asyncio.Event()
+        producer = None
+        owned_store = None
+        if "ingest" in services:
+            from ingest.app import IngestContext
+
+            producer = make_producer(settings)
+            await producer.start()
+            app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name))
+        if services & {"api", "store"}:
+            if store is None:
+                owned_store = await asyncio.to_thread(open_store, settings)
+            app.state.store = store or owned_store
+        if "store" in services:
+            task = asyncio.create_task(run_store_writer(settings, app.state.store, stop), name="store writer")
+            task.add_done_callback(_crash_on_failure)
+            tasks.append(task)
+        if "api" in services:
+            from api.live import LiveHub
+
+            app.state.live = LiveHub(settings)
+            await app.state.live.start()
+            app.state.live.task.add_done_callback(_crash_on_failure)
+        try:
+            yield
+        finally:
+            stop.set()
+            if "api" in services:
+                await app.state.live.stop()
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except (asyncio.TimeoutError, Exception) as exc:
+                    log.warning("%s did not stop cleanly: %r", task.get_name(), exc)
+            if producer is not None:
+                await producer.stop()
+            if owned_store is not None:
+                owned_store.close()
+
+    app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    if "ingest" in services:
+        from ingest.app import router as ingest_router
+
+        app.include_router(ingest_router)
+    if "api" in services:
+        from api.app import router as api_router
+
+        app.include_router(api_router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        """200 when this process's services are up; 503 with the failing check otherwise."""
+        checks: dict[str, str] = {}
+        if getattr(app.state, "store", None) is not None:
+            try:
+                await app.state.store.aquery("SELECT 1 AS ok")
+                checks["clickhouse"] = "ok"
+            except Exception as exc:  # report, do not raise: this is a health check
+                checks["clickhouse"] = f"error: {exc}"
+        status = 200 if all(v == "ok" for v in checks.values()) else 503
+        return JSONResponse({"status": "ok" if status == 200 else "degraded", "services": sorted(services),
+                             "checks": checks}, status_code=status)  # fmt: skip
+
+    app.mount("/metrics", make_asgi_app())
+    return app

@@ -1,0 +1,148 @@
+"""Per-stream voice-activity segmentation: audio in, finished speech segments out.
+
+Pure logic around an injected window scorer (Silero in production, a fake in unit tests). Windows are
+aligned to absolute sample positions, so segment boundaries do not depend on how audio was framed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from stt_workers.vad import CONTEXT, WINDOW
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SegmenterPolicy:
+    sample_rate: int = 16000
+    threshold: float = 0.5
+    min_silence_ms: int = 600
+    min_speech_ms: int = 200
+    pad_ms: int = 200
+    max_utterance_ms: int = 20_000
+
+    def samples(self, ms: int) -> int:
+        return self.sample_rate * ms // 1000
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_sample: int  # padded start, the utterance's identity
+    end_sample: int
+    speech_start_sample: int
+    audio: np.ndarray  # float32 in [-1, 1], from start_sample to end_sample
+
+
+class Segmenter:
+    def __init__(self, scorer: Scorer, policy: SegmenterPolicy, first_sample: int = 0):
+        self._scorer = scorer
+        self._policy = policy
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_start = first_sample  # absolute sample of _buffer[0]
+        self._scored_until = -(-first_sample // WINDOW) * WINDOW  # next window start, aligned
+        self._in_speech = False
+        self._speech_start = 0
+        self._voice_end = 0
+        self._last_segment_end = first_sample
+        self._quiet_windows: list[tuple[int, float]] = []  # (window start, prob) below threshold in speech
+
+    @property
+    def end_sample(self) -> int:
+        return self._buffer_start + len(self._buffer)
+
+    @property
+    def keep_from(self) -> int:
+        """Earliest absolute sample still needed: audio before it has been turned into segments or was
+        silence. Kafka offsets are committed only up to the frame holding it."""
+        return self._buffer_start
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    def push(self, audio: np.ndarray) -> list[Segment]:
+        """Append audio (float32, contiguous with what came before) and return segments that ended."""
+        self._buffer = np.concatenate([self._buffer, audio.astype(np.float32, copy=False)])
+        starts = list(range(self._scored_until, self.end_sample - WINDOW + 1, WINDOW))
+        if not starts:
+            return []
+        probs = self._scorer(np.stack([self._window(s) for s in starts]))
+        self._scored_until = starts[-1] + WINDOW
+        segments: list[Segment] = []
+        for start, prob in zip(starts, probs, strict=True):
+            segment = self._step(start, float(prob))
+            if segment:
+                segments.append(segment)
+        self._trim()
+        return segments
+
+    def flush(self) -> list[Segment]:
+        """End of stream: close an open utterance."""
+        if not self._in_speech:
+            return []
+        self._in_speech = False
+        segment = self._cut(self._speech_start, min(self.end_sample, self._voice_end + self._pad))
+        self._trim()
+        return [segment] if segment else []
+
+    @property
+    def _pad(self) -> int:
+        return self._policy.samples(self._policy.pad_ms)
+
+    def _window(self, start: int) -> np.ndarray:
+        lo = start - CONTEXT - self._buffer_start
+        if lo >= 0:
+            return self._buffer[lo : lo + CONTEXT + WINDOW]
+        return np.concatenate([np.zeros(-lo, np.float32), self._buffer[: CONTEXT + WINDOW + lo]])
+
+    def _step(self, start: int, prob: float) -> Segment | None:
+        p = self._policy
+        end = start + WINDOW
+        if prob >= p.threshold:
+            if not self._in_speech:
+                self._in_speech = True
+                self._speech_start = start
+                self._quiet_windows = []
+            self._voice_end = end
+        elif self._in_speech:
+            self._quiet_windows.append((start, prob))
+            if end - self._voice_end >= p.samples(p.min_silence_ms):
+                self._in_speech = False
+                return self._cut(self._speech_start, self._voice_end + self._pad)
+        if self._in_speech and end - self._speech_start >= p.samples(p.max_utterance_ms):
+            return self._cut_long(end)
+        return None
+
+    def _cut_long(self, end: int) -> Segment | None:
+        """Maximum utterance length reached: cut at the quietest window of the last third, else here."""
+        horizon = end - self._policy.samples(self._policy.max_utterance_ms) // 3
+        quiet = [(prob, s) for s, prob in self._quiet_windows if s >= horizon]
+        cut = min(quiet)[1] + WINDOW // 2 if quiet else end
+        segment = self._cut(self._speech_start, cut)
+        self._speech_start = cut
+        self._quiet_windows = [(s, pr) for s, pr in self._quiet_windows if s >= cut]
+        return segment
+
+    def _cut(self, speech_start: int, end: int) -> Segment | None:
+        start = max(speech_start - self._pad, self._last_segment_end, self._buffer_start)
+        end = min(end, self.end_sample)
+        if end - speech_start < self._policy.samples(self._policy.min_speech_ms):
+            return None
+        self._last_segment_end = end
+        audio = self._buffer[start - self._buffer_start : end - self._buffer_start].copy()
+        return Segment(start_sample=start, end_sample=end, speech_start_sample=speech_start, audio=audio)
+
+    def _trim(self) -> None:
+        """Drop audio no future segment can need: before the open utterance's pre-roll, or (in silence)
+        all but the pre-roll and the VAD context."""
+        if self._in_speech:
+            keep = max(self._speech_start - self._pad, self._last_segment_end)
+        else:
+            keep = max(self._scored_until - self._pad - CONTEXT, self._last_segment_end)
+        keep = max(self._buffer_start, min(keep, self.end_sample))
+        self._buffer = self._buffer[keep - self._buffer_start :]
+        self._buffer_start = keep
