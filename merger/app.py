@@ -29,7 +29,7 @@ def make_app(settings: Settings) -> faust.App:
         store="memory://",
         datadir=str(settings.data_dir / "merger"),
         topic_partitions=TRANSCRIPTS.partitions,
-        topic_replication_factor=1 if settings.uses_embedded_broker else 3,
+        topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         default=None, description="External Kafka cluster; unset means the embedded single-node broker."
     )
     kafka_port: int = Field(default=EMBEDDED_KAFKA_PORT, description="Port of the embedded broker.")
+    kafka_replication_factor: int | None = Field(
+        default=None, description="Replication factor of created topics; default 1 embedded, 3 external."
+    )
     clickhouse_url: str | None = Field(
         default=None, description="ClickHouse server (http://host:8123); unset means chdb in the data dir."
     )
@@ -59,6 +62,10 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def replication_factor(self) -> int:
+        return self.kafka_replication_factor or (1 if self.uses_embedded_broker else 3)
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -116,6 +116,8 @@ def _settings_env(s: Settings) -> dict[str, str]:
            "PALAVER_TOPIC_NAMESPACE": s.topic_namespace}  # fmt: skip
     if s.kafka_bootstrap:
         env["PALAVER_KAFKA_BOOTSTRAP"] = s.kafka_bootstrap
+    if s.kafka_replication_factor:
+        env["PALAVER_KAFKA_REPLICATION_FACTOR"] = str(s.kafka_replication_factor)
     if s.clickhouse_url:
         env["PALAVER_CLICKHOUSE_URL"] = s.clickhouse_url
     return env

@@ -49,7 +49,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             NewTopic(
                 topic_name(settings.topic_namespace, spec.name),
                 num_partitions=spec.partitions,
-                replication_factor=1 if settings.uses_embedded_broker else -1,
+                replication_factor=settings.replication_factor,
                 topic_configs=spec.kafka_config(),
             )
             for spec in all_topics()

@@ -1,0 +1,1 @@
+"""Shared test configuration. Real-infrastructure tests live in tests/integration and are marked."""

@@ -1,0 +1,152 @@
+"""Fixtures for integration tests: the broker and ClickHouse once per session; per module a uuid-named
+topic namespace and database, the web process's services in-process, STT and merger as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from palaver.settings import Settings
+from palaver.store import Store
+from palaver.store.client import connect
+from palaver.store.migrations import apply_migrations
+from palaver.streams.clients import ensure_topics
+from palaver.web import create_app
+from tests.integration.infra import Infra, free_port, infrastructure
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    with infrastructure(tmp_path_factory.mktemp("infra")) as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def clickhouse_client(infra: Infra) -> object:
+    # chdb allows one data directory per process: every test shares this client, each its own database.
+    return connect(infra.clickhouse_dsn)
+
+
+def make_settings(infra: Infra, data_dir: Path, namespace: str, database: str) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        kafka_bootstrap=infra.bootstrap,
+        kafka_replication_factor=1,
+        clickhouse_url=infra.clickhouse_dsn,
+        clickhouse_database=database,
+        topic_namespace=namespace,
+        api_port=free_port(),
+    )
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PALAVER_DATA_DIR": str(settings.data_dir),
+        "PALAVER_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
+        "PALAVER_KAFKA_REPLICATION_FACTOR": "1",
+        "PALAVER_TOPIC_NAMESPACE": settings.topic_namespace,
+    }
+
+
+class ServiceProcess:
+    """A real ``palaver run SERVICE`` process, logging to a file; SIGKILL-able."""
+
+    def __init__(self, settings: Settings, service: str, log: Path):
+        self.settings, self.service, self.log = settings, service, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "palaver", "run", self.service], stdout=out, stderr=subprocess.STDOUT,
+            env=child_env(self.settings),
+        )  # fmt: skip
+
+    def wait_for_log(self, needle: str, timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc and self.proc.poll() is None, f"{self.service} died:\n{self.tail()}"
+            if needle in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.service} never logged {needle!r}:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    store: Store
+    url: str
+    stt: ServiceProcess
+    merger: ServiceProcess
+
+
+@pytest.fixture(scope="module")
+async def pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+    """The whole pipeline on fresh topics and a fresh database: ingest + API + store writer in this process
+    (they share the process's ClickHouse connection), STT worker and merger as separate processes."""
+    tag = uuid.uuid4().hex[:10]
+    data_dir = tmp_path_factory.mktemp(f"palaver-{tag}")
+    settings = make_settings(infra, data_dir, f"t{tag}", f"t_{tag}")
+    store = Store(clickhouse_client, settings.clickhouse_database)
+    apply_migrations(store)
+    await ensure_topics(settings)
+    stt = ServiceProcess(settings, "stt", data_dir / "stt.log")
+    merger = ServiceProcess(settings, "merger", data_dir / "merger.log")
+    stt.start()
+    merger.start()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, {"ingest", "api", "store"}, store=store), host="127.0.0.1",
+                       port=settings.api_port, log_level="warning")  # fmt: skip
+    )
+    serving = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        await _wait_http(url)
+        await asyncio.to_thread(stt.wait_for_log, "stt worker (")
+        await asyncio.to_thread(merger.wait_for_log, "Worker ready")
+        yield Pipeline(settings, store, url, stt, merger)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)
+        stt.stop()
+        merger.stop()
+
+
+async def _wait_http(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not become healthy")

@@ -1,0 +1,72 @@
+"""Test infrastructure with one switch: testcontainers (Kafka and ClickHouse containers) when a Docker
+engine answers, otherwise the embedded broker and chdb. The tests are the same either way."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Infra:
+    kind: str  # "containers" | "embedded"
+    bootstrap: str
+    clickhouse_dsn: str
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def free_port() -> int:
+    """A port whose successor is free too (the embedded broker's controller listens on port + 1)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+@contextmanager
+def containers() -> Iterator[Infra]:
+    from testcontainers.clickhouse import ClickHouseContainer
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer("apache/kafka:4.1.0").with_kraft() as kafka, ClickHouseContainer() as clickhouse:
+        host = clickhouse.get_container_host_ip()
+        port = clickhouse.get_exposed_port(8123)
+        dsn = f"http://{clickhouse.username}:{clickhouse.password}@{host}:{port}"
+        yield Infra("containers", kafka.get_bootstrap_server(), dsn)
+
+
+@contextmanager
+def embedded(root: Path) -> Iterator[Infra]:
+    from palaver.broker import embedded as broker
+
+    port = free_port()
+    broker.start(root / "kafka", port)
+    try:
+        yield Infra("embedded", f"127.0.0.1:{port}", f"chdb://{root / 'clickhouse'}")
+    finally:
+        broker.stop(root / "kafka")
+
+
+@contextmanager
+def infrastructure(root: Path) -> Iterator[Infra]:
+    with (containers() if docker_available() else embedded(root)) as infra:
+        yield infra

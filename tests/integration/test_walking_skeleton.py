@@ -1,0 +1,173 @@
+"""One meeting through the real pipeline: ingest -> Kafka -> STT (faster-whisper) -> merger (faust) ->
+store writer -> ClickHouse (chdb) -> API, plus a stock Kafka client reading the topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+from palaver.demo.client import stream_pcm
+from palaver.demo.script import Line
+from palaver.demo.synth import Voice, meeting_tracks
+from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
+from palaver.textmetrics import word_error_rate
+from tests.integration.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = (
+    Line("ana", "Welcome to the planning meeting. We have three topics today."),
+    Line("ben", "First, the budget for the new office is approved."),
+    Line("cho", "That is great news for the whole team.", overlap_ms=1200),
+    Line("ana", "Second, we need a volunteer to write the release notes."),
+    Line("cho", "I can write them before Friday."),
+)
+
+
+@pytest.fixture(scope="module")
+def voice() -> Voice:
+    return Voice()
+
+
+async def wait_for_dialogues(p: Pipeline, meeting_id: str, expected: int, timeout_s: float = 240) -> list[dict]:
+    """Final dialogues from ClickHouse once there are ``expected`` of them, all final."""
+    deadline = time.monotonic() + timeout_s
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = await p.store.aquery(
+            f"SELECT dialogue_id, speaker_id, start_ms, end_ms, dialogue_text AS text, status, revision "
+            f"FROM {p.store.database}.dialogues FINAL WHERE meeting_id = {{m:String}} AND status != 'retracted' "
+            "ORDER BY start_ms, speaker_id",
+            {"m": meeting_id},
+        )
+        if len(rows) >= expected and all(r["status"] == "final" for r in rows):
+            return rows
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"expected {expected} final dialogues, got {rows}\nSTT:\n{p.stt.tail()}\nmerger:\n{p.merger.tail()}")
+
+
+async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: Pipeline, voice: Voice) -> None:
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    tracks, placed = meeting_tracks(SCRIPT, voice)
+    results = await asyncio.gather(
+        *(stream_pcm(pipeline.url, meeting_id, speaker, pcm, speed=4.0) for speaker, pcm in tracks.items())
+    )
+    for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
+        assert (result.close_code, result.acked_samples) == (1000, len(pcm)), speaker
+
+    dialogues = await wait_for_dialogues(pipeline, meeting_id, expected=len(SCRIPT))
+
+    assert [d["speaker_id"] for d in dialogues] == [line.speaker_id for line in SCRIPT]
+    starts = [d["start_ms"] for d in dialogues]
+    assert starts == sorted(starts)
+    for d, line in zip(dialogues, placed, strict=True):
+        assert abs(d["start_ms"] - line.start_ms) < 400, (d, line)  # media time, whatever the streaming pace
+    ben, cho = dialogues[1], dialogues[2]
+    assert cho["start_ms"] < ben["end_ms"], "the overlapping speakers' dialogues overlap on the timeline"
+    for d, line in zip(dialogues, SCRIPT, strict=True):
+        assert word_error_rate(line.text, d["text"]) <= 0.25, (line.text, d["text"])
+    wer = word_error_rate(" ".join(p.text for p in placed), " ".join(d["text"] for d in dialogues))
+    assert wer <= 0.10, wer
+
+    # Each utterance is stored once, and the read API serves the same dialogues in the same order.
+    counts = await pipeline.store.aquery(
+        f"SELECT count() AS n, uniqExact(utterance_id) AS u FROM {pipeline.store.database}.utterances FINAL "
+        "WHERE meeting_id = {m:String}",
+        {"m": meeting_id},
+    )
+    assert counts[0]["n"] == counts[0]["u"] >= len(SCRIPT)
+    async with httpx.AsyncClient(base_url=pipeline.url) as http:
+        body = (await http.get(f"/v1/meetings/{meeting_id}/dialogues")).json()
+    assert body["meeting_id"] == meeting_id
+    assert [(d["dialogue_id"], d["text"]) for d in body["dialogues"]] == [(d["dialogue_id"], d["text"]) for d in dialogues]
+
+    # A stock Kafka client reads both topics as JSON.
+    transcripts = kcat_json(pipeline, topic_name(pipeline.settings.topic_namespace, TRANSCRIPTS.name))
+    dialogue_events = kcat_json(pipeline, topic_name(pipeline.settings.topic_namespace, DIALOGUES.name))
+    finals = [e for e in transcripts if e["event"] == "transcript.final" and e["meeting_id"] == meeting_id]
+    assert {e["speaker_id"] for e in finals} == {"ana", "ben", "cho"}
+    assert all(e["words"] and e["end_ms"] > e["start_ms"] for e in finals)
+    assert {e["dialogue_id"] for e in dialogue_events if e["meeting_id"] == meeting_id} >= {d["dialogue_id"] for d in dialogues}
+
+
+def kcat_json(p: Pipeline, topic: str) -> list[dict]:
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat (Debian package kcat) is required; .ci/run installs it"
+    out = subprocess.run(
+        [kcat, "-b", p.settings.bootstrap_servers, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%s\n"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voice) -> None:
+    import websockets
+
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    tracks, _ = meeting_tracks((Line("dee", "Can everyone hear me clearly now?"),), voice)
+    ws_url = pipeline.url.replace("http://", "ws://") + f"/v1/meetings/{meeting_id}/live"
+    async with websockets.connect(ws_url) as live:
+        await asyncio.sleep(0.5)
+        result = await stream_pcm(pipeline.url, meeting_id, "dee", tracks["dee"], speed=4.0)
+        assert result.close_code == 1000
+        event = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            event = json.loads(await asyncio.wait_for(live.recv(), timeout=120))
+            if event["status"] == "final":
+                break
+    assert event is not None
+    assert {"dialogue_id", "speaker_id", "start_ms", "end_ms", "text", "status", "revision"} <= event.keys()
+    assert event["speaker_id"] == "dee" and event["status"] == "final"
+    assert word_error_rate("Can everyone hear me clearly now?", event["text"]) <= 0.2
+
+
+async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice: Voice) -> None:
+    import websockets
+
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    tracks, _ = meeting_tracks((Line("eve", "The other stream keeps working."),), voice)
+    good = asyncio.create_task(stream_pcm(pipeline.url, meeting_id, "eve", tracks["eve"], speed=2.0))
+
+    base = pipeline.url.replace("http://", "ws://") + f"/v1/meetings/{meeting_id}/streams/"
+    header = json.dumps({"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1})
+    async with websockets.connect(base + "mallory") as bad:
+        await bad.send(header)
+        await bad.send(np.zeros(1600, "<i2").tobytes())
+        await bad.send(b"\x00\x01\x02")  # 3 bytes: not a whole number of 16-bit samples
+        with pytest.raises(websockets.ConnectionClosedError):
+            while True:
+                await bad.recv()
+    assert bad.close_code == 4004
+    assert "not a whole number of samples" in bad.close_reason
+
+    cases = [
+        ([np.zeros(160, "<i2").tobytes()], 4003),  # binary before the header
+        ([json.dumps({"sample_rate": 44100, "encoding": "pcm_s16le", "channels": 1})], 4002),
+        ([json.dumps({"sample_rate": 16000})], 4001),
+        ([header, np.zeros(16000, "<i2").tobytes()], 4005),  # 1 s frame > 250 ms
+        ([header, json.dumps({"type": "pause"})], 4006),
+    ]
+    for i, (messages, code) in enumerate(cases):
+        async with websockets.connect(base + f"bad{i}") as ws:
+            for m in messages:
+                await ws.send(m)
+            with pytest.raises(websockets.ConnectionClosedError):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == code, (i, ws.close_code, ws.close_reason)
+        assert ws.close_reason
+
+    result = await good
+    assert (result.close_code, result.acked_samples) == (1000, len(tracks["eve"]))
+    dialogues = await wait_for_dialogues(pipeline, meeting_id, expected=1)
+    assert [d["speaker_id"] for d in dialogues] == ["eve"]
+    assert word_error_rate("The other stream keeps working.", dialogues[0]["text"]) <= 0.2

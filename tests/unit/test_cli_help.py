@@ -1,0 +1,34 @@
+"""Every subcommand answers --help, and the help names what the code does."""
+
+from __future__ import annotations
+
+import pytest
+
+from palaver.cli import build_parser, main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
+     ["broker", "fetch"], ["run"], ["topics"]],  # fmt: skip
+)
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: palaver" in capsys.readouterr().out
+
+
+def test_run_rejects_unknown_and_merger_combinations(capsys: pytest.CaptureFixture[str]) -> None:
+    from palaver.services import UsageError, check_combination
+
+    with pytest.raises(UsageError, match="unknown service"):
+        check_combination(["transcribe"])
+    with pytest.raises(UsageError, match="process of its own"):
+        check_combination(["merger", "stt"])
+    check_combination(["api", "ingest", "store", "stt"])
+
+
+def test_parser_defaults() -> None:
+    args = build_parser().parse_args(["demo"])
+    assert args.speed == 1.0 and args.url is None
