@@ -1,0 +1,1 @@
+"""Enrichment consumers (summaries, action items, keywords, mood, agenda, metrics): not built yet."""
