@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket
+from fastapi import APIRouter, Path, Query, Request, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
@@ -97,7 +97,3 @@ async def _wait_for_close(ws: WebSocket) -> None:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
             return
-
-
-def no_store() -> None:
-    raise HTTPException(status_code=503, detail="this process serves no ClickHouse reads")

@@ -146,16 +146,19 @@ def _broker(action: str, settings: Settings) -> int:
         print(f"Kafka {embedded.KAFKA_VERSION} jars in {embedded.fetch_jars(quiet=False)}")
     elif action == "start":
         pid, started = embedded.start(root, settings.kafka_port)
+        from palaver.streams.clients import wait_for_broker
+
+        asyncio.run(wait_for_broker(settings, timeout_s=60))
         verb = "started" if started else "already running"
         print(f"broker {verb}: pid {pid}, 127.0.0.1:{settings.kafka_port}, log {paths.log}")
     elif action == "stop":
         print("broker stopped" if embedded.stop(root) else "broker was not running")
     elif action == "status":
-        pid = embedded.running_pid(paths)
-        if pid is None:
+        running = embedded.running_pid(paths)
+        if running is None:
             print(f"broker not running (data {paths.data})")
             return 3
-        print(f"broker running: pid {pid}, 127.0.0.1:{settings.kafka_port}, log {paths.log}")
+        print(f"broker running: pid {running}, 127.0.0.1:{settings.kafka_port}, log {paths.log}")
     return 0
 
 

@@ -79,7 +79,7 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             for task in tasks:
                 try:
                     await asyncio.wait_for(task, timeout=10)
-                except (asyncio.TimeoutError, Exception) as exc:
+                except (TimeoutError, Exception) as exc:
                     log.warning("%s did not stop cleanly: %r", task.get_name(), exc)
             if producer is not None:
                 await producer.stop()

@@ -90,7 +90,7 @@ class SttWorker:
                 elif isinstance(event, StreamStoppedV1):
                     await self._on_stopped(event)
                 else:
-                    raise DecodeError(f"{event.event} does not belong on the audio topic")
+                    raise DecodeError(f"{type(event).__name__} does not belong on the audio topic")
         except (FrameHeaderError, DecodeError) as exc:
             await self._dlq.dead_letter(record, str(exc))
             return

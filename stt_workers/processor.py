@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,7 @@ class StreamState:
     partition: int
     frame_offsets: deque[tuple[int, int]] = field(default_factory=deque)  # (end_sample, kafka offset)
 
-    def accept(self, frame: AudioFrameV1, offset: int, new_segmenter: callable) -> list[Segment]:  # type: ignore[valid-type]
+    def accept(self, frame: AudioFrameV1, offset: int, new_segmenter: Callable[[int], Segmenter]) -> list[Segment]:
         """Feed a frame. Resent audio (after a client reconnect) is skipped, small holes are filled with
         silence, and a large hole restarts segmentation at the frame."""
         expected = self.segmenter.end_sample

@@ -28,7 +28,7 @@ async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None],
         while not stop.is_set():
             try:
                 message = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             d = json.loads(message)
             if d.get("status") == "final" and (d["dialogue_id"], d["revision"]) not in shown:

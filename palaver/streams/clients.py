@@ -76,7 +76,7 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
             await admin.start()
             await admin.list_topics()
             return
-        except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaConnectionError, OSError) as exc:
             last = exc
         finally:
             await admin.close()

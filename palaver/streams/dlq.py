@@ -36,7 +36,8 @@ class DlqPolicy:
         self._consecutive += 1
         if self._consecutive > self._max_consecutive:
             raise DlqLimitExceeded(f"{self._consecutive} consecutive invalid messages on {record.topic}")
-        headers = list(record.headers or ()) + [
+        headers = [
+            *(record.headers or ()),
             ("dlq.topic", record.topic.encode()),
             ("dlq.partition", str(record.partition).encode()),
             ("dlq.offset", str(record.offset).encode()),

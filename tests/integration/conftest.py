@@ -123,7 +123,7 @@ async def pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: py
     merger.start()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, {"ingest", "api", "store"}, store=store), host="127.0.0.1",
-                       port=settings.api_port, log_level="warning")  # fmt: skip
+                       port=settings.api_port, log_level="warning")
     )
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.api_port}"
