@@ -36,7 +36,7 @@ class ProtocolError(Exception):
     def __init__(self, code: int, reason: str):
         super().__init__(reason)
         self.code = code
-        self.reason = reason[:120]  # a close reason must fit in 123 bytes
+        self.reason = reason.encode()[:123].decode(errors="ignore")  # a close reason fits in 123 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +65,11 @@ def parse_header(text: str) -> StreamFormat:
     start = obj.get("start_sample", 0)
     if encoding not in SUPPORTED_ENCODINGS:
         raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported encoding {encoding!r}; use pcm_s16le")
-    if rate not in SUPPORTED_SAMPLE_RATES or isinstance(rate, bool):
+    if type(rate) is not int or rate not in SUPPORTED_SAMPLE_RATES:
         raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported sample_rate {rate!r}; use 16000")
-    if channels != 1 or isinstance(channels, bool):
+    if type(channels) is not int or channels != 1:
         raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported channels {channels!r}; use 1 (mono)")
-    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+    if type(start) is not int or start < 0:
         raise ProtocolError(CloseCode.BAD_HEADER, "start_sample must be a non-negative integer")
     return StreamFormat(sample_rate=rate, encoding=encoding, channels=channels, start_sample=start)
 

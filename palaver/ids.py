@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 
-_ID_PART = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ID_PART = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def is_valid_id_part(value: str) -> bool:
     """Meeting and speaker ids: 1-64 characters of letters, digits, ``.``, ``_`` or ``-`` (no ``/``)."""
-    return bool(_ID_PART.match(value))
+    return _ID_PART.fullmatch(value) is not None
 
 
 def stream_id(meeting_id: str, speaker_id: str) -> str:

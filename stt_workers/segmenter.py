@@ -85,13 +85,19 @@ class Segmenter:
         if not self._in_speech:
             return []
         self._in_speech = False
-        segment = self._cut(self._speech_start, min(self.end_sample, self._voice_end + self._pad))
+        segment = self._cut(self._speech_start, self._voice_end, self._voice_end + self._trailing_pad)
         self._trim()
         return [segment] if segment else []
 
     @property
     def _pad(self) -> int:
         return self._policy.samples(self._policy.pad_ms)
+
+    @property
+    def _trailing_pad(self) -> int:
+        # Never more than the silence that ended the utterance: that audio has always arrived when the
+        # end is detected, so boundaries do not depend on how the audio was framed.
+        return min(self._pad, self._policy.samples(self._policy.min_silence_ms))
 
     def _window(self, start: int) -> np.ndarray:
         lo = start - CONTEXT - self._buffer_start
@@ -112,7 +118,7 @@ class Segmenter:
             self._quiet_windows.append((start, prob))
             if end - self._voice_end >= p.samples(p.min_silence_ms):
                 self._in_speech = False
-                return self._cut(self._speech_start, self._voice_end + self._pad)
+                return self._cut(self._speech_start, self._voice_end, self._voice_end + self._trailing_pad)
         if self._in_speech and end - self._speech_start >= p.samples(p.max_utterance_ms):
             return self._cut_long(end)
         return None
@@ -122,16 +128,18 @@ class Segmenter:
         horizon = end - self._policy.samples(self._policy.max_utterance_ms) // 3
         quiet = [(prob, s) for s, prob in self._quiet_windows if s >= horizon]
         cut = min(quiet)[1] + WINDOW // 2 if quiet else end
-        segment = self._cut(self._speech_start, cut)
+        segment = self._cut(self._speech_start, cut, cut)
         self._speech_start = cut
         self._quiet_windows = [(s, pr) for s, pr in self._quiet_windows if s >= cut]
         return segment
 
-    def _cut(self, speech_start: int, end: int) -> Segment | None:
+    def _cut(self, speech_start: int, voice_end: int, end: int) -> Segment | None:
+        """A segment of the speech from ``speech_start`` to ``voice_end``, padded up to ``end``; None when
+        the speech is shorter than the policy's minimum (a click, a cough)."""
+        if voice_end - speech_start < self._policy.samples(self._policy.min_speech_ms):
+            return None
         start = max(speech_start - self._pad, self._last_segment_end, self._buffer_start)
         end = min(end, self.end_sample)
-        if end - speech_start < self._policy.samples(self._policy.min_speech_ms):
-            return None
         self._last_segment_end = end
         audio = self._buffer[start - self._buffer_start : end - self._buffer_start].copy()
         return Segment(start_sample=start, end_sample=end, speech_start_sample=speech_start, audio=audio)

@@ -1,0 +1,245 @@
+"""The ingest wire protocol (pure functions) and the meeting clock."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from ingest.clock import MeetingClock
+from ingest.protocol import (
+    MAX_FRAME_MS,
+    CloseCode,
+    ProtocolError,
+    StreamFormat,
+    ack_message,
+    check_frame,
+    parse_control,
+    parse_header,
+)
+from palaver.events import AudioFrameV1
+
+HEADER = {"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1}
+FMT = StreamFormat(sample_rate=16000, encoding="pcm_s16le", channels=1)
+
+
+def _header(**changes: object) -> str:
+    obj = {**HEADER, **changes}
+    return orjson.dumps({k: v for k, v in obj.items() if v is not _DROP}).decode()
+
+
+_DROP = object()
+
+
+def _rejects(fn, arg, code: int) -> ProtocolError:  # type: ignore[no-untyped-def]
+    with pytest.raises(ProtocolError) as info:
+        fn(arg)
+    err = info.value
+    assert err.code == code
+    assert 4000 <= err.code <= 4999
+    assert err.reason
+    assert len(err.reason.encode("utf-8")) <= 123, "a WebSocket close reason must fit in 123 bytes"
+    return err
+
+
+# --- parse_header ----------------------------------------------------------------------------------------
+
+
+def test_parse_header_valid() -> None:
+    assert parse_header(_header()) == FMT
+    assert parse_header(_header()).start_sample == 0
+
+
+def test_parse_header_with_start_sample() -> None:
+    fmt = parse_header(_header(start_sample=48000))
+    assert fmt == StreamFormat(16000, "pcm_s16le", 1, start_sample=48000)
+
+
+def test_parse_header_ignores_unknown_keys() -> None:
+    assert parse_header(_header(client="palaver-web/1.0")) == FMT
+
+
+@pytest.mark.parametrize("text", ["", "hello", "{", "{'sample_rate': 16000}", "\x00"])
+def test_parse_header_not_json(text: str) -> None:
+    err = _rejects(parse_header, text, CloseCode.BAD_HEADER)
+    assert "JSON" in err.reason
+
+
+@pytest.mark.parametrize("text", ["[]", '[16000, "pcm_s16le", 1]', "16000", '"header"', "null", "true"])
+def test_parse_header_not_object(text: str) -> None:
+    _rejects(parse_header, text, CloseCode.BAD_HEADER)
+
+
+@pytest.mark.parametrize(
+    ("drop", "named"),
+    [
+        (("sample_rate",), ["sample_rate"]),
+        (("encoding",), ["encoding"]),
+        (("channels",), ["channels"]),
+        (("sample_rate", "channels"), ["sample_rate", "channels"]),
+        (("sample_rate", "encoding", "channels"), ["sample_rate", "encoding", "channels"]),
+    ],
+)
+def test_parse_header_missing_fields(drop: tuple[str, ...], named: list[str]) -> None:
+    err = _rejects(parse_header, _header(**{k: _DROP for k in drop}), CloseCode.BAD_HEADER)
+    for name in named:
+        assert name in err.reason
+
+
+@pytest.mark.parametrize("encoding", ["pcm_f32le", "opus", "PCM_S16LE", "", None, 1, True, ["pcm_s16le"]])
+def test_parse_header_unsupported_encoding(encoding: object) -> None:
+    _rejects(parse_header, _header(encoding=encoding), CloseCode.UNSUPPORTED_FORMAT)
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 48000, 0, -16000, "16000", None, True, False, [16000]])
+def test_parse_header_unsupported_sample_rate(rate: object) -> None:
+    _rejects(parse_header, _header(sample_rate=rate), CloseCode.UNSUPPORTED_FORMAT)
+
+
+@pytest.mark.parametrize("channels", [2, 0, -1, "1", None, True, [1]])
+def test_parse_header_unsupported_channels(channels: object) -> None:
+    _rejects(parse_header, _header(channels=channels), CloseCode.UNSUPPORTED_FORMAT)
+
+
+@pytest.mark.parametrize("start", [-1, 1.5, "0", None, True, False, [0], {"n": 1}])
+def test_parse_header_bad_start_sample(start: object) -> None:
+    _rejects(parse_header, _header(start_sample=start), CloseCode.BAD_HEADER)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"sample_rate": 16000.0}, {"channels": 1.0}, {"start_sample": 0}],
+    ids=["float-sample-rate", "float-channels", "plain"],
+)
+def test_accepted_header_yields_frames_the_stt_worker_can_read(changes: dict[str, object]) -> None:
+    """Whatever parse_header accepts must produce frames whose Kafka headers decode downstream
+    (ingest/app.py builds AudioFrameV1 from the format and a running sample count)."""
+    try:
+        fmt = parse_header(_header(**changes))
+    except ProtocolError as err:
+        assert err.code == CloseCode.UNSUPPORTED_FORMAT
+        return
+    samples = check_frame(640, fmt)
+    next_sample = fmt.start_sample + samples
+    frame = AudioFrameV1("m1", "alice", "m1/alice", fmt.sample_rate, next_sample, 0, b"\x00\x00" * 320)
+    decoded = AudioFrameV1.from_kafka(frame.pcm, dict(frame.kafka_headers()))
+    assert (decoded.sample_rate, decoded.first_sample) == (16000, next_sample)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"encoding": "é" * 200},
+        {"encoding": "語" * 200},
+        {"sample_rate": "ß" * 300},
+        {"channels": "😀" * 100},
+    ],
+    ids=["encoding-latin", "encoding-cjk", "sample-rate-latin", "channels-emoji"],
+)
+def test_close_reason_fits_in_123_bytes_for_non_ascii_input(changes: dict[str, object]) -> None:
+    _rejects(parse_header, _header(**changes), CloseCode.UNSUPPORTED_FORMAT)
+
+
+def test_long_ascii_reason_is_truncated() -> None:
+    _rejects(parse_header, _header(encoding="x" * 500), CloseCode.UNSUPPORTED_FORMAT)
+
+
+# --- check_frame -----------------------------------------------------------------------------------------
+
+
+def test_max_frame_bytes_is_250_ms() -> None:
+    assert MAX_FRAME_MS == 250
+    assert FMT.max_frame_bytes == 8000
+
+
+@pytest.mark.parametrize(("size", "samples"), [(2, 1), (640, 320), (7998, 3999), (8000, 4000)])
+def test_check_frame_ok(size: int, samples: int) -> None:
+    assert check_frame(size, FMT) == samples
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 641, 7999])
+def test_check_frame_not_whole_samples(size: int) -> None:
+    _rejects(lambda n: check_frame(n, FMT), size, CloseCode.ODD_FRAME)
+
+
+@pytest.mark.parametrize("size", [8002, 16000, 1 << 20])
+def test_check_frame_too_large(size: int) -> None:
+    err = _rejects(lambda n: check_frame(n, FMT), size, CloseCode.FRAME_TOO_LARGE)
+    assert str(size) in err.reason
+
+
+# --- parse_control and ack -------------------------------------------------------------------------------
+
+
+def test_parse_control_end() -> None:
+    assert parse_control('{"type":"end"}') == "end"
+    assert parse_control('{"type": "end", "note": "bye"}') == "end"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "end", "{", '{"type":"pause"}', '{"type":"END"}', "{}", '["end"]', '"end"', "null", '{"type": 1}'],
+)
+def test_parse_control_rejects(text: str) -> None:
+    _rejects(parse_control, text, CloseCode.BAD_CONTROL)
+
+
+def test_parse_control_reason_fits_for_long_unicode_type() -> None:
+    _rejects(parse_control, orjson.dumps({"type": "ü" * 300}).decode(), CloseCode.BAD_CONTROL)
+
+
+@pytest.mark.parametrize("samples", [0, 320, 16000 * 3600])
+def test_ack_message(samples: int) -> None:
+    assert orjson.loads(ack_message(samples)) == {"type": "ack", "samples": samples}
+
+
+def test_close_codes_are_application_codes() -> None:
+    codes = {k: v for k, v in vars(CloseCode).items() if k.isupper()}
+    assert len(set(codes.values())) == len(codes)
+    for name, code in codes.items():
+        if name == "BROKER_UNAVAILABLE":
+            assert code == 1011
+        else:
+            assert 4000 <= code <= 4999, name
+
+
+# --- MeetingClock ----------------------------------------------------------------------------------------
+
+
+def test_first_stream_at_epoch_gets_zero() -> None:
+    clock = MeetingClock()
+    assert clock.place("m1", "m1/alice", now_ms=1_700_000_000_000, start_sample=0, sample_rate=16000) == 0
+    assert clock.meeting_epoch_ms == {"m1": 1_700_000_000_000}
+
+
+def test_second_stream_gets_its_offset_from_the_epoch() -> None:
+    clock = MeetingClock()
+    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    assert clock.place("m1", "m1/bob", now_ms=12_345, start_sample=0, sample_rate=16000) == 2_345
+
+
+def test_meetings_have_independent_clocks() -> None:
+    clock = MeetingClock()
+    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    assert clock.place("m2", "m2/alice", now_ms=50_000, start_sample=0, sample_rate=16000) == 0
+    assert clock.place("m2", "m2/bob", now_ms=51_000, start_sample=0, sample_rate=16000) == 1_000
+
+
+def test_reconnect_keeps_placement() -> None:
+    clock = MeetingClock()
+    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    assert clock.place("m1", "m1/bob", now_ms=13_000, start_sample=0, sample_rate=16000) == 3_000
+    # bob drops and resumes 40 s later at sample 32000 (2 s): his sample 0 stays where it was
+    assert clock.place("m1", "m1/bob", now_ms=53_000, start_sample=32_000, sample_rate=16000) == 3_000
+
+
+def test_resume_on_unknown_stream_backdates() -> None:
+    clock = MeetingClock()
+    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    # after an ingest restart bob resumes at 5 s of audio, 20 s into the meeting: sample 0 was at 15 s
+    assert clock.place("m1", "m1/bob", now_ms=30_000, start_sample=80_000, sample_rate=16000) == 15_000
+
+
+def test_backdating_never_goes_before_the_meeting_start() -> None:
+    clock = MeetingClock()
+    assert clock.place("m1", "m1/alice", now_ms=10_000, start_sample=160_000, sample_rate=16000) == 0
+    assert clock.place("m1", "m1/bob", now_ms=11_000, start_sample=160_000, sample_rate=16000) == 0
