@@ -13,7 +13,15 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ingest.acks import Acker
 from ingest.clock import MeetingClock
-from ingest.protocol import CloseCode, ProtocolError, StreamFormat, check_frame, parse_control, parse_header
+from ingest.protocol import (
+    CloseCode,
+    ProtocolError,
+    StreamFormat,
+    check_frame,
+    parse_control,
+    parse_header,
+    ready_message,
+)
 from palaver import ids
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, encode
 from palaver.metrics import INGEST_ACTIVE_STREAMS, INGEST_FRAMES, INGEST_REJECTED
@@ -64,15 +72,16 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
         return
     except _EndOfStream:
         return
-    start_ms = ctx.clock.place(meeting_id, stream, int(time.time() * 1000), fmt.start_sample, fmt.sample_rate)
+    placed = ctx.clock.place(meeting_id, stream, int(time.time() * 1000), fmt.start_sample, fmt.sample_rate)
+    start_ms = placed.stream_start_ms
     started = StreamStartedV1(
-        event_id=ids.event_id("stream.started", stream, fmt.start_sample),
+        event_id=ids.event_id("stream.started", stream, placed.first_sample),
         meeting_id=meeting_id,
         speaker_id=speaker_id,
         stream_id=stream,
         sample_rate=fmt.sample_rate,
         stream_start_ms=start_ms,
-        first_sample=fmt.start_sample,
+        first_sample=placed.first_sample,
     )
     try:
         await _send_event(ctx, stream, started)
@@ -80,8 +89,9 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
         await _reject(ws, ProtocolError(CloseCode.BROKER_UNAVAILABLE, f"broker unavailable: {exc}"))
         return
 
+    await ws.send_text(ready_message(placed.first_sample, start_ms))
     acker = Acker(ws.send_text)
-    next_sample = fmt.start_sample
+    next_sample = placed.first_sample
     failure: ProtocolError | None = None
     reason = "end"
     try:
@@ -108,6 +118,7 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
     except WebSocketDisconnect:
         reason = "disconnect"
 
+    ctx.clock.note_end(stream, next_sample)
     try:
         durable = await acker.drain()
         await _send_event(ctx, stream, _stopped(started, durable, reason))

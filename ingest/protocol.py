@@ -2,8 +2,9 @@
 
 Client -> server: a text header ``{"sample_rate":16000,"encoding":"pcm_s16le","channels":1}`` (optional
 ``"start_sample": N`` to resume after a reconnect), then binary frames of 20-250 ms of audio, then the text
-``{"type":"end"}``. Server -> client: ``{"type":"ack","samples":N}`` once the first N samples are durable in
-Kafka, and a close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input.
+``{"type":"end"}``. Server -> client: ``{"type":"ready","first_sample":F,"stream_start_ms":T}`` once the header
+is accepted, ``{"type":"ack","samples":N}`` once the stream's first N samples are durable in Kafka, and a
+close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input.
 """
 
 from __future__ import annotations
@@ -99,3 +100,9 @@ def parse_control(text: str) -> str:
 
 def ack_message(samples: int) -> str:
     return orjson.dumps({"type": "ack", "samples": samples}).decode()
+
+
+def ready_message(first_sample: int, stream_start_ms: int) -> str:
+    """Sent once the header is accepted: where this connection's audio sits in the stream (acks count the
+    stream's samples) and where the stream sits on the meeting's timeline."""
+    return orjson.dumps({"type": "ready", "first_sample": first_sample, "stream_start_ms": stream_start_ms}).decode()

@@ -6,13 +6,14 @@ timeline; overlapping speech gives concurrent dialogues. The output depends only
 utterances seen, never on their arrival order, so duplicates and late events converge.
 
 Meeting state is a JSON-able dict (it lives in a faust table):
-``{"utterances": {id: [speaker, start_ms, end_ms, text, run]}, "stopped": [speaker...],
-   "emitted": {dialogue_id: [revision, fingerprint, speaker, start_ms, end_ms, run]}}``
+``{"utterances": {"run|utterance_id": [speaker, start_ms, end_ms, text, run]}, "stopped": [speaker...],
+   "emitted": {"run|dialogue_id": [revision, fingerprint, speaker, start_ms, end_ms, run]}}``
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +114,7 @@ def apply(meeting_id: str, state: MeetingState, event: EventV, pause_ms: int) ->
     utterances = dict(state["utterances"])
     stopped = list(state["stopped"])
     if isinstance(event, TranscriptFinalV1):
-        utterances[event.utterance_id] = [event.speaker_id, event.start_ms, event.end_ms, event.text, event.run]
+        utterances[_key(event.run, event.utterance_id)] = [event.speaker_id, event.start_ms, event.end_ms, event.text, event.run]
     elif isinstance(event, StreamStoppedV1):
         if event.speaker_id not in stopped:
             stopped.append(event.speaker_id)
@@ -122,35 +123,41 @@ def apply(meeting_id: str, state: MeetingState, event: EventV, pause_ms: int) ->
             stopped.remove(event.speaker_id)  # a reconnect reopens the speaker's last dialogue
     else:
         return state, []
-    current = build_dialogues(
-        meeting_id,
-        [Utterance(uid, *fields) for uid, fields in utterances.items()],
-        pause_ms,
-        set(stopped),
-    )
+    # Each run (engine:model) has its own dialogues: a reprocessed meeting sits beside the original.
+    by_run: dict[str, list[Utterance]] = defaultdict(list)
+    for key, fields in utterances.items():
+        by_run[fields[4]].append(Utterance(key.partition("|")[2], *fields))
     emitted = dict(state["emitted"])
     updates: list[DialogueUpdateV1] = []
-    for position, d in enumerate(current):
-        fingerprint = _fingerprint(d)
-        previous = emitted.get(d.dialogue_id)
-        if previous and previous[1] == fingerprint:
-            continue
-        revision = previous[0] + 1 if previous else 1
-        emitted[d.dialogue_id] = [revision, fingerprint, d.speaker_id, d.start_ms, d.end_ms, d.run]
-        updates.append(_update(meeting_id, d.dialogue_id, d.speaker_id, d.start_ms, d.end_ms, d.text, d.status,
-                               revision, position, d.utterance_ids, d.run))  # fmt: skip
-    live_ids = {d.dialogue_id for d in current}
-    for dialogue_id, (revision, fingerprint, speaker, start, end, run) in list(emitted.items()):
-        if dialogue_id not in live_ids and fingerprint != "retracted":
-            emitted[dialogue_id] = [revision + 1, "retracted", speaker, start, end, run]
+    live_keys = set()
+    for run in sorted(by_run):
+        for position, d in enumerate(build_dialogues(meeting_id, by_run[run], pause_ms, set(stopped))):
+            key = _key(run, d.dialogue_id)
+            live_keys.add(key)
+            fingerprint = _fingerprint(d)
+            previous = emitted.get(key)
+            if previous and previous[1] == fingerprint:
+                continue
+            revision = previous[0] + 1 if previous else 1
+            emitted[key] = [revision, fingerprint, d.speaker_id, d.start_ms, d.end_ms, d.run]
+            updates.append(_update(meeting_id, d.dialogue_id, d.speaker_id, d.start_ms, d.end_ms, d.text, d.status,
+                                   revision, position, d.utterance_ids, d.run))  # fmt: skip
+    for key, (revision, fingerprint, speaker, start, end, run) in list(emitted.items()):
+        if key not in live_keys and fingerprint != "retracted":
+            emitted[key] = [revision + 1, "retracted", speaker, start, end, run]
+            dialogue_id = key.partition("|")[2]
             updates.append(_update(meeting_id, dialogue_id, speaker, start, end, "", "retracted", revision + 1, -1, (), run))
     return {"utterances": utterances, "stopped": stopped, "emitted": emitted}, updates
+
+
+def _key(run: str, entity_id: str) -> str:
+    return f"{run}|{entity_id}"
 
 
 def _update(meeting_id: str, dialogue_id: str, speaker: str, start: int, end: int, text: str, status: str,
             revision: int, position: int, utterance_ids: tuple[str, ...], run: str) -> DialogueUpdateV1:  # fmt: skip
     return DialogueUpdateV1(
-        event_id=ids.event_id("dialogue.update", dialogue_id, revision),
+        event_id=ids.event_id("dialogue.update", dialogue_id, run, revision),
         dialogue_id=dialogue_id,
         meeting_id=meeting_id,
         speaker_id=speaker,

@@ -14,7 +14,8 @@ import websockets
 class StreamResult:
     close_code: int
     close_reason: str
-    acked_samples: int
+    acked_samples: int  # samples of this connection the server acknowledged as durable
+    first_sample: int  # where the server placed this connection's audio in the stream
 
 
 def ws_url(http_url: str) -> str:
@@ -29,16 +30,19 @@ async def stream_pcm(
     url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/streams/{speaker_id}"
     step = sample_rate * frame_ms // 1000
     acked = 0
+    first_sample = 0
     async with websockets.connect(url, max_size=None) as ws:
         await ws.send(json.dumps({"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}))
 
         async def read_acks() -> None:
-            nonlocal acked
+            nonlocal acked, first_sample
             try:
                 async for message in ws:
                     if isinstance(message, str):
                         body = json.loads(message)
-                        if body.get("type") == "ack":
+                        if body.get("type") == "ready":
+                            first_sample = body["first_sample"]
+                        elif body.get("type") == "ack":
                             acked = body["samples"]
             except websockets.ConnectionClosed:
                 pass
@@ -57,4 +61,4 @@ async def stream_pcm(
             pass  # the server closed early (bad input); its close code says why
         await reader
         assert ws.close_code is not None
-        return StreamResult(ws.close_code, ws.close_reason or "", acked)
+        return StreamResult(ws.close_code, ws.close_reason or "", max(0, acked - first_sample), first_sample)

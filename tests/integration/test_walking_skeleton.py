@@ -171,3 +171,27 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
     dialogues = await wait_for_dialogues(pipeline, meeting_id, expected=1)
     assert [d["speaker_id"] for d in dialogues] == ["eve"]
     assert word_error_rate("The other stream keeps working.", dialogues[0]["text"]) <= 0.2
+
+
+async def test_second_session_of_a_speaker_keeps_the_first(pipeline: Pipeline, voice: Voice) -> None:
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    first, _ = meeting_tracks((Line("gus", "This is my first session."),), voice)
+    second, _ = meeting_tracks((Line("gus", "And now I am back again."),), voice)
+    one = await stream_pcm(pipeline.url, meeting_id, "gus", first["gus"], speed=4.0)
+    two = await stream_pcm(pipeline.url, meeting_id, "gus", second["gus"], speed=4.0)
+    assert (one.close_code, one.first_sample, one.acked_samples) == (1000, 0, len(first["gus"]))
+    assert two.close_code == 1000 and two.acked_samples == len(second["gus"])
+    assert two.first_sample >= len(first["gus"]), "the new session continues the stream's timeline"
+
+    deadline = time.monotonic() + 120
+    rows: list[dict] = []
+    while time.monotonic() < deadline and len(rows) < 2:
+        rows = await pipeline.store.aquery(
+            f"SELECT text, start_ms FROM {pipeline.store.database}.utterances FINAL WHERE meeting_id = {{m:String}} "
+            "ORDER BY start_ms",
+            {"m": meeting_id},
+        )
+        await asyncio.sleep(0.5)
+    assert len(rows) == 2, rows
+    assert word_error_rate("This is my first session.", rows[0]["text"]) <= 0.2
+    assert word_error_rate("And now I am back again.", rows[1]["text"]) <= 0.2

@@ -157,7 +157,7 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
         assert event.event_id == ids.event_id("transcript.final", event.utterance_id, event.run)
         assert event.run == f"{event.engine}:{event.model}"
     if isinstance(event, DialogueUpdateV1):
-        assert event.event_id == ids.event_id("dialogue.update", event.dialogue_id, event.revision)
+        assert event.event_id == ids.event_id("dialogue.update", event.dialogue_id, event.run, event.revision)
         if event.status != "retracted":
             assert event.dialogue_id == ids.dialogue_id(event.meeting_id, event.utterance_ids[0])
     if isinstance(event, StreamStartedV1):

@@ -207,39 +207,63 @@ def test_close_codes_are_application_codes() -> None:
 
 def test_first_stream_at_epoch_gets_zero() -> None:
     clock = MeetingClock()
-    assert clock.place("m1", "m1/alice", now_ms=1_700_000_000_000, start_sample=0, sample_rate=16000) == 0
+    assert clock.place("m1", "m1/alice", now_ms=1_700_000_000_000, start_sample=0, sample_rate=16000).stream_start_ms == 0
     assert clock.meeting_epoch_ms == {"m1": 1_700_000_000_000}
 
 
 def test_second_stream_gets_its_offset_from_the_epoch() -> None:
     clock = MeetingClock()
     clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    assert clock.place("m1", "m1/bob", now_ms=12_345, start_sample=0, sample_rate=16000) == 2_345
+    assert clock.place("m1", "m1/bob", now_ms=12_345, start_sample=0, sample_rate=16000).stream_start_ms == 2_345
 
 
 def test_meetings_have_independent_clocks() -> None:
     clock = MeetingClock()
     clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    assert clock.place("m2", "m2/alice", now_ms=50_000, start_sample=0, sample_rate=16000) == 0
-    assert clock.place("m2", "m2/bob", now_ms=51_000, start_sample=0, sample_rate=16000) == 1_000
+    assert clock.place("m2", "m2/alice", now_ms=50_000, start_sample=0, sample_rate=16000).stream_start_ms == 0
+    assert clock.place("m2", "m2/bob", now_ms=51_000, start_sample=0, sample_rate=16000).stream_start_ms == 1_000
 
 
 def test_reconnect_keeps_placement() -> None:
     clock = MeetingClock()
     clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    assert clock.place("m1", "m1/bob", now_ms=13_000, start_sample=0, sample_rate=16000) == 3_000
+    assert clock.place("m1", "m1/bob", now_ms=13_000, start_sample=0, sample_rate=16000).stream_start_ms == 3_000
     # bob drops and resumes 40 s later at sample 32000 (2 s): his sample 0 stays where it was
-    assert clock.place("m1", "m1/bob", now_ms=53_000, start_sample=32_000, sample_rate=16000) == 3_000
+    assert clock.place("m1", "m1/bob", now_ms=53_000, start_sample=32_000, sample_rate=16000).stream_start_ms == 3_000
 
 
 def test_resume_on_unknown_stream_backdates() -> None:
     clock = MeetingClock()
     clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
     # after an ingest restart bob resumes at 5 s of audio, 20 s into the meeting: sample 0 was at 15 s
-    assert clock.place("m1", "m1/bob", now_ms=30_000, start_sample=80_000, sample_rate=16000) == 15_000
+    assert clock.place("m1", "m1/bob", now_ms=30_000, start_sample=80_000, sample_rate=16000).stream_start_ms == 15_000
 
 
 def test_backdating_never_goes_before_the_meeting_start() -> None:
     clock = MeetingClock()
-    assert clock.place("m1", "m1/alice", now_ms=10_000, start_sample=160_000, sample_rate=16000) == 0
-    assert clock.place("m1", "m1/bob", now_ms=11_000, start_sample=160_000, sample_rate=16000) == 0
+    assert clock.place("m1", "m1/alice", now_ms=10_000, start_sample=160_000, sample_rate=16000).stream_start_ms == 0
+    assert clock.place("m1", "m1/bob", now_ms=11_000, start_sample=160_000, sample_rate=16000).stream_start_ms == 0
+
+
+def test_fresh_connection_of_a_known_stream_continues_its_timeline() -> None:
+    clock = MeetingClock()
+    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    assert first.first_sample == 0
+    clock.note_end("m1/alice", 48_000)  # 3 s of audio, then the tab was closed
+    again = clock.place("m1", "m1/alice", now_ms=20_000, start_sample=0, sample_rate=16000)
+    assert again.stream_start_ms == first.stream_start_ms
+    assert again.first_sample == 160_000  # 10 s after the stream's start, not sample 0 again
+
+
+def test_fresh_connection_never_starts_before_audio_already_received() -> None:
+    clock = MeetingClock()
+    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    clock.note_end("m1/alice", 320_000)  # the client streamed faster than real time
+    assert clock.place("m1", "m1/alice", now_ms=11_000, start_sample=0, sample_rate=16000).first_sample == 320_000
+
+
+def test_resume_uses_the_clients_position() -> None:
+    clock = MeetingClock()
+    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    clock.note_end("m1/alice", 48_000)
+    assert clock.place("m1", "m1/alice", now_ms=30_000, start_sample=40_000, sample_rate=16000).first_sample == 40_000

@@ -194,7 +194,7 @@ def test_first_utterance_creates_live_dialogue() -> None:
     assert update.revision == 1
     assert update.position == 0
     assert update.utterance_ids == (e.utterance_id,)
-    assert update.event_id == ids.event_id("dialogue.update", update.dialogue_id, 1)
+    assert update.event_id == ids.event_id("dialogue.update", update.dialogue_id, update.run, 1)
 
 
 def test_duplicate_event_produces_no_updates() -> None:
@@ -271,7 +271,7 @@ def assert_revisions_increase(updates: list[DialogueUpdateV1]) -> None:
     for u in updates:
         assert u.revision == seen.get(u.dialogue_id, 0) + 1, f"{u.dialogue_id}: gap or repeat"
         seen[u.dialogue_id] = u.revision
-        assert u.event_id == ids.event_id("dialogue.update", u.dialogue_id, u.revision)
+        assert u.event_id == ids.event_id("dialogue.update", u.dialogue_id, u.run, u.revision)
         assert decode(encode(u)) == u
 
 
@@ -366,3 +366,15 @@ def test_dialogue_rules_hold_for_any_meeting(events: list[TranscriptFinalV1]) ->
     assert all(n == 1 for n in live_per_speaker.values())
     # the dialogue that starts last is always live: nothing can have closed it
     assert dialogues[-1].status == "live"
+
+
+def test_runs_of_one_meeting_keep_separate_dialogues() -> None:
+    original = utt("alice", 0, 1000, "hello there")
+    reprocessed = original.model_copy(update={"run": "whisper:small.en", "text": "hello their", "model": "small.en"})
+    state, first = apply(MEETING, new_state(), original, PAUSE)
+    state, second = apply(MEETING, state, reprocessed, PAUSE)
+    assert [(u.run, u.text, u.revision) for u in first] == [("whisper:tiny.en", "hello there", 1)]
+    assert [(u.run, u.text, u.revision) for u in second] == [("whisper:small.en", "hello their", 1)]
+    assert first[0].event_id != second[0].event_id
+    _, after_stop = apply(MEETING, state, stopped("alice"), PAUSE)
+    assert sorted((u.run, u.status) for u in after_stop) == [("whisper:small.en", "final"), ("whisper:tiny.en", "final")]
