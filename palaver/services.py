@@ -11,6 +11,7 @@ import logging
 import signal
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
@@ -41,6 +42,10 @@ async def prepare_broker(settings: Settings) -> None:
 def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:
     check_combination(services)
     asyncio.run(prepare_broker(settings))
+    if not set(services) & WEB_SERVICES and settings.metrics_port:
+        # Web processes serve /metrics themselves; the others get a bare Prometheus endpoint.
+        start_http_server(settings.metrics_port, addr=host)
+        log.info("metrics on http://%s:%d/metrics", host, settings.metrics_port)
     if services == ["merger"]:
         from merger.app import run_merger
 

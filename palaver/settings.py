@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     topic_namespace: str = Field(default="", description="Prefix for every topic and consumer group.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    metrics_port: int | None = Field(
+        default=None, description="Prometheus /metrics port for a process without an HTTP server (stt, merger)."
+    )
 
     whisper_model_dir: str | None = Field(default=None, description="CTranslate2 Whisper model directory.")
     whisper_compute_type: str = "int8"

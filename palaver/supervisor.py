@@ -62,13 +62,13 @@ class Stack:
             self.stop()
             raise embedded.BrokerError(f"port {s.api_port} is taken; choose another with --port")
         env = {**os.environ, **_settings_env(s)}
-        for name, services in GROUPS:
+        for index, (name, services) in enumerate(GROUPS):
             log = s.log_dir / f"{name}.log"
-            cmd = [sys.executable, "-m", "palaver", "run", *services]
-            if name == "web":
-                cmd += ["--host", s.api_host, "--port", str(s.api_port)]
+            cmd = [sys.executable, "-m", "palaver", "run", *services, "--host", s.api_host, "--port", str(s.api_port)]
+            # Processes without an HTTP server expose Prometheus metrics on the next ports.
+            child_env = env if name == "web" else {**env, "PALAVER_METRICS_PORT": str(s.api_port + index)}
             out = open(log, "ab")  # noqa: SIM115 - handed to the child
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env)
             self.children.append(Child(name, proc, log))
             self.say(f"  {name:<7} ({' '.join(services)}) pid {proc.pid}, log {log}")
         self._wait_healthy(timeout_s)

@@ -87,6 +87,10 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             assert str(tmp_path / "logs" / f"{name}.log") in output
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
         assert "/v1/meetings/{meeting_id}/dialogues" in httpx.get(f"http://127.0.0.1:{port}/openapi.json").text
+        stt_metrics = _get_when_up(f"http://127.0.0.1:{port + 1}/metrics")
+        assert "palaver_stt_active_streams" in stt_metrics
+        merger_metrics = _get_when_up(f"http://127.0.0.1:{port + 2}/metrics")
+        assert "palaver_merger_dialogue_updates_total" in merger_metrics
         child_pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0
@@ -109,3 +113,14 @@ def test_demo_prints_the_meeting_in_order(tmp_path: Path) -> None:
     assert wer <= 10.0
     time.sleep(0.5)
     assert palaver("broker", "status", env=env).returncode == 3
+
+
+def _get_when_up(url: str, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return httpx.get(url, timeout=5).text
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
