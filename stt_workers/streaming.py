@@ -1,0 +1,55 @@
+"""The interface of streaming speech-to-text engines (cloud services that take audio as it comes and
+answer with interim and final results), beside the batch ``SttEngine`` of engine.py.
+
+Times are in samples of the stream (16 kHz), so results map onto the meeting's media timeline the same way
+Whisper's do: ``media_ms = stream_start_ms + sample * 1000 / sample_rate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from stt_workers.engine import Word
+
+
+@dataclass(frozen=True)
+class RecognizedSpeech:
+    """One result of a streaming engine. ``final`` False: an interim hypothesis of the open utterance
+    (it may still change); True: the utterance is done and will not change."""
+
+    final: bool
+    start_sample: int  # where the utterance starts in the stream
+    end_sample: int  # how far the result covers
+    text: str
+    words: tuple[Word, ...]  # word times in seconds relative to ``start_sample``
+    confidence: float
+
+
+class EngineError(RuntimeError):
+    """The service refused the stream (bad key, bad request): not retried."""
+
+
+class StreamingSession(Protocol):
+    async def send(self, pcm: bytes) -> None:
+        """PCM s16le mono at the stream's sample rate, contiguous with what was sent before."""
+        ...
+
+    async def finish(self) -> None:
+        """End of the stream: flush, wait until every result is delivered, then close."""
+        ...
+
+    def results(self) -> AsyncIterator[RecognizedSpeech]:
+        """Results in order, ending after ``finish`` (or raising EngineError)."""
+        ...
+
+
+class StreamingEngine(Protocol):
+    name: str
+    model: str
+
+    async def open(self, sample_rate: int, language: str, first_sample: int = 0) -> StreamingSession:
+        """Open one streaming session for one audio stream; ``first_sample`` is the stream position of the
+        first audio sent (results are reported in stream positions)."""
+        ...
