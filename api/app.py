@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, WebSocket
+from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
@@ -28,10 +28,39 @@ class DialogueOut(BaseModel):
     speaker_id: str
     start_ms: int
     end_ms: int
-    text: str
-    status: str
+    text: str  # the human's text when edited, else the machine's
+    status: str  # live | final
     revision: int
     position: int
+    edited: bool
+    machine_text: str
+
+
+class TranscriptOut(BaseModel):
+    transcript_id: str
+    meeting_id: str
+    run: str
+    raw_transcript: str  # the machine's, one "speaker: text" line per final dialogue
+    processed_transcript: str  # with human edits
+    language: str
+    revision: int  # number of final dialogues it holds
+    watermark_ms: int  # final up to this media time
+    edited: bool
+    deleted: bool
+
+
+class ActionItemOut(BaseModel):
+    action_item_id: str
+    run: str
+    description: str
+    assigned_to: str
+    status: str
+    priority: str
+    start_date: str | None
+    due_date: str | None
+    source_dialogue_id: str
+    revision: int
+    edited: bool
 
 
 class MeetingDialogues(BaseModel):
@@ -52,6 +81,28 @@ async def get_dialogues(
     run = run or await queries.latest_run(store, meeting_id)
     rows = await queries.dialogues(store, meeting_id, run) if run else []
     return {"meeting_id": meeting_id, "run": run, "dialogues": rows}
+
+
+@router.get("/v1/meetings/{meeting_id}/transcript", response_model=TranscriptOut,
+            responses={404: {"description": "no final dialogue yet"}})  # fmt: skip
+async def get_transcript(
+    request: Request,
+    meeting_id: MeetingId,
+    run: Annotated[str | None, Query(description="Which run (engine:model); default the newest")] = None,
+) -> dict[str, Any]:
+    """The merged transcript: final dialogues in media order, rebuilt as the watermark advances."""
+    store: Store = request.app.state.store
+    run = run or await queries.latest_run(store, meeting_id)
+    found = await queries.transcript(store, meeting_id, run) if run else None
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"meeting {meeting_id} has no transcript yet")
+    return found
+
+
+@router.get("/v1/meetings/{meeting_id}/action-items", response_model=list[ActionItemOut])
+async def get_action_items(request: Request, meeting_id: MeetingId) -> list[dict[str, Any]]:
+    """Action items with human edits applied (deleted ones left out)."""
+    return await queries.action_items(request.app.state.store, meeting_id)
 
 
 @router.websocket("/v1/meetings/{meeting_id}/live")

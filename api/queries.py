@@ -1,10 +1,24 @@
-"""Read-model queries. Every read uses FINAL, so no reader ever sees two versions of one row."""
+"""Read-model queries. Every read uses FINAL, so no reader ever sees two versions of one row, and overlays
+the latest human edit of each target on the machine's text."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from palaver import ids
 from palaver.store import Store
+
+_LATEST_EDITS = """
+    SELECT target_id,
+           argMax(action, (edited_at_ms, edit_id)) AS edit_action,
+           argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edit_text,
+           argMax(fields, (edited_at_ms, edit_id)) AS edit_fields
+    FROM {db}.edits FINAL
+    WHERE meeting_id = {{m:String}} AND target_kind = '{kind}'
+    GROUP BY target_id
+"""
 
 
 async def latest_run(store: Store, meeting_id: str) -> str | None:
@@ -17,11 +31,115 @@ async def latest_run(store: Store, meeting_id: str) -> str | None:
 
 
 async def dialogues(store: Store, meeting_id: str, run: str) -> list[dict[str, Any]]:
-    return await store.aquery(
-        f"""SELECT dialogue_id, speaker_id, start_ms, end_ms, dialogue_text AS text, status, revision, position,
-                   run, utterance_ids
-            FROM {store.database}.dialogues FINAL
-            WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status != 'retracted'
+    """Dialogues in media order; an edited dialogue shows the human's text (``edited`` true), a deleted
+    one is left out."""
+    rows = await store.aquery(
+        f"""SELECT d.dialogue_id AS dialogue_id, d.speaker_id AS speaker_id, d.start_ms AS start_ms,
+                   d.end_ms AS end_ms, d.dialogue_text AS machine_text, d.status AS status,
+                   d.revision AS revision, d.position AS position, d.run AS run, d.utterance_ids AS utterance_ids,
+                   e.edit_action AS edit_action, e.edit_text AS edit_text
+            FROM (SELECT * FROM {store.database}.dialogues FINAL
+                  WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status != 'retracted') AS d
+            LEFT JOIN ({_LATEST_EDITS.format(db=store.database, kind="dialogue")}) AS e
+                ON e.target_id = d.dialogue_id
             ORDER BY start_ms, speaker_id, dialogue_id""",
         {"m": meeting_id, "r": run},
     )
+    out = []
+    for row in rows:
+        action = row.pop("edit_action")
+        edited_text = row.pop("edit_text")
+        if action == "delete":
+            continue
+        row["edited"] = action == "edit"
+        row["text"] = edited_text if action == "edit" else row["machine_text"]
+        out.append(row)
+    return out
+
+
+async def dialogue_exists(store: Store, meeting_id: str, dialogue_id: str) -> bool:
+    rows = await store.aquery(
+        f"SELECT count() AS n FROM {store.database}.dialogues WHERE meeting_id = {{m:String}} "
+        "AND dialogue_id = {d:String}",
+        {"m": meeting_id, "d": dialogue_id},
+    )
+    return bool(rows[0]["n"])
+
+
+async def edit_history(store: Store, meeting_id: str, kind: str, target_id: str) -> list[dict[str, Any]]:
+    rows = await store.aquery(
+        f"""SELECT edit_id, action, text, fields, editor, edited_at_ms
+            FROM {store.database}.edits FINAL
+            WHERE meeting_id = {{m:String}} AND target_kind = {{k:String}} AND target_id = {{t:String}}
+            ORDER BY edited_at_ms, edit_id""",
+        {"m": meeting_id, "k": kind, "t": target_id},
+    )
+    for row in rows:
+        row["fields"] = orjson.loads(row["fields"] or "{}")
+    return rows
+
+
+async def transcript(store: Store, meeting_id: str, run: str) -> dict[str, Any] | None:
+    rows = await store.aquery(
+        f"""SELECT transcript_id, meeting_id, run, raw_transcript, processed_transcript, language, revision,
+                   watermark_ms
+            FROM {store.database}.transcripts FINAL
+            WHERE transcript_id = {{t:String}} AND meeting_id = {{m:String}} AND run = {{r:String}}""",
+        {"t": ids.transcript_id(meeting_id, run), "m": meeting_id, "r": run},
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    edits = await store.aquery(
+        _LATEST_EDITS.format(db=store.database, kind="transcript"), {"m": meeting_id}
+    )
+    action = edits[0]["edit_action"] if edits else ""
+    row["edited"] = action == "edit"
+    row["deleted"] = action == "delete"
+    if action == "edit":
+        row["processed_transcript"] = edits[0]["edit_text"]
+    return row
+
+
+async def action_items(store: Store, meeting_id: str) -> list[dict[str, Any]]:
+    """The meeting's action items with human edits folded in, in order: an edit changes the fields it
+    names, a reset drops earlier edits, a delete hides the item (until a later edit or reset)."""
+    rows = await store.aquery(
+        f"""SELECT action_item_id, run, description, assigned_to, status, priority,
+                   toString(start_date) AS start_date, toString(due_date) AS due_date, source_dialogue_id, revision
+            FROM {store.database}.action_items FINAL WHERE meeting_id = {{m:String}}
+            ORDER BY action_item_id""",
+        {"m": meeting_id},
+    )
+    edits = await store.aquery(
+        f"""SELECT target_id, action, fields FROM {store.database}.edits FINAL
+            WHERE meeting_id = {{m:String}} AND target_kind = 'action_item' ORDER BY edited_at_ms, edit_id""",
+        {"m": meeting_id},
+    )
+    overlay: dict[str, tuple[bool, dict[str, Any]]] = {}
+    for e in edits:
+        deleted, fields = overlay.get(e["target_id"], (False, {}))
+        if e["action"] == "reset":
+            overlay[e["target_id"]] = (False, {})
+        elif e["action"] == "delete":
+            overlay[e["target_id"]] = (True, fields)
+        else:
+            overlay[e["target_id"]] = (False, {**fields, **orjson.loads(e["fields"] or "{}")})
+    out = []
+    for row in rows:
+        deleted, fields = overlay.get(row["action_item_id"], (False, {}))
+        if deleted:
+            continue
+        row.update(fields)
+        row["edited"] = bool(fields)
+        out.append(row)
+    return out
+
+
+async def action_item_exists(store: Store, meeting_id: str, action_item_id: str) -> bool:
+    rows = await store.aquery(
+        f"SELECT count() AS n FROM {store.database}.action_items WHERE meeting_id = {{m:String}} "
+        "AND action_item_id = {a:String}",
+        {"m": meeting_id, "a": action_item_id},
+    )
+    return bool(rows[0]["n"])

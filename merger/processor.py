@@ -1,37 +1,57 @@
 """Dialogue rules, as pure functions. See docs/architecture.md#dialogues.
 
 A dialogue is one speaker's turn: that speaker's consecutive utterances until another speaker starts an
-utterance, or a pause longer than ``pause_ms``. Dialogues are ordered by start on the meeting's media
-timeline; overlapping speech gives concurrent dialogues. The output depends only on the *set* of
-utterances seen, never on their arrival order, so duplicates and late events converge.
+utterance, or a pause longer than ``pause_ms``. Its live text is its finals followed by the open partial.
+Dialogues are ordered by start on the meeting's media timeline; overlapping speech gives concurrent
+dialogues, each updating.
 
-Meeting state is a JSON-able dict (it lives in a faust table):
-``{"utterances": {"run|utterance_id": [speaker, start_ms, end_ms, text, run]}, "stopped": [speaker...],
-   "emitted": {"run|dialogue_id": [revision, fingerprint, speaker, start_ms, end_ms, run]}}``
+Finality comes from a watermark. Each stream is *settled* up to a media time before which it will emit no
+new utterance (its last final's end, its open partial's start, its progress events, its placement). The
+meeting's watermark is the minimum over its active streams. A dialogue is final once the watermark has
+passed the point where anything could still change it: the start of the utterance after it, or its end
+plus the pause limit. Final dialogues are published one last time and dropped from the state, so the
+state holds only the live tail of a meeting and each event costs time proportional to that tail.
+
+Each stream's events arrive in order (one STT worker owns a stream and produces its events in order), so
+an event that starts before its stream's settled time is a redelivery, and is ignored. Across streams the
+arrival order does not matter: the result depends only on the set of events seen. A stream that joins
+after the watermark has passed its placement (only possible when clients stream faster than real time)
+has its utterances placed after the final dialogues, which never change.
+
+State (JSON-able; it lives in a faust table), per meeting::
+
+    {"runs": {run: {"utts": [[start_ms, speaker, utterance_id, end_ms, text, is_partial, stream], ...],
+                    "streams": {stream: {speaker, settled, active, floor, stopped_at, partial_uid,
+                                         partial_seq}},
+                    "emitted": {dialogue_id: [revision, fingerprint, speaker, start_ms, end_ms]},
+                    "final_count": n, "watermark": ms}}}
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from palaver import ids
-from palaver.events import DialogueUpdateV1, StreamStartedV1, StreamStoppedV1, TranscriptFinalV1
+from palaver.events import (
+    DialogueUpdateV1,
+    MeetingWatermarkV1,
+    StreamProgressV1,
+    StreamStartedV1,
+    StreamStoppedV1,
+    TranscriptFinalV1,
+    TranscriptPartialV1,
+)
 from palaver.events.base import EventV
 
 MeetingState = dict[str, Any]
+RunState = dict[str, Any]
+NO_WATERMARK = -1
+ALL_STOPPED = 2**62
 
-
-@dataclass(frozen=True)
-class Utterance:
-    utterance_id: str
-    speaker_id: str
-    start_ms: int
-    end_ms: int
-    text: str
-    run: str
+# Positions in an utterance entry of ``utts``.
+START, SPEAKER, UID, END, TEXT, PARTIAL, STREAM = range(7)
 
 
 @dataclass(frozen=True)
@@ -41,132 +61,233 @@ class Dialogue:
     start_ms: int
     end_ms: int
     text: str
-    status: str
     utterance_ids: tuple[str, ...]
-    run: str
+    threshold_ms: int  # the watermark must pass this for the dialogue to be final
 
 
 def new_state() -> MeetingState:
-    return {"utterances": {}, "stopped": [], "emitted": {}}
+    return {"runs": {}}
 
 
-def _sort_key(u: Utterance) -> tuple[int, str, str]:
-    return (u.start_ms, u.speaker_id, u.utterance_id)
+def _new_run() -> RunState:
+    return {"utts": [], "streams": {}, "emitted": {}, "final_count": 0, "watermark": NO_WATERMARK}
 
 
-def build_dialogues(
-    meeting_id: str, utterances: list[Utterance], pause_ms: int, stopped_speakers: set[str] = frozenset()  # type: ignore[assignment]
-) -> list[Dialogue]:
-    """Group utterances into dialogues, ordered by start (then speaker, then id, for a total order)."""
-    ordered = sorted(utterances, key=_sort_key)
-    groups: list[list[Utterance]] = []
-    open_group: dict[str, int] = {}  # speaker -> index of the group their next utterance may join
-    last_starter: str | None = None
-    for u in ordered:
-        index = open_group.get(u.speaker_id)
-        joins = (
-            index is not None
-            and last_starter == u.speaker_id
-            and u.start_ms - max(x.end_ms for x in groups[index]) <= pause_ms
-        )
-        if joins:
-            groups[index].append(u)  # type: ignore[index]
+def group(meeting_id: str, utts: list[list[Any]], pause_ms: int) -> list[Dialogue]:
+    """Group sorted utterance entries into dialogues (the dialogue rule), in order."""
+    groups: list[list[list[Any]]] = []
+    for u in utts:
+        previous = groups[-1] if groups else None
+        if (
+            previous is not None
+            and previous[-1][SPEAKER] == u[SPEAKER]
+            and u[START] - max(x[END] for x in previous) <= pause_ms
+        ):
+            previous.append(u)
         else:
-            open_group[u.speaker_id] = len(groups)
             groups.append([u])
-        last_starter = u.speaker_id
-    # A group is final when its speaker can no longer add to it: another speaker started after its last
-    # utterance, the speaker has a later dialogue, or the speaker's stream stopped.
-    last_key: dict[str, tuple[int, str, str]] = {}
-    for u in ordered:
-        last_key[u.speaker_id] = _sort_key(u)
     dialogues = []
-    for index, group in enumerate(groups):
-        speaker = group[0].speaker_id
-        closed = (
-            open_group[speaker] != index
-            or speaker in stopped_speakers
-            or any(key > _sort_key(group[-1]) for other, key in last_key.items() if other != speaker)
-        )
+    for index, g in enumerate(groups):
+        end = max(x[END] for x in g)
+        next_start = groups[index + 1][0][START] if index + 1 < len(groups) else ALL_STOPPED
         dialogues.append(
             Dialogue(
-                dialogue_id=ids.dialogue_id(meeting_id, group[0].utterance_id),
-                speaker_id=speaker,
-                start_ms=group[0].start_ms,
-                end_ms=max(u.end_ms for u in group),
-                text=" ".join(u.text.strip() for u in group if u.text.strip()),
-                status="final" if closed else "live",
-                utterance_ids=tuple(u.utterance_id for u in group),
-                run=group[0].run,
+                dialogue_id=ids.dialogue_id(meeting_id, g[0][UID]),
+                speaker_id=g[0][SPEAKER],
+                start_ms=g[0][START],
+                end_ms=end,
+                text=" ".join(x[TEXT].strip() for x in g if x[TEXT].strip()),
+                utterance_ids=tuple(x[UID] for x in g),
+                threshold_ms=min(next_start, end + pause_ms),
             )
         )
     return dialogues
 
 
-def _fingerprint(d: Dialogue) -> str:
-    raw = f"{d.status}|{d.start_ms}|{d.end_ms}|{d.text}|{','.join(d.utterance_ids)}"
+def watermark(run: RunState) -> int:
+    active = [stream["settled"] for stream in run["streams"].values() if stream["active"]]
+    if active:
+        return min(active)
+    return ALL_STOPPED if run["streams"] else NO_WATERMARK
+
+
+def _fingerprint(d: Dialogue, status: str) -> str:
+    raw = f"{status}|{d.start_ms}|{d.end_ms}|{d.text}|{','.join(d.utterance_ids)}"
     return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
 
 
-def apply(meeting_id: str, state: MeetingState, event: EventV, pause_ms: int) -> tuple[MeetingState, list[DialogueUpdateV1]]:
-    """Fold one transcript-topic event into the meeting's state; return the new state and the dialogue
-    events to publish (new or changed dialogues, and retractions). Does not mutate ``state``."""
-    utterances = dict(state["utterances"])
-    stopped = list(state["stopped"])
-    if isinstance(event, TranscriptFinalV1):
-        utterances[_key(event.run, event.utterance_id)] = [event.speaker_id, event.start_ms, event.end_ms, event.text, event.run]
-    elif isinstance(event, StreamStoppedV1):
-        if event.speaker_id not in stopped:
-            stopped.append(event.speaker_id)
+def _stream(run: RunState, stream: str, speaker: str, floor_ms: int) -> dict[str, Any]:
+    return run["streams"].setdefault(  # type: ignore[no-any-return]
+        stream,
+        {"speaker": speaker, "settled": floor_ms, "active": True, "floor": floor_ms, "stopped_at": -1,
+         "partial_uid": None, "partial_seq": -1},
+    )  # fmt: skip
+
+
+def _settle(run: RunState, stream: str, speaker: str, at_ms: int) -> None:
+    entry = _stream(run, stream, speaker, at_ms)
+    entry["settled"] = max(entry["settled"], at_ms)
+
+
+def _insert(run: RunState, entry: list[Any]) -> None:
+    """Put an utterance entry in order, replacing the stream's open partial (the final or the next
+    partial of the same utterance supersedes it)."""
+    utts = [u for u in run["utts"] if not (u[PARTIAL] and u[STREAM] == entry[STREAM]) and u[UID] != entry[UID]]
+    utts.append(entry)
+    utts.sort(key=lambda u: (u[START], u[SPEAKER], u[UID]))
+    run["utts"] = utts
+
+
+def _fold(run: RunState, event: EventV) -> bool:
+    """Apply one event to a run's state (mutating the copy). Returns False when it is a duplicate."""
+    if isinstance(event, TranscriptFinalV1 | TranscriptPartialV1):
+        known = run["streams"].get(event.stream_id)
+        if known is not None and event.start_ms < known["settled"]:
+            return False  # the stream is settled past it: a redelivery
+        partial = isinstance(event, TranscriptPartialV1)
+        stream = _stream(run, event.stream_id, event.speaker_id, event.start_ms)
+        if isinstance(event, TranscriptPartialV1):
+            if stream["partial_uid"] == event.utterance_id and event.sequence <= stream["partial_seq"]:
+                return False  # an older hypothesis of the open utterance
+            stream["partial_uid"], stream["partial_seq"] = event.utterance_id, event.sequence
+        else:
+            stream["partial_uid"], stream["partial_seq"] = None, -1
+        entry = [event.start_ms, event.speaker_id, event.utterance_id, max(event.end_ms, event.start_ms),
+                 event.text, partial, event.stream_id]  # fmt: skip
+        _insert(run, entry)
+        _settle(run, event.stream_id, event.speaker_id, event.start_ms if partial else event.end_ms)
+    elif isinstance(event, StreamProgressV1):
+        _settle(run, event.stream_id, event.speaker_id, event.settled_ms)
     elif isinstance(event, StreamStartedV1):
-        if event.speaker_id in stopped:
-            stopped.remove(event.speaker_id)  # a reconnect reopens the speaker's last dialogue
-    else:
+        # A new session of a stream starts after the audio of every earlier one (ingest/clock.py), so a
+        # start before the last stop, or while active, is a redelivery.
+        floor = event.stream_start_ms + event.first_sample * 1000 // event.sample_rate
+        stream = run["streams"].get(event.stream_id)
+        if stream is not None and (
+            stream["active"] or floor < stream["stopped_at"] or event.event_id == stream.get("started_id")
+        ):
+            return False
+        stream = _stream(run, event.stream_id, event.speaker_id, floor)
+        stream["active"], stream["floor"], stream["started_id"] = True, floor, event.event_id
+        _settle(run, event.stream_id, event.speaker_id, floor)
+    elif isinstance(event, StreamStoppedV1):
+        stream = _stream(run, event.stream_id, event.speaker_id, event.stream_start_ms)
+        if not stream["active"]:
+            return False
+        stream["active"], stream["partial_uid"], stream["partial_seq"] = False, None, -1
+        stream["stopped_at"] = max(stream["floor"], event.stream_start_ms + event.end_sample * 1000 // event.sample_rate)
+        # A partial that never got its final (the engine dropped it) ends with its stream.
+        run["utts"] = [u for u in run["utts"] if not (u[PARTIAL] and u[STREAM] == event.stream_id)]
+    return True
+
+
+def apply(
+    meeting_id: str, state: MeetingState, event: EventV, pause_ms: int
+) -> tuple[MeetingState, list[DialogueUpdateV1 | MeetingWatermarkV1]]:
+    """Fold one transcripts-topic event into the meeting's state. Returns the new state (``state`` itself
+    when nothing changed) and the events to publish: new or changed dialogues (``live`` or ``final``),
+    retractions, and a watermark event when dialogues became final. Does not mutate ``state``."""
+    run_id = getattr(event, "run", None)
+    runs = state["runs"]
+    targets = [run_id] if run_id is not None else list(runs)
+    if not targets:
         return state, []
-    # Each run (engine:model) has its own dialogues: a reprocessed meeting sits beside the original.
-    by_run: dict[str, list[Utterance]] = defaultdict(list)
-    for key, fields in utterances.items():
-        by_run[fields[4]].append(Utterance(key.partition("|")[2], *fields))
-    emitted = dict(state["emitted"])
-    updates: list[DialogueUpdateV1] = []
-    live_keys = set()
-    for run in sorted(by_run):
-        for position, d in enumerate(build_dialogues(meeting_id, by_run[run], pause_ms, set(stopped))):
-            key = _key(run, d.dialogue_id)
-            live_keys.add(key)
-            fingerprint = _fingerprint(d)
-            previous = emitted.get(key)
-            if previous and previous[1] == fingerprint:
-                continue
-            revision = previous[0] + 1 if previous else 1
-            emitted[key] = [revision, fingerprint, d.speaker_id, d.start_ms, d.end_ms, d.run]
-            updates.append(_update(meeting_id, d.dialogue_id, d.speaker_id, d.start_ms, d.end_ms, d.text, d.status,
-                                   revision, position, d.utterance_ids, d.run))  # fmt: skip
-    for key, (revision, fingerprint, speaker, start, end, run) in list(emitted.items()):
-        if key not in live_keys and fingerprint != "retracted":
-            emitted[key] = [revision + 1, "retracted", speaker, start, end, run]
-            dialogue_id = key.partition("|")[2]
-            updates.append(_update(meeting_id, dialogue_id, speaker, start, end, "", "retracted", revision + 1, -1, (), run))
-    return {"utterances": utterances, "stopped": stopped, "emitted": emitted}, updates
+    new_runs = dict(runs)
+    out: list[DialogueUpdateV1 | MeetingWatermarkV1] = []
+    changed = False
+    for target in targets:
+        run = _copy_run(runs.get(target) or _new_run())
+        if not _fold(run, event):
+            continue
+        changed = True
+        out.extend(_publish(meeting_id, target, run, pause_ms))
+        new_runs[target] = run
+    if not changed:
+        return state, []
+    return {**state, "runs": new_runs}, out
 
 
-def _key(run: str, entity_id: str) -> str:
-    return f"{run}|{entity_id}"
+def _copy_run(run: RunState) -> RunState:
+    return {
+        "utts": list(run["utts"]),
+        "streams": {k: dict(v) for k, v in run["streams"].items()},
+        "emitted": dict(run["emitted"]),
+        "final_count": run["final_count"],
+        "watermark": run["watermark"],
+    }
 
 
-def _update(meeting_id: str, dialogue_id: str, speaker: str, start: int, end: int, text: str, status: str,
-            revision: int, position: int, utterance_ids: tuple[str, ...], run: str) -> DialogueUpdateV1:  # fmt: skip
+def _publish(meeting_id: str, run_id: str, run: RunState, pause_ms: int) -> list[DialogueUpdateV1 | MeetingWatermarkV1]:
+    mark = max(run["watermark"], watermark(run))
+    run["watermark"] = mark
+    dialogues = group(meeting_id, run["utts"], pause_ms)
+    final_prefix = 0
+    while final_prefix < len(dialogues) and mark > dialogues[final_prefix].threshold_ms:
+        final_prefix += 1
+    out: list[DialogueUpdateV1 | MeetingWatermarkV1] = []
+    emitted = run["emitted"]
+    present = set()
+    for index, d in enumerate(dialogues):
+        present.add(d.dialogue_id)
+        status = "final" if index < final_prefix else "live"
+        fingerprint = _fingerprint(d, status)
+        revision, previous = emitted.get(d.dialogue_id, (0, None))[:2]
+        if previous != fingerprint:
+            emitted[d.dialogue_id] = [revision + 1, fingerprint, d.speaker_id, d.start_ms, d.end_ms]
+            out.append(_update(meeting_id, run_id, d, status, revision + 1, run["final_count"] + index))
+    for dialogue_id, (revision, _, speaker, start, end) in list(emitted.items()):
+        if dialogue_id not in present:
+            del emitted[dialogue_id]
+            out.append(_retraction(meeting_id, run_id, dialogue_id, revision + 1, speaker, start, end))
+    if final_prefix:
+        for d in dialogues[:final_prefix]:
+            del emitted[d.dialogue_id]
+        finished = {uid for d in dialogues[:final_prefix] for uid in d.utterance_ids}
+        run["utts"] = [u for u in run["utts"] if u[UID] not in finished]
+        run["final_count"] += final_prefix
+        out.append(
+            MeetingWatermarkV1(
+                event_id=ids.event_id("meeting.watermark", meeting_id, run_id, run["final_count"]),
+                meeting_id=meeting_id,
+                run=run_id,
+                watermark_ms=mark,
+                final_dialogues=run["final_count"],
+            )
+        )
+    return out
+
+
+def _update(meeting_id: str, run_id: str, d: Dialogue, status: str, revision: int, position: int) -> DialogueUpdateV1:
     return DialogueUpdateV1(
-        event_id=ids.event_id("dialogue.update", dialogue_id, run, revision),
+        event_id=ids.event_id("dialogue.update", d.dialogue_id, run_id, revision),
+        dialogue_id=d.dialogue_id,
+        meeting_id=meeting_id,
+        speaker_id=d.speaker_id,
+        start_ms=d.start_ms,
+        end_ms=d.end_ms,
+        text=d.text,
+        status=status,  # type: ignore[arg-type]
+        revision=revision,
+        position=position,
+        utterance_ids=d.utterance_ids,
+        run=run_id,
+    )
+
+
+def _retraction(meeting_id: str, run_id: str, dialogue_id: str, revision: int, speaker: str, start: int,
+                end: int) -> DialogueUpdateV1:  # fmt: skip
+    """A dialogue that a late event regrouped into others: readers drop it."""
+    return DialogueUpdateV1(
+        event_id=ids.event_id("dialogue.update", dialogue_id, run_id, revision),
         dialogue_id=dialogue_id,
         meeting_id=meeting_id,
         speaker_id=speaker,
         start_ms=start,
         end_ms=end,
-        text=text,
-        status=status,  # type: ignore[arg-type]
+        text="",
+        status="retracted",
         revision=revision,
-        position=max(position, 0),
-        utterance_ids=utterance_ids,
-        run=run,
+        position=0,
+        utterance_ids=(),
+        run=run_id,
     )

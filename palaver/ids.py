@@ -32,3 +32,13 @@ def dialogue_id(meeting_id: str, first_utterance_id: str) -> str:
 
 def event_id(kind: str, *parts: object) -> str:
     return "evt_" + _digest(kind, *parts)
+
+
+def transcript_id(meeting_id: str, run: str) -> str:
+    """The merged transcript of one meeting as one run (engine:model) produced it."""
+    return "trn_" + _digest(meeting_id, run)
+
+
+def edit_id(meeting_id: str, target: str, idempotency_key: str) -> str:
+    """A human edit's id: a retried request with the same idempotency key is the same edit."""
+    return "edt_" + _digest(meeting_id, target, idempotency_key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_KAFKA_PORT = 9092
@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = 200
     vad_pad_ms: int = 200
     max_utterance_ms: int = 20_000
+
+    stt_engine: str = Field(default="whisper", description='"whisper" | "deepgram" | "openai-realtime".')
+    deepgram_api_key: SecretStr | None = None
+    deepgram_url: str | None = Field(default=None, description="Deepgram base URL (wss://...); unset: the service.")
+    deepgram_model: str = "nova-3"
+    openai_api_key: SecretStr | None = None
+    openai_realtime_url: str | None = Field(
+        default=None, description="Realtime WebSocket URL (wss://.../v1/realtime); unset: the service."
+    )
+    openai_transcribe_model: str = "gpt-4o-transcribe"
 
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
     store_batch_max: int = 500

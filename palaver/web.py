@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
 from palaver import __version__
-from palaver.events.registry import AUDIO_FRAMES, topic_name
+from palaver.events.registry import AUDIO_FRAMES, EDITS, topic_name
 from palaver.settings import Settings
 from palaver.store import Store, open_store
 from palaver.store.writer import run_store_writer
@@ -50,11 +50,14 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         stop = asyncio.Event()
         producer = None
         owned_store = None
+        if services & {"ingest", "api"}:
+            producer = make_producer(settings)
+            await producer.start()
+            app.state.producer = producer
+            app.state.edits_topic = topic_name(settings.topic_namespace, EDITS.name)
         if "ingest" in services:
             from ingest.app import IngestContext
 
-            producer = make_producer(settings)
-            await producer.start()
             app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name))
         if services & {"api", "store"}:
             if store is None:
@@ -93,8 +96,10 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         app.include_router(ingest_router)
     if "api" in services:
         from api.app import router as api_router
+        from api.edits import router as edits_router
 
         app.include_router(api_router)
+        app.include_router(edits_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -22,13 +22,22 @@ from palaver.metrics import STT_ACTIVE_STREAMS, STT_DECODE_SECONDS, STT_FINAL_LA
 from palaver.settings import Settings
 from palaver.streams.clients import headers_dict, make_consumer, make_producer
 from palaver.streams.dlq import DlqPolicy, dlq_topics
-from stt_workers.engine import SttEngine
-from stt_workers.processor import StreamInfo, StreamState, final_event
+from stt_workers.engine import SttEngine, Transcription
+from stt_workers.processor import (
+    OpenUtterance,
+    StreamInfo,
+    StreamState,
+    final_event,
+    partial_event,
+    progress_event,
+)
 from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
 
 log = logging.getLogger(__name__)
 
 GROUP = "stt"
+PARTIAL_INTERVAL_MS = 1000  # re-decode the open utterance after this much new audio
+PROGRESS_INTERVAL_MS = 1000  # publish a silent stream's progress at most this often (media time)
 
 
 def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
@@ -52,6 +61,7 @@ class SttWorker:
         self._transcripts_topic = topic_name(ns, TRANSCRIPTS.name)
         self._streams: dict[str, StreamState] = {}
         self._processed: dict[int, int] = {}  # partition -> next offset after the last record handled
+        self._touched: set[str] = set()  # streams that got audio in the current batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -65,10 +75,18 @@ class SttWorker:
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=100, max_records=500)
+                self._touched.clear()
                 for records in batches.values():
                     for record in records:
                         await self._handle(record)
                         self._processed[record.partition] = record.offset + 1
+                # Partials and progress once per stream per batch, for the newest audio only: when the
+                # worker falls behind, batches grow and stale partial decodes are skipped, not queued.
+                for stream in sorted(self._touched):
+                    state = self._streams.get(stream)
+                    if state is not None:
+                        await self._partial(state)
+                        await self._progress(state)
                 if batches:
                     await self._commit(consumer)
         finally:
@@ -110,30 +128,73 @@ class SttWorker:
     async def _on_started(self, event: StreamStartedV1, partition: int) -> None:
         info = StreamInfo(event.meeting_id, event.speaker_id, event.stream_id, event.sample_rate, event.stream_start_ms)
         self._state(info, partition, event.first_sample)
-        await self._produce_event(event.meeting_id, encode(event))
+        await self._produce_event(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         info = StreamInfo(frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate, frame.stream_start_ms)
         state = self._state(info, record.partition, frame.first_sample)
         segments = state.accept(frame, record.offset, lambda first: self._new_segmenter(info, first))
         for segment in segments:
-            await self._finalize(state.info, segment)
+            await self._finalize(state, segment)
+        self._touched.add(frame.stream_id)
 
     async def _on_stopped(self, event: StreamStoppedV1) -> None:
         state = self._streams.pop(event.stream_id, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
         if state is not None:
             for segment in state.segmenter.flush():
-                await self._finalize(state.info, segment)
-        await self._produce_event(event.meeting_id, encode(event))
+                await self._finalize(state, segment)
+        await self._produce_event(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
 
-    async def _finalize(self, info: StreamInfo, segment: Segment) -> None:
+    @property
+    def _run(self) -> str:
+        return f"{self._engine.name}:{self._engine.model}"
+
+    async def _decode(self, segment: Segment) -> Transcription:
+        started = time.perf_counter()
+        result = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._engine.transcribe, segment.audio, self._settings.stt_language
+        )
+        STT_DECODE_SECONDS.labels(engine=self._engine.name).observe(time.perf_counter() - started)
+        return result
+
+    async def _partial(self, state: StreamState) -> None:
+        """Re-decode the open utterance once enough new audio arrived, and publish what it says."""
+        segment = state.segmenter.open_segment()
+        if segment is None:
+            return
+        open_utt = state.open_utterance
+        if open_utt is None or open_utt.start_sample != segment.start_sample:
+            open_utt = state.open_utterance = OpenUtterance(segment.start_sample, decoded_until=segment.start_sample)
+        interval = state.info.sample_rate * PARTIAL_INTERVAL_MS // 1000
+        if segment.end_sample - open_utt.decoded_until < interval:
+            return
+        result = await self._decode(segment)
+        open_utt.decoded_until = segment.end_sample
+        if not result.words:
+            return
+        stable, unstable = open_utt.update(tuple(w.word for w in result.words))
+        event = partial_event(state.info, segment, open_utt, stable, unstable, language=self._settings.stt_language,
+                              engine=self._engine.name, model=self._engine.model)  # fmt: skip
+        await self._produce_event(state.info.meeting_id, encode(event))
+
+    async def _progress(self, state: StreamState) -> None:
+        """In silence, tell the merger how far this stream is settled, so silent streams do not hold
+        the meeting's watermark back."""
+        if state.segmenter.in_speech:
+            return
+        event = progress_event(state.info, state.segmenter.settled_sample, self._run)
+        if event.settled_ms - state.progress_ms >= PROGRESS_INTERVAL_MS:
+            state.progress_ms = event.settled_ms
+            await self._produce_event(state.info.meeting_id, encode(event))
+
+    async def _finalize(self, state: StreamState, segment: Segment) -> None:
+        info = state.info
+        if state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample:
+            state.open_utterance = None
         ended = time.perf_counter()
         language = self._settings.stt_language
-        result = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._engine.transcribe, segment.audio, language
-        )
-        STT_DECODE_SECONDS.labels(engine=self._engine.name).observe(time.perf_counter() - ended)
+        result = await self._decode(segment)
         event = final_event(info, segment, result, language=language, engine=self._engine.name, model=self._engine.model)
         if event is None:
             return

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from palaver import ids
-from palaver.events import AudioFrameV1, TranscriptFinalV1, WordV1
+from palaver.events import AudioFrameV1, StreamProgressV1, TranscriptFinalV1, TranscriptPartialV1, WordV1
+from palaver.textmetrics import normalize
 from stt_workers.engine import Transcription
 from stt_workers.segmenter import Segment, Segmenter
 
@@ -26,6 +27,37 @@ class StreamInfo:
 
 
 @dataclass
+class OpenUtterance:
+    """The hypotheses of the utterance being spoken (LocalAgreement: words that two consecutive decodes
+    agree on become stable and are never retracted)."""
+
+    start_sample: int
+    stable: tuple[str, ...] = ()
+    last: tuple[str, ...] = ()
+    sequence: int = 0
+    decoded_until: int = 0  # end sample of the audio the last partial covered
+
+    def update(self, words: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Fold a new decode of the open utterance; returns (stable, unstable) words."""
+        agreed = common_prefix(self.last, words)
+        if agreed > len(self.stable):
+            self.stable = self.stable + words[len(self.stable) : agreed]
+        self.last = words
+        self.sequence += 1
+        return self.stable, words[len(self.stable) :]
+
+
+def common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many leading words agree, ignoring case and punctuation."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if normalize(x) != normalize(y):
+            break
+        n += 1
+    return n
+
+
+@dataclass
 class StreamState:
     """What one worker holds for one stream it owns."""
 
@@ -33,6 +65,8 @@ class StreamState:
     segmenter: Segmenter
     partition: int
     frame_offsets: deque[tuple[int, int]] = field(default_factory=deque)  # (end_sample, kafka offset)
+    open_utterance: OpenUtterance | None = None
+    progress_ms: int = -1  # the last settled time published
 
     def accept(self, frame: AudioFrameV1, offset: int, new_segmenter: Callable[[int], Segmenter]) -> list[Segment]:
         """Feed a frame. Resent audio (after a client reconnect) is skipped, small holes are filled with
@@ -109,3 +143,37 @@ def final_event(
 
 def _media_ms(info: StreamInfo, sample: int) -> int:
     return round(info.stream_start_ms + sample * 1000 / info.sample_rate)
+
+
+def partial_event(info: StreamInfo, segment: Segment, open_utterance: OpenUtterance, stable: tuple[str, ...],
+                  unstable: tuple[str, ...], *, language: str, engine: str, model: str) -> TranscriptPartialV1:  # fmt: skip
+    utterance = ids.utterance_id(info.stream_id, segment.start_sample)
+    run = f"{engine}:{model}"
+    return TranscriptPartialV1(
+        event_id=ids.event_id("transcript.partial", utterance, run, open_utterance.sequence),
+        utterance_id=utterance,
+        meeting_id=info.meeting_id,
+        speaker_id=info.speaker_id,
+        stream_id=info.stream_id,
+        start_ms=_media_ms(info, segment.speech_start_sample),
+        end_ms=_media_ms(info, segment.end_sample),
+        stable_text=" ".join(stable),
+        unstable_text=" ".join(unstable),
+        sequence=open_utterance.sequence,
+        language=language,
+        engine=engine,
+        model=model,
+        run=run,
+    )
+
+
+def progress_event(info: StreamInfo, settled_sample: int, run: str) -> StreamProgressV1:
+    settled = _media_ms(info, settled_sample)
+    return StreamProgressV1(
+        event_id=ids.event_id("stream.progress", info.stream_id, run, settled),
+        meeting_id=info.meeting_id,
+        speaker_id=info.speaker_id,
+        stream_id=info.stream_id,
+        settled_ms=settled,
+        run=run,
+    )

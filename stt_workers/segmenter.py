@@ -64,6 +64,22 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._in_speech
 
+    @property
+    def settled_sample(self) -> int:
+        """No segment that ends later will have speech starting before this sample: the open utterance's
+        speech start while in speech, else the first window not yet scored."""
+        return self._speech_start if self._in_speech else self._scored_until
+
+    def open_segment(self) -> Segment | None:
+        """The utterance being spoken, as far as it has been heard (for partial results); its start is
+        the one its final segment will have, hence the same utterance id."""
+        if not self._in_speech:
+            return None
+        start = max(self._speech_start - self._pad, self._last_segment_end, self._buffer_start)
+        end = self.end_sample
+        audio = self._buffer[start - self._buffer_start : end - self._buffer_start].copy()
+        return Segment(start_sample=start, end_sample=end, speech_start_sample=self._speech_start, audio=audio)
+
     def push(self, audio: np.ndarray) -> list[Segment]:
         """Append audio (float32, contiguous with what came before) and return segments that ended."""
         self._buffer = np.concatenate([self._buffer, audio.astype(np.float32, copy=False)])

@@ -9,16 +9,26 @@ from pydantic import ValidationError
 
 from palaver.events.base import EventV
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
+from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
+from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
 from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
+from palaver.events.stream_progress_v1 import StreamProgressV1
 from palaver.events.transcript_final_v1 import TranscriptFinalV1
+from palaver.events.transcript_partial_v1 import TranscriptPartialV1
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 SCHEMAS: dict[tuple[str, int], type[EventV]] = {
     ("stream.started", 1): StreamStartedV1,
     ("stream.stopped", 1): StreamStoppedV1,
+    ("stream.progress", 1): StreamProgressV1,
+    ("transcript.partial", 1): TranscriptPartialV1,
     ("transcript.final", 1): TranscriptFinalV1,
     ("dialogue.update", 1): DialogueUpdateV1,
+    ("meeting.watermark", 1): MeetingWatermarkV1,
+    ("dialogue.edited", 1): DialogueEditedV1,
+    ("transcript.edited", 1): TranscriptEditedV1,
+    ("action_item.edited", 1): ActionItemEditedV1,
 }
 
 

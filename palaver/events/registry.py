@@ -47,7 +47,8 @@ TRANSCRIPTS = TopicSpec(
     cleanup_policy="delete",
     producers=("stt_workers",),
     consumers=("merger", "store"),
-    schemas=("transcript.final/1", "stream.started/1", "stream.stopped/1"),
+    schemas=("transcript.partial/1", "transcript.final/1", "stream.started/1", "stream.stopped/1",
+             "stream.progress/1"),
     dlq="transcripts.dlq",
 )
 DIALOGUES = TopicSpec(
@@ -58,11 +59,22 @@ DIALOGUES = TopicSpec(
     cleanup_policy="delete",
     producers=("merger",),
     consumers=("store", "api"),
-    schemas=("dialogue.update/1",),
+    schemas=("dialogue.update/1", "meeting.watermark/1"),
     dlq="dialogues.dlq",
 )
+EDITS = TopicSpec(
+    name="edits",
+    key="meeting_id",
+    partitions=3,
+    retention_ms=-1,  # human work: never expires
+    cleanup_policy="delete",
+    producers=("api",),
+    consumers=("store",),
+    schemas=("dialogue.edited/1", "transcript.edited/1", "action_item.edited/1"),
+    dlq="edits.dlq",
+)
 
-TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES)
+TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS)
 
 
 def dlq_spec(spec: TopicSpec) -> TopicSpec:

@@ -20,6 +20,7 @@ class StreamStartedV1(EventV):
     channels: Literal[1] = 1
     stream_start_ms: int  # where sample 0 of this stream sits on the meeting's media timeline
     first_sample: int = 0  # > 0 when a client reconnects and resumes
+    run: str | None = None  # set by the STT worker that forwards it to the transcripts topic
 
 
 class StreamStoppedV1(EventV):
@@ -31,4 +32,6 @@ class StreamStoppedV1(EventV):
     stream_id: str
     stream_start_ms: int
     end_sample: int  # samples received (and durable) in this stream
+    sample_rate: int = 16000
     reason: Literal["end", "disconnect", "error"]
+    run: str | None = None  # set by the STT worker that forwards it to the transcripts topic

@@ -50,6 +50,9 @@ class Store:
                 settings={"insert_deduplication_token": token},
             )
 
+    async def acommand(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return await asyncio.to_thread(self.command, sql, parameters)
+
     async def aquery(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.query, sql, parameters)
 

@@ -1,11 +1,19 @@
-"""Pure processors: one decoded event plus its Kafka provenance in, one row for one table out (or None)."""
+"""Pure processors: one decoded event plus its Kafka provenance in, rows for tables out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from palaver.events import DialogueUpdateV1, TranscriptFinalV1
+from palaver import ids
+from palaver.events import (
+    ActionItemEditedV1,
+    DialogueEditedV1,
+    DialogueUpdateV1,
+    StreamStartedV1,
+    TranscriptEditedV1,
+    TranscriptFinalV1,
+)
 from palaver.events.base import EventV
 from palaver.events.codec import dumps
 
@@ -23,27 +31,71 @@ UTTERANCE_COLUMNS = (
     "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
 DIALOGUE_COLUMNS = (
-    "dialogue_id", "meeting_id", "speaker_id", "run", "start_ms", "end_ms", "dialogue_text", "status",
-    "revision", "position", "utterance_ids", "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+    "dialogue_id", "meeting_id", "speaker_id", "transcript_id", "run", "start_ms", "end_ms", "dialogue_text",
+    "status", "revision", "position", "utterance_ids", "event_id", "kafka_topic", "kafka_partition",
+    "kafka_offset",
 )  # fmt: skip
-COLUMNS = {"utterances": UTTERANCE_COLUMNS, "dialogues": DIALOGUE_COLUMNS}
+PARTICIPANT_COLUMNS = (
+    "meeting_id", "user_id", "role", "stream_id", "stream_start_ms", "version", "event_id", "kafka_topic",
+    "kafka_partition", "kafka_offset",
+)  # fmt: skip
+MEETING_COLUMNS = (
+    "meeting_id", "title", "description", "date_time", "duration_ms", "organizer_id", "conference_active", "version",
+    "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+EDIT_COLUMNS = (
+    "edit_id", "meeting_id", "target_kind", "target_id", "action", "text", "fields", "editor", "edited_at_ms",
+    "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+COLUMNS = {
+    "utterances": UTTERANCE_COLUMNS,
+    "dialogues": DIALOGUE_COLUMNS,
+    "participants": PARTICIPANT_COLUMNS,
+    "meetings": MEETING_COLUMNS,
+    "edits": EDIT_COLUMNS,
+}
+
+ACTION_ITEM_FIELDS = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
 
 
-def row_for(event: EventV, where: Provenance) -> tuple[str, tuple[Any, ...]] | None:
-    """(table, row) for events the store keeps; None for events it ignores (stream lifecycle)."""
+def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...]]]:
+    """(table, row) pairs for an event; empty for events the store does not keep as rows."""
     prov = (where.topic, where.partition, where.offset)
     if isinstance(event, TranscriptFinalV1):
         words = dumps([w.model_dump() for w in event.words]).decode()
-        return "utterances", (
+        return [("utterances", (
             event.utterance_id, event.meeting_id, event.stream_id, event.speaker_id, event.run,
             event.start_ms, event.end_ms, event.start_sample, event.end_sample, event.sample_rate,
             event.text, words, event.confidence, event.language, event.engine, event.model, 1,
             event.event_id, *prov,
-        )  # fmt: skip
+        ))]  # fmt: skip
     if isinstance(event, DialogueUpdateV1):
-        return "dialogues", (
-            event.dialogue_id, event.meeting_id, event.speaker_id, event.run, event.start_ms, event.end_ms,
-            event.text, event.status, event.revision, event.position, list(event.utterance_ids),
-            event.event_id, *prov,
-        )  # fmt: skip
-    return None
+        return [("dialogues", (
+            event.dialogue_id, event.meeting_id, event.speaker_id, ids.transcript_id(event.meeting_id, event.run),
+            event.run, event.start_ms, event.end_ms, event.text, event.status, event.revision, event.position,
+            list(event.utterance_ids), event.event_id, *prov,
+        ))]  # fmt: skip
+    if isinstance(event, StreamStartedV1):
+        # A stream's start makes its speaker a participant; the meeting row it creates has version 0, so
+        # a meeting created or edited through the API (a higher version) always wins.
+        return [
+            ("participants", (event.meeting_id, event.speaker_id, "speaker", event.stream_id,
+                              event.stream_start_ms, 0, event.event_id, *prov)),
+            ("meetings", (event.meeting_id, "", "", None, 0, "", 1, 0, event.event_id, *prov)),
+        ]  # fmt: skip
+    if isinstance(event, DialogueEditedV1):
+        return [_edit_row(event, "dialogue", event.dialogue_id, event.text, {}, prov)]
+    if isinstance(event, TranscriptEditedV1):
+        return [_edit_row(event, "transcript", event.meeting_id, event.text, {}, prov)]
+    if isinstance(event, ActionItemEditedV1):
+        fields = {k: getattr(event, k) for k in ACTION_ITEM_FIELDS if getattr(event, k) is not None}
+        return [_edit_row(event, "action_item", event.action_item_id, None, fields, prov)]
+    return []
+
+
+def _edit_row(event: DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1, kind: str, target: str,
+              text: str | None, fields: dict[str, Any], prov: tuple[str, int, int]) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
+    return "edits", (
+        event.edit_id, event.meeting_id, kind, target, event.action, text, dumps(fields).decode(), event.editor,
+        event.edited_at_ms, event.event_id, *prov,
+    )  # fmt: skip

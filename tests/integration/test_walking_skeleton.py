@@ -95,7 +95,9 @@ async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: P
     finals = [e for e in transcripts if e["event"] == "transcript.final" and e["meeting_id"] == meeting_id]
     assert {e["speaker_id"] for e in finals} == {"ana", "ben", "cho"}
     assert all(e["words"] and e["end_ms"] > e["start_ms"] for e in finals)
-    assert {e["dialogue_id"] for e in dialogue_events if e["meeting_id"] == meeting_id} >= {d["dialogue_id"] for d in dialogues}
+    updates = [e for e in dialogue_events if e["event"] == "dialogue.update" and e["meeting_id"] == meeting_id]
+    assert {e["dialogue_id"] for e in updates} >= {d["dialogue_id"] for d in dialogues}
+    assert any(e["event"] == "meeting.watermark" and e["meeting_id"] == meeting_id for e in dialogue_events)
 
 
 def kcat_json(p: Pipeline, topic: str) -> list[dict]:

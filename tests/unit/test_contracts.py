@@ -16,18 +16,22 @@ import palaver.events
 from merger.processor import apply, new_state
 from palaver import ids
 from palaver.events import (
+    ActionItemEditedV1,
     AudioFrameV1,
     DecodeError,
+    DialogueEditedV1,
     DialogueUpdateV1,
     StreamStartedV1,
     StreamStoppedV1,
+    TranscriptEditedV1,
     TranscriptFinalV1,
+    TranscriptPartialV1,
     decode,
     encode,
 )
 from palaver.events.audio_frame_v1 import AUDIO_EVENT
 from palaver.events.registry import TOPICS, all_topics
-from palaver.store.rows import COLUMNS, Provenance, row_for
+from palaver.store.rows import COLUMNS, Provenance, rows_for
 from stt_workers.processor import StreamInfo, StreamState
 from stt_workers.segmenter import Segmenter, SegmenterPolicy
 from stt_workers.vad import CONTEXT, WINDOW
@@ -149,7 +153,13 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
     example = BY_ID[key]
     event: Any = _frame(example) if example.is_frame else decode(example.raw)
     assert ids.is_valid_id_part(event.meeting_id)
-    assert ids.is_valid_id_part(event.speaker_id)
+    if hasattr(event, "speaker_id"):
+        assert ids.is_valid_id_part(event.speaker_id)
+    if hasattr(event, "edit_id"):
+        assert event.event_id == ids.event_id("edit", event.edit_id)
+    if isinstance(event, TranscriptPartialV1):
+        assert event.utterance_id.startswith("utt_")
+        assert event.event_id == ids.event_id("transcript.partial", event.utterance_id, event.run, event.sequence)
     if hasattr(event, "stream_id"):
         assert event.stream_id == ids.stream_id(event.meeting_id, event.speaker_id)
     if isinstance(event, TranscriptFinalV1):
@@ -176,43 +186,48 @@ def test_transcripts_examples_through_merger(key: str) -> None:
     before = new_state()
     state, updates = apply(meeting_id, before, event, pause_ms=MEETING_PAUSE_MS)
     assert before == new_state(), "apply must not mutate its input state"
-    assert set(state) == {"utterances", "stopped", "emitted"}
+    assert set(state) == {"runs"}
     orjson.dumps(state)  # the state lives in a faust table: it must stay JSON-able
     for update in updates:
         assert decode(encode(update)) == update
-    if isinstance(event, TranscriptFinalV1):
-        assert len(updates) == 1
+    if isinstance(event, TranscriptFinalV1 | TranscriptPartialV1):
         (update,) = updates
+        assert isinstance(update, DialogueUpdateV1)
         assert update.status == "live"
         assert update.utterance_ids == (event.utterance_id,)
         assert update.dialogue_id == ids.dialogue_id(meeting_id, event.utterance_id)
-        assert (update.start_ms, update.end_ms, update.text) == (event.start_ms, event.end_ms, event.text)
+        assert (update.start_ms, update.text, update.run) == (event.start_ms, event.text, event.run)
     else:
         assert updates == []
-        assert state["utterances"] == {}
 
 
-@pytest.mark.parametrize("key", [k for k in JSON_EXAMPLES if BY_ID[k].topic in ("transcripts", "dialogues")])
+@pytest.mark.parametrize("key", [k for k in JSON_EXAMPLES if BY_ID[k].topic in ("transcripts", "dialogues", "edits")])
 def test_examples_through_store_rows(key: str) -> None:
     example = BY_ID[key]
     event = decode(example.raw)
-    out = row_for(event, Provenance(topic=example.topic, partition=3, offset=42))
-    if isinstance(event, (StreamStartedV1, StreamStoppedV1)):
-        assert out is None
-        return
-    assert out is not None
-    table, row = out
-    expected_table = "utterances" if isinstance(event, TranscriptFinalV1) else "dialogues"
-    assert table == expected_table
-    assert len(row) == len(COLUMNS[table])
-    named = dict(zip(COLUMNS[table], row, strict=True))
-    assert (named["kafka_topic"], named["kafka_partition"], named["kafka_offset"]) == (example.topic, 3, 42)
-    assert named["event_id"] == event.event_id  # type: ignore[attr-defined]
-    if isinstance(event, TranscriptFinalV1):
-        assert orjson.loads(named["words"]) == [w.model_dump() for w in event.words]
-    else:
-        assert named["dialogue_text"] == event.text  # type: ignore[attr-defined]
-        assert named["utterance_ids"] == list(event.utterance_ids)  # type: ignore[attr-defined]
+    out = rows_for(event, Provenance(topic=example.topic, partition=3, offset=42))
+    expected = {
+        TranscriptFinalV1: ["utterances"],
+        DialogueUpdateV1: ["dialogues"],
+        StreamStartedV1: ["participants", "meetings"],
+        DialogueEditedV1: ["edits"],
+        TranscriptEditedV1: ["edits"],
+        ActionItemEditedV1: ["edits"],
+    }.get(type(event), [])
+    assert [table for table, _ in out] == expected
+    for table, row in out:
+        assert len(row) == len(COLUMNS[table])
+        named = dict(zip(COLUMNS[table], row, strict=True))
+        assert (named["kafka_topic"], named["kafka_partition"], named["kafka_offset"]) == (example.topic, 3, 42)
+        assert named["event_id"] == event.event_id  # type: ignore[attr-defined]
+        if isinstance(event, TranscriptFinalV1):
+            assert orjson.loads(named["words"]) == [w.model_dump() for w in event.words]
+        if isinstance(event, DialogueUpdateV1):
+            assert named["dialogue_text"] == event.text
+            assert named["utterance_ids"] == list(event.utterance_ids)
+            assert named["transcript_id"] == ids.transcript_id(event.meeting_id, event.run)
+        if table == "edits":
+            assert named["edit_id"] == event.edit_id  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("key", [k for k in BY_ID if BY_ID[k].topic == "audio.frames"])

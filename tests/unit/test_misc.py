@@ -31,7 +31,7 @@ from palaver.events.registry import (
 from palaver.settings import EMBEDDED_KAFKA_PORT, Settings
 from palaver.store import migrations
 from palaver.store.migrations import apply_migrations, migration_files, split_statements
-from palaver.store.rows import COLUMNS, DIALOGUE_COLUMNS, UTTERANCE_COLUMNS, Provenance, row_for
+from palaver.store.rows import COLUMNS, DIALOGUE_COLUMNS, UTTERANCE_COLUMNS, Provenance, rows_for
 from palaver.textmetrics import normalize, word_error_rate
 
 # --- word error rate -------------------------------------------------------------------------------------
@@ -220,10 +220,14 @@ def _table_columns(table: str) -> tuple[str, ...]:
     body = re.search(rf"CREATE TABLE IF NOT EXISTS \{{db\}}\.{table} \((.*?)\n\) ENGINE", sql, re.S)
     assert body, table
     lines = [line.strip().rstrip(",") for line in body.group(1).strip().splitlines()]
-    return tuple(line.split()[0] for line in lines if line and " DEFAULT " not in line)
+    columns = [line.split()[0] for line in lines if line and " DEFAULT " not in line]
+    # Later migrations add columns: ALTER TABLE {db}.t ADD COLUMN IF NOT EXISTS name Type AFTER other
+    for name, after in re.findall(rf"ALTER TABLE \{{db\}}\.{table} ADD COLUMN IF NOT EXISTS (\w+) .*? AFTER (\w+)", sql):
+        columns.insert(columns.index(after) + 1, name)
+    return tuple(columns)
 
 
-@pytest.mark.parametrize("table", ["utterances", "dialogues"])
+@pytest.mark.parametrize("table", sorted(COLUMNS))
 def test_row_columns_match_the_migration(table: str) -> None:
     assert COLUMNS[table] == _table_columns(table)
 
@@ -235,7 +239,7 @@ def test_row_for_transcript() -> None:
         words=(WordV1(word="hi", start_ms=100, end_ms=300, probability=0.9),), confidence=0.8, language="en",
         engine="whisper", model="tiny.en", run="whisper:tiny.en",
     )  # fmt: skip
-    table, row = row_for(event, Provenance("transcripts", 1, 7))  # type: ignore[misc]
+    ((table, row),) = rows_for(event, Provenance("transcripts", 1, 7))
     assert table == "utterances"
     assert len(row) == len(UTTERANCE_COLUMNS)
     named = dict(zip(UTTERANCE_COLUMNS, row, strict=True))
@@ -251,7 +255,7 @@ def test_row_for_dialogue() -> None:
         text="hi there", status="final", revision=3, position=2, utterance_ids=("utt_1", "utt_2"),
         run="whisper:tiny.en",
     )  # fmt: skip
-    table, row = row_for(event, Provenance("dialogues", 0, 0))  # type: ignore[misc]
+    ((table, row),) = rows_for(event, Provenance("dialogues", 0, 0))
     assert table == "dialogues"
     assert len(row) == len(DIALOGUE_COLUMNS)
     named = dict(zip(DIALOGUE_COLUMNS, row, strict=True))
@@ -269,7 +273,7 @@ def test_row_for_ignores_lifecycle_events() -> None:
         event_id="evt_3", meeting_id="m1", speaker_id="alice", stream_id="m1/alice", stream_start_ms=0,
         end_sample=16000, reason="end",
     )  # fmt: skip
-    assert row_for(event, Provenance("transcripts", 0, 0)) is None
+    assert rows_for(event, Provenance("transcripts", 0, 0)) == []
 
 
 # --- registry --------------------------------------------------------------------------------------------
@@ -279,10 +283,11 @@ def test_all_topics() -> None:
     topics = all_topics()
     names = [t.name for t in topics]
     assert names == [
-        "audio.frames", "transcripts", "dialogues", "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq",
+        "audio.frames", "transcripts", "dialogues", "edits",
+        "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
-    for spec in topics[3:]:
+    for spec in topics[4:]:
         assert spec.partitions == 1
         assert spec.dlq is None
         assert spec.consumers == ()

@@ -1,0 +1,53 @@
+"""Human edits, as events on the ``edits`` topic. Machine re-processing never overwrites them: the read
+model overlays the latest edit of a target on the machine's text, and keeps every edit as history."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from palaver.events.base import EventV
+
+EditAction = Literal["edit", "reset", "delete"]  # reset: back to the machine's text
+
+
+class DialogueEditedV1(EventV):
+    event: Literal["dialogue.edited"] = "dialogue.edited"
+    version: Literal[1] = 1
+    event_id: str
+    edit_id: str
+    meeting_id: str
+    dialogue_id: str
+    action: EditAction
+    text: str | None = None  # the new text for "edit"
+    editor: str
+    edited_at_ms: int
+
+
+class TranscriptEditedV1(EventV):
+    event: Literal["transcript.edited"] = "transcript.edited"
+    version: Literal[1] = 1
+    event_id: str
+    edit_id: str
+    meeting_id: str
+    action: EditAction
+    text: str | None = None
+    editor: str
+    edited_at_ms: int
+
+
+class ActionItemEditedV1(EventV):
+    event: Literal["action_item.edited"] = "action_item.edited"
+    version: Literal[1] = 1
+    event_id: str
+    edit_id: str
+    meeting_id: str
+    action_item_id: str
+    action: EditAction
+    description: str | None = None
+    assigned_to: str | None = None
+    status: Literal["open", "in_progress", "done", "cancelled"] | None = None
+    priority: Literal["low", "medium", "high"] | None = None
+    start_date: str | None = None  # ISO date
+    due_date: str | None = None
+    editor: str
+    edited_at_ms: int
