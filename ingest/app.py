@@ -149,6 +149,7 @@ def _stopped(started: StreamStartedV1, end_sample: int, reason: str) -> StreamSt
         stream_id=started.stream_id,
         stream_start_ms=started.stream_start_ms,
         end_sample=end_sample,
+        sample_rate=started.sample_rate,
         reason=reason,  # type: ignore[arg-type]
     )
 
