@@ -34,6 +34,8 @@ class DialogueOut(BaseModel):
     position: int
     edited: bool
     machine_text: str
+    run: str
+    utterance_ids: list[str]
 
 
 class TranscriptOut(BaseModel):

@@ -189,8 +189,9 @@ def start(root: Path, port: int, timeout_s: float = 60.0) -> tuple[int, bool]:
     if not (paths.data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            ["java", "-cp", _classpath(jars), "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(paths.config)],
+            # "--cluster-id=" form: a base64 id may start with "-", which argparse would take for an option.
+            ["java", "-cp", _classpath(jars), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+             "--config", str(paths.config)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if fmt.returncode != 0:

@@ -76,14 +76,21 @@ class ServiceProcess:
             env=child_env(self.settings),
         )  # fmt: skip
 
-    def wait_for_log(self, needle: str, timeout_s: float = 90) -> None:
+    def wait_for_log(self, needle: str, timeout_s: float = 90, count: int = 1) -> None:
+        """Until the log holds ``needle`` ``count`` times (a restarted process appends to the same log)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc and self.proc.poll() is None, f"{self.service} died:\n{self.tail()}"
-            if needle in self.log.read_text(errors="replace"):
+            if self.log.read_text(errors="replace").count(needle) >= count:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"{self.service} never logged {needle!r}:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no commit."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
