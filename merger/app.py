@@ -52,7 +52,7 @@ def make_app(settings: Settings) -> faust.App:
 
     @app.agent(transcripts)
     async def merge(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
             states: dict[str, MeetingState] = {}
             deliveries: list[Any] = []
             for record in batch:

@@ -4,6 +4,7 @@ and the merged transcript in ClickHouse, and human edits that machine output nev
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -85,7 +86,7 @@ async def test_overlapping_speakers_boxes_update_concurrently(meeting: dict[str,
     ben = next(e for e in updates if e["speaker_id"] == "ben")["dialogue_id"]
     sequence = [e["dialogue_id"] for e in live if e["dialogue_id"] in (first_ana, ben)]
     # ana's and ben's boxes are both open and updating at once: their live updates interleave.
-    switches = sum(1 for a, b in zip(sequence, sequence[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(sequence) if a != b)
     assert switches >= 2, sequence
     for dialogue_id in (first_ana, ben):
         revisions = [e["revision"] for e in updates if e["dialogue_id"] == dialogue_id]

@@ -1,0 +1,125 @@
+"""SIGKILL of the merger mid-meeting: after a restart, the stored dialogues equal an uninterrupted run
+(the same input folded from zero through the same rules)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from merger.processor import apply, new_state
+from palaver import ids
+from palaver.events import (
+    DialogueUpdateV1,
+    StreamStartedV1,
+    StreamStoppedV1,
+    TranscriptFinalV1,
+    TranscriptPartialV1,
+    encode,
+)
+from palaver.events.base import EventV
+from palaver.events.registry import TRANSCRIPTS, topic_name
+from palaver.streams.clients import make_producer
+from tests.integration.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+RUN = "whisper:tiny.en"
+RATE = 16000
+
+
+def synthetic_meeting(meeting_id: str, speakers: int, utterances: int, seed: int) -> list[EventV]:
+    """What STT workers would publish for a meeting, interleaved across streams in time order."""
+    rng = random.Random(seed)
+    timeline: list[tuple[int, int, EventV]] = []
+    for s in range(speakers):
+        speaker = f"spk{s}"
+        stream = ids.stream_id(meeting_id, speaker)
+        timeline.append((0, s, StreamStartedV1(
+            event_id=ids.event_id("stream.started", stream, 0), meeting_id=meeting_id, speaker_id=speaker,
+            stream_id=stream, sample_rate=RATE, stream_start_ms=0, run=RUN)))  # fmt: skip
+        t = rng.randint(0, 2000)
+        for n in range(utterances):
+            duration = rng.randint(500, 4000)
+            uid = ids.utterance_id(stream, t * RATE // 1000)
+            for seq in range(1, 3):
+                at = t + duration * seq // 3
+                timeline.append((at, s, TranscriptPartialV1(
+                    event_id=ids.event_id("transcript.partial", uid, RUN, seq), utterance_id=uid,
+                    meeting_id=meeting_id, speaker_id=speaker, stream_id=stream, start_ms=t, end_ms=at,
+                    stable_text=f"{speaker} {n}", unstable_text="..." * seq, sequence=seq, language="en",
+                    engine="whisper", model="tiny.en", run=RUN)))  # fmt: skip
+            timeline.append((t + duration + 300, s, TranscriptFinalV1(
+                event_id=ids.event_id("transcript.final", uid, RUN), utterance_id=uid, meeting_id=meeting_id,
+                speaker_id=speaker, stream_id=stream, start_ms=t, end_ms=t + duration, start_sample=t * 16,
+                end_sample=(t + duration) * 16, sample_rate=RATE, text=f"{speaker} says {n}", confidence=0.9,
+                language="en", engine="whisper", model="tiny.en", run=RUN)))  # fmt: skip
+            t += duration + rng.randint(300, 5000)
+        timeline.append((t + 1000, s, StreamStoppedV1(
+            event_id=ids.event_id("stream.stopped", stream, t * 16), meeting_id=meeting_id, speaker_id=speaker,
+            stream_id=stream, stream_start_ms=0, end_sample=t * 16, reason="end", run=RUN)))  # fmt: skip
+    return [e for _, _, e in sorted(timeline, key=lambda x: (x[0], x[1]))]
+
+
+def reference(meeting_id: str, events: list[EventV], pause_ms: int) -> set[tuple[Any, ...]]:
+    state, latest = new_state(), {}
+    for event in events:
+        state, out = apply(meeting_id, state, event, pause_ms)
+        for u in out:
+            if isinstance(u, DialogueUpdateV1):
+                latest[u.dialogue_id] = u
+    return {(d.dialogue_id, d.speaker_id, d.start_ms, d.end_ms, d.text, d.status, d.position)
+            for d in latest.values() if d.status != "retracted"}  # fmt: skip
+
+
+async def stored(p: Pipeline, meeting_id: str) -> set[tuple[Any, ...]]:
+    rows = await p.store.aquery(
+        f"SELECT dialogue_id, speaker_id, start_ms, end_ms, dialogue_text, status, position "
+        f"FROM {p.store.database}.dialogues FINAL WHERE meeting_id = {{m:String}} AND status != 'retracted'",
+        {"m": meeting_id},
+    )
+    return {tuple(r.values()) for r in rows}
+
+
+async def test_sigkill_mid_meeting_then_restart_equals_uninterrupted_run(pipeline: Pipeline) -> None:
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    events = synthetic_meeting(meeting_id, speakers=3, utterances=25, seed=7)
+    expected = reference(meeting_id, events, pipeline.settings.merger_pause_ms)
+    assert len(expected) > 20 and all(d[5] == "final" for d in expected)
+
+    producer = make_producer(pipeline.settings)
+    await producer.start()
+    topic = topic_name(pipeline.settings.topic_namespace, TRANSCRIPTS.name)
+    killed_at = len(events) // 3
+    try:
+        for i, event in enumerate(events):
+            await producer.send_and_wait(topic, encode(event), key=meeting_id.encode())
+            if i == killed_at:
+                await asyncio.sleep(1.0)  # let the merger get well into the meeting ...
+                assert await stored(pipeline, meeting_id), "the merger was working before the kill"
+                pipeline.merger.kill()  # ... then SIGKILL: no flush, no commit
+            elif i == killed_at + 40:
+                pipeline.merger.start()
+                await asyncio.to_thread(pipeline.merger.wait_for_log, "Worker ready", 120, 2)
+            elif i % 10 == 0:
+                await asyncio.sleep(0.02)
+    finally:
+        await producer.stop()
+
+    deadline = time.monotonic() + 120
+    got: set[tuple[Any, ...]] = set()
+    while time.monotonic() < deadline:
+        got = await stored(pipeline, meeting_id)
+        if got == expected:
+            break
+        await asyncio.sleep(1)
+    assert got == expected, (len(got), len(expected), sorted(got ^ expected)[:6])
+    rows = await pipeline.store.aquery(
+        f"SELECT revision FROM {pipeline.store.database}.transcripts FINAL WHERE meeting_id = {{m:String}}",
+        {"m": meeting_id},
+    )
+    assert rows and rows[0]["revision"] == len(expected), "the merged transcript holds every final dialogue"
