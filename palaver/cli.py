@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
     _add_data_dir(run)
 
+    bench = sub.add_parser("bench", help="run a benchmark (prints figures, writes bench/out/NAME.json and .png)",
+                           description="Benchmarks measure performance goals; see bench/README.md.")  # fmt: skip
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    bench_sub.add_parser("merger", help="merger throughput and added latency", add_help=False)
+
     topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip
     topics.add_argument("--create", action="store_true", help="create missing topics on the configured broker")
@@ -75,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = extra  # the benchmark parses its own options (palaver bench merger --help)
+    elif extra:
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -111,6 +120,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "topics":
         return _topics(settings, args.create)
+    if args.command == "bench":
+        from bench import merger
+
+        return merger.main(args.bench_args)
     raise AssertionError(args.command)
 
 

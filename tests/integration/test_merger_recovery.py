@@ -4,66 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from typing import Any
 
 import pytest
 
+from bench.synthetic import synthetic_meeting
 from merger.processor import apply, new_state
-from palaver import ids
-from palaver.events import (
-    DialogueUpdateV1,
-    StreamStartedV1,
-    StreamStoppedV1,
-    TranscriptFinalV1,
-    TranscriptPartialV1,
-    encode,
-)
+from palaver.events import DialogueUpdateV1, encode
 from palaver.events.base import EventV
 from palaver.events.registry import TRANSCRIPTS, topic_name
 from palaver.streams.clients import make_producer
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
-
-RUN = "whisper:tiny.en"
-RATE = 16000
-
-
-def synthetic_meeting(meeting_id: str, speakers: int, utterances: int, seed: int) -> list[EventV]:
-    """What STT workers would publish for a meeting, interleaved across streams in time order."""
-    rng = random.Random(seed)
-    timeline: list[tuple[int, int, EventV]] = []
-    for s in range(speakers):
-        speaker = f"spk{s}"
-        stream = ids.stream_id(meeting_id, speaker)
-        timeline.append((0, s, StreamStartedV1(
-            event_id=ids.event_id("stream.started", stream, 0), meeting_id=meeting_id, speaker_id=speaker,
-            stream_id=stream, sample_rate=RATE, stream_start_ms=0, run=RUN)))  # fmt: skip
-        t = rng.randint(0, 2000)
-        for n in range(utterances):
-            duration = rng.randint(500, 4000)
-            uid = ids.utterance_id(stream, t * RATE // 1000)
-            for seq in range(1, 3):
-                at = t + duration * seq // 3
-                timeline.append((at, s, TranscriptPartialV1(
-                    event_id=ids.event_id("transcript.partial", uid, RUN, seq), utterance_id=uid,
-                    meeting_id=meeting_id, speaker_id=speaker, stream_id=stream, start_ms=t, end_ms=at,
-                    stable_text=f"{speaker} {n}", unstable_text="..." * seq, sequence=seq, language="en",
-                    engine="whisper", model="tiny.en", run=RUN)))  # fmt: skip
-            timeline.append((t + duration + 300, s, TranscriptFinalV1(
-                event_id=ids.event_id("transcript.final", uid, RUN), utterance_id=uid, meeting_id=meeting_id,
-                speaker_id=speaker, stream_id=stream, start_ms=t, end_ms=t + duration, start_sample=t * 16,
-                end_sample=(t + duration) * 16, sample_rate=RATE, text=f"{speaker} says {n}", confidence=0.9,
-                language="en", engine="whisper", model="tiny.en", run=RUN)))  # fmt: skip
-            t += duration + rng.randint(300, 5000)
-        timeline.append((t + 1000, s, StreamStoppedV1(
-            event_id=ids.event_id("stream.stopped", stream, t * 16), meeting_id=meeting_id, speaker_id=speaker,
-            stream_id=stream, stream_start_ms=0, end_sample=t * 16, reason="end", run=RUN)))  # fmt: skip
-    return [e for _, _, e in sorted(timeline, key=lambda x: (x[0], x[1]))]
-
 
 def reference(meeting_id: str, events: list[EventV], pause_ms: int) -> set[tuple[Any, ...]]:
     state, latest = new_state(), {}

@@ -10,7 +10,7 @@ from palaver.cli import build_parser, main
 @pytest.mark.parametrize(
     "argv",
     [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
-     ["broker", "fetch"], ["run"], ["topics"]],
+     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"]],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -32,3 +32,13 @@ def test_run_rejects_unknown_and_merger_combinations(capsys: pytest.CaptureFixtu
 def test_parser_defaults() -> None:
     args = build_parser().parse_args(["demo"])
     assert args.speed == 1.0 and args.url is None
+
+
+def test_unwired_engines_are_refused_with_a_clear_message() -> None:
+    from palaver.services import UsageError, check_engine
+    from palaver.settings import Settings
+
+    with pytest.raises(UsageError, match="only the whisper engine"):
+        check_engine(Settings(stt_engine="deepgram"), ["stt"])
+    check_engine(Settings(stt_engine="deepgram"), ["api"])
+    check_engine(Settings(), ["stt"])

@@ -1,0 +1,118 @@
+"""What every benchmark needs: a broker (the embedded one unless PALAVER_KAFKA_BOOTSTRAP is set), fresh
+topics, Palaver services as real processes, a progress line, and JSON + PNG output under bench/out/."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from palaver.settings import Settings
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+@contextmanager
+def bench_settings(name: str) -> Iterator[Settings]:
+    """Settings on fresh topics; starts (and stops) an embedded broker unless one is configured."""
+    from palaver.broker import embedded
+
+    with tempfile.TemporaryDirectory(prefix=f"palaver-bench-{name}-") as tmp:
+        root = Path(tmp)
+        bootstrap = os.environ.get("PALAVER_KAFKA_BOOTSTRAP")
+        port = free_port()
+        if not bootstrap:
+            embedded.start(root / "kafka", port)
+        try:
+            yield Settings(
+                data_dir=root,
+                kafka_bootstrap=bootstrap or f"127.0.0.1:{port}",
+                kafka_replication_factor=1 if not bootstrap else None,
+                topic_namespace=f"bench-{name}-{uuid.uuid4().hex[:8]}",
+                clickhouse_url=f"chdb://{root / 'clickhouse'}",
+                api_port=free_port(),
+            )
+        finally:
+            if not bootstrap:
+                embedded.stop(root / "kafka")
+
+
+def service(settings: Settings, *services: str, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PALAVER_DATA_DIR": str(settings.data_dir),
+        "PALAVER_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
+        "PALAVER_KAFKA_REPLICATION_FACTOR": str(settings.replication_factor),
+        "PALAVER_TOPIC_NAMESPACE": settings.topic_namespace,
+        "PALAVER_CLICKHOUSE_URL": settings.clickhouse_dsn,
+        **(extra_env or {}),
+    }
+    cmd = [sys.executable, "-m", "palaver", "run", *services, "--port", str(settings.api_port)]
+    return subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
+
+
+def wait_for_log(log: Path, needle: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists() and needle in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{log} never said {needle!r}")
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.done = label, max(total, 1), 0
+        self._last = 0.0
+
+    def update(self, done: int, note: str = "") -> None:
+        self.done = done
+        now = time.monotonic()
+        if now - self._last < 0.2 and done < self.total:
+            return
+        self._last = now
+        filled = int(30 * min(done, self.total) / self.total)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} {note}   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
