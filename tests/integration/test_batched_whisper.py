@@ -1,0 +1,118 @@
+"""BatchedWhisper on real speech (hibari) and the bundled tiny.en model: one trimmed batch decodes several
+clips as well as decoding each alone, and as well as faster-whisper's usual 30 s window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from palaver.textmetrics import word_error_rate
+from stt_workers.batched_whisper import BatchedWhisper
+from stt_workers.engine import SttEngine, Transcription
+
+pytestmark = pytest.mark.integration
+
+SCRIPTS = (
+    "The quarterly budget review is scheduled for next Tuesday.",
+    "Please send me the updated slides before lunch.",
+    "We should hire two more engineers for the platform team.",
+    "Can everyone hear me, or is my microphone muted?",
+    "Let's move the launch date to the end of March.",
+    "Who is taking notes for this meeting today?",
+)
+SAMPLE_RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> str:
+    from palaver.settings import bundled_whisper_model_dir
+
+    return str(bundled_whisper_model_dir())
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: str) -> BatchedWhisper:
+    return BatchedWhisper(model_dir)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    from palaver.demo.synth import Voice
+
+    voice = Voice()
+    # The last clip is two sentences with a pause, so the batch mixes lengths (about 2 s to 5 s).
+    said = [voice.say(text, seed=i) for i, text in enumerate(SCRIPTS)]
+    return [*said[:-1], np.concatenate([said[-1], np.zeros(SAMPLE_RATE // 4, np.float32), said[0]])]
+
+
+@pytest.fixture(scope="module")
+def scripts() -> list[str]:
+    return [*SCRIPTS[:-1], f"{SCRIPTS[-1]} {SCRIPTS[0]}"]
+
+
+@pytest.fixture(scope="module")
+def batch(engine: BatchedWhisper, clips: list[np.ndarray]) -> list[Transcription]:
+    return engine.decode(clips, "en")
+
+
+def test_one_batch_transcribes_every_clip(batch: list[Transcription], scripts: list[str]) -> None:
+    for script, result in zip(scripts, batch, strict=True):
+        assert word_error_rate(script, result.text) <= 0.2, (script, result.text)
+        assert 0.5 < result.confidence <= 1.0
+
+
+def test_words_are_in_order_and_inside_their_clip(
+    batch: list[Transcription], clips: list[np.ndarray]
+) -> None:
+    for result, audio in zip(batch, clips, strict=True):
+        duration = len(audio) / SAMPLE_RATE
+        assert result.words
+        assert " ".join(w.word for w in result.words) == result.text
+        for word in result.words:
+            assert 0.0 <= word.start_s <= word.end_s <= duration + 1e-6
+            assert 0.0 <= word.probability <= 1.0
+        for before, after in zip(result.words, result.words[1:], strict=False):
+            assert before.start_s < after.start_s
+            assert before.end_s <= after.start_s + 1e-6
+        assert result.words[-1].end_s > duration / 2  # the words span the speech, not a squeezed prefix
+
+
+def test_a_batch_decodes_like_each_clip_alone(
+    engine: BatchedWhisper, batch: list[Transcription], clips: list[np.ndarray], scripts: list[str]
+) -> None:
+    alone = [engine.transcribe(audio, "en") for audio in clips]
+    for script, together, single in zip(scripts, batch, alone, strict=True):
+        # Padding to the batch's longest clip changes the encoder's input, so allow WER-equivalent text.
+        assert abs(word_error_rate(script, together.text) - word_error_rate(script, single.text)) <= 0.1
+
+
+def test_trimming_costs_little_accuracy_against_the_30s_window(
+    model_dir: str, batch: list[Transcription], clips: list[np.ndarray], scripts: list[str]
+) -> None:
+    from stt_workers.whisper_engine import WhisperEngine
+
+    reference = WhisperEngine(model_dir)
+    full = [reference.transcribe(audio, "en") for audio in clips]
+    trimmed_wer = np.mean([word_error_rate(s, t.text) for s, t in zip(scripts, batch, strict=True)])
+    full_wer = np.mean([word_error_rate(s, t.text) for s, t in zip(scripts, full, strict=True)])
+    assert trimmed_wer - full_wer <= 0.05, (trimmed_wer, full_wer)
+
+
+def test_an_empty_clip_gives_an_empty_transcription(engine: BatchedWhisper, clips: list[np.ndarray]) -> None:
+    empty, speech = engine.decode([np.zeros(0, np.float32), clips[0]], "en")
+    assert empty == Transcription(text="", words=(), confidence=0.0)
+    assert word_error_rate(SCRIPTS[0], speech.text) <= 0.2
+
+
+def test_too_long_a_clip_is_refused(engine: BatchedWhisper) -> None:
+    with pytest.raises(ValueError):
+        engine.decode([np.zeros(31 * SAMPLE_RATE, np.float32)], "en")
+
+
+def test_it_is_an_stt_engine(engine: BatchedWhisper, clips: list[np.ndarray]) -> None:
+    as_engine: SttEngine = engine
+    assert (as_engine.name, as_engine.model) == ("whisper", "tiny.en")
+    result = as_engine.transcribe(clips[1], "en")
+    assert word_error_rate(SCRIPTS[1], result.text) <= 0.2
+    text_only = engine.decode([clips[1]], "en", with_words=False)[0]
+    assert text_only.words == () and text_only.text == result.text and 0.5 < text_only.confidence <= 1.0
