@@ -21,6 +21,10 @@ STT_FINAL_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 STT_ACTIVE_STREAMS = Gauge("palaver_stt_active_streams", "Streams owned by this STT worker")
+STT_BATCH_SIZE = Histogram(
+    "palaver_stt_decode_batch_size", "Requests decoded in one batched call", buckets=(1, 2, 3, 4, 6, 8, 12, 16)
+)
+STT_DROPPED_PARTIALS = Counter("palaver_stt_dropped_partials_total", "Partial decodes dropped as stale under load")
 MERGER_DIALOGUE_UPDATES = Counter("palaver_merger_dialogue_updates_total", "Dialogue events produced")
 STORE_ROWS = Counter("palaver_store_rows_total", "Rows inserted into ClickHouse", ["table"])
 STORE_BATCH_SECONDS = Histogram(

@@ -1,0 +1,90 @@
+"""The decode scheduler shared by all the streams a worker owns.
+
+Each consumer batch yields decode requests: finals (an utterance ended) and at most one partial per
+speaking stream (its open utterance, newest audio only). The scheduler buckets them by audio length and
+runs one batched Whisper call per bucket (``BatchedWhisper.decode``, encoder input trimmed to the
+bucket), off the event loop. Finals go first. Partials are dropped, not queued, once the round has run
+past ``partial_deadline_s``: under overload lag stays bounded instead of growing, and the next round asks
+for a fresher partial anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from palaver.metrics import STT_BATCH_SIZE, STT_DECODE_SECONDS, STT_DROPPED_PARTIALS
+from stt_workers.batched_whisper import bucket_for
+from stt_workers.engine import Transcription
+
+Kind = Literal["final", "partial"]
+BatchDecoder = Callable[[list[np.ndarray], str], list[Transcription]]
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    kind: Kind
+    audio: np.ndarray  # float32, 16 kHz
+    sample_rate: int = 16000
+
+    @property
+    def bucket(self) -> int:
+        return bucket_for(min(len(self.audio) / self.sample_rate, 30.0))
+
+
+def plan_batches(requests: Sequence[DecodeRequest], max_batch: int) -> list[list[int]]:
+    """Indexes of ``requests`` grouped into batches: same bucket in a batch, at most ``max_batch``;
+    batches holding finals first (shortest bucket first, it is cheapest), then partial-only batches."""
+    finals: dict[int, list[int]] = {}
+    partials: dict[int, list[int]] = {}
+    for index, request in enumerate(requests):
+        (finals if request.kind == "final" else partials).setdefault(request.bucket, []).append(index)
+    batches: list[list[int]] = []
+    for bucket in sorted(finals):
+        # Top up a bucket's finals with partials of the same bucket: they ride along almost for free.
+        members = finals[bucket] + partials.pop(bucket, [])
+        batches.extend(members[i : i + max_batch] for i in range(0, len(members), max_batch))
+    for bucket in sorted(partials):
+        members = partials[bucket]
+        batches.extend(members[i : i + max_batch] for i in range(0, len(members), max_batch))
+    return batches
+
+
+class DecodeScheduler:
+    def __init__(self, decode: BatchDecoder, executor: Executor, language: str, engine: str,
+                 max_batch: int = 8, partial_deadline_s: float = 1.0):  # fmt: skip
+        self._decode = decode
+        self._executor = executor
+        self._language = language
+        self._engine = engine
+        self._max_batch = max_batch
+        self._partial_deadline_s = partial_deadline_s
+
+    async def run(self, requests: Sequence[DecodeRequest]) -> list[Transcription | None]:
+        """Results in request order; None for a partial dropped as stale. Finals are never dropped."""
+        results: list[Transcription | None] = [None] * len(requests)
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        for batch in plan_batches(requests, self._max_batch):
+            late = time.perf_counter() - started > self._partial_deadline_s
+            if late:
+                dropped = [i for i in batch if requests[i].kind == "partial"]
+                STT_DROPPED_PARTIALS.inc(len(dropped))
+                batch = [i for i in batch if requests[i].kind == "final"]
+                if not batch:
+                    continue
+            t0 = time.perf_counter()
+            decoded = await loop.run_in_executor(
+                self._executor, self._decode, [requests[i].audio for i in batch], self._language
+            )
+            STT_DECODE_SECONDS.labels(engine=self._engine).observe(time.perf_counter() - t0)
+            STT_BATCH_SIZE.observe(len(batch))
+            for i, result in zip(batch, decoded, strict=True):
+                results[i] = result
+        return results

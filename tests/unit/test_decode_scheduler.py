@@ -1,0 +1,48 @@
+"""The decode scheduler's batching policy and its overload behaviour (with a fake batch decoder)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from stt_workers.engine import Transcription, Word
+from stt_workers.scheduler import DecodeRequest, DecodeScheduler, plan_batches
+
+
+def req(kind: str, seconds: float) -> DecodeRequest:
+    return DecodeRequest(kind=kind, audio=np.zeros(int(seconds * 16000), np.float32))  # type: ignore[arg-type]
+
+
+def test_same_bucket_batched_finals_first_and_capped() -> None:
+    requests = [req("partial", 1.0), req("final", 4.0), req("final", 1.5), req("partial", 4.5), req("final", 12.0)]
+    batches = plan_batches(requests, max_batch=8)
+    buckets = [{requests[i].bucket for i in b} for b in batches]
+    assert all(len(b) == 1 for b in buckets), "one bucket per batch"
+    assert batches[0] == [2, 0], "the shortest bucket with finals first, its partials ride along"
+    assert sorted(i for b in batches for i in b) == list(range(len(requests)))
+    many = [req("final", 2.0) for _ in range(19)]
+    assert [len(b) for b in plan_batches(many, max_batch=8)] == [8, 8, 3]
+
+
+def test_partial_only_batches_come_after_every_final() -> None:
+    requests = [req("partial", 1.0), req("partial", 8.0), req("final", 8.0)]
+    batches = plan_batches(requests, max_batch=8)
+    assert batches == [[2, 1], [0]]
+
+
+def test_results_in_request_order_and_stale_partials_dropped() -> None:
+    calls: list[int] = []
+
+    def slow_decode(batch: list[np.ndarray], language: str) -> list[Transcription]:
+        calls.append(len(batch))
+        time.sleep(0.2)
+        return [Transcription(text=f"{len(a)}", words=(Word(str(len(a)), 0.0, 0.1, 0.9),), confidence=0.9) for a in batch]
+
+    requests = [req("final", 1.0), req("final", 6.0), req("partial", 15.0), req("final", 25.0)]
+    scheduler = DecodeScheduler(slow_decode, ThreadPoolExecutor(1), "en", "fake", max_batch=8, partial_deadline_s=0.3)
+    results = asyncio.run(scheduler.run(requests))
+    assert [r.text if r else None for r in results] == ["16000", "96000", None, "400000"]
+    assert calls == [1, 1, 1], "the partial's batch started after the deadline and was dropped"
