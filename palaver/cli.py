@@ -66,12 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("services", nargs="+", metavar="SERVICE", help="ingest | api | store | stt | merger")
     run.add_argument("--host", default=None, help="HTTP host (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="with stt alone: N worker processes in one consumer group, supervised (default 1)")  # fmt: skip
     _add_data_dir(run)
 
     bench = sub.add_parser("bench", help="run a benchmark (prints figures, writes bench/out/NAME.json and .png)",
                            description="Benchmarks measure performance goals; see bench/README.md.")  # fmt: skip
     bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     bench_sub.add_parser("merger", help="merger throughput and added latency", add_help=False)
+    bench_sub.add_parser("stt", help="concurrent speakers within STT lag targets, vs a naive Whisper server",
+                         add_help=False)  # fmt: skip
 
     topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip
@@ -114,16 +118,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "broker":
         return _broker(args.action, settings)
     if args.command == "run":
-        from palaver.services import run_services
+        from palaver.services import run_services, run_stt_workers
 
+        if args.workers != 1:
+            return run_stt_workers(settings, args.services, args.workers)
         run_services(settings, args.services, args.host or settings.api_host, args.port or settings.api_port)
         return 0
     if args.command == "topics":
         return _topics(settings, args.create)
     if args.command == "bench":
-        from bench import merger
+        import importlib
 
-        return merger.main(args.bench_args)
+        benchmark = importlib.import_module(f"bench.{args.benchmark}")
+        return int(benchmark.main(args.bench_args))
     raise AssertionError(args.command)
 
 

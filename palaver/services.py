@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import subprocess
+import sys
+import time
 
 import uvicorn
 from prometheus_client import start_http_server
@@ -97,3 +101,47 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
     for task in done:
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
+
+
+def run_stt_workers(settings: Settings, services: list[str], workers: int) -> int:
+    """``palaver run stt --workers N``: N ``palaver run stt`` processes in the one consumer group (the
+    group spreads the audio partitions over them). A child that dies is reported and the others go on
+    (the group hands its partitions to them); SIGINT/SIGTERM stops all. Returns 1 when none is left."""
+    if services != ["stt"] or workers < 1:
+        raise UsageError("--workers N (N >= 1) runs STT workers only: `palaver run stt --workers N`")
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    for index in range(workers):
+        env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
+        if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones
+            env["PALAVER_METRICS_PORT"] = str(settings.metrics_port + index)
+        proc = subprocess.Popen([sys.executable, "-m", "palaver", "run", "stt"], env=env, stdin=subprocess.DEVNULL)
+        children[index] = proc
+        log.info("stt worker %d: pid %d", index, proc.pid)
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping and children:
+            for index, proc in list(children.items()):
+                code = proc.poll()
+                if code is not None:
+                    del children[index]
+                    log.error("stt worker %d (pid %d) exited with code %d; %d left", index, proc.pid, code, len(children))
+            time.sleep(0.2)
+        return 0 if stopping else 1
+    finally:
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in children.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,8 +1,16 @@
 """The STT worker: consume audio, segment per stream, decode off the event loop, produce finals, commit.
 
-Commit policy: a partition's offset is committed only up to the first frame still holding audio of an
-unfinished utterance, so after a crash or a rebalance the new owner re-decodes that utterance; its id
-(hash of stream and start sample) is unchanged, so downstream deduplicates the repeat.
+Commit policy: a partition's offset is committed only up to the first frame a restart needs: per stream,
+the frame holding the segmenter's resume point (``Segmenter.keep_from``, before any unfinished utterance
+and its pre-roll). The commit metadata carries every stream's resume point, because the offset is the
+earliest of them: a restarted owner starts each stream's segmenter at its own point and skips the audio
+before it. From there the segmenter finds the same boundaries, so the same utterance ids (hash of stream
+and start sample) and the same audio to decode: a final published before the crash but not yet committed
+comes again as the same utterance, which downstream upserts by id.
+
+Rebalances: a batch and a rebalance callback never interleave (one lock). On revocation the worker
+commits what is safe and forgets the partition's streams; on assignment it loads the resume points. A
+batch fetched across a rebalance is dropped and its partitions rewound to their committed offsets.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 
 from palaver.events import AudioFrameV1, DecodeError, StreamStartedV1, StreamStoppedV1, decode, encode
@@ -24,12 +33,16 @@ from palaver.streams.clients import headers_dict, make_consumer, make_producer
 from palaver.streams.dlq import DlqPolicy, dlq_topics
 from stt_workers.engine import SttEngine, Transcription
 from stt_workers.processor import (
+    MAX_RESUME_METADATA,
     OpenUtterance,
     StreamInfo,
     StreamState,
+    decode_resume,
+    encode_resume,
     final_event,
     partial_event,
     progress_event,
+    resume_key,
 )
 from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
 
@@ -62,6 +75,12 @@ class SttWorker:
         self._streams: dict[str, StreamState] = {}
         self._processed: dict[int, int] = {}  # partition -> next offset after the last record handled
         self._touched: set[str] = set()  # streams that got audio in the current batch
+        self._owned: dict[int, int | None] = {}  # partition -> committed offset it was assigned at
+        # partition -> {resume_key: sample}: resume points from the commit metadata of streams not seen
+        # again yet (carried into every commit until their audio comes)
+        self._pending: dict[int, dict[str, int]] = {}
+        self._generation = 0  # bumped by each rebalance callback
+        self._lock = asyncio.Lock()  # held by a batch, and by a rebalance callback
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -69,30 +88,56 @@ class SttWorker:
         self._producer = make_producer(self._settings)
         await self._producer.start()
         await consumer.start()
-        consumer.subscribe([self._audio_topic], listener=_Revocation(self, consumer))
+        consumer.subscribe([self._audio_topic], listener=_Rebalance(self, consumer))
         self._dlq = DlqPolicy(self._producer, dlq_topics(self._settings, AUDIO_FRAMES), GROUP)
         log.info("stt worker (%s %s) consuming %s", self._engine.name, self._engine.model, self._audio_topic)
         try:
             while not stop.is_set():
+                generation = self._generation
                 batches = await consumer.getmany(timeout_ms=100, max_records=500)
-                self._touched.clear()
-                for records in batches.values():
-                    for record in records:
-                        await self._handle(record)
-                        self._processed[record.partition] = record.offset + 1
-                # Partials and progress once per stream per batch, for the newest audio only: when the
-                # worker falls behind, batches grow and stale partial decodes are skipped, not queued.
-                for stream in sorted(self._touched):
-                    state = self._streams.get(stream)
-                    if state is not None:
-                        await self._partial(state)
-                        await self._progress(state)
-                if batches:
-                    await self._commit(consumer)
+                async with self._lock:
+                    if generation != self._generation:
+                        await self._rewind(consumer, batches)
+                        continue
+                    await self._batch(consumer, batches)
         finally:
             await consumer.stop()
             await self._producer.stop()
             self._executor.shutdown(wait=False)
+
+    async def _batch(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        self._touched.clear()
+        handled = False
+        for tp, records in batches.items():
+            if tp.partition not in self._owned:
+                # Assigned, but the assignment callback has not loaded its resume points yet: read it again.
+                consumer.seek(tp, records[0].offset)
+                continue
+            for record in records:
+                await self._handle(record)
+                self._processed[record.partition] = record.offset + 1
+                handled = True
+        # Partials and progress once per stream per batch, for the newest audio only: when the
+        # worker falls behind, batches grow and stale partial decodes are skipped, not queued.
+        for stream in sorted(self._touched):
+            state = self._streams.get(stream)
+            if state is not None:
+                await self._partial(state)
+                await self._progress(state)
+        if handled:
+            await self._commit(consumer)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """A batch fetched across a rebalance: its records may lie past the offsets this worker resumes
+        from, so drop it and read the partitions it still owns again from their committed offsets."""
+        for tp in batches:
+            if tp.partition not in self._owned or tp not in consumer.assignment():
+                continue
+            committed = self._owned[tp.partition]
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
 
     async def _handle(self, record: ConsumerRecord) -> None:
         headers = headers_dict(record.headers)
@@ -106,7 +151,7 @@ class SttWorker:
                 if isinstance(event, StreamStartedV1):
                     await self._on_started(event, record.partition)
                 elif isinstance(event, StreamStoppedV1):
-                    await self._on_stopped(event)
+                    await self._on_stopped(event, record.partition)
                 else:
                     raise DecodeError(f"{type(event).__name__} does not belong on the audio topic")
         except (FrameHeaderError, DecodeError) as exc:
@@ -122,23 +167,46 @@ class SttWorker:
             STT_ACTIVE_STREAMS.set(len(self._streams))
         return state
 
+    def _resume_point(self, stream_id: str, partition: int) -> int | None:
+        """Where the previous owner's segmentation of this stream resumes (None: not a resumed stream)."""
+        return self._pending.get(partition, {}).get(resume_key(stream_id))
+
+    def _drop_resume_point(self, stream_id: str, partition: int) -> None:
+        self._pending.get(partition, {}).pop(resume_key(stream_id), None)
+
     def _new_segmenter(self, info: StreamInfo, first_sample: int) -> Segmenter:
         return Segmenter(self._scorer, segmenter_policy(self._settings, info.sample_rate), first_sample)
 
     async def _on_started(self, event: StreamStartedV1, partition: int) -> None:
         info = StreamInfo(event.meeting_id, event.speaker_id, event.stream_id, event.sample_rate, event.stream_start_ms)
-        self._state(info, partition, event.first_sample)
+        resume = self._resume_point(event.stream_id, partition)
+        if resume is not None and event.first_sample > resume:  # a session after the one that was resumed
+            self._drop_resume_point(event.stream_id, partition)
+            resume = None
+        if resume is None:  # else the resumed segmenter starts with the first frame it needs
+            self._state(info, partition, event.first_sample)
         await self._produce_event(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         info = StreamInfo(frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate, frame.stream_start_ms)
-        state = self._state(info, record.partition, frame.first_sample)
+        first_sample = frame.first_sample
+        if frame.stream_id not in self._streams:
+            resume = self._resume_point(frame.stream_id, record.partition)
+            if resume is not None:
+                if frame.end_sample <= resume:
+                    return  # segmented before the resume point: its utterances are already published
+                self._drop_resume_point(frame.stream_id, record.partition)
+                first_sample = resume
+        state = self._state(info, record.partition, first_sample)
         segments = state.accept(frame, record.offset, lambda first: self._new_segmenter(info, first))
         for segment in segments:
             await self._finalize(state, segment)
         self._touched.add(frame.stream_id)
 
-    async def _on_stopped(self, event: StreamStoppedV1) -> None:
+    async def _on_stopped(self, event: StreamStoppedV1, partition: int) -> None:
+        resume = self._resume_point(event.stream_id, partition)
+        if resume is not None and event.end_sample >= resume:  # else an earlier session's stop
+            self._drop_resume_point(event.stream_id, partition)
         state = self._streams.pop(event.stream_id, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
         if state is not None:
@@ -206,45 +274,85 @@ class SttWorker:
     async def _produce_event(self, meeting_id: str, value: bytes) -> None:
         await self._producer.send_and_wait(self._transcripts_topic, value, key=meeting_id.encode())
 
-    def committable(self) -> dict[TopicPartition, int]:
-        """Per partition: the first frame still needed by an open utterance, else everything handled."""
+    def committable(self) -> dict[TopicPartition, tuple[int, str]]:
+        """Per partition handled: (offset, metadata). The offset is the first frame still needed by a
+        stream's resume point, else everything handled; the metadata holds every stream's resume point
+        (``encode_resume``), those not seen again since the assignment included."""
         offsets = dict(self._processed)
-        for state in self._streams.values():
+        points = {p: dict(self._pending.get(p, {})) for p in offsets}
+        for stream, state in self._streams.items():
+            if state.partition not in offsets:
+                continue
             needed = state.committable_offset()
-            if needed is not None and state.partition in offsets:
+            if needed is not None:
                 offsets[state.partition] = min(offsets[state.partition], needed)
-        return {TopicPartition(self._audio_topic, p): o for p, o in offsets.items()}
+            points[state.partition][resume_key(stream)] = state.segmenter.keep_from
+        result = {}
+        for p, offset in offsets.items():
+            metadata = encode_resume(points[p])
+            if len(metadata) > MAX_RESUME_METADATA:
+                # Committing without every stream's resume point could re-segment one from mid-utterance;
+                # hold this partition's commit instead (a restart re-reads more, but publishes no duplicate).
+                log.warning("partition %d: %d open streams exceed the commit metadata; commit held", p, len(points[p]))
+                continue
+            result[TopicPartition(self._audio_topic, p)] = (offset, metadata)
+        return result
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets = {tp: o for tp, o in self.committable().items() if tp in consumer.assignment()}
-        if offsets:
+    async def _commit(self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None) -> None:
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self.committable().items() if tp in assigned and (only is None or tp in only)}
+        if not offsets:
+            return
+        try:
             await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on; the next owner resumes from the last commit, and ids dedupe the repeat.
+            log.warning("commit failed (rebalance): %s", exc)
 
-    def forget_partitions(self, partitions: set[int]) -> None:
-        for stream, state in list(self._streams.items()):
-            if state.partition in partitions:
-                del self._streams[stream]
-        for p in partitions:
-            self._processed.pop(p, None)
-        STT_ACTIVE_STREAMS.set(len(self._streams))
+    async def revoke(self, consumer: AIOKafkaConsumer, revoked: set[TopicPartition]) -> None:
+        """Commit what is safe for the revoked partitions (finals already produced), then forget their
+        streams: the next owner resumes each from its resume point and decodes open utterances again."""
+        self._generation += 1
+        async with self._lock:
+            await self._commit(consumer, only=revoked)
+            partitions = {tp.partition for tp in revoked}
+            for stream, state in list(self._streams.items()):
+                if state.partition in partitions:
+                    del self._streams[stream]
+            for p in partitions:
+                self._processed.pop(p, None)
+                self._pending.pop(p, None)
+                self._owned.pop(p, None)
+            STT_ACTIVE_STREAMS.set(len(self._streams))
+
+    async def assign(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Load the assigned partitions' committed offsets and resume points."""
+        self._generation += 1
+        async with self._lock:
+            committed = await fetch_committed(consumer, assigned)
+            for tp in assigned:
+                offset, metadata = committed.get(tp, (None, ""))
+                self._owned[tp.partition] = offset
+                self._pending[tp.partition] = decode_resume(metadata)
+        log.info("assigned %s", sorted(tp.partition for tp in assigned))
 
 
-class _Revocation(ConsumerRebalanceListener):
-    """On revocation, commit what is safe (finals already produced) and drop the revoked streams: the new
-    owner resumes from the committed offset and re-decodes any open utterance."""
+async def fetch_committed(consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> dict[TopicPartition, tuple[int | None, str]]:
+    """Committed offset (None: none yet) and metadata per partition. aiokafka's public ``committed()``
+    returns the offset only; the metadata comes from the group coordinator's fetch."""
+    if not partitions:
+        return {}
+    found = await consumer._coordinator.fetch_committed_offsets(list(partitions))
+    return {tp: (om.offset if om.offset >= 0 else None, om.metadata or "") for tp, om in found.items()}
 
+
+class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: SttWorker, consumer: AIOKafkaConsumer):
         self._worker = worker
         self._consumer = consumer
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        offsets = {tp: o for tp, o in self._worker.committable().items() if tp in set(revoked)}
-        if offsets:
-            try:
-                await self._consumer.commit(offsets)
-            except Exception as exc:  # the group already moved on: the new owner re-reads, ids dedupe
-                log.warning("commit on revocation failed: %s", exc)
-        self._worker.forget_partitions({tp.partition for tp in revoked})
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker.revoke(self._consumer, set(revoked))
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("assigned %s", sorted(tp.partition for tp in assigned))
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._worker.assign(self._consumer, set(assigned))

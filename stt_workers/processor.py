@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,8 @@ from stt_workers.engine import Transcription
 from stt_workers.segmenter import Segment, Segmenter
 
 MAX_GAP_SAMPLES = 16000 * 30  # a larger hole in a stream starts a fresh segmenter instead of 30 s of zeros
+RESUME_FORMAT = "stt-resume/1 "
+MAX_RESUME_METADATA = 4000  # bytes; the broker's offset.metadata.max.bytes defaults to 4096
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,32 @@ class StreamState:
         while self.frame_offsets and self.frame_offsets[0][0] <= keep:
             self.frame_offsets.popleft()
         return self.frame_offsets[0][1] if self.frame_offsets else None
+
+
+def resume_key(stream_id: str) -> str:
+    """A stream's short key in commit metadata (stream ids run to 129 characters; metadata is ~4 KB)."""
+    return hashlib.blake2b(stream_id.encode(), digest_size=8).hexdigest()
+
+
+def encode_resume(points: Mapping[str, int]) -> str:
+    """Commit metadata for an audio partition: per stream key (``resume_key``), the sample at which a
+    restarted worker resumes that stream's segmentation (``Segmenter.keep_from``). The committed offset
+    alone is not enough: it is the earliest of the partition's streams' resume frames, so the other
+    streams' audio is re-read from before their own resume points, where a fresh segmenter could start
+    in the middle of an utterance that was already published."""
+    return RESUME_FORMAT + ";".join(f"{key}:{sample}" for key, sample in sorted(points.items()))
+
+
+def decode_resume(metadata: str | None) -> dict[str, int]:
+    """The inverse of ``encode_resume``; empty for metadata written by anything else."""
+    if not metadata or not metadata.startswith(RESUME_FORMAT):
+        return {}
+    body = metadata[len(RESUME_FORMAT) :]
+    points: dict[str, int] = {}
+    for item in body.split(";") if body else ():
+        key, _, sample = item.partition(":")
+        points[key] = int(sample)
+    return points
 
 
 def pcm_to_float(pcm: bytes) -> np.ndarray:

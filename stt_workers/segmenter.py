@@ -2,6 +2,12 @@
 
 Pure logic around an injected window scorer (Silero in production, a fake in unit tests). Windows are
 aligned to absolute sample positions, so segment boundaries do not depend on how audio was framed.
+
+Resuming: a window is scored only when its VAD context lies inside the segmenter's audio, so a segmenter
+started at sample P scores exactly the windows, with exactly the audio, of any other segmenter of the
+same stream. ``keep_from`` is a sample P (advanced only in silence) at which a fresh ``Segmenter(P)``
+fed the same audio emits exactly the segments this one emits from then on, with the same boundaries,
+hence the same utterance ids: the STT worker commits Kafka offsets up to it and restarts there.
 """
 
 from __future__ import annotations
@@ -43,7 +49,11 @@ class Segmenter:
         self._policy = policy
         self._buffer = np.zeros(0, np.float32)
         self._buffer_start = first_sample  # absolute sample of _buffer[0]
-        self._scored_until = -(-first_sample // WINDOW) * WINDOW  # next window start, aligned
+        # next window start, aligned; the first one has its whole VAD context (no zeros standing in for
+        # audio before first_sample, which would score differently from the real audio a run that started
+        # earlier saw)
+        self._scored_until = -(-(first_sample + CONTEXT) // WINDOW) * WINDOW
+        self._resume_from = first_sample
         self._in_speech = False
         self._speech_start = 0
         self._voice_end = 0
@@ -56,9 +66,12 @@ class Segmenter:
 
     @property
     def keep_from(self) -> int:
-        """Earliest absolute sample still needed: audio before it has been turned into segments or was
-        silence. Kafka offsets are committed only up to the frame holding it."""
-        return self._buffer_start
+        """Where a restart resumes: ``Segmenter(policy, keep_from)`` fed this stream's audio from this
+        sample on emits the same segments as this one from now on. Audio before it has been turned into
+        segments or was silence. Kafka offsets are committed only up to the frame holding it. Only moves
+        forward; it stays before an open utterance's pre-roll (and before every piece of speech longer
+        than ``max_utterance_ms`` that is still going on, whose cut points depend on where it began)."""
+        return self._resume_from
 
     @property
     def in_speech(self) -> bool:
@@ -93,6 +106,7 @@ class Segmenter:
             segment = self._step(start, float(prob))
             if segment:
                 segments.append(segment)
+            self._advance_resume(start + WINDOW)
         self._trim()
         return segments
 
@@ -114,6 +128,18 @@ class Segmenter:
         # Never more than the silence that ended the utterance: that audio has always arrived when the
         # end is detected, so boundaries do not depend on how the audio was framed.
         return min(self._pad, self._policy.samples(self._policy.min_silence_ms))
+
+    def _advance_resume(self, scored_until: int) -> None:
+        """After the window ending at ``scored_until``: in silence, a segmenter started ``back`` samples
+        earlier is in the same state from here on. Its first window lies in this silence (``back`` covers
+        the VAD context), every later speech start gets the same pre-roll (``back`` >= pad), and the end of
+        the last segment, which bounds the next one's pre-roll, is no later, so it bounds nothing either.
+        Speech shorter than ``min_speech_ms`` seen partly by the restart stays too short: no segment."""
+        if self._in_speech:
+            return
+        candidate = scored_until - max(self._pad, CONTEXT)
+        if candidate >= self._last_segment_end and candidate > self._resume_from:
+            self._resume_from = candidate
 
     def _window(self, start: int) -> np.ndarray:
         lo = start - CONTEXT - self._buffer_start

@@ -10,7 +10,8 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -112,21 +113,37 @@ class Pipeline:
     url: str
     stt: ServiceProcess
     merger: ServiceProcess
+    stt_workers: list[ServiceProcess] = field(default_factory=list)  # stt first; all in one consumer group
 
 
 @pytest.fixture(scope="module")
 async def pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
     """The whole pipeline on fresh topics and a fresh database: ingest + API + store writer in this process
     (they share the process's ClickHouse connection), STT worker and merger as separate processes."""
+    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+async def scaled_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+    """``pipeline`` with three STT worker processes in the one consumer group (``stt_workers``)."""
+    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=3) as p:
+        yield p
+
+
+@asynccontextmanager
+async def running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
+                           stt_workers: int) -> AsyncIterator[Pipeline]:  # fmt: skip
     tag = uuid.uuid4().hex[:10]
     data_dir = tmp_path_factory.mktemp(f"palaver-{tag}")
     settings = make_settings(infra, data_dir, f"t{tag}", f"t_{tag}")
     store = Store(clickhouse_client, settings.clickhouse_database)
     apply_migrations(store)
     await ensure_topics(settings)
-    stt = ServiceProcess(settings, "stt", data_dir / "stt.log")
+    workers = [ServiceProcess(settings, "stt", data_dir / ("stt.log" if i == 0 else f"stt-{i}.log")) for i in range(stt_workers)]
     merger = ServiceProcess(settings, "merger", data_dir / "merger.log")
-    stt.start()
+    for worker in workers:
+        worker.start()
     merger.start()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, {"ingest", "api", "store"}, store=store), host="127.0.0.1",
@@ -136,13 +153,15 @@ async def pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: py
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
         await _wait_http(url)
-        await asyncio.to_thread(stt.wait_for_log, "stt worker (")
+        for worker in workers:
+            await asyncio.to_thread(worker.wait_for_log, "stt worker (")
         await asyncio.to_thread(merger.wait_for_log, "Worker ready")
-        yield Pipeline(settings, store, url, stt, merger)
+        yield Pipeline(settings, store, url, workers[0], merger, workers)
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=30)
-        stt.stop()
+        for worker in workers:
+            worker.stop()
         merger.stop()
 
 

@@ -10,7 +10,7 @@ from palaver.cli import build_parser, main
 @pytest.mark.parametrize(
     "argv",
     [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
-     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"]],
+     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"]],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

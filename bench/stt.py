@@ -1,0 +1,518 @@
+"""STT benchmark: how many concurrent speakers one STT worker keeps within the lag targets, side by side
+with a naive per-stream Whisper server.
+
+N synthesized speakers (hibari-tts, a different long script each, short pauses) stream concurrently at
+real time through the running pipeline (``palaver run api ingest store``, ``palaver run stt``,
+``palaver run merger`` as processes, one meeting per N). Lags, all against the wall time at which the
+client had sent the audio an event covers (each stream's frames are timestamped as sent; media time maps
+to a sample through the ``ready`` message's ``stream_start_ms``):
+
+- partial lag (what a user sees): for every 100 ms of speech of every speaker, the arrival of the first
+  dialogue event on the live WebSocket whose ``end_ms`` reaches it, minus when the client had sent it. It
+  includes the wait between updates, not only each update's processing time (reported as "event lag":
+  arrival of ``live`` events that advance a speaker's ``end_ms`` minus the send time of that ``end_ms``);
+- final lag: per-utterance ``transcript.final`` events on the transcripts topic, their produce time
+  (Kafka record timestamp) minus the send time of the audio up to their ``end_ms``;
+- for information: the same on the topic's ``transcript.partial`` events, and ``final`` dialogue events on
+  the live socket (these wait for the meeting's watermark and the merger's pause rule by design).
+
+WER: each speaker's finals (by start time) against its script. CPU% and peak RSS of the STT worker
+process (from /proc) while the phase streams and drains. Lost audio: acknowledged samples != sent.
+Targets: partial and final lag p95 <= 1.5 s, no lost audio. The baseline (bench/naive_baseline.py) gets
+the same streams in-process and is measured on its partial hypotheses the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import websockets
+from aiokafka import AIOKafkaConsumer
+
+from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
+from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
+from palaver.events.registry import TRANSCRIPTS, topic_name
+from palaver.settings import Settings, bundled_whisper_model_dir
+from palaver.streams.clients import ensure_topics
+from palaver.textmetrics import word_error_rate
+
+TARGET_LAG_S = 1.5
+FRAME_MS = 100
+
+
+# --- the client side: stream with timestamps, read the live socket, read the transcripts topic ----------
+
+
+async def send_stream(base_url: str, meeting_id: str, track: Track, sent: SendLog,
+                      on_frame: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Stream ``track`` at real time (like palaver.demo.client.stream_pcm), noting when each frame left."""
+    url = f"{base_url.replace('http://', 'ws://', 1)}/v1/meetings/{meeting_id}/streams/{track.speaker_id}"
+    step = sent.frame_samples
+    acked = 0
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le", "channels": 1}))
+        ready = asyncio.get_running_loop().create_future()
+
+        async def read_acks() -> None:
+            nonlocal acked
+            try:
+                async for message in ws:
+                    if isinstance(message, str):
+                        body = json.loads(message)
+                        if body.get("type") == "ready" and not ready.done():
+                            ready.set_result(body)
+                        elif body.get("type") == "ack":
+                            acked = body["samples"]
+            except websockets.ConnectionClosed:
+                pass
+
+        reader = asyncio.create_task(read_acks())
+        body = await asyncio.wait_for(ready, 30)
+        sent.stream_start_ms, sent.first_sample = body["stream_start_ms"], body["first_sample"]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i, at in enumerate(range(0, len(track.pcm), step)):
+            await ws.send(track.pcm[at : at + step].tobytes())
+            sent.sent_at.append(time.time())
+            if on_frame:
+                on_frame()
+            delay = started + (i + 1) * FRAME_MS / 1000 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await ws.send(json.dumps({"type": "end"}))
+        await reader
+        return {"sent": len(track.pcm), "acked": max(0, acked - sent.first_sample), "close_code": ws.close_code}
+
+
+async def read_live(base_url: str, meeting_id: str, events: list[tuple[float, dict[str, Any]]],
+                    stop: asyncio.Event, connected: asyncio.Event) -> None:  # fmt: skip
+    url = f"{base_url.replace('http://', 'ws://', 1)}/v1/meetings/{meeting_id}/live"
+    async with websockets.connect(url, max_size=None) as ws:
+        connected.set()
+        while not stop.is_set():
+            try:
+                message = await asyncio.wait_for(ws.recv(), 0.5)
+            except TimeoutError:
+                continue
+            events.append((time.time(), json.loads(message)))
+
+
+class TranscriptsLog:
+    """Every event on the transcripts topic, with its produce time (epoch seconds), by meeting."""
+
+    def __init__(self, settings: Settings):
+        self._consumer = AIOKafkaConsumer(
+            topic_name(settings.topic_namespace, TRANSCRIPTS.name), bootstrap_servers=settings.bootstrap_servers,
+            auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+        )  # fmt: skip
+        self.by_meeting: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._consumer.start()
+        try:
+            while not stop.is_set():
+                for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                    for r in records:
+                        event = orjson.loads(r.value)
+                        self.by_meeting.setdefault(event.get("meeting_id", ""), []).append((r.timestamp / 1000, event))
+        finally:
+            await self._consumer.stop()
+
+    def stopped(self, meeting_id: str) -> set[str]:
+        return {e["speaker_id"] for _, e in self.by_meeting.get(meeting_id, ()) if e["event"] == "stream.stopped"}
+
+
+# --- the STT worker's process -----------------------------------------------------------------------------
+
+
+class ProcSampler:
+    """CPU time and resident memory of one process, from /proc (Linux)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self.rss_max_mb = 0.0
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime (all threads)
+
+    def sample_rss(self) -> None:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                self.rss_max_mb = max(self.rss_max_mb, int(line.split()[1]) / 1024)
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.sample_rss()
+            await asyncio.sleep(0.5)
+
+
+# --- one Palaver phase --------------------------------------------------------------------------------------
+
+
+def _advancing_lags(items: list[tuple[float, str, int]], logs: dict[str, SendLog]) -> list[float]:
+    """Lags of the events (arrival, speaker, end_ms) that advance their speaker's covered media time."""
+    covered: dict[str, int] = {}
+    lags = []
+    for arrived, speaker, end_ms in sorted(items):
+        if speaker in logs and end_ms > covered.get(speaker, -1):
+            covered[speaker] = end_ms
+            sent = logs[speaker].sent_by_media_ms(end_ms)
+            if sent is not None:
+                lags.append(arrived - sent)
+    return lags
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"p50_s": _num(percentile(values, 50)), "p95_s": _num(percentile(values, 95)),
+            "max_s": _num(max(values)) if values else None, "samples": len(values)}  # fmt: skip
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else round(x, 3)
+
+
+async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsLog, proc: ProcSampler,
+                        on_frame: Any, drain_timeout_s: float) -> dict[str, Any]:  # fmt: skip
+    meeting_id = f"bench-stt-{len(tracks)}-{uuid.uuid4().hex[:6]}"
+    live: list[tuple[float, dict[str, Any]]] = []
+    stop_live, connected, stop_watch = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    live_task = asyncio.create_task(read_live(url, meeting_id, live, stop_live, connected))
+    await asyncio.wait_for(connected.wait(), 30)
+    proc.rss_max_mb = 0.0
+    watcher = asyncio.create_task(proc.watch(stop_watch))
+    cpu0, wall0 = proc.cpu_s(), time.monotonic()
+    logs = {t.speaker_id: SendLog(SAMPLE_RATE * FRAME_MS // 1000) for t in tracks}
+    streamed = await asyncio.gather(*(send_stream(url, meeting_id, t, logs[t.speaker_id], on_frame) for t in tracks))
+    deadline = time.monotonic() + drain_timeout_s
+    speakers = {t.speaker_id for t in tracks}
+    while transcripts.stopped(meeting_id) != speakers and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    drained = transcripts.stopped(meeting_id) == speakers
+    cpu_percent = (proc.cpu_s() - cpu0) / (time.monotonic() - wall0) * 100
+    stop_watch.set()
+    await watcher
+    # With every stream stopped the merger finalizes every dialogue; give it a moment to say so.
+    settle = time.monotonic() + 15
+    while time.monotonic() < settle:
+        seen = {e["dialogue_id"] for _, e in live}
+        finished = {e["dialogue_id"] for _, e in live if e["status"] in ("final", "retracted")}
+        if seen and seen <= finished:
+            break
+        await asyncio.sleep(0.2)
+    stop_live.set()
+    await live_task
+
+    events = transcripts.by_meeting.get(meeting_id, [])
+    finals: dict[str, tuple[float, dict[str, Any]]] = {}
+    for ts, e in events:
+        if e["event"] == "transcript.final":
+            finals.setdefault(e["utterance_id"], (ts, e))
+    final_lags = [ts - s for ts, e in finals.values() if (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]
+    topic_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in events if e["event"] == "transcript.partial"]
+    live_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in live if e.get("status") == "live"]
+    first_final: dict[str, tuple[float, dict[str, Any]]] = {}
+    for ts, e in live:
+        if e.get("status") == "final":
+            first_final.setdefault(e["dialogue_id"], (ts, e))
+    dialogue_final_lags = [ts - s for ts, e in first_final.values()
+                           if (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]  # fmt: skip
+    wers = {}
+    for t in tracks:
+        said = sorted((e["start_ms"], e["text"]) for _, e in finals.values() if e["speaker_id"] == t.speaker_id)
+        wers[t.speaker_id] = round(word_error_rate(t.script, " ".join(text for _, text in said)), 4)
+    sent = sum(s["sent"] for s in streamed)
+    acked = sum(s["acked"] for s in streamed)
+    visible, missed = [], 0
+    for t in tracks:
+        log = logs[t.speaker_id]
+        updates = [(ts, (e["end_ms"] - log.stream_start_ms) * SAMPLE_RATE // 1000) for ts, e in live
+                   if e["speaker_id"] == t.speaker_id and e.get("status") in ("live", "final")]  # fmt: skip
+        lags, not_reached = coverage_lags(updates, log, speech_frame_ends(t.pcm, log.frame_samples))
+        visible += lags
+        missed += not_reached
+    partial = {**_stats(visible), "instants_never_shown": missed}
+    final = _stats(final_lags)
+    lost = acked != sent or any(s["close_code"] != 1000 for s in streamed)
+    return {
+        "speakers": len(tracks), "meeting_id": meeting_id,
+        "audio_s_per_speaker": round(float(np.mean([t.seconds for t in tracks])), 1),
+        "partial_lag": partial, "final_lag": final,
+        "live_event_lag": _stats(_advancing_lags(live_partials, logs)),
+        "topic_partial_lag": _stats(_advancing_lags(topic_partials, logs)),
+        "dialogue_final_lag": _stats(dialogue_final_lags),
+        "wer": round(float(np.mean(list(wers.values()))), 4), "wer_per_speaker": wers,
+        "stt_cpu_percent": round(cpu_percent, 1), "stt_rss_max_mb": round(proc.rss_max_mb, 1),
+        "sent_samples": sent, "acked_samples": acked, "lost_audio": lost, "drained": drained,
+        "holds_targets": bool(drained and not lost and _within(partial) and _within(final)),
+    }  # fmt: skip
+
+
+def _within(stats: dict[str, Any]) -> bool:
+    return stats["p95_s"] is not None and stats["p95_s"] <= TARGET_LAG_S
+
+
+async def run_palaver(args: argparse.Namespace, tracks: list[Track], progress: Any) -> list[dict[str, Any]]:
+    with bench_settings("stt") as settings:
+        await ensure_topics(settings)
+        (OUT / "logs").mkdir(parents=True, exist_ok=True)
+        names = {"web": ("api", "ingest", "store"), "stt": ("stt",), "merger": ("merger",)}
+        logs = {name: OUT / "logs" / f"stt-bench-{name}.log" for name in names}
+        for log in logs.values():
+            log.unlink(missing_ok=True)
+        procs = {name: service(settings, *svc, log=logs[name]) for name, svc in names.items()}
+        url = f"http://127.0.0.1:{settings.api_port}"
+        stop = asyncio.Event()
+        transcripts = TranscriptsLog(settings)
+        reader = asyncio.create_task(transcripts.run(stop))
+        try:
+            await asyncio.to_thread(wait_for_log, logs["stt"], "consuming")
+            await asyncio.to_thread(wait_for_log, logs["merger"], "Worker ready")
+            await _wait_healthy(url)
+            proc = ProcSampler(procs["stt"].pid)
+            # Warm-up (not measured): the worker joins its group and loads the model's caches.
+            warm = Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")
+            await palaver_phase(url, [warm], transcripts, proc, None, 120)
+            results = []
+            for n in args.speakers:
+                results.append(await palaver_phase(url, tracks[:n], transcripts, proc, progress.frame,
+                                                   args.drain_timeout))  # fmt: skip
+                progress.phase_done(tracks[:n])
+                await asyncio.sleep(2)
+            return results
+        finally:
+            stop.set()
+            await reader
+            for p in procs.values():
+                p.terminate()
+            for p in procs.values():
+                p.wait(timeout=30)
+
+
+async def _wait_healthy(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"{url}/healthz", timeout=2)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+    raise TimeoutError(f"{url} never became healthy")
+
+
+# --- the baseline ----------------------------------------------------------------------------------------
+
+
+def run_naive(args: argparse.Namespace, tracks: list[Track], progress: Any) -> list[dict[str, Any]]:
+    from bench.naive_baseline import NaiveStreamingServer, run_baseline
+
+    defaults = Settings()
+    server = NaiveStreamingServer(bundled_whisper_model_dir(), threads=defaults.whisper_threads,
+                                  compute_type=defaults.whisper_compute_type, beam_size=defaults.whisper_beam_size,
+                                  window_s=args.baseline_window)  # fmt: skip
+    server.warm_up()
+    results = []
+    for n in args.speakers:
+        base, total = progress.done_s, sum(t.seconds for t in tracks[:n])
+
+        def fed(seconds: float, base: float = base, n: int = n, total: float = total) -> None:
+            progress.at(base + min(seconds * n, total))
+
+        run = run_baseline(server, tracks[:n], FRAME_MS, fed)
+        progress.phase_done(tracks[:n])
+        lag = {**_stats(run.coverage_lags_s), "instants_never_shown": run.never_shown}
+        # A hypothesis is the whole window's transcript: it is the stream's transcript when the speech
+        # fits the window.
+        fits = all(t.seconds <= args.baseline_window for t in tracks[:n])
+        wer = ([word_error_rate(t.script, run.last_text.get(t.speaker_id, "")) for t in tracks[:n]] if fits else [])
+        results.append({"speakers": n, "partial_lag": lag, "hypothesis_lag": _stats(run.lags_s),
+                        "hypotheses": len(run.lags_s),
+                        "wer": round(float(np.mean(wer)), 4) if wer else None,
+                        "process_cpu_percent": round(run.cpu_percent, 1), "wall_s": round(run.wall_s, 1),
+                        "holds_targets": _within(lag)})  # fmt: skip
+    return results
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+
+class SweepProgress:
+    """Seconds of speech streamed over the whole run (both systems), on one bar."""
+
+    def __init__(self, total_s: float):
+        self._bar = Progress("bench stt", int(total_s))
+        self.done_s = 0.0
+        self._phase_start = 0.0
+        self._frames = 0
+
+    def at(self, seconds: float) -> None:
+        self._bar.update(int(seconds), "speaker-seconds streamed")
+
+    def frame(self) -> None:
+        self._frames += 1
+        self.at(self.done_s + self._frames * FRAME_MS / 1000)
+
+    def phase_done(self, tracks: list[Track]) -> None:
+        self.done_s += sum(t.seconds for t in tracks)
+        self._frames = 0
+        self.at(self.done_s)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def largest_sustainable(rows: list[dict[str, Any]]) -> int:
+    """The largest N whose run held the targets, and every smaller N too."""
+    best = 0
+    for row in sorted(rows, key=lambda r: r["speakers"]):
+        if not row["holds_targets"]:
+            break
+        best = row["speakers"]
+    return best
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lags, wer, cpu) = plt.subplots(1, 3, figsize=(15, 4.2))
+    pal, naive = results["palaver"], results["baseline"]
+
+    def series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+        pts = [(r["speakers"], r[key]["p95_s"]) for r in rows if r[key]["p95_s"] is not None]
+        return [n for n, _ in pts], [v for _, v in pts]
+
+    for rows, key, label, style in ((pal, "partial_lag", "Palaver partial (live socket)", "o-"),
+                                    (pal, "final_lag", "Palaver final (per utterance)", "s-"),
+                                    (naive, "partial_lag", "naive baseline partial", "^--")):  # fmt: skip
+        if rows:
+            lags.plot(*series(rows, key), style, label=label)
+    lags.axhline(TARGET_LAG_S, color="tab:red", linestyle=":", label="target p95 1.5 s")
+    lags.set_yscale("log")
+    lags.set_xlabel("concurrent speakers (N)")
+    lags.set_ylabel("lag p95 (s)")
+    lags.set_title("Lag p95 vs concurrent speakers")
+    lags.legend(fontsize=8)
+    if pal:
+        wer.plot([r["speakers"] for r in pal], [r["wer"] for r in pal], "o-", label="Palaver finals")
+    base_wer = [(r["speakers"], r["wer"]) for r in naive if r["wer"] is not None]
+    if base_wer:
+        wer.plot([n for n, _ in base_wer], [w for _, w in base_wer], "^--", label="baseline last hypothesis")
+    wer.set_xlabel("concurrent speakers (N)")
+    wer.set_ylabel("WER")
+    wer.set_title("Word error rate vs script")
+    wer.legend(fontsize=8)
+    if pal:
+        cpu.bar([str(r["speakers"]) for r in pal], [r["stt_cpu_percent"] for r in pal], color="tab:blue")
+        for i, r in enumerate(pal):
+            cpu.text(i, r["stt_cpu_percent"], f"{r['stt_rss_max_mb']:.0f} MB", ha="center", va="bottom", fontsize=8)
+    cpu.set_xlabel("concurrent speakers (N)")
+    cpu.set_ylabel("STT worker CPU % (100 = one core)")
+    cpu.set_title("STT worker CPU (label: peak RSS)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
+    print(f"\n{'system':<9} {'N':>2} {'partial p50/p95 s':>18} {'final p50/p95 s':>16} {'WER':>6} "
+          f"{'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4}")  # fmt: skip
+    for r in results["palaver"]:
+        p, fl = r["partial_lag"], r["final_lag"]
+        print(f"{'palaver':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} "
+              f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {r['stt_cpu_percent']:>8.0f} "
+              f"{r['stt_rss_max_mb']:>7.0f} {'yes' if r['lost_audio'] else 'no':>5} "
+              f"{'yes' if r['holds_targets'] else 'no':>4}")  # fmt: skip
+    for r in results["baseline"]:
+        p = r["partial_lag"]
+        print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
+              f"{f(r['wer']):>6} {r['process_cpu_percent']:>8.0f} {'-':>7} {'-':>5} "
+              f"{'yes' if r['holds_targets'] else 'no':>4}")  # fmt: skip
+    s = results["summary"]
+    print(f"\nlargest N within targets (p95 lags <= {TARGET_LAG_S} s, no lost audio): Palaver {s['palaver_max_speakers']}, "
+          f"naive baseline {s['baseline_max_speakers']}; ratio {s['ratio'] if s['ratio'] is not None else '-'}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="palaver bench stt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--speakers", default="1,2,4,8", help="sweep of concurrent speakers (default 1,2,4,8)")
+    parser.add_argument("--seconds", type=float, default=30, help="seconds of speech per speaker (default 30)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: --speakers 1,2 --seconds 15")
+    parser.add_argument("--system", choices=("both", "palaver", "baseline"), default="both",
+                        help="which systems to run (default both)")  # fmt: skip
+    parser.add_argument("--baseline-window", type=float, default=30.0,
+                        help="seconds of audio the baseline re-decodes (default 30)")  # fmt: skip
+    parser.add_argument("--drain-timeout", type=float, default=90.0,
+                        help="seconds to wait for a phase's last finals after its streams end (default 90)")  # fmt: skip
+    args = parser.parse_args(argv)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # leader elections on fresh topics are expected
+    if args.quick:
+        args.speakers, args.seconds = "1,2", 15.0
+    args.speakers = sorted({int(n) for n in str(args.speakers).split(",") if n.strip()})
+    if not args.speakers or min(args.speakers) < 1:
+        parser.error("--speakers: a comma-separated list of positive integers")
+
+    tracks = build_tracks(max(args.speakers), args.seconds)
+    systems = 2 if args.system == "both" else 1
+    progress = SweepProgress(systems * sum(sum(t.seconds for t in tracks[:n]) for n in args.speakers))
+    started = time.monotonic()
+    baseline = run_naive(args, tracks, progress) if args.system != "palaver" else []
+    palaver = asyncio.run(run_palaver(args, tracks, progress)) if args.system != "baseline" else []
+    progress.close()
+    pal_n, base_n = largest_sustainable(palaver), largest_sustainable(baseline)
+    results = {
+        "benchmark": "stt",
+        "target_lag_p95_s": TARGET_LAG_S,
+        "speakers": args.speakers,
+        "speech_s_per_speaker": args.seconds,
+        "cpu_count": os.cpu_count(),
+        "wall_s": round(time.monotonic() - started, 1),
+        "method": {
+            "partial_lag": "per 100 ms of speech: arrival of the first live-socket dialogue event whose end_ms "
+                           "reaches it minus the wall time the client sent it (live_event_lag: per advancing "
+                           "'live' event, arrival minus send time of its end_ms)",
+            "final_lag": "transcripts topic transcript.final events (one per utterance): Kafka record "
+                         "timestamp minus the wall time the client sent the audio up to end_ms",
+            "baseline": "in-process, one decode thread, round robin: every >= 1 s of new audio a stream's "
+                        f"last {args.baseline_window:.0f} s are re-transcribed; partial lag per 100 ms of speech "
+                        "as for Palaver (hypothesis_lag: produced minus its last sample fed)",
+        },
+        "palaver": palaver,
+        "baseline": baseline,
+        "summary": {
+            "palaver_max_speakers": pal_n if palaver else None,
+            "baseline_max_speakers": base_n if baseline else None,
+            "ratio": (round(pal_n / base_n, 2) if base_n else None) if palaver and baseline else None,
+        },
+    }
+    png = OUT / "stt.png"
+    OUT.mkdir(parents=True, exist_ok=True)
+    plot(results, png)
+    path = write_results("stt", results)
+    print_table(results)
+    print(f"wrote {path} and {png} (service logs in {OUT / 'logs'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

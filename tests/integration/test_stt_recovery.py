@@ -1,0 +1,211 @@
+"""Three STT workers in one consumer group; one SIGKILLed mid-utterance, then all of them: every scripted
+sentence still arrives in ClickHouse as finals exactly once (an utterance id never carries two texts, and
+no two utterances of a stream cover the same audio)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from itertools import pairwise
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from palaver.demo.client import stream_pcm
+from palaver.demo.script import Line, PlacedLine
+from palaver.demo.synth import Voice, meeting_tracks
+from palaver.events.registry import AUDIO_FRAMES
+from palaver.textmetrics import word_error_rate
+from tests.integration.conftest import Pipeline, ServiceProcess, child_env
+
+pytestmark = pytest.mark.integration
+
+SPEAKERS = ("ana", "ben", "cho", "dan", "eve", "fay")
+SCRIPT = (
+    Line("ana", "Good morning, let us start with the budget review for this quarter."),
+    Line("ben", "The hardware costs came in lower than we planned in January."),
+    Line("cho", "Marketing spent a little more because of the spring campaign.", overlap_ms=800),
+    Line("dan", "I would like to move some money into the support team next month."),
+    Line("eve", "That sounds reasonable if the numbers stay where they are now."),
+    Line("fay", "Let us write the decision down and review it again in June.", overlap_ms=800),
+    Line("ana", "Thank you all, the next meeting is on Thursday afternoon."),
+    Line("ben", "I will send the notes to everyone before lunch tomorrow."),
+)
+SPEED = 1.5
+
+
+@pytest.fixture(scope="module")
+def tracks() -> tuple[dict, list[PlacedLine]]:
+    return meeting_tracks(SCRIPT, Voice())
+
+
+def partition_of(stream_id: str) -> int:
+    partitions = list(range(AUDIO_FRAMES.partitions))
+    return DefaultPartitioner()(stream_id.encode(), partitions, partitions)
+
+
+def assignments(workers: list[ServiceProcess]) -> list[set[int]]:
+    """Each live worker's latest assignment, from its log."""
+    out = []
+    for w in workers:
+        found = re.findall(r"assigned \[([0-9, ]*)\]", w.log.read_text(errors="replace"))
+        out.append({int(p) for p in found[-1].split(",") if p.strip()} if found else set())
+    return out
+
+
+async def settled_group(workers: list[ServiceProcess], timeout_s: float = 90) -> list[set[int]]:
+    """Wait until the live workers' assignments split every audio partition between them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        owned = assignments(workers)
+        if all(owned) and sum(len(o) for o in owned) == AUDIO_FRAMES.partitions and set().union(*owned) == set(range(AUDIO_FRAMES.partitions)):
+            return owned
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the group never settled: {assignments(workers)}")
+
+
+def meeting_id_for(owned: list[set[int]]) -> str:
+    """A meeting id whose streams land on partitions of every worker, ben's and cho's on the same one.
+    Their lines overlap, so when cho's open utterance holds that partition's commit back, ben's audio is
+    re-read from inside the utterance he just finished: a restart must resume ben where he was."""
+    for _ in range(100_000):
+        meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+        parts = {partition_of(f"{meeting_id}/{s}") for s in SPEAKERS}
+        if all(parts & o for o in owned) and partition_of(f"{meeting_id}/ben") == partition_of(f"{meeting_id}/cho"):
+            return meeting_id
+    raise AssertionError("no meeting id spreads over the workers")
+
+
+def kill_ms(placed: list[PlacedLine]) -> float:
+    """Media time to kill at: ben has finished (his final is out), cho is mid-sentence."""
+    ben, cho = placed[1], placed[2]
+    assert (ben.speaker_id, cho.speaker_id) == ("ben", "cho") and cho.start_ms < ben.end_ms
+    return min(ben.end_ms + 1500, (ben.end_ms + cho.end_ms) / 2)
+
+
+async def stream_meeting(p: Pipeline, meeting_id: str, tracks: dict) -> None:
+    results = await asyncio.gather(
+        *(stream_pcm(p.url, meeting_id, speaker, pcm, speed=SPEED) for speaker, pcm in tracks.items())
+    )
+    for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
+        assert (result.close_code, result.acked_samples) == (1000, len(pcm)), speaker
+
+
+async def at_media_ms(started: float, media_ms: float) -> None:
+    await asyncio.sleep(max(0.0, started + media_ms / 1000 / SPEED - time.monotonic()))
+
+
+async def check_exactly_once(p: Pipeline, meeting_id: str, placed: list[PlacedLine], timeout_s: float = 240) -> None:
+    db = p.store.database
+    deadline = time.monotonic() + timeout_s
+    missing: list[PlacedLine] = placed
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = await p.store.aquery(
+            f"SELECT utterance_id, speaker_id, start_sample, end_sample, start_ms, end_ms, text FROM {db}.utterances FINAL "
+            "WHERE meeting_id = {m:String} ORDER BY speaker_id, start_sample",
+            {"m": meeting_id},
+        )
+        missing = [line for line in placed if not covering(rows, line)]
+        if not missing:
+            break
+        await asyncio.sleep(1)
+    logs = "\n".join(f"{w.log.name}:\n{w.tail(15)}" for w in p.stt_workers)
+    assert not missing, f"no final for {missing}\nrows: {rows}\n{logs}"
+
+    # Every scripted sentence is there once: its speaker's finals over its time span say it.
+    for line in placed:
+        said = " ".join(r["text"] for r in covering(rows, line))
+        assert word_error_rate(line.text, said) <= 0.25, (line.text, said)
+    assert len(rows) <= len(placed) + 2, rows  # a sentence may split at a pause, not repeat
+
+    # No two utterances of a stream cover the same audio (a duplicate under another id would).
+    for a, b in pairwise(rows):
+        if a["speaker_id"] == b["speaker_id"]:
+            assert a["end_sample"] <= b["start_sample"], (a, b)
+
+    # Redelivered finals (raw rows, before FINAL merges them) reuse the id and say the same thing.
+    raw = await p.store.aquery(
+        f"SELECT utterance_id, count() AS n, uniqExact(text) AS texts, uniqExact(start_sample, end_sample) AS spans "
+        f"FROM {db}.utterances WHERE meeting_id = {{m:String}} GROUP BY utterance_id",
+        {"m": meeting_id},
+    )
+    assert {r["utterance_id"] for r in raw} == {r["utterance_id"] for r in rows}
+    assert all(r["texts"] == 1 and r["spans"] == 1 for r in raw), raw
+
+
+def covering(rows: list[dict], line: PlacedLine) -> list[dict]:
+    return [r for r in rows if r["speaker_id"] == line.speaker_id and r["start_ms"] < line.end_ms and r["end_ms"] > line.start_ms]
+
+
+async def test_sigkill_of_one_worker_mid_utterance(scaled_pipeline: Pipeline, tracks: tuple[dict, list[PlacedLine]]) -> None:
+    p = scaled_pipeline
+    pcm, placed = tracks
+    owned = await settled_group(p.stt_workers)
+    meeting_id = meeting_id_for(owned)
+    victim = next(i for i, o in enumerate(owned) if partition_of(f"{meeting_id}/cho") in o)
+
+    started = time.monotonic()
+    streaming = asyncio.create_task(stream_meeting(p, meeting_id, pcm))
+    await at_media_ms(started, kill_ms(placed))
+    p.stt_workers[victim].kill()  # the other two take its partitions over
+    await streaming
+
+    await check_exactly_once(p, meeting_id, placed)
+    p.stt_workers[victim].start()  # back to three for the next test
+    await asyncio.to_thread(p.stt_workers[victim].wait_for_log, "stt worker (", 120, 2)
+
+
+async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: Pipeline, tracks: tuple[dict, list[PlacedLine]]) -> None:
+    p = scaled_pipeline
+    pcm, placed = tracks
+    owned = await settled_group(p.stt_workers)
+    meeting_id = meeting_id_for(owned)
+
+    started = time.monotonic()
+    streaming = asyncio.create_task(stream_meeting(p, meeting_id, pcm))
+    await at_media_ms(started, kill_ms(placed))
+    counts = [w.log.read_text(errors="replace").count("stt worker (") for w in p.stt_workers]
+    for worker in p.stt_workers:
+        worker.kill()
+    await asyncio.sleep(1.0)
+    for worker in p.stt_workers:
+        worker.start()
+    for worker, count in zip(p.stt_workers, counts, strict=True):
+        await asyncio.to_thread(worker.wait_for_log, "stt worker (", 120, count + 1)
+    await streaming
+
+    await check_exactly_once(p, meeting_id, placed)
+
+
+async def test_run_stt_workers_supervises_its_children(scaled_pipeline: Pipeline) -> None:
+    """``palaver run stt --workers 2``: two workers in one group; a dead child is reported, SIGTERM stops all."""
+    settings = scaled_pipeline.settings.model_copy(update={"topic_namespace": f"w{uuid.uuid4().hex[:8]}"})
+    log = settings.data_dir / "stt-workers.log"
+    with open(log, "ab") as out:
+        parent = subprocess.Popen([sys.executable, "-m", "palaver", "run", "stt", "--workers", "2"],
+                                  stdout=out, stderr=subprocess.STDOUT, env=child_env(settings))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while log.read_text(errors="replace").count("stt worker (") < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            await asyncio.sleep(0.5)
+        pids = [int(pid) for pid in re.findall(r"stt worker \d+: pid (\d+)", log.read_text())]
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)
+        while "exited with code -9; 1 left" not in log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            await asyncio.sleep(0.2)
+        parent.terminate()
+        assert await asyncio.to_thread(parent.wait, 30) == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[1], 0)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
