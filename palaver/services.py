@@ -20,6 +20,7 @@ from prometheus_client import start_http_server
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
 from palaver.web import WEB_SERVICES, create_app
+from stt_workers.engine import SttEngine
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,29 @@ def run_services(settings: Settings, services: list[str], host: str, port: int) 
     asyncio.run(_run_async(settings, set(services), host, port))
 
 
+def whisper_engine(settings: Settings) -> SttEngine:
+    """Greedy decoding (beam 1, the default) batches open utterances across streams; a wider beam decodes
+    one utterance at a time with faster-whisper."""
+    common = {"compute_type": settings.whisper_compute_type, "device": settings.whisper_device,
+              "threads": settings.whisper_threads}  # fmt: skip
+    if settings.whisper_beam_size == 1:
+        from stt_workers.batched_whisper import BatchedWhisper
+
+        return BatchedWhisper(settings.model_dir, **common)  # type: ignore[arg-type]
+    from stt_workers.whisper_engine import WhisperEngine
+
+    return WhisperEngine(settings.model_dir, beam_size=settings.whisper_beam_size, **common)  # type: ignore[arg-type]
+
+
 async def _run_async(settings: Settings, services: set[str], host: str, port: int) -> None:
     stop = asyncio.Event()
     tasks = []
     if "stt" in services:
         from stt_workers.pipeline import SttWorker
         from stt_workers.vad import SileroScorer
-        from stt_workers.whisper_engine import WhisperEngine
 
-        engine = WhisperEngine(
-            settings.model_dir,
-            compute_type=settings.whisper_compute_type,
-            device=settings.whisper_device,
-            threads=settings.whisper_threads,
-            beam_size=settings.whisper_beam_size,
-        )
-        tasks.append(asyncio.create_task(SttWorker(settings, engine, SileroScorer()).run(stop), name="stt"))
+        worker = SttWorker(settings, whisper_engine(settings), SileroScorer())
+        tasks.append(asyncio.create_task(worker.run(stop), name="stt"))
     web = services & WEB_SERVICES
     if web:
         config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", ws_ping_interval=20)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = 200
     vad_pad_ms: int = 200
     max_utterance_ms: int = 20_000
+    stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
 
     stt_engine: str = Field(default="whisper", description='"whisper" | "deepgram" | "openai-realtime".')
     deepgram_api_key: SecretStr | None = None

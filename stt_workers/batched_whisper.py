@@ -42,6 +42,18 @@ _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
+def _cut_restart(tokens: list[int], probe: int = 5) -> list[int]:
+    """Cut where the text starts over inside one segment (the trimmed-window failure that timestamps do
+    not always mark): the first later occurrence of the opening ``probe`` tokens."""
+    if len(tokens) < 2 * probe:
+        return tokens
+    head = tokens[:probe]
+    for j in range(probe, len(tokens) - probe + 1):
+        if tokens[j : j + probe] == head:
+            return tokens[:j]
+    return tokens
+
+
 def bucket_for(seconds: float) -> int:
     """The batching bucket of a request ``seconds`` long: the bucket's window length in milliseconds
     (2500, 5000, 10000, 20000 or 30000). Raises ``ValueError`` past 30 s, which one decode cannot hold."""
@@ -192,7 +204,7 @@ class BatchedWhisper:
                 seen.add(text)
                 segment = []
             start_s = (token - tokenizer.timestamp_begin) * 0.02
-        return kept
+        return _cut_restart(kept)
 
     def _align(
         self, tokenizer, encoded, tokens: list[list[int]], frames: list[int]

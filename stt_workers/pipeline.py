@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -27,7 +29,7 @@ from aiokafka.structs import ConsumerRecord
 from palaver.events import AudioFrameV1, DecodeError, StreamStartedV1, StreamStoppedV1, decode, encode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT, FrameHeaderError, event_type
 from palaver.events.registry import AUDIO_FRAMES, TRANSCRIPTS, topic_name
-from palaver.metrics import STT_ACTIVE_STREAMS, STT_DECODE_SECONDS, STT_FINAL_LATENCY, STT_UTTERANCES
+from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_UTTERANCES
 from palaver.settings import Settings
 from palaver.streams.clients import headers_dict, make_consumer, make_producer
 from palaver.streams.dlq import DlqPolicy, dlq_topics
@@ -44,6 +46,7 @@ from stt_workers.processor import (
     progress_event,
     resume_key,
 )
+from stt_workers.scheduler import DecodeRequest, DecodeScheduler
 from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,10 @@ class SttWorker:
         self._generation = 0  # bumped by each rebalance callback
         self._lock = asyncio.Lock()  # held by a batch, and by a rebalance callback
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._outbox: list[_Decode | tuple[str, bytes]] = []  # the current batch's output, in order
+        decode_batch = getattr(engine, "decode", None) or (lambda batch, language: [engine.transcribe(a, language) for a in batch])
+        self._scheduler = DecodeScheduler(decode_batch, self._executor, settings.stt_language, engine.name,
+                                          max_batch=settings.stt_max_batch)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = make_consumer(self._settings, GROUP, max_poll_records=500)
@@ -122,10 +129,30 @@ class SttWorker:
         for stream in sorted(self._touched):
             state = self._streams.get(stream)
             if state is not None:
-                await self._partial(state)
-                await self._progress(state)
+                self._partial(state)
+                self._progress(state)
+        await self._flush_outbox()
         if handled:
             await self._commit(consumer)
+
+    async def _flush_outbox(self) -> None:
+        """Decode every request of the batch together (the scheduler batches across streams), then
+        publish the batch's events in the order they arose, so each stream's events stay in order."""
+        outbox, self._outbox = self._outbox, []
+        requests = [item.request for item in outbox if isinstance(item, _Decode)]
+        results = iter(await self._scheduler.run(requests)) if requests else iter(())
+        deliveries = []
+        for item in outbox:
+            if isinstance(item, _Decode):
+                value = item.publish(next(results))
+                if value is None:
+                    continue
+                meeting_id, payload = value
+            else:
+                meeting_id, payload = item
+            deliveries.append(await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode()))
+        if deliveries:
+            await asyncio.gather(*deliveries)
 
     async def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """A batch fetched across a rebalance: its records may lie past the offsets this worker resumes
@@ -185,7 +212,7 @@ class SttWorker:
             resume = None
         if resume is None:  # else the resumed segmenter starts with the first frame it needs
             self._state(info, partition, event.first_sample)
-        await self._produce_event(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
+        self._emit(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         info = StreamInfo(frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate, frame.stream_start_ms)
@@ -200,7 +227,7 @@ class SttWorker:
         state = self._state(info, record.partition, first_sample)
         segments = state.accept(frame, record.offset, lambda first: self._new_segmenter(info, first))
         for segment in segments:
-            await self._finalize(state, segment)
+            self._finalize(state, segment)
         self._touched.add(frame.stream_id)
 
     async def _on_stopped(self, event: StreamStoppedV1, partition: int) -> None:
@@ -211,23 +238,15 @@ class SttWorker:
         STT_ACTIVE_STREAMS.set(len(self._streams))
         if state is not None:
             for segment in state.segmenter.flush():
-                await self._finalize(state, segment)
-        await self._produce_event(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
+                self._finalize(state, segment)
+        self._emit(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
 
     @property
     def _run(self) -> str:
         return f"{self._engine.name}:{self._engine.model}"
 
-    async def _decode(self, segment: Segment) -> Transcription:
-        started = time.perf_counter()
-        result = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._engine.transcribe, segment.audio, self._settings.stt_language
-        )
-        STT_DECODE_SECONDS.labels(engine=self._engine.name).observe(time.perf_counter() - started)
-        return result
-
-    async def _partial(self, state: StreamState) -> None:
-        """Re-decode the open utterance once enough new audio arrived, and publish what it says."""
+    def _partial(self, state: StreamState) -> None:
+        """Ask for a re-decode of the open utterance once enough new audio arrived."""
         segment = state.segmenter.open_segment()
         if segment is None:
             return
@@ -237,16 +256,20 @@ class SttWorker:
         interval = state.info.sample_rate * PARTIAL_INTERVAL_MS // 1000
         if segment.end_sample - open_utt.decoded_until < interval:
             return
-        result = await self._decode(segment)
         open_utt.decoded_until = segment.end_sample
-        if not result.words:
-            return
-        stable, unstable = open_utt.update(tuple(w.word for w in result.words))
-        event = partial_event(state.info, segment, open_utt, stable, unstable, language=self._settings.stt_language,
-                              engine=self._engine.name, model=self._engine.model)  # fmt: skip
-        await self._produce_event(state.info.meeting_id, encode(event))
+        language, engine, model = self._settings.stt_language, self._engine.name, self._engine.model
 
-    async def _progress(self, state: StreamState) -> None:
+        def publish(result: Transcription | None) -> tuple[str, bytes] | None:
+            if result is None or not result.words or state.open_utterance is not open_utt:
+                return None  # dropped as stale, silence, or the utterance ended meanwhile
+            stable, unstable = open_utt.update(tuple(w.word for w in result.words))
+            event = partial_event(state.info, segment, open_utt, stable, unstable, language=language,
+                                  engine=engine, model=model)  # fmt: skip
+            return state.info.meeting_id, encode(event)
+
+        self._outbox.append(_Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate), publish))
+
+    def _progress(self, state: StreamState) -> None:
         """In silence, tell the merger how far this stream is settled, so silent streams do not hold
         the meeting's watermark back."""
         if state.segmenter.in_speech:
@@ -254,25 +277,30 @@ class SttWorker:
         event = progress_event(state.info, state.segmenter.settled_sample, self._run)
         if event.settled_ms - state.progress_ms >= PROGRESS_INTERVAL_MS:
             state.progress_ms = event.settled_ms
-            await self._produce_event(state.info.meeting_id, encode(event))
+            self._emit(state.info.meeting_id, encode(event))
 
-    async def _finalize(self, state: StreamState, segment: Segment) -> None:
+    def _finalize(self, state: StreamState, segment: Segment) -> None:
         info = state.info
         if state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample:
             state.open_utterance = None
         ended = time.perf_counter()
-        language = self._settings.stt_language
-        result = await self._decode(segment)
-        event = final_event(info, segment, result, language=language, engine=self._engine.name, model=self._engine.model)
-        if event is None:
-            return
-        await self._produce_event(info.meeting_id, encode(event))
-        STT_UTTERANCES.labels(engine=self._engine.name).inc()
-        STT_FINAL_LATENCY.observe(time.perf_counter() - ended)
-        log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
+        language, engine, model = self._settings.stt_language, self._engine.name, self._engine.model
 
-    async def _produce_event(self, meeting_id: str, value: bytes) -> None:
-        await self._producer.send_and_wait(self._transcripts_topic, value, key=meeting_id.encode())
+        def publish(result: Transcription | None) -> tuple[str, bytes] | None:
+            assert result is not None, "finals are never dropped"
+            event = final_event(info, segment, result, language=language, engine=engine, model=model)
+            if event is None:
+                return None
+            STT_UTTERANCES.labels(engine=engine).inc()
+            STT_FINAL_LATENCY.observe(time.perf_counter() - ended)
+            log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
+            return info.meeting_id, encode(event)
+
+        self._outbox.append(_Decode(DecodeRequest("final", segment.audio, info.sample_rate), publish))
+
+    def _emit(self, meeting_id: str, value: bytes) -> None:
+        """Publish after the batch's decodes, in order with the stream's other events."""
+        self._outbox.append((meeting_id, value))
 
     def committable(self) -> dict[TopicPartition, tuple[int, str]]:
         """Per partition handled: (offset, metadata). The offset is the first frame still needed by a
@@ -356,3 +384,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._worker.assign(self._consumer, set(assigned))
+
+
+@dataclass
+class _Decode:
+    """A decode request in the outbox and how to turn its result into an event (None: nothing)."""
+
+    request: DecodeRequest
+    publish: Callable[[Transcription | None], tuple[str, bytes] | None]

@@ -13,3 +13,12 @@ def test_bucket_is_the_smallest_window_that_holds_the_audio() -> None:
 def test_audio_longer_than_one_whisper_window_has_no_bucket() -> None:
     with pytest.raises(ValueError):
         bucket_for(30.01)
+
+
+def test_a_text_that_starts_over_is_cut_at_the_restart() -> None:
+    from stt_workers.batched_whisper import _cut_restart
+
+    sentence = [11, 12, 13, 14, 15, 16, 17]
+    assert _cut_restart(sentence * 3) == sentence
+    assert _cut_restart(sentence) == sentence
+    assert _cut_restart([1, 2, 3, 4, 5, 9, 1, 2, 3, 4, 8]) == [1, 2, 3, 4, 5, 9, 1, 2, 3, 4, 8], "a partial echo stays"
