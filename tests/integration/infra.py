@@ -3,11 +3,14 @@ engine answers, otherwise the embedded broker and chdb. The tests are the same e
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.harness import free_port
+
+__all__ = ["Infra", "free_port", "infrastructure"]
 
 
 @dataclass(frozen=True)
@@ -25,21 +28,6 @@ def docker_available() -> bool:
         return True
     except Exception:
         return False
-
-
-def free_port() -> int:
-    """A port whose successor is free too (the embedded broker's controller listens on port + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port pair")
 
 
 @contextmanager
