@@ -17,9 +17,21 @@ STT_DECODE_SECONDS = Histogram(
 )
 STT_FINAL_LATENCY = Histogram(
     "palaver_stt_final_latency_seconds",
-    "End of speech detected to final produced",
+    "End of speech (its audio reaching Kafka) to final produced",
     buckets=LATENCY_BUCKETS,
 )
+STT_PARTIAL_LATENCY = Histogram(
+    "palaver_stt_partial_latency_seconds",
+    "End of the audio a partial covers (reaching Kafka) to partial produced",
+    buckets=LATENCY_BUCKETS,
+)
+STT_SPEECH_STREAMS = Gauge("palaver_stt_speech_streams", "Owned streams with an utterance in progress")
+STT_REAL_TIME_FACTOR = Histogram(
+    "palaver_stt_real_time_factor",
+    "Decode wall time / seconds of audio decoded, per batched call (below 1: faster than real time)",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+STT_CONSUMER_LAG = Gauge("palaver_stt_consumer_lag_messages", "Audio messages not yet consumed", ["partition"])
 STT_ACTIVE_STREAMS = Gauge("palaver_stt_active_streams", "Streams owned by this STT worker")
 STT_BATCH_SIZE = Histogram(
     "palaver_stt_decode_batch_size", "Requests decoded in one batched call", buckets=(1, 2, 3, 4, 6, 8, 12, 16)

@@ -29,7 +29,14 @@ from aiokafka.structs import ConsumerRecord
 from palaver.events import AudioFrameV1, DecodeError, StreamStartedV1, StreamStoppedV1, decode, encode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT, FrameHeaderError, event_type
 from palaver.events.registry import AUDIO_FRAMES, TRANSCRIPTS, topic_name
-from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_UTTERANCES
+from palaver.metrics import (
+    STT_ACTIVE_STREAMS,
+    STT_CONSUMER_LAG,
+    STT_FINAL_LATENCY,
+    STT_PARTIAL_LATENCY,
+    STT_SPEECH_STREAMS,
+    STT_UTTERANCES,
+)
 from palaver.settings import Settings
 from palaver.streams.clients import headers_dict, make_consumer, make_producer
 from palaver.streams.dlq import DlqPolicy, dlq_topics
@@ -134,6 +141,11 @@ class SttWorker:
         await self._flush_outbox()
         if handled:
             await self._commit(consumer)
+        STT_SPEECH_STREAMS.set(sum(1 for state in self._streams.values() if state.segmenter.in_speech))
+        for tp in batches:
+            highwater = consumer.highwater(tp)
+            if highwater is not None and tp in consumer.assignment():
+                STT_CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - await consumer.position(tp)))
 
     async def _flush_outbox(self) -> None:
         """Decode every request of the batch together (the scheduler batches across streams), then
@@ -225,6 +237,7 @@ class SttWorker:
                 self._drop_resume_point(frame.stream_id, record.partition)
                 first_sample = resume
         state = self._state(info, record.partition, first_sample)
+        state.last_frame = (record.timestamp, frame.end_sample)
         segments = state.accept(frame, record.offset, lambda first: self._new_segmenter(info, first))
         for segment in segments:
             self._finalize(state, segment)
@@ -265,6 +278,7 @@ class SttWorker:
             stable, unstable = open_utt.update(tuple(w.word for w in result.words))
             event = partial_event(state.info, segment, open_utt, stable, unstable, language=language,
                                   engine=engine, model=model)  # fmt: skip
+            STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
             return state.info.meeting_id, encode(event)
 
         self._outbox.append(_Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate), publish))
@@ -283,7 +297,7 @@ class SttWorker:
         info = state.info
         if state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample:
             state.open_utterance = None
-        ended = time.perf_counter()
+        speech_ended_ms = state.audio_time_ms(segment.end_sample)
         language, engine, model = self._settings.stt_language, self._engine.name, self._engine.model
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
@@ -292,7 +306,7 @@ class SttWorker:
             if event is None:
                 return None
             STT_UTTERANCES.labels(engine=engine).inc()
-            STT_FINAL_LATENCY.observe(time.perf_counter() - ended)
+            STT_FINAL_LATENCY.observe(max(0.0, time.time() - speech_ended_ms / 1000))
             log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
             return info.meeting_id, encode(event)
 

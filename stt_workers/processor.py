@@ -70,6 +70,13 @@ class StreamState:
     frame_offsets: deque[tuple[int, int]] = field(default_factory=deque)  # (end_sample, kafka offset)
     open_utterance: OpenUtterance | None = None
     progress_ms: int = -1  # the last settled time published
+    # Kafka append time (ms) and end sample of the newest frame, to time events against their audio
+    last_frame: tuple[int, int] = (0, 0)
+
+    def audio_time_ms(self, sample: int) -> int:
+        """When the audio up to ``sample`` reached Kafka, from the newest frame's append time."""
+        appended_ms, end_sample = self.last_frame
+        return appended_ms - (end_sample - sample) * 1000 // self.info.sample_rate
 
     def accept(self, frame: AudioFrameV1, offset: int, new_segmenter: Callable[[int], Segmenter]) -> list[Segment]:
         """Feed a frame. Resent audio (after a client reconnect) is skipped, small holes are filled with

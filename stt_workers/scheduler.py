@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from palaver.metrics import STT_BATCH_SIZE, STT_DECODE_SECONDS, STT_DROPPED_PARTIALS
+from palaver.metrics import STT_BATCH_SIZE, STT_DECODE_SECONDS, STT_DROPPED_PARTIALS, STT_REAL_TIME_FACTOR
 from stt_workers.batched_whisper import bucket_for
 from stt_workers.engine import Transcription
 
@@ -83,7 +83,11 @@ class DecodeScheduler:
             decoded = await loop.run_in_executor(
                 self._executor, self._decode, [requests[i].audio for i in batch], self._language
             )
-            STT_DECODE_SECONDS.labels(engine=self._engine).observe(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)
+            audio_s = sum(len(requests[i].audio) / requests[i].sample_rate for i in batch)
+            if audio_s > 0:
+                STT_REAL_TIME_FACTOR.observe(elapsed / audio_s)
             STT_BATCH_SIZE.observe(len(batch))
             for i, result in zip(batch, decoded, strict=True):
                 results[i] = result

@@ -46,3 +46,30 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
     results = asyncio.run(scheduler.run(requests))
     assert [r.text if r else None for r in results] == ["16000", "96000", None, "400000"]
     assert calls == [1, 1, 1], "the partial's batch started after the deadline and was dropped"
+
+
+def test_batches_are_measured() -> None:
+    from palaver.metrics import STT_BATCH_SIZE, STT_REAL_TIME_FACTOR
+
+    def count(metric: object) -> float:
+        return next(s.value for s in metric.collect()[0].samples if s.name.endswith("_count"))  # type: ignore[attr-defined]
+
+    before_batches, before_rtf = count(STT_BATCH_SIZE), count(STT_REAL_TIME_FACTOR)
+
+    def decode(batch: list[np.ndarray], language: str) -> list[Transcription]:
+        return [Transcription(text="", words=(), confidence=0.0) for _ in batch]
+
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
+    asyncio.run(scheduler.run([req("final", 1.0), req("final", 1.2), req("final", 7.0)]))
+    assert count(STT_BATCH_SIZE) - before_batches == 2
+    assert count(STT_REAL_TIME_FACTOR) - before_rtf == 2
+
+
+def test_audio_time_of_a_sample_comes_from_the_newest_frame() -> None:
+    from stt_workers.processor import StreamInfo, StreamState
+    from stt_workers.segmenter import Segmenter, SegmenterPolicy
+
+    state = StreamState(StreamInfo("m", "s", "m/s", 16000, 0), Segmenter(lambda w: np.zeros(len(w)), SegmenterPolicy()), 0)
+    state.last_frame = (1_000_000, 32_000)  # the frame ending at 2 s of audio reached Kafka at t = 1000 s
+    assert state.audio_time_ms(32_000) == 1_000_000
+    assert state.audio_time_ms(16_000) == 999_000
