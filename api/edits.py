@@ -62,7 +62,7 @@ def _edit_ids(meeting_id: str, target: str, key: str | None) -> tuple[str, str, 
 
 async def _require_dialogue(request: Request, meeting_id: str, dialogue_id: str) -> None:
     store: Store = request.app.state.store
-    if not await queries.dialogue_exists(store, meeting_id, dialogue_id):
+    if not await queries.exists(store, "dialogues", meeting_id, dialogue_id):
         raise HTTPException(status_code=404, detail=f"meeting {meeting_id} has no dialogue {dialogue_id}")
 
 
@@ -139,7 +139,7 @@ async def reset_transcript(request: Request, meeting_id: Id, body: Editor,
 async def edit_action_item(request: Request, meeting_id: Id, action_item_id: Id, body: ActionItemEdit,
                            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Change an action item's fields (only those given)."""
-    if not await queries.action_item_exists(request.app.state.store, meeting_id, action_item_id):
+    if not await queries.exists(request.app.state.store, "action_items", meeting_id, action_item_id):
         raise HTTPException(status_code=404, detail=f"meeting {meeting_id} has no action item {action_item_id}")
     fields = body.model_dump(exclude={"editor"}, exclude_none=True)
     if not fields:

@@ -3,7 +3,7 @@ the latest human edit of each target on the machine's text."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -13,8 +13,7 @@ from palaver.store import Store
 _LATEST_EDITS = """
     SELECT target_id,
            argMax(action, (edited_at_ms, edit_id)) AS edit_action,
-           argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edit_text,
-           argMax(fields, (edited_at_ms, edit_id)) AS edit_fields
+           argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edit_text
     FROM {db}.edits FINAL
     WHERE meeting_id = {{m:String}} AND target_kind = '{kind}'
     GROUP BY target_id
@@ -57,11 +56,12 @@ async def dialogues(store: Store, meeting_id: str, run: str) -> list[dict[str, A
     return out
 
 
-async def dialogue_exists(store: Store, meeting_id: str, dialogue_id: str) -> bool:
+async def exists(store: Store, table: Literal["dialogues", "action_items"], meeting_id: str, row_id: str) -> bool:
+    """Whether the meeting has a row with this id (``dialogue_id`` or ``action_item_id``) in the table."""
+    column = {"dialogues": "dialogue_id", "action_items": "action_item_id"}[table]
     rows = await store.aquery(
-        f"SELECT count() AS n FROM {store.database}.dialogues WHERE meeting_id = {{m:String}} "
-        "AND dialogue_id = {d:String}",
-        {"m": meeting_id, "d": dialogue_id},
+        f"SELECT count() AS n FROM {store.database}.{table} WHERE meeting_id = {{m:String}} AND {column} = {{i:String}}",
+        {"m": meeting_id, "i": row_id},
     )
     return bool(rows[0]["n"])
 
@@ -135,11 +135,3 @@ async def action_items(store: Store, meeting_id: str) -> list[dict[str, Any]]:
         out.append(row)
     return out
 
-
-async def action_item_exists(store: Store, meeting_id: str, action_item_id: str) -> bool:
-    rows = await store.aquery(
-        f"SELECT count() AS n FROM {store.database}.action_items WHERE meeting_id = {{m:String}} "
-        "AND action_item_id = {a:String}",
-        {"m": meeting_id, "a": action_item_id},
-    )
-    return bool(rows[0]["n"])

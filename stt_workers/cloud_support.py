@@ -6,8 +6,10 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
 from math import gcd
 
 import numpy as np
@@ -112,3 +114,17 @@ def pcm16_to_float(pcm: bytes) -> np.ndarray:
 
 def float_to_pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+END_OF_RESULTS = object()  # put on a session's result queue when the stream is over
+
+
+async def drain(queue: asyncio.Queue[object]) -> AsyncIterator[object]:
+    """A session's results in order until END_OF_RESULTS; an exception put on the queue is raised."""
+    while True:
+        item = await queue.get()
+        if item is END_OF_RESULTS:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

@@ -41,7 +41,7 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake
 
-from stt_workers.cloud_support import PcmBuffer, redact, retry_delays
+from stt_workers.cloud_support import END_OF_RESULTS, PcmBuffer, drain, redact, retry_delays
 from stt_workers.engine import Word
 from stt_workers.streaming import EngineError, RecognizedSpeech
 
@@ -51,7 +51,6 @@ _REFUSED = {400, 401, 402, 403}
 _CHUNK_BYTES = 8192  # resent audio goes out in pieces this size
 _FINISH_TIMEOUT_S = 30.0
 _HEALTHY_S = 10.0  # a connection that lived this long resets the count of failed attempts
-_END = object()
 
 
 @dataclass
@@ -165,14 +164,8 @@ class DeepgramSession:
         if self._failure is not None:
             raise self._failure
 
-    async def results(self) -> AsyncIterator[RecognizedSpeech]:
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    def results(self) -> AsyncIterator[RecognizedSpeech]:
+        return drain(self._queue)  # type: ignore[return-value]
 
     # -- the connection loop -------------------------------------------------------------------------------
 
@@ -243,7 +236,7 @@ class DeepgramSession:
             log.warning("deepgram closed the stream before it was finished; reconnecting")
             return False
         self._emit_final()
-        self._queue.put_nowait(_END)
+        self._queue.put_nowait(END_OF_RESULTS)
         return True
 
     async def _keepalive(self, socket: Any) -> None:

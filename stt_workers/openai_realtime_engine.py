@@ -55,8 +55,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from stt_workers.cloud_support import (
+    END_OF_RESULTS,
     LinearResampler,
     PcmBuffer,
+    drain,
     float_to_pcm16,
     pcm16_to_float,
     redact,
@@ -77,7 +79,6 @@ _RESEND_SAMPLES = 8000
 _DRAIN_TIMEOUT_S = 30.0
 _HANDSHAKE_TIMEOUT_S = 10.0
 _HEALTHY_S = 10.0  # a session that lived this long before it was lost resets the count of quick losses
-_END = object()
 
 
 class _SessionExpired(Exception):
@@ -258,14 +259,8 @@ class OpenAIRealtimeStream:
         if self._failure is not None:
             raise self._failure
 
-    async def results(self) -> AsyncIterator[RecognizedSpeech]:
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    def results(self) -> AsyncIterator[RecognizedSpeech]:
+        return drain(self._queue)  # type: ignore[return-value]
 
     # -- sessions -------------------------------------------------------------------------------------------
 
@@ -392,7 +387,7 @@ class OpenAIRealtimeStream:
                 break
             self._sessions.pop(0)
         if self._finishing and not self._sessions and not self._ended.is_set():
-            self._queue.put_nowait(_END)
+            self._queue.put_nowait(END_OF_RESULTS)
             self._ended.set()
 
     def _fail(self, exc: BaseException) -> None:
