@@ -86,13 +86,15 @@ def wait_for_log(log: Path, needle: str, timeout_s: float = 120) -> None:
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done = label, max(total, 1), 0
+    def __init__(self, label: str, total: int, quiet: bool = False):
+        self.label, self.total, self.done, self.quiet = label, max(total, 1), 0, quiet
         self._last = 0.0
 
     def update(self, done: int, note: str = "") -> None:
         self.done = done
         now = time.monotonic()
+        if self.quiet:
+            return
         if now - self._last < 0.2 and done < self.total:
             return
         self._last = now

@@ -280,7 +280,7 @@ async def run_palaver(args: argparse.Namespace, tracks: list[Track], progress: A
         reader = asyncio.create_task(transcripts.run(stop))
         try:
             await asyncio.to_thread(wait_for_log, logs["stt"], "consuming")
-            await asyncio.to_thread(wait_for_log, logs["merger"], "Worker ready")
+            await asyncio.to_thread(wait_for_log, logs["merger"], "merger ready")
             await _wait_healthy(url)
             proc = ProcSampler(procs["stt"].pid)
             # Warm-up (not measured): the worker joins its group and loads the model's caches.

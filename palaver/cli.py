@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_data_dir(p)
 
     run = sub.add_parser("run", help="run one or more services in this process",
-                         description="Run services in this process: any of ingest, api, store, stt together "
-                         "(ingest/api/store share one HTTP server), or merger alone. With chdb, the services that "
+                         description="Run services in this process: any of ingest, api, store, stt, merger together "
+                         "(ingest/api/store share one HTTP server). With chdb, the services that "
                          "touch ClickHouse (api, store) must share one process.")  # fmt: skip
     run.add_argument("services", nargs="+", metavar="SERVICE", help="ingest | api | store | stt | merger")
     run.add_argument("--host", default=None, help="HTTP host (default 127.0.0.1)")

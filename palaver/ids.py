@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -26,6 +27,7 @@ def utterance_id(stream: str, start_sample: int) -> str:
     return "utt_" + _digest(stream, start_sample)
 
 
+@functools.lru_cache(maxsize=65536)  # the merger regroups a meeting's live tail on every event
 def dialogue_id(meeting_id: str, first_utterance_id: str) -> str:
     return "dlg_" + _digest(meeting_id, first_utterance_id)
 

@@ -76,6 +76,20 @@ EDITS = TopicSpec(
 
 TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS)
 
+# The merger's per-meeting state (palaver/streams/changelog.py): not events, but the durable copy of
+# state derived from the transcripts topic, partitioned like it, compacted to the newest value per key.
+MERGER_STATE = TopicSpec(
+    name="merger.state",
+    key="meeting_id",
+    partitions=TRANSCRIPTS.partitions,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    producers=("merger",),
+    consumers=("merger",),
+    schemas=(),
+)
+STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE,)
+
 
 def dlq_spec(spec: TopicSpec) -> TopicSpec:
     assert spec.dlq is not None
@@ -93,7 +107,7 @@ def dlq_spec(spec: TopicSpec) -> TopicSpec:
 
 
 def all_topics() -> list[TopicSpec]:
-    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq)]
+    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq), *STATE_TOPICS]
 
 
 def topic_name(namespace: str, name: str) -> str:

@@ -155,7 +155,7 @@ async def running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_fac
         await _wait_http(url)
         for worker in workers:
             await asyncio.to_thread(worker.wait_for_log, "stt worker (")
-        await asyncio.to_thread(merger.wait_for_log, "Worker ready")
+        await asyncio.to_thread(merger.wait_for_log, "merger ready")
         yield Pipeline(settings, store, url, workers[0], merger, workers)
     finally:
         server.should_exit = True

@@ -59,7 +59,7 @@ async def test_sigkill_mid_meeting_then_restart_equals_uninterrupted_run(pipelin
                 pipeline.merger.kill()  # ... then SIGKILL: no flush, no commit
             elif i == killed_at + 40:
                 pipeline.merger.start()
-                await asyncio.to_thread(pipeline.merger.wait_for_log, "Worker ready", 120, 2)
+                await asyncio.to_thread(pipeline.merger.wait_for_log, "merger ready", 120, 2)
             elif i % 10 == 0:
                 await asyncio.sleep(0.02)
     finally:

@@ -19,14 +19,12 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: palaver" in capsys.readouterr().out
 
 
-def test_run_rejects_unknown_and_merger_combinations(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_rejects_unknown_services(capsys: pytest.CaptureFixture[str]) -> None:
     from palaver.services import UsageError, check_combination
 
     with pytest.raises(UsageError, match="unknown service"):
         check_combination(["transcribe"])
-    with pytest.raises(UsageError, match="process of its own"):
-        check_combination(["merger", "stt"])
-    check_combination(["api", "ingest", "store", "stt"])
+    check_combination(["api", "ingest", "store", "stt", "merger"])
 
 
 def test_parser_defaults() -> None:

@@ -187,7 +187,7 @@ def test_transcripts_examples_through_merger(key: str) -> None:
     state, updates = apply(meeting_id, before, event, pause_ms=MEETING_PAUSE_MS)
     assert before == new_state(), "apply must not mutate its input state"
     assert set(state) == {"runs"}
-    orjson.dumps(state)  # the state lives in a faust table: it must stay JSON-able
+    orjson.dumps(state)  # the state lives in a changelog table: it must stay JSON-able
     for update in updates:
         assert decode(encode(update)) == update
     if isinstance(event, TranscriptFinalV1 | TranscriptPartialV1):

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from merger.processor import ALL_STOPPED, apply, group, new_state
+from merger.processor import ALL_STOPPED, apply, conflate, group, new_state
 from palaver import ids
 from palaver.events import (
     DialogueUpdateV1,
@@ -305,3 +305,40 @@ def test_revisions_increase_one_by_one_and_final_is_last(streams: dict[str, list
         assert [u.revision for u in updates] == list(range(1, len(updates) + 1))
         assert all(u.status != "final" for u in updates[:-1]), "nothing follows a final revision"
     assert len({u.event_id for u in out}) == len(out), "event ids are unique"
+
+
+# -- conflation (one batch's outputs) ----------------------------------------------------------
+
+@settings(max_examples=100, deadline=None)
+@given(meetings(), st.integers(0, 10**6), st.integers(0, 8), st.integers(1, 40))
+def test_conflating_batches_keeps_the_final_dialogues_and_the_newest_revisions(
+    streams: dict[str, list[EventV]], seed: int, dups: int, batch: int
+) -> None:
+    events = arrival(streams, seed, dups)
+    _, unbatched = fold(events)
+    state, sent = new_state(), []
+    for start in range(0, len(events), batch):
+        state, out = fold(events[start : start + batch], state)
+        sent.extend(u for u, _ in conflate([(u, None) for u in out]))
+    assert summary(sent) == summary(unbatched)
+    assert {u.event_id for u in sent} <= {u.event_id for u in unbatched}, "a subset of the same events"
+    last_watermark = [u for u in unbatched if isinstance(u, MeetingWatermarkV1)][-1:]
+    assert [u for u in sent if isinstance(u, MeetingWatermarkV1)][-1:] == last_watermark
+
+
+def test_conflate_keeps_the_last_occurrence_in_place() -> None:
+    _, out = fold([started("a"), partial("a", 0, 500, "", "hel", 0), partial("a", 0, 900, "", "hello", 1),
+                   final("a", 0, 1000), stopped("a", at_ms=1000)])  # fmt: skip
+    kept = [u for u, _ in conflate([(u, i) for i, u in enumerate(out)])]
+    dialogues = [u for u in kept if isinstance(u, DialogueUpdateV1)]
+    assert len(dialogues) == 1 and dialogues[0].status == "final"
+    assert isinstance(kept[-1], MeetingWatermarkV1), "the final dialogue still precedes its watermark"
+
+
+def test_published_updates_are_valid_events() -> None:
+    # apply builds dialogue updates without validation (hot path): their encoding must still validate.
+    _, out = fold([started("a"), started("b"), partial("a", 0, 500, "", "hi", 0), final("a", 0, 900),
+                   final("b", 300, 1200), stopped("a", at_ms=1300), stopped("b", at_ms=1300)])  # fmt: skip
+    assert out
+    for update in out:
+        assert decode(encode(update)) == update

@@ -284,13 +284,16 @@ def test_all_topics() -> None:
     names = [t.name for t in topics]
     assert names == [
         "audio.frames", "transcripts", "dialogues", "edits",
-        "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq",
+        "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "merger.state",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
-    for spec in topics[4:]:
+    for spec in topics[4:8]:
         assert spec.partitions == 1
         assert spec.dlq is None
         assert spec.consumers == ()
+    state = topics[8]
+    assert state.kafka_config()["cleanup.policy"] == "compact"  # newest state per meeting, forever
+    assert state.partitions == TRANSCRIPTS.partitions  # co-partitioned with the input it derives from
 
 
 def test_dlq_spec_inherits_from_source() -> None:
