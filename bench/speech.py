@@ -18,7 +18,7 @@ from bench.harness import OUT
 SAMPLE_RATE = 16000
 LEAD_MS = 300  # silence before the first word
 TAIL_MS = 1200  # silence after the last word, so the last utterance ends on the VAD, not on stream end
-# Pauses between sentences: some shorter than the VAD's 600 ms (the utterance goes on), some longer (it
+# Pauses between sentences: some shorter than the VAD's 500 ms (the utterance goes on), some longer (it
 # ends and is finalized), as in a person reading aloud.
 PAUSES_MS = (300, 750, 450, 900)
 

@@ -53,10 +53,10 @@ class Settings(BaseSettings):
     whisper_beam_size: int = 1
     stt_language: str = "en"
     vad_threshold: float = 0.5
-    vad_min_silence_ms: int = 600
+    vad_min_silence_ms: int = 500
     vad_min_speech_ms: int = 200
     vad_pad_ms: int = 200
-    max_utterance_ms: int = 20_000
+    max_utterance_ms: int = 10_000
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
 
     stt_engine: str = Field(default="whisper", description='"whisper" | "deepgram" | "openai-realtime".')

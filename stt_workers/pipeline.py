@@ -8,8 +8,14 @@ before it. From there the segmenter finds the same boundaries, so the same utter
 and start sample) and the same audio to decode: a final published before the crash but not yet committed
 comes again as the same utterance, which downstream upserts by id.
 
+Decode rounds overlap the reading: while one round decodes (in a thread; CTranslate2 releases the GIL)
+and publishes, the loop goes on consuming and segmenting audio (the VAD), queueing finals, partials and
+other events for the next round; a stream's queued partial is replaced by a newer one. A round takes
+the commit offsets with its queue and commits them after publishing it, so an offset is committed only
+once every final of the audio before it is produced.
+
 Rebalances: a batch and a rebalance callback never interleave (one lock). On revocation the worker
-commits what is safe and forgets the partition's streams; on assignment it loads the resume points. A
+finishes the running round, decodes and publishes what is queued, commits what is safe and forgets the partition's streams; on assignment it loads the resume points. A
 batch fetched across a rebalance is dropped and its partitions rewound to their committed offsets.
 """
 
@@ -92,8 +98,13 @@ class SttWorker:
         self._generation = 0  # bumped by each rebalance callback
         self._lock = asyncio.Lock()  # held by a batch, and by a rebalance callback
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        self._outbox: list[_Decode | tuple[str, bytes]] = []  # the current batch's output, in order
-        decode_batch = getattr(engine, "decode", None) or (lambda batch, language: [engine.transcribe(a, language) for a in batch])
+        # Output queued for the next decode round, in order; one round runs at a time.
+        self._outbox: list[_Decode | tuple[str, bytes]] = []
+        self._queued_partials: dict[str, _Decode] = {}  # stream -> its partial request in the outbox
+        self._round: asyncio.Future[None] | None = None
+        decode_batch = getattr(engine, "decode", None) or (
+            lambda batch, language, with_words: [engine.transcribe(a, language) for a in batch]
+        )
         self._scheduler = DecodeScheduler(decode_batch, self._executor, settings.stt_language, engine.name,
                                           max_batch=settings.stt_max_batch)  # fmt: skip
 
@@ -108,12 +119,15 @@ class SttWorker:
         try:
             while not stop.is_set():
                 generation = self._generation
-                batches = await consumer.getmany(timeout_ms=100, max_records=500)
+                # Queued output waits for the running round: look again soon, to start the next one.
+                batches = await consumer.getmany(timeout_ms=20 if self._outbox else 100, max_records=500)
                 async with self._lock:
                     if generation != self._generation:
                         await self._rewind(consumer, batches)
                         continue
                     await self._batch(consumer, batches)
+            async with self._lock:
+                await self._drain(consumer)
         finally:
             await consumer.stop()
             await self._producer.stop()
@@ -138,19 +152,38 @@ class SttWorker:
             if state is not None:
                 self._partial(state)
                 self._progress(state)
-        await self._flush_outbox()
-        if handled:
-            await self._commit(consumer)
+        if handled or self._outbox:
+            self._start_round(consumer)
         STT_SPEECH_STREAMS.set(sum(1 for state in self._streams.values() if state.segmenter.in_speech))
         for tp in batches:
             highwater = consumer.highwater(tp)
             if highwater is not None and tp in consumer.assignment():
                 STT_CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - await consumer.position(tp)))
 
-    async def _flush_outbox(self) -> None:
-        """Decode every request of the batch together (the scheduler batches across streams), then
-        publish the batch's events in the order they arose, so each stream's events stay in order."""
+    def _start_round(self, consumer: AIOKafkaConsumer) -> None:
+        """Start a decode round for everything queued so far, unless one is running: then the queue
+        grows until it ends (meanwhile the loop goes on reading and segmenting audio, so the decoder and
+        the VAD overlap). The offsets to commit are taken now, with the outbox: they are safe once this
+        round's events are produced, because every final of audio handled so far is in this round."""
+        if self._round is not None:
+            if not self._round.done():
+                return
+            self._round.result()  # raises what the last round met: the worker stops, input is re-read
         outbox, self._outbox = self._outbox, []
+        self._queued_partials.clear()
+        offsets = self._committable_now(consumer)
+        self._round = asyncio.ensure_future(self._publish_round(consumer, outbox, offsets))
+
+    async def _finish_round(self) -> None:
+        if self._round is not None:
+            round_, self._round = self._round, None
+            await round_
+
+    async def _publish_round(self, consumer: AIOKafkaConsumer, outbox: list[_Decode | tuple[str, bytes]],
+                             offsets: dict[TopicPartition, tuple[int, str]]) -> None:  # fmt: skip
+        """Decode every request of the round together (the scheduler batches across streams), publish
+        the round's events in the order they arose, so each stream's events stay in order, then commit."""
+        outbox = [item for item in outbox if not (isinstance(item, _Decode) and item.superseded)]
         requests = [item.request for item in outbox if isinstance(item, _Decode)]
         results = iter(await self._scheduler.run(requests)) if requests else iter(())
         deliveries = []
@@ -165,6 +198,7 @@ class SttWorker:
             deliveries.append(await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode()))
         if deliveries:
             await asyncio.gather(*deliveries)
+        await self._commit_offsets(consumer, offsets)
 
     async def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """A batch fetched across a rebalance: its records may lie past the offsets this worker resumes
@@ -273,15 +307,21 @@ class SttWorker:
         language, engine, model = self._settings.stt_language, self._engine.name, self._engine.model
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
-            if result is None or not result.words or state.open_utterance is not open_utt:
+            words = tuple(result.text.split()) if result is not None else ()
+            if not words or state.open_utterance is not open_utt:
                 return None  # dropped as stale, silence, or the utterance ended meanwhile
-            stable, unstable = open_utt.update(tuple(w.word for w in result.words))
+            stable, unstable = open_utt.update(words)
             event = partial_event(state.info, segment, open_utt, stable, unstable, language=language,
                                   engine=engine, model=model)  # fmt: skip
             STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
             return state.info.meeting_id, encode(event)
 
-        self._outbox.append(_Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate), publish))
+        request = _Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate), publish)
+        queued = self._queued_partials.get(state.info.stream_id)
+        if queued is not None:  # still waiting for a round: the newer audio makes it stale
+            queued.superseded = True
+        self._queued_partials[state.info.stream_id] = request
+        self._outbox.append(request)
 
     def _progress(self, state: StreamState) -> None:
         """In silence, tell the merger how far this stream is settled, so silent streams do not hold
@@ -340,9 +380,11 @@ class SttWorker:
             result[TopicPartition(self._audio_topic, p)] = (offset, metadata)
         return result
 
-    async def _commit(self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None) -> None:
+    def _committable_now(self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None) -> dict[TopicPartition, tuple[int, str]]:
         assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in self.committable().items() if tp in assigned and (only is None or tp in only)}
+        return {tp: o for tp, o in self.committable().items() if tp in assigned and (only is None or tp in only)}
+
+    async def _commit_offsets(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
         if not offsets:
             return
         try:
@@ -351,12 +393,18 @@ class SttWorker:
             # The group moved on; the next owner resumes from the last commit, and ids dedupe the repeat.
             log.warning("commit failed (rebalance): %s", exc)
 
+    async def _drain(self, consumer: AIOKafkaConsumer) -> None:
+        """Finish the running round, then decode and publish what is queued, and commit."""
+        await self._finish_round()
+        self._start_round(consumer)
+        await self._finish_round()
+
     async def revoke(self, consumer: AIOKafkaConsumer, revoked: set[TopicPartition]) -> None:
         """Commit what is safe for the revoked partitions (finals already produced), then forget their
         streams: the next owner resumes each from its resume point and decodes open utterances again."""
         self._generation += 1
         async with self._lock:
-            await self._commit(consumer, only=revoked)
+            await self._drain(consumer)
             partitions = {tp.partition for tp in revoked}
             for stream, state in list(self._streams.items()):
                 if state.partition in partitions:
@@ -406,3 +454,4 @@ class _Decode:
 
     request: DecodeRequest
     publish: Callable[[Transcription | None], tuple[str, bytes] | None]
+    superseded: bool = False  # a newer partial of the same stream was queued before this one's round

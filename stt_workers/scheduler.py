@@ -5,7 +5,8 @@ speaking stream (its open utterance, newest audio only). The scheduler buckets t
 runs one batched Whisper call per bucket (``BatchedWhisper.decode``, encoder input trimmed to the
 bucket), off the event loop. Finals go first. Partials are dropped, not queued, once the round has run
 past ``partial_deadline_s``: under overload lag stays bounded instead of growing, and the next round asks
-for a fresher partial anyway.
+for a fresher partial anyway. Batches of partials only are decoded without word timings, which saves
+Whisper's alignment pass (about as costly as the decoding itself).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from stt_workers.batched_whisper import bucket_for
 from stt_workers.engine import Transcription
 
 Kind = Literal["final", "partial"]
-BatchDecoder = Callable[[list[np.ndarray], str], list[Transcription]]
+# (clips, language, with_words) -> one transcription per clip; word timings only when asked for
+BatchDecoder = Callable[[list[np.ndarray], str, bool], list[Transcription]]
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,10 @@ class DecodeScheduler:
                 if not batch:
                     continue
             t0 = time.perf_counter()
+            # Word timings (a second, alignment pass) only for finals: a partial needs only its words.
+            with_words = any(requests[i].kind == "final" for i in batch)
             decoded = await loop.run_in_executor(
-                self._executor, self._decode, [requests[i].audio for i in batch], self._language
+                self._executor, self._decode, [requests[i].audio for i in batch], self._language, with_words
             )
             elapsed = time.perf_counter() - t0
             STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)

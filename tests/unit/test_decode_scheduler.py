@@ -35,9 +35,11 @@ def test_partial_only_batches_come_after_every_final() -> None:
 
 def test_results_in_request_order_and_stale_partials_dropped() -> None:
     calls: list[int] = []
+    with_words_asked: list[bool] = []
 
-    def slow_decode(batch: list[np.ndarray], language: str) -> list[Transcription]:
+    def slow_decode(batch: list[np.ndarray], language: str, with_words: bool) -> list[Transcription]:
         calls.append(len(batch))
+        with_words_asked.append(with_words)
         time.sleep(0.2)
         return [Transcription(text=f"{len(a)}", words=(Word(str(len(a)), 0.0, 0.1, 0.9),), confidence=0.9) for a in batch]
 
@@ -46,6 +48,19 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
     results = asyncio.run(scheduler.run(requests))
     assert [r.text if r else None for r in results] == ["16000", "96000", None, "400000"]
     assert calls == [1, 1, 1], "the partial's batch started after the deadline and was dropped"
+    assert with_words_asked == [True, True, True]
+
+
+def test_partial_only_batches_skip_word_timings() -> None:
+    asked: list[tuple[int, bool]] = []
+
+    def decode(batch: list[np.ndarray], language: str, with_words: bool) -> list[Transcription]:
+        asked.append((len(batch), with_words))
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
+    asyncio.run(scheduler.run([req("partial", 1.0), req("final", 1.2), req("partial", 7.0)]))
+    assert asked == [(2, True), (1, False)], "a final's batch has words (its partials ride along); partials alone none"
 
 
 def test_batches_are_measured() -> None:
@@ -56,7 +71,7 @@ def test_batches_are_measured() -> None:
 
     before_batches, before_rtf = count(STT_BATCH_SIZE), count(STT_REAL_TIME_FACTOR)
 
-    def decode(batch: list[np.ndarray], language: str) -> list[Transcription]:
+    def decode(batch: list[np.ndarray], language: str, with_words: bool) -> list[Transcription]:
         return [Transcription(text="", words=(), confidence=0.0) for _ in batch]
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
