@@ -44,13 +44,23 @@ _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 def _cut_restart(tokens: list[int], probe: int = 5) -> list[int]:
     """Cut where the text starts over inside one segment (the trimmed-window failure that timestamps do
-    not always mark): the first later occurrence of the opening ``probe`` tokens."""
-    if len(tokens) < 2 * probe:
+    not always mark): the first later occurrence of the opening ``probe`` tokens, also at a period shorter
+    than the probe ("Great news. Great news. Great news."). A text that repeats to its end is also found
+    past its first token, whose spelling often differs on a restart ("great news. Great news. Great"). A short text is probed with half its
+    length (at least 2 tokens); a one-token echo ("no, no") is left alone."""
+    probe = min(probe, (len(tokens) - 1) // 2)
+    if probe < 2:
         return tokens
     head = tokens[:probe]
-    for j in range(probe, len(tokens) - probe + 1):
+    for j in range(1, len(tokens) - probe + 1):
         if tokens[j : j + probe] == head:
             return tokens[:j]
+    # Skipping the first token, only a text that repeats to its end counts: a phrase said twice in a
+    # sentence ("Yes, of course, of course.") is not a restart.
+    head = tokens[1 : 1 + probe]
+    for j in range(2, len(tokens) - probe + 1):
+        if tokens[j : j + probe] == head and tokens[j:] == tokens[1 : 1 + len(tokens) - j]:
+            return tokens[: j - 1]
     return tokens
 
 
