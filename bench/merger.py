@@ -71,9 +71,10 @@ async def produce(settings: Settings, events: list[tuple[str, EventV]], rate: fl
     return len(events) / (time.perf_counter() - started)
 
 
-def produce_in_process(settings: Settings, prefix: str, count: int, utterances: int, rate: float) -> float:
+def produce_in_process(settings: Settings, prefix: str, count: int, utterances: int, rate: float) -> tuple[float, int]:
+    """Produce fresh meetings at ``rate``; returns the achieved rate and the number of events."""
     events = interleave(meetings(prefix, count, utterances))
-    return asyncio.run(produce(settings, events, rate, Progress("", len(events), quiet=True)))
+    return asyncio.run(produce(settings, events, rate, Progress("", len(events), quiet=True))), len(events)
 
 
 async def collect(settings: Settings, meeting_ids: set[str], progress: Progress, timeout_s: float,
@@ -158,11 +159,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     produced = asyncio.get_running_loop().run_in_executor(
                         pool, produce_in_process, settings, prefix, args.latency_meetings, args.utterances, rate)
                     live_outputs = await collect(settings, wanted, progress, 600, quiet_until_done=False)
-                    achieved = await produced
+                    achieved, produced_events = await produced
                 progress.close()
-                live = interleave(meetings(prefix, args.latency_meetings, args.utterances))
                 latencies = [o["ts"] - o["source_ts"] for o in live_outputs if o["source_ts"]]
-                latency[label] = {"input_rate": rate, "achieved_rate": round(achieved, 1), "events": len(live),
+                latency[label] = {"input_rate": rate, "achieved_rate": round(achieved, 1), "events": produced_events,
                                   "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                                   "p99_ms": percentile(latencies, 99), "_latencies": latencies}  # fmt: skip
         finally:

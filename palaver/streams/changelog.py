@@ -5,10 +5,10 @@ input partition p lives in changelog partition p. A consumer assigned input part
 by reading changelog partition p to its end, and forgets them when p is revoked: the table moves with the
 partition, as a Kafka Streams or faust table does, without a framework's per-message path.
 
-Writes are buffered: ``put`` changes the value in memory and marks the key dirty; ``flush`` (or
-``take_dirty`` now and ``write`` later) produces each dirty key's newest value once and waits for delivery. The owner flushes before it commits input offsets,
-so a committed offset never lies past state that could be lost, and a busy key costs one changelog record
-per flush, not one per event.
+Writes are buffered: ``put`` changes the value in memory and marks the key dirty; ``take_dirty`` (at a
+checkpoint) and ``write`` (later) produce each dirty key's newest value once and wait for delivery. The
+owner writes before it commits input offsets, so a committed offset never lies past state that could be
+lost, and a busy key costs one changelog record per checkpoint, not one per event.
 """
 
 from __future__ import annotations
@@ -38,13 +38,9 @@ class ChangelogTable:
         return self._data.get(partition, {}).get(key)
 
     def put(self, partition: int, key: str, value: Any) -> None:
-        """``value`` must be JSON-able, and not mutated after it is put (it is encoded at the next flush)."""
+        """``value`` must be JSON-able, and not mutated after it is put (it is encoded when written)."""
         self._data.setdefault(partition, {})[key] = value
         self._dirty[(partition, key)] = value
-
-    @property
-    def dirty(self) -> int:
-        return len(self._dirty)
 
     def take_dirty(self) -> dict[tuple[int, str], Any]:
         """The (partition, key) -> newest value written since the last call, to ``write`` later."""
@@ -58,10 +54,6 @@ class ChangelogTable:
         if deliveries:
             await asyncio.gather(*deliveries)
         return len(messages)
-
-    async def flush(self, producer: AIOKafkaProducer) -> int:
-        """Write every dirty key's newest value and wait until all are delivered. Returns how many."""
-        return await self.write(producer, self.take_dirty())
 
     async def restore(self, partitions: set[int]) -> int:
         """Load the keys of ``partitions`` from the changelog (newest record per key wins). Returns the
@@ -100,7 +92,7 @@ class ChangelogTable:
         return read
 
     def forget(self, partitions: set[int]) -> None:
-        """Drop the keys of partitions this process no longer owns (flush first: unflushed writes go too)."""
+        """Drop the keys of partitions this process no longer owns (write first: unwritten values go too)."""
         for partition in partitions:
             self._data.pop(partition, None)
         self._dirty = {k: v for k, v in self._dirty.items() if k[0] not in partitions}

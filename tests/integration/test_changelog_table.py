@@ -26,11 +26,11 @@ async def test_flushed_state_is_restored_per_partition_newest_value_wins(infra: 
         owner.put(0, "m1", {"runs": {"r": 1}})
         owner.put(0, "m1", {"runs": {"r": 2}})  # the newest value is the one written
         owner.put(3, "m2", {"runs": {}})
-        assert await owner.flush(producer) == 2
+        assert await owner.write(producer, owner.take_dirty()) == 2
         owner.put(0, "m3", {"runs": {"r": 3}})
-        assert await owner.flush(producer) == 1
+        assert await owner.write(producer, owner.take_dirty()) == 1
         owner.put(0, "m1", {"runs": {"r": 4}})
-        await owner.flush(producer)
+        await owner.write(producer, owner.take_dirty())
         owner.put(0, "m4", {"lost": True})  # never flushed: not durable
     finally:
         await producer.stop()
