@@ -135,3 +135,54 @@ async def action_items(store: Store, meeting_id: str) -> list[dict[str, Any]]:
         out.append(row)
     return out
 
+
+
+USER_FIELDS = """user_id, username, email, password_hash, role, profile_pic_url, deleted,
+                 toUnixTimestamp64Milli(created_at) AS created_at_ms,
+                 toUnixTimestamp64Milli(updated_at) AS updated_at_ms, version AS user_version"""
+
+
+async def users_matching(store: Store, user_ids: list[str], username: str | None = None,
+                         email: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """The newest stored state of the given users and of any user whose username or email equals the
+    given ones (case-insensitively), deleted ones included: the caller merges them with its own writes."""
+    rows = await store.aquery(
+        f"""SELECT {USER_FIELDS} FROM {store.database}.users FINAL
+            WHERE has({{ids:Array(String)}}, user_id) OR lower(username) = lower({{u:String}})
+               OR lower(email) = lower({{e:String}})""",
+        {"ids": user_ids, "u": username or "\x00", "e": email or "\x00"},
+    )
+    return rows
+
+
+async def users(store: Store, limit: int, offset: int, username: str | None = None,
+                email: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Live (not deleted) users ordered by username, optionally only the one with this username or email."""
+    rows = await store.aquery(
+        f"""SELECT {USER_FIELDS} FROM {store.database}.users FINAL
+            WHERE deleted = 0
+              AND ({{u:String}} = '' OR lower(username) = lower({{u:String}}))
+              AND ({{e:String}} = '' OR lower(email) = lower({{e:String}}))
+            ORDER BY lower(username), user_id LIMIT {{l:UInt32}} OFFSET {{o:UInt32}}""",
+        {"u": username or "", "e": email or "", "l": limit, "o": offset},
+    )
+    return rows
+
+
+async def meeting_known(store: Store, meeting_id: str) -> bool:
+    """Whether the meeting exists: a stream of it has started (or the API created it)."""
+    rows = await store.aquery(
+        f"SELECT count() AS n FROM {store.database}.meetings WHERE meeting_id = {{m:String}}", {"m": meeting_id}
+    )
+    return bool(rows[0]["n"])
+
+
+async def chat_messages(store: Store, meeting_id: str, since_ms: int, limit: int) -> list[dict[str, Any]]:
+    """The meeting's chat messages sent at or after ``since_ms``, oldest first."""
+    return await store.aquery(
+        f"""SELECT message_id, meeting_id, user_id, text, toUnixTimestamp64Milli(sent_at) AS sent_at_ms
+            FROM {store.database}.chat_messages FINAL
+            WHERE meeting_id = {{m:String}} AND sent_at >= fromUnixTimestamp64Milli({{s:Int64}})
+            ORDER BY sent_at, message_id LIMIT {{l:UInt32}}""",
+        {"m": meeting_id, "s": since_ms, "l": limit},
+    )

@@ -44,3 +44,13 @@ def transcript_id(meeting_id: str, run: str) -> str:
 def edit_id(meeting_id: str, target: str, idempotency_key: str) -> str:
     """A human edit's id: a retried request with the same idempotency key is the same edit."""
     return "edt_" + _digest(meeting_id, target, idempotency_key)
+
+
+def user_id(idempotency_key: str) -> str:
+    """A user's id: a retried create with the same idempotency key is the same user."""
+    return "usr_" + _digest("user", idempotency_key)
+
+
+def chat_message_id(meeting_id: str, user_id: str, idempotency_key: str) -> str:
+    """A chat message's id: a retried post with the same idempotency key is the same message."""
+    return "msg_" + _digest(meeting_id, user_id, idempotency_key)

@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
 from palaver import __version__
-from palaver.events.registry import AUDIO_FRAMES, EDITS, topic_name
+from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, USERS, topic_name
 from palaver.settings import Settings
 from palaver.store import Store, open_store
 from palaver.store.writer import run_store_writer
@@ -30,6 +32,8 @@ DESCRIPTION = """Live meeting transcription.
 * **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/streams/{speaker_id}`.
 * **Read API**: `GET /v1/meetings/{meeting_id}/dialogues` and live dialogue events over
   `WS /v1/meetings/{meeting_id}/live`.
+* **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
+  them readable a moment later.
 """
 
 
@@ -55,6 +59,8 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             await producer.start()
             app.state.producer = producer
             app.state.edits_topic = topic_name(settings.topic_namespace, EDITS.name)
+            app.state.users_topic = topic_name(settings.topic_namespace, USERS.name)
+            app.state.chat_topic = topic_name(settings.topic_namespace, CHAT.name)
         if "ingest" in services:
             from ingest.app import IngestContext
 
@@ -69,7 +75,11 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             tasks.append(task)
         if "api" in services:
             from api.live import LiveHub
+            from api.user_state import RecentWrites
+            from api.users import UserDirectory
 
+            app.state.users = UserDirectory()
+            app.state.chat_sent = RecentWrites()
             app.state.live = LiveHub(settings)
             await app.state.live.start()
             app.state.live.task.add_done_callback(_crash_on_failure)
@@ -96,10 +106,20 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         app.include_router(ingest_router)
     if "api" in services:
         from api.app import router as api_router
+        from api.chat import router as chat_router
         from api.edits import router as edits_router
+        from api.users import redact_secrets
+        from api.users import router as users_router
 
         app.include_router(api_router)
         app.include_router(edits_router)
+        app.include_router(users_router)
+        app.include_router(chat_router)
+
+        @app.exception_handler(RequestValidationError)
+        async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+            """FastAPI's 422, minus any password the request carried."""
+            return JSONResponse({"detail": jsonable_encoder(redact_secrets(list(exc.errors())))}, status_code=422)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -1,6 +1,7 @@
 """Event contracts: the topic registry, one module per event version, the codec and example payloads."""
 
 from palaver.events.audio_frame_v1 import AudioFrameV1
+from palaver.events.chat_v1 import ChatMessageV1
 from palaver.events.codec import DecodeError, decode, encode
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
@@ -9,10 +10,12 @@ from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
 from palaver.events.stream_progress_v1 import StreamProgressV1
 from palaver.events.transcript_final_v1 import TranscriptFinalV1, WordV1
 from palaver.events.transcript_partial_v1 import TranscriptPartialV1
+from palaver.events.users_v1 import UserChangedV1
 
 __all__ = [
     "ActionItemEditedV1",
     "AudioFrameV1",
+    "ChatMessageV1",
     "DecodeError",
     "DialogueEditedV1",
     "DialogueUpdateV1",
@@ -23,6 +26,7 @@ __all__ = [
     "TranscriptEditedV1",
     "TranscriptFinalV1",
     "TranscriptPartialV1",
+    "UserChangedV1",
     "WordV1",
     "decode",
     "encode",

@@ -8,6 +8,7 @@ import orjson
 from pydantic import ValidationError
 
 from palaver.events.base import EventV
+from palaver.events.chat_v1 import ChatMessageV1
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
@@ -15,6 +16,7 @@ from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
 from palaver.events.stream_progress_v1 import StreamProgressV1
 from palaver.events.transcript_final_v1 import TranscriptFinalV1
 from palaver.events.transcript_partial_v1 import TranscriptPartialV1
+from palaver.events.users_v1 import UserChangedV1
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -29,6 +31,8 @@ SCHEMAS: dict[tuple[str, int], type[EventV]] = {
     ("dialogue.edited", 1): DialogueEditedV1,
     ("transcript.edited", 1): TranscriptEditedV1,
     ("action_item.edited", 1): ActionItemEditedV1,
+    ("user.changed", 1): UserChangedV1,
+    ("chat.message", 1): ChatMessageV1,
 }
 
 

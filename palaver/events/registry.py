@@ -74,7 +74,32 @@ EDITS = TopicSpec(
     dlq="edits.dlq",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS)
+USERS = TopicSpec(
+    name="users",
+    key="user_id",
+    partitions=3,
+    retention_ms=-1,
+    # Each event is the user's whole state, so compaction keeps the newest state per user forever (a
+    # replay rebuilds the table) and drops superseded states, old password hashes included.
+    cleanup_policy="compact",
+    producers=("api",),
+    consumers=("store",),
+    schemas=("user.changed/1",),
+    dlq="users.dlq",
+)
+CHAT = TopicSpec(
+    name="chat",
+    key="meeting_id",
+    partitions=3,
+    retention_ms=-1,  # what people wrote: never expires
+    cleanup_policy="delete",
+    producers=("api",),
+    consumers=("store",),
+    schemas=("chat.message/1",),
+    dlq="chat.dlq",
+)
+
+TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
 
 # The merger's per-meeting state (palaver/streams/changelog.py): not events, but the durable copy of
 # state derived from the transcripts topic, partitioned like it, compacted to the newest value per key.

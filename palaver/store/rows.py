@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from palaver import ids
 from palaver.events import (
     ActionItemEditedV1,
+    ChatMessageV1,
     DialogueEditedV1,
     DialogueUpdateV1,
     StreamStartedV1,
     TranscriptEditedV1,
     TranscriptFinalV1,
+    UserChangedV1,
 )
 from palaver.events.base import EventV
 from palaver.events.codec import dumps
@@ -47,12 +50,22 @@ EDIT_COLUMNS = (
     "edit_id", "meeting_id", "target_kind", "target_id", "action", "text", "fields", "editor", "edited_at_ms",
     "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
+USER_COLUMNS = (
+    "user_id", "username", "email", "password_hash", "role", "profile_pic_url", "deleted", "created_at",
+    "updated_at", "version", "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+CHAT_MESSAGE_COLUMNS = (
+    "message_id", "meeting_id", "user_id", "text", "sent_at", "version", "event_id", "kafka_topic",
+    "kafka_partition", "kafka_offset",
+)  # fmt: skip
 COLUMNS = {
     "utterances": UTTERANCE_COLUMNS,
     "dialogues": DIALOGUE_COLUMNS,
     "participants": PARTICIPANT_COLUMNS,
     "meetings": MEETING_COLUMNS,
     "edits": EDIT_COLUMNS,
+    "users": USER_COLUMNS,
+    "chat_messages": CHAT_MESSAGE_COLUMNS,
 }
 
 ACTION_ITEM_FIELDS = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
@@ -90,7 +103,24 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
     if isinstance(event, ActionItemEditedV1):
         fields = {k: getattr(event, k) for k in ACTION_ITEM_FIELDS if getattr(event, k) is not None}
         return [_edit_row(event, "action_item", event.action_item_id, None, fields, prov)]
+    if isinstance(event, UserChangedV1):
+        # The event is the user's whole state, so the row needs nothing else; its version decides which
+        # state a read sees, whatever order the rows arrive in.
+        return [("users", (
+            event.user_id, event.username, event.email, event.password_hash, event.role, event.profile_pic_url,
+            int(event.deleted), _utc(event.created_at_ms), _utc(event.updated_at_ms), event.user_version,
+            event.event_id, *prov,
+        ))]  # fmt: skip
+    if isinstance(event, ChatMessageV1):
+        return [("chat_messages", (
+            event.message_id, event.meeting_id, event.user_id, event.text, _utc(event.sent_at_ms), 1,
+            event.event_id, *prov,
+        ))]  # fmt: skip
     return []
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _edit_row(event: DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1, kind: str, target: str,

@@ -1,5 +1,5 @@
-"""The store writer: consumes transcripts, dialogues and edits, inserts them into ClickHouse in batches,
-rebuilds merged transcripts that changed, then commits. Idempotent: rows are upserts keyed by
+"""The store writer: consumes transcripts, dialogues, edits, users and chat, inserts them into ClickHouse
+in batches, rebuilds merged transcripts that changed, then commits. Idempotent: rows are upserts keyed by
 deterministic ids, and each batch carries a dedup token."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from palaver.events import (
     TranscriptEditedV1,
     decode,
 )
-from palaver.events.registry import DIALOGUES, EDITS, TRANSCRIPTS, topic_name
+from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, topic_name
 from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
 from palaver.settings import Settings
 from palaver.store.client import Store
@@ -81,7 +81,7 @@ async def write_batch(store: Store, records: list[ConsumerRecord], dlq: DlqPolic
 
 async def run_store_writer(settings: Settings, store: Store, stop: asyncio.Event) -> None:
     """Consume until ``stop`` is set. Offsets are committed only after the batch is in ClickHouse."""
-    specs = (TRANSCRIPTS, DIALOGUES, EDITS)
+    specs = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
     topics = [topic_name(settings.topic_namespace, t.name) for t in specs]
     consumer = make_consumer(settings, GROUP, *topics, max_poll_records=settings.store_batch_max)
     producer = make_producer(settings)

@@ -18,6 +18,7 @@ from palaver import ids
 from palaver.events import (
     ActionItemEditedV1,
     AudioFrameV1,
+    ChatMessageV1,
     DecodeError,
     DialogueEditedV1,
     DialogueUpdateV1,
@@ -26,6 +27,7 @@ from palaver.events import (
     TranscriptEditedV1,
     TranscriptFinalV1,
     TranscriptPartialV1,
+    UserChangedV1,
     decode,
     encode,
 )
@@ -152,7 +154,8 @@ def test_frame_example_decodes_and_round_trips(key: str) -> None:
 def test_example_ids_are_derived_like_production(key: str) -> None:
     example = BY_ID[key]
     event: Any = _frame(example) if example.is_frame else decode(example.raw)
-    assert ids.is_valid_id_part(event.meeting_id)
+    if not isinstance(event, UserChangedV1):  # users belong to no meeting
+        assert ids.is_valid_id_part(event.meeting_id)
     if hasattr(event, "speaker_id"):
         assert ids.is_valid_id_part(event.speaker_id)
     if hasattr(event, "edit_id"):
@@ -174,6 +177,13 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
         assert event.event_id == ids.event_id("stream.started", event.stream_id, event.first_sample)
     if isinstance(event, StreamStoppedV1):
         assert event.event_id == ids.event_id("stream.stopped", event.stream_id, event.end_sample)
+    if isinstance(event, UserChangedV1):
+        assert event.user_id.startswith("usr_")
+        assert event.event_id == ids.event_id("user.changed", event.user_id, event.user_version)
+        assert event.password_hash.startswith("scrypt$")
+    if isinstance(event, ChatMessageV1):
+        assert event.message_id.startswith("msg_") and event.user_id.startswith("usr_")
+        assert event.event_id == ids.event_id("chat.message", event.message_id)
 
 
 # --- consumers -------------------------------------------------------------------------------------------
@@ -201,7 +211,8 @@ def test_transcripts_examples_through_merger(key: str) -> None:
         assert updates == []
 
 
-@pytest.mark.parametrize("key", [k for k in JSON_EXAMPLES if BY_ID[k].topic in ("transcripts", "dialogues", "edits")])
+@pytest.mark.parametrize("key", [k for k in JSON_EXAMPLES
+                                 if BY_ID[k].topic in ("transcripts", "dialogues", "edits", "users", "chat")])
 def test_examples_through_store_rows(key: str) -> None:
     example = BY_ID[key]
     event = decode(example.raw)
@@ -213,6 +224,8 @@ def test_examples_through_store_rows(key: str) -> None:
         DialogueEditedV1: ["edits"],
         TranscriptEditedV1: ["edits"],
         ActionItemEditedV1: ["edits"],
+        UserChangedV1: ["users"],
+        ChatMessageV1: ["chat_messages"],
     }.get(type(event), [])
     assert [table for table, _ in out] == expected
     for table, row in out:
@@ -228,6 +241,13 @@ def test_examples_through_store_rows(key: str) -> None:
             assert named["transcript_id"] == ids.transcript_id(event.meeting_id, event.run)
         if table == "edits":
             assert named["edit_id"] == event.edit_id  # type: ignore[attr-defined]
+        if isinstance(event, UserChangedV1):
+            assert (named["user_id"], named["version"], named["deleted"]) == (event.user_id, event.user_version,
+                                                                             int(event.deleted))  # fmt: skip
+            assert int(named["updated_at"].timestamp() * 1000) == event.updated_at_ms
+        if isinstance(event, ChatMessageV1):
+            assert (named["message_id"], named["text"], named["version"]) == (event.message_id, event.text, 1)
+            assert int(named["sent_at"].timestamp() * 1000) == event.sent_at_ms
 
 
 @pytest.mark.parametrize("key", [k for k in BY_ID if BY_ID[k].topic == "audio.frames"])
