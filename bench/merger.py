@@ -34,7 +34,10 @@ ALL_STOPPED = 2**62
 
 
 def meetings(prefix: str, count: int, utterances: int) -> list[tuple[str, list[EventV]]]:
-    return [(f"{prefix}{i:04d}", synthetic_meeting(f"{prefix}{i:04d}", 4, utterances, seed=i)) for i in range(count)]
+    return [
+        (f"{prefix}{i:04d}", synthetic_meeting(f"{prefix}{i:04d}", 4, utterances, seed=i))
+        for i in range(count)
+    ]
 
 
 def interleave(batch: list[tuple[str, list[EventV]]]) -> list[tuple[str, EventV]]:
@@ -48,16 +51,20 @@ def interleave(batch: list[tuple[str, list[EventV]]]) -> list[tuple[str, EventV]
     return out
 
 
-async def produce(settings: Settings, events: list[tuple[str, EventV]], rate: float | None, progress: Progress) -> float:
+async def produce(
+    settings: Settings, events: list[tuple[str, EventV]], rate: float | None, progress: Progress
+) -> float:
     """Produce events (at ``rate`` per second when given); returns the achieved rate."""
     producer = make_producer(settings, linger_ms=2)
     await producer.start()
     topic = topic_name(settings.topic_namespace, TRANSCRIPTS.name)
+    # Encoded before the clock starts: the load generator's own work competes with the merger for CPU.
+    messages = [(meeting_id.encode(), encode(event)) for meeting_id, event in events]
     started = time.perf_counter()
     try:
         pending = []
-        for i, (meeting_id, event) in enumerate(events):
-            pending.append(await producer.send(topic, encode(event), key=meeting_id.encode()))
+        for i, (key, value) in enumerate(messages):
+            pending.append(await producer.send(topic, value, key=key))
             if rate is not None and i % 50 == 0:
                 delay = started + i / rate - time.perf_counter()
                 if delay > 0:
@@ -71,17 +78,25 @@ async def produce(settings: Settings, events: list[tuple[str, EventV]], rate: fl
     return len(events) / (time.perf_counter() - started)
 
 
-def produce_in_process(settings: Settings, prefix: str, count: int, utterances: int, rate: float) -> tuple[float, int]:
+def produce_in_process(
+    settings: Settings, prefix: str, count: int, utterances: int, rate: float
+) -> tuple[float, int]:
     """Produce fresh meetings at ``rate``; returns the achieved rate and the number of events."""
     events = interleave(meetings(prefix, count, utterances))
     return asyncio.run(produce(settings, events, rate, Progress("", len(events), quiet=True))), len(events)
 
 
-async def collect(settings: Settings, meeting_ids: set[str], progress: Progress, timeout_s: float,
-                  quiet_until_done: bool = False) -> list[dict[str, Any]]:
+async def collect(
+    settings: Settings,
+    meeting_ids: set[str],
+    progress: Progress,
+    timeout_s: float,
+    load: asyncio.Future[Any] | None = None,
+) -> list[dict[str, Any]]:
     """Read dialogue-topic output until every meeting's final watermark (all streams stopped) arrived.
-    With ``quiet_until_done`` it first waits, without reading, until the topic stops growing, so the
-    benchmark's own reading does not take CPU from the merger it measures."""
+    It first waits, without reading, until ``load`` (the input's producer, if any) is done and the topic
+    stops growing, so the benchmark's own reading does not take CPU from the merger it measures. Reading
+    later changes no figure: each output's latency comes from the timestamps it carries."""
     consumer = AIOKafkaConsumer(
         topic_name(settings.topic_namespace, DIALOGUES.name), bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
@@ -91,8 +106,7 @@ async def collect(settings: Settings, meeting_ids: set[str], progress: Progress,
     done: set[str] = set()
     deadline = time.monotonic() + timeout_s
     try:
-        if quiet_until_done:
-            await _wait_until_quiet(consumer, progress, deadline)
+        await _wait_until_quiet(consumer, progress, deadline, load)
         while done != meeting_ids and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batches.values():
@@ -104,8 +118,6 @@ async def collect(settings: Settings, meeting_ids: set[str], progress: Progress,
                     outputs.append({"ts": r.timestamp, "source_ts": source_ts})
                     if event["event"] == "meeting.watermark" and event["watermark_ms"] == ALL_STOPPED:
                         done.add(event["meeting_id"])
-            if not quiet_until_done:
-                progress.update(len(done), f"meetings done, {len(outputs)} outputs")
     finally:
         await consumer.stop()
     if done != meeting_ids:
@@ -113,15 +125,20 @@ async def collect(settings: Settings, meeting_ids: set[str], progress: Progress,
     return outputs
 
 
-async def _wait_until_quiet(consumer: AIOKafkaConsumer, progress: Progress, deadline: float) -> None:
-    partitions = [TopicPartition(t, p) for t in consumer.subscription() for p in consumer.partitions_for_topic(t) or ()]
+async def _wait_until_quiet(
+    consumer: AIOKafkaConsumer, progress: Progress, deadline: float, load: asyncio.Future[Any] | None
+) -> None:
+    partitions = [
+        TopicPartition(t, p) for t in consumer.subscription() for p in consumer.partitions_for_topic(t) or ()
+    ]
+    before = sum((await consumer.end_offsets(partitions)).values())  # earlier phases' outputs
     last, stable_since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        total = sum((await consumer.end_offsets(partitions)).values())
+        total = sum((await consumer.end_offsets(partitions)).values()) - before
         progress.update(min(total, progress.total), "dialogue events out")
         if total != last:
             last, stable_since = total, time.monotonic()
-        elif total > 0 and time.monotonic() - stable_since > 3:
+        elif (total or before) and time.monotonic() - stable_since > 3 and (load is None or load.done()):
             return
         await asyncio.sleep(0.5)
 
@@ -142,8 +159,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             wait_for_log(log, "merger ready")
             progress = Progress("merger draining     ", int(len(backlog) * 1.45))
-            outputs = await collect(settings, {m for m, _ in meetings("tp", args.meetings, 0)}, progress, 600,
-                                    quiet_until_done=True)  # fmt: skip
+            outputs = await collect(settings, {m for m, _ in meetings("tp", args.meetings, 0)}, progress, 600)
             progress.close()
             span_s = (max(o["ts"] for o in outputs) - min(o["ts"] for o in outputs)) / 1000
             throughput = len(backlog) / span_s
@@ -152,13 +168,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for label, rate in (("target_rate", args.rate), ("sustained_rate", args.sustained_rate)):
                 prefix = f"l{label[0]}"
                 wanted = {m for m, _ in meetings(prefix, args.latency_meetings, 0)}
-                progress = Progress(f"live at {rate}/s     ", len(wanted))
+                progress = Progress(
+                    f"live at {rate}/s     ",
+                    int(args.latency_meetings * 4 * (args.utterances * 3 + 2) * 1.45),
+                )
                 # The load comes from a process of its own, so that its producer's sending is not delayed
                 # by this process reading the outputs (a delay the merger would be charged for).
-                with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                with concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn")
+                ) as pool:
                     produced = asyncio.get_running_loop().run_in_executor(
-                        pool, produce_in_process, settings, prefix, args.latency_meetings, args.utterances, rate)
-                    live_outputs = await collect(settings, wanted, progress, 600, quiet_until_done=False)
+                        pool,
+                        produce_in_process,
+                        settings,
+                        prefix,
+                        args.latency_meetings,
+                        args.utterances,
+                        rate,
+                    )
+                    live_outputs = await collect(settings, wanted, progress, 600, load=produced)
                     achieved, produced_events = await produced
                 progress.close()
                 latencies = [o["ts"] - o["source_ts"] for o in live_outputs if o["source_ts"]]
@@ -221,7 +249,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     left.set_title("Merger throughput (backlog drain)")
     for phase in results["added_latency"].values():
         lat = sorted(phase["_latencies"])
-        right.plot(lat, [i / len(lat) for i in range(len(lat))], label=f"{phase['achieved_rate']:.0f} events/s")
+        right.plot(
+            lat, [i / len(lat) for i in range(len(lat))], label=f"{phase['achieved_rate']:.0f} events/s"
+        )
     right.axvline(results["p95_target_ms"], color="tab:red", linestyle="--", label="p95 target 50 ms")
     right.axhline(0.95, color="tab:gray", linestyle=":")
     right.set_xscale("log")
@@ -239,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meetings", type=int, default=40, help="meetings in the backlog (default 40)")
     parser.add_argument("--utterances", type=int, default=40, help="utterances per speaker (default 40)")
     parser.add_argument("--latency-meetings", type=int, default=20, help="meetings in the latency phase")
-    parser.add_argument("--rate", type=int, default=TARGET_EVENTS_PER_S, help="input rate of the first latency phase")
-    parser.add_argument("--sustained-rate", type=int, default=1000, help="input rate of the second latency phase")
+    parser.add_argument(
+        "--rate", type=int, default=TARGET_EVENTS_PER_S, help="input rate of the first latency phase"
+    )
+    parser.add_argument(
+        "--sustained-rate", type=int, default=1000, help="input rate of the second latency phase"
+    )
     args = parser.parse_args(argv)
     results = asyncio.run(run(args))
     png = OUT / "merger.png"
