@@ -21,6 +21,7 @@ bench/README.md for the measured effect).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +107,17 @@ class BatchedWhisper:
         """``SttEngine.transcribe``: a batch of one."""
         return self.decode([audio], language)[0]
 
-    def decode(self, batch: list[np.ndarray], language: str, with_words: bool = True) -> list[Transcription]:
+    def decode(
+        self, batch: list[np.ndarray], language: str, with_words: bool | Sequence[bool] = True
+    ) -> list[Transcription]:
         """Decode float32 16 kHz mono clips (each at most 30 s) in one encoder/decoder pass, greedily.
 
         Returns one ``Transcription`` per clip, in order; word times are seconds from the start of that clip.
-        Without ``with_words`` the words are empty and confidence is the geometric mean of the token
-        probabilities; with them it is the geometric mean of the word probabilities. An empty clip gives an
-        empty transcription. Raises ``ValueError`` for a clip over 30 s. Blocking and CPU-bound."""
+        ``with_words`` (one flag for all clips, or one per clip) asks for word timings, which cost an
+        alignment pass over the clips that want them. Without them the words are empty and confidence is
+        the geometric mean of the token probabilities; with them it is the geometric mean of the word
+        probabilities. An empty clip gives an empty transcription. Raises ``ValueError`` for a clip over
+        30 s. Blocking and CPU-bound."""
         from ctranslate2 import StorageView
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -161,11 +166,12 @@ class BatchedWhisper:
             )
             for g, n in zip(generated, frames, strict=True)
         ]
-        if with_words:
-            words = self._align(tokenizer, encoded, tokens, frames)
+        wanted = [with_words] * len(batch) if isinstance(with_words, bool) else list(with_words)
+        aligned = [k for k, i in enumerate(live) if wanted[i]]
+        words = dict(zip(aligned, self._align(tokenizer, encoded, aligned, tokens, frames), strict=True))
         for k, i in enumerate(live):
             text = tokenizer.decode(tokens[k]).strip()
-            if not with_words:
+            if k not in words:
                 confidence = math.exp(generated[k].scores[0]) if tokens[k] else 0.0
                 results[i] = Transcription(text=text, words=(), confidence=confidence)
                 continue
@@ -217,12 +223,18 @@ class BatchedWhisper:
         return _cut_restart(kept)
 
     def _align(
-        self, tokenizer, encoded, tokens: list[list[int]], frames: list[int]
+        self, tokenizer, encoded, items: list[int], tokens: list[list[int]], frames: list[int]
     ) -> list[tuple[Word, ...]]:
-        """Word timings and probabilities from one batched cross-attention alignment (faster-whisper's
-        ``find_alignment``), times clamped to each clip's length."""
+        """Word timings and probabilities of the batch's ``items`` from one batched cross-attention
+        alignment (faster-whisper's ``find_alignment``), times clamped to each clip's length."""
+        from ctranslate2 import StorageView
         from faster_whisper.transcribe import merge_punctuations
 
+        if not items:
+            return []
+        if len(items) < len(tokens):  # align only these: the others (partials) need no word timings
+            encoded = StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[items]))
+        tokens, frames = [tokens[k] for k in items], [frames[k] for k in items]
         alignments = self._whisper.align(encoded, tokenizer.sot_sequence, tokens, frames)
         out: list[tuple[Word, ...]] = []
         for result, text_tokens, n_frames in zip(alignments, tokens, frames, strict=True):

@@ -5,8 +5,8 @@ speaking stream (its open utterance, newest audio only). The scheduler buckets t
 runs one batched Whisper call per bucket (``BatchedWhisper.decode``, encoder input trimmed to the
 bucket), off the event loop. Finals go first. Partials are dropped, not queued, once the round has run
 past ``partial_deadline_s``: under overload lag stays bounded instead of growing, and the next round asks
-for a fresher partial anyway. Batches of partials only are decoded without word timings, which saves
-Whisper's alignment pass (about as costly as the decoding itself).
+for a fresher partial anyway. Only finals get word timings: partials, also those that ride along in a
+batch with finals, skip Whisper's alignment pass (about as costly as the decoding itself).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from stt_workers.batched_whisper import bucket_for
 from stt_workers.engine import Transcription
 
 Kind = Literal["final", "partial"]
-# (clips, language, with_words) -> one transcription per clip; word timings only when asked for
-BatchDecoder = Callable[[list[np.ndarray], str, bool], list[Transcription]]
+# (clips, language, with_words per clip) -> one transcription per clip; word timings only where asked for
+BatchDecoder = Callable[[list[np.ndarray], str, list[bool]], list[Transcription]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class DecodeScheduler:
                     continue
             t0 = time.perf_counter()
             # Word timings (a second, alignment pass) only for finals: a partial needs only its words.
-            with_words = any(requests[i].kind == "final" for i in batch)
+            with_words = [requests[i].kind == "final" for i in batch]
             decoded = await loop.run_in_executor(
                 self._executor, self._decode, [requests[i].audio for i in batch], self._language, with_words
             )

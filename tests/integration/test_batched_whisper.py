@@ -116,3 +116,15 @@ def test_it_is_an_stt_engine(engine: BatchedWhisper, clips: list[np.ndarray]) ->
     assert word_error_rate(SCRIPTS[1], result.text) <= 0.2
     text_only = engine.decode([clips[1]], "en", with_words=False)[0]
     assert text_only.words == () and text_only.text == result.text and 0.5 < text_only.confidence <= 1.0
+
+
+def test_word_timings_only_for_the_clips_that_ask(
+    engine: BatchedWhisper, batch: list[Transcription], clips: list[np.ndarray]
+) -> None:
+    mixed = engine.decode(clips, "en", with_words=[i % 2 == 0 for i in range(len(clips))])
+    for i, (result, full) in enumerate(zip(mixed, batch, strict=True)):
+        assert result.text == full.text
+        if i % 2 == 0:
+            assert result.words == full.words and result.confidence == full.confidence
+        else:
+            assert result.words == () and 0.5 < result.confidence <= 1.0

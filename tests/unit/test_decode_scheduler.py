@@ -17,7 +17,13 @@ def req(kind: str, seconds: float) -> DecodeRequest:
 
 
 def test_same_bucket_batched_finals_first_and_capped() -> None:
-    requests = [req("partial", 1.0), req("final", 4.0), req("final", 1.5), req("partial", 4.5), req("final", 12.0)]
+    requests = [
+        req("partial", 1.0),
+        req("final", 4.0),
+        req("final", 1.5),
+        req("partial", 4.5),
+        req("final", 12.0),
+    ]
     batches = plan_batches(requests, max_batch=8)
     buckets = [{requests[i].bucket for i in b} for b in batches]
     assert all(len(b) == 1 for b in buckets), "one bucket per batch"
@@ -35,32 +41,39 @@ def test_partial_only_batches_come_after_every_final() -> None:
 
 def test_results_in_request_order_and_stale_partials_dropped() -> None:
     calls: list[int] = []
-    with_words_asked: list[bool] = []
+    with_words_asked: list[list[bool]] = []
 
-    def slow_decode(batch: list[np.ndarray], language: str, with_words: bool) -> list[Transcription]:
+    def slow_decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
         calls.append(len(batch))
         with_words_asked.append(with_words)
         time.sleep(0.2)
-        return [Transcription(text=f"{len(a)}", words=(Word(str(len(a)), 0.0, 0.1, 0.9),), confidence=0.9) for a in batch]
+        return [
+            Transcription(text=f"{len(a)}", words=(Word(str(len(a)), 0.0, 0.1, 0.9),), confidence=0.9)
+            for a in batch
+        ]
 
     requests = [req("final", 1.0), req("final", 6.0), req("partial", 15.0), req("final", 25.0)]
-    scheduler = DecodeScheduler(slow_decode, ThreadPoolExecutor(1), "en", "fake", max_batch=8, partial_deadline_s=0.3)
+    scheduler = DecodeScheduler(
+        slow_decode, ThreadPoolExecutor(1), "en", "fake", max_batch=8, partial_deadline_s=0.3
+    )
     results = asyncio.run(scheduler.run(requests))
     assert [r.text if r else None for r in results] == ["16000", "96000", None, "400000"]
     assert calls == [1, 1, 1], "the partial's batch started after the deadline and was dropped"
-    assert with_words_asked == [True, True, True]
+    assert with_words_asked == [[True], [True], [True]]
 
 
-def test_partial_only_batches_skip_word_timings() -> None:
-    asked: list[tuple[int, bool]] = []
+def test_only_finals_ask_for_word_timings() -> None:
+    asked: list[list[bool]] = []
 
-    def decode(batch: list[np.ndarray], language: str, with_words: bool) -> list[Transcription]:
-        asked.append((len(batch), with_words))
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        asked.append(with_words)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
     asyncio.run(scheduler.run([req("partial", 1.0), req("final", 1.2), req("partial", 7.0)]))
-    assert asked == [(2, True), (1, False)], "a final's batch has words (its partials ride along); partials alone none"
+    assert asked == [[True, False], [False]], (
+        "partials riding along with a final, and partials alone, get no words"
+    )
 
 
 def test_batches_are_measured() -> None:
@@ -71,7 +84,7 @@ def test_batches_are_measured() -> None:
 
     before_batches, before_rtf = count(STT_BATCH_SIZE), count(STT_REAL_TIME_FACTOR)
 
-    def decode(batch: list[np.ndarray], language: str, with_words: bool) -> list[Transcription]:
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
         return [Transcription(text="", words=(), confidence=0.0) for _ in batch]
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
@@ -84,7 +97,9 @@ def test_audio_time_of_a_sample_comes_from_the_newest_frame() -> None:
     from stt_workers.processor import StreamInfo, StreamState
     from stt_workers.segmenter import Segmenter, SegmenterPolicy
 
-    state = StreamState(StreamInfo("m", "s", "m/s", 16000, 0), Segmenter(lambda w: np.zeros(len(w)), SegmenterPolicy()), 0)
+    state = StreamState(
+        StreamInfo("m", "s", "m/s", 16000, 0), Segmenter(lambda w: np.zeros(len(w)), SegmenterPolicy()), 0
+    )
     state.last_frame = (1_000_000, 32_000)  # the frame ending at 2 s of audio reached Kafka at t = 1000 s
     assert state.audio_time_ms(32_000) == 1_000_000
     assert state.audio_time_ms(16_000) == 999_000
