@@ -23,6 +23,8 @@ from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
 from palaver.web import WEB_SERVICES, create_app
 from stt_workers.engine import SttEngine
+from stt_workers.streaming import StreamingEngine
+from stt_workers.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,18 @@ async def prepare_broker(settings: Settings) -> None:
     await ensure_topics(settings)
 
 
+ENGINE_KEYS = {"whisper": None, "deepgram": "deepgram_api_key", "openai-realtime": "openai_api_key"}
+
+
 def check_engine(settings: Settings, services: list[str]) -> None:
-    if "stt" in services and settings.stt_engine != "whisper":
-        raise UsageError(
-            f"PALAVER_STT_ENGINE={settings.stt_engine!r}: only the whisper engine runs in the worker so far "
-            "(the deepgram and openai-realtime engines are built and tested, not yet wired in)"
-        )
+    """An STT worker needs a known engine, and a cloud engine its key (named, never shown)."""
+    if "stt" not in services:
+        return
+    if settings.stt_engine not in ENGINE_KEYS:
+        raise UsageError(f"PALAVER_STT_ENGINE={settings.stt_engine!r}: choose one of {', '.join(ENGINE_KEYS)}")
+    key = ENGINE_KEYS[settings.stt_engine]
+    if key is not None and getattr(settings, key) is None:
+        raise UsageError(f"PALAVER_STT_ENGINE={settings.stt_engine} needs an API key: set PALAVER_{key.upper()}")
 
 
 def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:
@@ -78,14 +86,40 @@ def whisper_engine(settings: Settings) -> SttEngine:
     return WhisperEngine(settings.model_dir, beam_size=settings.whisper_beam_size, **common)  # type: ignore[arg-type]
 
 
+def streaming_engine(settings: Settings) -> StreamingEngine:
+    """The cloud engine ``PALAVER_STT_ENGINE`` names, with its key from the settings (``check_engine`` first)."""
+    if settings.stt_engine == "deepgram":
+        from stt_workers.deepgram_engine import DeepgramEngine
+
+        assert settings.deepgram_api_key is not None
+        return DeepgramEngine(settings.deepgram_api_key.get_secret_value(), model=settings.deepgram_model,
+                              base_url=settings.deepgram_url)  # fmt: skip
+    from stt_workers.openai_realtime_engine import OpenAIRealtimeEngine
+
+    assert settings.stt_engine == "openai-realtime" and settings.openai_api_key is not None
+    url = {"base_url": settings.openai_realtime_url} if settings.openai_realtime_url else {}
+    return OpenAIRealtimeEngine(settings.openai_api_key.get_secret_value(), model=settings.openai_transcribe_model, **url)
+
+
+def stt_transcriber(settings: Settings) -> Transcriber:
+    """The worker's per-engine part: Silero + batched Whisper locally, or a streaming session per stream."""
+    if settings.stt_engine == "whisper":
+        from stt_workers.local_transcriber import LocalTranscriber
+        from stt_workers.vad import SileroScorer
+
+        return LocalTranscriber(settings, whisper_engine(settings), SileroScorer())
+    from stt_workers.cloud_transcriber import CloudTranscriber
+
+    return CloudTranscriber(settings, streaming_engine(settings))
+
+
 async def _run_async(settings: Settings, services: set[str], host: str, port: int) -> None:
     stop = asyncio.Event()
     tasks = []
     if "stt" in services:
         from stt_workers.pipeline import SttWorker
-        from stt_workers.vad import SileroScorer
 
-        worker = SttWorker(settings, whisper_engine(settings), SileroScorer())
+        worker = SttWorker(settings, stt_transcriber(settings))
         tasks.append(asyncio.create_task(worker.run(stop), name="stt"))
     if "merger" in services:
         from merger.app import Merger

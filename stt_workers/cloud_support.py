@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
@@ -119,12 +120,26 @@ def float_to_pcm16(audio: np.ndarray) -> bytes:
 END_OF_RESULTS = object()  # put on a session's result queue when the stream is over
 
 
-async def drain(queue: asyncio.Queue[object]) -> AsyncIterator[object]:
-    """A session's results in order until END_OF_RESULTS; an exception put on the queue is raised."""
+@dataclass(frozen=True)
+class Settled:
+    """Put on a session's result queue after the results it covers: the session will deliver nothing that
+    starts before ``sample``. ``drain`` passes it on only once every result before it was taken."""
+
+    sample: int
+
+
+async def drain(queue: asyncio.Queue[object], settle: Callable[[int], None] | None = None) -> AsyncIterator[object]:
+    """A session's results in order until END_OF_RESULTS; an exception put on the queue is raised.
+    ``Settled`` marks are not yielded: ``settle`` gets them when the consumer asks for the next result,
+    that is after it has handled every result before the mark."""
     while True:
         item = await queue.get()
         if item is END_OF_RESULTS:
             return
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, Settled):
+            if settle is not None:
+                settle(item.sample)
+            continue
         yield item

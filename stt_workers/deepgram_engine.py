@@ -41,7 +41,7 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake
 
-from stt_workers.cloud_support import END_OF_RESULTS, PcmBuffer, drain, redact, retry_delays
+from stt_workers.cloud_support import END_OF_RESULTS, PcmBuffer, Settled, drain, redact, retry_delays
 from stt_workers.engine import Word
 from stt_workers.streaming import EngineError, RecognizedSpeech
 
@@ -115,6 +115,7 @@ class DeepgramSession:
         self._secret = secret
         self._audio = PcmBuffer(first_sample)  # from ``covered`` on: what a new connection must be sent
         self._covered = first_sample
+        self._settled = first_sample  # ``_covered`` as far as the results iterator has handed it on
         self._offset = first_sample  # stream sample of the current connection's first audio
         self._utterance = _Utterance()
         self._socket: Any = None
@@ -165,7 +166,22 @@ class DeepgramSession:
             raise self._failure
 
     def results(self) -> AsyncIterator[RecognizedSpeech]:
-        return drain(self._queue)  # type: ignore[return-value]
+        return drain(self._queue, self._settle)  # type: ignore[return-value]
+
+    @property
+    def settled_sample(self) -> int:
+        return self._settled
+
+    def _settle(self, sample: int) -> None:
+        self._settled = max(self._settled, sample)
+
+    async def close(self) -> None:
+        """Drop the connection without Finalize; undelivered results are lost (see ``settled_sample``)."""
+        self._finishing = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     # -- the connection loop -------------------------------------------------------------------------------
 
@@ -282,6 +298,7 @@ class DeepgramSession:
         if words:
             self._queue.put_nowait(self._speech(words, final=True))
         self._covered = max(self._covered, self._utterance.end)
+        self._queue.put_nowait(Settled(self._covered))
         self._audio.trim(self._covered)
         self._utterance = _Utterance()
 

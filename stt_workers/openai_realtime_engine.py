@@ -58,6 +58,7 @@ from stt_workers.cloud_support import (
     END_OF_RESULTS,
     LinearResampler,
     PcmBuffer,
+    Settled,
     drain,
     float_to_pcm16,
     pcm16_to_float,
@@ -219,6 +220,8 @@ class OpenAIRealtimeStream:
         self._language = language
         self._audio = PcmBuffer(first_sample)  # what a replacement session may need again
         self._sent_until = first_sample
+        self._settled = first_sample  # see ``settled_sample``
+        self._settled_queued = first_sample  # the last ``Settled`` mark put on the queue
         self._tail = np.zeros(0, np.float32)  # the last ``_QUIET_S`` of audio
         self._sessions: list[_Session] = []  # in stream order; the last one is current until ``finish``
         self._lock = asyncio.Lock()  # orders audio, rotations and replacements
@@ -260,7 +263,28 @@ class OpenAIRealtimeStream:
             raise self._failure
 
     def results(self) -> AsyncIterator[RecognizedSpeech]:
-        return drain(self._queue)  # type: ignore[return-value]
+        return drain(self._queue, self._settle)  # type: ignore[return-value]
+
+    @property
+    def settled_sample(self) -> int:
+        return self._settled
+
+    def _settle(self, sample: int) -> None:
+        self._settled = max(self._settled, sample)
+
+    async def close(self) -> None:
+        """Drop every session now, without draining; undelivered results are lost (see ``settled_sample``)."""
+        self._finishing = True
+        for session in self._sessions:
+            session.closing = True
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in self._sessions:
+            with contextlib.suppress(Exception):
+                await session.ws.close()
+        self._ended.set()
 
     # -- sessions -------------------------------------------------------------------------------------------
 
@@ -439,7 +463,11 @@ class OpenAIRealtimeStream:
             item.done = True
             log.warning("openai realtime: transcription of an utterance failed: %s",
                         self._engine.redact(str((event.get("error") or {}).get("code"))))  # fmt: skip
-        self._audio.trim(min(s.resume_point() for s in self._sessions) if self._sessions else self._sent_until)
+        settled = min(s.resume_point() for s in self._sessions) if self._sessions else self._sent_until
+        self._audio.trim(settled)
+        if settled > self._settled_queued:  # after this event's results: nothing owed before it any more
+            self._settled_queued = settled
+            self._queue.put_nowait(Settled(settled))
 
     def _sample(self, session: _Session, ms: float) -> int:
         return session.start + round(ms * self._rate / 1000)

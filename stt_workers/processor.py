@@ -14,6 +14,7 @@ from palaver.events import AudioFrameV1, StreamProgressV1, TranscriptFinalV1, Tr
 from palaver.textmetrics import normalize
 from stt_workers.engine import Transcription
 from stt_workers.segmenter import Segment, Segmenter
+from stt_workers.streaming import RecognizedSpeech
 
 MAX_GAP_SAMPLES = 16000 * 30  # a larger hole in a stream starts a fresh segmenter instead of 30 s of zeros
 RESUME_FORMAT = "stt-resume/1 "
@@ -101,10 +102,29 @@ class StreamState:
 
     def committable_offset(self) -> int | None:
         """Offset of the earliest frame still holding needed audio (None: nothing needed)."""
-        keep = self.segmenter.keep_from
-        while self.frame_offsets and self.frame_offsets[0][0] <= keep:
-            self.frame_offsets.popleft()
-        return self.frame_offsets[0][1] if self.frame_offsets else None
+        return needed_offset(self.frame_offsets, self.segmenter.keep_from)
+
+
+def needed_offset(frame_offsets: deque[tuple[int, int]], keep: int) -> int | None:
+    """Offset of the earliest frame holding audio at or after sample ``keep`` (None: none). Drops the
+    frames before it from ``frame_offsets`` (``(end_sample, offset)`` in stream order)."""
+    while frame_offsets and frame_offsets[0][0] <= keep:
+        frame_offsets.popleft()
+    return frame_offsets[0][1] if frame_offsets else None
+
+
+def continue_pcm(expected: int, frame: AudioFrameV1, max_gap: int = MAX_GAP_SAMPLES) -> tuple[bytes, int | None]:
+    """The part of ``frame`` that continues a stream whose audio so far ends at sample ``expected``:
+    (PCM s16le to send, None), where resent audio is cut off and a small hole is filled with silence; or
+    (the frame's PCM, its first sample) when the hole is larger than ``max_gap``: start afresh there."""
+    if frame.end_sample <= expected:
+        return b"", None
+    if frame.first_sample < expected:
+        return frame.pcm[(expected - frame.first_sample) * 2 :], None
+    gap = frame.first_sample - expected
+    if gap > max_gap:
+        return frame.pcm, frame.first_sample
+    return bytes(gap * 2) + frame.pcm, None
 
 
 def resume_key(stream_id: str) -> str:
@@ -201,6 +221,52 @@ def partial_event(info: StreamInfo, segment: Segment, open_utterance: OpenUttera
         model=model,
         run=run,
     )
+
+
+@dataclass
+class StreamingTranscript:
+    """Maps one stream's results from a streaming (cloud) engine onto partial and final events.
+
+    The open utterance is fixed by its first result: every partial carries its id and start, so the
+    merger replaces one partial by the next. A final takes its id from its own start sample (hash of stream
+    and start sample, as on the Whisper path), and starts no earlier than the partials before it, which
+    the merger has already settled the stream up to. Pure: no I/O, no clock."""
+
+    info: StreamInfo
+    open: OpenUtterance | None = None
+    open_speech_start: int = 0  # where the open utterance's first word starts
+
+    def partial(self, speech: RecognizedSpeech, *, language: str, engine: str, model: str) -> TranscriptPartialV1 | None:
+        words = tuple(speech.text.split())
+        if not words:
+            return None
+        if self.open is None:
+            self.open = OpenUtterance(speech.start_sample)
+            self.open_speech_start = _speech_start(speech, self.info.sample_rate)
+        self.open.decoded_until = speech.end_sample
+        stable, unstable = self.open.update(words)
+        start = self.open.start_sample
+        segment = Segment(start, max(speech.end_sample, self.open_speech_start), self.open_speech_start, _NO_AUDIO)
+        return partial_event(self.info, segment, self.open, stable, unstable, language=language, engine=engine, model=model)
+
+    def final(self, speech: RecognizedSpeech, *, language: str, engine: str, model: str) -> TranscriptFinalV1 | None:
+        speech_start = _speech_start(speech, self.info.sample_rate)
+        if self.open is not None:
+            speech_start = max(speech_start, self.open_speech_start)
+        self.open = None
+        segment = Segment(speech.start_sample, max(speech.end_sample, speech_start), speech_start, _NO_AUDIO)
+        result = Transcription(speech.text, speech.words, speech.confidence)
+        return final_event(self.info, segment, result, language=language, engine=engine, model=model)
+
+
+_NO_AUDIO = np.zeros(0, np.float32)
+
+
+def _speech_start(speech: RecognizedSpeech, sample_rate: int) -> int:
+    """Where the first word starts (a result's start may include padding before the speech)."""
+    if not speech.words:
+        return speech.start_sample
+    return speech.start_sample + max(0, round(speech.words[0].start_s * sample_rate))
 
 
 def progress_event(info: StreamInfo, settled_sample: int, run: str) -> StreamProgressV1:

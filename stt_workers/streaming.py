@@ -44,6 +44,21 @@ class StreamingSession(Protocol):
         """Results in order, ending after ``finish`` (or raising EngineError)."""
         ...
 
+    async def close(self) -> None:
+        """Drop the stream now, without waiting for results: what is not delivered yet is lost (the caller
+        resumes the stream elsewhere from ``settled_sample``)."""
+        ...
+
+    @property
+    def settled_sample(self) -> int:
+        """A stream sample before which the session delivers nothing more, once the results already taken
+        from ``results()`` are handled: the start of the open utterance, else the end of the last final (or
+        of silence the service has finished with). A new session opened there (``first_sample``) and sent
+        the audio from there on yields every result still owed. It starts at ``first_sample`` and advances
+        only as ``results()`` is iterated, so a consumer that reads it never passes a result it has not
+        handled."""
+        ...
+
 
 class StreamingEngine(Protocol):
     name: str

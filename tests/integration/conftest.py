@@ -66,15 +66,16 @@ def child_env(settings: Settings) -> dict[str, str]:
 class ServiceProcess:
     """A real ``palaver run SERVICE`` process, logging to a file; SIGKILL-able."""
 
-    def __init__(self, settings: Settings, service: str, log: Path):
+    def __init__(self, settings: Settings, service: str, log: Path, env: dict[str, str] | None = None):
         self.settings, self.service, self.log = settings, service, log
+        self.env = env or {}  # on top of the settings' (the STT engine and its peer)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "palaver", "run", self.service], stdout=out, stderr=subprocess.STDOUT,
-            env=child_env(self.settings),
+            env={**child_env(self.settings), **self.env},
         )  # fmt: skip
 
     def wait_for_log(self, needle: str, timeout_s: float = 90, count: int = 1) -> None:
@@ -114,33 +115,87 @@ class Pipeline:
     stt: ServiceProcess
     merger: ServiceProcess
     stt_workers: list[ServiceProcess] = field(default_factory=list)  # stt first; all in one consumer group
+    engine: str = "whisper"  # PALAVER_STT_ENGINE of the workers
+
+
+STT_ENGINES = ("whisper", "deepgram", "openai-realtime")  # for ``indirect`` parametrization of the fixtures
+CLOUD_KEYS = {"deepgram": "dg-test-key-3e9b1c5a7d", "openai-realtime": "sk-test-key-8f2a6d4c0b13"}
+
+
+@pytest.fixture(scope="session")
+def peer_asr() -> object:
+    from tests.peers.asr import PeerAsr
+
+    return PeerAsr()
+
+
+@asynccontextmanager
+async def engine_env(engine: str, peer_asr: object) -> AsyncIterator[dict[str, str]]:
+    """The STT workers' environment for ``engine``: a cloud engine talks to its local protocol peer
+    (Whisper behind the service's protocol) in this process, with a made-up key."""
+    if engine == "whisper":
+        yield {}
+        return
+    from tests.peers.deepgram_peer import DeepgramPeer, DeepgramPeerHooks
+    from tests.peers.openai_realtime_peer import OpenAIRealtimePeer
+
+    key = CLOUD_KEYS[engine]
+    if engine == "deepgram":
+        # One interim per second of audio: the peer's Whisper shares two cores with the whole pipeline.
+        async with DeepgramPeer(peer_asr, key, DeepgramPeerHooks(interim_every_s=1.0)) as dg:  # type: ignore[arg-type]
+            yield {"PALAVER_STT_ENGINE": engine, "PALAVER_DEEPGRAM_URL": dg.url, "PALAVER_DEEPGRAM_API_KEY": key}
+    else:
+        async with OpenAIRealtimePeer(peer_asr, key) as oa:  # type: ignore[arg-type]
+            yield {"PALAVER_STT_ENGINE": engine, "PALAVER_OPENAI_REALTIME_URL": oa.url, "PALAVER_OPENAI_API_KEY": key}
 
 
 @pytest.fixture(scope="module")
-async def pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+async def pipeline(request: pytest.FixtureRequest, infra: Infra, clickhouse_client: object,
+                   tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:  # fmt: skip
     """The whole pipeline on fresh topics and a fresh database: ingest + API + store writer in this process
-    (they share the process's ClickHouse connection), STT worker and merger as separate processes."""
-    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=1) as p:
+    (they share the process's ClickHouse connection), STT worker and merger as separate processes. The
+    STT engine is whisper unless the test parametrizes the fixture (``indirect``) with another one."""
+    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=1,
+                                engine=getattr(request, "param", "whisper"), request=request) as p:  # fmt: skip
         yield p
 
 
 @pytest.fixture(scope="module")
-async def scaled_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+async def scaled_pipeline(request: pytest.FixtureRequest, infra: Infra, clickhouse_client: object,
+                          tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:  # fmt: skip
     """``pipeline`` with three STT worker processes in the one consumer group (``stt_workers``)."""
-    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=3) as p:
+    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=3,
+                                engine=getattr(request, "param", "whisper"), request=request) as p:  # fmt: skip
         yield p
 
 
 @asynccontextmanager
 async def running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
-                           stt_workers: int) -> AsyncIterator[Pipeline]:  # fmt: skip
+                           stt_workers: int, engine: str = "whisper",
+                           request: pytest.FixtureRequest | None = None) -> AsyncIterator[Pipeline]:  # fmt: skip
+    if engine == "whisper":
+        async with _running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers, {}) as p:
+            yield p
+        return
+    assert request is not None
+    async with engine_env(engine, request.getfixturevalue("peer_asr")) as env:
+        async with _running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers, env) as p:
+            p.engine = engine
+            yield p
+        for worker in p.stt_workers:  # the key is the workers' secret: never in a log line
+            assert CLOUD_KEYS[engine] not in worker.log.read_text(errors="replace"), worker.log
+
+
+@asynccontextmanager
+async def _running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
+                            stt_workers: int, env: dict[str, str]) -> AsyncIterator[Pipeline]:  # fmt: skip
     tag = uuid.uuid4().hex[:10]
     data_dir = tmp_path_factory.mktemp(f"palaver-{tag}")
     settings = make_settings(infra, data_dir, f"t{tag}", f"t_{tag}")
     store = Store(clickhouse_client, settings.clickhouse_database)
     apply_migrations(store)
     await ensure_topics(settings)
-    workers = [ServiceProcess(settings, "stt", data_dir / ("stt.log" if i == 0 else f"stt-{i}.log")) for i in range(stt_workers)]
+    workers = [ServiceProcess(settings, "stt", data_dir / ("stt.log" if i == 0 else f"stt-{i}.log"), env) for i in range(stt_workers)]
     merger = ServiceProcess(settings, "merger", data_dir / "merger.log")
     for worker in workers:
         worker.start()

@@ -1,6 +1,7 @@
 """Three STT workers in one consumer group; one SIGKILLed mid-utterance, then all of them: every scripted
 sentence still arrives in ClickHouse as finals exactly once (an utterance id never carries two texts, and
-no two utterances of a stream cover the same audio)."""
+no two utterances of a stream cover the same audio). The first runs with each engine, the cloud ones
+against their local protocol peers."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from palaver.demo.script import Line, PlacedLine
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events.registry import AUDIO_FRAMES
 from palaver.textmetrics import word_error_rate
-from tests.integration.conftest import Pipeline, ServiceProcess, child_env
+from tests.integration.conftest import STT_ENGINES, Pipeline, ServiceProcess, child_env
 
 pytestmark = pytest.mark.integration
+WHISPER = pytest.mark.parametrize("scaled_pipeline", ["whisper"], indirect=True)  # one pipeline for these
 
 SPEAKERS = ("ana", "ben", "cho", "dan", "eve", "fay")
 SCRIPT = (
@@ -144,6 +146,7 @@ def covering(rows: list[dict], line: PlacedLine) -> list[dict]:
     return [r for r in rows if r["speaker_id"] == line.speaker_id and r["start_ms"] < line.end_ms and r["end_ms"] > line.start_ms]
 
 
+@pytest.mark.parametrize("scaled_pipeline", STT_ENGINES, indirect=True)
 async def test_sigkill_of_one_worker_mid_utterance(scaled_pipeline: Pipeline, tracks: tuple[dict, list[PlacedLine]]) -> None:
     p = scaled_pipeline
     pcm, placed = tracks
@@ -162,6 +165,7 @@ async def test_sigkill_of_one_worker_mid_utterance(scaled_pipeline: Pipeline, tr
     await asyncio.to_thread(p.stt_workers[victim].wait_for_log, "stt worker (", 120, 2)
 
 
+@WHISPER
 async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: Pipeline, tracks: tuple[dict, list[PlacedLine]]) -> None:
     p = scaled_pipeline
     pcm, placed = tracks
@@ -184,6 +188,7 @@ async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: P
     await check_exactly_once(p, meeting_id, placed)
 
 
+@WHISPER
 async def test_run_stt_workers_supervises_its_children(scaled_pipeline: Pipeline) -> None:
     """``palaver run stt --workers 2``: two workers in one group; a dead child is reported, SIGTERM stops all."""
     settings = scaled_pipeline.settings.model_copy(update={"topic_namespace": f"w{uuid.uuid4().hex[:8]}"})

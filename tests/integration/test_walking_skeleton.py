@@ -1,5 +1,6 @@
-"""One meeting through the real pipeline: ingest -> Kafka -> STT (faster-whisper) -> merger (faust) ->
-store writer -> ClickHouse (chdb) -> API, plus a stock Kafka client reading the topics."""
+"""One meeting through the real pipeline: ingest -> Kafka -> STT (faster-whisper, or a cloud engine against
+its local protocol peer) -> merger -> store writer -> ClickHouse (chdb) -> API, plus a stock Kafka client
+reading the topics."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
 from palaver.textmetrics import word_error_rate
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import STT_ENGINES, Pipeline
 
 pytestmark = pytest.mark.integration
+WHISPER = pytest.mark.parametrize("pipeline", ["whisper"], indirect=True)  # one pipeline for these tests
 
 SCRIPT = (
     Line("ana", "Welcome to the planning meeting. We have three topics today."),
@@ -54,11 +56,13 @@ async def wait_for_dialogues(p: Pipeline, meeting_id: str, expected: int, timeou
     raise AssertionError(f"expected {expected} final dialogues, got {rows}\nSTT:\n{p.stt.tail()}\nmerger:\n{p.merger.tail()}")
 
 
+@pytest.mark.parametrize("pipeline", STT_ENGINES, indirect=True)
 async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: Pipeline, voice: Voice) -> None:
     meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, placed = meeting_tracks(SCRIPT, voice)
+    speed = 4.0 if pipeline.engine == "whisper" else 2.0  # the cloud peers transcribe in this process
     results = await asyncio.gather(
-        *(stream_pcm(pipeline.url, meeting_id, speaker, pcm, speed=4.0) for speaker, pcm in tracks.items())
+        *(stream_pcm(pipeline.url, meeting_id, speaker, pcm, speed=speed) for speaker, pcm in tracks.items())
     )
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
         assert (result.close_code, result.acked_samples) == (1000, len(pcm)), speaker
@@ -95,9 +99,31 @@ async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: P
     finals = [e for e in transcripts if e["event"] == "transcript.final" and e["meeting_id"] == meeting_id]
     assert {e["speaker_id"] for e in finals} == {"ana", "ben", "cho"}
     assert all(e["words"] and e["end_ms"] > e["start_ms"] for e in finals)
+    assert all(e["run"] == f"{pipeline.engine}:{e['model']}" for e in finals)
+    mine = [e for e in transcripts if e.get("meeting_id") == meeting_id]
+    # The cloud engines' interim results precede every final of a sentence; the local path drops partials
+    # that come too late (at four times real time on two cores, most of them).
+    check_partials_precede_finals(mine, every=pipeline.engine != "whisper")
     updates = [e for e in dialogue_events if e["event"] == "dialogue.update" and e["meeting_id"] == meeting_id]
     assert {e["dialogue_id"] for e in updates} >= {d["dialogue_id"] for d in dialogues}
     assert any(e["event"] == "meeting.watermark" and e["meeting_id"] == meeting_id for e in dialogue_events)
+
+
+def check_partials_precede_finals(events: list[dict], every: bool) -> None:
+    """Per stream, in topic order: partials of an utterance come before its final, never after it, and
+    (``every``) each final of more than a second has at least one partial since the stream's previous final
+    (a one-word utterance may end before the first interim result)."""
+    since_final: dict[str, int] = {}
+    finalized: set[str] = set()
+    for e in events:
+        if e["event"] == "transcript.partial":
+            assert e["utterance_id"] not in finalized, f"a partial after its final: {e}"
+            since_final[e["stream_id"]] = since_final.get(e["stream_id"], 0) + 1
+        elif e["event"] == "transcript.final":
+            finalized.add(e["utterance_id"])
+            partials = since_final.pop(e["stream_id"], 0)
+            assert partials or not every or e["end_ms"] - e["start_ms"] <= 1000, f"no partial before {e['text']!r}"
+    assert finalized
 
 
 def kcat_json(p: Pipeline, topic: str) -> list[dict]:
@@ -110,6 +136,7 @@ def kcat_json(p: Pipeline, topic: str) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+@WHISPER
 async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voice) -> None:
     import websockets
 
@@ -132,6 +159,7 @@ async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voi
     assert word_error_rate("Can everyone hear me clearly now?", event["text"]) <= 0.2
 
 
+@WHISPER
 async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice: Voice) -> None:
     import websockets
 
@@ -175,6 +203,7 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
     assert word_error_rate("The other stream keeps working.", dialogues[0]["text"]) <= 0.2
 
 
+@WHISPER
 async def test_second_session_of_a_speaker_keeps_the_first(pipeline: Pipeline, voice: Voice) -> None:
     meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     first, _ = meeting_tracks((Line("gus", "This is my first session."),), voice)

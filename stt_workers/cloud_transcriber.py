@@ -1,0 +1,253 @@
+"""The cloud STT path: one ``StreamingSession`` per active stream on a streaming engine (Deepgram, OpenAI
+Realtime); its interim results become partial events and its finals final events
+(``processor.StreamingTranscript``), so ids and wire shapes are those of the local path.
+
+Per stream, one task feeds the session (opened at the stream's first audio, at the stream's resume point)
+and one reads its results into the outbox, so the worker's loop never waits on the network. The engine
+handles silence (Deepgram's KeepAlive) and dropped connections (it reconnects and resends); a refusal
+(``EngineError``: a bad key) or a connection it gives up on stops the worker loudly.
+
+Resume point of a stream: the session's ``settled_sample`` (the start of the open utterance, else the end
+of the last final), which only advances once the results before it are in the outbox, so the offsets the
+worker commits never pass a final it has not published. A restarted owner opens the session there and
+sends the audio from there on: the open utterance is transcribed again, whole.
+
+Stop: the session is finished (Finalize) by its feeding task and the stream's last finals, then its
+``stream.stopped``, go out when they come; until then the stream holds its partition's commit before the
+stop. Revocation and shutdown close the sessions without finishing them (no utterance is cut at the
+rebalance, and the group does not wait on the service): what was delivered is published and committed,
+and the new owner resumes each stream at its resume point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aiokafka.structs import ConsumerRecord
+
+from palaver.events import AudioFrameV1, encode
+from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_PARTIAL_LATENCY, STT_UTTERANCES
+from palaver.settings import Settings
+from stt_workers.engine import Transcription
+from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset, progress_event
+from stt_workers.scheduler import DecodeRequest
+from stt_workers.streaming import RecognizedSpeech, StreamingEngine, StreamingSession
+from stt_workers.transcriber import Outbox, ResumePoint
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_MS = 1000
+_FINISH = object()  # on a stream's feed: finish the session, then the stream is done
+
+
+@dataclass(frozen=True)
+class _Restart:
+    first_sample: int  # finish the session; the next audio opens a new one here (a large hole in the stream)
+
+
+@dataclass
+class _Stream:
+    info: StreamInfo
+    partition: int
+    start: int  # where the next session opens (and the resume point while none is open)
+    transcript: StreamingTranscript
+    end_sample: int = 0  # the stream's audio so far ends here
+    frame_offsets: deque[tuple[int, int]] = field(default_factory=deque)  # (end_sample, kafka offset)
+    last_frame: tuple[int, int] = (0, 0)  # Kafka append time (ms) and end sample of the newest frame
+    progress_ms: int = -1
+    feed: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    session: StreamingSession | None = None
+    feeder: asyncio.Task[None] | None = None
+    reader: asyncio.Task[None] | None = None
+    stop_offset: int | None = None  # its stream.stopped record, while the session finishes
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # its last event is in the outbox
+
+    def resume_sample(self) -> int:
+        return self.session.settled_sample if self.session is not None else self.start
+
+    def audio_time_ms(self, sample: int) -> int:
+        appended_ms, end_sample = self.last_frame
+        return appended_ms - (end_sample - sample) * 1000 // self.info.sample_rate
+
+
+class CloudTranscriber:
+    def __init__(self, settings: Settings, engine: StreamingEngine):
+        self._engine = engine
+        self._language = settings.stt_language
+        self.name, self.model = engine.name, engine.model
+        self.outbox = Outbox()
+        self._streams: dict[str, _Stream] = {}
+        self._stopping: list[_Stream] = []  # stopped, session finishing
+        self._failure: BaseException | None = None
+
+    @property
+    def _run(self) -> str:
+        return f"{self.name}:{self.model}"
+
+    def holds(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    async def open(self, info: StreamInfo, partition: int, first_sample: int) -> None:
+        if info.stream_id in self._streams:
+            return
+        for earlier in [s for s in self._stopping if s.info.stream_id == info.stream_id]:
+            await earlier.done.wait()  # its finals and stream.stopped go out before this session's events
+        stream = _Stream(info, partition, first_sample, StreamingTranscript(info), end_sample=first_sample)
+        stream.feeder = asyncio.create_task(self._feed(stream), name=f"stt-feed {info.stream_id}")
+        self._streams[info.stream_id] = stream
+        STT_ACTIVE_STREAMS.set(len(self._streams))
+
+    async def audio(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
+        stream = self._streams[frame.stream_id]
+        stream.last_frame = (record.timestamp, frame.end_sample)
+        pcm, restart_at = continue_pcm(stream.end_sample, frame)
+        if not pcm:
+            return
+        if restart_at is not None:
+            stream.feed.put_nowait(_Restart(restart_at))
+        stream.end_sample = frame.end_sample
+        stream.frame_offsets.append((frame.end_sample, record.offset))
+        stream.feed.put_nowait(pcm)
+
+    async def stop(self, stream_id: str, offset: int, last: tuple[str, bytes]) -> None:
+        stream = self._streams.pop(stream_id, None)
+        STT_ACTIVE_STREAMS.set(len(self._streams))
+        if stream is None:
+            self.outbox.emit(*last)
+            return
+        stream.stop_offset = offset
+        self._stopping.append(stream)
+        stream.feed.put_nowait(_FINISH)
+        assert stream.feeder is not None
+        stream.feeder.add_done_callback(lambda task: self._stopped(stream, task, last))
+
+    def _stopped(self, stream: _Stream, feeder: asyncio.Task[None], last: tuple[str, bytes]) -> None:
+        if feeder.cancelled() or self._failure is not None:
+            return  # released, or failed (the worker stops): the next owner finishes it
+        self.outbox.emit(*last)
+        self._stopping.remove(stream)
+        stream.done.set()
+
+    def after_batch(self, touched: set[str]) -> None:
+        """In silence, tell the merger how far a stream is settled (the engine's settled point)."""
+        for stream_id in sorted(touched):
+            stream = self._streams.get(stream_id)
+            if stream is None or stream.transcript.open is not None:
+                continue
+            event = progress_event(stream.info, stream.resume_sample(), self._run)
+            if event.settled_ms - stream.progress_ms >= PROGRESS_INTERVAL_MS:
+                stream.progress_ms = event.settled_ms
+                self.outbox.emit(stream.info.meeting_id, encode(event))
+
+    def resume_points(self) -> Iterator[ResumePoint]:
+        for stream in [*self._stopping, *self._streams.values()]:
+            needed = needed_offset(stream.frame_offsets, stream.resume_sample())
+            if stream.stop_offset is not None:
+                needed = stream.stop_offset if needed is None else min(needed, stream.stop_offset)
+            yield ResumePoint(stream.info.stream_id, stream.partition, stream.resume_sample(), needed)
+
+    async def release(self, partitions: set[int] | None) -> None:
+        """Close these partitions' sessions without finishing them; resume points stay where they are."""
+        for stream in [*self._stopping, *self._streams.values()]:
+            if partitions is None or stream.partition in partitions:
+                await self._abandon(stream)
+
+    async def _abandon(self, stream: _Stream) -> None:
+        for task in (stream.feeder, stream.reader):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if stream.session is not None:
+            stream.start = stream.session.settled_sample
+            session, stream.session = stream.session, None
+            with contextlib.suppress(Exception):
+                await session.close()
+
+    def forget(self, partitions: set[int]) -> None:
+        for stream_id, stream in list(self._streams.items()):
+            if stream.partition in partitions:
+                del self._streams[stream_id]
+        self._stopping = [s for s in self._stopping if s.partition not in partitions]
+        STT_ACTIVE_STREAMS.set(len(self._streams))
+
+    async def decode(self, requests: list[DecodeRequest]) -> list[Transcription | None]:
+        raise AssertionError("the cloud path queues no decode requests")
+
+    def check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def speaking(self) -> int:
+        return sum(1 for s in self._streams.values() if s.transcript.open is not None)
+
+    async def close(self) -> None:
+        await self.release(None)
+
+    # -- per-stream tasks ------------------------------------------------------------------------------------
+
+    async def _feed(self, stream: _Stream) -> None:
+        """Sends the stream's audio in order; opens the session at the first audio, finishes it on stop."""
+        try:
+            while True:
+                item = await stream.feed.get()
+                if isinstance(item, bytes):
+                    if stream.session is None:
+                        stream.session = await self._engine.open(stream.info.sample_rate, self._language,
+                                                                 first_sample=stream.start)  # fmt: skip
+                        stream.reader = asyncio.create_task(self._read(stream, stream.session),
+                                                            name=f"stt-read {stream.info.stream_id}")  # fmt: skip
+                    await stream.session.send(item)
+                elif isinstance(item, _Restart):
+                    await self._finish(stream)
+                    stream.start = item.first_sample
+                elif item is _FINISH:
+                    await self._finish(stream)
+                    return
+        except Exception as exc:  # the worker's loop raises it (``check``)
+            self._fail(stream, exc)
+
+    async def _finish(self, stream: _Stream) -> None:
+        """Finalize the session and wait until every result is in the outbox."""
+        if stream.session is None:
+            return
+        await stream.session.finish()
+        if stream.reader is not None:
+            await stream.reader
+        stream.start = stream.end_sample
+        stream.session = None
+
+    async def _read(self, stream: _Stream, session: StreamingSession) -> None:
+        try:
+            async for speech in session.results():
+                self._publish(stream, speech)
+        except Exception as exc:  # the worker's loop raises it (``check``)
+            self._fail(stream, exc)
+
+    def _publish(self, stream: _Stream, speech: RecognizedSpeech) -> None:
+        info = stream.info
+        meta = {"language": self._language, "engine": self.name, "model": self.model}
+        if not speech.final:
+            partial = stream.transcript.partial(speech, **meta)
+            if partial is not None:
+                STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - stream.audio_time_ms(speech.end_sample) / 1000))
+                self.outbox.emit(info.meeting_id, encode(partial))
+            return
+        final = stream.transcript.final(speech, **meta)
+        if final is None:
+            return
+        STT_UTTERANCES.labels(engine=self.name).inc()
+        STT_FINAL_LATENCY.observe(max(0.0, time.time() - stream.audio_time_ms(speech.end_sample) / 1000))
+        log.info("%s %d-%d ms: %s", info.stream_id, final.start_ms, final.end_ms, final.text)
+        self.outbox.emit(info.meeting_id, encode(final))
+
+    def _fail(self, stream: _Stream, exc: BaseException) -> None:
+        if self._failure is None:
+            log.error("%s engine failed on stream %s: %s", self.name, stream.info.stream_id, exc)
+            self._failure = exc

@@ -1,0 +1,184 @@
+"""The local STT path: Silero VAD segments each stream, Whisper decodes finals and partials in batches.
+
+Resume point of a stream: the segmenter's ``keep_from``, a sample in silence before any unfinished
+utterance and its pre-roll, from which a fresh segmenter finds the same boundaries (hence the same
+utterance ids and the same audio to decode). Partials: the open utterance is re-decoded after each second
+of new audio (LocalAgreement keeps agreed words stable); finals are decoded once more at end of speech.
+Decode requests go to the outbox; the worker's round runs them through the batch scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiokafka.structs import ConsumerRecord
+
+from palaver.events import AudioFrameV1, encode
+from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_PARTIAL_LATENCY, STT_UTTERANCES
+from palaver.settings import Settings
+from stt_workers.engine import SttEngine, Transcription
+from stt_workers.processor import (
+    OpenUtterance,
+    StreamInfo,
+    StreamState,
+    final_event,
+    partial_event,
+    progress_event,
+)
+from stt_workers.scheduler import DecodeRequest, DecodeScheduler
+from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
+from stt_workers.transcriber import Decode, Outbox, ResumePoint
+
+log = logging.getLogger(__name__)
+
+PARTIAL_INTERVAL_MS = 1000  # re-decode the open utterance after this much new audio
+PROGRESS_INTERVAL_MS = 1000  # publish a silent stream's progress at most this often (media time)
+
+
+def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
+    return SegmenterPolicy(
+        sample_rate=sample_rate,
+        threshold=settings.vad_threshold,
+        min_silence_ms=settings.vad_min_silence_ms,
+        min_speech_ms=settings.vad_min_speech_ms,
+        pad_ms=settings.vad_pad_ms,
+        max_utterance_ms=settings.max_utterance_ms,
+    )
+
+
+class LocalTranscriber:
+    def __init__(self, settings: Settings, engine: SttEngine, scorer: Scorer):
+        self._settings = settings
+        self._engine = engine
+        self._scorer = scorer
+        self.name, self.model = engine.name, engine.model
+        self.outbox = Outbox()
+        self._streams: dict[str, StreamState] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        decode_batch = getattr(engine, "decode", None) or (
+            lambda batch, language, with_words: [engine.transcribe(a, language) for a in batch]
+        )
+        self._scheduler = DecodeScheduler(decode_batch, self._executor, settings.stt_language, engine.name,
+                                          max_batch=settings.stt_max_batch)  # fmt: skip
+
+    def holds(self, stream_id: str) -> bool:
+        return stream_id in self._streams
+
+    async def open(self, info: StreamInfo, partition: int, first_sample: int) -> None:
+        if info.stream_id not in self._streams:
+            self._streams[info.stream_id] = StreamState(info, self._new_segmenter(info, first_sample), partition)
+            STT_ACTIVE_STREAMS.set(len(self._streams))
+
+    def _new_segmenter(self, info: StreamInfo, first_sample: int) -> Segmenter:
+        return Segmenter(self._scorer, segmenter_policy(self._settings, info.sample_rate), first_sample)
+
+    async def audio(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
+        state = self._streams[frame.stream_id]
+        state.last_frame = (record.timestamp, frame.end_sample)
+        for segment in state.accept(frame, record.offset, lambda first: self._new_segmenter(state.info, first)):
+            self._finalize(state, segment)
+
+    async def stop(self, stream_id: str, offset: int, last: tuple[str, bytes]) -> None:
+        state = self._streams.pop(stream_id, None)
+        STT_ACTIVE_STREAMS.set(len(self._streams))
+        if state is not None:
+            for segment in state.segmenter.flush():
+                self._finalize(state, segment)
+        self.outbox.emit(*last)
+
+    def after_batch(self, touched: set[str]) -> None:
+        # Partials and progress once per stream per batch, for the newest audio only: when the
+        # worker falls behind, batches grow and stale partial decodes are skipped, not queued.
+        for stream in sorted(touched):
+            state = self._streams.get(stream)
+            if state is not None:
+                self._partial(state)
+                self._progress(state)
+
+    def resume_points(self) -> Iterator[ResumePoint]:
+        for stream, state in self._streams.items():
+            yield ResumePoint(stream, state.partition, state.segmenter.keep_from, state.committable_offset())
+
+    async def release(self, partitions: set[int] | None) -> None:
+        """Nothing runs on its own here: what is queued is the worker's to publish."""
+
+    def forget(self, partitions: set[int]) -> None:
+        for stream, state in list(self._streams.items()):
+            if state.partition in partitions:
+                del self._streams[stream]
+        STT_ACTIVE_STREAMS.set(len(self._streams))
+
+    async def decode(self, requests: list[DecodeRequest]) -> list[Transcription | None]:
+        return await self._scheduler.run(requests)
+
+    def check(self) -> None:
+        pass
+
+    def speaking(self) -> int:
+        return sum(1 for state in self._streams.values() if state.segmenter.in_speech)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+    @property
+    def _run(self) -> str:
+        return f"{self.name}:{self.model}"
+
+    def _partial(self, state: StreamState) -> None:
+        """Ask for a re-decode of the open utterance once enough new audio arrived."""
+        segment = state.segmenter.open_segment()
+        if segment is None:
+            return
+        open_utt = state.open_utterance
+        if open_utt is None or open_utt.start_sample != segment.start_sample:
+            open_utt = state.open_utterance = OpenUtterance(segment.start_sample, decoded_until=segment.start_sample)
+        interval = state.info.sample_rate * PARTIAL_INTERVAL_MS // 1000
+        if segment.end_sample - open_utt.decoded_until < interval:
+            return
+        open_utt.decoded_until = segment.end_sample
+        language, engine, model = self._settings.stt_language, self.name, self.model
+
+        def publish(result: Transcription | None) -> tuple[str, bytes] | None:
+            words = tuple(result.text.split()) if result is not None else ()
+            if not words or state.open_utterance is not open_utt:
+                return None  # dropped as stale, silence, or the utterance ended meanwhile
+            stable, unstable = open_utt.update(words)
+            event = partial_event(state.info, segment, open_utt, stable, unstable, language=language,
+                                  engine=engine, model=model)  # fmt: skip
+            STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
+            return state.info.meeting_id, encode(event)
+
+        request = Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate), publish)
+        self.outbox.decode(request, partial_of=state.info.stream_id)
+
+    def _progress(self, state: StreamState) -> None:
+        """In silence, tell the merger how far this stream is settled, so silent streams do not hold
+        the meeting's watermark back."""
+        if state.segmenter.in_speech:
+            return
+        event = progress_event(state.info, state.segmenter.settled_sample, self._run)
+        if event.settled_ms - state.progress_ms >= PROGRESS_INTERVAL_MS:
+            state.progress_ms = event.settled_ms
+            self.outbox.emit(state.info.meeting_id, encode(event))
+
+    def _finalize(self, state: StreamState, segment: Segment) -> None:
+        info = state.info
+        if state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample:
+            state.open_utterance = None
+        speech_ended_ms = state.audio_time_ms(segment.end_sample)
+        language, engine, model = self._settings.stt_language, self.name, self.model
+
+        def publish(result: Transcription | None) -> tuple[str, bytes] | None:
+            assert result is not None, "finals are never dropped"
+            event = final_event(info, segment, result, language=language, engine=engine, model=model)
+            if event is None:
+                return None
+            STT_UTTERANCES.labels(engine=engine).inc()
+            STT_FINAL_LATENCY.observe(max(0.0, time.time() - speech_ended_ms / 1000))
+            log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
+            return info.meeting_id, encode(event)
+
+        self.outbox.decode(Decode(DecodeRequest("final", segment.audio, info.sample_rate), publish))

@@ -1,0 +1,126 @@
+"""The per-engine part of the STT worker, behind one small interface, and the outbox it writes to.
+
+The worker (``pipeline.py``) owns the Kafka edges: consuming, rebalances, resume points in commit metadata,
+the DLQ, lifecycle events, publish rounds and commits. A ``Transcriber`` owns the streams' audio and turns
+it into events: ``local_transcriber.LocalTranscriber`` (Silero segmentation and batched Whisper decoding)
+or ``cloud_transcriber.CloudTranscriber`` (one streaming session per stream on a cloud engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka.structs import ConsumerRecord
+
+from palaver.events import AudioFrameV1
+from stt_workers.engine import Transcription
+from stt_workers.processor import StreamInfo
+from stt_workers.scheduler import DecodeRequest
+
+
+@dataclass
+class Decode:
+    """A decode request in the outbox and how to turn its result into an event (None: nothing)."""
+
+    request: DecodeRequest
+    publish: Callable[[Transcription | None], tuple[str, bytes] | None]
+    superseded: bool = False  # a newer partial of the same stream was queued before this one's round
+
+
+OutboxItem = Decode | tuple[str, bytes]  # a decode to run, or (meeting id, encoded event)
+
+
+class Outbox:
+    """Output waiting for the next publish round, in the order it arose (so each stream's events stay in
+    order). The worker takes it, with the offsets that are safe once it is published."""
+
+    def __init__(self) -> None:
+        self._items: list[OutboxItem] = []
+        self._partials: dict[str, Decode] = {}  # stream -> its partial request waiting here
+
+    def emit(self, meeting_id: str, value: bytes) -> None:
+        self._items.append((meeting_id, value))
+
+    def decode(self, item: Decode, partial_of: str | None = None) -> None:
+        """Queue a decode; a partial of ``partial_of`` makes that stream's waiting partial stale."""
+        if partial_of is not None:
+            queued = self._partials.get(partial_of)
+            if queued is not None:
+                queued.superseded = True
+            self._partials[partial_of] = item
+        self._items.append(item)
+
+    def take(self) -> list[OutboxItem]:
+        items = [i for i in self._items if not (isinstance(i, Decode) and i.superseded)]
+        self._items = []
+        self._partials.clear()
+        return items
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a restart resumes one stream: ``sample`` (into the commit metadata) and the offset of the
+    earliest record still needed for it (None: none), which holds its partition's commit back."""
+
+    stream_id: str
+    partition: int
+    sample: int
+    needed_offset: int | None
+
+
+class Transcriber(Protocol):
+    """Holds the streams of the partitions a worker owns and turns their audio into events in ``outbox``.
+
+    Called by the worker under its lock (never two calls at once, never during a rebalance callback);
+    it may also add to ``outbox`` from its own tasks, as results come. Must not commit or produce."""
+
+    name: str  # the engine's name and model: a run is "name:model"
+    model: str
+    outbox: Outbox
+
+    def holds(self, stream_id: str) -> bool: ...
+
+    async def open(self, info: StreamInfo, partition: int, first_sample: int) -> None:
+        """Hold the stream from ``first_sample`` on (nothing when it is held already)."""
+        ...
+
+    async def audio(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
+        """A frame of a held stream."""
+        ...
+
+    async def stop(self, stream_id: str, offset: int, last: tuple[str, bytes]) -> None:
+        """The stream ended at record ``offset``: its remaining finals, then ``last`` (its ``stream.stopped``
+        event), go to the outbox, now or later; meanwhile its resume point holds the commit before ``offset``."""
+        ...
+
+    def after_batch(self, touched: set[str]) -> None:
+        """Once per consumer batch, for the streams that got audio in it (partials, progress)."""
+        ...
+
+    def resume_points(self) -> Iterator[ResumePoint]: ...
+
+    async def release(self, partitions: set[int] | None) -> None:
+        """Before a revocation (or shutdown: None, every partition) is drained and committed: produce no more
+        output for these partitions' streams; their resume points stay until ``forget``."""
+        ...
+
+    def forget(self, partitions: set[int]) -> None: ...
+
+    async def decode(self, requests: list[DecodeRequest]) -> list[Transcription | None]:
+        """Run the outbox's decode requests of one round (batched)."""
+        ...
+
+    def check(self) -> None:
+        """Raise what failed in the transcriber's own tasks (the worker then stops)."""
+        ...
+
+    def speaking(self) -> int:
+        """How many streams are in speech (a metric)."""
+        ...
+
+    async def close(self) -> None: ...

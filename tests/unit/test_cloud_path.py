@@ -1,0 +1,260 @@
+"""The cloud STT path without a network: mapping a streaming engine's results onto events, continuing a
+stream's audio, the outbox, ``Settled`` marks, and the cloud transcriber with a scripted fake engine
+(resume points never pass a final that is not in the outbox; stop publishes finals, then stream.stopped)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+
+from palaver import ids
+from palaver.events import AudioFrameV1, TranscriptFinalV1, TranscriptPartialV1, decode
+from palaver.settings import Settings
+from stt_workers.cloud_support import END_OF_RESULTS, Settled, drain
+from stt_workers.cloud_transcriber import CloudTranscriber
+from stt_workers.engine import Word
+from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset
+from stt_workers.scheduler import DecodeRequest
+from stt_workers.streaming import EngineError, RecognizedSpeech
+from stt_workers.transcriber import Decode, Outbox
+
+RATE = 16000
+INFO = StreamInfo("m1", "ana", "m1/ana", RATE, stream_start_ms=1000)
+META = {"language": "en", "engine": "deepgram", "model": "nova-3"}
+
+
+def speech(final: bool, start: int, end: int, text: str, first_word_s: float = 0.0) -> RecognizedSpeech:
+    words = text.split()
+    span = (end - start) / RATE - first_word_s
+    step = span / max(1, len(words))
+    timed = tuple(Word(w, first_word_s + i * step, first_word_s + (i + 1) * step, 0.9) for i, w in enumerate(words))
+    return RecognizedSpeech(final, start, end, text, timed, 0.9)
+
+
+def test_partials_share_the_open_utterance_and_the_final_takes_its_own_start() -> None:
+    t = StreamingTranscript(INFO)
+    p1 = t.partial(speech(False, 16000, 24000, "good morning"), **META)
+    p2 = t.partial(speech(False, 16100, 32000, "good morning every"), **META)
+    assert isinstance(p1, TranscriptPartialV1) and isinstance(p2, TranscriptPartialV1)
+    assert p1.utterance_id == p2.utterance_id == ids.utterance_id("m1/ana", 16000)
+    assert (p1.start_ms, p2.start_ms) == (2000, 2000)
+    assert (p2.stable_text, p2.unstable_text, p2.sequence) == ("good morning", "every", 2)
+    final = t.final(speech(True, 15800, 40000, "Good morning everyone."), **META)
+    assert isinstance(final, TranscriptFinalV1)
+    assert final.utterance_id == ids.utterance_id("m1/ana", 15800) and final.start_sample == 15800
+    # Not before the partials' start, which the merger has settled the stream up to.
+    assert final.start_ms == 2000 and final.end_ms <= 1000 + 40000 * 1000 // RATE
+    assert final.text == "Good morning everyone." and len(final.words) == 3
+    assert final.run == "deepgram:nova-3" and t.open is None
+
+
+def test_a_final_starts_at_its_first_word_and_a_padded_result_keeps_its_id() -> None:
+    t = StreamingTranscript(INFO)
+    # OpenAI Realtime: the item starts 300 ms before the speech (prefix padding); words start after it.
+    final = t.final(speech(True, 16000, 40000, "Any questions so far?", first_word_s=0.3), **META)
+    assert final is not None
+    assert final.utterance_id == ids.utterance_id("m1/ana", 16000)
+    assert final.start_ms == 1000 + 1000 + 300
+    assert final.words[0].start_ms == final.start_ms
+    assert t.final(speech(True, 40000, 41000, ""), **META) is None
+    assert t.partial(speech(False, 40000, 41000, ""), **META) is None and t.open is None
+
+
+def frame(first: int, samples: int) -> AudioFrameV1:
+    return AudioFrameV1("m1", "ana", "m1/ana", RATE, first, 1000, bytes(range(2)) * samples)
+
+
+def test_continue_pcm_cuts_resent_audio_fills_holes_and_restarts_after_large_ones() -> None:
+    f = frame(1000, 320)
+    assert continue_pcm(1000, f) == (f.pcm, None)
+    assert continue_pcm(1320, f) == (b"", None)
+    assert continue_pcm(1100, f) == (f.pcm[100 * 2 :], None)
+    assert continue_pcm(900, f) == (bytes(200) + f.pcm, None)
+    assert continue_pcm(0, f, max_gap=999) == (f.pcm, 1000)
+
+
+def test_needed_offset_drops_frames_before_the_resume_point() -> None:
+    frames = deque([(320, 10), (640, 11), (960, 12)])
+    assert needed_offset(frames, 0) == 10
+    assert needed_offset(frames, 320) == 11 and len(frames) == 2
+    assert needed_offset(frames, 700) == 12
+    assert needed_offset(frames, 960) is None and not frames
+
+
+def test_outbox_keeps_order_and_drops_superseded_partials() -> None:
+    box = Outbox()
+    req = DecodeRequest("partial", None, RATE)  # type: ignore[arg-type]
+    first, second = Decode(req, lambda r: None), Decode(req, lambda r: None)
+    box.emit("m1", b"started")
+    box.decode(first, partial_of="m1/ana")
+    box.emit("m1", b"progress")
+    box.decode(second, partial_of="m1/ana")
+    assert box.take() == [("m1", b"started"), ("m1", b"progress"), second]
+    assert not box and first.superseded
+
+
+async def test_drain_passes_settled_marks_on_after_the_results_before_them() -> None:
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    for item in ("a", Settled(10), Settled(20), "b", Settled(30), END_OF_RESULTS):
+        queue.put_nowait(item)
+    seen: list[int] = []
+    results = drain(queue, seen.append)
+    assert await anext(results) == "a" and seen == []
+    assert await anext(results) == "b" and seen == [10, 20]
+    assert [r async for r in results] == [] and seen == [10, 20, 30]
+
+
+# -- the cloud transcriber with a fake engine --------------------------------------------------------------
+
+
+class FakeSession:
+    """Scripted: after ``end`` samples were sent, deliver ``results``; ``settled`` follows the finals."""
+
+    def __init__(self, script: list[tuple[int, RecognizedSpeech]], first_sample: int) -> None:
+        self.script = list(script)
+        self.sent = first_sample
+        self.settled = first_sample
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+        self.finished = False
+        self.closed = False
+
+    @property
+    def settled_sample(self) -> int:
+        return self.settled
+
+    def _settle(self, sample: int) -> None:
+        self.settled = max(self.settled, sample)
+
+    async def send(self, pcm: bytes) -> None:
+        self.sent += len(pcm) // 2
+        while self.script and self.script[0][0] <= self.sent:
+            result = self.script.pop(0)[1]
+            self.queue.put_nowait(result)
+            if result.final:
+                self.queue.put_nowait(Settled(result.end_sample))
+
+    async def finish(self) -> None:
+        self.finished = True
+        for _, result in self.script:
+            self.queue.put_nowait(result)
+        self.queue.put_nowait(END_OF_RESULTS)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def results(self) -> AsyncIterator[RecognizedSpeech]:
+        return drain(self.queue, self._settle)  # type: ignore[return-value]
+
+
+class FakeEngine:
+    name, model = "deepgram", "nova-3"
+
+    def __init__(self, script: list[tuple[int, RecognizedSpeech]], refuse: bool = False) -> None:
+        self.script, self.refuse = script, refuse
+        self.sessions: list[FakeSession] = []
+
+    async def open(self, sample_rate: int, language: str, first_sample: int = 0) -> FakeSession:
+        if self.refuse:
+            raise EngineError("Deepgram refused the stream (HTTP 401)")
+        session = FakeSession([s for s in self.script if s[1].start_sample >= first_sample], first_sample)
+        self.sessions.append(session)
+        return session
+
+
+SCRIPT = [
+    (8000, speech(False, 4000, 8000, "good")),
+    (16000, speech(True, 4000, 14000, "good morning")),
+    (24000, speech(False, 20000, 24000, "let us")),
+]
+
+
+async def feed(t: CloudTranscriber, frames: int, first: int = 0) -> None:
+    for i in range(frames):
+        record = SimpleNamespace(offset=100 + i, timestamp=0, partition=0)
+        await t.audio(frame(first + i * 1600, 1600), record)  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+
+
+def outbox_events(t: CloudTranscriber) -> list[object]:
+    return [decode(value) if value.startswith(b"{") else value for _, value in t.outbox.take()]  # type: ignore[misc]
+
+
+async def test_resume_point_is_the_end_of_the_last_final_in_the_outbox() -> None:
+    t = CloudTranscriber(Settings(), FakeEngine(SCRIPT))
+    await t.open(INFO, 0, 0)
+    [point] = t.resume_points()
+    assert (point.sample, point.needed_offset) == (0, None)
+    await feed(t, 20)  # 32000 samples: a partial, a final, a partial of the next utterance
+    events = outbox_events(t)
+    assert [type(e).__name__ for e in events] == ["TranscriptPartialV1", "TranscriptFinalV1", "TranscriptPartialV1"]
+    [point] = t.resume_points()
+    assert point.sample == 14000  # the open utterance must be transcribed again after a restart
+    assert point.needed_offset == 100 + 14000 // 1600  # the frame holding sample 14000
+    assert t.speaking() == 1
+    await t.close()
+
+
+async def test_stop_publishes_the_last_finals_then_the_stop_and_holds_the_commit_until_then() -> None:
+    script = [*SCRIPT, (10**9, speech(True, 20000, 30000, "let us begin"))]
+    engine = FakeEngine(script)
+    t = CloudTranscriber(Settings(), engine)
+    await t.open(INFO, 0, 0)
+    await feed(t, 20)
+    t.outbox.take()
+    release = asyncio.Event()
+    session = engine.sessions[0]
+    original_finish = session.finish
+
+    async def slow_finish() -> None:
+        await release.wait()
+        await original_finish()
+
+    session.finish = slow_finish  # type: ignore[method-assign]
+    await t.stop("m1/ana", 500, ("m1", b"stopped"))
+    assert not t.holds("m1/ana")
+    [point] = t.resume_points()
+    assert point.needed_offset is not None and point.needed_offset <= 500
+    release.set()
+    await asyncio.sleep(0.05)
+    events = outbox_events(t)
+    assert isinstance(events[0], TranscriptFinalV1) and events[0].text == "let us begin"
+    assert events[-1] == b"stopped"
+    assert list(t.resume_points()) == []
+
+
+async def test_release_closes_sessions_without_finishing_and_keeps_the_resume_point() -> None:
+    engine = FakeEngine(SCRIPT)
+    t = CloudTranscriber(Settings(), engine)
+    await t.open(INFO, 3, 0)
+    await feed(t, 20)
+    await t.release({3})
+    assert engine.sessions[0].closed and not engine.sessions[0].finished
+    [point] = t.resume_points()
+    assert (point.partition, point.sample) == (3, 14000)
+    t.forget({3})
+    assert list(t.resume_points()) == [] and not t.holds("m1/ana")
+
+
+async def test_a_resumed_stream_opens_its_session_at_the_resume_point() -> None:
+    engine = FakeEngine(SCRIPT)
+    t = CloudTranscriber(Settings(), engine)
+    await t.open(INFO, 0, 14000)
+    await feed(t, 10, first=12800)  # the first frame crosses the resume point: sent from 14000 on
+    assert engine.sessions[0].sent == 12800 + 10 * 1600
+    events = outbox_events(t)
+    assert [type(e).__name__ for e in events] == ["TranscriptPartialV1"]
+    assert events[0].utterance_id == ids.utterance_id("m1/ana", 20000)  # type: ignore[attr-defined]
+    await t.close()
+
+
+async def test_a_refused_key_stops_the_worker_with_the_engine_error() -> None:
+    t = CloudTranscriber(Settings(), FakeEngine(SCRIPT, refuse=True))
+    await t.open(INFO, 0, 0)
+    await feed(t, 1)
+    with pytest.raises(EngineError, match="401"):
+        t.check()
+    await t.close()
