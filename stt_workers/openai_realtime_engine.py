@@ -345,6 +345,7 @@ class OpenAIRealtimeStream:
             await asyncio.wait_for(session.changed.wait(), max(0.0, deadline - time.monotonic()))
 
     async def _read(self, session: _Session) -> None:
+        expired = False
         try:
             async for raw in session.ws:
                 self._on_event(session, json.loads(raw))
@@ -354,6 +355,7 @@ class OpenAIRealtimeStream:
             log.warning("openai realtime closed a session unasked; replacing it")
         except _SessionExpired:
             log.warning("openai realtime session expired; replacing it")
+            expired = True
         except ConnectionClosed:
             if session.closing:
                 return
@@ -364,15 +366,17 @@ class OpenAIRealtimeStream:
         finally:
             session.reader_done = True
             session.changed.set()
-        await self._replace(session)
+        await self._replace(session, expired)
 
-    async def _replace(self, old: _Session) -> None:
+    async def _replace(self, old: _Session, expired: bool = False) -> None:
         async with self._lock:
             if self._failure is not None or old.done or old not in self._sessions:
                 return
             resume = max(old.resume_point(), self._audio.start)
-            # A session that dies young is the same incident again: back off, and give up in the end.
-            self._quick_losses = self._quick_losses + 1 if time.monotonic() - old.opened < _HEALTHY_S else 0
+            # A session that dies young is the same incident again: back off, and give up in the end. A
+            # session that reached the service's time limit is no incident (it missed its rotation).
+            young = time.monotonic() - old.opened < _HEALTHY_S
+            self._quick_losses = self._quick_losses + 1 if young and not expired else 0
             delays = retry_delays()
             if self._quick_losses > len(delays):
                 self._fail(ConnectionError("OpenAI Realtime: sessions keep failing; giving up"))
