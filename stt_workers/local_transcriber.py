@@ -168,6 +168,7 @@ class LocalTranscriber:
         info = state.info
         if state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample:
             state.open_utterance = None
+            self.outbox.drop_partial(info.stream_id)
         speech_ended_ms = state.audio_time_ms(segment.end_sample)
         language, engine, model = self._settings.stt_language, self.name, self.model
 

@@ -52,6 +52,13 @@ class Outbox:
             self._partials[partial_of] = item
         self._items.append(item)
 
+    def drop_partial(self, stream_id: str) -> None:
+        """The stream's open utterance ended (its final is queued): its waiting partial would be decoded
+        only to be thrown away."""
+        queued = self._partials.pop(stream_id, None)
+        if queued is not None:
+            queued.superseded = True
+
     def take(self) -> list[OutboxItem]:
         items = [i for i in self._items if not (isinstance(i, Decode) and i.superseded)]
         self._items = []

@@ -97,6 +97,19 @@ def test_outbox_keeps_order_and_drops_superseded_partials() -> None:
     assert not box and first.superseded
 
 
+def test_outbox_drops_the_partial_of_an_utterance_that_ended() -> None:
+    box = Outbox()
+    partial = Decode(DecodeRequest("partial", None, RATE), lambda r: None)  # type: ignore[arg-type]
+    final = Decode(DecodeRequest("final", None, RATE), lambda r: None)  # type: ignore[arg-type]
+    other = Decode(DecodeRequest("partial", None, RATE), lambda r: None)  # type: ignore[arg-type]
+    box.decode(partial, partial_of="m1/ana")
+    box.decode(other, partial_of="m1/ben")
+    box.drop_partial("m1/ana")
+    box.decode(final)
+    box.drop_partial("m1/cho")  # none waiting: nothing happens
+    assert box.take() == [other, final]
+
+
 async def test_drain_passes_settled_marks_on_after_the_results_before_them() -> None:
     queue: asyncio.Queue[object] = asyncio.Queue()
     for item in ("a", Settled(10), Settled(20), "b", Settled(30), END_OF_RESULTS):
