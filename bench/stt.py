@@ -18,7 +18,9 @@ to a sample through the ``ready`` message's ``stream_start_ms``):
 - for information: the same on the topic's ``transcript.partial`` events, and ``final`` dialogue events on
   the live socket (these wait for the meeting's watermark and the merger's pause rule by design).
 
-WER: each speaker's finals (by start time) against its script. CPU% and peak RSS of the STT worker
+WER: each speaker's finals (by start time) against its script, and beside it the offline reference: the
+same tracks transcribed whole with plain faster-whisper and the same model (bench/offline_reference.py;
+the issue asks for streamed finals within 1.5 points of it). CPU% and peak RSS of the STT worker
 process (from /proc) while the phase streams and drains. Lost audio: acknowledged samples != sent.
 Targets: partial and final lag p95 <= 1.5 s, no lost audio. The baseline (bench/naive_baseline.py) gets
 the same streams in-process and is measured on its partial hypotheses the same way.
@@ -34,6 +36,7 @@ import math
 import os
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ import websockets
 from aiokafka import AIOKafkaConsumer
 
 from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
+from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
 from palaver.events.registry import TRANSCRIPTS, topic_name
 from palaver.settings import Settings, bundled_whisper_model_dir
@@ -351,6 +355,30 @@ def run_naive(args: argparse.Namespace, tracks: list[Track], progress: Any) -> l
     return results
 
 
+# --- the offline reference ------------------------------------------------------------------------------------
+
+
+def run_offline(tracks: list[Track]) -> dict[str, Any]:
+    """Each track transcribed whole, offline, with the STT worker's model settings (cached per track). Runs
+    before the timed phases: it would take CPU from the pipeline it is compared with."""
+    settings = Settings()  # the same PALAVER_* environment the worker processes get
+    options = OfflineOptions(model_dir=settings.model_dir, compute_type=settings.whisper_compute_type,
+                             threads=settings.whisper_threads, beam_size=settings.whisper_beam_size,
+                             language=settings.stt_language, device=settings.whisper_device)  # fmt: skip
+    bar = Progress("offline reference", int(sum(t.seconds for t in tracks)))
+    started = time.monotonic()
+    per_speaker = transcribe_tracks(tracks, options, lambda s: bar.update(int(s), "seconds of audio"))
+    bar.close()
+    return {"options": asdict(options), "within_points": WITHIN_POINTS, "wall_s": round(time.monotonic() - started, 1),
+            "per_speaker": per_speaker}  # fmt: skip
+
+
+def add_offline(rows: list[dict[str, Any]], offline: dict[str, Any], tracks: list[Track]) -> None:
+    """Each Palaver row gets the offline WER of its speakers and the difference in points."""
+    for row in rows:
+        row.update(compare(row["wer"], mean_wer(offline["per_speaker"], tracks[: row["speakers"]])))
+
+
 # --- report ------------------------------------------------------------------------------------------------
 
 
@@ -417,6 +445,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
     lags.legend(fontsize=8)
     if pal:
         wer.plot([r["speakers"] for r in pal], [r["wer"] for r in pal], "o-", label="Palaver finals")
+    offline = [(r["speakers"], r["offline_wer"]) for r in pal if r.get("offline_wer") is not None]
+    if offline:
+        wer.plot([n for n, _ in offline], [w for _, w in offline], "s:", color="black",
+                 label="offline, same model (whole track)")  # fmt: skip
+        wer.fill_between([n for n, _ in offline], [w for _, w in offline],
+                         [w + WITHIN_POINTS / 100 for _, w in offline], color="tab:green", alpha=0.15,
+                         label=f"offline + {WITHIN_POINTS} points")  # fmt: skip
     base_wer = [(r["speakers"], r["wer"]) for r in naive if r["wer"] is not None]
     if base_wer:
         wer.plot([n for n, _ in base_wer], [w for _, w in base_wer], "^--", label="baseline last hypothesis")
@@ -440,21 +475,32 @@ def print_table(results: dict[str, Any]) -> None:
         return "-" if x is None else f"{x:.2f}"
 
     print(f"\n{'system':<9} {'N':>2} {'partial p50/p95 s':>18} {'final p50/p95 s':>16} {'WER':>6} "
-          f"{'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4}")  # fmt: skip
+          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4}")  # fmt: skip
     for r in results["palaver"]:
         p, fl = r["partial_lag"], r["final_lag"]
         print(f"{'palaver':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} "
-              f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {r['stt_cpu_percent']:>8.0f} "
+              f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {_offline_cells(r)} "
+              f"{r['stt_cpu_percent']:>8.0f} "
               f"{r['stt_rss_max_mb']:>7.0f} {'yes' if r['lost_audio'] else 'no':>5} "
               f"{'yes' if r['holds_targets'] else 'no':>4}")  # fmt: skip
     for r in results["baseline"]:
         p = r["partial_lag"]
         print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
-              f"{f(r['wer']):>6} {r['process_cpu_percent']:>8.0f} {'-':>7} {'-':>5} "
+              f"{f(r['wer']):>6} {'-':>7} {'-':>6} {'-':>5} {r['process_cpu_percent']:>8.0f} {'-':>7} {'-':>5} "
               f"{'yes' if r['holds_targets'] else 'no':>4}")  # fmt: skip
     s = results["summary"]
     print(f"\nlargest N within targets (p95 lags <= {TARGET_LAG_S} s, no lost audio): Palaver {s['palaver_max_speakers']}, "
           f"naive baseline {s['baseline_max_speakers']}; ratio {s['ratio'] if s['ratio'] is not None else '-'}")  # fmt: skip
+    if s.get("streamed_within_offline") is not None:
+        print(f"streamed finals within {WITHIN_POINTS} WER points of offline transcription at every N: "
+              f"{'yes' if s['streamed_within_offline'] else 'no'} (+pts: streamed minus offline WER, in points)")  # fmt: skip
+
+
+def _offline_cells(row: dict[str, Any]) -> str:
+    if row.get("offline_wer") is None:
+        return f"{'-':>7} {'-':>6} {'-':>5}"
+    within = "yes" if row["within_offline_bound"] else "no"
+    return f"{row['offline_wer']:>7.3f} {row['wer_vs_offline_points']:>+6.2f} {within:>5}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for a phase's last finals after its streams end (default 90)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # leader elections on fresh topics are expected
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # a line per transcribe call, over the bars
     if args.quick:
         args.speakers, args.seconds = "1,2", 15.0
     args.speakers = sorted({int(n) for n in str(args.speakers).split(",") if n.strip()})
@@ -481,9 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     systems = 2 if args.system == "both" else 1
     progress = SweepProgress(systems * sum(sum(t.seconds for t in tracks[:n]) for n in args.speakers))
     started = time.monotonic()
+    offline = run_offline(tracks) if args.system != "baseline" else None  # before the timed phases
     baseline = run_naive(args, tracks, progress) if args.system != "palaver" else []
     palaver = asyncio.run(run_palaver(args, tracks, progress)) if args.system != "baseline" else []
     progress.close()
+    if offline is not None:
+        add_offline(palaver, offline, tracks)
     pal_n, base_n = largest_sustainable(palaver), largest_sustainable(baseline)
     results = {
         "benchmark": "stt",
@@ -503,13 +553,20 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": "in-process, one decode thread, round robin: every >= 1 s of new audio a stream's "
                         f"last {args.baseline_window:.0f} s are re-transcribed; partial lag per hypothesis: produced "
                         "minus the time its last sample was fed; caption delay as for Palaver",
+            "offline_wer": "each speaker's whole track through faster-whisper WhisperModel.transcribe (30 s "
+                           "windows, conditioned on previous text, temperature fallback), the worker's model "
+                           "dir, compute type, threads and beam size, VAD filter off; WER against the same "
+                           "script, averaged over the N speakers; wer_vs_offline_points = (streamed - offline) "
+                           f"x 100, within when <= {WITHIN_POINTS}",
         },
+        "offline_reference": offline,
         "palaver": palaver,
         "baseline": baseline,
         "summary": {
             "palaver_max_speakers": pal_n if palaver else None,
             "baseline_max_speakers": base_n if baseline else None,
             "ratio": (round(pal_n / base_n, 2) if base_n else None) if palaver and baseline else None,
+            "streamed_within_offline": all(r["within_offline_bound"] for r in palaver) if offline else None,
         },
     }
     png = OUT / "stt.png"
