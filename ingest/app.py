@@ -82,6 +82,7 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
         sample_rate=fmt.sample_rate,
         stream_start_ms=start_ms,
         first_sample=placed.first_sample,
+        language=fmt.language,
     )
     try:
         await _send_event(ctx, stream, started)
@@ -103,7 +104,8 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
             if message.get("bytes") is not None:
                 samples = check_frame(len(message["bytes"]), fmt)
                 frame = AudioFrameV1(
-                    meeting_id, speaker_id, stream, fmt.sample_rate, next_sample, start_ms, message["bytes"]
+                    meeting_id, speaker_id, stream, fmt.sample_rate, next_sample, start_ms, message["bytes"],
+                    language=fmt.language,
                 )
                 delivery = await ctx.producer.send(
                     ctx.audio_topic, frame.pcm, key=stream.encode(), headers=frame.kafka_headers()

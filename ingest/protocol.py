@@ -1,7 +1,8 @@
 """The ingest wire protocol, as pure functions. See docs/ingest-protocol.md.
 
 Client -> server: a text header ``{"sample_rate":16000,"encoding":"pcm_s16le","channels":1}`` (optional
-``"start_sample": N`` to resume after a reconnect), then binary frames of 20-250 ms of audio, then the text
+``"start_sample": N`` to resume after a reconnect, optional ``"language": "de"`` for the stream's spoken
+language), then binary frames of 20-250 ms of audio, then the text
 ``{"type":"end"}``. Server -> client: ``{"type":"ready","first_sample":F,"stream_start_ms":T}`` once the header
 is accepted, ``{"type":"ack","samples":N}`` once the stream's first N samples are durable in Kafka, and a
 close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input.
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+
+from palaver.languages import is_language
 
 SUPPORTED_SAMPLE_RATES = (16000,)
 SUPPORTED_ENCODINGS = ("pcm_s16le",)
@@ -46,6 +49,7 @@ class StreamFormat:
     encoding: str
     channels: int
     start_sample: int = 0
+    language: str | None = None  # a Whisper language code; None: the STT worker's default
 
     @property
     def max_frame_bytes(self) -> int:
@@ -72,7 +76,14 @@ def parse_header(text: str) -> StreamFormat:
         raise ProtocolError(CloseCode.UNSUPPORTED_FORMAT, f"unsupported channels {channels!r}; use 1 (mono)")
     if type(start) is not int or start < 0:
         raise ProtocolError(CloseCode.BAD_HEADER, "start_sample must be a non-negative integer")
-    return StreamFormat(sample_rate=rate, encoding=encoding, channels=channels, start_sample=start)
+    language = obj.get("language")
+    if language is not None and not is_language(language):
+        shown = language[:16] if isinstance(language, str) else language
+        raise ProtocolError(
+            CloseCode.BAD_HEADER, f"unknown language {shown!r}: use a Whisper language code (lowercase, e.g. en, de)"
+        )
+    return StreamFormat(sample_rate=rate, encoding=encoding, channels=channels, start_sample=start,
+                        language=language)  # fmt: skip
 
 
 def check_frame(size: int, fmt: StreamFormat) -> int:

@@ -103,6 +103,11 @@ class BatchedWhisper:
         self._tail_guard_s = tail_guard_s
         self._tokenizers: dict[str, object] = {}
 
+    @property
+    def multilingual(self) -> bool:
+        """False for an English-only model (``*.en``): it decodes every language as English."""
+        return bool(self._whisper.is_multilingual)
+
     def transcribe(self, audio: np.ndarray, language: str) -> Transcription:
         """``SttEngine.transcribe``: a batch of one."""
         return self.decode([audio], language)[0]

@@ -78,8 +78,7 @@ class _Stream:
 
 class CloudTranscriber:
     def __init__(self, settings: Settings, engine: StreamingEngine):
-        self._engine = engine
-        self._language = settings.stt_language
+        self._engine = engine  # each stream's session opens in the stream's language (StreamInfo.language)
         self.name, self.model = engine.name, engine.model
         self.outbox = Outbox()
         self._streams: dict[str, _Stream] = {}
@@ -199,7 +198,7 @@ class CloudTranscriber:
                 item = await stream.feed.get()
                 if isinstance(item, bytes):
                     if stream.session is None:
-                        stream.session = await self._engine.open(stream.info.sample_rate, self._language,
+                        stream.session = await self._engine.open(stream.info.sample_rate, stream.info.language,
                                                                  first_sample=stream.start)  # fmt: skip
                         stream.reader = asyncio.create_task(self._read(stream, stream.session),
                                                             name=f"stt-read {stream.info.stream_id}")  # fmt: skip
@@ -232,7 +231,7 @@ class CloudTranscriber:
 
     def _publish(self, stream: _Stream, speech: RecognizedSpeech) -> None:
         info = stream.info
-        meta = {"language": self._language, "engine": self.name, "model": self.model}
+        meta = {"language": info.language, "engine": self.name, "model": self.model}
         if not speech.final:
             partial = stream.transcript.partial(speech, **meta)
             if partial is not None:

@@ -24,6 +24,9 @@ class Transcription:
 
 
 class SttEngine(Protocol):
+    """Optionally ``multilingual: bool`` (absent: True). False for an English-only model, which decodes
+    every language as English; the worker then reports ``language="en"`` on the stream's events."""
+
     name: str  # "whisper", ...
     model: str  # a label for the model, e.g. "tiny.en"
 

@@ -5,10 +5,17 @@ utterance and its pre-roll, from which a fresh segmenter finds the same boundari
 utterance ids and the same audio to decode). Partials: the open utterance is re-decoded after each second
 of new audio (LocalAgreement keeps agreed words stable); finals are decoded once more at end of speech.
 Decode requests go to the outbox; the worker's round runs them through the batch scheduler.
+
+Language: each stream decodes in its own language (``StreamInfo.language``: its client's choice, else
+``PALAVER_STT_LANGUAGE``), and the scheduler never batches two languages together. An English-only model
+(``*.en``, like the bundled tiny.en) can decode nothing but English: a stream asking for another language is
+decoded as English, its events say ``language="en"``, and the worker logs one warning when it opens the
+stream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -17,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiokafka.structs import ConsumerRecord
 
 from palaver.events import AudioFrameV1, encode
+from palaver.languages import ENGLISH
 from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_PARTIAL_LATENCY, STT_UTTERANCES
 from palaver.settings import Settings
 from stt_workers.engine import SttEngine, Transcription
@@ -61,16 +69,25 @@ class LocalTranscriber:
         decode_batch = getattr(engine, "decode", None) or (
             lambda batch, language, with_words: [engine.transcribe(a, language) for a in batch]
         )
-        self._scheduler = DecodeScheduler(decode_batch, self._executor, settings.stt_language, engine.name,
-                                          max_batch=settings.stt_max_batch)  # fmt: skip
+        self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch)
+        self._multilingual = bool(getattr(engine, "multilingual", True))
 
     def holds(self, stream_id: str) -> bool:
         return stream_id in self._streams
 
     async def open(self, info: StreamInfo, partition: int, first_sample: int) -> None:
         if info.stream_id not in self._streams:
+            info = self._decodable(info)
             self._streams[info.stream_id] = StreamState(info, self._new_segmenter(info, first_sample), partition)
             STT_ACTIVE_STREAMS.set(len(self._streams))
+
+    def _decodable(self, info: StreamInfo) -> StreamInfo:
+        """``info`` with the language this model decodes it in: an English-only model decodes English."""
+        if self._multilingual or info.language == ENGLISH:
+            return info
+        log.warning("stream %s asks for language %r, but model %s is English-only: decoding it as English",
+                    info.stream_id, info.language, self.model)  # fmt: skip
+        return dataclasses.replace(info, language=ENGLISH)
 
     def _new_segmenter(self, info: StreamInfo, first_sample: int) -> Segmenter:
         return Segmenter(self._scorer, segmenter_policy(self._settings, info.sample_rate), first_sample)
@@ -139,7 +156,7 @@ class LocalTranscriber:
         if segment.end_sample - open_utt.decoded_until < interval:
             return
         open_utt.decoded_until = segment.end_sample
-        language, engine, model = self._settings.stt_language, self.name, self.model
+        language, engine, model = state.info.language, self.name, self.model
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
             words = tuple(result.text.split()) if result is not None else ()
@@ -151,7 +168,7 @@ class LocalTranscriber:
             STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
             return state.info.meeting_id, encode(event)
 
-        request = Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate), publish)
+        request = Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate, language), publish)
         self.outbox.decode(request, partial_of=state.info.stream_id)
 
     def _progress(self, state: StreamState) -> None:
@@ -170,7 +187,7 @@ class LocalTranscriber:
             state.open_utterance = None
             self.outbox.drop_partial(info.stream_id)
         speech_ended_ms = state.audio_time_ms(segment.end_sample)
-        language, engine, model = self._settings.stt_language, self.name, self.model
+        language, engine, model = info.language, self.name, self.model
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
             assert result is not None, "finals are never dropped"
@@ -182,4 +199,4 @@ class LocalTranscriber:
             log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
             return info.meeting_id, encode(event)
 
-        self.outbox.decode(Decode(DecodeRequest("final", segment.audio, info.sample_rate), publish))
+        self.outbox.decode(Decode(DecodeRequest("final", segment.audio, info.sample_rate, language), publish))

@@ -198,7 +198,8 @@ class SttWorker:
         self._pending.get(partition, {}).pop(resume_key(stream_id), None)
 
     async def _on_started(self, event: StreamStartedV1, partition: int) -> None:
-        info = StreamInfo(event.meeting_id, event.speaker_id, event.stream_id, event.sample_rate, event.stream_start_ms)
+        info = StreamInfo(event.meeting_id, event.speaker_id, event.stream_id, event.sample_rate, event.stream_start_ms,
+                          event.language or self._settings.stt_language)  # fmt: skip
         resume = self._resume_point(event.stream_id, partition)
         if resume is not None and event.first_sample > resume:  # a session after the one that was resumed
             self._drop_resume_point(event.stream_id, partition)
@@ -216,7 +217,9 @@ class SttWorker:
                     return  # transcribed before the resume point: its utterances are already published
                 self._drop_resume_point(frame.stream_id, record.partition)
                 first_sample = resume
-            info = StreamInfo(frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate, frame.stream_start_ms)
+            # The frame's own language header: a stream taken over mid-way never shows us its stream.started.
+            info = StreamInfo(frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate,
+                              frame.stream_start_ms, frame.language or self._settings.stt_language)  # fmt: skip
             await self._transcriber.open(info, record.partition, first_sample)
         await self._transcriber.audio(frame, record)
 

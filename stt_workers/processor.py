@@ -28,6 +28,9 @@ class StreamInfo:
     stream_id: str
     sample_rate: int
     stream_start_ms: int
+    # The language to decode and to report on the stream's events: the stream's own (its client's choice),
+    # else the worker's default; a transcriber may narrow it to what its model can decode.
+    language: str = "en"
 
 
 @dataclass

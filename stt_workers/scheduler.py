@@ -1,8 +1,8 @@
 """The decode scheduler shared by all the streams a worker owns.
 
 Each consumer batch yields decode requests: finals (an utterance ended) and at most one partial per
-speaking stream (its open utterance, newest audio only). The scheduler buckets them by audio length and
-runs one batched Whisper call per bucket (``BatchedWhisper.decode``, encoder input trimmed to the
+speaking stream (its open utterance, newest audio only). The scheduler buckets them by language and audio
+length (one Whisper call decodes one language: its prompt names it) and runs one batched call per bucket (``BatchedWhisper.decode``, encoder input trimmed to the
 bucket), off the event loop. Finals go first. Partials are dropped, not queued, once the round has run
 past ``partial_deadline_s``: under overload lag stays bounded instead of growing, and the next round asks
 for a fresher partial anyway. Only finals get word timings: partials, also those that ride along in a
@@ -34,6 +34,7 @@ class DecodeRequest:
     kind: Kind
     audio: np.ndarray  # float32, 16 kHz
     sample_rate: int = 16000
+    language: str = "en"  # what to decode it as: requests of different languages never share a batch
 
     @property
     def bucket(self) -> int:
@@ -41,29 +42,30 @@ class DecodeRequest:
 
 
 def plan_batches(requests: Sequence[DecodeRequest], max_batch: int) -> list[list[int]]:
-    """Indexes of ``requests`` grouped into batches: same bucket in a batch, at most ``max_batch``;
-    batches holding finals first (shortest bucket first, it is cheapest), then partial-only batches."""
-    finals: dict[int, list[int]] = {}
-    partials: dict[int, list[int]] = {}
+    """Indexes of ``requests`` grouped into batches: same language and same bucket in a batch, at most
+    ``max_batch``; batches holding finals first (shortest bucket first, it is cheapest), then partial-only
+    batches."""
+    finals: dict[tuple[int, str], list[int]] = {}
+    partials: dict[tuple[int, str], list[int]] = {}
     for index, request in enumerate(requests):
-        (finals if request.kind == "final" else partials).setdefault(request.bucket, []).append(index)
+        key = (request.bucket, request.language)
+        (finals if request.kind == "final" else partials).setdefault(key, []).append(index)
     batches: list[list[int]] = []
-    for bucket in sorted(finals):
+    for key in sorted(finals):
         # Top up a bucket's finals with partials of the same bucket: they ride along almost for free.
-        members = finals[bucket] + partials.pop(bucket, [])
+        members = finals[key] + partials.pop(key, [])
         batches.extend(members[i : i + max_batch] for i in range(0, len(members), max_batch))
-    for bucket in sorted(partials):
-        members = partials[bucket]
+    for key in sorted(partials):
+        members = partials[key]
         batches.extend(members[i : i + max_batch] for i in range(0, len(members), max_batch))
     return batches
 
 
 class DecodeScheduler:
-    def __init__(self, decode: BatchDecoder, executor: Executor, language: str, engine: str,
-                 max_batch: int = 8, partial_deadline_s: float = 1.0):  # fmt: skip
+    def __init__(self, decode: BatchDecoder, executor: Executor, engine: str, max_batch: int = 8,
+                 partial_deadline_s: float = 1.0):  # fmt: skip
         self._decode = decode
         self._executor = executor
-        self._language = language
         self._engine = engine
         self._max_batch = max_batch
         self._partial_deadline_s = partial_deadline_s
@@ -84,8 +86,9 @@ class DecodeScheduler:
             t0 = time.perf_counter()
             # Word timings (a second, alignment pass) only for finals: a partial needs only its words.
             with_words = [requests[i].kind == "final" for i in batch]
+            language = requests[batch[0]].language  # one per batch (plan_batches)
             decoded = await loop.run_in_executor(
-                self._executor, self._decode, [requests[i].audio for i in batch], self._language, with_words
+                self._executor, self._decode, [requests[i].audio for i in batch], language, with_words
             )
             elapsed = time.perf_counter() - t0
             STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)

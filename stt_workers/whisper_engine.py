@@ -33,6 +33,11 @@ class WhisperEngine:
         self._beam_size = beam_size
         self._whisper = WhisperModel(model_dir, device=device, compute_type=compute_type, cpu_threads=threads)
 
+    @property
+    def multilingual(self) -> bool:
+        """False for an English-only model (``*.en``): it decodes every language as English."""
+        return bool(self._whisper.model.is_multilingual)
+
     def transcribe(self, audio: np.ndarray, language: str) -> Transcription:
         segments, _ = self._whisper.transcribe(
             audio,

@@ -24,15 +24,19 @@ def ws_url(http_url: str) -> str:
 
 async def stream_pcm(
     base_url: str, meeting_id: str, speaker_id: str, pcm: np.ndarray, *, frame_ms: int = 100,
-    speed: float = 1.0, sample_rate: int = 16000,
+    speed: float = 1.0, sample_rate: int = 16000, language: str | None = None,
 ) -> StreamResult:  # fmt: skip
-    """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; wait for the server's close."""
+    """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; wait for the server's close. ``language``
+    (a Whisper language code) goes into the header; None leaves it to the STT worker's default."""
     url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/streams/{speaker_id}"
     step = sample_rate * frame_ms // 1000
     acked = 0
     first_sample = 0
     async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}))
+        header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
+        if language is not None:
+            header["language"] = language
+        await ws.send(json.dumps(header))
 
         async def read_acks() -> None:
             nonlocal acked, first_sample

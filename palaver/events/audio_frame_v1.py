@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from palaver.languages import is_language
+
 AUDIO_EVENT = "audio.frame"
 BYTES_PER_SAMPLE = 2  # pcm_s16le, mono
 
@@ -21,6 +23,9 @@ class AudioFrameV1:
     first_sample: int  # position of this frame's first sample in its stream
     stream_start_ms: int
     pcm: bytes
+    # The stream's spoken language (a Whisper code) when its client chose one; None: the worker's default.
+    # On every frame, so a worker that takes a stream over mid-way, after its stream.started, still knows it.
+    language: str | None = None
 
     @property
     def num_samples(self) -> int:
@@ -31,7 +36,7 @@ class AudioFrameV1:
         return self.first_sample + self.num_samples
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             ("event", AUDIO_EVENT.encode()),
             ("version", b"1"),
             ("meeting_id", self.meeting_id.encode()),
@@ -43,6 +48,9 @@ class AudioFrameV1:
             ("first_sample", str(self.first_sample).encode()),
             ("stream_start_ms", str(self.stream_start_ms).encode()),
         ]
+        if self.language is not None:  # optional: frames without it read as before
+            headers.append(("language", self.language.encode()))
+        return headers
 
     @classmethod
     def from_kafka(cls, value: bytes, headers: dict[str, bytes]) -> AudioFrameV1:
@@ -51,6 +59,9 @@ class AudioFrameV1:
                 raise FrameHeaderError("unsupported audio frame version or encoding")
             if len(value) % BYTES_PER_SAMPLE:
                 raise FrameHeaderError("odd number of PCM bytes")
+            language = headers["language"].decode() if "language" in headers else None
+            if language is not None and not is_language(language):
+                raise FrameHeaderError(f"unknown language {language[:16]!r}")
             return cls(
                 meeting_id=headers["meeting_id"].decode(),
                 speaker_id=headers["speaker_id"].decode(),
@@ -59,6 +70,7 @@ class AudioFrameV1:
                 first_sample=int(headers["first_sample"]),
                 stream_start_ms=int(headers["stream_start_ms"]),
                 pcm=value,
+                language=language,
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, FrameHeaderError):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
 from palaver.events.base import EventV
+from palaver.languages import check_language
 
 
 class StreamStartedV1(EventV):
@@ -20,7 +23,16 @@ class StreamStartedV1(EventV):
     channels: Literal[1] = 1
     stream_start_ms: int  # where sample 0 of this stream sits on the meeting's media timeline
     first_sample: int = 0  # > 0 when a client reconnects and resumes
+    # The stream's spoken language (a Whisper code) when its client chose one; None: the STT worker's
+    # default (PALAVER_STT_LANGUAGE). The language actually decoded is on each transcript event.
+    language: str | None = None
     run: str | None = None  # set by the STT worker that forwards it to the transcripts topic
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        # An unknown code makes a bad message (dead-lettered), not a decode that fails in the worker.
+        return check_language(value)
 
 
 class StreamStoppedV1(EventV):

@@ -165,7 +165,8 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
 
     meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, _ = meeting_tracks((Line("eve", "The other stream keeps working."),), voice)
-    good = asyncio.create_task(stream_pcm(pipeline.url, meeting_id, "eve", tracks["eve"], speed=2.0))
+    # Eve names her language; the bundled model is English-only, so it decodes (and reports) English.
+    good = asyncio.create_task(stream_pcm(pipeline.url, meeting_id, "eve", tracks["eve"], speed=2.0, language="de"))
 
     base = pipeline.url.replace("http://", "ws://") + f"/v1/meetings/{meeting_id}/streams/"
     header = json.dumps({"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1})
@@ -183,6 +184,7 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
         ([np.zeros(160, "<i2").tobytes()], 4003),  # binary before the header
         ([json.dumps({"sample_rate": 44100, "encoding": "pcm_s16le", "channels": 1})], 4002),
         ([json.dumps({"sample_rate": 16000})], 4001),
+        ([json.dumps({"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1, "language": "en-US"})], 4001),
         ([header, np.zeros(16000, "<i2").tobytes()], 4005),  # 1 s frame > 250 ms
         ([header, json.dumps({"type": "pause"})], 4006),
     ]
@@ -201,6 +203,11 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
     dialogues = await wait_for_dialogues(pipeline, meeting_id, expected=1)
     assert [d["speaker_id"] for d in dialogues] == ["eve"]
     assert word_error_rate("The other stream keeps working.", dialogues[0]["text"]) <= 0.2
+    utterances = await pipeline.store.aquery(
+        f"SELECT DISTINCT language, model FROM {pipeline.store.database}.utterances FINAL WHERE meeting_id = {{m:String}}",
+        {"m": meeting_id},
+    )
+    assert utterances == [{"language": "en", "model": "tiny.en"}]
 
 
 @WHISPER

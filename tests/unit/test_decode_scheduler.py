@@ -54,7 +54,7 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
 
     requests = [req("final", 1.0), req("final", 6.0), req("partial", 15.0), req("final", 25.0)]
     scheduler = DecodeScheduler(
-        slow_decode, ThreadPoolExecutor(1), "en", "fake", max_batch=8, partial_deadline_s=0.3
+        slow_decode, ThreadPoolExecutor(1), "fake", max_batch=8, partial_deadline_s=0.3
     )
     results = asyncio.run(scheduler.run(requests))
     assert [r.text if r else None for r in results] == ["16000", "96000", None, "400000"]
@@ -69,7 +69,7 @@ def test_only_finals_ask_for_word_timings() -> None:
         asked.append(with_words)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 
-    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake")
     asyncio.run(scheduler.run([req("partial", 1.0), req("final", 1.2), req("partial", 7.0)]))
     assert asked == [[True, False], [False]], (
         "partials riding along with a final, and partials alone, get no words"
@@ -87,7 +87,7 @@ def test_batches_are_measured() -> None:
     def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
         return [Transcription(text="", words=(), confidence=0.0) for _ in batch]
 
-    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "en", "fake")
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake")
     asyncio.run(scheduler.run([req("final", 1.0), req("final", 1.2), req("final", 7.0)]))
     assert count(STT_BATCH_SIZE) - before_batches == 2
     assert count(STT_REAL_TIME_FACTOR) - before_rtf == 2
@@ -103,3 +103,36 @@ def test_audio_time_of_a_sample_comes_from_the_newest_frame() -> None:
     state.last_frame = (1_000_000, 32_000)  # the frame ending at 2 s of audio reached Kafka at t = 1000 s
     assert state.audio_time_ms(32_000) == 1_000_000
     assert state.audio_time_ms(16_000) == 999_000
+
+
+def test_languages_never_share_a_batch() -> None:
+    def lang_req(kind: str, seconds: float, language: str) -> DecodeRequest:
+        audio = np.zeros(int(seconds * 16000), np.float32)
+        return DecodeRequest(kind, audio, language=language)  # type: ignore[arg-type]
+
+    requests = [
+        lang_req("final", 1.0, "en"),
+        lang_req("partial", 1.5, "de"),
+        lang_req("final", 2.0, "de"),
+        lang_req("partial", 1.2, "en"),
+        lang_req("partial", 2.2, "fr"),
+        lang_req("final", 7.0, "en"),
+    ]
+    batches = plan_batches(requests, max_batch=8)
+    assert all(len({requests[i].language for i in b}) == 1 for b in batches), "one language per batch"
+    assert sorted(i for b in batches for i in b) == list(range(len(requests)))
+    # Finals first, shortest bucket first; a bucket's partials of the same language ride along.
+    assert batches == [[2, 1], [0, 3], [5], [4]]
+
+
+def test_each_batch_is_decoded_in_its_language() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        seen.append((language, len(batch)))
+        return [Transcription(text=language, words=(), confidence=0.5) for _ in batch]
+
+    requests = [DecodeRequest("final", np.zeros(16000, np.float32), language=lang) for lang in ("en", "de", "en")]
+    results = asyncio.run(DecodeScheduler(decode, ThreadPoolExecutor(1), "fake").run(requests))
+    assert [r.text if r else None for r in results] == ["en", "de", "en"]
+    assert sorted(seen) == [("de", 1), ("en", 2)]

@@ -105,10 +105,23 @@ def test_parse_header_bad_start_sample(start: object) -> None:
     _rejects(parse_header, _header(start_sample=start), CloseCode.BAD_HEADER)
 
 
+@pytest.mark.parametrize("language", ["en", "de", "yue", None])
+def test_parse_header_language(language: str | None) -> None:
+    fmt = parse_header(_header(language=language))
+    assert fmt.language == language  # null or absent: the STT worker's default
+    assert parse_header(_header()).language is None
+
+
+@pytest.mark.parametrize("language", ["EN", "en-US", "english", "xx", "", 7, True, ["en"], {"code": "en"}, "e" * 500])
+def test_parse_header_bad_language(language: object) -> None:
+    err = _rejects(parse_header, _header(language=language), CloseCode.BAD_HEADER)
+    assert "language" in err.reason
+
+
 @pytest.mark.parametrize(
     "changes",
-    [{"sample_rate": 16000.0}, {"channels": 1.0}, {"start_sample": 0}],
-    ids=["float-sample-rate", "float-channels", "plain"],
+    [{"sample_rate": 16000.0}, {"channels": 1.0}, {"start_sample": 0}, {"language": "yue"}],
+    ids=["float-sample-rate", "float-channels", "plain", "language"],
 )
 def test_accepted_header_yields_frames_the_stt_worker_can_read(changes: dict[str, object]) -> None:
     """Whatever parse_header accepts must produce frames whose Kafka headers decode downstream
@@ -120,9 +133,10 @@ def test_accepted_header_yields_frames_the_stt_worker_can_read(changes: dict[str
         return
     samples = check_frame(640, fmt)
     next_sample = fmt.start_sample + samples
-    frame = AudioFrameV1("m1", "alice", "m1/alice", fmt.sample_rate, next_sample, 0, b"\x00\x00" * 320)
+    frame = AudioFrameV1("m1", "alice", "m1/alice", fmt.sample_rate, next_sample, 0, b"\x00\x00" * 320,
+                         language=fmt.language)  # fmt: skip
     decoded = AudioFrameV1.from_kafka(frame.pcm, dict(frame.kafka_headers()))
-    assert (decoded.sample_rate, decoded.first_sample) == (16000, next_sample)
+    assert (decoded.sample_rate, decoded.first_sample, decoded.language) == (16000, next_sample, fmt.language)
 
 
 @pytest.mark.parametrize(
