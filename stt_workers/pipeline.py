@@ -114,9 +114,11 @@ class SttWorker:
         if handled or self._outbox:
             self._start_round(consumer)
         STT_SPEECH_STREAMS.set(self._transcriber.speaking())
-        for tp in batches:
+        # Every owned partition, also those that were idle in this batch (their highwater comes with
+        # every fetch response).
+        for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            if highwater is not None and tp in consumer.assignment():
+            if highwater is not None and tp.partition in self._owned:
                 STT_CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - await consumer.position(tp)))
 
     def _start_round(self, consumer: AIOKafkaConsumer) -> None:
@@ -285,6 +287,8 @@ class SttWorker:
                 self._processed.pop(p, None)
                 self._pending.pop(p, None)
                 self._owned.pop(p, None)
+                if str(p) in _lag_labels():
+                    STT_CONSUMER_LAG.remove(str(p))  # another worker reports it now
 
     async def assign(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Load the assigned partitions' committed offsets and resume points."""
@@ -296,6 +300,10 @@ class SttWorker:
                 self._owned[tp.partition] = offset
                 self._pending[tp.partition] = decode_resume(metadata)
         log.info("assigned %s", sorted(tp.partition for tp in assigned))
+
+
+def _lag_labels() -> set[str]:
+    return {sample.labels["partition"] for metric in STT_CONSUMER_LAG.collect() for sample in metric.samples}
 
 
 async def fetch_committed(consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> dict[TopicPartition, tuple[int | None, str]]:
