@@ -1,7 +1,7 @@
 """Three STT workers in one consumer group; one SIGKILLed mid-utterance, then all of them: every scripted
 sentence still arrives in ClickHouse as finals exactly once (an utterance id never carries two texts, and
-no two utterances of a stream cover the same audio). The first runs with each engine, the cloud ones
-against their local protocol peers."""
+no two utterances of a stream cover the same audio). Both run with each engine, the cloud ones against
+their local protocol peers."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ async def test_sigkill_of_one_worker_mid_utterance(scaled_pipeline: Pipeline, tr
     await asyncio.to_thread(p.stt_workers[victim].wait_for_log, "stt worker (", 120, 2)
 
 
-@WHISPER
+@pytest.mark.parametrize("scaled_pipeline", STT_ENGINES, indirect=True)
 async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: Pipeline, tracks: tuple[dict, list[PlacedLine]]) -> None:
     p = scaled_pipeline
     pcm, placed = tracks
