@@ -7,6 +7,14 @@ and one reads its results into the outbox, so the worker's loop never waits on t
 handles silence (Deepgram's KeepAlive) and dropped connections (it reconnects and resends); a refusal
 (``EngineError``: a bad key) or a connection it gives up on stops the worker loudly.
 
+A refusal that concerns one stream only (``EngineError.scope == "stream"``: the service does not take the
+stream's language) stops only that stream's transcription: one error in the log, no retry in another
+language; its audio is consumed as it comes (its resume point follows it, so it holds no commit) and, as
+for silence on the local path, ``stream.progress`` events say how far it is settled, so the meeting's
+watermark does not wait for it; its ``stream.stopped`` goes out as usual. A refusal in the worker's
+default language (``PALAVER_STT_LANGUAGE``) is the worker's own: every stream without a language of its
+own would meet it, so it stops the worker (``refuses_only_the_stream``).
+
 Resume point of a stream: the session's ``settled_sample`` (the start of the open utterance, else the end
 of the last final), which only advances once the results before it are in the outbox, so the offsets the
 worker commits never pass a final it has not published. A restarted owner opens the session there and
@@ -37,7 +45,7 @@ from palaver.settings import Settings
 from stt_workers.engine import Transcription
 from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset, progress_event
 from stt_workers.scheduler import DecodeRequest
-from stt_workers.streaming import RecognizedSpeech, StreamingEngine, StreamingSession
+from stt_workers.streaming import EngineError, RecognizedSpeech, StreamingEngine, StreamingSession
 from stt_workers.transcriber import Outbox, ResumePoint
 
 log = logging.getLogger(__name__)
@@ -66,9 +74,13 @@ class _Stream:
     feeder: asyncio.Task[None] | None = None
     reader: asyncio.Task[None] | None = None
     stop_offset: int | None = None  # its stream.stopped record, while the session finishes
+    refused: str | None = None  # why the service refused this stream alone: its audio is skipped
+    finishing: bool = False  # its feeding task took the stop
     done: asyncio.Event = field(default_factory=asyncio.Event)  # its last event is in the outbox
 
     def resume_sample(self) -> int:
+        if self.refused is not None:
+            return self.end_sample  # nothing will be transcribed: everything consumed is done with
         return self.session.settled_sample if self.session is not None else self.start
 
     def audio_time_ms(self, sample: int) -> int:
@@ -79,6 +91,7 @@ class _Stream:
 class CloudTranscriber:
     def __init__(self, settings: Settings, engine: StreamingEngine):
         self._engine = engine  # each stream's session opens in the stream's language (StreamInfo.language)
+        self._default_language = settings.stt_language
         self.name, self.model = engine.name, engine.model
         self.outbox = Outbox()
         self._streams: dict[str, _Stream] = {}
@@ -105,6 +118,9 @@ class CloudTranscriber:
     async def audio(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         stream = self._streams[frame.stream_id]
         stream.last_frame = (record.timestamp, frame.end_sample)
+        if stream.refused is not None:
+            stream.end_sample = max(stream.end_sample, frame.end_sample)  # consumed: its progress moves on
+            return
         pcm, restart_at = continue_pcm(stream.end_sample, frame)
         if not pcm:
             return
@@ -134,7 +150,8 @@ class CloudTranscriber:
         stream.done.set()
 
     def after_batch(self, touched: set[str]) -> None:
-        """In silence, tell the merger how far a stream is settled (the engine's settled point)."""
+        """In silence, tell the merger how far a stream is settled (the engine's settled point; a refused
+        stream: the end of its audio)."""
         for stream_id in sorted(touched):
             stream = self._streams.get(stream_id)
             if stream is None or stream.transcript.open is not None:
@@ -192,25 +209,38 @@ class CloudTranscriber:
     # -- per-stream tasks ------------------------------------------------------------------------------------
 
     async def _feed(self, stream: _Stream) -> None:
-        """Sends the stream's audio in order; opens the session at the first audio, finishes it on stop."""
+        """Sends the stream's audio in order; opens the session at the first audio, finishes it on stop.
+        After a refusal of this stream alone it skips what is queued until the stop."""
         try:
-            while True:
-                item = await stream.feed.get()
-                if isinstance(item, bytes):
-                    if stream.session is None:
-                        stream.session = await self._engine.open(stream.info.sample_rate, stream.info.language,
-                                                                 first_sample=stream.start)  # fmt: skip
-                        stream.reader = asyncio.create_task(self._read(stream, stream.session),
-                                                            name=f"stt-read {stream.info.stream_id}")  # fmt: skip
-                    await stream.session.send(item)
-                elif isinstance(item, _Restart):
-                    await self._finish(stream)
-                    stream.start = item.first_sample
-                elif item is _FINISH:
-                    await self._finish(stream)
-                    return
-        except Exception as exc:  # the worker's loop raises it (``check``)
+            await self._send_all(stream)
+        except Exception as exc:  # the worker's loop raises it (``check``) unless it refused this stream alone
             self._fail(stream, exc)
+            if stream.refused is None:
+                return
+            if stream.session is not None:
+                session, stream.session = stream.session, None
+                with contextlib.suppress(Exception):
+                    await session.close()
+            while not stream.finishing:
+                stream.finishing = await stream.feed.get() is _FINISH
+
+    async def _send_all(self, stream: _Stream) -> None:
+        while True:
+            item = await stream.feed.get()
+            if isinstance(item, bytes):
+                if stream.session is None:
+                    stream.session = await self._engine.open(stream.info.sample_rate, stream.info.language,
+                                                             first_sample=stream.start)  # fmt: skip
+                    stream.reader = asyncio.create_task(self._read(stream, stream.session),
+                                                        name=f"stt-read {stream.info.stream_id}")  # fmt: skip
+                await stream.session.send(item)
+            elif isinstance(item, _Restart):
+                await self._finish(stream)
+                stream.start = item.first_sample
+            elif item is _FINISH:
+                stream.finishing = True
+                await self._finish(stream)
+                return
 
     async def _finish(self, stream: _Stream) -> None:
         """Finalize the session and wait until every result is in the outbox."""
@@ -247,6 +277,26 @@ class CloudTranscriber:
         self.outbox.emit(info.meeting_id, encode(final))
 
     def _fail(self, stream: _Stream, exc: BaseException) -> None:
-        if self._failure is None:
+        if refuses_only_the_stream(exc, stream.info.language, self._default_language):
+            self._refuse(stream, exc)
+        elif self._failure is None:
             log.error("%s engine failed on stream %s: %s", self.name, stream.info.stream_id, exc)
             self._failure = exc
+
+    def _refuse(self, stream: _Stream, exc: BaseException) -> None:
+        if stream.refused is not None:
+            return
+        stream.refused = str(exc)
+        stream.transcript.open = None
+        stream.frame_offsets.clear()
+        info = stream.info
+        log.error("%s refused stream %s (language %r): %s; not transcribing it, its audio is skipped until it stops",
+                  self.name, info.stream_id, info.language, exc)  # fmt: skip
+
+
+def refuses_only_the_stream(exc: BaseException, language: str, default_language: str) -> bool:
+    """Whether ``exc`` ends one stream's transcription and not the worker: a refusal the engine scoped to
+    the stream (its language), for a stream that asked for another language than the worker's default.
+    In the default language the same refusal would meet every stream without a language of its own, so it
+    is the worker's configuration (the default language, or the model where the service cannot say which)."""
+    return isinstance(exc, EngineError) and exc.scope == "stream" and language != default_language

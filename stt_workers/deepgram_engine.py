@@ -24,6 +24,11 @@ One connection per stream (several, one after another, when one drops). Contract
   connection all lie after ``covered``.
 - HTTP 400/401/402/403 on the upgrade, an ``Error`` message, or close code 1008 raise ``EngineError`` (no
   retry). Other failures are retried with backoff; when retries run out ``ConnectionError`` is raised.
+  Scope of a refusal: 401/402/403 (key, credit, access), ``Error`` and 1008 (our audio) concern every
+  stream (``scope="worker"``). 400 is a query parameter the service does not take, and Deepgram's answer
+  does not say which (an unknown language and an unknown model both read "No such model/language/tier
+  combination"); of ours only the language differs between streams, so 400 is ``scope="stream"`` -- the
+  transcriber treats it as the worker's own when the session asked for the worker's default language.
 """
 
 from __future__ import annotations
@@ -101,6 +106,14 @@ class DeepgramEngine:
         session = DeepgramSession(self._client(), params, sample_rate, first_sample, self._keepalive_s, self._api_key)
         await session.start()
         return session
+
+
+def refusal(status: int, language: str) -> EngineError:
+    """The ``EngineError`` for an upgrade Deepgram refused with HTTP ``status`` (one of ``_REFUSED``)."""
+    if status == 400:
+        return EngineError(f"Deepgram refused the stream (HTTP 400: a request parameter such as language "
+                           f"{language!r} or the model is not supported)", scope="stream")  # fmt: skip
+    return EngineError(f"Deepgram refused the stream (HTTP {status})")
 
 
 class DeepgramSession:
@@ -198,7 +211,7 @@ class DeepgramSession:
                     raise
                 except ApiError as exc:
                     if exc.status_code in _REFUSED:
-                        raise EngineError(f"Deepgram refused the stream (HTTP {exc.status_code})") from None
+                        raise refusal(exc.status_code, str(self._params.get("language"))) from None
                     log.warning("deepgram upgrade failed (HTTP %s); retrying", exc.status_code)
                 except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
                     log.warning("deepgram connection lost (%s); reconnecting", type(exc).__name__)

@@ -34,6 +34,9 @@ Contract:
   items are forgotten, so nothing is lost and no final is emitted twice.
 - HTTP 400/401/403 on the upgrade, or an ``error`` event of type ``invalid_request_error`` (bad key, bad
   model...), raise ``EngineError`` without retry; the key, and any masked echo of it, never reach the message.
+  The error's ``param`` says what was refused: a value of the stream's own (``...language``, the only
+  per-stream field of the session) makes a ``scope="stream"`` refusal; anything else (``invalid_api_key``,
+  the model, the audio format) concerns every stream (``scope="worker"``; ``refusal_scope``).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from stt_workers.cloud_support import (
     retry_delays,
 )
 from stt_workers.engine import Word
-from stt_workers.streaming import EngineError, RecognizedSpeech
+from stt_workers.streaming import EngineError, RecognizedSpeech, RefusalScope
 
 log = logging.getLogger(__name__)
 _WS_LOG = redacting_logger(f"{__name__}.websocket")
@@ -207,8 +210,22 @@ class OpenAIRealtimeEngine:
         if code == "session_expired":
             raise _SessionExpired()
         if kind in ("invalid_request_error", "authentication_error", "permission_error"):
-            raise EngineError(f"OpenAI Realtime refused the session: {code or kind}: {message}")
+            raise EngineError(f"OpenAI Realtime refused the session: {code or kind}: {message}",
+                              scope=refusal_scope(error))  # fmt: skip
         log.warning("openai realtime error %s/%s: %s", kind, code, message)
+
+
+_STREAM_PARAMS = ("language",)  # session fields that differ between streams (their client's choice)
+_WORKER_CODES = frozenset({"invalid_api_key", "insufficient_quota", "model_not_found"})
+
+
+def refusal_scope(error: dict[str, Any]) -> RefusalScope:
+    """Whether a refusal (the ``error`` object of an ``error`` event) concerns only this stream: an invalid
+    value of a per-stream field (``session.input_audio_transcription.language``), or every stream."""
+    param = str(error.get("param") or "")
+    if error.get("code") in _WORKER_CODES or error.get("type") != "invalid_request_error":
+        return "worker"
+    return "stream" if param.rpartition(".")[2] in _STREAM_PARAMS else "worker"
 
 
 class OpenAIRealtimeStream:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from stt_workers.engine import Word
 
@@ -27,8 +27,21 @@ class RecognizedSpeech:
     confidence: float
 
 
+RefusalScope = Literal["worker", "stream"]
+
+
 class EngineError(RuntimeError):
-    """The service refused the stream (bad key, bad request): not retried."""
+    """The service refused the stream: not retried.
+
+    ``scope`` says what the refusal concerns, as the engine reads the service's answer: ``"worker"`` (the
+    default) for a refusal that every stream would meet (a bad key, no credit, a model or audio format the
+    service does not take): the worker stops; ``"stream"`` for one that concerns a parameter of this stream
+    only (its language): the worker gives up on that stream and goes on with the others. The message never
+    holds a key."""
+
+    def __init__(self, message: str, *, scope: RefusalScope = "worker") -> None:
+        super().__init__(message)
+        self.scope: RefusalScope = scope
 
 
 class StreamingSession(Protocol):

@@ -130,22 +130,25 @@ def peer_asr() -> object:
 
 
 @asynccontextmanager
-async def engine_env(engine: str, peer_asr: object) -> AsyncIterator[dict[str, str]]:
+async def engine_env(engine: str, peer_asr: object,
+                     peer_languages: frozenset[str] | None = None) -> AsyncIterator[dict[str, str]]:  # fmt: skip
     """The STT workers' environment for ``engine``: a cloud engine talks to its local protocol peer
-    (Whisper behind the service's protocol) in this process, with a made-up key."""
+    (Whisper behind the service's protocol) in this process, with a made-up key. ``peer_languages``: the
+    only languages the peer takes (None: any)."""
     if engine == "whisper":
         yield {}
         return
     from tests.peers.deepgram_peer import DeepgramPeer, DeepgramPeerHooks
-    from tests.peers.openai_realtime_peer import OpenAIRealtimePeer
+    from tests.peers.openai_realtime_peer import OpenAIPeerHooks, OpenAIRealtimePeer
 
     key = CLOUD_KEYS[engine]
     if engine == "deepgram":
         # One interim per second of audio: the peer's Whisper shares two cores with the whole pipeline.
-        async with DeepgramPeer(peer_asr, key, DeepgramPeerHooks(interim_every_s=1.0)) as dg:  # type: ignore[arg-type]
+        hooks = DeepgramPeerHooks(interim_every_s=1.0, languages=peer_languages)
+        async with DeepgramPeer(peer_asr, key, hooks) as dg:  # type: ignore[arg-type]
             yield {"PALAVER_STT_ENGINE": engine, "PALAVER_DEEPGRAM_URL": dg.url, "PALAVER_DEEPGRAM_API_KEY": key}
     else:
-        async with OpenAIRealtimePeer(peer_asr, key) as oa:  # type: ignore[arg-type]
+        async with OpenAIRealtimePeer(peer_asr, key, OpenAIPeerHooks(languages=peer_languages)) as oa:  # type: ignore[arg-type]
             yield {"PALAVER_STT_ENGINE": engine, "PALAVER_OPENAI_REALTIME_URL": oa.url, "PALAVER_OPENAI_API_KEY": key}
 
 
@@ -171,14 +174,14 @@ async def scaled_pipeline(request: pytest.FixtureRequest, infra: Infra, clickhou
 
 @asynccontextmanager
 async def running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
-                           stt_workers: int, engine: str = "whisper",
-                           request: pytest.FixtureRequest | None = None) -> AsyncIterator[Pipeline]:  # fmt: skip
+                           stt_workers: int, engine: str = "whisper", request: pytest.FixtureRequest | None = None,
+                           peer_languages: frozenset[str] | None = None) -> AsyncIterator[Pipeline]:  # fmt: skip
     if engine == "whisper":
         async with _running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers, {}) as p:
             yield p
         return
     assert request is not None
-    async with engine_env(engine, request.getfixturevalue("peer_asr")) as env:
+    async with engine_env(engine, request.getfixturevalue("peer_asr"), peer_languages) as env:
         async with _running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers, env) as p:
             p.engine = engine
             yield p

@@ -14,7 +14,9 @@ Protocol, as the service documents it:
   ``utterance_end_ms`` without words; ``SpeechStarted`` with ``vad_events=true``.
 
 Speech is found with a frame energy VAD and transcribed with Whisper tiny.en. Test hooks: drop the socket
-(no close frame) after some bytes or seconds of a given connection; send an ``Error`` and close 1008.
+(no close frame) after some bytes or seconds of a given connection; send an ``Error`` and close 1008; take
+only some languages (another is refused with HTTP 400, as Deepgram refuses a model/language combination it
+does not have).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class DeepgramPeerHooks:
     max_chunk_s: float = 2.0  # longer speech is finalized (is_final, not speech_final) at the next short gap
     chunk_gap_ms: int = 160
     silence_final_s: float = 3.0  # silence is finalized as empty results this often
+    languages: frozenset[str] | None = None  # the languages it takes (None: any); others get HTTP 400
 
 
 class DeepgramPeer:
@@ -108,6 +111,11 @@ class DeepgramPeer:
         if query.get("model", "base") not in MODELS or query.get("encoding", "linear16") != "linear16":
             self.rejected.append(400)
             return _json_response(connection, HTTPStatus.BAD_REQUEST, "Bad Request", "Unsupported model or encoding.")
+        languages = self.hooks.languages
+        if languages is not None and query.get("language", "en") not in languages:
+            self.rejected.append(400)
+            return _json_response(connection, HTTPStatus.BAD_REQUEST, "Bad Request",
+                                  "No such model/language/tier combination found.")  # fmt: skip
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

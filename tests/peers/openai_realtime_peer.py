@@ -17,7 +17,9 @@ Protocol, as the service documents it:
   ``input_audio_buffer.clear`` answers ``input_audio_buffer.cleared``.
 
 Test hooks: drop the socket (no close frame) after some bytes or seconds of a given connection; send an
-``error`` after some bytes; end sessions after ``session_max_s`` with the ``session_expired`` error.
+``error`` after some bytes; end sessions after ``session_max_s`` with the ``session_expired`` error; take
+only some transcription languages (an update asking for another gets ``invalid_value`` with
+``param: session.input_audio_transcription.language``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class OpenAIPeerHooks:
         "type": "invalid_request_error", "code": "invalid_value", "param": "audio",
         "message": "Invalid 'audio'. Expected base64-encoded mono PCM16 audio."})  # fmt: skip
     session_max_s: float | None = None
+    languages: frozenset[str] | None = None  # transcription languages it takes (None: any)
 
 
 class OpenAIRealtimePeer:
@@ -211,6 +214,12 @@ class _RealtimeSession:
             supported = ", ".join(f"'{m}'" for m in MODELS)
             return await self._error("invalid_value", f"Invalid value: '{model}'. Supported values are: {supported}.",
                                      "session.input_audio_transcription.model", event)  # fmt: skip
+        language = (session.get("input_audio_transcription") or {}).get("language")
+        languages = self.hooks.languages
+        if language is not None and languages is not None and language not in languages:
+            supported = ", ".join(f"'{code}'" for code in sorted(languages))
+            return await self._error("invalid_value", f"Invalid value: '{language}'. Supported values are: {supported}.",
+                                     "session.input_audio_transcription.language", event)  # fmt: skip
         self.config.update({k: v for k, v in session.items() if k in self.config})
         await self._send({"type": "transcription_session.updated", "session": self._session_object()})
 

@@ -12,11 +12,13 @@ from types import SimpleNamespace
 import pytest
 
 from palaver import ids
-from palaver.events import AudioFrameV1, TranscriptFinalV1, TranscriptPartialV1, decode
+from palaver.events import AudioFrameV1, StreamProgressV1, TranscriptFinalV1, TranscriptPartialV1, decode
 from palaver.settings import Settings
 from stt_workers.cloud_support import END_OF_RESULTS, Settled, drain
-from stt_workers.cloud_transcriber import CloudTranscriber
+from stt_workers.cloud_transcriber import CloudTranscriber, refuses_only_the_stream
+from stt_workers.deepgram_engine import refusal as deepgram_refusal
 from stt_workers.engine import Word
+from stt_workers.openai_realtime_engine import refusal_scope as openai_refusal_scope
 from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset
 from stt_workers.scheduler import DecodeRequest
 from stt_workers.streaming import EngineError, RecognizedSpeech
@@ -166,13 +168,18 @@ class FakeSession:
 class FakeEngine:
     name, model = "deepgram", "nova-3"
 
-    def __init__(self, script: list[tuple[int, RecognizedSpeech]], refuse: bool = False) -> None:
-        self.script, self.refuse = script, refuse
+    def __init__(self, script: list[tuple[int, RecognizedSpeech]], refuse: bool = False,
+                 languages: set[str] | None = None) -> None:  # fmt: skip
+        self.script, self.refuse, self.languages = script, refuse, languages
         self.sessions: list[FakeSession] = []
+        self.opened: list[str] = []  # the language of each open asked for
 
     async def open(self, sample_rate: int, language: str, first_sample: int = 0) -> FakeSession:
+        self.opened.append(language)
         if self.refuse:
             raise EngineError("Deepgram refused the stream (HTTP 401)")
+        if self.languages is not None and language not in self.languages:
+            raise EngineError(f"Deepgram refused the stream (HTTP 400: language {language!r})", scope="stream")
         session = FakeSession([s for s in self.script if s[1].start_sample >= first_sample], first_sample)
         self.sessions.append(session)
         return session
@@ -185,10 +192,16 @@ SCRIPT = [
 ]
 
 
-async def feed(t: CloudTranscriber, frames: int, first: int = 0) -> None:
+async def feed(t: CloudTranscriber, frames: int, first: int = 0, info: StreamInfo = INFO, offset: int = 100,
+               progress: bool = False) -> None:  # fmt: skip
+    """Frames of 100 ms; ``progress``: a consumer batch per frame (the worker's ``after_batch``)."""
     for i in range(frames):
-        record = SimpleNamespace(offset=100 + i, timestamp=0, partition=0)
-        await t.audio(frame(first + i * 1600, 1600), record)  # type: ignore[arg-type]
+        record = SimpleNamespace(offset=offset + i, timestamp=0, partition=0)
+        f = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, first + i * 1600, 1000,
+                         bytes(range(2)) * 1600)  # fmt: skip
+        await t.audio(f, record)  # type: ignore[arg-type]
+        if progress:
+            t.after_batch({info.stream_id})
     await asyncio.sleep(0.05)
 
 
@@ -270,4 +283,93 @@ async def test_a_refused_key_stops_the_worker_with_the_engine_error() -> None:
     await feed(t, 1)
     with pytest.raises(EngineError, match="401"):
         t.check()
+    await t.close()
+
+
+# -- refusals of one stream --------------------------------------------------------------------------------
+
+WELSH = StreamInfo("m1", "ben", "m1/ben", RATE, stream_start_ms=1000, language="cy")
+
+
+def test_only_a_stream_scoped_refusal_outside_the_default_language_spares_the_worker() -> None:
+    stream_only = EngineError("language 'cy' not supported", scope="stream")
+    assert refuses_only_the_stream(stream_only, "cy", "en")
+    # In the worker's default language every stream without its own language would meet it: the worker's.
+    assert not refuses_only_the_stream(stream_only, "en", "en")
+    assert not refuses_only_the_stream(EngineError("HTTP 401"), "cy", "en")
+    assert not refuses_only_the_stream(ConnectionError("gave up"), "cy", "en")
+
+
+def test_engines_scope_what_the_services_refuse() -> None:
+    assert deepgram_refusal(400, "cy").scope == "stream" and "'cy'" in str(deepgram_refusal(400, "cy"))
+    assert [deepgram_refusal(status, "cy").scope for status in (401, 402, 403)] == ["worker"] * 3
+    language = {"type": "invalid_request_error", "code": "invalid_value",
+                "param": "session.input_audio_transcription.language"}  # fmt: skip
+    assert openai_refusal_scope(language) == "stream"
+    assert openai_refusal_scope({**language, "param": "session.input_audio_transcription.model"}) == "worker"
+    assert openai_refusal_scope({**language, "param": "audio"}) == "worker"
+    assert openai_refusal_scope({"type": "invalid_request_error", "code": "invalid_api_key", "param": None}) == "worker"
+    assert openai_refusal_scope({**language, "type": "server_error"}) == "worker"
+
+
+def progress_of(events: list[object], stream_id: str) -> list[int]:
+    return [e.settled_ms for e in events if isinstance(e, StreamProgressV1) and e.stream_id == stream_id]
+
+
+async def test_a_refused_stream_is_skipped_with_progress_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    engine = FakeEngine(SCRIPT, languages={"en"})
+    t = CloudTranscriber(Settings(), engine)
+    await t.open(INFO, 0, 0)
+    await t.open(WELSH, 0, 0)
+    await feed(t, 1, info=WELSH, offset=200)  # refused at its first audio
+    await feed(t, 19, first=1600, info=WELSH, offset=201, progress=True)
+    await feed(t, 20)
+    t.check()  # the worker goes on
+    assert engine.opened == ["cy", "en"]
+    [refused] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "m1/ben" in refused.getMessage() and "'cy'" in refused.getMessage()
+    points = {p.stream_id: p for p in t.resume_points()}
+    # Its audio is consumed: it holds no commit, and a restart resumes it after what was skipped.
+    assert (points["m1/ben"].sample, points["m1/ben"].needed_offset) == (20 * 1600, None)
+    events = outbox_events(t)
+    # As for silence: its settled time, at most once per second of media, from the audio that came.
+    assert progress_of(events, "m1/ben") == [1000 + 200, 1000 + 1200]
+    assert not [e for e in events if isinstance(e, TranscriptFinalV1 | TranscriptPartialV1) and e.stream_id == "m1/ben"]
+    assert [e.text for e in events if isinstance(e, TranscriptFinalV1)] == ["good morning"]
+    await t.stop("m1/ben", 300, ("m1", b"ben stopped"))
+    await asyncio.sleep(0.05)
+    assert outbox_events(t) == [b"ben stopped"]
+    assert [p.stream_id for p in t.resume_points()] == ["m1/ana"]
+    await t.close()
+
+
+async def test_a_refusal_in_the_default_language_stops_the_worker() -> None:
+    t = CloudTranscriber(Settings(stt_language="cy"), FakeEngine(SCRIPT, languages={"en"}))
+    await t.open(WELSH, 0, 0)
+    await feed(t, 1, info=WELSH)
+    with pytest.raises(EngineError, match="'cy'"):
+        t.check()
+    await t.close()
+
+
+async def test_a_stream_refused_mid_session_is_skipped_and_its_stop_still_goes_out() -> None:
+    engine = FakeEngine(SCRIPT)
+    t = CloudTranscriber(Settings(), engine)
+    await t.open(WELSH, 0, 0)
+    await feed(t, 20, info=WELSH)  # a partial, a final, a partial of the next utterance
+    events = outbox_events(t)
+    assert [type(e).__name__ for e in events if not isinstance(e, StreamProgressV1)] == [
+        "TranscriptPartialV1", "TranscriptFinalV1", "TranscriptPartialV1"]  # fmt: skip
+    engine.sessions[0].queue.put_nowait(EngineError("language 'cy' no longer served", scope="stream"))
+    await asyncio.sleep(0.05)
+    assert t.speaking() == 0
+    await feed(t, 10, first=20 * 1600, info=WELSH, offset=120, progress=True)
+    t.check()
+    [point] = t.resume_points()
+    assert (point.sample, point.needed_offset) == (30 * 1600, None)
+    await t.stop("m1/ben", 300, ("m1", b"ben stopped"))
+    await asyncio.sleep(0.05)
+    events = outbox_events(t)
+    assert progress_of(events, "m1/ben") == [1000 + 2100] and events[-1] == b"ben stopped"
+    assert list(t.resume_points()) == []
     await t.close()
