@@ -278,7 +278,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_xscale("log")
     right.set_xlabel("added latency (ms)")
     right.set_ylabel("fraction of dialogue events")
-    right.set_title("Added latency (input produced -> dialogue event produced)")
+    right.set_title("Added latency (input appended -> dialogue event appended)")
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
