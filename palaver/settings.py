@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     vad_pad_ms: int = 200
     max_utterance_ms: int = 10_000
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
+    stt_partial_deadline_ms: int = Field(
+        default=500, description="A decode round drops the partials it has not started this long after it began."
+    )
 
     stt_engine: str = Field(default="whisper", description='"whisper" | "deepgram" | "openai-realtime".')
     deepgram_api_key: SecretStr | None = None

@@ -69,7 +69,8 @@ class LocalTranscriber:
         decode_batch = getattr(engine, "decode", None) or (
             lambda batch, language, with_words: [engine.transcribe(a, language) for a in batch]
         )
-        self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch)
+        self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch,
+                                          partial_deadline_s=settings.stt_partial_deadline_ms / 1000)  # fmt: skip
         self._multilingual = bool(getattr(engine, "multilingual", True))
 
     def holds(self, stream_id: str) -> bool:
@@ -155,10 +156,14 @@ class LocalTranscriber:
         interval = state.info.sample_rate * PARTIAL_INTERVAL_MS // 1000
         if segment.end_sample - open_utt.decoded_until < interval:
             return
-        open_utt.decoded_until = segment.end_sample
+        asked_before, open_utt.decoded_until = open_utt.decoded_until, segment.end_sample
         language, engine, model = state.info.language, self.name, self.model
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
+            if result is None and open_utt.decoded_until == segment.end_sample:
+                # Dropped by a late round, and no newer request since: ask again with the next audio
+                # instead of waiting for another interval of it.
+                open_utt.decoded_until = asked_before
             words = tuple(result.text.split()) if result is not None else ()
             if not words or state.open_utterance is not open_utt:
                 return None  # dropped as stale, silence, or the utterance ended meanwhile

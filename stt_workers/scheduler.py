@@ -2,11 +2,13 @@
 
 Each consumer batch yields decode requests: finals (an utterance ended) and at most one partial per
 speaking stream (its open utterance, newest audio only). The scheduler buckets them by language and audio
-length (one Whisper call decodes one language: its prompt names it) and runs one batched call per bucket (``BatchedWhisper.decode``, encoder input trimmed to the
-bucket), off the event loop. Finals go first. Partials are dropped, not queued, once the round has run
-past ``partial_deadline_s``: under overload lag stays bounded instead of growing, and the next round asks
-for a fresher partial anyway. Only finals get word timings: partials, also those that ride along in a
-batch with finals, skip Whisper's alignment pass (about as costly as the decoding itself).
+length (one Whisper call decodes one language: its prompt names it) and runs one batched call per bucket
+(``BatchedWhisper.decode``, encoder input trimmed to the bucket), off the event loop. Finals go first.
+Partials are dropped, not queued, once the round has run past ``partial_deadline_s``
+(``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms): under overload lag stays bounded instead of growing, a round
+stays short so a final that comes during it waits less, and the stream asks again at once with fresher
+audio. Only finals get word timings: partials, also those that ride along in a batch with finals, skip
+Whisper's alignment pass (about as costly as the decoding itself).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def plan_batches(requests: Sequence[DecodeRequest], max_batch: int) -> list[list
 
 class DecodeScheduler:
     def __init__(self, decode: BatchDecoder, executor: Executor, engine: str, max_batch: int = 8,
-                 partial_deadline_s: float = 1.0):  # fmt: skip
+                 partial_deadline_s: float = 0.5):  # fmt: skip
         self._decode = decode
         self._executor = executor
         self._engine = engine

@@ -247,3 +247,26 @@ async def test_cloud_session_opens_in_the_streams_language() -> None:
     final = decode(value)
     assert isinstance(final, TranscriptFinalV1) and final.language == "fr"
     await t.close()
+
+
+async def test_a_dropped_partial_is_asked_again_with_the_next_audio() -> None:
+    t = LocalTranscriber(Settings(), _FakeWhisper(multilingual=False), _loud)  # type: ignore[arg-type]
+    info = _info("m1/ana", "en")
+    await t.open(info, 0, 0)
+    speech = (np.full(RATE // 10, 8000, np.int16)).astype("<i2").tobytes()  # 100 ms of loud audio
+
+    asked: list[Decode] = []
+    for i in range(16):  # 1.6 s of speech: one partial request after its first second
+        frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, i * RATE // 10, 0, speech)
+        await t.audio(frame, SimpleNamespace(offset=i, timestamp=0))  # type: ignore[arg-type]
+        t.after_batch({info.stream_id})
+        asked += [d for d in t.outbox.take() if isinstance(d, Decode)]
+    assert len(asked) == 1 and asked[0].request.kind == "partial"
+    assert asked[0].publish(None) is None  # a late round dropped it
+    frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, 16 * RATE // 10, 0, speech)
+    await t.audio(frame, SimpleNamespace(offset=16, timestamp=0))  # type: ignore[arg-type]
+    t.after_batch({info.stream_id})
+    again = [d for d in t.outbox.take() if isinstance(d, Decode)]
+    assert [d.request.kind for d in again] == ["partial"], "asked again at once, not after another second"
+    assert len(again[0].request.audio) > len(asked[0].request.audio)
+    await t.close()
