@@ -12,8 +12,12 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from math import gcd
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from stt_workers.streaming import RecognizedSpeech
 
 _SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "sec-websocket-protocol", "openai-api-key"})
 # Services echo a masked key in their error texts ("sk-abc***...wxyz"): drop any token with a run of stars.
@@ -143,3 +147,22 @@ async def drain(queue: asyncio.Queue[object], settle: Callable[[int], None] | No
                 settle(item.sample)
             continue
         yield item
+
+
+class SettledResults:
+    """The results side of a streaming session: ``results()`` drains the session's queue in order, and
+    ``settled_sample`` follows the ``Settled`` marks the consumer has passed (the session's resume point).
+    A session sets ``_queue`` and ``_settled`` (its first sample) before use."""
+
+    _queue: asyncio.Queue[object]
+    _settled: int
+
+    def results(self) -> AsyncIterator[RecognizedSpeech]:
+        return drain(self._queue, self._settle)  # type: ignore[return-value]
+
+    @property
+    def settled_sample(self) -> int:
+        return self._settled
+
+    def _settle(self, sample: int) -> None:
+        self._settled = max(self._settled, sample)

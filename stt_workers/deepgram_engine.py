@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +45,7 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidHandshake
 
-from stt_workers.cloud_support import END_OF_RESULTS, PcmBuffer, Settled, drain, redact, retry_delays
+from stt_workers.cloud_support import END_OF_RESULTS, PcmBuffer, Settled, SettledResults, redact, retry_delays
 from stt_workers.engine import Word
 from stt_workers.streaming import EngineError, RecognizedSpeech
 
@@ -116,7 +115,7 @@ def refusal(status: int, language: str) -> EngineError:
     return EngineError(f"Deepgram refused the stream (HTTP {status})")
 
 
-class DeepgramSession:
+class DeepgramSession(SettledResults):
     """One stream on Deepgram; see the module docstring for the contract."""
 
     def __init__(self, client: AsyncDeepgramClient, params: dict[str, Any], sample_rate: int, first_sample: int,
@@ -177,16 +176,6 @@ class DeepgramSession:
                     await self._task
         if self._failure is not None:
             raise self._failure
-
-    def results(self) -> AsyncIterator[RecognizedSpeech]:
-        return drain(self._queue, self._settle)  # type: ignore[return-value]
-
-    @property
-    def settled_sample(self) -> int:
-        return self._settled
-
-    def _settle(self, sample: int) -> None:
-        self._settled = max(self._settled, sample)
 
     async def close(self) -> None:
         """Drop the connection without Finalize; undelivered results are lost (see ``settled_sample``)."""

@@ -48,7 +48,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ from stt_workers.cloud_support import (
     LinearResampler,
     PcmBuffer,
     Settled,
-    drain,
+    SettledResults,
     float_to_pcm16,
     pcm16_to_float,
     redact,
@@ -228,7 +228,7 @@ def refusal_scope(error: dict[str, Any]) -> RefusalScope:
     return "stream" if param.rpartition(".")[2] in _STREAM_PARAMS else "worker"
 
 
-class OpenAIRealtimeStream:
+class OpenAIRealtimeStream(SettledResults):
     """One audio stream over one or more realtime sessions; see the module docstring."""
 
     def __init__(self, engine: OpenAIRealtimeEngine, sample_rate: int, language: str, first_sample: int) -> None:
@@ -278,16 +278,6 @@ class OpenAIRealtimeStream:
         await self._ended.wait()
         if self._failure is not None:
             raise self._failure
-
-    def results(self) -> AsyncIterator[RecognizedSpeech]:
-        return drain(self._queue, self._settle)  # type: ignore[return-value]
-
-    @property
-    def settled_sample(self) -> int:
-        return self._settled
-
-    def _settle(self, sample: int) -> None:
-        self._settled = max(self._settled, sample)
 
     async def close(self) -> None:
         """Drop every session now, without draining; undelivered results are lost (see ``settled_sample``)."""
