@@ -42,9 +42,8 @@ from aiokafka.structs import ConsumerRecord
 from palaver.events import AudioFrameV1, encode
 from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_PARTIAL_LATENCY, STT_UTTERANCES
 from palaver.settings import Settings
-from stt_workers.engine import Transcription
 from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset, progress_event
-from stt_workers.scheduler import DecodeRequest
+from stt_workers.scheduler import DecodeRequest, Ready
 from stt_workers.streaming import EngineError, RecognizedSpeech, StreamingEngine, StreamingSession
 from stt_workers.transcriber import Outbox, ResumePoint
 
@@ -134,7 +133,7 @@ class CloudTranscriber:
         stream = self._streams.pop(stream_id, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
         if stream is None:
-            self.outbox.emit(*last)
+            self.outbox.emit(stream_id, *last)
             return
         stream.stop_offset = offset
         self._stopping.append(stream)
@@ -145,7 +144,7 @@ class CloudTranscriber:
     def _stopped(self, stream: _Stream, feeder: asyncio.Task[None], last: tuple[str, bytes]) -> None:
         if feeder.cancelled() or self._failure is not None:
             return  # released, or failed (the worker stops): the next owner finishes it
-        self.outbox.emit(*last)
+        self.outbox.emit(stream.info.stream_id, *last)
         self._stopping.remove(stream)
         stream.done.set()
 
@@ -159,7 +158,7 @@ class CloudTranscriber:
             event = progress_event(stream.info, stream.resume_sample(), self._run)
             if event.settled_ms - stream.progress_ms >= PROGRESS_INTERVAL_MS:
                 stream.progress_ms = event.settled_ms
-                self.outbox.emit(stream.info.meeting_id, encode(event))
+                self.outbox.emit(stream.info.stream_id, stream.info.meeting_id, encode(event))
 
     def resume_points(self) -> Iterator[ResumePoint]:
         for stream in [*self._stopping, *self._streams.values()]:
@@ -193,7 +192,7 @@ class CloudTranscriber:
         self._stopping = [s for s in self._stopping if s.partition not in partitions]
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
-    async def decode(self, requests: list[DecodeRequest]) -> list[Transcription | None]:
+    async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
         raise AssertionError("the cloud path queues no decode requests")
 
     def check(self) -> None:
@@ -266,7 +265,7 @@ class CloudTranscriber:
             partial = stream.transcript.partial(speech, **meta)
             if partial is not None:
                 STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - stream.audio_time_ms(speech.end_sample) / 1000))
-                self.outbox.emit(info.meeting_id, encode(partial))
+                self.outbox.emit(info.stream_id, info.meeting_id, encode(partial))
             return
         final = stream.transcript.final(speech, **meta)
         if final is None:
@@ -274,7 +273,7 @@ class CloudTranscriber:
         STT_UTTERANCES.labels(engine=self.name).inc()
         STT_FINAL_LATENCY.observe(max(0.0, time.time() - stream.audio_time_ms(speech.end_sample) / 1000))
         log.info("%s %d-%d ms: %s", info.stream_id, final.start_ms, final.end_ms, final.text)
-        self.outbox.emit(info.meeting_id, encode(final))
+        self.outbox.emit(info.stream_id, info.meeting_id, encode(final))
 
     def _fail(self, stream: _Stream, exc: BaseException) -> None:
         if refuses_only_the_stream(exc, stream.info.language, self._default_language):

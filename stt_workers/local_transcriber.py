@@ -36,7 +36,7 @@ from stt_workers.processor import (
     partial_event,
     progress_event,
 )
-from stt_workers.scheduler import DecodeRequest, DecodeScheduler
+from stt_workers.scheduler import DecodeRequest, DecodeScheduler, Ready
 from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
 from stt_workers.transcriber import Decode, Outbox, ResumePoint
 
@@ -105,7 +105,7 @@ class LocalTranscriber:
         if state is not None:
             for segment in state.segmenter.flush():
                 self._finalize(state, segment)
-        self.outbox.emit(*last)
+        self.outbox.emit(stream_id, *last)
 
     def after_batch(self, touched: set[str]) -> None:
         # Partials and progress once per stream per batch, for the newest audio only: when the
@@ -129,8 +129,8 @@ class LocalTranscriber:
                 del self._streams[stream]
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
-    async def decode(self, requests: list[DecodeRequest]) -> list[Transcription | None]:
-        return await self._scheduler.run(requests)
+    async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
+        await self._scheduler.run(requests, ready)
 
     def check(self) -> None:
         pass
@@ -174,7 +174,7 @@ class LocalTranscriber:
             return state.info.meeting_id, encode(event)
 
         request = Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate, language), publish)
-        self.outbox.decode(request, partial_of=state.info.stream_id)
+        self.outbox.decode(state.info.stream_id, request, partial=True)
 
     def _progress(self, state: StreamState) -> None:
         """In silence, tell the merger how far this stream is settled, so silent streams do not hold
@@ -184,7 +184,7 @@ class LocalTranscriber:
         event = progress_event(state.info, state.segmenter.settled_sample, self._run)
         if event.settled_ms - state.progress_ms >= PROGRESS_INTERVAL_MS:
             state.progress_ms = event.settled_ms
-            self.outbox.emit(state.info.meeting_id, encode(event))
+            self.outbox.emit(state.info.stream_id, state.info.meeting_id, encode(event))
 
     def _finalize(self, state: StreamState, segment: Segment) -> None:
         info = state.info
@@ -204,4 +204,4 @@ class LocalTranscriber:
             log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
             return info.meeting_id, encode(event)
 
-        self.outbox.decode(Decode(DecodeRequest("final", segment.audio, info.sample_rate, language), publish))
+        self.outbox.decode(info.stream_id, Decode(DecodeRequest("final", segment.audio, info.sample_rate, language), publish))

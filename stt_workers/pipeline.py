@@ -15,7 +15,8 @@ upserts by id.
 
 Publish rounds overlap the reading: while one round decodes (in a thread; CTranslate2 releases the GIL)
 and publishes, the loop goes on consuming audio, and the transcriber queues finals, partials and other
-events in its outbox for the next round. A round takes the commit offsets with its outbox and commits them
+events in its outbox for the next round. Within a round each stream's events go out in order, each as soon
+as its decode is done (finals are decoded in the round's first batches). A round takes the commit offsets with its outbox and commits them
 after publishing it, so an offset is committed only once every final of the audio before it is produced.
 
 Rebalances: a batch and a rebalance callback never interleave (one lock). On revocation the transcriber
@@ -41,8 +42,9 @@ from palaver.metrics import STT_CONSUMER_LAG, STT_SPEECH_STREAMS
 from palaver.settings import Settings
 from palaver.streams.clients import headers_dict, make_consumer, make_producer
 from palaver.streams.dlq import DlqPolicy, dlq_topics
+from stt_workers.engine import Transcription
 from stt_workers.processor import MAX_RESUME_METADATA, StreamInfo, decode_resume, encode_resume, resume_key
-from stt_workers.transcriber import Decode, OutboxItem, Transcriber
+from stt_workers.transcriber import Decode, OutboxItem, Queued, Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -139,22 +141,45 @@ class SttWorker:
             round_, self._round = self._round, None
             await round_
 
-    async def _publish_round(self, consumer: AIOKafkaConsumer, outbox: list[OutboxItem],
+    async def _publish_round(self, consumer: AIOKafkaConsumer, outbox: list[Queued],
                              offsets: dict[TopicPartition, tuple[int, str]]) -> None:  # fmt: skip
-        """Decode every request of the round together (the local path batches across streams), publish
-        the round's events in the order they arose, so each stream's events stay in order, then commit."""
-        requests = [item.request for item in outbox if isinstance(item, Decode)]
-        results = iter(await self._transcriber.decode(requests)) if requests else iter(())
-        deliveries = []
-        for item in outbox:
-            if isinstance(item, Decode):
-                value = item.publish(next(results))
-                if value is None:
-                    continue
-                meeting_id, payload = value
-            else:
-                meeting_id, payload = item
-            deliveries.append(await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode()))
+        """Decode every request of the round together (the local path batches across streams) and publish
+        each stream's events in the order they arose, each as soon as it and the stream's events before it
+        are ready: a final decoded in the round's first batch does not wait for the partials' batches.
+        Commit once everything is delivered."""
+        loop = asyncio.get_running_loop()
+        decodes = [item for _, item in outbox if isinstance(item, Decode)]
+        results: dict[int, asyncio.Future[Transcription | None]] = {id(d): loop.create_future() for d in decodes}
+
+        def ready(index: int, result: Transcription | None) -> None:
+            results[id(decodes[index])].set_result(result)
+
+        async def decode_all() -> None:
+            try:
+                if decodes:
+                    await self._transcriber.decode([d.request for d in decodes], ready)
+            finally:  # a failed decode fails the round (the worker stops and the input is read again)
+                for future in results.values():
+                    if not future.done():
+                        future.set_exception(RuntimeError("the round's decoding failed"))
+
+        streams: dict[str, list[OutboxItem]] = {}
+        for stream_id, item in outbox:
+            streams.setdefault(stream_id, []).append(item)
+        deliveries: list[asyncio.Future[object]] = []
+
+        async def publish(items: list[OutboxItem]) -> None:
+            for item in items:
+                if isinstance(item, Decode):
+                    value = item.publish(await results[id(item)])
+                    if value is None:
+                        continue
+                    meeting_id, payload = value
+                else:
+                    meeting_id, payload = item
+                deliveries.append(await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode()))
+
+        await asyncio.gather(decode_all(), *(publish(items) for items in streams.values()))
         if deliveries:
             await asyncio.gather(*deliveries)
         await self._commit_offsets(consumer, offsets)
@@ -208,7 +233,7 @@ class SttWorker:
             resume = None
         if resume is None:  # else the resumed stream starts with the first frame it needs
             await self._transcriber.open(info, partition, event.first_sample)
-        self._outbox.emit(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
+        self._outbox.emit(event.stream_id, event.meeting_id, encode(event.model_copy(update={"run": self._run})))
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         if not self._transcriber.holds(frame.stream_id):

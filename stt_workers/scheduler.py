@@ -29,6 +29,7 @@ from stt_workers.engine import Transcription
 Kind = Literal["final", "partial"]
 # (clips, language, with_words per clip) -> one transcription per clip; word timings only where asked for
 BatchDecoder = Callable[[list[np.ndarray], str, list[bool]], list[Transcription]]
+Ready = Callable[[int, "Transcription | None"], None]  # (request index, its result) as soon as it is known
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,10 @@ class DecodeScheduler:
         self._max_batch = max_batch
         self._partial_deadline_s = partial_deadline_s
 
-    async def run(self, requests: Sequence[DecodeRequest]) -> list[Transcription | None]:
-        """Results in request order; None for a partial dropped as stale. Finals are never dropped."""
+    async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None) -> list[Transcription | None]:
+        """Results in request order; None for a partial dropped as stale. Finals are never dropped.
+        ``ready(index, result)`` is told each result as soon as its batch is done (a dropped partial's
+        None when it is dropped), so the caller can publish it before the round ends."""
         results: list[Transcription | None] = [None] * len(requests)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -82,6 +85,9 @@ class DecodeScheduler:
             if late:
                 dropped = [i for i in batch if requests[i].kind == "partial"]
                 STT_DROPPED_PARTIALS.inc(len(dropped))
+                if ready is not None:
+                    for i in dropped:
+                        ready(i, None)
                 batch = [i for i in batch if requests[i].kind == "final"]
                 if not batch:
                     continue
@@ -100,4 +106,6 @@ class DecodeScheduler:
             STT_BATCH_SIZE.observe(len(batch))
             for i, result in zip(batch, decoded, strict=True):
                 results[i] = result
+                if ready is not None:
+                    ready(i, result)
         return results

@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from palaver.events import AudioFrameV1
 from stt_workers.engine import Transcription
 from stt_workers.processor import StreamInfo
-from stt_workers.scheduler import DecodeRequest
+from stt_workers.scheduler import DecodeRequest, Ready
 
 
 @dataclass
@@ -30,27 +30,29 @@ class Decode:
 
 
 OutboxItem = Decode | tuple[str, bytes]  # a decode to run, or (meeting id, encoded event)
+Queued = tuple[str, OutboxItem]  # (stream id, item): a stream's items are published in order
 
 
 class Outbox:
-    """Output waiting for the next publish round, in the order it arose (so each stream's events stay in
-    order). The worker takes it, with the offsets that are safe once it is published."""
+    """Output waiting for the next publish round, each item with its stream, in the order it arose (each
+    stream's events are published in that order). The worker takes it, with the offsets that are safe once
+    it is published."""
 
     def __init__(self) -> None:
-        self._items: list[OutboxItem] = []
+        self._items: list[Queued] = []
         self._partials: dict[str, Decode] = {}  # stream -> its partial request waiting here
 
-    def emit(self, meeting_id: str, value: bytes) -> None:
-        self._items.append((meeting_id, value))
+    def emit(self, stream_id: str, meeting_id: str, value: bytes) -> None:
+        self._items.append((stream_id, (meeting_id, value)))
 
-    def decode(self, item: Decode, partial_of: str | None = None) -> None:
-        """Queue a decode; a partial of ``partial_of`` makes that stream's waiting partial stale."""
-        if partial_of is not None:
-            queued = self._partials.get(partial_of)
+    def decode(self, stream_id: str, item: Decode, partial: bool = False) -> None:
+        """Queue a decode; a partial makes the stream's partial still waiting here stale."""
+        if partial:
+            queued = self._partials.get(stream_id)
             if queued is not None:
                 queued.superseded = True
-            self._partials[partial_of] = item
-        self._items.append(item)
+            self._partials[stream_id] = item
+        self._items.append((stream_id, item))
 
     def drop_partial(self, stream_id: str) -> None:
         """The stream's open utterance ended (its final is queued): its waiting partial would be decoded
@@ -59,8 +61,8 @@ class Outbox:
         if queued is not None:
             queued.superseded = True
 
-    def take(self) -> list[OutboxItem]:
-        items = [i for i in self._items if not (isinstance(i, Decode) and i.superseded)]
+    def take(self) -> list[Queued]:
+        items = [(s, i) for s, i in self._items if not (isinstance(i, Decode) and i.superseded)]
         self._items = []
         self._partials.clear()
         return items
@@ -118,8 +120,9 @@ class Transcriber(Protocol):
 
     def forget(self, partitions: set[int]) -> None: ...
 
-    async def decode(self, requests: list[DecodeRequest]) -> list[Transcription | None]:
-        """Run the outbox's decode requests of one round (batched)."""
+    async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
+        """Run the outbox's decode requests of one round (batched), telling ``ready`` each result as soon
+        as it is known."""
         ...
 
     def check(self) -> None:

@@ -91,11 +91,11 @@ def test_outbox_keeps_order_and_drops_superseded_partials() -> None:
     box = Outbox()
     req = DecodeRequest("partial", None, RATE)  # type: ignore[arg-type]
     first, second = Decode(req, lambda r: None), Decode(req, lambda r: None)
-    box.emit("m1", b"started")
-    box.decode(first, partial_of="m1/ana")
-    box.emit("m1", b"progress")
-    box.decode(second, partial_of="m1/ana")
-    assert box.take() == [("m1", b"started"), ("m1", b"progress"), second]
+    box.emit("m1/ana", "m1", b"started")
+    box.decode("m1/ana", first, partial=True)
+    box.emit("m1/ana", "m1", b"progress")
+    box.decode("m1/ana", second, partial=True)
+    assert box.take() == [("m1/ana", ("m1", b"started")), ("m1/ana", ("m1", b"progress")), ("m1/ana", second)]
     assert not box and first.superseded
 
 
@@ -104,12 +104,12 @@ def test_outbox_drops_the_partial_of_an_utterance_that_ended() -> None:
     partial = Decode(DecodeRequest("partial", None, RATE), lambda r: None)  # type: ignore[arg-type]
     final = Decode(DecodeRequest("final", None, RATE), lambda r: None)  # type: ignore[arg-type]
     other = Decode(DecodeRequest("partial", None, RATE), lambda r: None)  # type: ignore[arg-type]
-    box.decode(partial, partial_of="m1/ana")
-    box.decode(other, partial_of="m1/ben")
+    box.decode("m1/ana", partial, partial=True)
+    box.decode("m1/ben", other, partial=True)
     box.drop_partial("m1/ana")
-    box.decode(final)
+    box.decode("m1/ana", final)
     box.drop_partial("m1/cho")  # none waiting: nothing happens
-    assert box.take() == [other, final]
+    assert box.take() == [("m1/ben", other), ("m1/ana", final)]
 
 
 async def test_drain_passes_settled_marks_on_after_the_results_before_them() -> None:
@@ -206,7 +206,7 @@ async def feed(t: CloudTranscriber, frames: int, first: int = 0, info: StreamInf
 
 
 def outbox_events(t: CloudTranscriber) -> list[object]:
-    return [decode(value) if value.startswith(b"{") else value for _, value in t.outbox.take()]  # type: ignore[misc]
+    return [decode(value) if value.startswith(b"{") else value for _, (_, value) in t.outbox.take()]  # type: ignore[misc]
 
 
 async def test_resume_point_is_the_end_of_the_last_final_in_the_outbox() -> None:

@@ -136,3 +136,21 @@ def test_each_batch_is_decoded_in_its_language() -> None:
     results = asyncio.run(DecodeScheduler(decode, ThreadPoolExecutor(1), "fake").run(requests))
     assert [r.text if r else None for r in results] == ["en", "de", "en"]
     assert sorted(seen) == [("de", 1), ("en", 2)]
+
+
+def test_each_result_is_ready_when_its_batch_is_done() -> None:
+    told: list[tuple[int, str | None, int]] = []  # (request, text, batches decoded when told)
+    batches = 0
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        nonlocal batches
+        batches += 1
+        time.sleep(0.2)
+        return [Transcription(text=f"{len(a)}", words=(), confidence=0.9) for a in batch]
+
+    requests = [req("partial", 8.0), req("final", 1.0), req("partial", 25.0)]
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=0.3)
+    asyncio.run(scheduler.run(requests, lambda i, r: told.append((i, r.text if r else None, batches))))
+    # The final's batch first, told before the next batch ran; the 8 s partial next; the 25 s partial's
+    # batch started past the deadline: told None, never decoded.
+    assert told == [(1, "16000", 1), (0, "128000", 2), (2, None, 2)]

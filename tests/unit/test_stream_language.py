@@ -129,7 +129,7 @@ async def test_worker_opens_a_stream_in_its_own_language_else_the_default(own: s
     other = AudioFrameV1("m1", "bo", "m1/bo", RATE, 48000, 0, bytes(640), language=own)
     await worker._on_frame(other, SimpleNamespace(partition=0, offset=7))  # type: ignore[arg-type]
     assert [(i.stream_id, i.language) for i in t.opened] == [("m1/ana", expected), ("m1/bo", expected)]
-    forwarded = decode(t.outbox.take()[0][1])  # type: ignore[index]
+    forwarded = decode(t.outbox.take()[0][1][1])  # type: ignore[index]
     assert isinstance(forwarded, StreamStartedV1) and forwarded.language == own
 
 
@@ -164,10 +164,11 @@ async def _speak(t: LocalTranscriber, info: StreamInfo) -> list[object]:
         frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, at, 0, pcm)
         await t.audio(frame, SimpleNamespace(offset=i, timestamp=0))  # type: ignore[arg-type]
         t.after_batch({info.stream_id})
-    items = t.outbox.take()
+    items = [item for _, item in t.outbox.take()]
     decodes = [item for item in items if isinstance(item, Decode)]
-    results = await t.decode([d.request for d in decodes])
-    published = [d.publish(r) for d, r in zip(decodes, results, strict=True)]
+    results: dict[int, object] = {}
+    await t.decode([d.request for d in decodes], results.__setitem__)
+    published = [d.publish(results[i]) for i, d in enumerate(decodes)]  # type: ignore[arg-type]
     return [decode(p[1]) for p in published if p is not None]
 
 
@@ -243,7 +244,7 @@ async def test_cloud_session_opens_in_the_streams_language() -> None:
     await t.audio(AudioFrameV1("m1", "ana", "m1/ana", RATE, 0, 0, bytes(3200)), SimpleNamespace(offset=1, timestamp=0))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     assert engine.languages == ["fr"]
-    [(_, value)] = t.outbox.take()  # type: ignore[misc]
+    [(_, (_, value))] = t.outbox.take()  # type: ignore[misc]
     final = decode(value)
     assert isinstance(final, TranscriptFinalV1) and final.language == "fr"
     await t.close()
@@ -260,13 +261,13 @@ async def test_a_dropped_partial_is_asked_again_with_the_next_audio() -> None:
         frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, i * RATE // 10, 0, speech)
         await t.audio(frame, SimpleNamespace(offset=i, timestamp=0))  # type: ignore[arg-type]
         t.after_batch({info.stream_id})
-        asked += [d for d in t.outbox.take() if isinstance(d, Decode)]
+        asked += [d for _, d in t.outbox.take() if isinstance(d, Decode)]
     assert len(asked) == 1 and asked[0].request.kind == "partial"
     assert asked[0].publish(None) is None  # a late round dropped it
     frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, 16 * RATE // 10, 0, speech)
     await t.audio(frame, SimpleNamespace(offset=16, timestamp=0))  # type: ignore[arg-type]
     t.after_batch({info.stream_id})
-    again = [d for d in t.outbox.take() if isinstance(d, Decode)]
+    again = [d for _, d in t.outbox.take() if isinstance(d, Decode)]
     assert [d.request.kind for d in again] == ["partial"], "asked again at once, not after another second"
     assert len(again[0].request.audio) > len(asked[0].request.audio)
     await t.close()
