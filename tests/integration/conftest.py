@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -221,6 +222,18 @@ async def _running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_fa
         for worker in workers:
             worker.stop()
         merger.stop()
+
+
+async def poll(fetch: Any, ready: Any, what: str = "", timeout_s: float = 180) -> Any:
+    """Await ``fetch()`` until ``ready`` holds for its value (returned); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    value = None
+    while time.monotonic() < deadline:
+        value = await fetch()
+        if ready(value):
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {value}")
 
 
 async def _wait_http(url: str, timeout_s: float = 30) -> None:

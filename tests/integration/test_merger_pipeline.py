@@ -22,7 +22,7 @@ from palaver.events import DialogueUpdateV1, encode
 from palaver.events.registry import DIALOGUES, topic_name
 from palaver.streams.clients import make_producer
 from palaver.textmetrics import word_error_rate
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, poll
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,6 @@ SCRIPT = (
     Line("cho", "Tuesday works for me, and I can write the announcement.", overlap_ms=1500),
     Line("ana", "Great, then Tuesday it is."),
 )
-
-
-async def poll(fetch: Any, ready: Any, timeout_s: float = 180, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    value = None
-    while time.monotonic() < deadline:
-        value = await fetch()
-        if ready(value):
-            return value
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {value}")
 
 
 @pytest.fixture(scope="module")

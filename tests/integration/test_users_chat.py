@@ -4,7 +4,6 @@ topics, the store writer upserts them, reads see the newest version, and a repla
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from palaver.store import Store
 from palaver.store.migrations import apply_migrations
 from palaver.streams.clients import ensure_topics, make_consumer, make_producer
 from palaver.web import create_app
-from tests.integration.conftest import _wait_http, make_settings
+from tests.integration.conftest import _wait_http, make_settings, poll
 from tests.integration.infra import Infra
 
 pytestmark = pytest.mark.integration
@@ -59,17 +58,6 @@ async def web(
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=30)
-
-
-async def until(fetch: Any, ready: Any, what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    value = None
-    while time.monotonic() < deadline:
-        value = await fetch()
-        if ready(value):
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {value}")
 
 
 async def read_topic(settings: Settings, name: str) -> list[bytes]:
@@ -137,7 +125,7 @@ async def test_users_lifecycle(web: Web) -> None:
         )
         assert second.json()["created_at_ms"] == ana["created_at_ms"]
 
-        stored = await until(lambda: http.get("/v1/users", params={"username": "ana"}),
+        stored = await poll(lambda: http.get("/v1/users", params={"username": "ana"}),
                              lambda r: r.json()["users"] and r.json()["users"][0]["role"] == "admin"
                              and r.json()["users"][0]["profile_pic_url"], "both changes in the store")  # fmt: skip
         assert stored.json()["users"] == [second.json()]
@@ -162,7 +150,7 @@ async def test_users_lifecycle(web: Web) -> None:
             )
             return rows[0]["password_hash"] if rows else ""
 
-        hashed = await until(
+        hashed = await poll(
             stored_hash, lambda h: verify_password(NEW_PASSWORD, h), "the new password's hash"
         )
         assert hashed.startswith("scrypt$") and not verify_password(PASSWORD, hashed)
@@ -190,7 +178,7 @@ async def test_users_lifecycle(web: Web) -> None:
         assert (await http.delete(f"/v1/users/{uid}")).status_code == 404
         again = await http.post("/v1/users", json={**body, "password": "another password"})
         assert again.status_code == 201 and again.json()["user_id"] != uid
-        await until(
+        await poll(
             lambda: http.get("/v1/users", params={"username": "ana"}),
             lambda r: [u["user_id"] for u in r.json()["users"]] == [again.json()["user_id"]],
             "the new Ana",
@@ -227,7 +215,7 @@ async def test_chat_and_replayed_events(web: Web) -> None:
                                   speaker_id="bea", stream_id=stream, sample_rate=16000, stream_start_ms=0)  # fmt: skip
         await replay(web.settings, TRANSCRIPTS.name, encode(started), meeting_id.encode())
 
-        first = await until(lambda: http.post(chat, json={"user_id": bea, "text": "Hello, all!"},
+        first = await poll(lambda: http.post(chat, json={"user_id": bea, "text": "Hello, all!"},
                                               headers={"Idempotency-Key": "bea-1"}),
                             lambda r: r.status_code != 404, "the meeting in the store")  # fmt: skip
         assert first.status_code == 202, first.text
@@ -252,7 +240,7 @@ async def test_chat_and_replayed_events(web: Web) -> None:
         assert (await http.post(chat, json={"user_id": bea, "text": "x" * 4001})).status_code == 422
         assert (await http.post(chat, json={"text": "who am I"})).status_code == 422
 
-        got = await until(lambda: http.get(chat), lambda r: len(r.json()["messages"]) >= 3, "three messages")
+        got = await poll(lambda: http.get(chat), lambda r: len(r.json()["messages"]) >= 3, "three messages")
         messages = got.json()["messages"]
         assert [(m["user_id"], m["text"]) for m in messages] == [(bea, "Hello, all!"), (cai, "Hi Bea"),
                                                                  (bea, "Agenda is in the doc")]  # fmt: skip
@@ -276,12 +264,12 @@ async def test_chat_and_replayed_events(web: Web) -> None:
                 {"i": row_id})  # fmt: skip
 
         # Equal versions: FINAL keeps the row inserted last, so its offset shows the replay was written.
-        await until(
+        await poll(
             lambda: provenance("chat_messages", "message_id", sent["message_id"]),
             lambda rows: [r["kafka_offset"] for r in rows] == [chat_offset],
             "the replayed chat message",
         )
-        await until(
+        await poll(
             lambda: provenance("users", "user_id", bea),
             lambda rows: [r["kafka_offset"] for r in rows] == [user_offset],
             "the replayed user",
