@@ -130,7 +130,8 @@ class LocalTranscriber:
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
     async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
-        await self._scheduler.run(requests, ready)
+        # A final queued meanwhile preempts this round's remaining partials: it need not wait for them.
+        await self._scheduler.run(requests, ready, preempt=lambda: self.outbox.final_waiting)
 
     def check(self) -> None:
         pass

@@ -41,6 +41,7 @@ class Outbox:
     def __init__(self) -> None:
         self._items: list[Queued] = []
         self._partials: dict[str, Decode] = {}  # stream -> its partial request waiting here
+        self._finals = 0  # final decodes waiting here
 
     def emit(self, stream_id: str, meeting_id: str, value: bytes) -> None:
         self._items.append((stream_id, (meeting_id, value)))
@@ -52,6 +53,8 @@ class Outbox:
             if queued is not None:
                 queued.superseded = True
             self._partials[stream_id] = item
+        else:
+            self._finals += 1
         self._items.append((stream_id, item))
 
     def drop_partial(self, stream_id: str) -> None:
@@ -65,7 +68,13 @@ class Outbox:
         items = [(s, i) for s, i in self._items if not (isinstance(i, Decode) and i.superseded)]
         self._items = []
         self._partials.clear()
+        self._finals = 0
         return items
+
+    @property
+    def final_waiting(self) -> bool:
+        """A final decode is queued for the next round (the running round should make way for it)."""
+        return self._finals > 0
 
     def __bool__(self) -> bool:
         return bool(self._items)

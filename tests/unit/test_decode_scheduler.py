@@ -10,6 +10,7 @@ import numpy as np
 
 from stt_workers.engine import Transcription, Word
 from stt_workers.scheduler import DecodeRequest, DecodeScheduler, plan_batches
+from stt_workers.transcriber import Decode, Outbox
 
 
 def req(kind: str, seconds: float) -> DecodeRequest:
@@ -27,7 +28,10 @@ def test_same_bucket_batched_finals_first_and_capped() -> None:
     batches = plan_batches(requests, max_batch=8)
     buckets = [{requests[i].bucket for i in b} for b in batches]
     assert all(len(b) == 1 for b in buckets), "one bucket per batch"
-    assert batches[0] == [2, 0], "the shortest bucket with finals first, its partials ride along"
+    assert batches[:3] == [[2], [1], [4]], "finals first, shortest bucket first"
+    assert batches[3:] == [[0], [3]], "then partials, shortest bucket first, never with finals"
+    same_bucket = [req("final", 4.0), req("partial", 4.5), req("final", 3.0)]
+    assert plan_batches(same_bucket, max_batch=8) == [[0, 2], [1]]
     assert sorted(i for b in batches for i in b) == list(range(len(requests)))
     many = [req("final", 2.0) for _ in range(19)]
     assert [len(b) for b in plan_batches(many, max_batch=8)] == [8, 8, 3]
@@ -36,7 +40,7 @@ def test_same_bucket_batched_finals_first_and_capped() -> None:
 def test_partial_only_batches_come_after_every_final() -> None:
     requests = [req("partial", 1.0), req("partial", 8.0), req("final", 8.0)]
     batches = plan_batches(requests, max_batch=8)
-    assert batches == [[2, 1], [0]]
+    assert batches == [[2], [0], [1]]
 
 
 def test_results_in_request_order_and_stale_partials_dropped() -> None:
@@ -71,9 +75,7 @@ def test_only_finals_ask_for_word_timings() -> None:
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake")
     asyncio.run(scheduler.run([req("partial", 1.0), req("final", 1.2), req("partial", 7.0)]))
-    assert asked == [[True, False], [False]], (
-        "partials riding along with a final, and partials alone, get no words"
-    )
+    assert asked == [[True], [False], [False]], "partials get no words"
 
 
 def test_batches_are_measured() -> None:
@@ -121,8 +123,8 @@ def test_languages_never_share_a_batch() -> None:
     batches = plan_batches(requests, max_batch=8)
     assert all(len({requests[i].language for i in b}) == 1 for b in batches), "one language per batch"
     assert sorted(i for b in batches for i in b) == list(range(len(requests)))
-    # Finals first, shortest bucket first; a bucket's partials of the same language ride along.
-    assert batches == [[2, 1], [0, 3], [5], [4]]
+    # Finals first, then partials, shortest bucket first, each batch of one language.
+    assert batches == [[2], [0], [5], [1], [3], [4]]
 
 
 def test_each_batch_is_decoded_in_its_language() -> None:
@@ -154,3 +156,32 @@ def test_each_result_is_ready_when_its_batch_is_done() -> None:
     # The final's batch first, told before the next batch ran; the 8 s partial next; the 25 s partial's
     # batch started past the deadline: told None, never decoded.
     assert told == [(1, "16000", 1), (0, "128000", 2), (2, None, 2)]
+
+
+def test_a_waiting_final_preempts_the_rounds_partials_not_its_finals() -> None:
+    decoded: list[int] = []  # clip lengths, in decode order
+    final_came = False
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        nonlocal final_came
+        decoded.extend(len(a) for a in batch)
+        final_came = True  # a final was queued for the next round while this batch ran
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    requests = [req("partial", 1.0), req("final", 1.0), req("final", 7.0), req("partial", 3.0)]
+    told: list[tuple[int, str | None]] = []
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=60)
+    asyncio.run(scheduler.run(requests, lambda i, r: told.append((i, r.text if r else None)),
+                              preempt=lambda: final_came))  # fmt: skip
+    assert decoded == [16000, 112000], "both finals decoded, no partial after the preemption"
+    assert sorted(told) == [(0, None), (1, "x"), (2, "x"), (3, None)]
+
+
+def test_outbox_says_when_a_final_waits() -> None:
+    outbox = Outbox()
+    outbox.decode("s1", Decode(req("partial", 1.0), lambda r: None), partial=True)
+    assert not outbox.final_waiting
+    outbox.decode("s2", Decode(req("final", 1.0), lambda r: None))
+    assert outbox.final_waiting
+    assert len(outbox.take()) == 2
+    assert not outbox.final_waiting
