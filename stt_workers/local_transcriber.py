@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from aiokafka.structs import ConsumerRecord
 
@@ -72,6 +73,7 @@ class LocalTranscriber:
         self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch,
                                           partial_deadline_s=settings.stt_partial_deadline_ms / 1000)  # fmt: skip
         self._multilingual = bool(getattr(engine, "multilingual", True))
+        self._eager: dict[str, EagerFinal] = {}  # stream -> its eager final decode, while it may be one
 
     def holds(self, stream_id: str) -> bool:
         return stream_id in self._streams
@@ -105,6 +107,7 @@ class LocalTranscriber:
         if state is not None:
             for segment in state.segmenter.flush():
                 self._finalize(state, segment)
+        self._eager.pop(stream_id, None)
         self.outbox.emit(stream_id, *last)
 
     def after_batch(self, touched: set[str]) -> None:
@@ -127,6 +130,7 @@ class LocalTranscriber:
         for stream, state in list(self._streams.items()):
             if state.partition in partitions:
                 del self._streams[stream]
+                self._eager.pop(stream, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
     async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
@@ -147,20 +151,36 @@ class LocalTranscriber:
         return f"{self.name}:{self.model}"
 
     def _partial(self, state: StreamState) -> None:
-        """Ask for a re-decode of the open utterance once enough new audio arrived."""
+        """Ask for a re-decode of the open utterance once enough new audio arrived, or as soon as a
+        silence may be ending it (an eager final)."""
         segment = state.segmenter.open_segment()
         if segment is None:
             return
         open_utt = state.open_utterance
         if open_utt is None or open_utt.start_sample != segment.start_sample:
             open_utt = state.open_utterance = OpenUtterance(segment.start_sample, decoded_until=segment.start_sample)
-        interval = state.info.sample_rate * PARTIAL_INTERVAL_MS // 1000
-        if segment.end_sample - open_utt.decoded_until < interval:
+        ending = state.segmenter.ending_segment()
+        eager = self._eager.get(state.info.stream_id)
+        if ending is not None and (eager is None or not eager.same(ending)):
+            self._ask(state, open_utt, ending, EagerFinal(ending))
             return
+        interval = state.info.sample_rate * PARTIAL_INTERVAL_MS // 1000
+        if segment.end_sample - open_utt.decoded_until >= interval:
+            self._ask(state, open_utt, segment, None)
+
+    def _ask(self, state: StreamState, open_utt: OpenUtterance, segment: Segment, eager: EagerFinal | None) -> None:
+        """Queue a decode of ``segment`` of the open utterance, published as a partial; an eager final's
+        (a final-kind request: first in its round, with word timings) becomes the final if the utterance
+        ends where it does before it is published."""
         asked_before, open_utt.decoded_until = open_utt.decoded_until, segment.end_sample
-        language, engine, model = state.info.language, self.name, self.model
+        info, language, engine, model = state.info, state.info.language, self.name, self.model
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
+            if eager is not None:
+                if eager.final_at_ms is not None:
+                    assert result is not None, "final-kind requests are never dropped"
+                    return self._final_value(info, segment, result, eager.final_at_ms)
+                eager.result = result
             if result is None and open_utt.decoded_until == segment.end_sample:
                 # Dropped by a late round, and no newer request since: ask again with the next audio
                 # instead of waiting for another interval of it.
@@ -169,13 +189,17 @@ class LocalTranscriber:
             if not words or state.open_utterance is not open_utt:
                 return None  # dropped as stale, silence, or the utterance ended meanwhile
             stable, unstable = open_utt.update(words)
-            event = partial_event(state.info, segment, open_utt, stable, unstable, language=language,
+            event = partial_event(info, segment, open_utt, stable, unstable, language=language,
                                   engine=engine, model=model)  # fmt: skip
             STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
-            return state.info.meeting_id, encode(event)
+            return info.meeting_id, encode(event)
 
-        request = Decode(DecodeRequest("partial", segment.audio, state.info.sample_rate, language), publish)
-        self.outbox.decode(state.info.stream_id, request, partial=True)
+        kind = "partial" if eager is None else "final"
+        request = Decode(DecodeRequest(kind, segment.audio, info.sample_rate, language), publish)
+        if eager is not None:
+            eager.decode = request
+            self._eager[info.stream_id] = eager
+        self.outbox.decode(info.stream_id, request, partial=True)
 
     def _progress(self, state: StreamState) -> None:
         """In silence, tell the merger how far this stream is settled, so silent streams do not hold
@@ -189,20 +213,54 @@ class LocalTranscriber:
 
     def _finalize(self, state: StreamState, segment: Segment) -> None:
         info = state.info
-        if state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample:
-            state.open_utterance = None
-            self.outbox.drop_partial(info.stream_id)
         speech_ended_ms = state.audio_time_ms(segment.end_sample)
-        language, engine, model = info.language, self.name, self.model
+        eager = self._eager.pop(info.stream_id, None)
+        ended_open = state.open_utterance is not None and state.open_utterance.start_sample == segment.start_sample
+        if ended_open:
+            state.open_utterance = None
+        if eager is not None and eager.same(segment) and not eager.decode.superseded:
+            # The utterance ended where the eager decode did: it is the final's decode.
+            if eager.result is not None:  # decoded and published as a partial already
+                value = self._final_value(info, segment, eager.result, speech_ended_ms)
+                if value is not None:
+                    self.outbox.emit(info.stream_id, *value, final=True)
+            else:  # queued or decoding: publishing it publishes the final
+                eager.final_at_ms = speech_ended_ms
+                self.outbox.keep(info.stream_id, eager.decode)
+            return
+        if ended_open:
+            self.outbox.drop_partial(info.stream_id)
 
         def publish(result: Transcription | None) -> tuple[str, bytes] | None:
             assert result is not None, "finals are never dropped"
-            event = final_event(info, segment, result, language=language, engine=engine, model=model)
-            if event is None:
-                return None
-            STT_UTTERANCES.labels(engine=engine).inc()
-            STT_FINAL_LATENCY.observe(max(0.0, time.time() - speech_ended_ms / 1000))
-            log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
-            return info.meeting_id, encode(event)
+            return self._final_value(info, segment, result, speech_ended_ms)
 
-        self.outbox.decode(info.stream_id, Decode(DecodeRequest("final", segment.audio, info.sample_rate, language), publish))
+        request = DecodeRequest("final", segment.audio, info.sample_rate, info.language)
+        self.outbox.decode(info.stream_id, Decode(request, publish))
+
+    def _final_value(self, info: StreamInfo, segment: Segment, result: Transcription,
+                     speech_ended_ms: int) -> tuple[str, bytes] | None:  # fmt: skip
+        """The final event of a decoded utterance, encoded with its key (None: nothing was said)."""
+        event = final_event(info, segment, result, language=info.language, engine=self.name, model=self.model)
+        if event is None:
+            return None
+        STT_UTTERANCES.labels(engine=self.name).inc()
+        STT_FINAL_LATENCY.observe(max(0.0, time.time() - speech_ended_ms / 1000))
+        log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
+        return info.meeting_id, encode(event)
+
+
+@dataclass
+class EagerFinal:
+    """A decode of the segment that ends the open utterance if its silence goes on
+    (``Segmenter.ending_segment``), asked for as soon as that silence covers the trailing pad instead of
+    after ``min_silence_ms`` of it: the decode runs while the end of speech is made sure. Until then it is
+    the stream's partial; if the utterance ends there, the final needs no decode of its own."""
+
+    segment: Segment
+    decode: Decode | None = None  # its request in the outbox
+    result: Transcription | None = None  # once published as a partial
+    final_at_ms: int | None = None  # set when the utterance ended here before it was published
+
+    def same(self, segment: Segment) -> bool:
+        return (self.segment.start_sample, self.segment.end_sample) == (segment.start_sample, segment.end_sample)

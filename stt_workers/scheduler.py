@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
@@ -30,6 +30,7 @@ Kind = Literal["final", "partial"]
 # (clips, language, with_words per clip) -> one transcription per clip; word timings only where asked for
 BatchDecoder = Callable[[list[np.ndarray], str, list[bool]], list[Transcription]]
 Ready = Callable[[int, "Transcription | None"], None]  # (request index, its result) as soon as it is known
+PARTIAL_BATCH_AUDIO_S = 20.0  # most audio (clips x bucket length) one partial batch holds: ~0.4 s on 2 cores
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,27 @@ class DecodeRequest:
 
 def plan_batches(requests: Sequence[DecodeRequest], max_batch: int) -> list[list[int]]:
     """Indexes of ``requests`` grouped into batches of one kind, one language and one bucket, at most
-    ``max_batch`` each: finals first, then partials, each shortest bucket first (cheapest first; measured
-    at 8 speakers, it also gave a lower final-lag p95 than oldest first). Partials never ride along with
-    finals: on a CPU a batch of eight costs about three times a batch of one, so a partial in a final's
-    batch delays that final by more than it saves."""
+    ``max_batch`` each, and a partial batch at most ``PARTIAL_BATCH_AUDIO_S`` of bucketed audio: finals
+    first, then partials, each shortest bucket first (cheapest first; measured at 8 speakers, it also gave
+    a lower final-lag p95 than oldest first). Partials never ride along with finals: on a CPU a batch of
+    eight costs about three times a batch of one, so a partial in a final's batch delays that final by
+    more than it saves."""
     finals: dict[tuple[int, str], list[int]] = {}
     partials: dict[tuple[int, str], list[int]] = {}
     for index, request in enumerate(requests):
         group = finals if request.kind == "final" else partials
         group.setdefault((request.bucket, request.language), []).append(index)
-    return _chunks((finals[key] for key in sorted(finals)), max_batch) + _chunks(
-        (partials[key] for key in sorted(partials)), max_batch
-    )
+    batches = [chunk for key in sorted(finals) for chunk in _chunks(finals[key], max_batch)]
+    for bucket_ms, language in sorted(partials):
+        # A partial batch holds at most PARTIAL_BATCH_AUDIO_S of audio: a final that comes while it
+        # runs waits for it, so it must stay short (2 clips of 10 s, 4 of 5 s, 8 of 2.5 s).
+        size = max(1, min(max_batch, int(PARTIAL_BATCH_AUDIO_S * 1000 // bucket_ms)))
+        batches += _chunks(partials[bucket_ms, language], size)
+    return batches
 
 
-def _chunks(groups: Iterable[list[int]], size: int) -> list[list[int]]:
-    return [members[i : i + size] for members in groups for i in range(0, len(members), size)]
+def _chunks(members: list[int], size: int) -> list[list[int]]:
+    return [members[i : i + size] for i in range(0, len(members), size)]
 
 
 class DecodeScheduler:

@@ -93,6 +93,15 @@ class Segmenter:
         audio = self._buffer[start - self._buffer_start : end - self._buffer_start].copy()
         return Segment(start_sample=start, end_sample=end, speech_start_sample=self._speech_start, audio=audio)
 
+    def ending_segment(self) -> Segment | None:
+        """The segment ``push`` will return if the silence that began after the last voiced window goes on
+        to ``min_silence_ms``: same boundaries, same audio. Known as soon as that silence covers the
+        trailing pad, before the end of speech is sure, so its decode can start early. None while voiced,
+        in silence, or for speech too short to be an utterance."""
+        if not self._in_speech or self._scored_until - self._voice_end < self._trailing_pad:
+            return None
+        return self._segment(self._speech_start, self._voice_end, self._voice_end + self._trailing_pad)
+
     def push(self, audio: np.ndarray) -> list[Segment]:
         """Append audio (float32, contiguous with what came before) and return segments that ended."""
         self._buffer = np.concatenate([self._buffer, audio.astype(np.float32, copy=False)])
@@ -176,13 +185,19 @@ class Segmenter:
         return segment
 
     def _cut(self, speech_start: int, voice_end: int, end: int) -> Segment | None:
+        """End the utterance with ``_segment``; no later segment starts before its end."""
+        segment = self._segment(speech_start, voice_end, end)
+        if segment is not None:
+            self._last_segment_end = segment.end_sample
+        return segment
+
+    def _segment(self, speech_start: int, voice_end: int, end: int) -> Segment | None:
         """A segment of the speech from ``speech_start`` to ``voice_end``, padded up to ``end``; None when
         the speech is shorter than the policy's minimum (a click, a cough)."""
         if voice_end - speech_start < self._policy.samples(self._policy.min_speech_ms):
             return None
         start = max(speech_start - self._pad, self._last_segment_end, self._buffer_start)
         end = min(end, self.end_sample)
-        self._last_segment_end = end
         audio = self._buffer[start - self._buffer_start : end - self._buffer_start].copy()
         return Segment(start_sample=start, end_sample=end, speech_start_sample=speech_start, audio=audio)
 

@@ -41,9 +41,11 @@ class Outbox:
     def __init__(self) -> None:
         self._items: list[Queued] = []
         self._partials: dict[str, Decode] = {}  # stream -> its partial request waiting here
-        self._finals = 0  # final decodes waiting here
+        self._finals = 0  # finals waiting here, as events (decoded already)
 
-    def emit(self, stream_id: str, meeting_id: str, value: bytes) -> None:
+    def emit(self, stream_id: str, meeting_id: str, value: bytes, final: bool = False) -> None:
+        """Queue an event; ``final``: a transcript final (its round should start soon)."""
+        self._finals += final
         self._items.append((stream_id, (meeting_id, value)))
 
     def decode(self, stream_id: str, item: Decode, partial: bool = False) -> None:
@@ -53,9 +55,12 @@ class Outbox:
             if queued is not None:
                 queued.superseded = True
             self._partials[stream_id] = item
-        else:
-            self._finals += 1
         self._items.append((stream_id, item))
+
+    def keep(self, stream_id: str, item: Decode) -> None:
+        """The stream's waiting partial request ``item`` is now its final's decode: never superseded."""
+        if self._partials.get(stream_id) is item:
+            del self._partials[stream_id]
 
     def drop_partial(self, stream_id: str) -> None:
         """The stream's open utterance ended (its final is queued): its waiting partial would be decoded
@@ -73,8 +78,10 @@ class Outbox:
 
     @property
     def final_waiting(self) -> bool:
-        """A final decode is queued for the next round (the running round should make way for it)."""
-        return self._finals > 0
+        """A final, or a final-kind decode, waits for the next round (the running round should make way)."""
+        return self._finals > 0 or any(
+            isinstance(item, Decode) and item.request.kind == "final" and not item.superseded for _, item in self._items
+        )
 
     def __bool__(self) -> bool:
         return bool(self._items)

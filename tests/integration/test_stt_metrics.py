@@ -220,8 +220,9 @@ async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
     assert after.value("palaver_stt_final_latency_seconds_count") == len(finals)
     assert after.value("palaver_stt_partial_latency_seconds_count") == len(partials)
 
-    # Latencies in seconds, each observation within (0, 30 s]. A final waits for the VAD's end-of-speech
-    # silence (500 ms, less the 200 ms pad kept in the utterance) before its decode, so none is under 0.1 s.
+    # Latencies in seconds, each observation within (0, 30 s]. A final is produced only once the VAD's
+    # end-of-speech silence is sure (500 ms, less the 200 ms pad kept in the utterance), even when its decode
+    # started earlier (an eager final), so none is under 0.1 s.
     for name, floor_s in (
         ("palaver_stt_final_latency_seconds", 0.1),
         ("palaver_stt_partial_latency_seconds", 0.0),
@@ -236,13 +237,14 @@ async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
                 f"{name} under {floor_s} s: {buckets}"
             )
 
-    # Decodes: every final and every published partial went through a batched decode call.
+    # Decodes: every final and every published partial went through a batched decode call; an eager
+    # final's one decode may be published twice, first as a partial, then as the final.
     decodes = after.value("palaver_stt_decode_seconds_count", engine="whisper")
     assert decodes > 0
     assert after.value("palaver_stt_decode_batch_size_count") == decodes
     assert after.value("palaver_stt_real_time_factor_count") == decodes
     decoded_requests = after.value("palaver_stt_decode_batch_size_sum")
-    assert decoded_requests >= len(finals) + len(partials)
+    assert decoded_requests >= max(len(finals), len(partials))
     assert decoded_requests / decodes <= 8  # PALAVER_STT_MAX_BATCH
     # One decode thread: the decode time cannot exceed the wall time the clip took, and is not free.
     decode_s = after.value("palaver_stt_decode_seconds_sum", engine="whisper")

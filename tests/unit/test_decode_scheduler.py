@@ -185,3 +185,13 @@ def test_outbox_says_when_a_final_waits() -> None:
     assert outbox.final_waiting
     assert len(outbox.take()) == 2
     assert not outbox.final_waiting
+
+
+def test_a_partial_batch_holds_a_bounded_amount_of_audio() -> None:
+    from stt_workers.scheduler import PARTIAL_BATCH_AUDIO_S
+
+    long_partials = [req("partial", 8.0) for _ in range(8)]  # bucket 10 s
+    sizes = [len(b) for b in plan_batches(long_partials, max_batch=8)]
+    assert sizes == [int(PARTIAL_BATCH_AUDIO_S // 10)] * (8 // int(PARTIAL_BATCH_AUDIO_S // 10))
+    assert [len(b) for b in plan_batches([req("partial", 2.0) for _ in range(8)], max_batch=8)] == [8]
+    assert [len(b) for b in plan_batches([req("final", 8.0) for _ in range(8)], max_batch=8)] == [8], "finals: max_batch"
