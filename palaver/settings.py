@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = 200
     vad_pad_ms: int = 200
     max_utterance_ms: int = 10_000
+    vad_eager_silence_ms: int = Field(
+        default=300,
+        description="After this much silence an utterance's final decode starts, before vad_min_silence_ms makes "
+        "the end of speech sure (>= vad_min_silence_ms: no eager decode).",
+    )
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
     stt_partial_deadline_ms: int = Field(
         default=500, description="A decode round drops the partials it has not started this long after it began."

@@ -55,6 +55,7 @@ def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
         min_speech_ms=settings.vad_min_speech_ms,
         pad_ms=settings.vad_pad_ms,
         max_utterance_ms=settings.max_utterance_ms,
+        eager_silence_ms=settings.vad_eager_silence_ms,
     )
 
 

@@ -30,6 +30,9 @@ class SegmenterPolicy:
     min_speech_ms: int = 200
     pad_ms: int = 200
     max_utterance_ms: int = 20_000
+    # Silence after which ``ending_segment`` tells the utterance's final segment (at least the trailing
+    # pad; from min_silence_ms on, never: the segment comes from ``push`` first).
+    eager_silence_ms: int = 300
 
     def samples(self, ms: int) -> int:
         return self.sample_rate * ms // 1000
@@ -95,10 +98,11 @@ class Segmenter:
 
     def ending_segment(self) -> Segment | None:
         """The segment ``push`` will return if the silence that began after the last voiced window goes on
-        to ``min_silence_ms``: same boundaries, same audio. Known as soon as that silence covers the
-        trailing pad, before the end of speech is sure, so its decode can start early. None while voiced,
-        in silence, or for speech too short to be an utterance."""
-        if not self._in_speech or self._scored_until - self._voice_end < self._trailing_pad:
+        to ``min_silence_ms``: same boundaries, same audio. Known once that silence covers the trailing
+        pad; told once it lasts ``eager_silence_ms``, before the end of speech is sure, so the decode can
+        start early. None while voiced, in silence, or for speech too short to be an utterance."""
+        need = max(self._trailing_pad, self._policy.samples(self._policy.eager_silence_ms))
+        if not self._in_speech or self._scored_until - self._voice_end < need:
             return None
         return self._segment(self._speech_start, self._voice_end, self._voice_end + self._trailing_pad)
 

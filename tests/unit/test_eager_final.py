@@ -46,9 +46,9 @@ def test_ending_segment_is_the_segment_the_end_of_speech_cuts() -> None:
         if ending is None:
             ending = segmenter.ending_segment()
             if ending is not None:
-                # Known once the silence covers the trailing pad, well before min_silence_ms of it.
+                # Told once the silence lasts eager_silence_ms, before min_silence_ms of it.
                 silence_s = (at + FRAME) / RATE - 2.0
-                assert policy.pad_ms / 1000 <= silence_s < policy.min_silence_ms / 1000
+                assert policy.eager_silence_ms / 1000 <= silence_s < policy.min_silence_ms / 1000
     assert ending is not None and len(cut) == 1
     assert (ending.start_sample, ending.end_sample, ending.speech_start_sample) == (
         cut[0].start_sample,
@@ -57,6 +57,14 @@ def test_ending_segment_is_the_segment_the_end_of_speech_cuts() -> None:
     )
     assert np.array_equal(ending.audio, cut[0].audio)
     assert segmenter.ending_segment() is None, "in silence there is no utterance to end"
+
+
+def test_no_ending_segment_when_eager_silence_is_the_min_silence() -> None:
+    segmenter = Segmenter(_loud, SegmenterPolicy(eager_silence_ms=500, min_silence_ms=500))
+    audio = _speech((0.5, 2.0), total_s=3.0)
+    for at in range(0, len(audio), FRAME // 4):
+        segmenter.push(audio[at : at + FRAME // 4])
+        assert segmenter.ending_segment() is None
 
 
 def test_no_ending_segment_while_voiced() -> None:
@@ -137,9 +145,9 @@ async def test_an_eager_decode_still_queued_at_the_end_of_speech_becomes_the_fin
     w = _Worker()
     await w.t.open(INFO, 0, 0)
     audio = _speech((0.3, 1.8), total_s=3.0)
-    await w.feed(audio[: int(2.1 * RATE)], rounds=False)  # the decoder is behind: no round yet
-    assert w.t.outbox.final_waiting and not w.finals(), "300 ms into the silence the final's decode is queued"
-    await w.feed(audio[int(2.1 * RATE) :], rounds=False)
+    await w.feed(audio[: int(2.2 * RATE)], rounds=False)  # the decoder is behind: no round yet
+    assert w.t.outbox.final_waiting and not w.finals(), "400 ms into the silence the final's decode is queued"
+    await w.feed(audio[int(2.2 * RATE) :], rounds=False)
     await w.round()
     assert len(w.finals()) == 1
     assert [with_words for _, with_words in w.whisper.decoded] == [True], "one decode: the eager one, as final"
@@ -149,8 +157,8 @@ async def test_an_eager_decode_still_queued_at_the_end_of_speech_becomes_the_fin
 async def test_speech_that_resumes_after_a_short_pause_keeps_one_utterance() -> None:
     w = _Worker()
     await w.t.open(INFO, 0, 0)
-    # A 300 ms pause: long enough for an eager decode, too short to end the utterance.
-    await w.feed(_speech((0.3, 1.5), (1.8, 3.0), total_s=4.0), rounds=True)
+    # A 420 ms pause: long enough for an eager decode, too short to end the utterance.
+    await w.feed(_speech((0.3, 1.5), (1.92, 3.0), total_s=4.0), rounds=True)
     finals = w.finals()
     assert len(finals) == 1, "the pause did not end the utterance"
     assert finals[0].start_sample < int(0.3 * RATE) and finals[0].end_sample > int(3.0 * RATE)
