@@ -506,7 +506,8 @@ def _offline_cells(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="palaver bench stt", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--speakers", default="1,2,4,8", help="sweep of concurrent speakers (default 1,2,4,8)")
+    parser.add_argument("--speakers", default="1,2,3,4,6,8,12,16",
+                        help="sweep of concurrent speakers (default 1,2,3,4,6,8,12,16)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30, help="seconds of speech per speaker (default 30)")
     parser.add_argument("--quick", action="store_true", help="smoke run: --speakers 1,2 --seconds 15")
     parser.add_argument("--system", choices=("both", "palaver", "baseline"), default="both",
