@@ -373,6 +373,30 @@ def run_offline(tracks: list[Track]) -> dict[str, Any]:
             "per_speaker": per_speaker}  # fmt: skip
 
 
+def machine_probe(repeats: int = 5) -> dict[str, Any]:
+    """How fast this machine decodes right now: one batched Whisper call over eight 6 s clips, with word
+    timings, as the worker decodes finals (the worker's model settings), on fixed speech (the 8-speaker
+    tracks, whatever the sweep). The machines are shared: a run taken while the host is busy is slower
+    throughout, and this figure, taken before and after the phases, says so. Compare runs only at similar
+    probe figures."""
+    from stt_workers.batched_whisper import BatchedWhisper
+
+    tracks = build_tracks(8, 20)
+
+    settings = Settings()
+    whisper = BatchedWhisper(settings.model_dir, settings.whisper_compute_type, settings.whisper_device,
+                             settings.whisper_threads)  # fmt: skip
+    clips = [(t.pcm[SAMPLE_RATE : 7 * SAMPLE_RATE] / 32768).astype(np.float32) for t in tracks]
+    whisper.decode(clips[:1], settings.stt_language)  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        whisper.decode(clips, settings.stt_language, True)
+        times.append(time.perf_counter() - started)
+    return {"what": "one batched decode of 8 x 6 s clips with word timings", "min_ms": round(min(times) * 1000),
+            "median_ms": round(float(np.median(times)) * 1000)}  # fmt: skip
+
+
 def add_offline(rows: list[dict[str, Any]], offline: dict[str, Any], tracks: list[Track]) -> None:
     """Each Palaver row gets the offline WER of its speakers and the difference in points."""
     for row in rows:
@@ -494,6 +518,10 @@ def print_table(results: dict[str, Any]) -> None:
     if s.get("streamed_within_offline") is not None:
         print(f"streamed finals within {WITHIN_POINTS} WER points of offline transcription at every N: "
               f"{'yes' if s['streamed_within_offline'] else 'no'} (+pts: streamed minus offline WER, in points)")  # fmt: skip
+    probe = results.get("machine_probe")
+    if probe:
+        print(f"machine probe ({probe['before']['what']}): {probe['before']['min_ms']} ms before the phases, "
+              f"{probe['after']['min_ms']} ms after (min of 5; a busy host shows here first)")  # fmt: skip
 
 
 def _offline_cells(row: dict[str, Any]) -> str:
@@ -530,9 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     progress = SweepProgress(systems * sum(sum(t.seconds for t in tracks[:n]) for n in args.speakers))
     started = time.monotonic()
     offline = run_offline(tracks) if args.system != "baseline" else None  # before the timed phases
+    probe_before = machine_probe()
     baseline = run_naive(args, tracks, progress) if args.system != "palaver" else []
     palaver = asyncio.run(run_palaver(args, tracks, progress)) if args.system != "baseline" else []
     progress.close()
+    probe_after = machine_probe()
     if offline is not None:
         add_offline(palaver, offline, tracks)
     pal_n, base_n = largest_sustainable(palaver), largest_sustainable(baseline)
@@ -560,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                            "script, averaged over the N speakers; wer_vs_offline_points = (streamed - offline) "
                            f"x 100, within when <= {WITHIN_POINTS}",
         },
+        "machine_probe": {"before": probe_before, "after": probe_after},
         "offline_reference": offline,
         "palaver": palaver,
         "baseline": baseline,
