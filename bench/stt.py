@@ -373,28 +373,31 @@ def run_offline(tracks: list[Track]) -> dict[str, Any]:
             "per_speaker": per_speaker}  # fmt: skip
 
 
-def machine_probe(repeats: int = 5) -> dict[str, Any]:
+class MachineProbe:
     """How fast this machine decodes right now: one batched Whisper call over eight 6 s clips, with word
     timings, as the worker decodes finals (the worker's model settings), on fixed speech (the 8-speaker
     tracks, whatever the sweep). The machines are shared: a run taken while the host is busy is slower
     throughout, and this figure, taken before and after the phases, says so. Compare runs only at similar
-    probe figures."""
-    from stt_workers.batched_whisper import BatchedWhisper
+    probe figures. The model and clips are loaded once, for both measurements."""
 
-    tracks = build_tracks(8, 20)
+    def __init__(self) -> None:
+        from stt_workers.batched_whisper import BatchedWhisper
 
-    settings = Settings()
-    whisper = BatchedWhisper(settings.model_dir, settings.whisper_compute_type, settings.whisper_device,
-                             settings.whisper_threads)  # fmt: skip
-    clips = [(t.pcm[SAMPLE_RATE : 7 * SAMPLE_RATE] / 32768).astype(np.float32) for t in tracks]
-    whisper.decode(clips[:1], settings.stt_language)  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        whisper.decode(clips, settings.stt_language, True)
-        times.append(time.perf_counter() - started)
-    return {"what": "one batched decode of 8 x 6 s clips with word timings", "min_ms": round(min(times) * 1000),
-            "median_ms": round(float(np.median(times)) * 1000)}  # fmt: skip
+        settings = Settings()
+        self._language = settings.stt_language
+        self._whisper = BatchedWhisper(settings.model_dir, settings.whisper_compute_type, settings.whisper_device,
+                                       settings.whisper_threads)  # fmt: skip
+        self._clips = [(t.pcm[SAMPLE_RATE : 7 * SAMPLE_RATE] / 32768).astype(np.float32) for t in build_tracks(8, 20)]
+        self._whisper.decode(self._clips[:1], self._language)  # warm-up
+
+    def measure(self, repeats: int = 5) -> dict[str, Any]:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self._whisper.decode(self._clips, self._language, True)
+            times.append(time.perf_counter() - started)
+        return {"what": "one batched decode of 8 x 6 s clips with word timings", "repeats": repeats,
+                "min_ms": round(min(times) * 1000), "median_ms": round(float(np.median(times)) * 1000)}  # fmt: skip
 
 
 def add_offline(rows: list[dict[str, Any]], offline: dict[str, Any], tracks: list[Track]) -> None:
@@ -521,7 +524,7 @@ def print_table(results: dict[str, Any]) -> None:
     probe = results.get("machine_probe")
     if probe:
         print(f"machine probe ({probe['before']['what']}): {probe['before']['min_ms']} ms before the phases, "
-              f"{probe['after']['min_ms']} ms after (min of 5; a busy host shows here first)")  # fmt: skip
+              f"{probe['after']['min_ms']} ms after (min of {probe['before']['repeats']}; a busy host shows here first)")  # fmt: skip
 
 
 def _offline_cells(row: dict[str, Any]) -> str:
@@ -558,11 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     progress = SweepProgress(systems * sum(sum(t.seconds for t in tracks[:n]) for n in args.speakers))
     started = time.monotonic()
     offline = run_offline(tracks) if args.system != "baseline" else None  # before the timed phases
-    probe_before = machine_probe()
+    probe = MachineProbe()
+    probe_before = probe.measure()
     baseline = run_naive(args, tracks, progress) if args.system != "palaver" else []
     palaver = asyncio.run(run_palaver(args, tracks, progress)) if args.system != "baseline" else []
     progress.close()
-    probe_after = machine_probe()
+    probe_after = probe.measure()
     if offline is not None:
         add_offline(palaver, offline, tracks)
     pal_n, base_n = largest_sustainable(palaver), largest_sustainable(baseline)

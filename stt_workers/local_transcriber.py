@@ -254,9 +254,9 @@ class LocalTranscriber:
 @dataclass
 class EagerFinal:
     """A decode of the segment that ends the open utterance if its silence goes on
-    (``Segmenter.ending_segment``), asked for as soon as that silence covers the trailing pad instead of
-    after ``min_silence_ms`` of it: the decode runs while the end of speech is made sure. Until then it is
-    the stream's partial; if the utterance ends there, the final needs no decode of its own."""
+    (``Segmenter.ending_segment``), asked for after ``eager_silence_ms`` of that silence instead of
+    ``min_silence_ms``: the decode runs while the end of speech is made sure. Until then it is the
+    stream's partial; if the utterance ends there, the final needs no decode of its own."""
 
     segment: Segment
     decode: Decode | None = None  # its request in the outbox
