@@ -328,7 +328,9 @@ def run_naive(args: argparse.Namespace, tracks: list[Track], progress: Any) -> l
     from bench.naive_baseline import NaiveStreamingServer, run_baseline
 
     defaults = Settings()
-    server = NaiveStreamingServer(bundled_whisper_model_dir(), threads=defaults.whisper_threads,
+    # As many threads as a Palaver worker decodes on (its lanes x threads), in the one lane it has.
+    threads = defaults.whisper_threads * defaults.stt_decode_lanes
+    server = NaiveStreamingServer(bundled_whisper_model_dir(), threads=threads,
                                   compute_type=defaults.whisper_compute_type, beam_size=defaults.whisper_beam_size,
                                   window_s=args.baseline_window)  # fmt: skip
     server.warm_up()
@@ -363,7 +365,8 @@ def run_offline(tracks: list[Track]) -> dict[str, Any]:
     before the timed phases: it would take CPU from the pipeline it is compared with."""
     settings = Settings()  # the same PALAVER_* environment the worker processes get
     options = OfflineOptions(model_dir=settings.model_dir, compute_type=settings.whisper_compute_type,
-                             threads=settings.whisper_threads, beam_size=settings.whisper_beam_size,
+                             threads=settings.whisper_threads * settings.stt_decode_lanes,
+                             beam_size=settings.whisper_beam_size,
                              language=settings.stt_language, device=settings.whisper_device)  # fmt: skip
     bar = Progress("offline reference", int(sum(t.seconds for t in tracks)))
     started = time.monotonic()
@@ -375,8 +378,9 @@ def run_offline(tracks: list[Track]) -> dict[str, Any]:
 
 class MachineProbe:
     """How fast this machine decodes right now: one batched Whisper call over eight 6 s clips, with word
-    timings, as the worker decodes finals (the worker's model settings), on fixed speech (the 8-speaker
-    tracks, whatever the sweep). The machines are shared: a run taken while the host is busy is slower
+    timings, as the worker decodes finals (the worker's model and compute type, on a fixed 2 threads in one
+    lane, so figures compare across runs and settings), on fixed speech (the 8-speaker tracks, whatever the
+    sweep). The machines are shared: a run taken while the host is busy is slower
     throughout, and this figure, taken before and after the phases, says so. Compare runs only at similar
     probe figures. The model and clips are loaded once, for both measurements."""
 
@@ -386,7 +390,7 @@ class MachineProbe:
         settings = Settings()
         self._language = settings.stt_language
         self._whisper = BatchedWhisper(settings.model_dir, settings.whisper_compute_type, settings.whisper_device,
-                                       settings.whisper_threads)  # fmt: skip
+                                       threads=2)  # fmt: skip
         self._clips = [(t.pcm[SAMPLE_RATE : 7 * SAMPLE_RATE] / 32768).astype(np.float32) for t in build_tracks(8, 20)]
         self._whisper.decode(self._clips[:1], self._language)  # warm-up
 

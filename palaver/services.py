@@ -76,7 +76,7 @@ def whisper_engine(settings: Settings) -> SttEngine:
     """Greedy decoding (beam 1, the default) batches open utterances across streams; a wider beam decodes
     one utterance at a time with faster-whisper."""
     common = {"compute_type": settings.whisper_compute_type, "device": settings.whisper_device,
-              "threads": settings.whisper_threads}  # fmt: skip
+              "threads": settings.whisper_threads, "lanes": settings.stt_decode_lanes}  # fmt: skip
     if settings.whisper_beam_size == 1:
         from stt_workers.batched_whisper import BatchedWhisper
 

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     whisper_model_dir: str | None = Field(default=None, description="CTranslate2 Whisper model directory.")
     whisper_compute_type: str = "int8"
     whisper_device: str = "cpu"
-    whisper_threads: int = 2
+    whisper_threads: int = Field(default=1, description="CPU threads of each decode lane (CTranslate2 intra_threads).")
     whisper_beam_size: int = 1
     stt_language: str = "en"
     vad_threshold: float = 0.5
@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         default=300,
         description="After this much silence an utterance's final decode starts, before vad_min_silence_ms makes "
         "the end of speech sure (>= vad_min_silence_ms: no eager decode).",
+    )
+    stt_decode_lanes: int = Field(
+        default=2,
+        description="Batches one worker decodes at once (CTranslate2 inter_threads), each on whisper_threads threads.",
     )
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
     stt_partial_deadline_ms: int = Field(

@@ -76,13 +76,15 @@ def bucket_for(seconds: float) -> int:
 class BatchedWhisper:
     """A Whisper model that decodes batches of utterances with the encoder input trimmed to their length.
 
-    Thread-safe and stateless between calls: every ``decode`` is a pure function of its audio. Also an
+    Thread-safe and stateless between calls: every ``decode`` is a pure function of its audio; up to
+    ``lanes`` calls from different threads run at once, each on ``threads`` threads. Also an
     ``SttEngine`` (``transcribe`` decodes a batch of one)."""
 
     name = "whisper"
 
     def __init__(self, model_dir: str, compute_type: str = "int8", device: str = "cpu", threads: int = 2,
-                 pad_multiple_s: float = 1.0, min_silence_s: float = 0.5, tail_guard_s: float = 0.3):  # fmt: skip
+                 lanes: int = 1, pad_multiple_s: float = 1.0, min_silence_s: float = 0.5,
+                 tail_guard_s: float = 0.3):  # fmt: skip
         import ctranslate2
         import tokenizers
         from faster_whisper.feature_extractor import FeatureExtractor
@@ -92,8 +94,9 @@ class BatchedWhisper:
                 f"{model_dir} is not a CTranslate2 Whisper model directory (no model.bin)"
             )
         self.model = model_label(model_dir)
+        # ``lanes`` model replicas (sharing weights) let that many threads decode batches at once.
         self._whisper = ctranslate2.models.Whisper(
-            model_dir, device=device, compute_type=compute_type, intra_threads=threads
+            model_dir, device=device, compute_type=compute_type, intra_threads=threads, inter_threads=lanes
         )
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         # The bundled models have no preprocessor_config.json: the defaults (80 mels) are Whisper's.

@@ -67,12 +67,14 @@ class LocalTranscriber:
         self.name, self.model = engine.name, engine.model
         self.outbox = Outbox()
         self._streams: dict[str, StreamState] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        lanes = settings.stt_decode_lanes
+        self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="decode")
         decode_batch = getattr(engine, "decode", None) or (
             lambda batch, language, with_words: [engine.transcribe(a, language) for a in batch]
         )
         self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch,
-                                          partial_deadline_s=settings.stt_partial_deadline_ms / 1000)  # fmt: skip
+                                          partial_deadline_s=settings.stt_partial_deadline_ms / 1000,
+                                          lanes=lanes)  # fmt: skip
         self._multilingual = bool(getattr(engine, "multilingual", True))
         self._eager: dict[str, EagerFinal] = {}  # stream -> its eager final decode, while it may be one
 

@@ -3,11 +3,17 @@
 Each consumer batch yields decode requests: finals (an utterance ended) and at most one partial per
 speaking stream (its open utterance, newest audio only). The scheduler buckets them by language and audio
 length (one Whisper call decodes one language: its prompt names it) and runs one batched call per bucket
-(``BatchedWhisper.decode``, encoder input trimmed to the bucket), off the event loop. Finals go first.
+(``BatchedWhisper.decode``, encoder input trimmed to the bucket), off the event loop, on
+``PALAVER_STT_DECODE_LANES`` threads at once (2 by default). Finals go first.
+
+Lanes: a greedy decode of a small batch is a chain of tiny decoder steps that a second intra-op thread
+barely speeds up (measured on 2 cores: a batch of one decodes as fast on 1 thread as on 2), so two lanes
+of one thread each decode about a third more than one lane of two threads (bench/README.md).
+
 Partials are dropped, not queued, once the round has run past ``partial_deadline_s``
 (``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or as soon as a final waits for the next round
-(``preempt``): under overload lag stays bounded instead of growing, a final waits for at most the batch
-that is running when its speech ends, and the dropped streams ask again at once with fresher audio. Only
+(``preempt``): under overload lag stays bounded instead of growing, a final waits for at most the first
+lane's batch to end, and the dropped streams ask again at once with fresher audio. Only
 finals get word timings: partials skip Whisper's alignment pass.
 """
 
@@ -71,13 +77,18 @@ def _chunks(members: list[int], size: int) -> list[list[int]]:
 
 
 class DecodeScheduler:
+    """Runs a round's batches on ``lanes`` threads of ``executor`` at once (a model with as many replicas,
+    ``BatchedWhisper(lanes=...)``). Each lane takes the next planned batch when its own is done, so finals
+    (planned first) start first and a final that comes during a round waits for the first lane to free."""
+
     def __init__(self, decode: BatchDecoder, executor: Executor, engine: str, max_batch: int = 8,
-                 partial_deadline_s: float = 0.5):  # fmt: skip
+                 partial_deadline_s: float = 0.5, lanes: int = 1):  # fmt: skip
         self._decode = decode
         self._executor = executor
         self._engine = engine
         self._max_batch = max_batch
         self._partial_deadline_s = partial_deadline_s
+        self._lanes = max(1, lanes)
 
     async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
                   preempt: Callable[[], bool] | None = None) -> list[Transcription | None]:  # fmt: skip
@@ -88,33 +99,47 @@ class DecodeScheduler:
         that have not started, so that final's round can begin."""
         results: list[Transcription | None] = [None] * len(requests)
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        for batch in plan_batches(requests, self._max_batch):
-            late = time.perf_counter() - started > self._partial_deadline_s
-            if late or (preempt is not None and preempt()):
-                dropped = [i for i in batch if requests[i].kind == "partial"]
-                STT_DROPPED_PARTIALS.inc(len(dropped))
-                if ready is not None:
+        planned = iter(plan_batches(requests, self._max_batch))  # shared: each lane takes the next batch
+
+        def tell(index: int, result: Transcription | None) -> None:
+            results[index] = result
+            if ready is not None:
+                ready(index, result)
+
+        async def lane() -> None:
+            for batch in planned:
+                late = time.perf_counter() - started > self._partial_deadline_s
+                if late or (preempt is not None and preempt()):
+                    dropped = [i for i in batch if requests[i].kind == "partial"]
+                    STT_DROPPED_PARTIALS.inc(len(dropped))
                     for i in dropped:
-                        ready(i, None)
-                batch = [i for i in batch if requests[i].kind == "final"]
-                if not batch:
-                    continue
-            t0 = time.perf_counter()
-            # Word timings (a second, alignment pass) only for finals: a partial needs only its words.
-            with_words = [requests[i].kind == "final" for i in batch]
-            language = requests[batch[0]].language  # one per batch (plan_batches)
-            decoded = await loop.run_in_executor(
-                self._executor, self._decode, [requests[i].audio for i in batch], language, with_words
-            )
-            elapsed = time.perf_counter() - t0
-            STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)
-            audio_s = sum(len(requests[i].audio) / requests[i].sample_rate for i in batch)
-            if audio_s > 0:
-                STT_REAL_TIME_FACTOR.observe(elapsed / audio_s)
-            STT_BATCH_SIZE.observe(len(batch))
-            for i, result in zip(batch, decoded, strict=True):
-                results[i] = result
-                if ready is not None:
-                    ready(i, result)
+                        tell(i, None)
+                    batch = [i for i in batch if requests[i].kind == "final"]
+                    if not batch:
+                        continue
+                for i, result in zip(batch, await self._decode_batch(requests, batch), strict=True):
+                    tell(i, result)
+
+        try:
+            async with asyncio.TaskGroup() as lanes:  # one lane failing cancels the others: the round fails
+                for _ in range(self._lanes):
+                    lanes.create_task(lane())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
         return results
+
+    async def _decode_batch(self, requests: Sequence[DecodeRequest], batch: list[int]) -> list[Transcription]:
+        t0 = time.perf_counter()
+        # Word timings (a second, alignment pass) only for finals: a partial needs only its words.
+        with_words = [requests[i].kind == "final" for i in batch]
+        language = requests[batch[0]].language  # one per batch (plan_batches)
+        decoded = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._decode, [requests[i].audio for i in batch], language, with_words
+        )
+        elapsed = time.perf_counter() - t0
+        STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)
+        audio_s = sum(len(requests[i].audio) / requests[i].sample_rate for i in batch)
+        if audio_s > 0:
+            STT_REAL_TIME_FACTOR.observe(elapsed / audio_s)
+        STT_BATCH_SIZE.observe(len(batch))
+        return decoded

@@ -24,14 +24,15 @@ class WhisperEngine:
     name = "whisper"
 
     def __init__(self, model_dir: str, compute_type: str = "int8", device: str = "cpu", threads: int = 2,
-                 beam_size: int = 1):  # fmt: skip
+                 lanes: int = 1, beam_size: int = 1):  # fmt: skip
         from faster_whisper import WhisperModel
 
         if not (Path(model_dir) / "model.bin").is_file():
             raise FileNotFoundError(f"{model_dir} is not a CTranslate2 Whisper model directory (no model.bin)")
         self.model = model_label(model_dir)
         self._beam_size = beam_size
-        self._whisper = WhisperModel(model_dir, device=device, compute_type=compute_type, cpu_threads=threads)
+        self._whisper = WhisperModel(model_dir, device=device, compute_type=compute_type, cpu_threads=threads,
+                                     num_workers=lanes)  # fmt: skip
 
     @property
     def multilingual(self) -> bool:

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 from stt_workers.engine import Transcription, Word
 from stt_workers.scheduler import DecodeRequest, DecodeScheduler, plan_batches
@@ -195,3 +196,35 @@ def test_a_partial_batch_holds_a_bounded_amount_of_audio() -> None:
     assert sizes == [int(PARTIAL_BATCH_AUDIO_S // 10)] * (8 // int(PARTIAL_BATCH_AUDIO_S // 10))
     assert [len(b) for b in plan_batches([req("partial", 2.0) for _ in range(8)], max_batch=8)] == [8]
     assert [len(b) for b in plan_batches([req("final", 8.0) for _ in range(8)], max_batch=8)] == [8], "finals: max_batch"
+
+
+def test_lanes_decode_batches_at_once_finals_first() -> None:
+    import threading
+
+    both_running = threading.Barrier(2, timeout=5)  # breaks (fails the test) unless two batches run at once
+    started: list[str] = []
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        started.append("final" if with_words[0] else "partial")
+        if len(started) <= 2:
+            both_running.wait()
+        return [Transcription(text=f"{len(a)}", words=(), confidence=0.5) for a in batch]
+
+    # Three batches: two finals (buckets 2.5 s and 10 s), then a partial.
+    requests = [req("partial", 1.0), req("final", 1.0), req("final", 7.0)]
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(2), "fake", partial_deadline_s=60, lanes=2)
+    results = asyncio.run(scheduler.run(requests))
+    assert started == ["final", "final", "partial"], "the two lanes take the finals' batches first"
+    assert [r.text if r else None for r in results] == ["16000", "16000", "112000"]
+
+
+def test_a_failing_lane_fails_the_round() -> None:
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        if len(batch[0]) > 16000:
+            raise RuntimeError("decoder broke")
+        time.sleep(0.1)
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(2), "fake", lanes=2)
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        asyncio.run(scheduler.run([req("final", 1.0), req("final", 7.0)]))
