@@ -13,11 +13,15 @@ it finds the same utterances again, so the same utterance ids (hash of stream an
 published before the crash but not yet committed comes again as the same utterance, which downstream
 upserts by id.
 
-Publish rounds overlap the reading: while one round decodes (in a thread; CTranslate2 releases the GIL)
+Publish rounds overlap the reading: while one round decodes (in threads; CTranslate2 releases the GIL)
 and publishes, the loop goes on consuming audio, and the transcriber queues finals, partials and other
 events in its outbox for the next round. Within a round each stream's events go out in order, each as soon
-as its decode is done (finals are decoded in the round's first batches). A round takes the commit offsets with its outbox and commits them
-after publishing it, so an offset is committed only once every final of the audio before it is produced.
+as its decode is done (finals are decoded in the round's first batches). A final queued while a round runs
+starts the next round at once: it overtakes the running one (whose partials not started yet are dropped)
+and takes the first free decode lane; each stream's events still go out in the order they arose, across
+rounds too. A round takes the commit offsets with its outbox and commits them after publishing it and
+after the round it overtook has committed, so an offset is committed only once every final of the audio
+before it is produced.
 
 Rebalances: a batch and a rebalance callback never interleave (one lock). On revocation the transcriber
 stops producing output for the partition's streams, the worker finishes the running round, publishes what
@@ -66,7 +70,10 @@ class SttWorker:
         self._pending: dict[int, dict[str, int]] = {}
         self._generation = 0  # bumped by each rebalance callback
         self._lock = asyncio.Lock()  # held by a batch, and by a rebalance callback
-        self._round: asyncio.Future[None] | None = None  # one publish round runs at a time
+        self._round: asyncio.Future[None] | None = None  # the newest publish round
+        # stream -> done when its events of the newest round holding it are published (the next round's
+        # wait for it)
+        self._published: dict[str, asyncio.Future[None]] = {}
 
     @property
     def _run(self) -> str:
@@ -124,29 +131,37 @@ class SttWorker:
                 STT_CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - await consumer.position(tp)))
 
     def _start_round(self, consumer: AIOKafkaConsumer) -> None:
-        """Start a publish round for everything queued so far, unless one is running: then the queue
-        grows until it ends (meanwhile the loop goes on reading audio, so the decoder and the VAD
-        overlap). The offsets to commit are taken now, with the outbox: they are safe once this round's
-        events are produced, because every final of audio handled so far is in this round."""
-        if self._round is not None:
-            if not self._round.done():
+        """Start a publish round for everything queued so far. While one runs the queue grows until it
+        ends (meanwhile the loop goes on reading audio, so the decoder and the VAD overlap), unless a
+        final waits in it: then a new round starts at once and overtakes the running one, whose
+        partials not started yet are dropped, so a final waits for a free decode lane, not for the end of
+        the round. Each stream's events still go out in order across rounds, and rounds commit in order.
+        The offsets to commit are taken now, with the outbox: they are safe once this round's events,
+        and the earlier rounds', are produced, because every final of audio handled so far is in them."""
+        previous = self._round
+        if previous is not None:
+            if previous.done():
+                previous.result()  # raises what the last round met: the worker stops, input is re-read
+                previous = None
+            elif not self._outbox.final_waiting:
                 return
-            self._round.result()  # raises what the last round met: the worker stops, input is re-read
         outbox = self._outbox.take()
         offsets = self._committable_now(consumer)
-        self._round = asyncio.ensure_future(self._publish_round(consumer, outbox, offsets))
+        self._round = asyncio.ensure_future(self._publish_round(consumer, outbox, offsets, previous))
 
     async def _finish_round(self) -> None:
         if self._round is not None:
             round_, self._round = self._round, None
-            await round_
+            await round_  # it awaits the rounds it overtook
 
     async def _publish_round(self, consumer: AIOKafkaConsumer, outbox: list[Queued],
-                             offsets: dict[TopicPartition, tuple[int, str]]) -> None:  # fmt: skip
+                             offsets: dict[TopicPartition, tuple[int, str]],
+                             previous: asyncio.Future[None] | None = None) -> None:  # fmt: skip
         """Decode every request of the round together (the local path batches across streams) and publish
         each stream's events in the order they arose, each as soon as it and the stream's events before it
-        are ready: a final decoded in the round's first batch does not wait for the partials' batches.
-        Commit once everything is delivered."""
+        (in this round and in a ``previous`` round still running) are ready: a final decoded in the round's
+        first batch does not wait for the partials' batches. Commit once everything is delivered, and the
+        previous round has committed."""
         loop = asyncio.get_running_loop()
         decodes = [item for _, item in outbox if isinstance(item, Decode)]
         results: dict[int, asyncio.Future[Transcription | None]] = {id(d): loop.create_future() for d in decodes}
@@ -167,21 +182,37 @@ class SttWorker:
         for stream_id, item in outbox:
             streams.setdefault(stream_id, []).append(item)
         deliveries: list[asyncio.Future[object]] = []
+        # Each stream publishes after its events of the rounds before this one.
+        after = {stream: self._published.get(stream) for stream in streams}
+        done = {stream: loop.create_future() for stream in streams}
+        self._published.update(done)
 
-        async def publish(items: list[OutboxItem]) -> None:
-            for item in items:
-                if isinstance(item, Decode):
-                    value = item.publish(await results[id(item)])
-                    if value is None:
-                        continue
-                    meeting_id, payload = value
-                else:
-                    meeting_id, payload = item
-                deliveries.append(await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode()))
+        async def publish(stream: str, items: list[OutboxItem]) -> None:
+            try:
+                before = after[stream]
+                if before is not None:
+                    await asyncio.wait({before})  # not ``await``: cancelling this round must not cancel it
+                for item in items:
+                    if isinstance(item, Decode):
+                        value = item.publish(await results[id(item)])
+                        if value is None:
+                            continue
+                        meeting_id, payload = value
+                    else:
+                        meeting_id, payload = item
+                    delivery = await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode())
+                    deliveries.append(delivery)
+            finally:
+                if self._published.get(stream) is done[stream]:
+                    del self._published[stream]
+                if not done[stream].done():
+                    done[stream].set_result(None)
 
-        await asyncio.gather(decode_all(), *(publish(items) for items in streams.values()))
+        await asyncio.gather(decode_all(), *(publish(stream, items) for stream, items in streams.items()))
         if deliveries:
             await asyncio.gather(*deliveries)
+        if previous is not None:
+            await previous  # its failure fails this round too
         await self._commit_offsets(consumer, offsets)
 
     async def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:

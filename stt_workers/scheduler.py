@@ -12,8 +12,9 @@ of one thread each decode about a third more than one lane of two threads (bench
 
 Partials are dropped, not queued, once the round has run past ``partial_deadline_s``
 (``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or as soon as a final waits for the next round
-(``preempt``): under overload lag stays bounded instead of growing, a final waits for at most the first
-lane's batch to end, and the dropped streams ask again at once with fresher audio. Only
+(``preempt``), or when a newer round has begun (the worker starts one at once for a final that comes
+while a round runs; the rounds share the lanes): under overload lag stays bounded instead of growing, a
+final waits for at most the first lane's batch to end, and the dropped streams ask again at once with fresher audio. Only
 finals get word timings: partials skip Whisper's alignment pass.
 """
 
@@ -89,6 +90,8 @@ class DecodeScheduler:
         self._max_batch = max_batch
         self._partial_deadline_s = partial_deadline_s
         self._lanes = max(1, lanes)
+        self._free_lanes: asyncio.Semaphore | None = None  # shared by the rounds running at once
+        self._rounds = 0  # rounds begun: a round overtaken by a newer one starts no more partials
 
     async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
                   preempt: Callable[[], bool] | None = None) -> list[Transcription | None]:  # fmt: skip
@@ -99,6 +102,11 @@ class DecodeScheduler:
         that have not started, so that final's round can begin."""
         results: list[Transcription | None] = [None] * len(requests)
         started = time.perf_counter()
+        self._rounds += 1
+        round_number = self._rounds
+        if self._free_lanes is None:
+            self._free_lanes = asyncio.Semaphore(self._lanes)
+        free_lanes = self._free_lanes
         planned = iter(plan_batches(requests, self._max_batch))  # shared: each lane takes the next batch
 
         def tell(index: int, result: Transcription | None) -> None:
@@ -107,18 +115,23 @@ class DecodeScheduler:
                 ready(index, result)
 
         async def lane() -> None:
-            for batch in planned:
-                late = time.perf_counter() - started > self._partial_deadline_s
-                if late or (preempt is not None and preempt()):
-                    dropped = [i for i in batch if requests[i].kind == "partial"]
-                    STT_DROPPED_PARTIALS.inc(len(dropped))
-                    for i in dropped:
-                        tell(i, None)
-                    batch = [i for i in batch if requests[i].kind == "final"]
-                    if not batch:
-                        continue
-                for i, result in zip(batch, await self._decode_batch(requests, batch), strict=True):
-                    tell(i, result)
+            while True:
+                async with free_lanes:  # a lane first, then the batch: the check below is fresh
+                    batch = next(planned, None)
+                    if batch is None:
+                        return
+                    late = time.perf_counter() - started > self._partial_deadline_s
+                    overtaken = self._rounds != round_number
+                    if late or overtaken or (preempt is not None and preempt()):
+                        dropped = [i for i in batch if requests[i].kind == "partial"]
+                        STT_DROPPED_PARTIALS.inc(len(dropped))
+                        for i in dropped:
+                            tell(i, None)
+                        batch = [i for i in batch if requests[i].kind == "final"]
+                        if not batch:
+                            continue
+                    for i, result in zip(batch, await self._decode_batch(requests, batch), strict=True):
+                        tell(i, result)
 
         try:
             async with asyncio.TaskGroup() as lanes:  # one lane failing cancels the others: the round fails

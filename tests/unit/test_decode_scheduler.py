@@ -228,3 +228,42 @@ def test_a_failing_lane_fails_the_round() -> None:
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(2), "fake", lanes=2)
     with pytest.raises(RuntimeError, match="decoder broke"):
         asyncio.run(scheduler.run([req("final", 1.0), req("final", 7.0)]))
+
+
+def test_a_newer_round_overtakes_and_lanes_are_shared() -> None:
+    import threading
+
+    running = threading.Semaphore(0)
+    go = threading.Event()
+    decoded: list[int] = []  # clip lengths, in decode order
+    at_once = 0
+    busy = 0
+    lock = threading.Lock()
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        nonlocal at_once, busy
+        with lock:
+            busy += 1
+            at_once = max(at_once, busy)
+            decoded.extend(len(a) for a in batch)
+        running.release()
+        go.wait(5)
+        with lock:
+            busy -= 1
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    async def scenario() -> tuple[list[Transcription | None], list[Transcription | None]]:
+        scheduler = DecodeScheduler(decode, ThreadPoolExecutor(4), "fake", max_batch=1, partial_deadline_s=60, lanes=1)
+        # Round 1: three partials; its first batch is running when round 2 (a final) begins.
+        first = asyncio.ensure_future(scheduler.run([req("partial", 1.0), req("partial", 2.0), req("partial", 3.0)]))
+        await asyncio.get_running_loop().run_in_executor(None, running.acquire)
+        second = asyncio.ensure_future(scheduler.run([req("final", 4.0)]))
+        await asyncio.sleep(0.05)
+        go.set()
+        return await first, await second
+
+    old, new = asyncio.run(scenario())
+    assert decoded == [16000, 64000], "the running partial ends, the final takes the lane, no other partial starts"
+    assert at_once == 1, "one lane for both rounds"
+    assert [r is not None for r in old] == [True, False, False]
+    assert new[0] is not None
