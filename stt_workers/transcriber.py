@@ -78,10 +78,16 @@ class Outbox:
 
     @property
     def final_waiting(self) -> bool:
-        """A final, or a final-kind decode, waits for the next round (the running round should make way)."""
+        """A final waits for the next round (the running round makes way for it): a final event, or the
+        decode of an utterance that has ended. An eager decode (final-kind, but still the stream's partial
+        request: its utterance may go on) does not count until ``keep`` makes it the final's: under
+        overload, decodes that may be thrown away must not overtake anything."""
+        speculative = {id(item) for item in self._partials.values()}
         return self._finals > 0 or any(
-            isinstance(item, Decode) and item.request.kind == "final" and not item.superseded for _, item in self._items
-        )
+            isinstance(item, Decode) and item.request.kind == "final" and not item.superseded
+            and id(item) not in speculative
+            for _, item in self._items
+        )  # fmt: skip
 
     def __bool__(self) -> bool:
         return bool(self._items)

@@ -186,6 +186,11 @@ def test_outbox_says_when_a_final_waits() -> None:
     assert outbox.final_waiting
     assert len(outbox.take()) == 2
     assert not outbox.final_waiting
+    eager = Decode(req("final", 1.0), lambda r: None)
+    outbox.decode("s3", eager, partial=True)
+    assert not outbox.final_waiting, "an eager decode, while its utterance may go on"
+    outbox.keep("s3", eager)
+    assert outbox.final_waiting, "the eager decode became the final's"
 
 
 def test_a_partial_batch_holds_a_bounded_amount_of_audio() -> None:

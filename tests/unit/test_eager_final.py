@@ -146,8 +146,10 @@ async def test_an_eager_decode_still_queued_at_the_end_of_speech_becomes_the_fin
     await w.t.open(INFO, 0, 0)
     audio = _speech((0.3, 1.8), total_s=3.0)
     await w.feed(audio[: int(2.2 * RATE)], rounds=False)  # the decoder is behind: no round yet
-    assert w.t.outbox.final_waiting and not w.finals(), "400 ms into the silence the final's decode is queued"
+    assert w.t.outbox and not w.finals(), "400 ms into the silence the final's decode is queued"
+    assert not w.t.outbox.final_waiting, "while the utterance may go on, the eager decode overtakes nothing"
     await w.feed(audio[int(2.2 * RATE) :], rounds=False)
+    assert w.t.outbox.final_waiting, "at the end of speech it is the final's decode"
     await w.round()
     assert len(w.finals()) == 1
     assert [with_words for _, with_words in w.whisper.decoded] == [True], "one decode: the eager one, as final"
