@@ -205,8 +205,7 @@ class SttWorker:
             finally:
                 if self._published.get(stream) is done[stream]:
                     del self._published[stream]
-                if not done[stream].done():
-                    done[stream].set_result(None)
+                done[stream].set_result(None)
 
         await asyncio.gather(decode_all(), *(publish(stream, items) for stream, items in streams.items()))
         if deliveries:

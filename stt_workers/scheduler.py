@@ -14,8 +14,8 @@ Partials are dropped, not queued, once the round has run past ``partial_deadline
 (``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or as soon as a final waits for the next round
 (``preempt``), or when a newer round has begun (the worker starts one at once for a final that comes
 while a round runs; the rounds share the lanes): under overload lag stays bounded instead of growing, a
-final waits for at most the first lane's batch to end, and the dropped streams ask again at once with fresher audio. Only
-finals get word timings: partials skip Whisper's alignment pass.
+final waits for at most the first lane's batch to end, and the dropped streams ask again at once with
+fresher audio. Only finals get word timings: partials skip Whisper's alignment pass.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class DecodeScheduler:
         self._max_batch = max_batch
         self._partial_deadline_s = partial_deadline_s
         self._lanes = max(1, lanes)
-        self._free_lanes: asyncio.Semaphore | None = None  # shared by the rounds running at once
+        self._free_lanes = asyncio.Semaphore(self._lanes)  # shared by the rounds running at once
         self._rounds = 0  # rounds begun: a round overtaken by a newer one starts no more partials
 
     async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
@@ -104,9 +104,6 @@ class DecodeScheduler:
         started = time.perf_counter()
         self._rounds += 1
         round_number = self._rounds
-        if self._free_lanes is None:
-            self._free_lanes = asyncio.Semaphore(self._lanes)
-        free_lanes = self._free_lanes
         planned = iter(plan_batches(requests, self._max_batch))  # shared: each lane takes the next batch
 
         def tell(index: int, result: Transcription | None) -> None:
@@ -116,7 +113,7 @@ class DecodeScheduler:
 
         async def lane() -> None:
             while True:
-                async with free_lanes:  # a lane first, then the batch: the check below is fresh
+                async with self._free_lanes:  # a lane first, then the batch: the check below is fresh
                     batch = next(planned, None)
                     if batch is None:
                         return
