@@ -3,4 +3,13 @@
 Services (ingest, stt_workers, merger, api) import this package and never each other.
 """
 
+import os
+
+# Before numpy loads (``python -m palaver`` and the ``palaver`` script import this first): OpenBLAS's own
+# thread pool would run beside the threads the settings budget (the STT worker's decode lanes), and its
+# threads busy-wait after each small matrix product (a mel spectrogram). Measured in the STT worker at 12
+# speakers on 2 cores: about 10 points of a core less CPU with one BLAS thread (bench/README.md).
+# An explicit OPENBLAS_NUM_THREADS in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 __version__ = "0.1.0"
