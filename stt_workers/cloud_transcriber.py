@@ -195,6 +195,9 @@ class CloudTranscriber:
     async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
         raise AssertionError("the cloud path queues no decode requests")
 
+    def idle_lane(self) -> bool:
+        return False  # nothing to decode here
+
     def check(self) -> None:
         if self._failure is not None:
             raise self._failure

@@ -140,6 +140,9 @@ class LocalTranscriber:
         # A final queued meanwhile preempts this round's remaining partials: it need not wait for them.
         await self._scheduler.run(requests, ready, preempt=lambda: self.outbox.final_waiting)
 
+    def idle_lane(self) -> bool:
+        return self._scheduler.idle_lane
+
     def check(self) -> None:
         pass
 

@@ -18,8 +18,9 @@ and publishes, the loop goes on consuming audio, and the transcriber queues fina
 events in its outbox for the next round. Within a round each stream's events go out in order, each as soon
 as its decode is done (finals are decoded in the round's first batches). A final queued while a round runs
 starts the next round at once: it overtakes the running one (whose partials not started yet are dropped)
-and takes the first free decode lane; each stream's events still go out in the order they arose, across
-rounds too. A round takes the commit offsets with its outbox and commits them after publishing it and
+and takes the first free decode lane; queued decodes also start a round of their own when a lane idles
+while the running round's last batches finish on the others. Each stream's events still go out in the
+order they arose, across rounds too. A round takes the commit offsets with its outbox and commits them after publishing it and
 after the round it overtook has committed, so an offset is committed only once every final of the audio
 before it is produced.
 
@@ -71,6 +72,8 @@ class SttWorker:
         self._generation = 0  # bumped by each rebalance callback
         self._lock = asyncio.Lock()  # held by a batch, and by a rebalance callback
         self._round: asyncio.Future[None] | None = None  # the newest publish round
+        self._rounds = 0  # rounds started
+        self._newest_planned = False  # the newest round has handed its decodes to the transcriber
         # stream -> done when its events of the newest round holding it are published (the next round's
         # wait for it)
         self._published: dict[str, asyncio.Future[None]] = {}
@@ -135,19 +138,28 @@ class SttWorker:
         ends (meanwhile the loop goes on reading audio, so the decoder and the VAD overlap), unless a
         final waits in it: then a new round starts at once and overtakes the running one, whose
         partials not started yet are dropped, so a final waits for a free decode lane, not for the end of
-        the round. Each stream's events still go out in order across rounds, and rounds commit in order.
-        The offsets to commit are taken now, with the outbox: they are safe once this round's events,
+        the round. Likewise when a decode lane idles while the running round's last batches finish on
+        the others (``_lane_idle``): the queued decodes take it. Each stream's events still go out in
+        order across rounds, and rounds commit in order. The offsets to commit are taken now, with the outbox: they are safe once this round's events,
         and the earlier rounds', are produced, because every final of audio handled so far is in them."""
         previous = self._round
         if previous is not None:
             if previous.done():
                 previous.result()  # raises what the last round met: the worker stops, input is re-read
                 previous = None
-            elif not self._outbox.final_waiting:
+            elif not (self._outbox.final_waiting or self._lane_idle()):
                 return
         outbox = self._outbox.take()
         offsets = self._committable_now(consumer)
-        self._round = asyncio.ensure_future(self._publish_round(consumer, outbox, offsets, previous))
+        self._rounds += 1
+        self._newest_planned = False
+        self._round = asyncio.ensure_future(self._publish_round(consumer, outbox, offsets, previous, self._rounds))
+
+    def _lane_idle(self) -> bool:
+        """Decodes wait, the running rounds have started all their batches, and a decode lane is idle:
+        the queued decodes would wait for nothing but the end of a round (its last batches, on the other
+        lanes). Under load no lane idles, and rounds follow each other as before."""
+        return self._newest_planned and self._outbox.decode_waiting and self._transcriber.idle_lane()
 
     async def _finish_round(self) -> None:
         if self._round is not None:
@@ -156,7 +168,7 @@ class SttWorker:
 
     async def _publish_round(self, consumer: AIOKafkaConsumer, outbox: list[Queued],
                              offsets: dict[TopicPartition, tuple[int, str]],
-                             previous: asyncio.Future[None] | None = None) -> None:  # fmt: skip
+                             previous: asyncio.Future[None] | None = None, number: int = 0) -> None:  # fmt: skip
         """Decode every request of the round together (the local path batches across streams) and publish
         each stream's events in the order they arose, each as soon as it and the stream's events before it
         (in this round and in a ``previous`` round still running) are ready: a final decoded in the round's
@@ -169,15 +181,22 @@ class SttWorker:
         def ready(index: int, result: Transcription | None) -> None:
             results[id(decodes[index])].set_result(result)
 
+        def planned() -> None:
+            if number == self._rounds:
+                self._newest_planned = True
+
         async def decode_all() -> None:
             try:
                 if decodes:
+                    planned()  # the transcriber plans its batches before it first awaits
                     await self._transcriber.decode([d.request for d in decodes], ready)
             finally:  # a failed decode fails the round (the worker stops and the input is read again)
                 for future in results.values():
                     if not future.done():
                         future.set_exception(RuntimeError("the round's decoding failed"))
 
+        if not decodes:
+            planned()
         streams: dict[str, list[OutboxItem]] = {}
         for stream_id, item in outbox:
             streams.setdefault(stream_id, []).append(item)

@@ -13,7 +13,7 @@ of one thread each decode about a third more than one lane of two threads (bench
 Partials are dropped, not queued, once the round has run past ``partial_deadline_s``
 (``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or as soon as a final waits for the next round
 (``preempt``), or when a newer round has begun (the worker starts one at once for a final that comes
-while a round runs; the rounds share the lanes): under overload lag stays bounded instead of growing, a
+while a round runs, and for any decode once a lane idles, ``idle_lane``; the rounds share the lanes): under overload lag stays bounded instead of growing, a
 final waits for at most the first lane's batch to end, and the dropped streams ask again at once with
 fresher audio. Only finals get word timings: partials skip Whisper's alignment pass.
 """
@@ -92,6 +92,14 @@ class DecodeScheduler:
         self._lanes = max(1, lanes)
         self._free_lanes = asyncio.Semaphore(self._lanes)  # shared by the rounds running at once
         self._rounds = 0  # rounds begun: a round overtaken by a newer one starts no more partials
+        self._decoding = 0  # lanes decoding a batch now
+        self._planned = 0  # batches of the running rounds that no lane has taken yet
+
+    @property
+    def idle_lane(self) -> bool:
+        """A lane is idle and no planned batch waits for one: a new round's batches would start at once.
+        A round's batches count as planned from its ``run`` call on (``run`` plans before it awaits)."""
+        return self._decoding < self._lanes and self._planned == 0
 
     async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
                   preempt: Callable[[], bool] | None = None) -> list[Transcription | None]:  # fmt: skip
@@ -104,7 +112,10 @@ class DecodeScheduler:
         started = time.perf_counter()
         self._rounds += 1
         round_number = self._rounds
-        planned = iter(plan_batches(requests, self._max_batch))  # shared: each lane takes the next batch
+        plan = plan_batches(requests, self._max_batch)
+        planned = iter(plan)  # shared: each lane takes the next batch
+        self._planned += len(plan)
+        taken = 0
 
         def tell(index: int, result: Transcription | None) -> None:
             results[index] = result
@@ -112,11 +123,14 @@ class DecodeScheduler:
                 ready(index, result)
 
         async def lane() -> None:
+            nonlocal taken
             while True:
                 async with self._free_lanes:  # a lane first, then the batch: the check below is fresh
                     batch = next(planned, None)
                     if batch is None:
                         return
+                    taken += 1
+                    self._planned -= 1
                     late = time.perf_counter() - started > self._partial_deadline_s
                     overtaken = self._rounds != round_number
                     if late or overtaken or (preempt is not None and preempt()):
@@ -127,7 +141,12 @@ class DecodeScheduler:
                         batch = [i for i in batch if requests[i].kind == "final"]
                         if not batch:
                             continue
-                    for i, result in zip(batch, await self._decode_batch(requests, batch), strict=True):
+                    self._decoding += 1
+                    try:
+                        decoded = await self._decode_batch(requests, batch)
+                    finally:
+                        self._decoding -= 1
+                    for i, result in zip(batch, decoded, strict=True):
                         tell(i, result)
 
         try:
@@ -136,6 +155,8 @@ class DecodeScheduler:
                     lanes.create_task(lane())
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
+        finally:
+            self._planned -= len(plan) - taken  # a failed or cancelled round's batches never start
         return results
 
     async def _decode_batch(self, requests: Sequence[DecodeRequest], batch: list[int]) -> list[Transcription]:

@@ -89,6 +89,11 @@ class Outbox:
             for _, item in self._items
         )  # fmt: skip
 
+    @property
+    def decode_waiting(self) -> bool:
+        """A decode (final or partial) waits for the next round."""
+        return any(isinstance(item, Decode) and not item.superseded for _, item in self._items)
+
     def __bool__(self) -> bool:
         return bool(self._items)
 
@@ -145,6 +150,11 @@ class Transcriber(Protocol):
     async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
         """Run the outbox's decode requests of one round (batched), telling ``ready`` each result as soon
         as it is known."""
+        ...
+
+    def idle_lane(self) -> bool:
+        """A decode lane is idle and no batch of a running round waits for one: decodes queued now can
+        start at once, in a round of their own."""
         ...
 
     def check(self) -> None:

@@ -272,3 +272,43 @@ def test_a_newer_round_overtakes_and_lanes_are_shared() -> None:
     assert at_once == 1, "one lane for both rounds"
     assert [r is not None for r in old] == [True, False, False]
     assert new[0] is not None
+
+
+def test_idle_lane_only_once_every_planned_batch_has_started() -> None:
+    import threading
+
+    release = {1: threading.Event(), 2: threading.Event()}  # by clip length in seconds
+    seen: list[bool] = []
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        release[len(batch[0]) // 16000].wait(5)
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    async def scenario() -> None:
+        scheduler = DecodeScheduler(decode, ThreadPoolExecutor(2), "fake", max_batch=1, partial_deadline_s=60, lanes=2)
+        seen.append(scheduler.idle_lane)
+        # Three batches on two lanes: the third waits for a lane.
+        running = asyncio.ensure_future(scheduler.run([req("partial", 1.0), req("partial", 1.0), req("partial", 2.0)]))
+        await asyncio.sleep(0)  # the round's first step: ``run`` plans before its first await
+        seen.append(scheduler.idle_lane)
+        await asyncio.sleep(0.05)
+        seen.append(scheduler.idle_lane)  # both lanes decode the 1 s clips, the 2 s clip waits
+        release[1].set()
+        await asyncio.sleep(0.1)
+        seen.append(scheduler.idle_lane)  # one lane decodes the 2 s clip, the other has nothing to take
+        release[2].set()
+        await running
+        seen.append(scheduler.idle_lane)
+
+    asyncio.run(scenario())
+    assert seen == [True, False, False, True, True]
+
+
+def test_a_failed_round_leaves_no_planned_batches() -> None:
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        raise RuntimeError("decoder broke")
+
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", max_batch=1, lanes=1)
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        asyncio.run(scheduler.run([req("final", 1.0), req("final", 2.0), req("partial", 3.0)]))
+    assert scheduler.idle_lane

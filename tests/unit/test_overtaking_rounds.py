@@ -1,6 +1,6 @@
-"""A final that comes while a publish round runs starts a round of its own at once (with a fake
-transcriber, producer and consumer): it overtakes the running round, yet each stream's events go out in
-order and the rounds commit in order."""
+"""A final that comes while a publish round runs starts a round of its own at once, and so do decodes
+queued while a decode lane idles (with a fake transcriber, producer and consumer): each stream's events
+still go out in order and the rounds commit in order."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class _Transcriber:
     def __init__(self) -> None:
         self.outbox = Outbox()
         self.release: dict[str, asyncio.Event] = {}
+        self.idle = False  # what ``idle_lane`` says
+
+    def idle_lane(self) -> bool:
+        return self.idle
 
     async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
         async def one(index: int, request: DecodeRequest) -> None:
@@ -108,3 +112,52 @@ def test_a_final_overtakes_the_running_round_in_order() -> None:
     assert sent.index(b"b-partial") < sent.index(b"b-progress") < sent.index(b"b-final")
     assert sorted(sent) == sorted([b"a-partial", b"b-partial", b"b-progress", b"b-final", b"c-final"])
     assert commits == [10, 20]
+
+
+def test_queued_decodes_take_an_idle_lane_without_waiting_for_the_round() -> None:
+    async def scenario() -> tuple[list[bytes], list[int]]:
+        t = _Transcriber()
+        worker = SttWorker(Settings(), t)  # type: ignore[arg-type]
+        worker._producer = producer = _Producer()  # type: ignore[assignment]
+        consumer = _Consumer(worker._audio_topic)
+
+        t.outbox.decode("a", _decode("a-partial-1", "partial"), partial=True)
+        worker._processed[0] = 10
+        worker._start_round(consumer)  # type: ignore[arg-type]
+        t.idle = True
+        t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
+        worker._start_round(consumer)  # type: ignore[arg-type]
+        assert t.outbox, "the running round has not planned its batches yet: they may take the idle lane"
+        await asyncio.sleep(0.01)
+        t.idle = False
+        worker._start_round(consumer)  # type: ignore[arg-type]
+        assert t.outbox, "no lane idles: the decodes wait for the round"
+        # A lane idles (the round's last batch runs on the other one): the queued decodes start.
+        t.outbox.emit("a", "m1", b"a-progress")
+        t.outbox.decode("a", _decode("a-partial-2", "partial"), partial=True)
+        t.idle = True
+        worker._processed[0] = 20
+        worker._start_round(consumer)  # type: ignore[arg-type]
+        assert not t.outbox, "a new round takes the idle lane"
+
+        t.release.setdefault("a-partial-2", asyncio.Event()).set()
+        t.release.setdefault("b-partial", asyncio.Event()).set()
+        await asyncio.sleep(0.01)
+        assert producer.sent == [b"b-partial"], "a's newer partial waits for a's events of the first round"
+        t.release.setdefault("a-partial-1", asyncio.Event()).set()
+        await worker._finish_round()
+        return producer.sent, consumer.commits
+
+    sent, commits = asyncio.run(scenario())
+    assert sent == [b"b-partial", b"a-partial-1", b"a-progress", b"a-partial-2"]
+    assert commits == [10, 20]
+
+
+def test_events_alone_are_no_decode_waiting() -> None:
+    outbox = Outbox()
+    outbox.emit("a", "m1", b"a-progress")
+    assert outbox and not outbox.decode_waiting
+    outbox.decode("a", _decode("a-partial", "partial"), partial=True)
+    assert outbox.decode_waiting
+    outbox.drop_partial("a")
+    assert not outbox.decode_waiting, "a superseded partial is not decoded"
