@@ -37,6 +37,11 @@ STT_BATCH_SIZE = Histogram(
     "palaver_stt_decode_batch_size", "Requests decoded in one batched call", buckets=(1, 2, 3, 4, 6, 8, 12, 16)
 )
 STT_DROPPED_PARTIALS = Counter("palaver_stt_dropped_partials_total", "Partial decodes dropped as stale under load")
+STT_REFUSED_STREAMS = Counter(
+    "palaver_stt_refused_streams_total",
+    "Streams a cloud engine refused (their language): not transcribed until they stop",
+    ["engine"],
+)
 MERGER_DIALOGUE_UPDATES = Counter("palaver_merger_dialogue_updates_total", "Dialogue events produced")
 STORE_ROWS = Counter("palaver_store_rows_total", "Rows inserted into ClickHouse", ["table"])
 STORE_BATCH_SECONDS = Histogram(

@@ -40,7 +40,13 @@ from dataclasses import dataclass, field
 from aiokafka.structs import ConsumerRecord
 
 from palaver.events import AudioFrameV1, encode
-from palaver.metrics import STT_ACTIVE_STREAMS, STT_FINAL_LATENCY, STT_PARTIAL_LATENCY, STT_UTTERANCES
+from palaver.metrics import (
+    STT_ACTIVE_STREAMS,
+    STT_FINAL_LATENCY,
+    STT_PARTIAL_LATENCY,
+    STT_REFUSED_STREAMS,
+    STT_UTTERANCES,
+)
 from palaver.settings import Settings
 from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset, progress_event
 from stt_workers.scheduler import DecodeRequest, Ready
@@ -289,6 +295,7 @@ class CloudTranscriber:
         if stream.refused is not None:
             return
         stream.refused = str(exc)
+        STT_REFUSED_STREAMS.labels(engine=self.name).inc()
         stream.transcript.open = None
         stream.frame_offsets.clear()
         info = stream.info

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import REGISTRY
 
 from palaver import ids
 from palaver.events import AudioFrameV1, StreamProgressV1, TranscriptFinalV1, TranscriptPartialV1, decode
@@ -316,15 +317,21 @@ def progress_of(events: list[object], stream_id: str) -> list[int]:
     return [e.settled_ms for e in events if isinstance(e, StreamProgressV1) and e.stream_id == stream_id]
 
 
+def refused_streams(engine: str) -> float:
+    return REGISTRY.get_sample_value("palaver_stt_refused_streams_total", {"engine": engine}) or 0.0
+
+
 async def test_a_refused_stream_is_skipped_with_progress_and_the_others_go_on(caplog: pytest.LogCaptureFixture) -> None:
     engine = FakeEngine(SCRIPT, languages={"en"})
     t = CloudTranscriber(Settings(), engine)
+    refused_before = refused_streams(engine.name)
     await t.open(INFO, 0, 0)
     await t.open(WELSH, 0, 0)
     await feed(t, 1, info=WELSH, offset=200)  # refused at its first audio
     await feed(t, 19, first=1600, info=WELSH, offset=201, progress=True)
     await feed(t, 20)
     t.check()  # the worker goes on
+    assert refused_streams(engine.name) == refused_before + 1, "counted once, not once per frame"
     assert engine.opened == ["cy", "en"]
     [refused] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "m1/ben" in refused.getMessage() and "'cy'" in refused.getMessage()
