@@ -23,19 +23,23 @@ same tracks transcribed whole with plain faster-whisper and the same model (benc
 the issue asks for streamed finals within 1.5 points of it). CPU% and peak RSS of the STT worker
 process (from /proc) while the phase streams and drains. Lost audio: acknowledged samples != sent.
 Targets: partial and final lag p95 <= 1.5 s, no lost audio. The baseline (bench/naive_baseline.py) gets
-the same streams in-process and is measured on its partial hypotheses the same way.
+the same streams in-process and is measured on its partial hypotheses the same way. For each N the
+baseline's phase runs just before Palaver's, after a probe of the machine's speed (the machines are
+shared and their speed drifts), so the two systems of one N meet the same host.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -271,7 +275,10 @@ def _within(stats: dict[str, Any]) -> bool:
     return stats["p95_s"] is not None and stats["p95_s"] <= TARGET_LAG_S
 
 
-async def run_palaver(args: argparse.Namespace, tracks: list[Track], progress: Any) -> list[dict[str, Any]]:
+@contextlib.asynccontextmanager
+async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track],
+                           progress: Any) -> AsyncIterator[Callable[[list[Track]], Awaitable[dict[str, Any]]]]:  # fmt: skip
+    """The running pipeline, warmed up, as a function that runs one phase of N speakers through it."""
     with bench_settings("stt") as settings:
         await ensure_topics(settings)
         (OUT / "logs").mkdir(parents=True, exist_ok=True)
@@ -292,13 +299,14 @@ async def run_palaver(args: argparse.Namespace, tracks: list[Track], progress: A
             # Warm-up (not measured): the worker joins its group and loads the model's caches.
             warm = Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")
             await palaver_phase(url, [warm], transcripts, proc, None, 120)
-            results = []
-            for n in args.speakers:
-                results.append(await palaver_phase(url, tracks[:n], transcripts, proc, progress.frame,
-                                                   args.drain_timeout))  # fmt: skip
-                progress.phase_done(tracks[:n])
+
+            async def phase(speakers: list[Track]) -> dict[str, Any]:
+                row = await palaver_phase(url, speakers, transcripts, proc, progress.frame, args.drain_timeout)
+                progress.phase_done(speakers)
                 await asyncio.sleep(2)
-            return results
+                return row
+
+            yield phase
         finally:
             stop.set()
             await reader
@@ -306,6 +314,32 @@ async def run_palaver(args: argparse.Namespace, tracks: list[Track], progress: A
                 p.terminate()
             for p in procs.values():
                 p.wait(timeout=30)
+
+
+async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any,
+                    probe: MachineProbe) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """(Palaver rows, baseline rows). Each N runs the baseline and then Palaver back to back, after a probe
+    of the machine's speed, so the two systems of one N meet the same host (these machines are shared, and
+    their speed drifts by 2x within an hour). The pipeline stands idle while the baseline runs: the other
+    CPU load of the machine during each baseline phase is recorded beside it."""
+    server = await asyncio.to_thread(naive_server, args) if args.system != "palaver" else None
+    palaver: list[dict[str, Any]] = []
+    baseline: list[dict[str, Any]] = []
+    pipeline = palaver_pipeline(args, tracks, progress) if args.system != "baseline" else _no_pipeline()
+    async with pipeline as phase:
+        for n in args.speakers:
+            host = await asyncio.to_thread(probe.measure, 3)
+            if server is not None:
+                row = await asyncio.to_thread(naive_phase, args, server, tracks[:n], progress)
+                baseline.append({**row, "machine_probe_ms": host["min_ms"]})
+            if phase is not None:
+                palaver.append({**await phase(tracks[:n]), "machine_probe_ms": host["min_ms"]})
+    return palaver, baseline
+
+
+@contextlib.asynccontextmanager
+async def _no_pipeline() -> AsyncIterator[None]:
+    yield None
 
 
 async def _wait_healthy(url: str, timeout_s: float = 120) -> None:
@@ -324,37 +358,52 @@ async def _wait_healthy(url: str, timeout_s: float = 120) -> None:
 # --- the baseline ----------------------------------------------------------------------------------------
 
 
-def run_naive(args: argparse.Namespace, tracks: list[Track], progress: Any) -> list[dict[str, Any]]:
-    from bench.naive_baseline import NaiveStreamingServer, run_baseline
+def naive_server(args: argparse.Namespace) -> Any:
+    """The naive baseline server, warmed up: one decode lane with as many threads as a Palaver worker
+    decodes on (its lanes x threads)."""
+    from bench.naive_baseline import NaiveStreamingServer
 
     defaults = Settings()
-    # As many threads as a Palaver worker decodes on (its lanes x threads), in the one lane it has.
     threads = defaults.whisper_threads * defaults.stt_decode_lanes
     server = NaiveStreamingServer(bundled_whisper_model_dir(), threads=threads,
                                   compute_type=defaults.whisper_compute_type, beam_size=defaults.whisper_beam_size,
                                   window_s=args.baseline_window)  # fmt: skip
     server.warm_up()
-    results = []
-    for n in args.speakers:
-        base, total = progress.done_s, sum(t.seconds for t in tracks[:n])
+    return server
 
-        def fed(seconds: float, base: float = base, n: int = n, total: float = total) -> None:
-            progress.at(base + min(seconds * n, total))
 
-        run = run_baseline(server, tracks[:n], FRAME_MS, fed)
-        progress.phase_done(tracks[:n])
-        caption = {**_stats(run.coverage_lags_s), "instants_never_shown": run.never_shown}
-        lag = _stats(run.lags_s)
-        # A hypothesis is the whole window's transcript: it is the stream's transcript when the speech
-        # fits the window.
-        fits = all(t.seconds <= args.baseline_window for t in tracks[:n])
-        wer = ([word_error_rate(t.script, run.last_text.get(t.speaker_id, "")) for t in tracks[:n]] if fits else [])
-        results.append({"speakers": n, "partial_lag": lag, "caption_delay": caption,
-                        "hypotheses": len(run.lags_s),
-                        "wer": round(float(np.mean(wer)), 4) if wer else None,
-                        "process_cpu_percent": round(run.cpu_percent, 1), "wall_s": round(run.wall_s, 1),
-                        "holds_targets": _within(lag)})  # fmt: skip
-    return results
+def naive_phase(args: argparse.Namespace, server: Any, tracks: list[Track], progress: Any) -> dict[str, Any]:
+    from bench.naive_baseline import run_baseline
+
+    n = len(tracks)
+    base, total = progress.done_s, sum(t.seconds for t in tracks)
+
+    def fed(seconds: float) -> None:
+        progress.at(base + min(seconds * n, total))
+
+    busy0, own0, wall0 = machine_busy_s(), time.process_time(), time.monotonic()
+    run = run_baseline(server, tracks, FRAME_MS, fed)
+    other = (machine_busy_s() - busy0) - (time.process_time() - own0)
+    progress.phase_done(tracks)
+    caption = {**_stats(run.coverage_lags_s), "instants_never_shown": run.never_shown}
+    lag = _stats(run.lags_s)
+    # A hypothesis is the whole window's transcript: it is the stream's transcript when the speech fits
+    # the window.
+    fits = all(t.seconds <= args.baseline_window for t in tracks)
+    wer = [word_error_rate(t.script, run.last_text.get(t.speaker_id, "")) for t in tracks] if fits else []
+    return {"speakers": n, "partial_lag": lag, "caption_delay": caption,
+            "hypotheses": len(run.lags_s),
+            "wer": round(float(np.mean(wer)), 4) if wer else None,
+            "process_cpu_percent": round(run.cpu_percent, 1), "wall_s": round(run.wall_s, 1),
+            "other_cpu_percent": round(max(0.0, other) / (time.monotonic() - wall0) * 100, 1),
+            "holds_targets": _within(lag)}  # fmt: skip
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, all processes), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the offline reference ------------------------------------------------------------------------------------
@@ -506,19 +555,19 @@ def print_table(results: dict[str, Any]) -> None:
         return "-" if x is None else f"{x:.2f}"
 
     print(f"\n{'system':<9} {'N':>2} {'partial p50/p95 s':>18} {'final p50/p95 s':>16} {'WER':>6} "
-          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4}")  # fmt: skip
+          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4} {'probe ms':>8}")  # fmt: skip
     for r in results["palaver"]:
         p, fl = r["partial_lag"], r["final_lag"]
         print(f"{'palaver':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} "
               f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {_offline_cells(r)} "
               f"{r['stt_cpu_percent']:>8.0f} "
               f"{r['stt_rss_max_mb']:>7.0f} {'yes' if r['lost_audio'] else 'no':>5} "
-              f"{'yes' if r['holds_targets'] else 'no':>4}")  # fmt: skip
+              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8}")  # fmt: skip
     for r in results["baseline"]:
         p = r["partial_lag"]
         print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
               f"{f(r['wer']):>6} {'-':>7} {'-':>6} {'-':>5} {r['process_cpu_percent']:>8.0f} {'-':>7} {'-':>5} "
-              f"{'yes' if r['holds_targets'] else 'no':>4}")  # fmt: skip
+              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8}")  # fmt: skip
     s = results["summary"]
     print(f"\nlargest N within targets (p95 lags <= {TARGET_LAG_S} s, no lost audio): Palaver {s['palaver_max_speakers']}, "
           f"naive baseline {s['baseline_max_speakers']}; ratio {s['ratio'] if s['ratio'] is not None else '-'}")  # fmt: skip
@@ -528,7 +577,8 @@ def print_table(results: dict[str, Any]) -> None:
     probe = results.get("machine_probe")
     if probe:
         print(f"machine probe ({probe['before']['what']}): {probe['before']['min_ms']} ms before the phases, "
-              f"{probe['after']['min_ms']} ms after (min of {probe['before']['repeats']}; a busy host shows here first)")  # fmt: skip
+              f"{probe['after']['min_ms']} ms after (min of {probe['before']['repeats']}; a busy host shows here first); "
+              f"'probe ms': the same, min of 3, just before each N's two phases")  # fmt: skip
 
 
 def _offline_cells(row: dict[str, Any]) -> str:
@@ -567,8 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     offline = run_offline(tracks) if args.system != "baseline" else None  # before the timed phases
     probe = MachineProbe()
     probe_before = probe.measure()
-    baseline = run_naive(args, tracks, progress) if args.system != "palaver" else []
-    palaver = asyncio.run(run_palaver(args, tracks, progress)) if args.system != "baseline" else []
+    palaver, baseline = asyncio.run(run_sweep(args, tracks, progress, probe))
     progress.close()
     probe_after = probe.measure()
     if offline is not None:
@@ -589,7 +638,9 @@ def main(argv: list[str] | None = None) -> int:
                              "between updates)",
             "final_lag": "transcripts topic transcript.final events (one per utterance): Kafka record "
                          "timestamp minus the wall time the client sent the audio up to end_ms",
-            "baseline": "in-process, one decode thread, round robin: every >= 1 s of new audio a stream's "
+            "order": "per N, a machine probe, the baseline's phase, then Palaver's (the pipeline idles "
+                     "meanwhile: other_cpu_percent is the rest of the machine's CPU during the baseline phase)",
+            "baseline": "in-process, one decode lane on the worker's lanes x threads, round robin: every >= 1 s of new audio a stream's "
                         f"last {args.baseline_window:.0f} s are re-transcribed; partial lag per hypothesis: produced "
                         "minus the time its last sample was fed; caption delay as for Palaver",
             "offline_wer": "each speaker's whole track through faster-whisper WhisperModel.transcribe (30 s "
