@@ -400,10 +400,11 @@ def naive_phase(args: argparse.Namespace, server: Any, tracks: list[Track], prog
 
 
 def machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores, all processes), from /proc/stat."""
+    """CPU seconds this machine's processes have run (all cores), from /proc/stat; not the time the
+    hypervisor gave to other guests (steal)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the offline reference ------------------------------------------------------------------------------------
