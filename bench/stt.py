@@ -39,7 +39,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -328,13 +328,25 @@ async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any
     pipeline = palaver_pipeline(args, tracks, progress) if args.system != "baseline" else _no_pipeline()
     async with pipeline as phase:
         for n in args.speakers:
-            host = await asyncio.to_thread(probe.measure, 3)
+            host = {"machine_probe_ms": (await asyncio.to_thread(probe.measure, 3))["min_ms"]}
             if server is not None:
-                row = await asyncio.to_thread(naive_phase, args, server, tracks[:n], progress)
-                baseline.append({**row, "machine_probe_ms": host["min_ms"]})
+                with _stolen(host):
+                    row = await asyncio.to_thread(naive_phase, args, server, tracks[:n], progress)
+                baseline.append({**row, **host})
             if phase is not None:
-                palaver.append({**await phase(tracks[:n]), "machine_probe_ms": host["min_ms"]})
+                with _stolen(host):
+                    row = await phase(tracks[:n])
+                palaver.append({**row, **host})
     return palaver, baseline
+
+
+@contextlib.contextmanager
+def _stolen(row: dict[str, Any]) -> Iterator[None]:
+    """Sets ``row["steal_percent"]``: the share of the machine's cores the hypervisor gave to other guests
+    during the block (100 = one core; a shared host that is busy shows here)."""
+    stolen0, wall0 = steal_s(), time.monotonic()
+    yield
+    row["steal_percent"] = round((steal_s() - stolen0) / (time.monotonic() - wall0) * 100, 1)
 
 
 @contextlib.asynccontextmanager
@@ -402,9 +414,17 @@ def naive_phase(args: argparse.Namespace, server: Any, tracks: list[Track], prog
 def machine_busy_s() -> float:
     """CPU seconds this machine's processes have run (all cores), from /proc/stat; not the time the
     hypervisor gave to other guests (steal)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    user, nice, system, _idle, _iowait, irq, softirq, _steal = _cpu_ticks()
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def steal_s() -> float:
+    """CPU seconds the hypervisor gave to other guests while this machine wanted them (all cores)."""
+    return _cpu_ticks()[7] / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks() -> list[int]:
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
 # --- the offline reference ------------------------------------------------------------------------------------
@@ -556,19 +576,19 @@ def print_table(results: dict[str, Any]) -> None:
         return "-" if x is None else f"{x:.2f}"
 
     print(f"\n{'system':<9} {'N':>2} {'partial p50/p95 s':>18} {'final p50/p95 s':>16} {'WER':>6} "
-          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4} {'probe ms':>8}")  # fmt: skip
+          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4} {'probe ms':>8} {'steal%':>6}")  # fmt: skip
     for r in results["palaver"]:
         p, fl = r["partial_lag"], r["final_lag"]
         print(f"{'palaver':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} "
               f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {_offline_cells(r)} "
               f"{r['stt_cpu_percent']:>8.0f} "
               f"{r['stt_rss_max_mb']:>7.0f} {'yes' if r['lost_audio'] else 'no':>5} "
-              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8}")  # fmt: skip
+              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8} {r['steal_percent']:>6.0f}")  # fmt: skip
     for r in results["baseline"]:
         p = r["partial_lag"]
         print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
               f"{f(r['wer']):>6} {'-':>7} {'-':>6} {'-':>5} {r['process_cpu_percent']:>8.0f} {'-':>7} {'-':>5} "
-              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8}")  # fmt: skip
+              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8} {r['steal_percent']:>6.0f}")  # fmt: skip
     s = results["summary"]
     print(f"\nlargest N within targets (p95 lags <= {TARGET_LAG_S} s, no lost audio): Palaver {s['palaver_max_speakers']}, "
           f"naive baseline {s['baseline_max_speakers']}; ratio {s['ratio'] if s['ratio'] is not None else '-'}")  # fmt: skip
@@ -579,7 +599,8 @@ def print_table(results: dict[str, Any]) -> None:
     if probe:
         print(f"machine probe ({probe['before']['what']}): {probe['before']['min_ms']} ms before the phases, "
               f"{probe['after']['min_ms']} ms after (min of {probe['before']['repeats']}; a busy host shows here first); "
-              f"'probe ms': the same, min of 3, just before each N's two phases")  # fmt: skip
+              f"'probe ms': the same, min of 3, just before each N's two phases; 'steal%': CPU the hypervisor "
+              f"gave other guests during the phase (100 = one core)")  # fmt: skip
 
 
 def _offline_cells(row: dict[str, Any]) -> str:
@@ -640,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             "final_lag": "transcripts topic transcript.final events (one per utterance): Kafka record "
                          "timestamp minus the wall time the client sent the audio up to end_ms",
             "order": "per N, a machine probe, the baseline's phase, then Palaver's (the pipeline idles "
-                     "meanwhile: other_cpu_percent is the rest of the machine's CPU during the baseline phase)",
+                     "meanwhile: other_cpu_percent is the rest of the machine's CPU during the baseline phase); "
+                     "steal_percent: CPU the hypervisor gave other guests during the phase (100 = one core)",
             "baseline": "in-process, one decode lane on the worker's lanes x threads, round robin: every >= 1 s of new audio a stream's "
                         f"last {args.baseline_window:.0f} s are re-transcribed; partial lag per hypothesis: produced "
                         "minus the time its last sample was fed; caption delay as for Palaver",
