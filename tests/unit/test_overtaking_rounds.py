@@ -74,12 +74,16 @@ def _decode(text: str, kind: str) -> Decode:
     return Decode(request, lambda result: ("m1", result.text.encode()) if result else None)
 
 
+def _worker() -> tuple[_Transcriber, SttWorker, _Producer, _Consumer]:
+    t = _Transcriber()
+    worker = SttWorker(Settings(), t)  # type: ignore[arg-type]
+    worker._producer = producer = _Producer()  # type: ignore[assignment]
+    return t, worker, producer, _Consumer(worker._audio_topic)
+
+
 def test_a_final_overtakes_the_running_round_in_order() -> None:
     async def scenario() -> tuple[list[bytes], list[int]]:
-        t = _Transcriber()
-        worker = SttWorker(Settings(), t)  # type: ignore[arg-type]
-        worker._producer = producer = _Producer()  # type: ignore[assignment]
-        consumer = _Consumer(worker._audio_topic)
+        t, worker, producer, consumer = _worker()
 
         # Round 1: a partial of stream a and one of stream b, still decoding.
         t.outbox.decode("a", _decode("a-partial", "partial"), partial=True)
@@ -116,10 +120,7 @@ def test_a_final_overtakes_the_running_round_in_order() -> None:
 
 def test_queued_decodes_take_an_idle_lane_without_waiting_for_the_round() -> None:
     async def scenario() -> tuple[list[bytes], list[int]]:
-        t = _Transcriber()
-        worker = SttWorker(Settings(), t)  # type: ignore[arg-type]
-        worker._producer = producer = _Producer()  # type: ignore[assignment]
-        consumer = _Consumer(worker._audio_topic)
+        t, worker, producer, consumer = _worker()
 
         t.outbox.decode("a", _decode("a-partial-1", "partial"), partial=True)
         worker._processed[0] = 10
