@@ -20,9 +20,9 @@ as its decode is done (finals are decoded in the round's first batches). A final
 starts the next round at once: it overtakes the running one (whose partials not started yet are dropped)
 and takes the first free decode lane; queued decodes also start a round of their own when a lane idles
 while the running round's last batches finish on the others. Each stream's events still go out in the
-order they arose, across rounds too. A round takes the commit offsets with its outbox and commits them after publishing it and
-after the round it overtook has committed, so an offset is committed only once every final of the audio
-before it is produced.
+order they arose, across rounds too. A round takes the commit offsets with its outbox and commits them
+after publishing it and after the round it overtook has committed, so an offset is committed only once
+every final of the audio before it is produced.
 
 Rebalances: a batch and a rebalance callback never interleave (one lock). On revocation the transcriber
 stops producing output for the partition's streams, the worker finishes the running round, publishes what
@@ -140,8 +140,9 @@ class SttWorker:
         partials not started yet are dropped, so a final waits for a free decode lane, not for the end of
         the round. Likewise when a decode lane idles while the running round's last batches finish on
         the others (``_lane_idle``): the queued decodes take it. Each stream's events still go out in
-        order across rounds, and rounds commit in order. The offsets to commit are taken now, with the outbox: they are safe once this round's events,
-        and the earlier rounds', are produced, because every final of audio handled so far is in them."""
+        order across rounds, and rounds commit in order. The offsets to commit are taken now, with the
+        outbox: they are safe once this round's events, and the earlier rounds', are produced, because
+        every final of audio handled so far is in them."""
         previous = self._round
         if previous is not None:
             if previous.done():
