@@ -328,25 +328,26 @@ async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any
     pipeline = palaver_pipeline(args, tracks, progress) if args.system != "baseline" else _no_pipeline()
     async with pipeline as phase:
         for n in args.speakers:
-            host = {"machine_probe_ms": (await asyncio.to_thread(probe.measure, 3))["min_ms"]}
+            probe_ms = (await asyncio.to_thread(probe.measure, 3))["min_ms"]
             if server is not None:
-                with _stolen(host):
+                with _stolen() as steal:
                     row = await asyncio.to_thread(naive_phase, args, server, tracks[:n], progress)
-                baseline.append({**row, **host})
+                baseline.append({**row, "machine_probe_ms": probe_ms, **steal})
             if phase is not None:
-                with _stolen(host):
+                with _stolen() as steal:
                     row = await phase(tracks[:n])
-                palaver.append({**row, **host})
+                palaver.append({**row, "machine_probe_ms": probe_ms, **steal})
     return palaver, baseline
 
 
 @contextlib.contextmanager
-def _stolen(row: dict[str, Any]) -> Iterator[None]:
-    """Sets ``row["steal_percent"]``: the share of the machine's cores the hypervisor gave to other guests
-    during the block (100 = one core; a shared host that is busy shows here)."""
+def _stolen() -> Iterator[dict[str, float]]:
+    """Yields a dict that holds, once the block ends, ``steal_percent``: the CPU the hypervisor gave to
+    other guests during the block (100 = one core; a shared host that is busy shows here)."""
+    figures: dict[str, float] = {}
     stolen0, wall0 = steal_s(), time.monotonic()
-    yield
-    row["steal_percent"] = round((steal_s() - stolen0) / (time.monotonic() - wall0) * 100, 1)
+    yield figures
+    figures["steal_percent"] = round((steal_s() - stolen0) / (time.monotonic() - wall0) * 100, 1)
 
 
 @contextlib.asynccontextmanager
