@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         default=2,
         description="Batches one worker decodes at once (CTranslate2 inter_threads), each on whisper_threads threads.",
     )
+    stt_final_lanes: int = Field(
+        default=0,
+        description="Decode lanes kept free of partials, so a final never waits for a partial batch to end "
+        "(partials always keep at least one lane; 0: partials may take every lane).",
+    )
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
     stt_partial_deadline_ms: int = Field(
         default=500, description="A decode round drops the partials it has not started this long after it began."

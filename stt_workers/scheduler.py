@@ -8,7 +8,9 @@ length (one Whisper call decodes one language: its prompt names it) and runs one
 
 Lanes: a greedy decode of a small batch is a chain of tiny decoder steps that a second intra-op thread
 barely speeds up (measured on 2 cores: a batch of one decodes as fast on 1 thread as on 2), so two lanes
-of one thread each decode about a third more than one lane of two threads (bench/README.md).
+of one thread each decode about a third more than one lane of two threads (bench/README.md). Partials
+can be kept off the last ``PALAVER_STT_FINAL_LANES`` lanes (0 by default; partials keep at least one),
+so that a final that comes while partials decode starts at once on a lane kept for it.
 
 Partials are dropped, not queued, once the round has run past ``partial_deadline_s``
 (``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or as soon as a final waits for the next round
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -80,10 +83,12 @@ def _chunks(members: list[int], size: int) -> list[list[int]]:
 class DecodeScheduler:
     """Runs a round's batches on ``lanes`` threads of ``executor`` at once (a model with as many replicas,
     ``BatchedWhisper(lanes=...)``). Each lane takes the next planned batch when its own is done, so finals
-    (planned first) start first and a final that comes during a round waits for the first lane to free."""
+    (planned first) start first. Partials never hold more than ``lanes - final_lanes`` lanes (at least
+    one), so with ``final_lanes`` >= 1 a final that comes during a round of partials starts at once
+    instead of waiting for a partial batch to end."""
 
     def __init__(self, decode: BatchDecoder, executor: Executor, engine: str, max_batch: int = 8,
-                 partial_deadline_s: float = 0.5, lanes: int = 1):  # fmt: skip
+                 partial_deadline_s: float = 0.5, lanes: int = 1, final_lanes: int = 0):  # fmt: skip
         self._decode = decode
         self._executor = executor
         self._engine = engine
@@ -91,15 +96,22 @@ class DecodeScheduler:
         self._partial_deadline_s = partial_deadline_s
         self._lanes = max(1, lanes)
         self._free_lanes = asyncio.Semaphore(self._lanes)  # shared by the rounds running at once
+        # Partials decode on at most this many lanes at once (always at least one): the rest are kept
+        # free of partials, so a final that comes while partials decode starts at once.
+        self._partial_lane_count = max(1, self._lanes - max(0, final_lanes))
+        self._partial_lanes = asyncio.Semaphore(self._partial_lane_count)
         self._rounds = 0  # rounds begun: a round overtaken by a newer one starts no more partials
         self._decoding = 0  # lanes decoding a batch now
+        self._partials_decoding = 0  # of which decoding partials
         self._planned = 0  # batches of the running rounds that no lane has taken yet
 
     @property
     def idle_lane(self) -> bool:
-        """A lane is idle and no planned batch waits for one: a new round's batches would start at once.
-        A round's batches count as planned from its ``run`` call on (``run`` plans before it awaits)."""
-        return self._decoding < self._lanes and self._planned == 0
+        """A lane that may decode partials is idle and no planned batch waits for one: a new round's
+        batches would start at once. A round's batches count as planned from its ``run`` call on (``run``
+        plans before it awaits)."""
+        return (self._decoding < self._lanes and self._partials_decoding < self._partial_lane_count
+                and self._planned == 0)  # fmt: skip
 
     async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
                   preempt: Callable[[], bool] | None = None) -> list[Transcription | None]:  # fmt: skip
@@ -113,7 +125,9 @@ class DecodeScheduler:
         self._rounds += 1
         round_number = self._rounds
         plan = plan_batches(requests, self._max_batch)
-        planned = iter(plan)  # shared: each lane takes the next batch
+        # Shared by the round's lanes: each lane takes the next batch, finals (planned first) first.
+        finals = deque(batch for batch in plan if requests[batch[0]].kind == "final")
+        partials = deque(batch for batch in plan if requests[batch[0]].kind == "partial")
         self._planned += len(plan)
         taken = 0
 
@@ -122,32 +136,44 @@ class DecodeScheduler:
             if ready is not None:
                 ready(index, result)
 
+        async def decode(batch: list[int], partial: bool) -> None:
+            self._decoding += 1
+            self._partials_decoding += partial
+            try:
+                decoded = await self._decode_batch(requests, batch)
+            finally:
+                self._decoding -= 1
+                self._partials_decoding -= partial
+            for i, result in zip(batch, decoded, strict=True):
+                tell(i, result)
+
         async def lane() -> None:
             nonlocal taken
             while True:
-                async with self._free_lanes:  # a lane first, then the batch: the check below is fresh
-                    batch = next(planned, None)
-                    if batch is None:
+                async with self._free_lanes:  # a lane first, then the batch: finals are never dropped
+                    if finals:
+                        taken += 1
+                        self._planned -= 1
+                        await decode(finals.popleft(), partial=False)
+                        continue
+                if not partials:  # done: never wait for a partial lane only to find nothing to take
+                    return
+                # A partial lane, then any lane (always in this order: no deadlock), then the batch:
+                # the staleness check below is fresh.
+                async with self._partial_lanes, self._free_lanes:
+                    if not partials:
                         return
+                    batch = partials.popleft()
                     taken += 1
                     self._planned -= 1
                     late = time.perf_counter() - started > self._partial_deadline_s
                     overtaken = self._rounds != round_number
                     if late or overtaken or (preempt is not None and preempt()):
-                        dropped = [i for i in batch if requests[i].kind == "partial"]
-                        STT_DROPPED_PARTIALS.inc(len(dropped))
-                        for i in dropped:
+                        STT_DROPPED_PARTIALS.inc(len(batch))
+                        for i in batch:
                             tell(i, None)
-                        batch = [i for i in batch if requests[i].kind == "final"]
-                        if not batch:
-                            continue
-                    self._decoding += 1
-                    try:
-                        decoded = await self._decode_batch(requests, batch)
-                    finally:
-                        self._decoding -= 1
-                    for i, result in zip(batch, decoded, strict=True):
-                        tell(i, result)
+                        continue
+                    await decode(batch, partial=True)
 
         try:
             async with asyncio.TaskGroup() as lanes:  # one lane failing cancels the others: the round fails

@@ -312,3 +312,64 @@ def test_a_failed_round_leaves_no_planned_batches() -> None:
     with pytest.raises(RuntimeError, match="decoder broke"):
         asyncio.run(scheduler.run([req("final", 1.0), req("final", 2.0), req("partial", 3.0)]))
     assert scheduler.idle_lane
+
+
+def test_a_final_lane_is_kept_free_of_partials() -> None:
+    import threading
+
+    partial_running = threading.Event()
+    go = threading.Event()
+    decoded: list[str] = []
+    partials_at_once = 0
+    partials_busy = 0
+    lock = threading.Lock()
+    final_ran_during_partial = threading.Event()
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        nonlocal partials_at_once, partials_busy
+        kind = "final" if with_words[0] else "partial"
+        with lock:
+            decoded.append(kind)
+            if kind == "partial":
+                partials_busy += 1
+                partials_at_once = max(partials_at_once, partials_busy)
+            elif partials_busy:
+                final_ran_during_partial.set()
+        if kind == "partial":
+            partial_running.set()
+            go.wait(5)
+            with lock:
+                partials_busy -= 1
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    async def scenario() -> tuple[list[Transcription | None], list[Transcription | None], bool]:
+        scheduler = DecodeScheduler(decode, ThreadPoolExecutor(2), "fake", max_batch=1, partial_deadline_s=60,
+                                    lanes=2, final_lanes=1)  # fmt: skip
+        # Round 1: two partials on two lanes, but only one lane may decode partials.
+        first = asyncio.ensure_future(scheduler.run([req("partial", 1.0), req("partial", 2.0)]))
+        await asyncio.get_running_loop().run_in_executor(None, partial_running.wait, 5)
+        await asyncio.sleep(0.05)
+        idle_while_a_partial_decodes = scheduler.idle_lane
+        # Round 2: a final, while the first partial still decodes: it takes the free lane at once, and
+        # its round ends without waiting for the partial lane (go is set only after it).
+        second = await asyncio.wait_for(scheduler.run([req("final", 4.0)]), timeout=2)
+        go.set()
+        return await first, second, idle_while_a_partial_decodes
+
+    old, new, idle = asyncio.run(scenario())
+    assert final_ran_during_partial.is_set(), "the final decoded while the partial held the other lane"
+    assert partials_at_once == 1, "partials never took the final lane"
+    assert decoded == ["partial", "final"], "the overtaken round's second partial never started"
+    assert [r is not None for r in old] == [True, False]
+    assert new[0] is not None
+    assert not idle, "the one partial lane is busy: a new round of partials would only wait"
+
+
+def test_final_lanes_leave_partials_at_least_one_lane() -> None:
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", lanes=1, final_lanes=1)
+    results = asyncio.run(scheduler.run([req("partial", 1.0), req("final", 2.0)]))
+    assert [r is not None for r in results] == [True, True]
+    assert scheduler.idle_lane
