@@ -125,6 +125,11 @@ def test_word_timings_only_for_the_clips_that_ask(
     for i, (result, full) in enumerate(zip(mixed, batch, strict=True)):
         assert result.text == full.text
         if i % 2 == 0:
-            assert result.words == full.words and result.confidence == full.confidence
+            # Same words and timings; the probabilities only nearly: the alignment pass that scores them
+            # runs on a smaller batch here, padded differently, and int8 kernels round differently for
+            # another batch shape on some CPUs (up to 0.02 apart on an AMD EPYC host; equal on earlier hosts).
+            assert [(w.word, w.start_s, w.end_s) for w in result.words] == [(w.word, w.start_s, w.end_s) for w in full.words]
+            assert [w.probability for w in result.words] == pytest.approx([w.probability for w in full.words], abs=0.05)
+            assert result.confidence == pytest.approx(full.confidence, abs=0.05)
         else:
             assert result.words == () and 0.5 < result.confidence <= 1.0
