@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     )
     stt_final_lanes: int = Field(
         default=0,
+        ge=0,
         description="Decode lanes kept free of partials, so a final never waits for a partial batch to end "
         "(partials always keep at least one lane; 0: partials may take every lane).",
     )

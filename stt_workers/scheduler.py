@@ -98,11 +98,9 @@ class DecodeScheduler:
         self._free_lanes = asyncio.Semaphore(self._lanes)  # shared by the rounds running at once
         # Partials decode on at most this many lanes at once (always at least one): the rest are kept
         # free of partials, so a final that comes while partials decode starts at once.
-        self._partial_lane_count = max(1, self._lanes - max(0, final_lanes))
-        self._partial_lanes = asyncio.Semaphore(self._partial_lane_count)
+        self._partial_lanes = asyncio.Semaphore(max(1, self._lanes - max(0, final_lanes)))
         self._rounds = 0  # rounds begun: a round overtaken by a newer one starts no more partials
         self._decoding = 0  # lanes decoding a batch now
-        self._partials_decoding = 0  # of which decoding partials
         self._planned = 0  # batches of the running rounds that no lane has taken yet
 
     @property
@@ -110,8 +108,8 @@ class DecodeScheduler:
         """A lane that may decode partials is idle and no planned batch waits for one: a new round's
         batches would start at once. A round's batches count as planned from its ``run`` call on (``run``
         plans before it awaits)."""
-        return (self._decoding < self._lanes and self._partials_decoding < self._partial_lane_count
-                and self._planned == 0)  # fmt: skip
+        # A partial lane is held only by a batch that decodes or by one that waits for a lane (then planned).
+        return self._decoding < self._lanes and not self._partial_lanes.locked() and self._planned == 0
 
     async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
                   preempt: Callable[[], bool] | None = None) -> list[Transcription | None]:  # fmt: skip
@@ -129,32 +127,30 @@ class DecodeScheduler:
         finals = deque(batch for batch in plan if requests[batch[0]].kind == "final")
         partials = deque(batch for batch in plan if requests[batch[0]].kind == "partial")
         self._planned += len(plan)
-        taken = 0
+
+        def take(queue: deque[list[int]]) -> list[int]:
+            self._planned -= 1
+            return queue.popleft()
 
         def tell(index: int, result: Transcription | None) -> None:
             results[index] = result
             if ready is not None:
                 ready(index, result)
 
-        async def decode(batch: list[int], partial: bool) -> None:
+        async def decode(batch: list[int]) -> None:
             self._decoding += 1
-            self._partials_decoding += partial
             try:
                 decoded = await self._decode_batch(requests, batch)
             finally:
                 self._decoding -= 1
-                self._partials_decoding -= partial
             for i, result in zip(batch, decoded, strict=True):
                 tell(i, result)
 
         async def lane() -> None:
-            nonlocal taken
             while True:
                 async with self._free_lanes:  # a lane first, then the batch: finals are never dropped
                     if finals:
-                        taken += 1
-                        self._planned -= 1
-                        await decode(finals.popleft(), partial=False)
+                        await decode(take(finals))
                         continue
                 if not partials:  # done: never wait for a partial lane only to find nothing to take
                     return
@@ -163,9 +159,7 @@ class DecodeScheduler:
                 async with self._partial_lanes, self._free_lanes:
                     if not partials:
                         return
-                    batch = partials.popleft()
-                    taken += 1
-                    self._planned -= 1
+                    batch = take(partials)
                     late = time.perf_counter() - started > self._partial_deadline_s
                     overtaken = self._rounds != round_number
                     if late or overtaken or (preempt is not None and preempt()):
@@ -173,7 +167,7 @@ class DecodeScheduler:
                         for i in batch:
                             tell(i, None)
                         continue
-                    await decode(batch, partial=True)
+                    await decode(batch)
 
         try:
             async with asyncio.TaskGroup() as lanes:  # one lane failing cancels the others: the round fails
@@ -182,7 +176,7 @@ class DecodeScheduler:
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
         finally:
-            self._planned -= len(plan) - taken  # a failed or cancelled round's batches never start
+            self._planned -= len(finals) + len(partials)  # a failed or cancelled round's batches never start
         return results
 
     async def _decode_batch(self, requests: Sequence[DecodeRequest], batch: list[int]) -> list[Transcription]:
