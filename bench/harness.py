@@ -84,7 +84,7 @@ def service(settings: Settings, *services: str, log: Path, extra_env: dict[str, 
         "PALAVER_CLICKHOUSE_URL": settings.clickhouse_dsn,
         **(extra_env or {}),
     }
-    cmd = [sys.executable, "-m", "palaver", "run", *services, "--port", str(settings.api_port)]
+    cmd = [sys.executable, "-m", "stack", "run", *services, "--port", str(settings.api_port)]
     return subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
 
 

@@ -24,7 +24,7 @@ from palaver.store import Store
 from palaver.store.client import connect
 from palaver.store.migrations import apply_migrations
 from palaver.streams.clients import ensure_topics
-from palaver.web import create_app
+from stack.web import create_app
 from tests.integration.infra import Infra, free_port, infrastructure
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ class ServiceProcess:
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "palaver", "run", self.service], stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "stack", "run", self.service], stdout=out, stderr=subprocess.STDOUT,
             env={**child_env(self.settings), **self.env},
         )  # fmt: skip
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def palaver(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "palaver", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "stack", *args], capture_output=True, text=True,
                           timeout=timeout, env=env or os.environ.copy())  # fmt: skip
 
 
@@ -72,7 +72,7 @@ def test_broker_start_reports_missing_java(tmp_path: Path) -> None:
 def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = embedded_env(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "palaver", "up", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "stack", "up", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     lines: list[str] = []
     try:

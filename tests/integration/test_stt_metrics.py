@@ -33,7 +33,7 @@ from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events.registry import AUDIO_FRAMES, TRANSCRIPTS, topic_name
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics
-from palaver.web import create_app
+from stack.web import create_app
 from tests.integration.conftest import ServiceProcess, make_settings
 from tests.integration.infra import Infra, free_port
 

@@ -194,7 +194,7 @@ async def test_run_stt_workers_supervises_its_children(scaled_pipeline: Pipeline
     settings = scaled_pipeline.settings.model_copy(update={"topic_namespace": f"w{uuid.uuid4().hex[:8]}"})
     log = settings.data_dir / "stt-workers.log"
     with open(log, "ab") as out:
-        parent = subprocess.Popen([sys.executable, "-m", "palaver", "run", "stt", "--workers", "2"],
+        parent = subprocess.Popen([sys.executable, "-m", "stack", "run", "stt", "--workers", "2"],
                                   stdout=out, stderr=subprocess.STDOUT, env=child_env(settings))  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -21,7 +21,7 @@ from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.migrations import apply_migrations
 from palaver.streams.clients import ensure_topics, make_consumer, make_producer
-from palaver.web import create_app
+from stack.web import create_app
 from tests.integration.conftest import _wait_http, make_settings, poll
 from tests.integration.infra import Infra
 

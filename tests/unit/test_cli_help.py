@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from palaver.cli import build_parser, main
+from stack.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
@@ -20,7 +20,7 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_run_rejects_unknown_services(capsys: pytest.CaptureFixture[str]) -> None:
-    from palaver.services import UsageError, check_combination
+    from stack.services import UsageError, check_combination
 
     with pytest.raises(UsageError, match="unknown service"):
         check_combination(["transcribe"])
@@ -35,7 +35,7 @@ def test_parser_defaults() -> None:
 def test_engines_are_checked_with_a_clear_message() -> None:
     from pydantic import SecretStr
 
-    from palaver.services import UsageError, check_engine
+    from stack.services import UsageError, check_engine
     from palaver.settings import Settings
 
     with pytest.raises(UsageError, match="PALAVER_DEEPGRAM_API_KEY"):
@@ -53,7 +53,7 @@ def test_engines_are_checked_with_a_clear_message() -> None:
 def test_cloud_engines_are_built_from_settings_without_showing_the_key() -> None:
     from pydantic import SecretStr
 
-    from palaver.services import streaming_engine
+    from stack.services import streaming_engine
     from palaver.settings import Settings
 
     dg = streaming_engine(Settings(stt_engine="deepgram", deepgram_api_key=SecretStr("dg-secret-1"),

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from palaver.broker.embedded import BrokerError
-    from palaver.services import UsageError
+    from stack.services import UsageError
 
     try:
         return _dispatch(args)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.command == "up":
-        from palaver.supervisor import Stack, run_until_signal
+        from stack.supervisor import Stack, run_until_signal
 
         stack = Stack(settings)
         stack.start()
@@ -118,7 +118,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "broker":
         return _broker(args.action, settings)
     if args.command == "run":
-        from palaver.services import run_services, run_stt_workers
+        from stack.services import run_services, run_stt_workers
 
         if args.workers != 1:
             return run_stt_workers(settings, args.services, args.workers)
@@ -138,7 +138,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
     from palaver.demo.run import run_demo
-    from palaver.supervisor import Stack
+    from stack.supervisor import Stack
 
     url = args.url or f"http://{settings.api_host}:{settings.api_port}"
     stack = None

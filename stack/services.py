@@ -21,7 +21,7 @@ from prometheus_client import start_http_server
 
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
-from palaver.web import WEB_SERVICES, create_app
+from stack.web import WEB_SERVICES, create_app
 from stt_workers.engine import SttEngine
 from stt_workers.streaming import StreamingEngine
 from stt_workers.transcriber import Transcriber
@@ -156,7 +156,7 @@ def run_stt_workers(settings: Settings, services: list[str], workers: int) -> in
         env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
         if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones
             env["PALAVER_METRICS_PORT"] = str(settings.metrics_port + index)
-        proc = subprocess.Popen([sys.executable, "-m", "palaver", "run", "stt"], env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "stack", "run", "stt"], env=env, stdin=subprocess.DEVNULL)
         children[index] = proc
         log.info("stt worker %d: pid %d", index, proc.pid)
     stopping = False

@@ -64,7 +64,7 @@ class Stack:
         env = {**os.environ, **_settings_env(s)}
         for index, (name, services) in enumerate(GROUPS):
             log = s.log_dir / f"{name}.log"
-            cmd = [sys.executable, "-m", "palaver", "run", *services, "--host", s.api_host, "--port", str(s.api_port)]
+            cmd = [sys.executable, "-m", "stack", "run", *services, "--host", s.api_host, "--port", str(s.api_port)]
             # Processes without an HTTP server expose Prometheus metrics on the next ports.
             child_env = env if name == "web" else {**env, "PALAVER_METRICS_PORT": str(s.api_port + index)}
             out = open(log, "ab")  # noqa: SIM115 - handed to the child

@@ -1,3 +1,0 @@
-from palaver.cli import main
-
-raise SystemExit(main())
