@@ -1,7 +1,9 @@
 """Fans dialogue events out from Kafka to the live WebSockets of each meeting.
 
-One group-less consumer per API process reads the dialogues topic from its end; each socket gets a bounded
-queue, and a socket too slow to keep up is closed (1013) rather than slowing everyone else.
+One group-less consumer runner per API process (``palaver.streams.runner``) reads the dialogues topic from
+its end; each socket gets a bounded queue, and a socket too slow to keep up is closed (1013) rather than
+slowing everyone else. A message the hub cannot decode is counted and skipped (the store writer's group
+dead-letters it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import asyncio
 import logging
 from collections import defaultdict
 
-from palaver.events import DecodeError, DialogueUpdateV1, decode
-from palaver.events.registry import DIALOGUES, topic_name
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from palaver.events import DialogueUpdateV1, decode
+from palaver.events.registry import DIALOGUES
 from palaver.settings import Settings
-from palaver.streams.clients import make_consumer
+from palaver.streams.runner import ConsumerRunner, RunnerConfig, Step
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +29,19 @@ class SlowConsumer(Exception):
     pass
 
 
-class LiveHub:
+RUNNER = RunnerConfig(service="live", topics=(DIALOGUES,), group=None, poll_ms=500)
+
+
+class LiveHub(Step):
     def __init__(self, settings: Settings):
         self._settings = settings
         self._subscribers: dict[str, set[asyncio.Queue[DialogueUpdateV1 | None]]] = defaultdict(set)
-        self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name="live hub")
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the dialogues topic from its end until ``stop`` is set. Run again after a failure, the hub
+        goes on from the new end: live sockets miss the events between (they are stored)."""
+        await ConsumerRunner(self._settings, RUNNER, self).run(stop)
 
     def subscribe(self, meeting_id: str) -> asyncio.Queue[DialogueUpdateV1 | None]:
         queue: asyncio.Queue[DialogueUpdateV1 | None] = asyncio.Queue(QUEUE_LIMIT)
@@ -60,26 +61,10 @@ class LiveHub:
                 queue._queue.clear()  # type: ignore[attr-defined]  # the socket is closed anyway
                 queue.put_nowait(None)
 
-    async def _run(self) -> None:
-        topic = topic_name(self._settings.topic_namespace, DIALOGUES.name)
-        consumer = make_consumer(self._settings, None, topic, auto_offset_reset="latest")
-        await consumer.start()
-        try:
-            # Make sure the position is fixed at the current end before saying we are ready.
-            await consumer.getmany(timeout_ms=100)
-            for tp in consumer.assignment():
-                await consumer.position(tp)
-            self.ready.set()
-            while True:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            event = decode(record.value)
-                        except DecodeError as exc:
-                            log.warning("invalid dialogue event at %s: %s", record.offset, exc)
-                            continue
-                        if isinstance(event, DialogueUpdateV1):
-                            self.publish(event)
-        finally:
-            await consumer.stop()
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        self.ready.set()  # the position is fixed at the topic's end: what comes next is delivered
+
+    def process(self, record: ConsumerRecord) -> None:
+        event = decode(record.value)
+        if isinstance(event, DialogueUpdateV1):
+            self.publish(event)

@@ -48,4 +48,14 @@ STORE_BATCH_SECONDS = Histogram(
     "palaver_store_batch_seconds", "Wall time of one ClickHouse batch insert", buckets=LATENCY_BUCKETS
 )
 DLQ_MESSAGES = Counter("palaver_dlq_messages_total", "Messages dead-lettered", ["service", "topic"])
+CONSUMER_SKIPPED_MESSAGES = Counter(
+    "palaver_consumer_skipped_messages_total",
+    "Messages a group-less reader (the live fan-out) could not handle and skipped",
+    ["service", "topic"],
+)
+BACKGROUND_RESTARTS = Counter(
+    "palaver_background_restarts_total",
+    "Restarts of a web process's background consumer (store writer, live hub) after it failed",
+    ["task"],
+)
 API_LIVE_SOCKETS = Gauge("palaver_api_live_sockets", "Open live dialogue WebSockets")

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
     store_batch_max: int = 500
     store_batch_wait_ms: int = 200
+    store_retry_budget_s: float = Field(
+        default=120.0, description="How long the store writer retries an unreachable ClickHouse before it fails."
+    )
 
     @property
     def bootstrap_servers(self) -> str:

@@ -122,9 +122,9 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
         worker = SttWorker(settings, stt_transcriber(settings))
         tasks.append(asyncio.create_task(worker.run(stop), name="stt"))
     if "merger" in services:
-        from merger.app import Merger
+        from merger.app import run_merger
 
-        tasks.append(asyncio.create_task(Merger(settings).run(stop), name="merger"))
+        tasks.append(asyncio.create_task(run_merger(settings, stop), name="merger"))
     web = services & WEB_SERVICES
     if web:
         config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", ws_ping_interval=20)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +16,7 @@ from prometheus_client import make_asgi_app
 
 from palaver import __version__
 from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, USERS, topic_name
+from palaver.metrics import BACKGROUND_RESTARTS
 from palaver.settings import Settings
 from palaver.store import Store, open_store
 from palaver.store.writer import run_store_writer
@@ -37,11 +36,27 @@ DESCRIPTION = """Live meeting transcription.
 """
 
 
-def _crash_on_failure(task: asyncio.Task[Any]) -> None:
-    """A background consumer that dies means a bad environment: stop the process loudly."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s failed; shutting down", task.get_name(), exc_info=task.exception())
-        os.kill(os.getpid(), signal.SIGTERM)
+async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event,
+                       failures: dict[str, str], first_delay_s: float = 1.0, max_delay_s: float = 30.0) -> None:  # fmt: skip
+    """Run a background consumer of the web process until ``stop``; when it fails (a bad environment: its
+    runner already dead-letters bad messages and retries what is safe), log it loudly, count it, report it
+    in ``failures`` (``/healthz``) and start it again after a backoff. The HTTP services go on meanwhile:
+    one failing consumer must not stop the process and every socket it holds."""
+    delay = first_delay_s
+    while not stop.is_set():
+        try:
+            await run(stop)
+            return
+        except Exception as exc:
+            failures[name] = f"{type(exc).__name__}; restarting"
+            BACKGROUND_RESTARTS.labels(task=name).inc()
+            log.error("%s failed; starting it again in %.0f s", name, delay, exc_info=exc)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, max_delay_s)
+        failures.pop(name, None)
 
 
 def create_app(settings: Settings, services: set[str], store: Store | None = None) -> FastAPI:
@@ -69,10 +84,13 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             if store is None:
                 owned_store = await asyncio.to_thread(open_store, settings)
             app.state.store = store or owned_store
+        app.state.background_failures = failures = {}
+
+        def background(name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+            tasks.append(asyncio.create_task(keep_running(name, run, stop, failures), name=name))
+
         if "store" in services:
-            task = asyncio.create_task(run_store_writer(settings, app.state.store, stop), name="store writer")
-            task.add_done_callback(_crash_on_failure)
-            tasks.append(task)
+            background("store writer", lambda stop: run_store_writer(settings, app.state.store, stop))
         if "api" in services:
             from api.live import LiveHub
             from api.user_state import RecentWrites
@@ -81,14 +99,11 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             app.state.users = UserDirectory()
             app.state.chat_sent = RecentWrites()
             app.state.live = LiveHub(settings)
-            await app.state.live.start()
-            app.state.live.task.add_done_callback(_crash_on_failure)
+            background("live hub", app.state.live.run)
         try:
             yield
         finally:
             stop.set()
-            if "api" in services:
-                await app.state.live.stop()
             for task in tasks:
                 try:
                     await asyncio.wait_for(task, timeout=10)
@@ -131,6 +146,8 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
                 checks["clickhouse"] = "ok"
             except Exception as exc:  # report, do not raise: this is a health check
                 checks["clickhouse"] = f"error: {exc}"
+        for name, failure in getattr(app.state, "background_failures", {}).items():
+            checks[name] = failure
         status = 200 if all(v == "ok" for v in checks.values()) else 503
         return JSONResponse({"status": "ok" if status == 200 else "degraded", "services": sorted(services),
                              "checks": checks}, status_code=status)  # fmt: skip

@@ -2,7 +2,7 @@
 
 from palaver.events.audio_frame_v1 import AudioFrameV1
 from palaver.events.chat_v1 import ChatMessageV1
-from palaver.events.codec import DecodeError, decode, encode
+from palaver.events.codec import DecodeError, decode, decode_on, encode
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
@@ -29,5 +29,6 @@ __all__ = [
     "UserChangedV1",
     "WordV1",
     "decode",
+    "decode_on",
     "encode",
 ]

@@ -69,3 +69,13 @@ def decode(data: bytes | str) -> EventV:
         return schema.model_validate(obj)
     except ValidationError as exc:
         raise DecodeError(f"invalid {obj.get('event')} v{obj.get('version')}: {exc}") from exc
+
+
+def decode_on(schemas: tuple[str, ...], data: bytes | str) -> EventV:
+    """``decode``, and the event must be one of ``schemas`` (a topic's ``TopicSpec.schemas``, "name/version"):
+    an event on the wrong topic is a bad message too (a producer's bug), never processed as if it belonged."""
+    event = decode(data)
+    name = f"{event.event}/{event.version}"  # type: ignore[attr-defined]
+    if name not in schemas:
+        raise DecodeError(f"{name} does not belong on this topic (it takes {', '.join(schemas)})")
+    return event

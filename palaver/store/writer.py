@@ -1,6 +1,12 @@
 """The store writer: consumes transcripts, dialogues, edits, users and chat, inserts them into ClickHouse
-in batches, rebuilds merged transcripts that changed, then commits. Idempotent: rows are upserts keyed by
-deterministic ids, and each batch carries a dedup token."""
+in batches, rebuilds merged transcripts that changed, then commits. A step of the consumer runner
+(``palaver.streams.runner``).
+
+Idempotent: rows are upserts keyed by deterministic ids, and each table's batch carries a dedup token. A
+message that decodes but cannot be mapped to rows is dead-lettered by the runner (the batch goes on); a
+ClickHouse that does not answer is retried with backoff for ``store_retry_budget_s`` (fetching pauses
+meanwhile), after which the writer fails loudly and its process restarts it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,18 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from palaver.events import (
     ActionItemEditedV1,
-    DecodeError,
     DialogueEditedV1,
     MeetingWatermarkV1,
     TranscriptEditedV1,
-    decode,
+    decode_on,
 )
 from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, topic_name
 from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
@@ -26,12 +33,22 @@ from palaver.settings import Settings
 from palaver.store.client import Store
 from palaver.store.rows import COLUMNS, Provenance, rows_for
 from palaver.store.transcripts import rebuild_transcript, runs_of
-from palaver.streams.clients import make_consumer, make_producer
-from palaver.streams.dlq import DlqPolicy, dlq_topics
+from palaver.streams.clients import make_producer
+from palaver.streams.runner import (
+    ENVIRONMENT_ERRORS,
+    Checkpoint,
+    ConsumerRunner,
+    Offsets,
+    RunnerConfig,
+    Step,
+    retrying,
+)
 
 log = logging.getLogger(__name__)
 
 GROUP = "store"
+TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
+STORE_DOWN = (OperationalError, *ENVIRONMENT_ERRORS)  # ClickHouse unreachable: retry, never dead-letter
 
 
 def batch_token(records: list[ConsumerRecord], table: str) -> str:
@@ -43,66 +60,80 @@ def batch_token(records: list[ConsumerRecord], table: str) -> str:
     return f"{table}|" + ",".join(parts)
 
 
-async def write_batch(store: Store, records: list[ConsumerRecord], dlq: DlqPolicy) -> int:
-    """Decode, map to rows, insert one batch per table, then rebuild the merged transcripts that new final
-    dialogues or human edits changed. Returns rows written. Bad messages go to the DLQ."""
-    rows: dict[str, list[tuple]] = defaultdict(list)
-    sources: dict[str, list[ConsumerRecord]] = defaultdict(list)
-    watermarks: dict[tuple[str, str], int] = {}
-    edited_meetings: set[str] = set()
-    for record in records:
-        try:
-            event = decode(record.value)
-        except DecodeError as exc:
-            await dlq.dead_letter(record, str(exc))
-            continue
-        dlq.ok()
-        for table, row in rows_for(event, Provenance(record.topic, record.partition, record.offset)):
-            rows[table].append(row)
-            sources[table].append(record)
+@dataclass
+class Batch:
+    """Rows mapped from the messages since the last checkpoint, and the transcripts they change."""
+
+    rows: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    sources: dict[str, list[ConsumerRecord]] = field(default_factory=lambda: defaultdict(list))
+    watermarks: dict[tuple[str, str], int] = field(default_factory=dict)  # (meeting, run) -> watermark
+    edited_meetings: set[str] = field(default_factory=set)
+
+    def add(self, record: ConsumerRecord, schemas: tuple[str, ...]) -> None:
+        """Map one message of a topic that takes ``schemas``; raises (changing nothing) when it cannot be
+        decoded or mapped."""
+        event = decode_on(schemas, record.value)
+        mapped = list(rows_for(event, Provenance(record.topic, record.partition, record.offset)))
+        for table, row in mapped:
+            self.rows[table].append(row)
+            self.sources[table].append(record)
         if isinstance(event, MeetingWatermarkV1):
             key = (event.meeting_id, event.run)
-            watermarks[key] = max(watermarks.get(key, -1), event.watermark_ms)
+            self.watermarks[key] = max(self.watermarks.get(key, -1), event.watermark_ms)
         elif isinstance(event, DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1):
-            edited_meetings.add(event.meeting_id)
-    for table, table_rows in rows.items():
+            self.edited_meetings.add(event.meeting_id)
+
+
+async def write_batch(store: Store, batch: Batch) -> int:
+    """Insert one batch per table, then rebuild the merged transcripts that new final dialogues or human
+    edits changed. Safe to repeat (dedup tokens, rebuilds from the stored rows). Returns rows written."""
+    for table, table_rows in batch.rows.items():
         started = time.perf_counter()
-        await store.ainsert(table, table_rows, COLUMNS[table], batch_token(sources[table], table))
+        await store.ainsert(table, table_rows, COLUMNS[table], batch_token(batch.sources[table], table))
         STORE_BATCH_SECONDS.observe(time.perf_counter() - started)
         STORE_ROWS.labels(table=table).inc(len(table_rows))
-    for (meeting_id, run), mark in sorted(watermarks.items()):
+    for (meeting_id, run), mark in sorted(batch.watermarks.items()):
         await rebuild_transcript(store, meeting_id, run, mark)
-    for meeting_id in sorted(edited_meetings):
+    for meeting_id in sorted(batch.edited_meetings):
         for run in await runs_of(store, meeting_id):
-            if (meeting_id, run) not in watermarks:
+            if (meeting_id, run) not in batch.watermarks:
                 await rebuild_transcript(store, meeting_id, run)
-    return sum(len(r) for r in rows.values())
+    return sum(len(r) for r in batch.rows.values())
+
+
+class StoreStep(Step):
+    def __init__(self, settings: Settings, store: Store):
+        self._schemas = {topic_name(settings.topic_namespace, spec.name): spec.schemas for spec in TOPICS}
+        self._store = store
+        self._retry_budget_s = settings.store_retry_budget_s
+        self._batch = Batch()
+
+    def process(self, record: ConsumerRecord) -> None:
+        self._batch.add(record, self._schemas[record.topic])
+
+    def snapshot(self, offsets: Offsets) -> Checkpoint:
+        batch, self._batch = self._batch, Batch()
+        if not batch.rows:
+            return Checkpoint(offsets)
+
+        async def persist() -> None:
+            await retrying(lambda: write_batch(self._store, batch), "ClickHouse insert", self._retry_budget_s,
+                           retry_on=STORE_DOWN)  # fmt: skip
+
+        return Checkpoint(offsets, persist)
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    return RunnerConfig(service=GROUP, topics=TOPICS, group=GROUP, batch_max=settings.store_batch_max,
+                        poll_ms=settings.store_batch_wait_ms)  # fmt: skip
 
 
 async def run_store_writer(settings: Settings, store: Store, stop: asyncio.Event) -> None:
-    """Consume until ``stop`` is set. Offsets are committed only after the batch is in ClickHouse."""
-    specs = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
-    topics = [topic_name(settings.topic_namespace, t.name) for t in specs]
-    consumer = make_consumer(settings, GROUP, *topics, max_poll_records=settings.store_batch_max)
-    producer = make_producer(settings)
+    """Consume until ``stop`` is set. Offsets are committed only after their rows are in ClickHouse."""
+    producer: AIOKafkaProducer = make_producer(settings)
     await producer.start()
-    await consumer.start()
-    dlq = DlqPolicy(producer, dlq_topics(settings, *specs), GROUP)
-    log.info("store writer consuming %s into %s", topics, store.database)
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(
-                timeout_ms=settings.store_batch_wait_ms, max_records=settings.store_batch_max
-            )
-            records = [r for part in batches.values() for r in part]
-            if not records:
-                continue
-            await write_batch(store, records, dlq)
-            await consumer.commit(committed_offsets(batches))
+        step = StoreStep(settings, store)
+        await ConsumerRunner(settings, runner_config(settings), step, producer).run(stop)
     finally:
-        await consumer.stop()
         await producer.stop()
-
-
-def committed_offsets(batches: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, int]:
-    return {tp: part[-1].offset + 1 for tp, part in batches.items() if part}

@@ -35,8 +35,8 @@ def test_parser_defaults() -> None:
 def test_engines_are_checked_with_a_clear_message() -> None:
     from pydantic import SecretStr
 
-    from stack.services import UsageError, check_engine
     from palaver.settings import Settings
+    from stack.services import UsageError, check_engine
 
     with pytest.raises(UsageError, match="PALAVER_DEEPGRAM_API_KEY"):
         check_engine(Settings(stt_engine="deepgram"), ["stt"])
@@ -53,8 +53,8 @@ def test_engines_are_checked_with_a_clear_message() -> None:
 def test_cloud_engines_are_built_from_settings_without_showing_the_key() -> None:
     from pydantic import SecretStr
 
-    from stack.services import streaming_engine
     from palaver.settings import Settings
+    from stack.services import streaming_engine
 
     dg = streaming_engine(Settings(stt_engine="deepgram", deepgram_api_key=SecretStr("dg-secret-1"),
                                    deepgram_url="ws://127.0.0.1:9", deepgram_model="nova-2"))  # fmt: skip
