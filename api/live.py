@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from palaver.events import DialogueUpdateV1, decode
 from palaver.events.registry import DIALOGUES
 from palaver.settings import Settings
-from palaver.streams.runner import ConsumerRunner, RunnerConfig, Step
+from palaver.streams.runner import Committed, ConsumerRunner, RunnerConfig, Step
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class LiveHub(Step):
                 queue._queue.clear()  # type: ignore[attr-defined]  # the socket is closed anyway
                 queue.put_nowait(None)
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
+    async def assigned(self, committed: dict[TopicPartition, Committed]) -> None:
         self.ready.set()  # the position is fixed at the topic's end: what comes next is delivered
 
     def process(self, record: ConsumerRecord) -> None:

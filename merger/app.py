@@ -37,7 +37,7 @@ from palaver.metrics import MERGER_DIALOGUE_UPDATES
 from palaver.settings import Settings
 from palaver.streams.changelog import ChangelogTable
 from palaver.streams.clients import make_producer, send_batched
-from palaver.streams.runner import Checkpoint, ConsumerRunner, Offsets, RunnerConfig, Step
+from palaver.streams.runner import Checkpoint, Committed, ConsumerRunner, Offsets, RunnerConfig, Step
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class MergeStep(Step):
         self._deliveries.extend(await send_batched(self._producer, self._output, messages))
         MERGER_DIALOGUE_UPDATES.inc(len(sent))
 
-    def snapshot(self, offsets: Offsets) -> Checkpoint:
+    async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
         deliveries, self._deliveries = self._deliveries, []
         states = self._table.take_dirty()
 
@@ -93,8 +93,8 @@ class MergeStep(Step):
 
         return Checkpoint(offsets, persist)
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:
-        await self._table.restore({tp.partition for tp in partitions})
+    async def assigned(self, committed: dict[TopicPartition, Committed]) -> None:
+        await self._table.restore({tp.partition for tp in committed})
         if not self._ready:
             self._ready = True
             log.info(READY)

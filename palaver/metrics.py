@@ -31,7 +31,6 @@ STT_REAL_TIME_FACTOR = Histogram(
     "Decode wall time / seconds of audio decoded, per batched call (below 1: faster than real time)",
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
-STT_CONSUMER_LAG = Gauge("palaver_stt_consumer_lag_messages", "Audio messages not yet consumed", ["partition"])
 STT_ACTIVE_STREAMS = Gauge("palaver_stt_active_streams", "Streams owned by this STT worker")
 STT_BATCH_SIZE = Histogram(
     "palaver_stt_decode_batch_size", "Requests decoded in one batched call", buckets=(1, 2, 3, 4, 6, 8, 12, 16)
@@ -48,6 +47,11 @@ STORE_BATCH_SECONDS = Histogram(
     "palaver_store_batch_seconds", "Wall time of one ClickHouse batch insert", buckets=LATENCY_BUCKETS
 )
 DLQ_MESSAGES = Counter("palaver_dlq_messages_total", "Messages dead-lettered", ["service", "topic"])
+CONSUMER_LAG = Gauge(
+    "palaver_consumer_lag_messages",
+    "Messages of an owned partition not yet consumed (highwater minus position)",
+    ["service", "topic", "partition"],
+)
 CONSUMER_SKIPPED_MESSAGES = Counter(
     "palaver_consumer_skipped_messages_total",
     "Messages a group-less reader (the live fan-out) could not handle and skipped",

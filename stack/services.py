@@ -117,10 +117,9 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
     stop = asyncio.Event()
     tasks = []
     if "stt" in services:
-        from stt_workers.pipeline import SttWorker
+        from stt_workers.pipeline import run_stt_worker
 
-        worker = SttWorker(settings, stt_transcriber(settings))
-        tasks.append(asyncio.create_task(worker.run(stop), name="stt"))
+        tasks.append(asyncio.create_task(run_stt_worker(settings, stt_transcriber(settings), stop), name="stt"))
     if "merger" in services:
         from merger.app import run_merger
 

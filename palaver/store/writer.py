@@ -111,7 +111,7 @@ class StoreStep(Step):
     def process(self, record: ConsumerRecord) -> None:
         self._batch.add(record, self._schemas[record.topic])
 
-    def snapshot(self, offsets: Offsets) -> Checkpoint:
+    async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
         batch, self._batch = self._batch, Batch()
         if not batch.rows:
             return Checkpoint(offsets)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -43,7 +44,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from palaver.events.registry import TopicSpec, topic_name
-from palaver.metrics import CONSUMER_SKIPPED_MESSAGES
+from palaver.metrics import CONSUMER_LAG, CONSUMER_SKIPPED_MESSAGES
 from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
 from palaver.streams.dlq import DlqPolicy, dlq_topics
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, TimeoutError, OSError)
 
 Offsets = dict[TopicPartition, Any]  # an offset, or (offset, metadata)
+Committed = tuple[int | None, str]  # a partition's committed offset (None: none yet) and its metadata
 
 
 @dataclass
@@ -65,7 +67,8 @@ class Checkpoint:
 
 
 class Step(abc.ABC):
-    """A service's part of a consumer: plain processing, no consumer calls."""
+    """A service's part of a consumer: plain processing, no consumer calls. The runner calls it under one
+    lock: never two calls at once, never during a rebalance."""
 
     @abc.abstractmethod
     def process(self, record: ConsumerRecord) -> Awaitable[None] | None:
@@ -74,16 +77,27 @@ class Step(abc.ABC):
         first, then change state). Raise only ``ENVIRONMENT_ERRORS`` for a failure of the environment."""
 
     async def after_batch(self) -> None:  # noqa: B027  # a hook; doing nothing is its default
-        """After the messages of one poll (e.g. send the outputs they made, conflated)."""
+        """After the messages of one poll, also an empty one (e.g. send the outputs they made, conflated).
+        What it raises stops the service (an environment failure)."""
 
-    def snapshot(self, offsets: Offsets) -> Checkpoint:
-        """Take what was derived from the messages up to ``offsets`` (synchronously: no message is handled
-        meanwhile) and return the checkpoint that makes it durable, then commits ``offsets``. The default
-        has nothing to persist."""
+    async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint | None:
+        """Take what was derived from the messages handled up to ``offsets`` (no message is handled
+        meanwhile) and return the checkpoint that makes it durable, then commits (the default: ``offsets``,
+        nothing to persist). None: no checkpoint now (the offsets wait for a later one); not when
+        ``final`` (the last checkpoint of a revocation or a shutdown: take everything)."""
         return Checkpoint(offsets)
 
-    async def assigned(self, partitions: set[TopicPartition]) -> None:  # noqa: B027
-        """Partitions this process now owns (load their state)."""
+    def poll_ms(self, idle_ms: int) -> int:
+        """How long the next poll may wait for input (``RunnerConfig.poll_ms`` unless the step has output
+        waiting for a checkpoint that should start soon)."""
+        return idle_ms
+
+    async def assigned(self, committed: dict[TopicPartition, Committed]) -> None:  # noqa: B027
+        """Partitions this process now owns, with their committed offset and metadata (load their state)."""
+
+    async def closing(self, partitions: set[TopicPartition] | None) -> None:  # noqa: B027
+        """Before the last checkpoint of these partitions (revocation) or of all (shutdown: None): make no
+        more output for them that this checkpoint would not take."""
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:  # noqa: B027
         """Partitions this process no longer owns, after their last checkpoint (forget their state)."""
@@ -103,18 +117,22 @@ class RunnerConfig:
 
 
 class ConsumerRunner:
-    def __init__(self, settings: Settings, config: RunnerConfig, step: Step, producer: AIOKafkaProducer | None = None):
+    def __init__(self, settings: Settings, config: RunnerConfig, step: Step, producer: AIOKafkaProducer | None = None,
+                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
         """``producer`` (started and stopped by the caller) dead-letters bad messages; a runner with a
-        group needs one when its topics have dead-letter queues."""
+        group needs one when its topics have dead-letter queues. ``consumer_factory`` takes
+        ``make_consumer``'s arguments (tests pass an in-memory broker's)."""
         self._settings = settings
         self.config = config
         self._step = step
+        self._consumer_factory = consumer_factory
         ns = settings.topic_namespace
         self._topics = [topic_name(ns, spec.name) for spec in config.topics]
         dlqs = dlq_topics(settings, *config.topics)
         if config.group is not None and dlqs and producer is None:
             raise ValueError(f"{config.service}: a consumer group with dead-letter queues needs a producer")
         self._dlq = DlqPolicy(producer, dlqs, config.service) if config.group is not None and producer else None
+        self._owned: set[TopicPartition] = set()  # partitions the step was told it owns
         self._handled: dict[TopicPartition, int] = {}  # next offset after the last record handled
         self._pending: list[asyncio.Future[None]] = []  # checkpoints not yet complete, oldest first
         self._last_checkpoint = time.monotonic()
@@ -129,7 +147,7 @@ class ConsumerRunner:
         overrides = {"max_poll_records": c.batch_max, **c.consumer_config}
         if c.group is None:
             overrides["auto_offset_reset"] = "latest"
-        consumer = self._consumer = make_consumer(self._settings, c.group, **overrides)
+        consumer = self._consumer = self._consumer_factory(self._settings, c.group, **overrides)
         await consumer.start()
         try:
             if c.group is None:
@@ -141,17 +159,19 @@ class ConsumerRunner:
                 self._raise_failures()
                 self._apply_backpressure(consumer)
                 generation = self._generation
-                batches = await consumer.getmany(timeout_ms=c.poll_ms, max_records=c.batch_max)
+                batches = await consumer.getmany(timeout_ms=self._step.poll_ms(c.poll_ms), max_records=c.batch_max)
                 async with self._lock:
                     if generation != self._generation:
                         await self._rewind(consumer, batches)
                         continue
-                    await self._handle(batches)
+                    await self._handle(consumer, batches)
                     if c.group is not None and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval_s:
-                        self._begin_checkpoint(consumer)
+                        await self._begin_checkpoint(consumer, final=False)
             if c.group is not None:
                 await self._shutdown(consumer)
         finally:
+            for tp in self._owned:
+                _forget_lag(c.service, tp)
             await consumer.stop()
 
     async def _follow_from_end(self, consumer: AIOKafkaConsumer) -> None:
@@ -166,11 +186,16 @@ class ConsumerRunner:
         await consumer.seek_to_end(*tps)
         for tp in tps:
             await consumer.position(tp)  # fixed now: what comes later is delivered
-        await self._step.assigned(set(tps))
+        self._owned = set(tps)
+        await self._step.assigned(dict.fromkeys(tps, (None, "")))
 
-    async def _handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _handle(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         step = self._step
         for tp, records in batches.items():
+            if tp not in self._owned:
+                # Fetched after the assignment, before its callback told the step: read it again later.
+                consumer.seek(tp, records[0].offset)
+                continue
             for record in records:
                 try:
                     result = step.process(record)
@@ -185,6 +210,12 @@ class ConsumerRunner:
                         self._dlq.ok()
                 self._handled[tp] = record.offset + 1
         await step.after_batch()
+        # Every owned partition, also those idle in this batch (their highwater comes with every fetch).
+        for tp in self._owned:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - await consumer.position(tp))
+                CONSUMER_LAG.labels(service=self.config.service, topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     async def _bad_message(self, record: ConsumerRecord, exc: Exception) -> None:
         if self._dlq is not None:
@@ -194,18 +225,21 @@ class ConsumerRunner:
         log.warning("%s skipped %s[%s]@%s: %s: %s", self.config.service, record.topic, record.partition,
                     record.offset, type(exc).__name__, exc)  # fmt: skip
 
-    def _begin_checkpoint(self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None) -> asyncio.Future[None]:
-        """Checkpoint everything handled so far (of ``only`` these partitions' offsets); it completes in the
-        background, after the checkpoints before it."""
-        assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in self._handled.items() if tp in assigned and (only is None or tp in only)}
+    async def _begin_checkpoint(self, consumer: AIOKafkaConsumer, final: bool,
+                                only: set[TopicPartition] | None = None) -> asyncio.Future[None] | None:  # fmt: skip
+        """Checkpoint everything handled so far (of ``only`` these partitions' offsets), unless the step
+        declines (not ``final``); it completes in the background, after the checkpoints before it."""
+        offsets = {tp: o for tp, o in self._handled.items() if tp in self._owned and (only is None or tp in only)}
+        self._last_checkpoint = time.monotonic()
+        checkpoint = await self._step.snapshot(offsets, final)
+        if checkpoint is None:
+            assert not final, "a final checkpoint must take everything"
+            return None
         for tp in offsets:
             del self._handled[tp]
-        checkpoint = self._step.snapshot(offsets)
         previous = self._pending[-1] if self._pending else None
         future = asyncio.ensure_future(self._complete(consumer, checkpoint, previous))
         self._pending.append(future)
-        self._last_checkpoint = time.monotonic()
         return future
 
     async def _complete(self, consumer: AIOKafkaConsumer, checkpoint: Checkpoint,
@@ -221,8 +255,12 @@ class ConsumerRunner:
                 # The group moved on: the next owner resumes from the last commit, and ids dedupe the repeat.
                 log.warning("%s: commit failed (rebalance): %s", self.config.service, exc)
 
-    async def _checkpoint_now(self, consumer: AIOKafkaConsumer, only: set[TopicPartition] | None = None) -> None:
-        await self._begin_checkpoint(consumer, only)
+    async def _final_checkpoint(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition] | None) -> None:
+        """The last checkpoint of ``partitions`` (None: all, at shutdown), awaited with those before it."""
+        await self._step.closing(partitions)
+        future = await self._begin_checkpoint(consumer, final=True, only=partitions)
+        assert future is not None
+        await future
         self._raise_failures()
 
     def _raise_failures(self) -> None:
@@ -241,7 +279,7 @@ class ConsumerRunner:
     async def _shutdown(self, consumer: AIOKafkaConsumer) -> None:
         async with self._lock:
             try:
-                await asyncio.wait_for(self._checkpoint_now(consumer), self.config.shutdown_timeout_s)
+                await asyncio.wait_for(self._final_checkpoint(consumer, None), self.config.shutdown_timeout_s)
             except TimeoutError:
                 log.warning("%s: the last checkpoint took over %.0f s; the next owner reads its input again",
                             self.config.service, self.config.shutdown_timeout_s)  # fmt: skip
@@ -263,16 +301,38 @@ class ConsumerRunner:
         self._generation += 1
         assert self._consumer is not None
         async with self._lock:
-            await self._checkpoint_now(self._consumer, only=revoked)
+            mine = revoked & self._owned
+            await self._final_checkpoint(self._consumer, mine)
+            self._owned -= mine
             for tp in revoked:
                 self._handled.pop(tp, None)
-            await self._step.revoked(revoked)
+                _forget_lag(self.config.service, tp)  # another process reports it now
+            await self._step.revoked(mine)
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         self._generation += 1
+        assert self._consumer is not None
         async with self._lock:
-            await self._step.assigned(assigned)
-        log.info("%s assigned %s", self.config.service, sorted((tp.topic, tp.partition) for tp in assigned))
+            committed = await fetch_committed(self._consumer, assigned)
+            await self._step.assigned({tp: committed.get(tp, (None, "")) for tp in assigned})
+            self._owned |= assigned
+        for topic in sorted({tp.topic for tp in assigned}):
+            partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+            log.info("%s assigned %s of %s", self.config.service, partitions, topic)
+
+
+async def fetch_committed(consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> dict[TopicPartition, Committed]:
+    """Committed offset (None: none yet) and metadata per partition. aiokafka's public ``committed()``
+    returns the offset only; the metadata comes from the group coordinator's fetch."""
+    if not partitions:
+        return {}
+    found = await consumer._coordinator.fetch_committed_offsets(list(partitions))
+    return {tp: (om.offset if om.offset >= 0 else None, om.metadata or "") for tp, om in found.items()}
+
+
+def _forget_lag(service: str, tp: TopicPartition) -> None:
+    with contextlib.suppress(KeyError):
+        CONSUMER_LAG.remove(service, tp.topic, str(tp.partition))
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -1,31 +1,35 @@
 """A final that comes while a publish round runs starts a round of its own at once, and so do decodes
-queued while a decode lane idles (with a fake transcriber, producer and consumer): each stream's events
-still go out in order and the rounds commit in order."""
+queued while a decode lane idles: each stream's events still go out in order and the rounds commit in
+order. The worker runs on the real consumer runner over the in-memory broker, with a transcriber whose
+decodes the test releases one by one."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import numpy as np
-from aiokafka import TopicPartition
 
 from palaver.settings import Settings
+from palaver.streams.runner import ConsumerRunner
 from stt_workers.engine import Transcription
-from stt_workers.pipeline import SttWorker
+from stt_workers.pipeline import RUNNER, SttWorker
 from stt_workers.scheduler import DecodeRequest, Ready
 from stt_workers.transcriber import Decode, Outbox, ResumePoint
+from tests.fake_broker import FakeBroker, FakeConsumer, FakeProducer
 
 
 class _Transcriber:
-    """Decodes each round's requests when the test releases them (``release[text]``), in any order."""
+    """Decodes each round's requests when the test lets them go (``go[text]``), in any order."""
 
     name, model = "fake", "m"
 
     def __init__(self) -> None:
         self.outbox = Outbox()
-        self.release: dict[str, asyncio.Event] = {}
+        self.go: dict[str, asyncio.Event] = {}
         self.idle = False  # what ``idle_lane`` says
+        self.batches = 0  # consumer batches seen (the runner polls in a loop)
 
     def idle_lane(self) -> bool:
         return self.idle
@@ -33,7 +37,7 @@ class _Transcriber:
     async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
         async def one(index: int, request: DecodeRequest) -> None:
             text = request.language  # the test names each request by its "language"
-            await self.release.setdefault(text, asyncio.Event()).wait()
+            await self.go.setdefault(text, asyncio.Event()).wait()
             ready(index, _result(text))
 
         await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
@@ -41,32 +45,27 @@ class _Transcriber:
     def resume_points(self) -> Iterator[ResumePoint]:
         return iter(())
 
+    def check(self) -> None:
+        pass
+
+    def after_batch(self, touched: set[str]) -> None:
+        self.batches += 1
+
+    def speaking(self) -> int:
+        return 0
+
+    async def release(self, partitions: set[int] | None) -> None:
+        pass
+
+    def forget(self, partitions: set[int]) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
 
 def _result(text: str) -> Transcription:
     return Transcription(text=text, words=(), confidence=1.0)
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
-        self.sent.append(value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-
-class _Consumer:
-    def __init__(self, topic: str) -> None:
-        self.tp = TopicPartition(topic, 0)
-        self.commits: list[int] = []
-
-    def assignment(self) -> set[TopicPartition]:
-        return {self.tp}
-
-    async def commit(self, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
-        self.commits.append(offsets[self.tp][0])
 
 
 def _decode(text: str, kind: str) -> Decode:
@@ -74,84 +73,129 @@ def _decode(text: str, kind: str) -> Decode:
     return Decode(request, lambda result: ("m1", result.text.encode()) if result else None)
 
 
-def _worker() -> tuple[_Transcriber, SttWorker, _Producer, _Consumer]:
+class _Scene:
+    def __init__(self, t: _Transcriber, worker: SttWorker, producer: FakeProducer, consumers: list[FakeConsumer]):
+        self.t, self.worker, self.producer, self._consumers = t, worker, producer, consumers
+
+    @property
+    def sent(self) -> list[bytes]:
+        return self.producer.sent["transcripts"]
+
+    @property
+    def commits(self) -> list[int]:
+        return [offsets[tp][0] for offsets in self._consumers[0].commits for tp in offsets]
+
+    async def until(self, holds: Callable[[], bool], what: str) -> None:
+        for _ in range(2000):
+            if holds():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"never: {what}")
+
+    async def polls(self, n: int = 3) -> None:
+        """Let the runner poll ``n`` more times (a round it would start has started by then)."""
+        seen = self.t.batches
+        await self.until(lambda: self.t.batches >= seen + n, f"{n} more polls")
+
+    def release(self, *texts: str) -> None:
+        for text in texts:
+            self.t.go.setdefault(text, asyncio.Event()).set()
+
+
+@asynccontextmanager
+async def _scene() -> AsyncIterator[_Scene]:
+    broker = FakeBroker(partitions=1)
     t = _Transcriber()
-    worker = SttWorker(Settings(), t)  # type: ignore[arg-type]
-    worker._producer = producer = _Producer()  # type: ignore[assignment]
-    return t, worker, producer, _Consumer(worker._audio_topic)
+    producer = broker.producer()
+    worker = SttWorker(Settings(), t, producer)  # type: ignore[arg-type]
+    consumers: list[FakeConsumer] = []
+
+    def consumer(*args: object, **config: object) -> FakeConsumer:
+        consumers.append(broker.consumer(*args, **config))  # type: ignore[arg-type]
+        return consumers[-1]
+
+    stop = asyncio.Event()
+    runner = asyncio.create_task(ConsumerRunner(Settings(), RUNNER, worker, producer, consumer_factory=consumer).run(stop))  # type: ignore[arg-type]
+    scene = _Scene(t, worker, producer, consumers)
+    await scene.until(lambda: bool(consumers) and t.batches > 0, "the runner polls")
+    try:
+        yield scene
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 10)
 
 
-def test_a_final_overtakes_the_running_round_in_order() -> None:
-    async def scenario() -> tuple[list[bytes], list[int]]:
-        t, worker, producer, consumer = _worker()
-
+async def test_a_final_overtakes_the_running_round_in_order() -> None:
+    async with _scene() as s:
+        t, worker = s.t, s.worker
         # Round 1: a partial of stream a and one of stream b, still decoding.
         t.outbox.decode("a", _decode("a-partial", "partial"), partial=True)
         t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
         worker._processed[0] = 10
-        worker._start_round(consumer)  # type: ignore[arg-type]
-        await asyncio.sleep(0.01)
+        await s.until(lambda: not t.outbox, "round 1 starts")
         # No final waits: the next batch's output waits for the round.
         t.outbox.emit("b", "m1", b"b-progress")
-        worker._start_round(consumer)  # type: ignore[arg-type]
+        await s.polls()
         assert t.outbox, "no round started: nothing overtakes without a final"
         # Stream b's final comes: round 2 starts at once.
         t.outbox.decode("b", _decode("b-final", "final"))
         t.outbox.decode("c", _decode("c-final", "final"))
         worker._processed[0] = 20
-        worker._start_round(consumer)  # type: ignore[arg-type]
-        assert not t.outbox, "a waiting final starts its round while the other one runs"
+        await s.until(lambda: not t.outbox, "a waiting final starts its round while the other one runs")
 
-        for text in ("c-final", "b-final"):
-            t.release.setdefault(text, asyncio.Event()).set()
-        await asyncio.sleep(0.01)
-        assert producer.sent == [b"c-final"], "c waits for nothing; b's final waits for b's partial"
-        assert consumer.commits == [], "round 2 commits after round 1"
-        for text in ("b-partial", "a-partial"):
-            t.release.setdefault(text, asyncio.Event()).set()
-        await worker._finish_round()
-        return producer.sent, consumer.commits
+        s.release("c-final", "b-final")
+        await s.until(lambda: bool(s.sent), "c-final published")
+        await s.polls()
+        assert s.sent == [b"c-final"], "c waits for nothing; b's final waits for b's partial"
+        assert s.commits == [], "round 2 commits after round 1"
+        s.release("b-partial", "a-partial")
+        await s.until(lambda: len(s.commits) == 2, "both rounds commit")
 
-    sent, commits = asyncio.run(scenario())
-    assert sent.index(b"b-partial") < sent.index(b"b-progress") < sent.index(b"b-final")
-    assert sorted(sent) == sorted([b"a-partial", b"b-partial", b"b-progress", b"b-final", b"c-final"])
-    assert commits == [10, 20]
+    assert s.sent.index(b"b-partial") < s.sent.index(b"b-progress") < s.sent.index(b"b-final")
+    assert sorted(s.sent) == sorted([b"a-partial", b"b-partial", b"b-progress", b"b-final", b"c-final"])
+    assert s.commits[:2] == [10, 20]
 
 
-def test_queued_decodes_take_an_idle_lane_without_waiting_for_the_round() -> None:
-    async def scenario() -> tuple[list[bytes], list[int]]:
-        t, worker, producer, consumer = _worker()
-
+async def test_queued_decodes_take_an_idle_lane_without_waiting_for_the_round() -> None:
+    async with _scene() as s:
+        t, worker = s.t, s.worker
         t.outbox.decode("a", _decode("a-partial-1", "partial"), partial=True)
         worker._processed[0] = 10
-        worker._start_round(consumer)  # type: ignore[arg-type]
-        t.idle = True
+        await s.until(lambda: not t.outbox, "round 1 starts")
+        await s.polls()  # round 1 has planned its batches
         t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
-        worker._start_round(consumer)  # type: ignore[arg-type]
-        assert t.outbox, "the running round has not planned its batches yet: they may take the idle lane"
-        await asyncio.sleep(0.01)
-        t.idle = False
-        worker._start_round(consumer)  # type: ignore[arg-type]
+        await s.polls()
         assert t.outbox, "no lane idles: the decodes wait for the round"
         # A lane idles (the round's last batch runs on the other one): the queued decodes start.
         t.outbox.emit("a", "m1", b"a-progress")
         t.outbox.decode("a", _decode("a-partial-2", "partial"), partial=True)
-        t.idle = True
         worker._processed[0] = 20
-        worker._start_round(consumer)  # type: ignore[arg-type]
-        assert not t.outbox, "a new round takes the idle lane"
+        t.idle = True
+        await s.until(lambda: not t.outbox, "a new round takes the idle lane")
+        t.idle = False
 
-        t.release.setdefault("a-partial-2", asyncio.Event()).set()
-        t.release.setdefault("b-partial", asyncio.Event()).set()
-        await asyncio.sleep(0.01)
-        assert producer.sent == [b"b-partial"], "a's newer partial waits for a's events of the first round"
-        t.release.setdefault("a-partial-1", asyncio.Event()).set()
-        await worker._finish_round()
-        return producer.sent, consumer.commits
+        s.release("a-partial-2", "b-partial")
+        await s.until(lambda: bool(s.sent), "b-partial published")
+        await s.polls()
+        assert s.sent == [b"b-partial"], "a's newer partial waits for a's events of the first round"
+        s.release("a-partial-1")
+        await s.until(lambda: len(s.commits) == 2, "both rounds commit")
 
-    sent, commits = asyncio.run(scenario())
-    assert sent == [b"b-partial", b"a-partial-1", b"a-progress", b"a-partial-2"]
-    assert commits == [10, 20]
+    assert s.sent == [b"b-partial", b"a-partial-1", b"a-progress", b"a-partial-2"]
+    assert s.commits[:2] == [10, 20]
+
+
+def test_a_round_not_yet_planned_is_not_overtaken_by_an_idle_lane() -> None:
+    """The running round has not handed its decodes to the transcriber: an idle lane may be the one it
+    is about to take, so queued decodes wait."""
+    t = _Transcriber()
+    worker = SttWorker(Settings(), t, FakeBroker().producer())  # type: ignore[arg-type]
+    t.idle = True
+    t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
+    worker._newest_planned = False
+    assert not worker._lane_idle()
+    worker._newest_planned = True
+    assert worker._lane_idle()
 
 
 def test_events_alone_are_no_decode_waiting() -> None:

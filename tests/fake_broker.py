@@ -1,0 +1,255 @@
+"""An in-memory Kafka for pipeline tests: the subset of aiokafka's consumer and producer that Palaver's
+consumer runner (``palaver.streams.runner``), ``send_batched`` and the DLQ use, over partitions held in
+lists. The one fake of the broker: unit tests of a service's loop run its real step on the real runner
+over this; integration tests use the real broker.
+
+What it models: partitions and offsets, keys to partitions, headers, a consumer group's committed offsets
+and metadata, one member per group that owns every partition (its ``on_partitions_assigned`` runs on the
+first poll), positions, seek, pause, highwater. What it does not: replication, transactions, rebalances
+between members (call ``FakeConsumer.rebalance`` to revoke and assign again), timestamps that mean anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, RecordMetadata
+
+
+class FakeBroker:
+    def __init__(self, partitions: int = 3):
+        self.default_partitions = partitions
+        self.logs: dict[str, list[list[ConsumerRecord]]] = {}
+        self.committed: dict[tuple[str, TopicPartition], OffsetAndMetadata] = {}
+        self._waiters: set[asyncio.Event] = set()  # polls waiting for a record
+
+    def create(self, topic: str, partitions: int | None = None) -> None:
+        self.logs.setdefault(topic, [[] for _ in range(partitions or self.default_partitions)])
+
+    def partition_for(self, topic: str, key: bytes | None) -> int:
+        self.create(topic)
+        return zlib.crc32(key or b"") % len(self.logs[topic])
+
+    def append(self, topic: str, value: bytes, key: bytes | None = None, headers: Iterable[tuple[str, bytes]] = (),
+               partition: int | None = None) -> RecordMetadata:  # fmt: skip
+        self.create(topic)
+        p = self.partition_for(topic, key) if partition is None else partition
+        log = self.logs[topic][p]
+        record = ConsumerRecord(topic=topic, partition=p, offset=len(log), timestamp=0, timestamp_type=0, key=key,
+                                value=value, checksum=None, serialized_key_size=len(key or b""),
+                                serialized_value_size=len(value), headers=tuple(headers))  # fmt: skip
+        log.append(record)
+        for waiter in self._waiters:
+            waiter.set()
+        return RecordMetadata(topic, p, TopicPartition(topic, p), record.offset, 0, 0, 0)
+
+    def records(self, topic: str) -> list[ConsumerRecord]:
+        """Every record of ``topic``, partition by partition."""
+        return [r for log in self.logs.get(topic, []) for r in log]
+
+    async def wait_for_append(self, timeout_s: float) -> None:
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+
+    def consumer(self, settings: object, group: str | None, *topics: str, **config: Any) -> FakeConsumer:
+        """A ``make_consumer`` stand-in (``ConsumerRunner(consumer_factory=broker.consumer)``)."""
+        return FakeConsumer(self, group, topics, config)
+
+    def producer(self) -> FakeProducer:
+        return FakeProducer(self)
+
+
+class FakeConsumer:
+    def __init__(self, broker: FakeBroker, group: str | None, topics: Iterable[str], config: dict[str, Any]):
+        self._broker = broker
+        self._group = group
+        self._from_end = config.get("auto_offset_reset") == "latest"
+        self._assigned: list[TopicPartition] = []
+        self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._listener: Any = None
+        self._subscribed: list[str] = list(topics)
+        self._pending_assignment = False
+        self.commits: list[dict[TopicPartition, Any]] = []  # every commit, in order
+        self._coordinator = self  # aiokafka's private fetch of committed metadata
+        self._client = self  # aiokafka's private metadata refresh
+
+    async def start(self) -> None:
+        for topic in self._subscribed:
+            self._broker.create(topic)
+
+    async def stop(self) -> None:
+        pass
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        for topic in topics:
+            self._broker.create(topic)
+        self._subscribed, self._listener, self._pending_assignment = list(topics), listener, True
+
+    async def rebalance(self) -> None:
+        """Revoke every partition and assign them again, as a group rebalance does (on the next poll)."""
+        revoked = set(self._assigned)
+        self._assigned = []
+        if self._listener is not None:
+            await self._listener.on_partitions_revoked(revoked)
+        self._pending_assignment = True
+
+    async def _assign_subscribed(self) -> None:
+        self._pending_assignment = False
+        tps = [TopicPartition(t, p) for t in self._subscribed for p in range(len(self._broker.logs[t]))]
+        self.assign(tps)
+        for tp in tps:
+            committed = self._committed(tp)
+            self._positions[tp] = committed.offset if committed else 0
+        if self._listener is not None:
+            await self._listener.on_partitions_assigned(set(tps))
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self._assigned = list(tps)
+        for tp in tps:
+            self._positions.setdefault(tp, len(self._log(tp)) if self._from_end else 0)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(len(self._broker.logs.get(topic, []))))
+
+    async def force_metadata_update(self) -> None:
+        pass
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        if self._pending_assignment:
+            await self._assign_subscribed()
+        batches = self._take(max_records or 500)
+        if not batches and timeout_ms:
+            await self._broker.wait_for_append(timeout_ms / 1000)
+            batches = self._take(max_records or 500)
+        return batches
+
+    def _take(self, limit: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        batches: dict[TopicPartition, list[ConsumerRecord]] = {}
+        for tp in self._assigned:
+            if tp in self._paused or limit <= 0:
+                continue
+            records = self._log(tp)[self._positions[tp] : self._positions[tp] + limit]
+            if records:
+                batches[tp] = records
+                self._positions[tp] += len(records)
+                limit -= len(records)
+        return batches
+
+    def _log(self, tp: TopicPartition) -> list[ConsumerRecord]:
+        return self._broker.logs[tp.topic][tp.partition]
+
+    async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        assert self._group is not None, "a group-less consumer commits nothing"
+        for tp, offset in offsets.items():
+            value, metadata = offset if isinstance(offset, tuple) else (offset, "")
+            self._broker.committed[(self._group, tp)] = OffsetAndMetadata(value, metadata)
+        self.commits.append(dict(offsets))
+
+    def _committed(self, tp: TopicPartition) -> OffsetAndMetadata | None:
+        return self._broker.committed.get((self._group or "", tp))
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        found = self._committed(tp)
+        return found.offset if found else None
+
+    async def fetch_committed_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {tp: self._committed(tp) or OffsetAndMetadata(-1, "") for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._positions[tp] = offset
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self._positions[tp] = 0
+
+    async def seek_to_end(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self._positions[tp] = len(self._log(tp))
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self._positions[tp]
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self._log(tp))
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self._paused |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self._paused -= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]] = []
+
+    def append(self, key: bytes | None, value: bytes, timestamp: object, headers: Iterable[tuple[str, bytes]]) -> object:
+        self.messages.append((key, value, tuple(headers)))
+        return object()  # never full
+
+
+class FakeProducer:
+    """Delivers at once; ``fail_next(n)`` makes the next n deliveries fail (an unreachable broker)."""
+
+    def __init__(self, broker: FakeBroker):
+        self._broker = broker
+        self._failures = 0
+        self.sent: dict[str, list[bytes]] = defaultdict(list)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def fail_next(self, deliveries: int) -> None:
+        self._failures = deliveries
+
+    def _deliver(self, topic: str, value: bytes, key: bytes | None, headers: Iterable[tuple[str, bytes]],
+                 partition: int | None) -> asyncio.Future[RecordMetadata]:  # fmt: skip
+        future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        if self._failures:
+            self._failures -= 1
+            from aiokafka.errors import KafkaTimeoutError
+
+            future.set_exception(KafkaTimeoutError("fake broker: delivery failed"))
+            return future
+        self.sent[topic].append(value)
+        future.set_result(self._broker.append(topic, value, key, headers, partition))
+        return future
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+                   headers: Iterable[tuple[str, bytes]] = ()) -> asyncio.Future[RecordMetadata]:  # fmt: skip
+        return self._deliver(topic, value, key, headers or (), partition)
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+                            headers: Iterable[tuple[str, bytes]] = ()) -> RecordMetadata:  # fmt: skip
+        return await self._deliver(topic, value, key, headers or (), partition)
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> asyncio.Future[RecordMetadata]:
+        last: asyncio.Future[RecordMetadata] | None = None
+        for key, value, headers in batch.messages:
+            last = self._deliver(topic, value, key, headers, partition)
+        assert last is not None
+        return last
