@@ -91,7 +91,9 @@ def test_up_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert "palaver_stt_active_streams" in stt_metrics
         merger_metrics = _get_when_up(f"http://127.0.0.1:{port + 2}/metrics")
         assert "palaver_merger_dialogue_updates_total" in merger_metrics
-        child_pids = [int(p) for p in re.findall(r"pid (\d+)", output)]
+        children = dict(re.findall(r"^ +(\w+) +\([^)]*\) pid (\d+), log ", output, re.M))
+        assert sorted(children) == ["merger", "stt", "web"], output
+        child_pids = [int(pid) for pid in children.values()]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=90) == 0
     finally:

@@ -251,7 +251,9 @@ async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
     assert 0.01 * decodes < decode_s < elapsed, (decode_s, decodes, elapsed)
     rtf = after.value("palaver_stt_real_time_factor_sum") / decodes
     assert 0.001 < rtf < 5, rtf
-    assert after.value("palaver_stt_dropped_partials_total") >= 0  # served; two speakers rarely drop any
+    # Served (``value`` asserts it); what it counts is checked by the scheduler's unit tests: two speakers
+    # rarely drop a partial, so its value here says nothing.
+    after.value("palaver_stt_dropped_partials_total")
 
     # Consumer lag: the one worker owns every audio partition and reports each, also the idle ones;
     # every one is caught up at the end.

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from stt_workers.engine import Transcription, Word
 from stt_workers.scheduler import DecodeRequest, DecodeScheduler, plan_batches
@@ -16,6 +17,10 @@ from stt_workers.transcriber import Decode, Outbox
 
 def req(kind: str, seconds: float) -> DecodeRequest:
     return DecodeRequest(kind=kind, audio=np.zeros(int(seconds * 16000), np.float32))  # type: ignore[arg-type]
+
+
+def dropped_partials() -> float:
+    return REGISTRY.get_sample_value("palaver_stt_dropped_partials_total") or 0.0
 
 
 def test_same_bucket_batched_finals_first_and_capped() -> None:
@@ -61,10 +66,12 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
     scheduler = DecodeScheduler(
         slow_decode, ThreadPoolExecutor(1), "fake", max_batch=8, partial_deadline_s=0.3
     )
+    before = dropped_partials()
     results = asyncio.run(scheduler.run(requests))
     assert [r.text if r else None for r in results] == ["16000", "96000", None, "400000"]
     assert calls == [1, 1, 1], "the partial's batch started after the deadline and was dropped"
     assert with_words_asked == [[True], [True], [True]]
+    assert dropped_partials() - before == 1, "the dropped partial is counted"
 
 
 def test_only_finals_ask_for_word_timings() -> None:
@@ -172,10 +179,12 @@ def test_a_waiting_final_preempts_the_rounds_partials_not_its_finals() -> None:
     requests = [req("partial", 1.0), req("final", 1.0), req("final", 7.0), req("partial", 3.0)]
     told: list[tuple[int, str | None]] = []
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=60)
+    before = dropped_partials()
     asyncio.run(scheduler.run(requests, lambda i, r: told.append((i, r.text if r else None)),
                               preempt=lambda: final_came))  # fmt: skip
     assert decoded == [16000, 112000], "both finals decoded, no partial after the preemption"
     assert sorted(told) == [(0, None), (1, "x"), (2, "x"), (3, None)]
+    assert dropped_partials() - before == 2, "each preempted partial is counted"
 
 
 def test_outbox_says_when_a_final_waits() -> None:

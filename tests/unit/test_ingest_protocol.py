@@ -90,12 +90,12 @@ def test_parse_header_unsupported_encoding(encoding: object) -> None:
     _rejects(parse_header, _header(encoding=encoding), CloseCode.UNSUPPORTED_FORMAT)
 
 
-@pytest.mark.parametrize("rate", [8000, 44100, 48000, 0, -16000, "16000", None, True, False, [16000]])
+@pytest.mark.parametrize("rate", [8000, 44100, 48000, 0, -16000, "16000", 16000.0, None, True, False, [16000]])
 def test_parse_header_unsupported_sample_rate(rate: object) -> None:
     _rejects(parse_header, _header(sample_rate=rate), CloseCode.UNSUPPORTED_FORMAT)
 
 
-@pytest.mark.parametrize("channels", [2, 0, -1, "1", None, True, [1]])
+@pytest.mark.parametrize("channels", [2, 0, -1, "1", 1.0, None, True, [1]])
 def test_parse_header_unsupported_channels(channels: object) -> None:
     _rejects(parse_header, _header(channels=channels), CloseCode.UNSUPPORTED_FORMAT)
 
@@ -120,23 +120,22 @@ def test_parse_header_bad_language(language: object) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"sample_rate": 16000.0}, {"channels": 1.0}, {"start_sample": 0}, {"language": "yue"}],
-    ids=["float-sample-rate", "float-channels", "plain", "language"],
+    [{}, {"start_sample": 48000}, {"language": "yue"}, {"start_sample": 16000, "language": "de"}],
+    ids=["plain", "start-sample", "language", "start-sample-and-language"],
 )
 def test_accepted_header_yields_frames_the_stt_worker_can_read(changes: dict[str, object]) -> None:
-    """Whatever parse_header accepts must produce frames whose Kafka headers decode downstream
-    (ingest/app.py builds AudioFrameV1 from the format and a running sample count)."""
-    try:
-        fmt = parse_header(_header(**changes))
-    except ProtocolError as err:
-        assert err.code == CloseCode.UNSUPPORTED_FORMAT
-        return
-    samples = check_frame(640, fmt)
-    next_sample = fmt.start_sample + samples
+    """An accepted header produces frames whose Kafka headers decode downstream (ingest/app.py builds
+    AudioFrameV1 from the format and a running sample count). That is why a float rate or channel count is
+    refused (test_parse_header_unsupported_sample_rate, ..._channels): 16000.0 would reach the frame
+    headers as b"16000.0", which the STT worker cannot read."""
+    fmt = parse_header(_header(**changes))
+    next_sample = fmt.start_sample + check_frame(640, fmt)
     frame = AudioFrameV1("m1", "alice", "m1/alice", fmt.sample_rate, next_sample, 0, b"\x00\x00" * 320,
                          language=fmt.language)  # fmt: skip
     decoded = AudioFrameV1.from_kafka(frame.pcm, dict(frame.kafka_headers()))
-    assert (decoded.sample_rate, decoded.first_sample, decoded.language) == (16000, next_sample, fmt.language)
+    expected_first = changes.get("start_sample", 0) + 320  # type: ignore[operator]
+    assert (decoded.sample_rate, decoded.first_sample, decoded.language) == (16000, expected_first,
+                                                                             changes.get("language"))  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from typing import Any
 
@@ -180,8 +181,11 @@ def test_final_positions_follow_media_order() -> None:
 def test_redelivered_events_change_nothing() -> None:
     events = [started("a"), final("a", 0, 1000), partial("a", 1500, 2000, "x", "y", 1)]
     state, _ = fold(events)
+    before = copy.deepcopy(state)
     for event in events:
-        assert apply(MEETING, state, event, PAUSE) == (state, [])
+        again, published = apply(MEETING, state, event, PAUSE)
+        assert published == [] and again is state, "nothing to publish, and the state itself back"
+    assert state == before, "apply does not mutate the state it is given"
 
 
 def test_late_event_regroups_and_retracts() -> None:
