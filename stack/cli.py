@@ -188,8 +188,11 @@ def _topics(settings: Settings, create: bool) -> int:
 
     for spec in all_topics():
         name = topic_name(settings.topic_namespace, spec.name)
+        consumers = ",".join(c.label.replace(" ", "") for c in spec.consumers)
         print(f"{name:<28} key={spec.key:<10} partitions={spec.partitions} retention_ms={spec.retention_ms} "
-              f"cleanup={spec.cleanup_policy} dlq={spec.dlq or '-'} schemas={','.join(spec.schemas)}")  # fmt: skip
+              f"cleanup={spec.cleanup_policy} dlq={spec.dlq or '-'}")  # fmt: skip
+        print(f"{'':<28} producers={','.join(spec.producers) or '-'} consumers={consumers or '-'} "
+              f"events={','.join(spec.schemas) or '-'}")  # fmt: skip
     if create:
         created = asyncio.run(ensure_topics(settings))
         print(f"created {len(created)} topic(s)")

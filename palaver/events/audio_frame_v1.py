@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from palaver.languages import is_language
 
@@ -16,6 +17,10 @@ class FrameHeaderError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AudioFrameV1:
+    # Its name and version, as the JSON events carry them in their ``event`` and ``version`` fields.
+    EVENT: ClassVar[str] = AUDIO_EVENT
+    VERSION: ClassVar[int] = 1
+
     meeting_id: str
     speaker_id: str
     stream_id: str

@@ -8,32 +8,12 @@ import orjson
 from pydantic import ValidationError
 
 from palaver.events.base import EventV
-from palaver.events.chat_v1 import ChatMessageV1
-from palaver.events.dialogue_update_v1 import DialogueUpdateV1
-from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
-from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
-from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
-from palaver.events.stream_progress_v1 import StreamProgressV1
-from palaver.events.transcript_final_v1 import TranscriptFinalV1
-from palaver.events.transcript_partial_v1 import TranscriptPartialV1
-from palaver.events.users_v1 import UserChangedV1
+from palaver.events.registry import json_event_classes
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
-SCHEMAS: dict[tuple[str, int], type[EventV]] = {
-    ("stream.started", 1): StreamStartedV1,
-    ("stream.stopped", 1): StreamStoppedV1,
-    ("stream.progress", 1): StreamProgressV1,
-    ("transcript.partial", 1): TranscriptPartialV1,
-    ("transcript.final", 1): TranscriptFinalV1,
-    ("dialogue.update", 1): DialogueUpdateV1,
-    ("meeting.watermark", 1): MeetingWatermarkV1,
-    ("dialogue.edited", 1): DialogueEditedV1,
-    ("transcript.edited", 1): TranscriptEditedV1,
-    ("action_item.edited", 1): ActionItemEditedV1,
-    ("user.changed", 1): UserChangedV1,
-    ("chat.message", 1): ChatMessageV1,
-}
+# (event, version) -> class: the registry's events, so an event is decodable exactly when a topic carries it.
+SCHEMAS: dict[tuple[str, int], type[EventV]] = json_event_classes()
 
 
 class DecodeError(ValueError):

@@ -1,4 +1,11 @@
-"""Every topic Palaver uses: its key, configuration, dead-letter topic, producers, consumers and schemas.
+"""Every topic Palaver uses: its key, configuration, dead-letter topic, the event classes it carries, and
+who produces and who consumes it.
+
+The one source of these facts: the codec's table of event classes (``json_event_classes``), the
+``palaver topics`` listing and the topics table of docs/architecture.md (``palaver.events.topics_table``)
+derive from it, and the contract test (tests/unit/test_contracts.py) runs every example payload through
+every consumer named here. Producers and consumers are named as ``palaver run`` names the services
+(ingest, api, store, stt, merger); a reader that is one part of a service has its own name (``live``).
 
 Actual topic names carry the settings' namespace, so tests and side-by-side deployments never collide.
 """
@@ -7,7 +14,64 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from palaver.events.audio_frame_v1 import AudioFrameV1
+from palaver.events.base import EventV
+from palaver.events.chat_v1 import ChatMessageV1
+from palaver.events.dialogue_update_v1 import DialogueUpdateV1
+from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
+from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
+from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
+from palaver.events.stream_progress_v1 import StreamProgressV1
+from palaver.events.transcript_final_v1 import TranscriptFinalV1
+from palaver.events.transcript_partial_v1 import TranscriptPartialV1
+from palaver.events.users_v1 import UserChangedV1
+
 DAY_MS = 24 * 3600 * 1000
+DLQ_PARTITIONS = 1
+DLQ_RETENTION_MS = 30 * DAY_MS
+
+EventClass = type[EventV] | type[AudioFrameV1]
+
+
+def schema_of(cls: EventClass) -> tuple[str, int]:
+    """(event name, version) of an event class: ``("transcript.final", 1)`` for ``TranscriptFinalV1``."""
+    if issubclass(cls, EventV):
+        fields = cls.model_fields
+        return fields["event"].default, fields["version"].default
+    return cls.EVENT, cls.VERSION
+
+
+def schema_name(cls: EventClass) -> str:
+    """``"transcript.final/1"``: how the registry's listings name an event version."""
+    event, version = schema_of(cls)
+    return f"{event}/{version}"
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One reader of a topic. ``name``: the service ``palaver run`` starts, or the reader's own name when it
+    is one part of a service (``service``). ``group``: its consumer group; None for a reader without one,
+    which commits nothing and so skips a bad message instead of dead-lettering it."""
+
+    name: str
+    service: str
+    group: str | None
+
+    @property
+    def label(self) -> str:
+        """``"store"``; ``"live (api)"`` for a reader that is one part of a service."""
+        return self.name if self.name == self.service else f"{self.name} ({self.service})"
+
+
+STT = Consumer("stt", service="stt", group="stt")
+MERGER = Consumer("merger", service="merger", group="merger")
+STORE = Consumer("store", service="store", group="store")
+# The API's fan-out of dialogue events to live WebSockets (api/live.py): each API process reads the
+# dialogues topic from its end, without a group.
+LIVE = Consumer("live", service="api", group=None)
+# The merger restoring its state (palaver/streams/changelog.py): it reads a changelog partition to its end
+# when it is assigned the input partition, without a group.
+MERGER_RESTORE = Consumer("merger", service="merger", group=None)
 
 
 @dataclass(frozen=True)
@@ -17,11 +81,16 @@ class TopicSpec:
     partitions: int
     retention_ms: int  # -1 keeps forever: the log is the system of record
     cleanup_policy: str
+    events: tuple[EventClass, ...]  # what a message on it may be; empty for a state topic (JSON state)
     producers: tuple[str, ...]
-    consumers: tuple[str, ...]
-    schemas: tuple[str, ...]
+    consumers: tuple[Consumer, ...]
     dlq: str | None = None
     config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def schemas(self) -> tuple[str, ...]:
+        """The events' names and versions, ``("audio.frame/1", ...)``."""
+        return tuple(schema_name(cls) for cls in self.events)
 
     def kafka_config(self) -> dict[str, str]:
         return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy, **self.config}
@@ -33,9 +102,9 @@ AUDIO_FRAMES = TopicSpec(
     partitions=6,
     retention_ms=7 * DAY_MS,  # long enough to reprocess a week's meetings with another engine
     cleanup_policy="delete",
+    events=(AudioFrameV1, StreamStartedV1, StreamStoppedV1),
     producers=("ingest",),
-    consumers=("stt_workers",),
-    schemas=("audio.frame/1", "stream.started/1", "stream.stopped/1"),
+    consumers=(STT,),
     dlq="audio.frames.dlq",
     config={"max.message.bytes": str(1 << 20)},
 )
@@ -45,10 +114,10 @@ TRANSCRIPTS = TopicSpec(
     partitions=6,
     retention_ms=-1,
     cleanup_policy="delete",
-    producers=("stt_workers",),
-    consumers=("merger", "store"),
-    schemas=("transcript.partial/1", "transcript.final/1", "stream.started/1", "stream.stopped/1",
-             "stream.progress/1"),
+    # The STT worker forwards each stream's lifecycle events here, in order with its transcripts.
+    events=(TranscriptPartialV1, TranscriptFinalV1, StreamStartedV1, StreamStoppedV1, StreamProgressV1),
+    producers=("stt",),
+    consumers=(MERGER, STORE),
     dlq="transcripts.dlq",
 )
 DIALOGUES = TopicSpec(
@@ -57,9 +126,9 @@ DIALOGUES = TopicSpec(
     partitions=6,
     retention_ms=-1,
     cleanup_policy="delete",
+    events=(DialogueUpdateV1, MeetingWatermarkV1),
     producers=("merger",),
-    consumers=("store", "api"),
-    schemas=("dialogue.update/1", "meeting.watermark/1"),
+    consumers=(STORE, LIVE),
     dlq="dialogues.dlq",
 )
 EDITS = TopicSpec(
@@ -68,12 +137,11 @@ EDITS = TopicSpec(
     partitions=3,
     retention_ms=-1,  # human work: never expires
     cleanup_policy="delete",
+    events=(DialogueEditedV1, TranscriptEditedV1, ActionItemEditedV1),
     producers=("api",),
-    consumers=("store",),
-    schemas=("dialogue.edited/1", "transcript.edited/1", "action_item.edited/1"),
+    consumers=(STORE,),
     dlq="edits.dlq",
 )
-
 USERS = TopicSpec(
     name="users",
     key="user_id",
@@ -82,9 +150,9 @@ USERS = TopicSpec(
     # Each event is the user's whole state, so compaction keeps the newest state per user forever (a
     # replay rebuilds the table) and drops superseded states, old password hashes included.
     cleanup_policy="compact",
+    events=(UserChangedV1,),
     producers=("api",),
-    consumers=("store",),
-    schemas=("user.changed/1",),
+    consumers=(STORE,),
     dlq="users.dlq",
 )
 CHAT = TopicSpec(
@@ -93,9 +161,9 @@ CHAT = TopicSpec(
     partitions=3,
     retention_ms=-1,  # what people wrote: never expires
     cleanup_policy="delete",
+    events=(ChatMessageV1,),
     producers=("api",),
-    consumers=("store",),
-    schemas=("chat.message/1",),
+    consumers=(STORE,),
     dlq="chat.dlq",
 )
 
@@ -109,30 +177,56 @@ MERGER_STATE = TopicSpec(
     partitions=TRANSCRIPTS.partitions,
     retention_ms=-1,
     cleanup_policy="compact",
+    events=(),
     producers=("merger",),
-    consumers=("merger",),
-    schemas=(),
+    consumers=(MERGER_RESTORE,),
 )
 STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE,)
 
 
 def dlq_spec(spec: TopicSpec) -> TopicSpec:
+    """The dead-letter topic of ``spec``: its events, written by the consumers that dead-letter (those in a
+    consumer group), read by people."""
     assert spec.dlq is not None
     return TopicSpec(
         name=spec.dlq,
         key=spec.key,
-        partitions=1,
-        retention_ms=30 * DAY_MS,
+        partitions=DLQ_PARTITIONS,
+        retention_ms=DLQ_RETENTION_MS,
         cleanup_policy="delete",
-        producers=tuple(spec.consumers),
+        events=spec.events,
+        producers=tuple(c.name for c in spec.consumers if c.group is not None),
         consumers=(),
-        schemas=spec.schemas,
         config=spec.config,
     )
 
 
 def all_topics() -> list[TopicSpec]:
     return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq), *STATE_TOPICS]
+
+
+def json_event_classes(topics: tuple[TopicSpec, ...] = TOPICS) -> dict[tuple[str, int], type[EventV]]:
+    """(event name, version) -> class, for every JSON event on ``topics``: the codec's table. Raises
+    ValueError when two classes claim the same name and version."""
+    table: dict[tuple[str, int], type[EventV]] = {}
+    for spec in topics:
+        for cls in spec.events:
+            if not issubclass(cls, EventV):
+                continue  # raw frames have their own decoder (AudioFrameV1.from_kafka)
+            key = schema_of(cls)
+            if table.setdefault(key, cls) is not cls:
+                raise ValueError(f"{key[0]}/{key[1]} is claimed by {table[key].__name__} and {cls.__name__}")
+    return table
+
+
+def topics_consumed_by(name: str) -> tuple[TopicSpec, ...]:
+    """The event topics a consumer (``"store"``, ``"live"``, ...) reads."""
+    return tuple(spec for spec in TOPICS if any(c.name == name for c in spec.consumers))
+
+
+def topics_produced_by(name: str) -> tuple[TopicSpec, ...]:
+    """The event topics a service (``"stt"``, ``"merger"``, ...) writes its events to."""
+    return tuple(spec for spec in TOPICS if name in spec.producers)
 
 
 def topic_name(namespace: str, name: str) -> str:

@@ -1,18 +1,38 @@
-"""Contract tests: every example payload decodes, round-trips, is registered for its topic, and every
-processor that consumes its topic accepts it."""
+"""Contract tests, driven by the topic registry (palaver/events/registry.py).
+
+- Every example payload (palaver/events/examples/<topic>/<event>-v<n>/) is an event the registry lists
+  for its topic, and every event the registry lists for a topic has an example there.
+- Every example decodes with the codec (or, for an audio frame, ``AudioFrameV1.from_kafka``) into exactly
+  the registered class, and re-encodes to the same JSON.
+- Every example goes through the real processing function of every consumer the registry names for its
+  topic (``CONTRACTS``): the STT worker's frame handling, ``merger.processor.apply``,
+  ``palaver.store.rows.rows_for`` and the live hub's ``publish``. Each must make something sensible of it,
+  and each consumer must make something of at least one example of every topic it is said to consume. A
+  consumer added to the registry without a contract here fails, and so does an example without one.
+"""
 
 from __future__ import annotations
 
 import base64
+import copy
+import importlib
+import pkgutil
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
+import merger.app
 import palaver.events
+import palaver.store.writer
+import stt_workers.pipeline
+from api.live import LiveHub
 from merger.processor import apply, new_state
 from palaver import ids
 from palaver.events import (
@@ -22,6 +42,8 @@ from palaver.events import (
     DecodeError,
     DialogueEditedV1,
     DialogueUpdateV1,
+    MeetingWatermarkV1,
+    StreamProgressV1,
     StreamStartedV1,
     StreamStoppedV1,
     TranscriptEditedV1,
@@ -31,16 +53,33 @@ from palaver.events import (
     decode,
     encode,
 )
-from palaver.events.audio_frame_v1 import AUDIO_EVENT
-from palaver.events.codec import dumps
-from palaver.events.registry import TOPICS, all_topics
+from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
+from palaver.events.base import EventV
+from palaver.events.codec import SCHEMAS, dumps
+from palaver.events.registry import (
+    LIVE,
+    MERGER,
+    STATE_TOPICS,
+    STORE,
+    STT,
+    TOPICS,
+    EventClass,
+    TopicSpec,
+    json_event_classes,
+    schema_of,
+    topics_produced_by,
+)
+from palaver.settings import Settings
 from palaver.store.rows import COLUMNS, Provenance, rows_for
-from stt_workers.processor import StreamInfo, StreamState
+from stack.services import SERVICES
+from stt_workers import processor as stt_processor
+from stt_workers.processor import MAX_GAP_SAMPLES, StreamInfo, StreamState, continue_pcm
 from stt_workers.segmenter import Segmenter, SegmenterPolicy
 from stt_workers.vad import CONTEXT, WINDOW
 
 EXAMPLES = Path(palaver.events.__file__).parent / "examples"
-MEETING_PAUSE_MS = 1500
+MERGER_PAUSE_MS = 1500
+SPECS = {spec.name: spec for spec in (*TOPICS, *STATE_TOPICS)}
 
 
 @dataclass(frozen=True)
@@ -59,6 +98,13 @@ class Example:
     def is_frame(self) -> bool:
         return self.event == AUDIO_EVENT
 
+    @property
+    def registered_class(self) -> EventClass | None:
+        """The class the registry lists for this example's topic, event and version (None: none)."""
+        spec = SPECS.get(self.topic)
+        classes = {schema_of(cls): cls for cls in spec.events} if spec else {}
+        return classes.get((self.event, self.version))
+
 
 def _load_examples() -> list[Example]:
     out = []
@@ -75,22 +121,25 @@ JSON_EXAMPLES = [k for k, e in BY_ID.items() if not e.is_frame]
 FRAME_EXAMPLES = [k for k, e in BY_ID.items() if e.is_frame]
 
 
-def _frame(example: Example) -> AudioFrameV1:
-    obj = orjson.loads(example.raw)
-    headers = {k: v.encode() for k, v in obj["headers"].items()}
-    return AudioFrameV1.from_kafka(base64.b64decode(obj["pcm_base64"]), headers)
+def _kafka_message(example: Example) -> tuple[bytes, dict[str, bytes]]:
+    """The example as a consumer receives it: the message value and headers. A frame's example holds both;
+    a JSON event is its value, with the ``event`` and ``version`` headers its producer writes."""
+    if example.is_frame:
+        obj = orjson.loads(example.raw)
+        return base64.b64decode(obj["pcm_base64"]), {k: v.encode() for k, v in obj["headers"].items()}
+    return example.raw, {"event": example.event.encode(), "version": str(example.version).encode()}
 
 
-def _zero_scorer(windows: np.ndarray) -> np.ndarray:
-    assert windows.shape[1:] == (CONTEXT + WINDOW,)
-    return np.zeros(len(windows), np.float32)
+def _event(example: Example) -> Any:
+    value, headers = _kafka_message(example)
+    return AudioFrameV1.from_kafka(value, headers) if example.is_frame else decode(value)
 
 
-def _segmenter(first_sample: int) -> Segmenter:
-    return Segmenter(_zero_scorer, SegmenterPolicy(), first_sample)
+def _produced_by(service: str) -> set[EventClass]:
+    return {cls for spec in topics_produced_by(service) for cls in spec.events}
 
 
-# --- layout ----------------------------------------------------------------------------------------------
+# --- the registry against the examples and the code ------------------------------------------------------
 
 
 def test_examples_exist_and_only_json_and_readme() -> None:
@@ -102,26 +151,89 @@ def test_examples_exist_and_only_json_and_readme() -> None:
     assert nested_wrongly == []
 
 
-def test_every_registered_schema_has_an_example() -> None:
-    have = {(e.topic, e.schema) for e in ALL_EXAMPLES}
-    missing = [(t.name, s) for t in TOPICS for s in t.schemas if (t.name, s) not in have]
-    assert missing == []
-
-
-def test_dead_letter_topics_carry_their_source_schemas() -> None:
-    sources = {t.dlq: t for t in TOPICS if t.dlq}
-    dlqs = [t for t in all_topics() if t.name in sources]
-    assert {t.name for t in dlqs} == set(sources)
-    for dlq in dlqs:
-        assert dlq.schemas == sources[dlq.name].schemas
+def test_every_registered_event_has_an_example() -> None:
+    have = {(e.topic, e.registered_class) for e in ALL_EXAMPLES}
+    missing = [f"{t.name}: {cls.__name__}" for t in TOPICS for cls in t.events if (t.name, cls) not in have]
+    assert missing == [], "add an example under palaver/events/examples/<topic>/<event>-v<n>/"
 
 
 @pytest.mark.parametrize("key", list(BY_ID))
-def test_example_is_registered_for_its_topic(key: str) -> None:
+def test_example_is_a_registered_event_of_its_topic(key: str) -> None:
     example = BY_ID[key]
-    specs = {t.name: t for t in TOPICS}
-    assert example.topic in specs, f"{key}: unknown topic {example.topic}"
-    assert example.schema in specs[example.topic].schemas
+    assert example.topic in {t.name for t in TOPICS}, f"{key}: {example.topic} is not an event topic"
+    cls = example.registered_class
+    assert cls is not None, f"{key}: {example.schema} is not registered for {example.topic}"
+    assert type(_event(example)) is cls
+
+
+def _event_classes_defined_in(module: ModuleType) -> set[type]:
+    return {
+        cls for cls in vars(module).values()
+        if isinstance(cls, type) and cls.__module__ == module.__name__
+        and (cls is AudioFrameV1 or (issubclass(cls, EventV) and cls is not EventV))
+    }  # fmt: skip
+
+
+def test_every_event_class_is_registered_on_a_topic() -> None:
+    """An event module nobody registered would be a class no codec decodes and no consumer expects."""
+    registered = {cls for spec in TOPICS for cls in spec.events}
+    names = [m.name for m in pkgutil.iter_modules(palaver.events.__path__)]
+    modules = [importlib.import_module(f"palaver.events.{name}") for name in names]
+    defined = {cls for module in modules for cls in _event_classes_defined_in(module)}
+    assert {cls.__name__ for cls in defined - registered} == set()
+    assert registered <= defined
+
+
+def test_the_codec_decodes_exactly_the_registered_json_events() -> None:
+    registered = {cls for spec in TOPICS for cls in spec.events if issubclass(cls, EventV)}
+    assert set(SCHEMAS.values()) == registered
+    assert all(schema_of(cls) == key for key, cls in SCHEMAS.items())
+
+
+def test_two_classes_cannot_claim_one_event_version() -> None:
+    class OtherFinalV1(TranscriptFinalV1):
+        pass
+
+    clash = TopicSpec("x", "meeting_id", 1, -1, "delete", (TranscriptFinalV1, OtherFinalV1), ("stt",), ())
+    with pytest.raises(ValueError, match=r"transcript\.final/1 is claimed by TranscriptFinalV1 and Other"):
+        json_event_classes((clash,))
+
+
+def test_producers_and_consumers_are_services() -> None:
+    for spec in (*TOPICS, *STATE_TOPICS):
+        assert set(spec.producers) <= set(SERVICES), spec.name
+        assert {c.service for c in spec.consumers} <= set(SERVICES), spec.name
+
+
+def test_consumer_groups_are_the_services_groups() -> None:
+    assert (STT.group, MERGER.group, STORE.group) == (
+        stt_workers.pipeline.GROUP,
+        merger.app.GROUP,
+        palaver.store.writer.GROUP,
+    )
+    assert LIVE.group is None  # api/live.py reads without a group, from the end
+
+
+def _event_classes(annotation: Any) -> set[type]:
+    """The event classes named anywhere in a type annotation (``tuple[X, list[A | B]]`` -> {A, B})."""
+    if isinstance(annotation, type) and issubclass(annotation, EventV):
+        return {annotation}
+    return {cls for arg in typing.get_args(annotation) for cls in _event_classes(arg)}
+
+
+@pytest.mark.parametrize(
+    ("service", "function"),
+    [
+        ("merger", apply),
+        ("stt", stt_processor.final_event),
+        ("stt", stt_processor.partial_event),
+        ("stt", stt_processor.progress_event),
+    ],
+)
+def test_processors_return_events_their_service_produces(service: str, function: Callable[..., Any]) -> None:
+    name, returned = function.__name__, _event_classes(typing.get_type_hints(function)["return"])
+    assert returned, f"{name} names no event class"
+    assert returned <= _produced_by(service), f"{name} returns events no topic of {service} carries"
 
 
 # --- decode and round trip -------------------------------------------------------------------------------
@@ -146,7 +258,7 @@ def test_frame_example_decodes_and_round_trips(key: str) -> None:
     obj = orjson.loads(example.raw)
     assert set(obj) == {"headers", "pcm_base64"}
     assert all(isinstance(v, str) for v in obj["headers"].values())
-    frame = _frame(example)
+    frame = _event(example)
     assert frame.num_samples > 0
     assert {k: v.decode() for k, v in frame.kafka_headers()} == obj["headers"]
     again = AudioFrameV1.from_kafka(frame.pcm, dict(frame.kafka_headers()))
@@ -155,8 +267,7 @@ def test_frame_example_decodes_and_round_trips(key: str) -> None:
 
 @pytest.mark.parametrize("key", list(BY_ID))
 def test_example_ids_are_derived_like_production(key: str) -> None:
-    example = BY_ID[key]
-    event: Any = _frame(example) if example.is_frame else decode(example.raw)
+    event: Any = _event(BY_ID[key])
     if not isinstance(event, UserChangedV1):  # users belong to no meeting
         assert ids.is_valid_id_part(event.meeting_id)
     if hasattr(event, "speaker_id"):
@@ -191,59 +302,173 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
         assert event.event_id == ids.event_id("chat.message", event.message_id)
 
 
-# --- consumers -------------------------------------------------------------------------------------------
+# --- consumers: each returns what it made of one example (empty: it had nothing to do with it) ----------
 
 
-@pytest.mark.parametrize("key", [k for k in JSON_EXAMPLES if BY_ID[k].topic == "transcripts"])
-def test_transcripts_examples_through_merger(key: str) -> None:
-    event = decode(BY_ID[key].raw)
-    meeting_id = event.meeting_id  # type: ignore[attr-defined]
-    before = new_state()
-    state, updates = apply(meeting_id, before, event, pause_ms=MEETING_PAUSE_MS)
-    assert before == new_state(), "apply must not mutate its input state"
-    assert set(state) == {"runs"}
-    orjson.dumps(state)  # the state lives in a changelog table: it must stay JSON-able
+def _silence_scorer(windows: np.ndarray) -> np.ndarray:
+    assert windows.shape[1:] == (CONTEXT + WINDOW,)
+    return np.zeros(len(windows), np.float32)
+
+
+def _open_stream(info: StreamInfo, first_sample: int) -> StreamState:
+    """A stream as the local STT path opens it (``LocalTranscriber.open``): a segmenter from ``first_sample``
+    (with a VAD that hears silence: the examples are far shorter than an utterance anyway)."""
+    policy = SegmenterPolicy(sample_rate=info.sample_rate)
+    return StreamState(info, Segmenter(_silence_scorer, policy, first_sample), partition=0)
+
+
+def _new_segmenter(first_sample: int) -> Segmenter:
+    return Segmenter(_silence_scorer, SegmenterPolicy(), first_sample)
+
+
+def _stream_frames(stream_id: str) -> list[AudioFrameV1]:
+    frames = [_event(BY_ID[k]) for k in FRAME_EXAMPLES]
+    return sorted((f for f in frames if f.stream_id == stream_id), key=lambda f: f.first_sample)
+
+
+def _stt_frame(frame: AudioFrameV1) -> list[Any]:
+    # A worker that does not hold the stream yet opens it at the frame (pipeline ``_on_frame``).
+    info = StreamInfo(frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate,
+                      frame.stream_start_ms, frame.language or "en")  # fmt: skip
+    state = _open_stream(info, frame.first_sample)
+    assert state.accept(frame, 17, _new_segmenter) == []  # far shorter than an utterance
+    assert state.segmenter.end_sample == frame.end_sample  # the whole frame, nothing skipped or padded
+    assert state.committable_offset() == 17  # its audio is still needed: the commit waits for it
+    assert state.accept(frame, 18, _new_segmenter) == []  # the same frame again (a redelivery) is skipped
+    assert state.segmenter.end_sample == frame.end_sample
+    # The cloud path sends a held stream's new audio on: all of it, then none of it again.
+    assert continue_pcm(frame.first_sample, frame) == (frame.pcm, None)
+    assert continue_pcm(frame.end_sample, frame) == (b"", None)
+    return [frame.pcm]
+
+
+def _stt_lifecycle(event: StreamStartedV1 | StreamStoppedV1) -> list[Any]:
+    # The worker forwards the event to the transcripts topic, in order with the stream's transcripts.
+    assert type(event) in _produced_by("stt")
+    frames = _stream_frames(event.stream_id)
+    if isinstance(event, StreamStartedV1):
+        info = StreamInfo(event.meeting_id, event.speaker_id, event.stream_id, event.sample_rate,
+                          event.stream_start_ms, event.language or "en")  # fmt: skip
+        state = _open_stream(info, event.first_sample)
+        assert state.committable_offset() is None  # no audio yet, nothing holds the commit back
+        # The stream's frames continue it: same stream facts, no hole wide enough to restart segmentation.
+        for offset, frame in enumerate(frames):
+            assert (frame.meeting_id, frame.speaker_id, frame.sample_rate, frame.stream_start_ms) == (
+                event.meeting_id, event.speaker_id, event.sample_rate, event.stream_start_ms)  # fmt: skip
+            assert frame.language == event.language
+            assert frame.first_sample - state.segmenter.end_sample <= MAX_GAP_SAMPLES
+            state.accept(frame, offset, _new_segmenter)
+            assert state.segmenter.end_sample == frame.end_sample
+    else:
+        # The stop lies after the audio it ends: the stream's remaining segments are flushed before it.
+        assert all(frame.end_sample <= event.end_sample for frame in frames)
+    return [event]
+
+
+def stt_contract(example: Example) -> list[Any]:
+    """The STT worker on the audio topic (stt_workers/pipeline.py ``_handle``): the header tells a raw frame
+    from a JSON lifecycle event; frames feed the stream's segmenter (local path, ``StreamState.accept``) or
+    its streaming session (cloud path, ``continue_pcm``)."""
+    value, headers = _kafka_message(example)
+    if event_type(headers) == AUDIO_EVENT:
+        return _stt_frame(AudioFrameV1.from_kafka(value, headers))
+    event = decode(value)
+    assert isinstance(event, StreamStartedV1 | StreamStoppedV1), "the worker dead-letters anything else"
+    return _stt_lifecycle(event)
+
+
+def _meeting_so_far(meeting_id: str) -> dict[str, Any]:
+    """The merger's state after every final transcript example of the meeting (each carries its run)."""
+    state = new_state()
+    for key in JSON_EXAMPLES:
+        event = decode(BY_ID[key].raw)
+        if isinstance(event, TranscriptFinalV1) and event.meeting_id == meeting_id:
+            state, _ = apply(meeting_id, state, event, MERGER_PAUSE_MS)
+    return state
+
+
+def _merge(meeting_id: str, before: dict[str, Any], event: Any) -> tuple[dict[str, Any], list[Any]]:
+    untouched = copy.deepcopy(before)
+    state, updates = apply(meeting_id, before, event, MERGER_PAUSE_MS)
+    assert before == untouched, "apply must not mutate its input state"
     for update in updates:
+        assert type(update) in _produced_by("merger")
+        assert update.meeting_id == meeting_id
         assert decode(encode(update)) == update
+    # A redelivery (at-least-once) after the merge changes no dialogue.
+    assert apply(meeting_id, state, event, MERGER_PAUSE_MS)[1] == []
+    return state, updates
+
+
+def merger_contract(example: Example) -> list[Any]:
+    """``merger.processor.apply`` on a fresh meeting and on the meeting after the example finals (an event
+    without a run applies to every run the meeting has, so it needs a meeting that has one)."""
+    event = decode(example.raw)
+    meeting_id = event.meeting_id  # type: ignore[attr-defined]
+    _, fresh = _merge(meeting_id, new_state(), event)
     if isinstance(event, TranscriptFinalV1 | TranscriptPartialV1):
-        (update,) = updates
+        (update,) = fresh
         assert isinstance(update, DialogueUpdateV1)
         assert update.status == "live"
         assert update.utterance_ids == (event.utterance_id,)
         assert update.dialogue_id == ids.dialogue_id(meeting_id, event.utterance_id)
         assert (update.start_ms, update.text, update.run) == (event.start_ms, event.text, event.run)
-    else:
-        assert updates == []
+    _, later = _merge(meeting_id, _meeting_so_far(meeting_id), event)
+    if isinstance(event, StreamStoppedV1) and later:
+        # A stopped stream no longer holds the watermark back: its dialogues can become final.
+        assert any(isinstance(u, DialogueUpdateV1) and u.status == "final" for u in later)
+    return [*fresh, *later]
 
 
-@pytest.mark.parametrize(
-    "key",
-    [k for k in JSON_EXAMPLES if BY_ID[k].topic in ("transcripts", "dialogues", "edits", "users", "chat")],
-)
-def test_examples_through_store_rows(key: str) -> None:
-    example = BY_ID[key]
+def merger_state_contract(example: Example) -> list[Any]:
+    """The merger's state goes through its changelog (palaver/streams/changelog.py writes it with
+    ``orjson.dumps``, a restore reads it with ``orjson.loads``): it comes back equal, and a merger restored
+    from it recognises the event as seen."""
     event = decode(example.raw)
+    meeting_id = event.meeting_id  # type: ignore[attr-defined]
+    out = []
+    for before in (new_state(), _meeting_so_far(meeting_id)):
+        state, _ = apply(meeting_id, before, event, MERGER_PAUSE_MS)
+        if state is before:
+            continue
+        restored = orjson.loads(orjson.dumps(state))
+        assert restored == state
+        assert apply(meeting_id, restored, event, MERGER_PAUSE_MS)[1] == []
+        out.append(restored)
+    return out
+
+
+# The tables the store writer keeps each event in (``rows_for``); every event of a topic it consumes must
+# be listed, so a new one is a decision. Watermarks and edits also trigger transcript rebuilds (I/O, in
+# palaver/store/writer.py).
+STORE_TABLES: dict[type, tuple[str, ...]] = {
+    TranscriptFinalV1: ("utterances",),
+    TranscriptPartialV1: (),
+    StreamStartedV1: ("participants", "meetings"),
+    StreamStoppedV1: (),
+    StreamProgressV1: (),
+    DialogueUpdateV1: ("dialogues",),
+    MeetingWatermarkV1: (),
+    DialogueEditedV1: ("edits",),
+    TranscriptEditedV1: ("edits",),
+    ActionItemEditedV1: ("edits",),
+    UserChangedV1: ("users",),
+    ChatMessageV1: ("chat_messages",),
+}
+
+
+def store_contract(example: Example) -> list[Any]:
+    """``palaver.store.rows.rows_for``: rows that fit their tables and carry the event's provenance."""
+    event: Any = decode(example.raw)
     out = rows_for(event, Provenance(topic=example.topic, partition=3, offset=42))
-    expected = {
-        TranscriptFinalV1: ["utterances"],
-        DialogueUpdateV1: ["dialogues"],
-        StreamStartedV1: ["participants", "meetings"],
-        DialogueEditedV1: ["edits"],
-        TranscriptEditedV1: ["edits"],
-        ActionItemEditedV1: ["edits"],
-        UserChangedV1: ["users"],
-        ChatMessageV1: ["chat_messages"],
-    }.get(type(event), [])
-    assert [table for table, _ in out] == expected
+    assert type(event) in STORE_TABLES, f"decide which tables the store keeps {type(event).__name__} in"
+    assert tuple(table for table, _ in out) == STORE_TABLES[type(event)]
     for table, row in out:
         assert len(row) == len(COLUMNS[table])
         named = dict(zip(COLUMNS[table], row, strict=True))
-        assert (named["kafka_topic"], named["kafka_partition"], named["kafka_offset"]) == (
-            example.topic,
-            3,
-            42,
-        )
-        assert named["event_id"] == event.event_id  # type: ignore[attr-defined]
+        provenance = (named["kafka_topic"], named["kafka_partition"], named["kafka_offset"])
+        assert provenance == (example.topic, 3, 42)
+        assert named["event_id"] == event.event_id
         if isinstance(event, TranscriptFinalV1):
             assert orjson.loads(named["words"]) == [w.model_dump() for w in event.words]
         if isinstance(event, DialogueUpdateV1):
@@ -251,7 +476,7 @@ def test_examples_through_store_rows(key: str) -> None:
             assert named["utterance_ids"] == list(event.utterance_ids)
             assert named["transcript_id"] == ids.transcript_id(event.meeting_id, event.run)
         if table == "edits":
-            assert named["edit_id"] == event.edit_id  # type: ignore[attr-defined]
+            assert named["edit_id"] == event.edit_id
         if isinstance(event, UserChangedV1):
             assert (named["user_id"], named["version"], named["deleted"]) == (event.user_id, event.user_version,
                                                                              int(event.deleted))  # fmt: skip
@@ -259,37 +484,84 @@ def test_examples_through_store_rows(key: str) -> None:
         if isinstance(event, ChatMessageV1):
             assert (named["message_id"], named["text"], named["version"]) == (event.message_id, event.text, 1)
             assert int(named["sent_at"].timestamp() * 1000) == event.sent_at_ms
+    return out
 
 
-@pytest.mark.parametrize("key", [k for k in BY_ID if BY_ID[k].topic == "audio.frames"])
-def test_audio_frames_examples_through_stt_processor(key: str) -> None:
+def live_contract(example: Example) -> list[Any]:
+    """The live hub (api/live.py): it publishes what ``LiveHub.publish`` takes to the sockets of the
+    event's meeting, and no other meeting's."""
+    event: Any = decode(example.raw)
+    hub = LiveHub(Settings())
+    mine, other = hub.subscribe(event.meeting_id), hub.subscribe(f"not-{event.meeting_id}")
+    if not isinstance(event, typing.get_type_hints(LiveHub.publish)["event"]):
+        return []
+    hub.publish(event)
+    assert mine.get_nowait() is event
+    assert mine.empty() and other.empty()
+    return [event]
+
+
+# (topic, consumer name) -> what the consumer makes of one example of the topic.
+CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
+    ("audio.frames", "stt"): stt_contract,
+    ("transcripts", "merger"): merger_contract,
+    ("transcripts", "store"): store_contract,
+    ("dialogues", "store"): store_contract,
+    ("dialogues", "live"): live_contract,
+    ("edits", "store"): store_contract,
+    ("users", "store"): store_contract,
+    ("chat", "store"): store_contract,
+}
+# State topics carry no events: (topic, consumer) -> (the input topic the state derives from, the contract
+# run on each example of that input).
+STATE_CONTRACTS: dict[tuple[str, str], tuple[str, Callable[[Example], list[Any]]]] = {
+    ("merger.state", "merger"): ("transcripts", merger_state_contract),
+}
+REGISTERED = [(spec.name, consumer.name) for spec in TOPICS for consumer in spec.consumers]
+REGISTERED_STATE = [(spec.name, consumer.name) for spec in STATE_TOPICS for consumer in spec.consumers]
+
+
+def test_every_registered_consumer_has_a_contract() -> None:
+    assert sorted(CONTRACTS) == sorted(REGISTERED), "CONTRACTS must list exactly the registry's consumers"
+    assert sorted(STATE_CONTRACTS) == sorted(REGISTERED_STATE)
+
+
+@pytest.mark.parametrize(
+    ("key", "consumer"),
+    [(key, c.name) for key, e in BY_ID.items() if e.topic in SPECS for c in SPECS[e.topic].consumers],
+)
+def test_example_through_consumer(key: str, consumer: str) -> None:
     example = BY_ID[key]
-    if example.is_frame:
-        frame = _frame(example)
-        info = StreamInfo(
-            frame.meeting_id, frame.speaker_id, frame.stream_id, frame.sample_rate, frame.stream_start_ms
-        )
-        state = StreamState(info=info, segmenter=_segmenter(frame.first_sample), partition=0)
-        segments = state.accept(frame, 17, _segmenter)
-        assert segments == []
-        assert state.segmenter.end_sample == frame.end_sample
-        assert state.committable_offset() == 17
-        assert state.accept(frame, 18, _segmenter) == []  # the same frame again is skipped
-        assert state.segmenter.end_sample == frame.end_sample
-        return
-    event = decode(example.raw)
-    if isinstance(event, StreamStartedV1):
-        info = StreamInfo(
-            event.meeting_id, event.speaker_id, event.stream_id, event.sample_rate, event.stream_start_ms
-        )
-        state = StreamState(info=info, segmenter=_segmenter(event.first_sample), partition=0)
-        assert state.segmenter.end_sample == event.first_sample
-        assert state.committable_offset() is None
+    contract = CONTRACTS.get((example.topic, consumer))
+    assert contract is not None, f"no contract for {consumer} on {example.topic}: add one to CONTRACTS"
+    contract(example)
+
+
+@pytest.mark.parametrize(("topic", "consumer"), REGISTERED + REGISTERED_STATE)
+def test_consumer_makes_something_of_its_topic(topic: str, consumer: str) -> None:
+    """A consumer that makes nothing of any example of a topic either does not consume it (the registry
+    is wrong) or lacks an example of what it consumes."""
+    if (topic, consumer) in STATE_CONTRACTS:
+        source, contract = STATE_CONTRACTS[(topic, consumer)]
+        examples = [e for e in ALL_EXAMPLES if e.topic == source]
     else:
-        assert isinstance(event, StreamStoppedV1)
-        segmenter = _segmenter(0)
-        segmenter.push(np.zeros(min(event.end_sample, 16000), np.float32))
-        assert segmenter.flush() == []
+        contract, examples = CONTRACTS[(topic, consumer)], [e for e in ALL_EXAMPLES if e.topic == topic]
+    assert examples
+    assert any(contract(e) for e in examples), f"{consumer} makes nothing of any example of {topic}"
+
+
+STATE_CASES = [
+    (key, topic, consumer)
+    for (topic, consumer), (source, _) in STATE_CONTRACTS.items()
+    for key, example in BY_ID.items()
+    if example.topic == source
+]
+
+
+@pytest.mark.parametrize(("key", "topic", "consumer"), STATE_CASES)
+def test_example_through_state_contract(key: str, topic: str, consumer: str) -> None:
+    _, contract = STATE_CONTRACTS[(topic, consumer)]
+    contract(BY_ID[key])
 
 
 # --- decode errors ---------------------------------------------------------------------------------------
@@ -317,11 +589,12 @@ def _valid_transcript() -> dict[str, Any]:
         orjson.dumps({**_valid_transcript(), "start_ms": "soon"}),
         orjson.dumps({**_valid_transcript(), "unexpected": 1}),
         orjson.dumps({**_valid_transcript(), "words": [{"word": "hi"}]}),
+        orjson.dumps({"event": "audio.frame", "version": 1}),  # frames are raw PCM, never JSON
     ],
     ids=[
         "empty", "garbage", "truncated", "array", "string", "number", "null", "unknown-event",
         "unknown-version", "version-as-string", "no-event", "missing-field", "wrong-type", "extra-field",
-        "bad-word",
+        "bad-word", "frame-as-json",
     ],
 )  # fmt: skip
 def test_decode_rejects(raw: bytes) -> None:

@@ -306,9 +306,13 @@ def test_dlq_spec_inherits_from_source() -> None:
     dlq = dlq_spec(AUDIO_FRAMES)
     assert dlq.name == "audio.frames.dlq"
     assert dlq.key == AUDIO_FRAMES.key
-    assert dlq.schemas == AUDIO_FRAMES.schemas
-    assert dlq.producers == AUDIO_FRAMES.consumers
+    assert dlq.events == AUDIO_FRAMES.events
+    assert dlq.producers == ("stt",)  # the consumer that dead-letters its bad messages
     assert dlq.config == {"max.message.bytes": str(1 << 20)}  # a frame that failed must fit in its DLQ
+    # The live fan-out reads dialogues without a group and commits nothing: it skips a bad message, so
+    # only the store writer dead-letters there.
+    assert [c.name for c in DIALOGUES.consumers] == ["store", "live"]
+    assert dlq_spec(DIALOGUES).producers == ("store",)
 
 
 def test_topic_specs() -> None:
