@@ -115,6 +115,22 @@ MERGER_STATE = TopicSpec(
 )
 STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE,)
 
+DLQ_RETENTION_MS = 30 * DAY_MS
+
+# Which dead letters `palaver dlq replay` sent back (palaver/streams/dlq_tools.py): one record per replayed
+# DLQ offset, so a second replay skips them. A mark is written after its dead letter, so with the same
+# retention it outlives it; compaction keeps the newest mark of a dead letter replayed again on purpose.
+DLQ_REPLAYS = TopicSpec(
+    name="dlq.replays",
+    key="dead_letter",  # "<dlq topic>@<dlq offset>"
+    partitions=1,
+    retention_ms=DLQ_RETENTION_MS,
+    cleanup_policy="compact,delete",
+    producers=("palaver dlq",),
+    consumers=("palaver dlq",),
+    schemas=(),
+)
+
 
 def dlq_spec(spec: TopicSpec) -> TopicSpec:
     assert spec.dlq is not None
@@ -122,7 +138,7 @@ def dlq_spec(spec: TopicSpec) -> TopicSpec:
         name=spec.dlq,
         key=spec.key,
         partitions=1,
-        retention_ms=30 * DAY_MS,
+        retention_ms=DLQ_RETENTION_MS,
         cleanup_policy="delete",
         producers=tuple(spec.consumers),
         consumers=(),
@@ -132,7 +148,7 @@ def dlq_spec(spec: TopicSpec) -> TopicSpec:
 
 
 def all_topics() -> list[TopicSpec]:
-    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq), *STATE_TOPICS]
+    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq), *STATE_TOPICS, DLQ_REPLAYS]
 
 
 def topic_name(namespace: str, name: str) -> str:
