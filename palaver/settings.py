@@ -94,6 +94,21 @@ class Settings(BaseSettings):
         default=120.0, description="How long the store writer retries an unreachable ClickHouse before it fails."
     )
 
+    dlq_max_consecutive: int = Field(
+        default=100, ge=1, description="A consumer stops at the bad message past this many in a row (not dead-lettered)."
+    )
+    dlq_max_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A consumer stops at the bad message that makes more than this share of the last dlq_window "
+        "messages bad (1: never).",
+    )
+    dlq_window: int = Field(default=1000, ge=1, description="Messages over which dlq_max_ratio is judged.")
+    dlq_min_invalid: int = Field(
+        default=100, ge=1, description="Bad messages in the window before dlq_max_ratio applies."
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"

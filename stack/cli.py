@@ -80,7 +80,40 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip
     topics.add_argument("--create", action="store_true", help="create missing topics on the configured broker")
+    _add_dlq(sub)
     return parser
+
+
+DLQ_TOPIC_HELP = "a topic (transcripts) or its dead-letter topic (transcripts.dlq); PALAVER_TOPIC_NAMESPACE applies"
+
+
+def _add_dlq(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    dlq = sub.add_parser("dlq", help="list, show and replay dead letters (bad messages a consumer set aside)",
+                         description="A consumer sends a message it cannot process to its topic's dead-letter "
+                         "topic (TOPIC.dlq), with dlq.* headers saying where it came from and why. These "
+                         "commands read them and, once the bug is fixed, replay them to their source topic.")  # fmt: skip
+    dlq_sub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dlq_list = dlq_sub.add_parser("list", help="one line per dead letter",
+                                  description="One line per dead letter: its DLQ offset, source "
+                                  "topic[partition]@offset, service, error class, when it was dead-lettered, "
+                                  "whether it was replayed, and the start of the error message.")  # fmt: skip
+    dlq_show = dlq_sub.add_parser("show", help="one dead letter whole: provenance, headers, key, value",
+                                  description="One dead letter whole: provenance, error, replay, key, headers, "
+                                  "and the value (pretty JSON, else its size and a hex dump).")  # fmt: skip
+    dlq_show.add_argument("--offset", type=int, metavar="N", help="its DLQ offset (default: the newest)")
+    dlq_replay = dlq_sub.add_parser(
+        "replay", help="send dead letters back to their source topic, to be processed again",
+        description="Send dead letters back to the partition of their source topic they came from, with the "
+        "same key, value and headers (less the dlq.* ones, plus dlq.replayed.from=DLQ@OFFSET), to be processed "
+        "again once the bug is fixed. Each replay is remembered in the dlq.replays topic: --all sends only "
+        "the dead letters not replayed yet, and --offset refuses one replayed before, unless --force. "
+        "(A crash mid-replay may send one twice, as any at-least-once redelivery.)")  # fmt: skip
+    which = dlq_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--offset", type=int, metavar="N", help="the dead letter at this DLQ offset")
+    which.add_argument("--all", action="store_true", help="every dead letter not replayed yet")
+    dlq_replay.add_argument("--force", action="store_true", help="replay dead letters replayed before, too")
+    for p in (dlq_list, dlq_show, dlq_replay):
+        p.add_argument("topic", metavar="TOPIC", help=DLQ_TOPIC_HELP)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,12 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "dlq":  # a broker that does not answer is said once, as a palaver: line
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     from palaver.broker.embedded import BrokerError
+    from palaver.streams.dlq_tools import DlqToolError
     from stack.services import UsageError
 
     try:
         return _dispatch(args)
-    except (BrokerError, UsageError) as exc:
+    except (BrokerError, UsageError, DlqToolError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -126,6 +162,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "topics":
         return _topics(settings, args.create)
+    if args.command == "dlq":
+        return _dlq(args, settings)
     if args.command == "bench":
         import importlib
 
@@ -196,4 +234,27 @@ def _topics(settings: Settings, create: bool) -> int:
     if create:
         created = asyncio.run(ensure_topics(settings))
         print(f"created {len(created)} topic(s)")
+    return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from palaver.streams import dlq_tools
+    from palaver.streams.dlq_records import LIST_HEADER, list_line, show_text
+
+    ref = dlq_tools.resolve(settings, args.topic)
+    if args.action == "replay":
+        outcome = asyncio.run(dlq_tools.replay(settings, ref, None if args.all else args.offset, args.force))
+        print(f"replayed {len(outcome.replayed)} dead letter(s) from {ref.dlq} to {ref.source}"
+              + (f"; {len(outcome.skipped)} replayed before, skipped (--force sends them again)" if outcome.skipped else ""))  # fmt: skip
+        for mark in outcome.replayed:
+            print(f"  {ref.dlq}@{mark.dlq_offset} -> {mark.topic}[{mark.partition}]@{mark.offset}")
+        return 0
+    contents = asyncio.run(dlq_tools.load(settings, ref))
+    if args.action == "list":
+        print(LIST_HEADER)
+        for letter in contents.letters:
+            print(list_line(letter, contents.marks.get(letter.dlq_offset)))
+        return 0
+    letter = contents.select(args.offset)[-1]
+    print(show_text(letter, contents.marks.get(letter.dlq_offset)))
     return 0

@@ -72,6 +72,8 @@ LIVE = Consumer("live", service="api", group=None)
 # The merger restoring its state (palaver/streams/changelog.py): it reads a changelog partition to its end
 # when it is assigned the input partition, without a group.
 MERGER_RESTORE = Consumer("merger", service="merger", group=None)
+# `palaver dlq replay` reading which dead letters it sent back (palaver/streams/dlq_tools.py).
+DLQ_TOOL = Consumer("palaver dlq", service="palaver dlq", group=None)
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,20 @@ MERGER_STATE = TopicSpec(
 )
 STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE,)
 
+# Which dead letters `palaver dlq replay` sent back (palaver/streams/dlq_tools.py): one record per replayed
+# DLQ offset, so a second replay skips them. A mark is written after its dead letter, so with the same
+# retention it outlives it; compaction keeps the newest mark of a dead letter replayed again on purpose.
+DLQ_REPLAYS = TopicSpec(
+    name="dlq.replays",
+    key="dead_letter",  # "<dlq topic>@<dlq offset>"
+    partitions=1,
+    retention_ms=DLQ_RETENTION_MS,
+    cleanup_policy="compact,delete",
+    events=(),
+    producers=("palaver dlq",),
+    consumers=(DLQ_TOOL,),
+)
+
 
 def dlq_spec(spec: TopicSpec) -> TopicSpec:
     """The dead-letter topic of ``spec``: its events, written by the consumers that dead-letter (those in a
@@ -191,7 +207,7 @@ def dlq_spec(spec: TopicSpec) -> TopicSpec:
     return TopicSpec(
         name=spec.dlq,
         key=spec.key,
-        partitions=DLQ_PARTITIONS,
+        partitions=DLQ_PARTITIONS,  # `palaver dlq` reads a DLQ as one partition
         retention_ms=DLQ_RETENTION_MS,
         cleanup_policy="delete",
         events=spec.events,
@@ -202,7 +218,7 @@ def dlq_spec(spec: TopicSpec) -> TopicSpec:
 
 
 def all_topics() -> list[TopicSpec]:
-    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq), *STATE_TOPICS]
+    return [*TOPICS, *(dlq_spec(t) for t in TOPICS if t.dlq), *STATE_TOPICS, DLQ_REPLAYS]
 
 
 def json_event_classes(topics: tuple[TopicSpec, ...] = TOPICS) -> dict[tuple[str, int], type[EventV]]:

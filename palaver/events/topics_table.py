@@ -14,6 +14,7 @@ from palaver.events.registry import (
     DAY_MS,
     DLQ_PARTITIONS,
     DLQ_RETENTION_MS,
+    DLQ_REPLAYS,
     STATE_TOPICS,
     TOPICS,
     TopicSpec,
@@ -33,8 +34,11 @@ def _retention(ms: int) -> str:
     return f"{ms // DAY_MS} d" if ms % DAY_MS == 0 else f"{ms} ms"
 
 
+STATE_DESCRIPTIONS = {DLQ_REPLAYS.name: "which dead letters were sent back (one mark per DLQ offset)"}
+
+
 def _row(spec: TopicSpec) -> tuple[str, ...]:
-    events = ", ".join(f"`{s}`" for s in spec.schemas) or "the owner's state per key (JSON)"
+    events = ", ".join(f"`{s}`" for s in spec.schemas) or STATE_DESCRIPTIONS.get(spec.name, "the owner's state per key (JSON)")
     return (
         f"`{spec.name}`", spec.key, str(spec.partitions), _retention(spec.retention_ms), spec.cleanup_policy,
         ", ".join(spec.producers), ", ".join(c.label for c in spec.consumers) or "-", events,
@@ -45,12 +49,12 @@ def _row(spec: TopicSpec) -> tuple[str, ...]:
 def _dlq_row() -> tuple[str, ...]:
     return (
         "`<topic>.dlq`", "the topic's", str(DLQ_PARTITIONS), _retention(DLQ_RETENTION_MS), "delete",
-        "the topic's consumers in a group", "people",
-        "the bad message as it came, with `dlq.topic/partition/offset/reason/service` headers", "-",
+        "the topic's consumers in a group", "people (`palaver dlq`)",
+        "the bad message as it came, with `dlq.topic/partition/offset`, `dlq.error.class/message`, `dlq.service`, `dlq.time` headers", "-",
     )  # fmt: skip
 
 
-def render(topics: tuple[TopicSpec, ...] = (*TOPICS, *STATE_TOPICS)) -> str:
+def render(topics: tuple[TopicSpec, ...] = (*TOPICS, *STATE_TOPICS, DLQ_REPLAYS)) -> str:
     """The Markdown table of ``topics`` (every event and state topic by default) plus one row for the
     dead-letter topics, without the markers."""
     rows = [_HEADER, tuple("---" for _ in _HEADER), *(_row(spec) for spec in topics), _dlq_row()]

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from palaver.events.registry import all_topics, topic_name
+from palaver.events.registry import TopicSpec, all_topics, topic_name
 from palaver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,9 @@ def make_consumer(settings: Settings, group: str | None, *topics: str, **overrid
     return AIOKafkaConsumer(*topics, **{**config, **overrides})  # type: ignore[arg-type]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create every registered topic (and DLQ) that does not exist yet. Returns the names created."""
+async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None) -> list[str]:
+    """Create every registered topic (and DLQ), or those of ``specs``, that does not exist yet. Returns the
+    names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
@@ -76,7 +77,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 replication_factor=settings.replication_factor,
                 topic_configs=spec.kafka_config(),
             )
-            for spec in all_topics()
+            for spec in (all_topics() if specs is None else specs)
             if topic_name(settings.topic_namespace, spec.name) not in existing
         ]
         if missing:

@@ -47,7 +47,7 @@ from palaver.events.registry import TopicSpec, topic_name
 from palaver.metrics import CONSUMER_LAG, CONSUMER_SKIPPED_MESSAGES
 from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
-from palaver.streams.dlq import DlqPolicy, dlq_topics
+from palaver.streams.dlq import dlq_policy, dlq_topics
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class ConsumerRunner:
         dlqs = dlq_topics(settings, *config.topics)
         if config.group is not None and dlqs and producer is None:
             raise ValueError(f"{config.service}: a consumer group with dead-letter queues needs a producer")
-        self._dlq = DlqPolicy(producer, dlqs, config.service) if config.group is not None and producer else None
+        self._dlq = dlq_policy(producer, settings, config.service, *config.topics) if config.group is not None and producer else None
         self._owned: set[TopicPartition] = set()  # partitions the step was told it owns
         self._handled: dict[TopicPartition, int] = {}  # next offset after the last record handled
         self._pending: list[asyncio.Future[None]] = []  # checkpoints not yet complete, oldest first
@@ -219,7 +219,7 @@ class ConsumerRunner:
 
     async def _bad_message(self, record: ConsumerRecord, exc: Exception) -> None:
         if self._dlq is not None:
-            await self._dlq.dead_letter(record, f"{type(exc).__name__}: {exc}")
+            await self._dlq.dead_letter(record, exc)
             return
         CONSUMER_SKIPPED_MESSAGES.labels(service=self.config.service, topic=record.topic).inc()
         log.warning("%s skipped %s[%s]@%s: %s: %s", self.config.service, record.topic, record.partition,

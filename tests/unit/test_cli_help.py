@@ -10,7 +10,8 @@ from stack.cli import build_parser, main
 @pytest.mark.parametrize(
     "argv",
     [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
-     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"]],
+     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["dlq"],
+     ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"]],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -65,3 +66,31 @@ def test_cloud_engines_are_built_from_settings_without_showing_the_key() -> None
     assert "api.openai.com" in repr(oa)
     for engine, key in ((dg, "dg-secret-1"), (oa, "sk-secret-2")):
         assert key not in repr(engine) and key not in str(engine)
+
+
+def test_dlq_help_says_how_a_replay_is_remembered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["dlq", "replay", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "remembered in the dlq.replays topic" in out and "--force" in out and "dlq.replayed.from" in out
+
+
+def test_dlq_replay_needs_an_offset_or_all(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["dlq", "replay", "transcripts"], ["dlq", "replay", "transcripts", "--all", "--offset", "3"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    assert "--offset" in capsys.readouterr().err
+    args = build_parser().parse_args(["dlq", "show", "transcripts.dlq", "--offset", "4"])
+    assert (args.action, args.topic, args.offset) == ("show", "transcripts.dlq", 4)
+
+
+@pytest.mark.parametrize(
+    ("topic", "message"),
+    [("nope", "palaver: unknown topic 'nope'; topics with a dead-letter topic: audio.frames, transcripts"),
+     ("merger.state", "palaver: merger.state has no dead-letter topic")],
+)
+def test_dlq_names_a_topic_it_cannot_use_and_exits_2(topic: str, message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert main(["dlq", "list", topic]) == 2
+    assert message in capsys.readouterr().err

@@ -289,7 +289,7 @@ def test_all_topics() -> None:
     assert names == [
         "audio.frames", "transcripts", "dialogues", "edits", "users", "chat",
         "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "users.dlq", "chat.dlq",
-        "merger.state",
+        "merger.state", "dlq.replays",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
     for spec in topics[6:12]:
@@ -300,6 +300,10 @@ def test_all_topics() -> None:
     state = topics[12]
     assert state.kafka_config()["cleanup.policy"] == "compact"  # newest state per meeting, forever
     assert state.partitions == TRANSCRIPTS.partitions  # co-partitioned with the input it derives from
+    replays = topics[13]
+    # A replay mark is written after its dead letter: with the DLQs' retention it outlives it.
+    assert replays.retention_ms == topics[6].retention_ms and replays.partitions == 1
+    assert replays.kafka_config()["cleanup.policy"] == "compact,delete"
 
 
 def test_dlq_spec_inherits_from_source() -> None:

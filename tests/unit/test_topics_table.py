@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from palaver.events.registry import STATE_TOPICS, TOPICS
+from palaver.events.registry import DLQ_REPLAYS, STATE_TOPICS, TOPICS
 from palaver.events.topics_table import BEGIN, END, REGENERATE, generated_part, main, render, with_table
 
 ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
@@ -21,7 +21,7 @@ def test_the_architecture_document_shows_the_registry() -> None:
 def test_the_table_has_a_row_per_topic_with_its_producers_and_consumers() -> None:
     lines = render().splitlines()
     rows = {line.split(" | ")[0].strip("| `"): line for line in lines[2:]}
-    assert list(rows) == [spec.name for spec in (*TOPICS, *STATE_TOPICS)] + ["<topic>.dlq"]
+    assert list(rows) == [spec.name for spec in (*TOPICS, *STATE_TOPICS, DLQ_REPLAYS)] + ["<topic>.dlq"]
     assert all(line.count(" | ") == lines[0].count(" | ") for line in lines)  # every row fills every column
     assert "| merger | store, live (api) | `dialogue.update/1`, `meeting.watermark/1` |" in rows["dialogues"]
     assert "| 7 d | delete | ingest | stt | `audio.frame/1`," in rows["audio.frames"]
