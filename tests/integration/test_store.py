@@ -1,5 +1,5 @@
 """The store on real ClickHouse (chdb, or a server when the infrastructure has one): a retried batch insert
-is dropped in every table."""
+is dropped in every table, and one slow query does not hold a fast one."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 import palaver.events
 from palaver.events import decode
 from palaver.store import Store
+from palaver.store.client import ClientPool
 from palaver.store.migrations import apply_migrations, migration_files
 from palaver.store.rows import COLUMNS, Provenance, rows_for
 
@@ -136,3 +139,35 @@ def test_without_the_window_a_retry_is_kept_twice(store: Store) -> None:
     for _ in range(2):
         store.insert(table, [("a", 1), ("b", 1)], ("k", "version"), "same-token")
     assert count_rows(store, table) == 4
+
+
+# --- concurrency -------------------------------------------------------------------------------------------
+
+SLOW_ROWS = 120  # each row sleeps 0.5 s: a query that runs a minute unless it is killed
+
+
+def test_a_slow_query_does_not_hold_a_fast_one(store: Store, clickhouse_client: object) -> None:
+    """While a slow query runs, fast calls on the same store run and answer: one of them sees the slow
+    query in ``system.processes``, which it can only do while the slow query is running. Then it kills
+    it. (If calls ran one at a time, the fast one would answer only after the slow one ended, and would
+    not see it.)"""
+    assert isinstance(clickhouse_client, ClientPool) and len(clickhouse_client) >= 2
+    marker = uuid.uuid4().hex
+    slow_sql = (
+        f"SELECT count() AS n, '{marker}' AS marker FROM numbers({SLOW_ROWS}) "
+        "WHERE NOT ignore(sleepEachRow(0.5)) SETTINGS max_block_size = 1"
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slow = pool.submit(store.query, slow_sql)
+        seen: list[dict[str, Any]] = []
+        while not seen and not slow.done():
+            seen = store.query(
+                "SELECT query_id FROM system.processes "
+                "WHERE position(query, {m:String}) > 0 AND position(query, 'system.processes') = 0",
+                {"m": marker},
+            )
+        assert seen, f"the slow query ended before a fast one could see it: {slow.result()}"
+        store.command("KILL QUERY WHERE query_id = {q:String} SYNC", {"q": seen[0]["query_id"]})
+        with pytest.raises(DatabaseError, match="QUERY_WAS_CANCELLED"):
+            slow.result()
+    assert store.query("SELECT 1 AS one") == [{"one": 1}], "the killed query gave its client back"
