@@ -74,12 +74,12 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             task.add_done_callback(_crash_on_failure)
             tasks.append(task)
         if "api" in services:
+            from api.idempotency import KeyedWrites
             from api.live import LiveHub
-            from api.user_state import RecentWrites
             from api.users import UserDirectory
 
             app.state.users = UserDirectory()
-            app.state.chat_sent = RecentWrites()
+            app.state.idempotency = KeyedWrites()
             app.state.live = LiveHub(settings)
             await app.state.live.start()
             app.state.live.task.add_done_callback(_crash_on_failure)
