@@ -15,6 +15,7 @@ from api.idempotency import KeyedWrites, conflict, differing, earlier_write, sco
 from api.user_state import RecentWrites
 from palaver import ids
 from palaver.events import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
+from palaver.events.edits_v1 import EditAction
 
 # --- pure comparison -------------------------------------------------------------------------------------
 
@@ -42,14 +43,17 @@ def test_conflict_is_a_clear_409() -> None:
 
 def test_chat_request_fields_come_from_the_body() -> None:
     body = ChatPost(user_id="usr_" + "0" * 24, text="Hello")
-    assert {f: body.model_dump()[f] for f in CHAT_REQUEST_FIELDS} == {"user_id": body.user_id, "text": "Hello"}
+    requested = {f: body.model_dump()[f] for f in CHAT_REQUEST_FIELDS}
+    assert requested == {"user_id": body.user_id, "text": "Hello"}
 
 
-def _dialogue_edit(key: str, action: str = "edit", text: str | None = "Fixed.", editor: str = "carol",
+def _dialogue_edit(key: str, action: EditAction = "edit", text: str | None = "Fixed.", editor: str = "carol",
                    now: int = 1000) -> DialogueEditedV1:  # fmt: skip
     edit = ids.edit_id("m1", f"dialogue/dlg_1/{action}", key)
-    return DialogueEditedV1(event_id=ids.event_id("edit", edit), edit_id=edit, meeting_id="m1", dialogue_id="dlg_1",
-                            action=action, text=text, editor=editor, edited_at_ms=now, idempotency_key=key)  # type: ignore[arg-type]  # fmt: skip
+    return DialogueEditedV1(
+        event_id=ids.event_id("edit", edit), edit_id=edit, meeting_id="m1", dialogue_id="dlg_1",
+        action=action, text=text, editor=editor, edited_at_ms=now, idempotency_key=key,
+    )  # fmt: skip
 
 
 def test_an_edit_retried_later_is_the_same_request() -> None:
@@ -65,15 +69,19 @@ def test_another_edit_with_the_same_key_differs() -> None:
     assert differing(first, as_stored(_dialogue_edit("k", editor="dan")), EDIT_REQUEST_FIELDS) == ["editor"]
     deleted = as_stored(_dialogue_edit("k", action="delete", text=None))
     assert differing(first, deleted, EDIT_REQUEST_FIELDS) == ["action", "text"]
-    transcript = as_stored(TranscriptEditedV1(event_id="evt_t", edit_id="edt_t", meeting_id="m1", action="edit",
-                                              text="Fixed.", editor="carol", edited_at_ms=1, idempotency_key="k"))  # fmt: skip
+    transcript = as_stored(TranscriptEditedV1(
+        event_id="evt_t", edit_id="edt_t", meeting_id="m1", action="edit", text="Fixed.", editor="carol",
+        edited_at_ms=1, idempotency_key="k",
+    ))  # fmt: skip
     assert differing(first, transcript, EDIT_REQUEST_FIELDS) == ["target_kind", "target_id"]
 
 
 def test_action_item_edits_compare_their_fields() -> None:
     def edit(**fields: Any) -> dict[str, Any]:
-        return as_stored(ActionItemEditedV1(event_id="evt_a", edit_id="edt_a", meeting_id="m1", action_item_id="ai_1",
-                                            action="edit", editor="bob", edited_at_ms=1, idempotency_key="k", **fields))  # fmt: skip
+        return as_stored(ActionItemEditedV1(
+            event_id="evt_a", edit_id="edt_a", meeting_id="m1", action_item_id="ai_1", action="edit",
+            editor="bob", edited_at_ms=1, idempotency_key="k", **fields,
+        ))  # fmt: skip
 
     assert differing(edit(status="done", priority="high"), edit(priority="high", status="done"),
                      EDIT_REQUEST_FIELDS) == []  # fmt: skip
@@ -176,3 +184,21 @@ def test_recent_writes_clear() -> None:
     recent.put("a", 1)
     recent.clear()
     assert recent.get("a") is None and recent.values() == []
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_an_empty_or_overlong_key_is_bad_input(key: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from palaver.settings import Settings
+    from stack.web import create_app
+
+    client = TestClient(create_app(Settings(), {"api"}))  # no lifespan: validation answers before the handler
+    headers = {"Idempotency-Key": key}
+    chat = client.post("/v1/meetings/m1/chat", json={"user_id": "usr_" + "0" * 24, "text": "hi"},
+                       headers=headers)  # fmt: skip
+    edit = client.put("/v1/meetings/m1/dialogues/dlg_1", json={"text": "x", "editor": "a"}, headers=headers)
+    user = client.post("/v1/users", json={"username": "ana", "email": "a@b.io", "password": "p" * 8},
+                       headers=headers)  # fmt: skip
+    assert [r.status_code for r in (chat, edit, user)] == [422, 422, 422]
+    assert all("idempotency-key" in str(r.json()["detail"]).lower() for r in (chat, edit, user))
