@@ -1,6 +1,7 @@
 """Meeting chat. A posted message becomes a ``chat.message`` event on the ``chat`` topic (keyed by meeting,
 so a meeting's messages keep their order); the store writer upserts it into ``chat_messages``. The answer
-is 202 once the event is durable in Kafka: the message is readable as soon as the store writer has it."""
+is 202 once the event is durable in Kafka: the message is readable as soon as the store writer has it.
+An ``Idempotency-Key`` is kept with the message (``api.idempotency``)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from api import queries
-from api.user_state import RecentWrites
+from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
 from palaver import ids
 from palaver.events import ChatMessageV1, encode
 
 router = APIRouter(tags=["chat"])
 
 MeetingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The meeting's id")]
-IdempotencyKey = Annotated[str | None, Header(description="Retries with the same key are one message")]
+IdempotencyKey = Annotated[str | None, Header(
+    min_length=1, max_length=KEY_MAX_LENGTH,
+    description="A retry with the same key is the same message; the key with another user or text is 409",
+)]  # fmt: skip
 
 
 class ChatPost(BaseModel):
@@ -44,31 +48,49 @@ class MeetingChat(BaseModel):
     messages: list[ChatMessageOut]
 
 
-def _sent(request: Request) -> RecentWrites[ChatMessageV1]:
-    return request.app.state.chat_sent  # type: ignore[no-any-return]
+CHAT_REQUEST_FIELDS = ("user_id", "text")  # what a retry must repeat (the meeting is the key's scope)
+
+
+def _writes(request: Request) -> KeyedWrites:
+    return request.app.state.idempotency  # type: ignore[no-any-return]
 
 
 @router.post("/v1/meetings/{meeting_id}/chat", status_code=202, response_model=ChatAccepted,
-             responses={404: {"description": "unknown meeting or user"}})  # fmt: skip
+             responses={404: {"description": "unknown meeting or user"}, **CONFLICT_RESPONSE})  # fmt: skip
 async def post_chat_message(request: Request, meeting_id: MeetingId, body: ChatPost,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Send a chat message to the meeting. The meeting must exist (a stream of it has started) and the
-    user must exist and not be deleted. A retry with the same ``Idempotency-Key`` is the same message."""
-    message_id = ids.chat_message_id(meeting_id, body.user_id, idempotency_key or uuid.uuid4().hex)
-    again = _sent(request).get(message_id)
-    if again is None:
-        if await request.app.state.users.get(request, body.user_id) is None:
-            raise HTTPException(status_code=404, detail=f"no user {body.user_id}")
-        if not await queries.meeting_known(request.app.state.store, meeting_id):
-            raise HTTPException(status_code=404, detail=f"no meeting {meeting_id}")
-        event = ChatMessageV1(event_id=ids.event_id("chat.message", message_id), message_id=message_id,
-                              meeting_id=meeting_id, user_id=body.user_id, text=body.text,
-                              sent_at_ms=int(time.time() * 1000))  # fmt: skip
-        await request.app.state.producer.send_and_wait(request.app.state.chat_topic, encode(event),
-                                                       key=meeting_id.encode())  # fmt: skip
-        _sent(request).put(message_id, event)
-    else:
-        event = again  # already durable: answer as the first time, so the retry's clock does not move it
+    user must exist and not be deleted. A request with an ``Idempotency-Key`` already used in this meeting
+    answers as the first did (the same message, ``sent_at_ms`` included) when it has the same ``user_id``
+    and ``text``, and 409 when it differs, without writing anything; the key is kept with the message."""
+    if idempotency_key is None:
+        return await _send(request, meeting_id, body, None)
+    writes = _writes(request)
+    scope = scope_of("chat", meeting_id, idempotency_key)
+    async with writes.hold(scope):
+        earlier = await earlier_write(
+            writes, scope, idempotency_key, body.model_dump(), CHAT_REQUEST_FIELDS, "message_id",
+            lambda: queries.chat_message_by_key(request.app.state.store, meeting_id, idempotency_key),
+        )  # fmt: skip
+        if earlier is not None:
+            return {**{f: earlier[f] for f in ChatMessageOut.model_fields}, "status": "accepted"}
+        sent = await _send(request, meeting_id, body, idempotency_key)
+        writes.remember(scope, sent)
+        return sent
+
+
+async def _send(request: Request, meeting_id: str, body: ChatPost, key: str | None) -> dict[str, Any]:
+    """Check the user and the meeting, publish the message, answer with it."""
+    if await request.app.state.users.get(request, body.user_id) is None:
+        raise HTTPException(status_code=404, detail=f"no user {body.user_id}")
+    if not await queries.meeting_known(request.app.state.store, meeting_id):
+        raise HTTPException(status_code=404, detail=f"no meeting {meeting_id}")
+    message_id = ids.chat_message_id(meeting_id, body.user_id, key or uuid.uuid4().hex)
+    event = ChatMessageV1(event_id=ids.event_id("chat.message", message_id), message_id=message_id,
+                          meeting_id=meeting_id, user_id=body.user_id, text=body.text,
+                          sent_at_ms=int(time.time() * 1000), idempotency_key=key)  # fmt: skip
+    await request.app.state.producer.send_and_wait(request.app.state.chat_topic, encode(event),
+                                                   key=meeting_id.encode())  # fmt: skip
     return {**event.model_dump(include=set(ChatMessageOut.model_fields)), "status": "accepted"}
 
 

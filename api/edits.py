@@ -1,27 +1,38 @@
 """Human edits: each request becomes an event on the ``edits`` topic (the log is the system of record);
 the store writer applies it, so the response is 202 with the edit's id. An ``Idempotency-Key`` header
-makes a retried request the same edit."""
+makes a retried request the same edit: the edit's id derives from it, the edit keeps it, and a request
+reusing it answers with the earlier edit's id when it asks for the same edit and 409 when it asks for
+another, without writing anything (``api.idempotency``)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from api import queries
+from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
 from palaver import ids
 from palaver.events import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1, encode
-from palaver.events.base import EventV
 from palaver.events.edits_v1 import EditAction
 from palaver.store import Store
+from palaver.store.rows import COLUMNS, Provenance, rows_for
 
 router = APIRouter(tags=["edits"])
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-IdempotencyKey = Annotated[str | None, Header(description="Retries with the same key are one edit")]
+IdempotencyKey = Annotated[str | None, Header(
+    min_length=1, max_length=KEY_MAX_LENGTH,
+    description="A retry with the same key is the same edit; the same key for another edit is 409",
+)]  # fmt: skip
+EditEvent = DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1
+# What a retry must repeat (the meeting is the key's scope; the edit id derives from these and the key).
+EDIT_REQUEST_FIELDS = ("target_kind", "target_id", "action", "text", "fields", "editor")
+RESPONSES: dict[int | str, dict[str, Any]] = {404: {"description": "unknown target"}, **CONFLICT_RESPONSE}
 
 
 class TextEdit(BaseModel):
@@ -48,11 +59,40 @@ class EditAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-async def _publish(request: Request, event: EventV, meeting_id: str) -> dict[str, Any]:
+def as_stored(event: EditEvent) -> dict[str, Any]:
+    """The edit's ``edits`` row, by column, as the store writer writes it."""
+    ((table, row),) = rows_for(event, Provenance("", 0, 0))
+    return dict(zip(COLUMNS[table], row, strict=True))
+
+
+async def _submit(request: Request, event: EditEvent, check: Callable[[], Awaitable[None]]) -> dict[str, Any]:
+    """Publish the edit once ``check`` passed (it raises 404), or, when its Idempotency-Key was already
+    used in the meeting, answer with the earlier edit (409 if that was another edit)."""
+    key, meeting_id = event.idempotency_key, event.meeting_id
+    if key is None:
+        await check()
+        return await _publish(request, event)
+    writes: KeyedWrites = request.app.state.idempotency
+    scope = scope_of("edits", meeting_id, key)
+    async with writes.hold(scope):
+        requested = as_stored(event)
+        earlier = await earlier_write(
+            writes, scope, key, requested, EDIT_REQUEST_FIELDS, "edit_id",
+            lambda: queries.edit_by_key(request.app.state.store, meeting_id, key),
+        )  # fmt: skip
+        if earlier is not None:
+            return {"edit_id": earlier["edit_id"], "status": "accepted"}
+        await check()
+        accepted = await _publish(request, event)
+        writes.remember(scope, requested)
+        return accepted
+
+
+async def _publish(request: Request, event: EditEvent) -> dict[str, Any]:
     await request.app.state.producer.send_and_wait(
-        request.app.state.edits_topic, encode(event), key=meeting_id.encode()
+        request.app.state.edits_topic, encode(event), key=event.meeting_id.encode()
     )
-    return {"edit_id": event.edit_id, "status": "accepted"}  # type: ignore[attr-defined]
+    return {"edit_id": event.edit_id, "status": "accepted"}
 
 
 def _edit_ids(meeting_id: str, target: str, key: str | None) -> tuple[str, str, int]:
@@ -68,28 +108,31 @@ async def _require_dialogue(request: Request, meeting_id: str, dialogue_id: str)
 
 async def _dialogue_edit(request: Request, meeting_id: str, dialogue_id: str, action: EditAction, editor: str,
                          text: str | None, key: str | None) -> dict[str, Any]:  # fmt: skip
-    await _require_dialogue(request, meeting_id, dialogue_id)
     edit, event_id, now = _edit_ids(meeting_id, f"dialogue/{dialogue_id}/{action}", key)
     event = DialogueEditedV1(event_id=event_id, edit_id=edit, meeting_id=meeting_id, dialogue_id=dialogue_id,
-                             action=action, text=text, editor=editor, edited_at_ms=now)  # fmt: skip
-    return await _publish(request, event, meeting_id)
+                             action=action, text=text, editor=editor, edited_at_ms=now,
+                             idempotency_key=key)  # fmt: skip
+    return await _submit(request, event, lambda: _require_dialogue(request, meeting_id, dialogue_id))
 
 
-@router.put("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}", status_code=202, response_model=EditAccepted)
+@router.put("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}", status_code=202, response_model=EditAccepted,
+            responses=RESPONSES)  # fmt: skip
 async def edit_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, body: TextEdit,
                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Replace a dialogue's text. The machine's text is kept; re-processing never overwrites the edit."""
     return await _dialogue_edit(request, meeting_id, dialogue_id, "edit", body.editor, body.text, idempotency_key)
 
 
-@router.delete("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}", status_code=202, response_model=EditAccepted)
+@router.delete("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}",
+               status_code=202, response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
 async def delete_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, editor: str,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Hide a dialogue from the transcript (reversible with reset)."""
     return await _dialogue_edit(request, meeting_id, dialogue_id, "delete", editor, None, idempotency_key)
 
 
-@router.post("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/reset", status_code=202, response_model=EditAccepted)
+@router.post("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/reset",
+             status_code=202, response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
 async def reset_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, body: Editor,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Back to the machine's text."""
@@ -106,45 +149,57 @@ async def dialogue_history(request: Request, meeting_id: Id, dialogue_id: Id) ->
 
 async def _transcript_edit(request: Request, meeting_id: str, action: EditAction, editor: str, text: str | None,
                            key: str | None) -> dict[str, Any]:  # fmt: skip
-    if await queries.latest_run(request.app.state.store, meeting_id) is None:
-        raise HTTPException(status_code=404, detail=f"meeting {meeting_id} has no transcript")
+    async def check() -> None:
+        if await queries.latest_run(request.app.state.store, meeting_id) is None:
+            raise HTTPException(status_code=404, detail=f"meeting {meeting_id} has no transcript")
+
     edit, event_id, now = _edit_ids(meeting_id, f"transcript/{action}", key)
     event = TranscriptEditedV1(event_id=event_id, edit_id=edit, meeting_id=meeting_id, action=action, text=text,
-                               editor=editor, edited_at_ms=now)  # fmt: skip
-    return await _publish(request, event, meeting_id)
+                               editor=editor, edited_at_ms=now, idempotency_key=key)  # fmt: skip
+    return await _submit(request, event, check)
 
 
-@router.put("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted)
+@router.put("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted,
+            responses=RESPONSES)  # fmt: skip
 async def edit_transcript(request: Request, meeting_id: Id, body: TextEdit,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Replace the processed transcript with a human's text (the raw transcript stays the machine's)."""
     return await _transcript_edit(request, meeting_id, "edit", body.editor, body.text, idempotency_key)
 
 
-@router.delete("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted)
+@router.delete("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted,
+               responses=RESPONSES)  # fmt: skip
 async def delete_transcript(request: Request, meeting_id: Id, editor: str,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Mark the transcript deleted (reversible with reset; the log keeps everything)."""
     return await _transcript_edit(request, meeting_id, "delete", editor, None, idempotency_key)
 
 
-@router.post("/v1/meetings/{meeting_id}/transcript/reset", status_code=202, response_model=EditAccepted)
+@router.post("/v1/meetings/{meeting_id}/transcript/reset", status_code=202, response_model=EditAccepted,
+             responses=RESPONSES)  # fmt: skip
 async def reset_transcript(request: Request, meeting_id: Id, body: Editor,
                            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     return await _transcript_edit(request, meeting_id, "reset", body.editor, None, idempotency_key)
 
 
 @router.patch("/v1/meetings/{meeting_id}/action-items/{action_item_id}", status_code=202,
-              response_model=EditAccepted)  # fmt: skip
+              response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
 async def edit_action_item(request: Request, meeting_id: Id, action_item_id: Id, body: ActionItemEdit,
                            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Change an action item's fields (only those given)."""
-    if not await queries.exists(request.app.state.store, "action_items", meeting_id, action_item_id):
-        raise HTTPException(status_code=404, detail=f"meeting {meeting_id} has no action item {action_item_id}")
     fields = body.model_dump(exclude={"editor"}, exclude_none=True)
     if not fields:
         raise HTTPException(status_code=422, detail="name at least one field to change")
-    edit, event_id, now = _edit_ids(meeting_id, f"action_item/{action_item_id}", idempotency_key)
+
+    async def check() -> None:
+        if not await queries.exists(request.app.state.store, "action_items", meeting_id, action_item_id):
+            raise HTTPException(
+                status_code=404, detail=f"meeting {meeting_id} has no action item {action_item_id}"
+            )
+
+    key = idempotency_key
+    edit, event_id, now = _edit_ids(meeting_id, f"action_item/{action_item_id}", key)
     event = ActionItemEditedV1(event_id=event_id, edit_id=edit, meeting_id=meeting_id, action_item_id=action_item_id,
-                               action="edit", editor=body.editor, edited_at_ms=now, **fields)  # fmt: skip
-    return await _publish(request, event, meeting_id)
+                               action="edit", editor=body.editor, edited_at_ms=now, idempotency_key=key,
+                               **fields)  # fmt: skip
+    return await _submit(request, event, check)

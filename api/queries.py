@@ -186,3 +186,30 @@ async def chat_messages(store: Store, meeting_id: str, since_ms: int, limit: int
             ORDER BY sent_at, message_id LIMIT {{l:UInt32}}""",
         {"m": meeting_id, "s": since_ms, "l": limit},
     )
+
+
+async def chat_message_by_key(store: Store, meeting_id: str, key: str) -> dict[str, Any] | None:
+    """The meeting's chat message posted with this Idempotency-Key (the first, should there be several),
+    with the fields of a chat response; None when the key was not used in the meeting."""
+    rows = await store.aquery(
+        f"""SELECT message_id, meeting_id, user_id, text, toUnixTimestamp64Milli(sent_at) AS sent_at_ms
+            FROM {store.database}.chat_messages FINAL
+            WHERE meeting_id = {{m:String}} AND idempotency_key = {{k:String}}
+            ORDER BY sent_at, message_id LIMIT 1""",
+        {"m": meeting_id, "k": key},
+    )
+    return rows[0] if rows else None
+
+
+async def edit_by_key(store: Store, meeting_id: str, key: str) -> dict[str, Any] | None:
+    """The meeting's edit made with this Idempotency-Key (the first, should there be several), as its
+    ``edits`` row; None when the key was not used in the meeting."""
+    rows = await store.aquery(
+        f"""SELECT edit_id, meeting_id, target_kind, target_id, action, text, fields, editor, edited_at_ms,
+                   idempotency_key
+            FROM {store.database}.edits FINAL
+            WHERE meeting_id = {{m:String}} AND idempotency_key = {{k:String}}
+            ORDER BY edited_at_ms, edit_id LIMIT 1""",
+        {"m": meeting_id, "k": key},
+    )
+    return rows[0] if rows else None

@@ -116,6 +116,9 @@ class RecentWrites(Generic[V]):
         self._expire()
         return [v for _, v in self._items.values()]
 
+    def clear(self) -> None:
+        self._items.clear()
+
     def _expire(self) -> None:
         limit = self._clock() - self._ttl_s
         while self._items and (len(self._items) > self._max or next(iter(self._items.values()))[0] < limit):

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 from pydantic import BaseModel, Field, SecretStr
 
 from api import queries
+from api.idempotency import KEY_MAX_LENGTH
 from api.passwords import hash_password, verify_password
 from api.user_state import RecentWrites, UserRecord, conflicts, new_user, newest
 from palaver import ids
@@ -31,7 +32,8 @@ Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+
 PictureUrl = Annotated[
     str, Field(max_length=2048, pattern=r"^(https?://\S+)?$", description="http(s) URL or empty")
 ]
-IdempotencyKey = Annotated[str | None, Header(description="Retries with the same key create one user")]
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_LENGTH,
+                                              description="Retries with the same key create one user")]  # fmt: skip
 PASSWORD_LENGTH = (8, 1024)
 
 

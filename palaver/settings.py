@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         default=None, description="ClickHouse server (http://host:8123); unset means chdb in the data dir."
     )
     clickhouse_database: str = "palaver"
+    clickhouse_clients: int = Field(
+        default=4,
+        ge=1,
+        description="ClickHouse calls one process runs at once, each on a client of its own (chdb: a handle "
+        "to the engine; http: a session), so a slow query holds only its own; 1 runs them one at a time.",
+    )
     topic_namespace: str = Field(default="", description="Prefix for every topic and consumer group.")
     api_host: str = "127.0.0.1"
     api_port: int = 8000

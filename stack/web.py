@@ -92,12 +92,12 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         if "store" in services:
             background("store writer", lambda stop: run_store_writer(settings, app.state.store, stop))
         if "api" in services:
+            from api.idempotency import KeyedWrites
             from api.live import LiveHub
-            from api.user_state import RecentWrites
             from api.users import UserDirectory
 
             app.state.users = UserDirectory()
-            app.state.chat_sent = RecentWrites()
+            app.state.idempotency = KeyedWrites()
             app.state.live = LiveHub(settings)
             background("live hub", app.state.live.run)
         try:

@@ -1,6 +1,7 @@
 """Meeting chat, as events on the ``chat`` topic (key: ``meeting_id``, so a meeting's messages stay in
 order in one partition). A message is immutable: one event, one row, version 1; a redelivery or replay
-upserts the same ``message_id``."""
+upserts the same ``message_id``. ``idempotency_key`` (optional; older payloads decode as None) is the
+API request's key, kept with the row so that a reused key is recognised after the API forgot it."""
 
 from __future__ import annotations
 
@@ -18,3 +19,4 @@ class ChatMessageV1(EventV):
     user_id: str
     text: str
     sent_at_ms: int  # when the API accepted it (server clock, ms since the epoch)
+    idempotency_key: str | None = None  # the request's Idempotency-Key (the message id derives from it)

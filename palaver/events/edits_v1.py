@@ -1,5 +1,8 @@
 """Human edits, as events on the ``edits`` topic. Machine re-processing never overwrites them: the read
-model overlays the latest edit of a target on the machine's text, and keeps every edit as history."""
+model overlays the latest edit of a target on the machine's text, and keeps every edit as history.
+
+``idempotency_key`` (optional; payloads written before it decode as None) is the API request's key: the
+store keeps it with the row, so the API recognises a reused key however long ago it was used."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class DialogueEditedV1(EventV):
     text: str | None = None  # the new text for "edit"
     editor: str
     edited_at_ms: int
+    idempotency_key: str | None = None  # the request's Idempotency-Key (the edit id derives from it)
 
 
 class TranscriptEditedV1(EventV):
@@ -33,6 +37,7 @@ class TranscriptEditedV1(EventV):
     text: str | None = None
     editor: str
     edited_at_ms: int
+    idempotency_key: str | None = None  # the request's Idempotency-Key (the edit id derives from it)
 
 
 class ActionItemEditedV1(EventV):
@@ -51,3 +56,4 @@ class ActionItemEditedV1(EventV):
     due_date: str | None = None
     editor: str
     edited_at_ms: int
+    idempotency_key: str | None = None  # the request's Idempotency-Key (the edit id derives from it)

@@ -13,8 +13,8 @@ from pathlib import Path
 from palaver.events.registry import (
     DAY_MS,
     DLQ_PARTITIONS,
-    DLQ_RETENTION_MS,
     DLQ_REPLAYS,
+    DLQ_RETENTION_MS,
     STATE_TOPICS,
     TOPICS,
     TopicSpec,

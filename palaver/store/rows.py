@@ -48,15 +48,15 @@ MEETING_COLUMNS = (
 )  # fmt: skip
 EDIT_COLUMNS = (
     "edit_id", "meeting_id", "target_kind", "target_id", "action", "text", "fields", "editor", "edited_at_ms",
-    "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+    "idempotency_key", "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
 USER_COLUMNS = (
     "user_id", "username", "email", "password_hash", "role", "profile_pic_url", "deleted", "created_at",
     "updated_at", "version", "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
 CHAT_MESSAGE_COLUMNS = (
-    "message_id", "meeting_id", "user_id", "text", "sent_at", "version", "event_id", "kafka_topic",
-    "kafka_partition", "kafka_offset",
+    "message_id", "meeting_id", "user_id", "text", "sent_at", "idempotency_key", "version", "event_id",
+    "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
 COLUMNS = {
     "utterances": UTTERANCE_COLUMNS,
@@ -113,8 +113,8 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         ))]  # fmt: skip
     if isinstance(event, ChatMessageV1):
         return [("chat_messages", (
-            event.message_id, event.meeting_id, event.user_id, event.text, _utc(event.sent_at_ms), 1,
-            event.event_id, *prov,
+            event.message_id, event.meeting_id, event.user_id, event.text, _utc(event.sent_at_ms),
+            event.idempotency_key or "", 1, event.event_id, *prov,
         ))]  # fmt: skip
     return []
 
@@ -127,5 +127,5 @@ def _edit_row(event: DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1,
               text: str | None, fields: dict[str, Any], prov: tuple[str, int, int]) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
     return "edits", (
         event.edit_id, event.meeting_id, kind, target, event.action, text, dumps(fields).decode(), event.editor,
-        event.edited_at_ms, event.event_id, *prov,
+        event.edited_at_ms, event.idempotency_key or "", event.event_id, *prov,
     )  # fmt: skip

@@ -21,7 +21,7 @@ import uvicorn
 
 from palaver.settings import Settings
 from palaver.store import Store
-from palaver.store.client import connect
+from palaver.store.client import connect_pool
 from palaver.store.migrations import apply_migrations
 from palaver.streams.clients import ensure_topics
 from stack.web import create_app
@@ -36,10 +36,14 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
         yield found
 
 
+CLICKHOUSE_CLIENTS = 4  # PALAVER_CLICKHOUSE_CLIENTS' default: tests run calls concurrently, as production
+
+
 @pytest.fixture(scope="session")
 def clickhouse_client(infra: Infra) -> object:
-    # chdb allows one data directory per process: every test shares this client, each its own database.
-    return connect(infra.clickhouse_dsn)
+    # chdb allows one data directory per process: every test shares these clients (handles to the one
+    # engine), each test module its own database.
+    return connect_pool(infra.clickhouse_dsn, CLICKHOUSE_CLIENTS)
 
 
 def make_settings(infra: Infra, data_dir: Path, namespace: str, database: str) -> Settings:

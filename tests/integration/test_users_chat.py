@@ -1,5 +1,6 @@
 """Users and meeting chat through the real API, broker and store: writes are events on the users and chat
-topics, the store writer upserts them, reads see the newest version, and a replayed event adds no row."""
+topics, the store writer upserts them, reads see the newest version, and a replayed event adds no row; an
+Idempotency-Key reused after the API forgot it finds the earlier message or edit in the store."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from api.passwords import verify_password
 from palaver import ids
-from palaver.events import StreamStartedV1, encode
-from palaver.events.registry import CHAT, TRANSCRIPTS, USERS, topic_name
+from palaver.events import DialogueUpdateV1, StreamStartedV1, encode
+from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, topic_name
 from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.migrations import apply_migrations
@@ -36,6 +38,7 @@ class Web:
     settings: Settings
     store: Store
     url: str
+    app: FastAPI
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +51,15 @@ async def web(
     store = Store(clickhouse_client, settings.clickhouse_database)
     apply_migrations(store)
     await ensure_topics(settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, {"api", "store"}, store=store), host="127.0.0.1",
-                                           port=settings.api_port, log_level="warning"))  # fmt: skip
+    app = create_app(settings, {"api", "store"}, store=store)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning")
+    )
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
         await _wait_http(url)
-        yield Web(settings, store, url)
+        yield Web(settings, store, url, app)
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=30)
@@ -279,3 +284,95 @@ async def test_chat_and_replayed_events(web: Web) -> None:
         assert [
             u["user_id"] for u in (await http.get("/v1/users", params={"username": "bea"})).json()["users"]
         ] == [bea]
+
+
+async def start_meeting(web: Web, meeting_id: str, speaker: str) -> None:
+    """A meeting exists once a stream of it starts (the ingest's event, forwarded on the transcripts
+    topic)."""
+    stream = ids.stream_id(meeting_id, speaker)
+    started = StreamStartedV1(
+        event_id=ids.event_id("stream.started", stream, 0), meeting_id=meeting_id, speaker_id=speaker,
+        stream_id=stream, sample_rate=16000, stream_start_ms=0,
+    )  # fmt: skip
+    await replay(web.settings, TRANSCRIPTS.name, encode(started), meeting_id.encode())
+
+
+async def test_idempotency_keys_outlive_the_api_memory(web: Web) -> None:
+    """A reused key answers with the earlier message or edit when the request is the same and 409 when it
+    is not, within the API's memory and after it (then from the store), and never writes again."""
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=web.url, timeout=30) as http:
+        users = []
+        for name in ("dee", "eli"):
+            got = await http.post(
+                "/v1/users", json={"username": name, "email": f"{name}@example.com", "password": PASSWORD}
+            )
+            assert got.status_code == 201, got.text
+            users.append(got.json()["user_id"])
+        dee, eli = users
+        await start_meeting(web, meeting_id, "dee")
+        dialogue_id, run = ids.dialogue_id(meeting_id, "utt_1"), "whisper:tiny.en"
+        dialogue = DialogueUpdateV1(
+            event_id=ids.event_id("dialogue.update", dialogue_id, run, 1), dialogue_id=dialogue_id,
+            meeting_id=meeting_id, speaker_id="dee", start_ms=0, end_ms=900, text="hello al", status="final",
+            revision=1, position=0, utterance_ids=("utt_1",), run=run,
+        )  # fmt: skip
+        await replay(web.settings, DIALOGUES.name, encode(dialogue), meeting_id.encode())
+
+        chat = f"/v1/meetings/{meeting_id}/chat"
+        body = {"user_id": dee, "text": "Minutes are in the doc."}
+        chat_key = {"Idempotency-Key": "dee-minutes"}
+        first = await poll(lambda: http.post(chat, json=body, headers=chat_key),
+                           lambda r: r.status_code != 404, "the meeting in the store")  # fmt: skip
+        assert first.status_code == 202, first.text
+        sent = first.json()
+        edit_path = f"/v1/meetings/{meeting_id}/dialogues/{dialogue_id}"
+        fix, edit_key = {"text": "Hello, all.", "editor": dee}, {"Idempotency-Key": "dee-fix"}
+        edited = await poll(lambda: http.put(edit_path, json=fix, headers=edit_key),
+                            lambda r: r.status_code != 404, "the dialogue in the store")  # fmt: skip
+        assert edited.status_code == 202, edited.text
+        edit = edited.json()
+
+        async def reuse_keys() -> None:
+            again = await http.post(chat, json=body, headers=chat_key)
+            assert (again.status_code, again.json()) == (202, sent), "the same message, its first sent_at_ms"
+            for other in ({**body, "text": "Something else."}, {**body, "user_id": eli}):
+                refused = await http.post(chat, json=other, headers=chat_key)
+                assert refused.status_code == 409, refused.text
+                detail = refused.json()["detail"]
+                assert "'dee-minutes'" in detail and sent["message_id"] in detail and "new key" in detail
+            again = await http.put(edit_path, json=fix, headers=edit_key)
+            assert (again.status_code, again.json()) == (202, edit)
+            refused = await http.put(edit_path, json={**fix, "text": "Goodbye."}, headers=edit_key)
+            assert refused.status_code == 409 and "differs in text" in refused.json()["detail"], refused.text
+            deleting = await http.delete(edit_path, params={"editor": dee}, headers=edit_key)
+            assert deleting.status_code == 409 and "action" in deleting.json()["detail"], deleting.text
+
+        await reuse_keys()  # within the API's memory: the store may not have them yet
+
+        # Once the store has both, the API forgets (as after a few minutes, or in another process).
+        await poll(lambda: http.get(chat), lambda r: [m["message_id"] for m in r.json()["messages"]]
+                   == [sent["message_id"]], "the message in the store")  # fmt: skip
+        history = f"{edit_path}/history"
+        await poll(lambda: http.get(history), lambda r: len(r.json()["edits"]) == 1, "the edit in the store")
+        web.app.state.idempotency.forget()
+        await reuse_keys()
+
+        # Nothing was written again: one event per key in the log, one row per key, unchanged.
+        chat_events = [e for e in await read_topic(web.settings, CHAT.name) if b'"dee-minutes"' in e]
+        edit_events = [e for e in await read_topic(web.settings, EDITS.name) if b'"dee-fix"' in e]
+        assert (len(chat_events), len(edit_events)) == (1, 1)
+        db = web.store.database
+        rows = await web.store.aquery(
+            "SELECT message_id, user_id, text, toUnixTimestamp64Milli(sent_at) AS sent_at_ms "
+            f"FROM {db}.chat_messages WHERE meeting_id = {{m:String}} AND idempotency_key = 'dee-minutes'",
+            {"m": meeting_id})  # fmt: skip
+        assert rows == [{k: sent[k] for k in ("message_id", "user_id", "text", "sent_at_ms")}]
+        rows = await web.store.aquery(
+            f"SELECT edit_id, action, text FROM {db}.edits WHERE meeting_id = {{m:String}} "
+            "AND idempotency_key = 'dee-fix'", {"m": meeting_id})  # fmt: skip
+        assert rows == [{"edit_id": edit["edit_id"], "action": "edit", "text": "Hello, all."}]
+        shown = (await http.get(f"/v1/meetings/{meeting_id}/dialogues")).json()["dialogues"]
+        assert [(d["dialogue_id"], d["text"], d["edited"]) for d in shown] == [
+            (dialogue_id, "Hello, all.", True)
+        ]

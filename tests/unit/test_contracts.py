@@ -300,6 +300,26 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
     if isinstance(event, ChatMessageV1):
         assert event.message_id.startswith("msg_") and event.user_id.startswith("usr_")
         assert event.event_id == ids.event_id("chat.message", event.message_id)
+        if event.idempotency_key is not None:
+            key = event.idempotency_key
+            assert event.message_id == ids.chat_message_id(event.meeting_id, event.user_id, key)
+
+
+KEYED_EXAMPLES = [k for k in JSON_EXAMPLES if "idempotency_key" in orjson.loads(BY_ID[k].raw)]
+
+
+def test_some_examples_carry_an_idempotency_key() -> None:
+    keyed = [k for k in KEYED_EXAMPLES if orjson.loads(BY_ID[k].raw)["idempotency_key"] is not None]
+    assert {BY_ID[k].event for k in keyed} >= {"chat.message", "dialogue.edited"}
+
+
+@pytest.mark.parametrize("key", KEYED_EXAMPLES)
+def test_payload_from_before_the_idempotency_key_still_decodes(key: str) -> None:
+    """Events written before ``idempotency_key`` existed have no such field: they decode with None."""
+    old = {k: v for k, v in orjson.loads(BY_ID[key].raw).items() if k != "idempotency_key"}
+    event = decode(orjson.dumps(old))
+    assert event.idempotency_key is None  # type: ignore[attr-defined]
+    assert event.model_dump(exclude={"idempotency_key"}) == old
 
 
 # --- consumers: each returns what it made of one example (empty: it had nothing to do with it) ----------
@@ -475,6 +495,8 @@ def store_contract(example: Example) -> list[Any]:
             assert named["dialogue_text"] == event.text
             assert named["utterance_ids"] == list(event.utterance_ids)
             assert named["transcript_id"] == ids.transcript_id(event.meeting_id, event.run)
+        if table in ("edits", "chat_messages"):
+            assert named["idempotency_key"] == (event.idempotency_key or "")  # type: ignore[attr-defined]
         if table == "edits":
             assert named["edit_id"] == event.edit_id
         if isinstance(event, UserChangedV1):
