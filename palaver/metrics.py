@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 
@@ -63,3 +63,13 @@ BACKGROUND_RESTARTS = Counter(
     ["task"],
 )
 API_LIVE_SOCKETS = Gauge("palaver_api_live_sockets", "Open live dialogue WebSockets")
+
+# The supervisor process (``palaver up``, ``palaver run stt --workers N``) serves only its own registry: the
+# services' metrics would read zero there.
+SUPERVISOR_REGISTRY = CollectorRegistry()
+SUPERVISOR_RESTARTS = Counter(
+    "palaver_supervisor_restarts_total",
+    "Children the supervisor started again after they died",
+    ["child"],
+    registry=SUPERVISOR_REGISTRY,
+)

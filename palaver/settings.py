@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, description="Prometheus /metrics port for a process without an HTTP server (stt, merger)."
     )
+    restart_limit: int = Field(
+        default=5,
+        ge=1,
+        description="A supervised child dying this often within restart_window_s stops the stack (1: never restart).",
+    )
+    restart_window_s: float = Field(default=60.0, gt=0, description="The window restart_limit counts deaths in.")
 
     whisper_model_dir: str | None = Field(default=None, description="CTranslate2 Whisper model directory.")
     whisper_compute_type: str = "int8"

@@ -21,6 +21,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
+def _default(setting: str) -> object:
+    return Settings.model_fields[setting].default
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where broker data, chdb data and logs live (env PALAVER_DATA_DIR; "
                    "default ~/.local/share/palaver)")  # fmt: skip
@@ -35,9 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"palaver {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start the broker and every stage; serve the API; Ctrl-C stops it all",
+    up = sub.add_parser("up", help="start the broker and every stage, supervised; serve the API; Ctrl-C stops it all",
                         description="Start the embedded broker (unless PALAVER_KAFKA_BOOTSTRAP is set) and every "
-                        "stage, serve http://127.0.0.1:PORT, and stop everything on Ctrl-C or SIGTERM.")  # fmt: skip
+                        "stage, serve http://127.0.0.1:PORT, restart a stage (or the broker it started) that dies, "
+                        "and stop everything on Ctrl-C or SIGTERM. A process that dies PALAVER_RESTART_LIMIT times "
+                        f"({_default('restart_limit')}) within PALAVER_RESTART_WINDOW_S ({_default('restart_window_s'):g} s) "
+                        "stops everything, with its log's last lines. "
+                        "Logs: DATA_DIR/logs/{web,stt,merger}.log. Prometheus /metrics: stt on PORT+1, merger on "
+                        "PORT+2, the supervisor (palaver_supervisor_restarts_total) on PORT+3.")  # fmt: skip
     up.add_argument("--port", type=int, default=None, help="HTTP port (default 8000, env PALAVER_API_PORT)")
     _add_data_dir(up)
 
@@ -67,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default=None, help="HTTP host (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
     run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="with stt alone: N worker processes in one consumer group, supervised (default 1)")  # fmt: skip
+                     help="with stt alone: N worker processes in one consumer group, supervised as by `palaver up` "
+                     "(a dead one is restarted), logging to DATA_DIR/logs/stt-I.log; with PALAVER_METRICS_PORT P, "
+                     "worker I serves /metrics on P+I and the supervisor on P+N (default 1)")  # fmt: skip
     _add_data_dir(run)
 
     bench = sub.add_parser("bench", help="run a benchmark (prints figures, writes bench/out/NAME.json and .png)",
@@ -130,12 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     from palaver.broker.embedded import BrokerError
     from palaver.streams.dlq_tools import DlqToolError
     from stack.services import UsageError
+    from stack.supervisor import StackError
 
     try:
         return _dispatch(args)
     except (BrokerError, UsageError, DlqToolError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return 2
+    except StackError as exc:  # a child that keeps dying, a taken port, no health in time
+        print(f"palaver: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -143,12 +158,17 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.command == "up":
-        from stack.supervisor import Stack, run_until_signal
+        from stack.supervisor import interrupt_on_signals, stop_on_signals
+        from stack.up import Stack
 
+        interrupt_on_signals()  # start-up stops what it started and exits (130)
         stack = Stack(settings)
         stack.start()
-        print(f"Palaver is up: {stack.url} (API docs {stack.url}/docs). Ctrl-C stops it.", flush=True)
-        return run_until_signal(stack)
+        stopping = stop_on_signals()
+        print(f"Palaver is up: {stack.url} (API docs {stack.url}/docs; supervisor metrics "
+              f"http://{settings.api_host}:{stack.metrics_port}/metrics). Ctrl-C stops it.", flush=True)  # fmt: skip
+        stack.run(stopping)
+        return 0
     if args.command == "demo":
         return _demo(args, settings)
     if args.command == "broker":
@@ -157,7 +177,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from stack.services import run_services, run_stt_workers
 
         if args.workers != 1:
-            return run_stt_workers(settings, args.services, args.workers)
+            return run_stt_workers(settings, args.services, args.workers, args.host or settings.api_host)
         run_services(settings, args.services, args.host or settings.api_host, args.port or settings.api_port)
         return 0
     if args.command == "topics":
@@ -176,7 +196,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
     from palaver.demo.run import run_demo
-    from stack.supervisor import Stack
+    from stack.up import Stack
 
     url = args.url or f"http://{settings.api_host}:{settings.api_port}"
     stack = None
@@ -187,7 +207,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"palaver: nothing answers at {args.url}", file=sys.stderr)
             return 2
         stack = Stack(settings)
-        stack.start()
+        stack.start(serve_supervisor_metrics=False)
     try:
         return asyncio.run(run_demo(url, args.speed))
     finally:

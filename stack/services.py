@@ -11,9 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import uvicorn
 import uvloop
@@ -21,6 +18,7 @@ from prometheus_client import start_http_server
 
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
+from stack.supervisor import Supervisor, python_child, restart_policy, serve_metrics, stop_on_signals
 from stack.web import WEB_SERVICES, create_app
 from stt_workers.engine import SttEngine
 from stt_workers.streaming import StreamingEngine
@@ -144,45 +142,30 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
             raise task.exception()  # type: ignore[misc]
 
 
-def run_stt_workers(settings: Settings, services: list[str], workers: int) -> int:
+def run_stt_workers(settings: Settings, services: list[str], workers: int, host: str) -> int:
     """``palaver run stt --workers N``: N ``palaver run stt`` processes in the one consumer group (the
-    group spreads the audio partitions over them). A child that dies is reported and the others go on
-    (the group hands its partitions to them); SIGINT/SIGTERM stops all. Returns 1 when none is left."""
+    group spreads the audio partitions over them), supervised like ``palaver up``'s children: a worker
+    that dies is restarted (the group hands its partitions to the others meanwhile); one that keeps dying
+    stops all and raises ChildKeepsDying. SIGINT/SIGTERM stops all (returns 0). Worker i logs to
+    ``<data dir>/logs/stt-i.log``; with ``PALAVER_METRICS_PORT`` P, it serves /metrics on ``host``:P + i
+    and the supervisor on P + N."""
     if services != ["stt"] or workers < 1:
         raise UsageError("--workers N (N >= 1) runs STT workers only: `palaver run stt --workers N`")
-    children: dict[int, subprocess.Popen[bytes]] = {}
-    for index in range(workers):
-        env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
-        if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones
-            env["PALAVER_METRICS_PORT"] = str(settings.metrics_port + index)
-        proc = subprocess.Popen([sys.executable, "-m", "stack", "run", "stt"], env=env, stdin=subprocess.DEVNULL)
-        children[index] = proc
-        log.info("stt worker %d: pid %d", index, proc.pid)
-    stopping = False
-
-    def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    check_engine(settings, services)
+    stopping = stop_on_signals()
+    supervisor = Supervisor(restart_policy(settings))
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        while not stopping and children:
-            for index, proc in list(children.items()):
-                code = proc.poll()
-                if code is not None:
-                    del children[index]
-                    log.error("stt worker %d (pid %d) exited with code %d; %d left", index, proc.pid, code, len(children))
-            time.sleep(0.2)
-        return 0 if stopping else 1
+        if settings.metrics_port:
+            serve_metrics(settings.metrics_port + workers, host)
+        for index in range(workers):
+            env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
+            if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones
+                env["PALAVER_METRICS_PORT"] = str(settings.metrics_port + index)
+            args = ["-m", "stack", "run", "stt", "--host", host]
+            spec = python_child(f"stt-{index}", args, env, settings.log_dir / f"stt-{index}.log")
+            log.info("%s: pid %d, log %s", spec.name, supervisor.start(spec).pid, spec.log)
+        supervisor.run(stopping)
+        return 0
     finally:
-        for proc in children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in children.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        supervisor.stop()

@@ -179,11 +179,20 @@ def _classpath(jars: Path) -> str:
 
 
 def start(root: Path, port: int, timeout_s: float = 60.0) -> tuple[int, bool]:
-    """Start the broker unless it already runs. Returns (pid, started_now)."""
-    paths = BrokerPaths(root)
-    pid = running_pid(paths)
+    """Start the broker unless it already runs, and wait until it listens. Returns (pid, started_now)."""
+    pid = running_pid(BrokerPaths(root))
     if pid is not None:
         return pid, False
+    proc = launch(root, port)
+    wait_until_listening(root, proc, port, timeout_s)
+    return proc.pid, True
+
+
+def launch(root: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start a broker process (formatting its storage on first start) and return at once, without waiting
+    for it to listen. The caller makes sure none runs (``running_pid``); a supervisor that owns the
+    returned process sees its exit status. Raises BrokerError when the ports are taken or Java is missing."""
+    paths = BrokerPaths(root)
     for taken in (port, port + 1):
         if port_open(taken):
             raise BrokerError(
@@ -211,13 +220,21 @@ def start(root: Path, port: int, timeout_s: float = 60.0) -> tuple[int, bool]:
          "kafka.Kafka", str(paths.config)],
         stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    stdout.close()  # the child holds its own copy
     paths.pid.write_text(str(proc.pid))
+    return proc
+
+
+def wait_until_listening(root: Path, proc: subprocess.Popen[bytes], port: int, timeout_s: float = 60.0) -> None:
+    """Return once the launched broker listens on ``port``. Raises BrokerError when it exits first, or
+    stops it and raises when it does not listen within ``timeout_s``."""
+    paths = BrokerPaths(root)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BrokerError(f"the Kafka broker exited with {proc.returncode}; see {paths.log}:\n{_tail(paths.log)}")
         if port_open(port):
-            return proc.pid, True
+            return
         time.sleep(0.2)
     stop(root)
     raise BrokerError(f"the Kafka broker did not open port {port} within {timeout_s:.0f}s; see {paths.log}")

@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from itertools import pairwise
 
+import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -24,6 +26,7 @@ from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events.registry import AUDIO_FRAMES
 from palaver.textmetrics import word_error_rate
 from tests.integration.conftest import STT_ENGINES, Pipeline, ServiceProcess, child_env
+from tests.integration.infra import free_port
 
 pytestmark = pytest.mark.integration
 WHISPER = pytest.mark.parametrize("scaled_pipeline", ["whisper"], indirect=True)  # one pipeline for these
@@ -189,28 +192,49 @@ async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: P
 
 
 @WHISPER
-async def test_run_stt_workers_supervises_its_children(scaled_pipeline: Pipeline) -> None:
-    """``palaver run stt --workers 2``: two workers in one group; a dead child is reported, SIGTERM stops all."""
+async def test_run_stt_workers_restarts_a_killed_worker(scaled_pipeline: Pipeline) -> None:
+    """``palaver run stt --workers 2``: two workers in one group; a SIGKILLed one is restarted (a new pid that
+    joins the group again), the other keeps running; the restart is counted on the supervisor's /metrics
+    (PALAVER_METRICS_PORT + 2); SIGTERM stops all, the restarted worker too."""
     settings = scaled_pipeline.settings.model_copy(update={"topic_namespace": f"w{uuid.uuid4().hex[:8]}"})
     log = settings.data_dir / "stt-workers.log"
+    worker_logs = [settings.log_dir / f"stt-{i}.log" for i in range(2)]
+    metrics_port = free_port()
+    env = {**child_env(settings), "PALAVER_METRICS_PORT": str(metrics_port)}
     with open(log, "ab") as out:
         parent = subprocess.Popen([sys.executable, "-m", "stack", "run", "stt", "--workers", "2"],
-                                  stdout=out, stderr=subprocess.STDOUT, env=child_env(settings))  # fmt: skip
+                                  stdout=out, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+
+    def output() -> str:
+        return log.read_text(errors="replace")
+
+    async def until(done: Callable[[], bool], timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            assert parent.poll() is None and time.monotonic() < deadline, output()
+            await asyncio.sleep(0.3)
+
+    def ready(worker: int) -> int:
+        return worker_logs[worker].read_text(errors="replace").count("stt worker (") if worker_logs[worker].exists() else 0
+
     try:
-        deadline = time.monotonic() + 120
-        while log.read_text(errors="replace").count("stt worker (") < 2:
-            assert parent.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
-            await asyncio.sleep(0.5)
-        pids = [int(pid) for pid in re.findall(r"stt worker \d+: pid (\d+)", log.read_text())]
-        assert len(pids) == 2
-        os.kill(pids[0], signal.SIGKILL)
-        while "exited with code -9; 1 left" not in log.read_text(errors="replace"):
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            await asyncio.sleep(0.2)
+        await until(lambda: ready(0) == 1 and ready(1) == 1)
+        pids = {name: int(pid) for name, pid in re.findall(r"(stt-\d): pid (\d+)", output())}
+        assert set(pids) == {"stt-0", "stt-1"}, output()
+        os.kill(pids["stt-0"], signal.SIGKILL)
+        await until(lambda: "restarted stt-0: pid" in output())
+        new_pid = int(re.findall(r"restarted stt-0: pid (\d+)", output())[0])
+        assert new_pid != pids["stt-0"] and "stt-0 died (killed by SIGKILL); restart attempt 1" in output()
+        await until(lambda: ready(0) == 2)  # the new worker consumes in the group again
+        os.kill(pids["stt-1"], 0)  # the other worker was left alone
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port + 2}/metrics", timeout=5).text
+        assert 'palaver_supervisor_restarts_total{child="stt-0"} 1.0' in metrics, metrics
+        assert 'palaver_supervisor_restarts_total{child="stt-1"} 0.0' in metrics, metrics
         parent.terminate()
         assert await asyncio.to_thread(parent.wait, 30) == 0
-        with pytest.raises(ProcessLookupError):
-            os.kill(pids[1], 0)
+        for pid in (new_pid, pids["stt-1"]):
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
     finally:
         if parent.poll() is None:
             parent.kill()
