@@ -21,7 +21,17 @@ import pytest
 from aiokafka import TopicPartition
 
 from api.live import LiveHub
-from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, TopicSpec, topic_name
+from palaver.events import AudioFrameV1, StreamStoppedV1, encode
+from palaver.events.registry import (
+    AUDIO_FRAMES,
+    CHAT,
+    DIALOGUES,
+    EDITS,
+    TRANSCRIPTS,
+    USERS,
+    TopicSpec,
+    topic_name,
+)
 from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.migrations import apply_migrations
@@ -184,3 +194,54 @@ async def test_a_poison_message_is_dead_lettered_once_per_consumer_and_the_rest_
         await producer.stop()
         await asyncio.wait_for(asyncio.gather(writer, hub_task, return_exceptions=True), 30)
         merger.stop()
+
+
+async def test_a_poison_on_the_audio_topic_is_dead_lettered_once_and_the_stream_is_transcribed(
+    infra: Infra, clickhouse_client: object, tmp_path: Path
+) -> None:
+    """The STT worker (real Whisper, on the consumer runner) meets a transcript event on the audio topic
+    (it decodes, but it does not belong there) between a stream's start and its audio: the event is
+    dead-lettered once, and the stream's lifecycle and audio after it are handled."""
+    tag = uuid.uuid4().hex[:10]
+    settings = make_settings(infra, tmp_path, f"t{tag}", f"t_{tag}")
+    await ensure_topics(settings)
+    ns = settings.topic_namespace
+    meeting = f"poison-audio-{tag}"
+    stream = f"{meeting}/alice"
+    key = stream.encode()
+    audio = topic_name(ns, AUDIO_FRAMES.name)
+    stt = ServiceProcess(settings, "stt", tmp_path / "stt.log")
+    stt.start()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await asyncio.to_thread(stt.wait_for_log, "stt assigned")
+        started = example("audio.frames", "stream.started-v1", "alice", meeting)
+        poison = example("transcripts", "transcript.final-v1", "alice-greeting", meeting)
+        await producer.send_and_wait(audio, started, key=key, headers=[("event", b"stream.started"), ("version", b"1")])
+        bad = await producer.send_and_wait(audio, poison, key=key,
+                                           headers=[("event", b"transcript.final"), ("version", b"1")])  # fmt: skip
+        for first in range(0, 16000, 1600):  # one second of silence in 100 ms frames
+            frame = AudioFrameV1(meeting, "alice", stream, 16000, first, 0, bytes(3200))
+            await producer.send_and_wait(audio, frame.pcm, key=key, headers=frame.kafka_headers())
+        stopped = StreamStoppedV1(meeting_id=meeting, speaker_id="alice", stream_id=stream, end_sample=16000, stream_start_ms=0,
+                                  reason="end", event_id=f"evt_{tag}")  # fmt: skip
+        await producer.send_and_wait(audio, encode(stopped), key=key,
+                                     headers=[("event", b"stream.stopped"), ("version", b"1")])  # fmt: skip
+
+        async def forwarded() -> list[str]:
+            records = await read_all(settings, topic_name(ns, TRANSCRIPTS.name))
+            return [json.loads(r.value)["event"] for r in records if json.loads(r.value).get("stream_id") == stream]
+
+        events = await poll(forwarded, lambda got: "stream.stopped" in got, "the stream's stop, after the poison")
+        assert events[0] == "stream.started" and events[-1] == "stream.stopped", events
+        assert AUDIO_FRAMES.dlq is not None
+        dead = await read_all(settings, topic_name(ns, AUDIO_FRAMES.dlq))
+        assert len(dead) == 1, dead
+        headers = headers_dict(dead[0].headers)
+        assert dead[0].value == poison and dead[0].key == key
+        assert headers["dlq.service"] == b"stt" and int(headers["dlq.offset"]) == bad.offset
+        assert headers["dlq.error.class"] == b"DecodeError", headers
+    finally:
+        await producer.stop()
+        stt.stop()

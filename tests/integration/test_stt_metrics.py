@@ -108,11 +108,12 @@ class Scrape:
         )
         return self.samples[key]
 
-    def labelled(self, name: str, label: str) -> dict[str, float]:
+    def labelled(self, name: str, label: str, **only: str) -> dict[str, float]:
+        """Value by ``label`` of the samples of ``name`` whose labels include ``only``."""
         return {
             dict(labels)[label]: v
             for (n, labels), v in self.samples.items()
-            if n == name and label in dict(labels)
+            if n == name and label in dict(labels) and only.items() <= dict(labels).items()
         }
 
     def buckets(self, name: str, **labels: str) -> dict[float, float]:
@@ -257,8 +258,7 @@ async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
 
     # Consumer lag: the one worker owns every audio partition and reports each, also the idle ones;
     # every one is caught up at the end.
-    lag = {dict(labels)["partition"]: v for (n, labels), v in after.samples.items()
-           if n == "palaver_consumer_lag_messages" and dict(labels).get("service") == "stt"}  # fmt: skip
+    lag = after.labelled("palaver_consumer_lag_messages", "partition", service="stt")
     carried = {str(audio_partition(f"{meeting_id}/{speaker}")) for speaker in tracks}
     assert set(lag) == {str(p) for p in range(AUDIO_FRAMES.partitions)} and carried <= set(lag), (carried, lag)
     assert all(value == 0 for value in lag.values()), lag
