@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,10 +45,13 @@ async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]
     one failing consumer must not stop the process and every socket it holds."""
     delay = first_delay_s
     while not stop.is_set():
+        started = time.monotonic()
         try:
             await run(stop)
             return
         except Exception as exc:
+            if time.monotonic() - started > max_delay_s:
+                delay = first_delay_s  # it ran well for a while: this is a new failure, not a loop
             failures[name] = f"{type(exc).__name__}; restarting"
             BACKGROUND_RESTARTS.labels(task=name).inc()
             log.error("%s failed; starting it again in %.0f s", name, delay, exc_info=exc)
