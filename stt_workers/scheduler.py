@@ -19,9 +19,9 @@ Partials are dropped, not queued, once the round has run past ``partial_deadline
 (``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or while a final waits for the next round
 (``final_waiting``, set by the scheduler's owner), or when a newer round has begun (the worker starts one
 at once for a final that comes while a round runs, and for any decode once a lane idles, ``idle_lane``;
-the rounds share the lanes):
-under overload lag stays bounded instead of growing, a final waits for at most the first lane's batch
-to end, and the dropped streams ask again at once with fresher audio. Only finals get word timings: partials skip Whisper's alignment pass.
+the rounds share the lanes): under overload lag stays bounded instead of growing, a final waits for at
+most the first lane's batch to end, and the dropped streams ask again at once with fresher audio. Only
+finals get word timings: partials skip Whisper's alignment pass.
 """
 
 from __future__ import annotations
