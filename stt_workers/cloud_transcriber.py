@@ -3,7 +3,8 @@ Realtime); its interim results become partial events and its finals final events
 (``processor.StreamingTranscript``), so ids and wire shapes are those of the local path.
 
 Per stream, one task feeds the session (opened at the stream's first audio, at the stream's resume point)
-and one reads its results into the outbox, so the worker's loop never waits on the network. The engine
+and one reads its results into the transcriber's queue, which the worker takes for its next round
+(``take``), so the worker's loop never waits on the network. The engine
 handles silence (Deepgram's KeepAlive) and dropped connections (it reconnects and resends); a refusal
 (``EngineError``: a bad key) or a connection it gives up on stops the worker loudly.
 
@@ -16,9 +17,10 @@ default language (``PALAVER_STT_LANGUAGE``) is the worker's own: every stream wi
 own would meet it, so it stops the worker (``refuses_only_the_stream``).
 
 Resume point of a stream: the session's ``settled_sample`` (the start of the open utterance, else the end
-of the last final), which only advances once the results before it are in the outbox, so the offsets the
-worker commits never pass a final it has not published. A restarted owner opens the session there and
-sends the audio from there on: the open utterance is transcribed again, whole.
+of the last final), which only advances once the results before it are queued, so the offsets the worker
+commits (computed right after it takes the queue) never pass a final it has not published. A restarted
+owner opens the session there and sends the audio from there on: the open utterance is transcribed again,
+whole.
 
 Stop: the session is finished (Finalize) by its feeding task and the stream's last finals, then its
 ``stream.stopped``, go out when they come; until then the stream holds its partition's commit before the
@@ -48,10 +50,18 @@ from palaver.metrics import (
     STT_UTTERANCES,
 )
 from palaver.settings import Settings
+from stt_workers.engine import Transcription
 from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset, progress_event
-from stt_workers.scheduler import DecodeRequest, Ready
 from stt_workers.streaming import EngineError, RecognizedSpeech, StreamingEngine, StreamingSession
-from stt_workers.transcriber import Outbox, ResumePoint
+from stt_workers.transcriber import (
+    Decode,
+    DecodeResults,
+    KeyedEvent,
+    OutputQueue,
+    Pending,
+    Queued,
+    ResumePoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +91,7 @@ class _Stream:
     stop_offset: int | None = None  # its stream.stopped record, while the session finishes
     refused: str | None = None  # why the service refused this stream alone: its audio is skipped
     finishing: bool = False  # its feeding task took the stop
-    done: asyncio.Event = field(default_factory=asyncio.Event)  # its last event is in the outbox
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # its last event is queued
 
     def resume_sample(self) -> int:
         if self.refused is not None:
@@ -98,7 +108,7 @@ class CloudTranscriber:
         self._engine = engine  # each stream's session opens in the stream's language (StreamInfo.language)
         self._default_language = settings.stt_language
         self.name, self.model = engine.name, engine.model
-        self.outbox = Outbox()
+        self._queue = OutputQueue()  # output waiting for the worker's next round (filled by the readers too)
         self._streams: dict[str, _Stream] = {}
         self._stopping: list[_Stream] = []  # stopped, session finishing
         self._failure: BaseException | None = None
@@ -135,11 +145,14 @@ class CloudTranscriber:
         stream.frame_offsets.append((frame.end_sample, record.offset))
         stream.feed.put_nowait(pcm)
 
-    async def stop(self, stream_id: str, offset: int, last: tuple[str, bytes]) -> None:
+    def forward(self, stream_id: str, event: KeyedEvent) -> None:
+        self._queue.emit(stream_id, event)
+
+    async def stop(self, stream_id: str, offset: int, last: KeyedEvent) -> None:
         stream = self._streams.pop(stream_id, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
         if stream is None:
-            self.outbox.emit(stream_id, *last)
+            self._queue.emit(stream_id, last)
             return
         stream.stop_offset = offset
         self._stopping.append(stream)
@@ -147,10 +160,10 @@ class CloudTranscriber:
         assert stream.feeder is not None
         stream.feeder.add_done_callback(lambda task: self._stopped(stream, task, last))
 
-    def _stopped(self, stream: _Stream, feeder: asyncio.Task[None], last: tuple[str, bytes]) -> None:
+    def _stopped(self, stream: _Stream, feeder: asyncio.Task[None], last: KeyedEvent) -> None:
         if feeder.cancelled() or self._failure is not None:
             return  # released, or failed (the worker stops): the next owner finishes it
-        self.outbox.emit(stream.info.stream_id, *last)
+        self._queue.emit(stream.info.stream_id, last)
         self._stopping.remove(stream)
         stream.done.set()
 
@@ -164,7 +177,7 @@ class CloudTranscriber:
             event = progress_event(stream.info, stream.resume_sample(), self._run)
             if event.settled_ms - stream.progress_ms >= PROGRESS_INTERVAL_MS:
                 stream.progress_ms = event.settled_ms
-                self.outbox.emit(stream.info.stream_id, stream.info.meeting_id, encode(event))
+                self._queue.emit(stream.info.stream_id, KeyedEvent(stream.info.meeting_id, encode(event)))
 
     def resume_points(self) -> Iterator[ResumePoint]:
         for stream in [*self._stopping, *self._streams.values()]:
@@ -198,7 +211,16 @@ class CloudTranscriber:
         self._stopping = [s for s in self._stopping if s.partition not in partitions]
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
-    async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
+    def pending(self) -> Pending:
+        return self._queue.pending()
+
+    def take(self) -> list[Queued]:
+        return self._queue.take()
+
+    def decode(self, decodes: list[Decode]) -> DecodeResults:
+        raise AssertionError("the cloud path queues no decode requests")
+
+    def event(self, decode: Decode, result: Transcription | None) -> KeyedEvent | None:
         raise AssertionError("the cloud path queues no decode requests")
 
     def idle_lane(self) -> bool:
@@ -251,7 +273,7 @@ class CloudTranscriber:
                 return
 
     async def _finish(self, stream: _Stream) -> None:
-        """Finalize the session and wait until every result is in the outbox."""
+        """Finalize the session and wait until every result is queued."""
         if stream.session is None:
             return
         await stream.session.finish()
@@ -274,7 +296,7 @@ class CloudTranscriber:
             partial = stream.transcript.partial(speech, **meta)
             if partial is not None:
                 STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - stream.audio_time_ms(speech.end_sample) / 1000))
-                self.outbox.emit(info.stream_id, info.meeting_id, encode(partial))
+                self._queue.emit(info.stream_id, KeyedEvent(info.meeting_id, encode(partial)))
             return
         final = stream.transcript.final(speech, **meta)
         if final is None:
@@ -282,7 +304,7 @@ class CloudTranscriber:
         STT_UTTERANCES.labels(engine=self.name).inc()
         STT_FINAL_LATENCY.observe(max(0.0, time.time() - stream.audio_time_ms(speech.end_sample) / 1000))
         log.info("%s %d-%d ms: %s", info.stream_id, final.start_ms, final.end_ms, final.text)
-        self.outbox.emit(info.stream_id, info.meeting_id, encode(final))
+        self._queue.emit(info.stream_id, KeyedEvent(info.meeting_id, encode(final)))
 
     def _fail(self, stream: _Stream, exc: BaseException) -> None:
         if refuses_only_the_stream(exc, stream.info.language, self._default_language):

@@ -4,7 +4,10 @@ Resume point of a stream: the segmenter's ``keep_from``, a sample in silence bef
 utterance and its pre-roll, from which a fresh segmenter finds the same boundaries (hence the same
 utterance ids and the same audio to decode). Partials: the open utterance is re-decoded after each second
 of new audio (LocalAgreement keeps agreed words stable); finals are decoded once more at end of speech.
-Decode requests go to the outbox; the worker's round runs them through the batch scheduler.
+Decode requests wait in the transcriber's queue with what their event needs (``_Final``, ``_Partial``);
+the worker takes them for its round, begins them on the batch scheduler (``decode``) and turns each result
+into its event (``event``). While a final waits for a round, the scheduler starts no more partials
+(``DecodeScheduler.final_waiting``), so that round need not wait for them.
 
 Language: each stream decodes in its own language (``StreamInfo.language``: its client's choice, else
 ``PALAVER_STT_LANGUAGE``), and the scheduler never batches two languages together. An English-only model
@@ -37,9 +40,9 @@ from stt_workers.processor import (
     partial_event,
     progress_event,
 )
-from stt_workers.scheduler import DecodeRequest, DecodeScheduler, Ready
+from stt_workers.scheduler import DecodeRequest, DecodeScheduler, Decoding
 from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
-from stt_workers.transcriber import Decode, Outbox, ResumePoint
+from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Queued, ResumePoint
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class LocalTranscriber:
         self._engine = engine
         self._scorer = scorer
         self.name, self.model = engine.name, engine.model
-        self.outbox = Outbox()
+        self._queue = OutputQueue()  # output waiting for the worker's next round
         self._streams: dict[str, StreamState] = {}
         lanes = settings.stt_decode_lanes
         self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="decode")
@@ -101,17 +104,26 @@ class LocalTranscriber:
     async def audio(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         state = self._streams[frame.stream_id]
         state.last_frame = (record.timestamp, frame.end_sample)
-        for segment in state.accept(frame, record.offset, lambda first: self._new_segmenter(state.info, first)):
+        segments = state.accept(frame, record.offset, lambda first: self._new_segmenter(state.info, first))
+        for segment in segments:
             self._finalize(state, segment)
+        if segments:
+            self._preempt()
 
-    async def stop(self, stream_id: str, offset: int, last: tuple[str, bytes]) -> None:
+    async def stop(self, stream_id: str, offset: int, last: KeyedEvent) -> None:
         state = self._streams.pop(stream_id, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
         if state is not None:
-            for segment in state.segmenter.flush():
+            segments = state.segmenter.flush()
+            for segment in segments:
                 self._finalize(state, segment)
+            if segments:
+                self._preempt()
         self._eager.pop(stream_id, None)
-        self.outbox.emit(stream_id, *last)
+        self._queue.emit(stream_id, last)
+
+    def forward(self, stream_id: str, event: KeyedEvent) -> None:
+        self._queue.emit(stream_id, event)
 
     def after_batch(self, touched: set[str]) -> None:
         # Partials and progress once per stream per batch, for the newest audio only: when the
@@ -136,9 +148,23 @@ class LocalTranscriber:
                 self._eager.pop(stream, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
-    async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
-        # A final queued meanwhile preempts this round's remaining partials: it need not wait for them.
-        await self._scheduler.run(requests, ready, preempt=lambda: self.outbox.final_waiting)
+    def pending(self) -> Pending:
+        return self._queue.pending()
+
+    def take(self) -> list[Queued]:
+        self._scheduler.final_waiting = False  # the finals go to the round the worker begins now
+        return self._queue.take()
+
+    def decode(self, decodes: list[Decode]) -> Decoding:
+        return self._scheduler.start([d.request for d in decodes])
+
+    def event(self, decode: Decode, result: Transcription | None) -> KeyedEvent | None:
+        job = decode.job
+        if isinstance(job, _Final):
+            assert result is not None, "finals are never dropped"
+            return self._final_value(job.info, job.segment, result, job.speech_ended_ms)
+        assert isinstance(job, _Partial), f"not a decode of this transcriber: {job!r}"
+        return self._partial_value(job, result)
 
     def idle_lane(self) -> bool:
         return self._scheduler.idle_lane
@@ -179,33 +205,38 @@ class LocalTranscriber:
         (a final-kind request: first in its round, with word timings) becomes the final if the utterance
         ends where it does before it is published."""
         asked_before, open_utt.decoded_until = open_utt.decoded_until, segment.end_sample
-        info, language, engine, model = state.info, state.info.language, self.name, self.model
-
-        def publish(result: Transcription | None) -> tuple[str, bytes] | None:
-            if eager is not None:
-                if eager.final_at_ms is not None:
-                    assert result is not None, "final-kind requests are never dropped"
-                    return self._final_value(info, segment, result, eager.final_at_ms)
-                eager.result = result
-            if result is None and open_utt.decoded_until == segment.end_sample:
-                # Dropped by a late round, and no newer request since: ask again with the next audio
-                # instead of waiting for another interval of it.
-                open_utt.decoded_until = asked_before
-            words = tuple(result.text.split()) if result is not None else ()
-            if not words or state.open_utterance is not open_utt:
-                return None  # dropped as stale, silence, or the utterance ended meanwhile
-            stable, unstable = open_utt.update(words)
-            event = partial_event(info, segment, open_utt, stable, unstable, language=language,
-                                  engine=engine, model=model)  # fmt: skip
-            STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
-            return info.meeting_id, encode(event)
-
+        info = state.info
         kind = "partial" if eager is None else "final"
-        request = Decode(DecodeRequest(kind, segment.audio, info.sample_rate, language), publish)
+        request = DecodeRequest(kind, segment.audio, info.sample_rate, info.language)
+        decode = Decode(request, _Partial(state, open_utt, segment, asked_before, eager))
         if eager is not None:
-            eager.decode = request
+            eager.decode = decode
             self._eager[info.stream_id] = eager
-        self.outbox.decode(info.stream_id, request, partial=True)
+        self._queue.decode(info.stream_id, decode, partial=True)
+
+    def _partial_value(self, job: _Partial, result: Transcription | None) -> KeyedEvent | None:
+        """The partial event of a decoded open utterance (None: dropped as stale, silence, or the utterance
+        ended meanwhile), or the final when an eager decode turned out to be the final's. Folds the words
+        into the utterance's hypotheses (LocalAgreement): called in the stream's order."""
+        state, open_utt, segment, eager = job.state, job.open_utterance, job.segment, job.eager
+        info = state.info
+        if eager is not None:
+            if eager.final_at_ms is not None:
+                assert result is not None, "final-kind requests are never dropped"
+                return self._final_value(info, segment, result, eager.final_at_ms)
+            eager.result = result
+        if result is None and open_utt.decoded_until == segment.end_sample:
+            # Dropped by a late round, and no newer request since: ask again with the next audio
+            # instead of waiting for another interval of it.
+            open_utt.decoded_until = job.asked_before
+        words = tuple(result.text.split()) if result is not None else ()
+        if not words or state.open_utterance is not open_utt:
+            return None
+        stable, unstable = open_utt.update(words)
+        event = partial_event(info, segment, open_utt, stable, unstable, language=info.language,
+                              engine=self.name, model=self.model)  # fmt: skip
+        STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
+        return KeyedEvent(info.meeting_id, encode(event))
 
     def _progress(self, state: StreamState) -> None:
         """In silence, tell the merger how far this stream is settled, so silent streams do not hold
@@ -215,7 +246,7 @@ class LocalTranscriber:
         event = progress_event(state.info, state.segmenter.settled_sample, self._run)
         if event.settled_ms - state.progress_ms >= PROGRESS_INTERVAL_MS:
             state.progress_ms = event.settled_ms
-            self.outbox.emit(state.info.stream_id, state.info.meeting_id, encode(event))
+            self._queue.emit(state.info.stream_id, KeyedEvent(state.info.meeting_id, encode(event)))
 
     def _finalize(self, state: StreamState, segment: Segment) -> None:
         info = state.info
@@ -229,23 +260,23 @@ class LocalTranscriber:
             if eager.result is not None:  # decoded and published as a partial already
                 value = self._final_value(info, segment, eager.result, speech_ended_ms)
                 if value is not None:
-                    self.outbox.emit(info.stream_id, *value, final=True)
-            else:  # queued or decoding: publishing it publishes the final
+                    self._queue.emit(info.stream_id, value, final=True)
+            else:  # queued or decoding: its event is the final (``_partial_value``)
                 eager.final_at_ms = speech_ended_ms
-                self.outbox.keep(info.stream_id, eager.decode)
+                self._queue.keep(info.stream_id, eager.decode)
             return
         if ended_open:
-            self.outbox.drop_partial(info.stream_id)
-
-        def publish(result: Transcription | None) -> tuple[str, bytes] | None:
-            assert result is not None, "finals are never dropped"
-            return self._final_value(info, segment, result, speech_ended_ms)
-
+            self._queue.drop_partial(info.stream_id)
         request = DecodeRequest("final", segment.audio, info.sample_rate, info.language)
-        self.outbox.decode(info.stream_id, Decode(request, publish))
+        self._queue.decode(info.stream_id, Decode(request, _Final(info, segment, speech_ended_ms)))
+
+    def _preempt(self) -> None:
+        """A final waits for the next round (``Pending.final``): the running rounds start no more partials
+        until the worker takes it (``take``), so its round need not wait for them."""
+        self._scheduler.final_waiting = self._queue.pending().final
 
     def _final_value(self, info: StreamInfo, segment: Segment, result: Transcription,
-                     speech_ended_ms: int) -> tuple[str, bytes] | None:  # fmt: skip
+                     speech_ended_ms: int) -> KeyedEvent | None:  # fmt: skip
         """The final event of a decoded utterance, encoded with its key (None: nothing was said)."""
         event = final_event(info, segment, result, language=info.language, engine=self.name, model=self.model)
         if event is None:
@@ -253,7 +284,7 @@ class LocalTranscriber:
         STT_UTTERANCES.labels(engine=self.name).inc()
         STT_FINAL_LATENCY.observe(max(0.0, time.time() - speech_ended_ms / 1000))
         log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)
-        return info.meeting_id, encode(event)
+        return KeyedEvent(info.meeting_id, encode(event))
 
 
 @dataclass
@@ -264,9 +295,30 @@ class EagerFinal:
     stream's partial; if the utterance ends there, the final needs no decode of its own."""
 
     segment: Segment
-    decode: Decode | None = None  # its request in the outbox
+    decode: Decode | None = None  # its request, queued or taken
     result: Transcription | None = None  # once published as a partial
     final_at_ms: int | None = None  # set when the utterance ended here before it was published
 
     def same(self, segment: Segment) -> bool:
         return (self.segment.start_sample, self.segment.end_sample) == (segment.start_sample, segment.end_sample)
+
+
+@dataclass(frozen=True, eq=False)
+class _Final:
+    """What a final's event needs besides its decode (``LocalTranscriber.event``)."""
+
+    info: StreamInfo
+    segment: Segment
+    speech_ended_ms: int  # when the utterance's speech ended, against the audio's arrival (its latency)
+
+
+@dataclass(frozen=True, eq=False)
+class _Partial:
+    """What a partial's event needs besides its decode: the stream and its open utterance when it was
+    asked for (``LocalTranscriber._partial_value``)."""
+
+    state: StreamState
+    open_utterance: OpenUtterance
+    segment: Segment
+    asked_before: int  # the utterance's ``decoded_until`` before this request (restored if it is dropped)
+    eager: EagerFinal | None  # an eager final's decode

@@ -14,17 +14,24 @@ it finds the same utterances again, so the same utterance ids (hash of stream an
 published before the crash but not yet committed comes again as the same utterance, which downstream
 upserts by id.
 
+The flow is one way: the worker calls the transcriber and publishes what it hands back; nothing calls the
+worker. A publish round: the worker asks what waits (``Transcriber.pending``), takes it (``take``: a list
+of encoded events and decode requests, each with its stream), begins the decodes (``decode``: the
+scheduler plans the batches at once and yields each result as its batch ends), and publishes each stream's
+items in order, turning each decode's result into its event (``event``) once the stream's events before it
+are out.
+
 Publish rounds overlap the reading: while one round decodes (in threads; CTranslate2 releases the GIL)
 and publishes, the loop goes on consuming audio, and the transcriber queues finals, partials and other
-events in its outbox for the next round. Within a round each stream's events go out in order, each as soon
-as its decode is done (finals are decoded in the round's first batches). A final queued while a round runs
-starts the next round at once: it overtakes the running one (whose partials not started yet are dropped)
-and takes the first free decode lane; queued decodes also start a round of their own when a lane idles
-while the running round's last batches finish on the others. Each stream's events still go out in the
-order they arose, across rounds too. A round takes the commit offsets with its outbox and commits them
-after publishing it and after the round it overtook has committed, so an offset is committed only once
-every final of the audio before it is produced: each round is a checkpoint of the runner (its persist is
-the round), and the runner completes checkpoints in order.
+events for the next round. Within a round each stream's events go out in order, each as soon as its decode
+is done (finals are decoded in the round's first batches). A final queued while a round runs starts the
+next round at once: it overtakes the running one (whose partials not started yet are dropped) and takes
+the first free decode lane; queued decodes also start a round of their own when a lane idles while the
+running round's last batches finish on the others. Each stream's events still go out in the order they
+arose, across rounds too. A round takes the commit offsets with its output and commits them after
+publishing it and after the round it overtook has committed, so an offset is committed only once every
+final of the audio before it is produced: each round is a checkpoint of the runner (its persist is the
+round), and the runner completes checkpoints in order.
 
 Rebalances: on revocation the transcriber stops producing output for the partition's streams
 (``closing``), the last round publishes what is queued, the runner commits what is safe, and the
@@ -50,7 +57,7 @@ from palaver.streams.clients import headers_dict, make_producer
 from palaver.streams.runner import Checkpoint, Committed, ConsumerRunner, Offsets, RunnerConfig, Step
 from stt_workers.engine import Transcription
 from stt_workers.processor import MAX_RESUME_METADATA, StreamInfo, decode_resume, encode_resume, resume_key
-from stt_workers.transcriber import Decode, OutboxItem, Queued, Transcriber
+from stt_workers.transcriber import Decode, DecodeResults, KeyedEvent, OutputItem, Queued, Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +85,6 @@ class SttWorker(Step):
         self._settings = settings
         self._transcriber = transcriber
         self._producer = producer
-        self._outbox = transcriber.outbox
         ns = settings.topic_namespace
         self._audio_topic = topic_name(ns, AUDIO_FRAMES.name)
         self._transcripts_topic = topic_name(ns, TRANSCRIPTS.name)
@@ -89,8 +95,6 @@ class SttWorker(Step):
         self._pending: dict[int, dict[str, int]] = {}
         self._touched: set[str] = set()  # streams that got audio in this batch
         self._round: asyncio.Future[None] | None = None  # the newest publish round
-        self._rounds = 0  # rounds started
-        self._newest_planned = False  # the newest round has handed its decodes to the transcriber
         # stream -> done when its events of the newest round holding it are published (the next round's
         # wait for it)
         self._published: dict[str, asyncio.Future[None]] = {}
@@ -112,12 +116,12 @@ class SttWorker(Step):
 
     def poll_ms(self, idle_ms: int) -> int:
         # Queued output waits for the running round: look again soon, to start the next one.
-        return 20 if self._outbox else idle_ms
+        return 20 if self._transcriber.pending().output else idle_ms
 
     async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint | None:
         """A publish round as the runner's checkpoint (see ``_start_round``); ``final``: a last round of
         everything queued, after the running ones."""
-        if not (final or offsets or self._outbox):
+        if not (final or offsets or self._transcriber.pending().output):
             return None
         return self._start_round(final)
 
@@ -127,60 +131,54 @@ class SttWorker(Step):
         final waits in it: then a new round starts at once and overtakes the running one, whose
         partials not started yet are dropped, so a final waits for a free decode lane, not for the end of
         the round. Likewise when a decode lane idles while the running round's last batches finish on
-        the others (``_lane_idle``): the queued decodes take it. Each stream's events still go out in
-        order across rounds, and rounds commit in order (the runner's checkpoints). The offsets to
-        commit are taken now, with the outbox: they are safe once this round's events, and the earlier
-        rounds', are produced, because every final of audio handled so far is in them."""
+        the others: the queued decodes take it. Each stream's events still go out in order across
+        rounds, and rounds commit in order (the runner's checkpoints). The round's decodes begin here
+        (their batches are planned before this returns, so a later round sees the lanes they will take).
+        The offsets to commit are taken now, with the output: they are safe once this round's events,
+        and the earlier rounds', are produced, because every final of audio handled so far is in them."""
+        t = self._transcriber
         previous = self._round
-        if previous is not None and not previous.done() and not (final or self._outbox.final_waiting or self._lane_idle()):
-            return None
-        outbox = self._outbox.take()
+        if previous is not None and not previous.done() and not final:
+            pending = t.pending()
+            # An idle lane: the running rounds have planned and started all their batches, and a lane
+            # idles; under load none does, and rounds follow each other as before.
+            if not (pending.final or (pending.decode and t.idle_lane())):
+                return None
+        items = t.take()
         offsets = self.committable()
-        self._rounds += 1
-        self._newest_planned = False
-        self._round = round_ = asyncio.ensure_future(self._publish_round(outbox, self._rounds))
+        decodes = [item for _, item in items if isinstance(item, Decode)]
+        results = t.decode(decodes) if decodes else None
+        self._round = round_ = asyncio.ensure_future(self._publish_round(items, decodes, results))
 
         async def persist() -> None:
             await round_
 
         return Checkpoint(offsets, persist)
 
-    def _lane_idle(self) -> bool:
-        """Decodes wait, the running rounds have started all their batches, and a decode lane is idle:
-        the queued decodes would wait for nothing but the end of a round (its last batches, on the other
-        lanes). Under load no lane idles, and rounds follow each other as before."""
-        return self._newest_planned and self._outbox.decode_waiting and self._transcriber.idle_lane()
-
-    async def _publish_round(self, outbox: list[Queued], number: int = 0) -> None:
-        """Decode every request of the round together (the local path batches across streams) and publish
-        each stream's events in the order they arose, each as soon as it and the stream's events before it
-        (in this round and in an earlier round still running) are ready: a final decoded in the round's
-        first batch does not wait for the partials' batches. Returns once everything is delivered."""
+    async def _publish_round(self, items: list[Queued], decodes: list[Decode],
+                             results: DecodeResults | None) -> None:  # fmt: skip
+        """Publish each stream's ``items`` in the order they arose, each as soon as it and the stream's
+        events before it (in this round and in an earlier round still running) are ready: a final decoded
+        in the round's first batch does not wait for the partials' batches. ``results`` are those of
+        ``decodes``, decoded together (the local path batches across streams). Returns once everything is
+        delivered."""
         loop = asyncio.get_running_loop()
-        decodes = [item for _, item in outbox if isinstance(item, Decode)]
-        results: dict[int, asyncio.Future[Transcription | None]] = {id(d): loop.create_future() for d in decodes}
-
-        def ready(index: int, result: Transcription | None) -> None:
-            results[id(decodes[index])].set_result(result)
-
-        def planned() -> None:
-            if number == self._rounds:
-                self._newest_planned = True
+        decoded: dict[Decode, asyncio.Future[Transcription | None]] = {d: loop.create_future() for d in decodes}
 
         async def decode_all() -> None:
+            if results is None:
+                return
             try:
-                if decodes:
-                    planned()  # the transcriber plans its batches before it first awaits
-                    await self._transcriber.decode([d.request for d in decodes], ready)
+                async for index, result in results:
+                    decoded[decodes[index]].set_result(result)
             finally:  # a failed decode fails the round (the worker stops and the input is read again)
-                for future in results.values():
+                await results.aclose()
+                for future in decoded.values():
                     if not future.done():
                         future.set_exception(RuntimeError("the round's decoding failed"))
 
-        if not decodes:
-            planned()
-        streams: dict[str, list[OutboxItem]] = {}
-        for stream_id, item in outbox:
+        streams: dict[str, list[OutputItem]] = {}
+        for stream_id, item in items:
             streams.setdefault(stream_id, []).append(item)
         deliveries: list[asyncio.Future[object]] = []
         # Each stream publishes after its events of the rounds before this one.
@@ -188,27 +186,27 @@ class SttWorker(Step):
         done = {stream: loop.create_future() for stream in streams}
         self._published.update(done)
 
-        async def publish(stream: str, items: list[OutboxItem]) -> None:
+        async def publish(stream: str, stream_items: list[OutputItem]) -> None:
             try:
                 before = after[stream]
                 if before is not None:
                     await asyncio.wait({before})  # not ``await``: cancelling this round must not cancel it
-                for item in items:
+                for item in stream_items:
                     if isinstance(item, Decode):
-                        value = item.publish(await results[id(item)])
-                        if value is None:
+                        event = self._transcriber.event(item, await decoded[item])
+                        if event is None:
                             continue
-                        meeting_id, payload = value
                     else:
-                        meeting_id, payload = item
-                    delivery = await self._producer.send(self._transcripts_topic, payload, key=meeting_id.encode())
+                        event = item
+                    delivery = await self._producer.send(self._transcripts_topic, event.value,
+                                                         key=event.meeting_id.encode())  # fmt: skip
                     deliveries.append(delivery)
             finally:
                 if self._published.get(stream) is done[stream]:
                     del self._published[stream]
                 done[stream].set_result(None)
 
-        await asyncio.gather(decode_all(), *(publish(stream, items) for stream, items in streams.items()))
+        await asyncio.gather(decode_all(), *(publish(stream, its_items) for stream, its_items in streams.items()))
         if deliveries:
             await asyncio.gather(*deliveries)
 
@@ -245,7 +243,8 @@ class SttWorker(Step):
             resume = None
         if resume is None:  # else the resumed stream starts with the first frame it needs
             await self._transcriber.open(info, partition, event.first_sample)
-        self._outbox.emit(event.stream_id, event.meeting_id, encode(event.model_copy(update={"run": self._run})))
+        started = KeyedEvent(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
+        self._transcriber.forward(event.stream_id, started)
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         if not self._transcriber.holds(frame.stream_id):
@@ -266,7 +265,7 @@ class SttWorker(Step):
         resume = self._resume_point(event.stream_id, record.partition)
         if resume is not None and event.end_sample >= resume:  # else an earlier session's stop
             self._drop_resume_point(event.stream_id, record.partition)
-        last = (event.meeting_id, encode(event.model_copy(update={"run": self._run})))
+        last = KeyedEvent(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
         await self._transcriber.stop(event.stream_id, record.offset, last)
 
     def committable(self) -> dict[TopicPartition, tuple[int, str]]:

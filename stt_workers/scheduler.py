@@ -12,20 +12,25 @@ of one thread each decode about a third more than one lane of two threads (bench
 can be kept off the last ``PALAVER_STT_FINAL_LANES`` lanes (0 by default; partials keep at least one),
 so that a final that comes while partials decode starts at once on a lane kept for it.
 
+A round is begun by ``start``, which plans its batches at once and returns its results as each batch
+ends (``Decoding``, an async iterator); the caller publishes them as they come. Nothing here calls back.
+
 Partials are dropped, not queued, once the round has run past ``partial_deadline_s``
-(``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or as soon as a final waits for the next round
-(``preempt``), or when a newer round has begun (the worker starts one at once for a final that comes
-while a round runs, and for any decode once a lane idles, ``idle_lane``; the rounds share the lanes):
-under overload lag stays bounded instead of growing, a final waits for at most the first lane's batch
-to end, and the dropped streams ask again at once with fresher audio. Only finals get word timings: partials skip Whisper's alignment pass.
+(``PALAVER_STT_PARTIAL_DEADLINE_MS``, 500 ms), or while a final waits for the next round
+(``final_waiting``, set by the scheduler's owner), or when a newer round has begun (the worker starts one
+at once for a final that comes while a round runs, and for any decode once a lane idles, ``idle_lane``;
+the rounds share the lanes): under overload lag stays bounded instead of growing, a final waits for at
+most the first lane's batch to end, and the dropped streams ask again at once with fresher audio. Only
+finals get word timings: partials skip Whisper's alignment pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal
@@ -39,7 +44,7 @@ from stt_workers.engine import Transcription
 Kind = Literal["final", "partial"]
 # (clips, language, with_words per clip) -> one transcription per clip; word timings only where asked for
 BatchDecoder = Callable[[list[np.ndarray], str, list[bool]], list[Transcription]]
-Ready = Callable[[int, "Transcription | None"], None]  # (request index, its result) as soon as it is known
+Told = tuple[int, "Transcription | None"]  # (request index, its result; None: a partial dropped as stale)
 PARTIAL_BATCH_AUDIO_S = 20.0  # most audio (clips x bucket length) one partial batch holds: ~0.4 s on 2 cores
 
 
@@ -102,23 +107,23 @@ class DecodeScheduler:
         self._rounds = 0  # rounds begun: a round overtaken by a newer one starts no more partials
         self._decoding = 0  # lanes decoding a batch now
         self._planned = 0  # batches of the running rounds that no lane has taken yet
+        # Set by the owner while a final waits for a round not begun yet: the running rounds start no more
+        # partials, so that final's round need not wait for them (the owner clears it when it takes the
+        # final for its round).
+        self.final_waiting = False
 
     @property
     def idle_lane(self) -> bool:
         """A lane that may decode partials is idle and no planned batch waits for one: a new round's
-        batches would start at once. A round's batches count as planned from its ``run`` call on (``run``
-        plans before it awaits)."""
+        batches would start at once. A round's batches count as planned from its ``start`` on."""
         # A partial lane is held only by a batch that decodes or by one that waits for a lane (then planned).
         return self._decoding < self._lanes and not self._partial_lanes.locked() and self._planned == 0
 
-    async def run(self, requests: Sequence[DecodeRequest], ready: Ready | None = None,
-                  preempt: Callable[[], bool] | None = None) -> list[Transcription | None]:  # fmt: skip
-        """Results in request order; None for a partial dropped as stale. Finals are never dropped.
-        ``ready(index, result)`` is told each result as soon as its batch is done (a dropped partial's
-        None when it is dropped), so the caller can publish it before the round ends. ``preempt()`` is
-        asked before each batch: true (a final came after the round began) drops the round's partials
-        that have not started, so that final's round can begin."""
-        results: list[Transcription | None] = [None] * len(requests)
+    def start(self, requests: Sequence[DecodeRequest]) -> Decoding:
+        """Begin a round: plan its batches now (``idle_lane`` counts them from here on), decode them on
+        the lanes, and return the results as each batch is done (``Decoding``). A partial is dropped (its
+        result None) when its batch would start past the deadline, after a newer round began, or while a
+        final waits (``final_waiting``); finals are never dropped. Needs a running event loop."""
         started = time.perf_counter()
         self._rounds += 1
         round_number = self._rounds
@@ -127,15 +132,11 @@ class DecodeScheduler:
         finals = deque(batch for batch in plan if requests[batch[0]].kind == "final")
         partials = deque(batch for batch in plan if requests[batch[0]].kind == "partial")
         self._planned += len(plan)
+        told: asyncio.Queue[Told] = asyncio.Queue()
 
         def take(queue: deque[list[int]]) -> list[int]:
             self._planned -= 1
             return queue.popleft()
-
-        def tell(index: int, result: Transcription | None) -> None:
-            results[index] = result
-            if ready is not None:
-                ready(index, result)
 
         async def decode(batch: list[int]) -> None:
             self._decoding += 1
@@ -144,7 +145,7 @@ class DecodeScheduler:
             finally:
                 self._decoding -= 1
             for i, result in zip(batch, decoded, strict=True):
-                tell(i, result)
+                told.put_nowait((i, result))
 
         async def lane() -> None:
             while True:
@@ -162,21 +163,34 @@ class DecodeScheduler:
                     batch = take(partials)
                     late = time.perf_counter() - started > self._partial_deadline_s
                     overtaken = self._rounds != round_number
-                    if late or overtaken or (preempt is not None and preempt()):
+                    if late or overtaken or self.final_waiting:
                         STT_DROPPED_PARTIALS.inc(len(batch))
                         for i in batch:
-                            tell(i, None)
+                            told.put_nowait((i, None))
                         continue
                     await decode(batch)
 
+        async def lanes() -> None:
+            try:  # one lane failing cancels the others: the round fails
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(self._lanes):
+                        group.create_task(lane())
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None
+            finally:  # a failed or cancelled round's batches never start
+                self._planned -= len(finals) + len(partials)
+
+        return Decoding(lanes(), told)
+
+    async def run(self, requests: Sequence[DecodeRequest]) -> list[Transcription | None]:
+        """A whole round (``start``): the results in request order, None for a dropped partial."""
+        results: list[Transcription | None] = [None] * len(requests)
+        decoding = self.start(requests)
         try:
-            async with asyncio.TaskGroup() as lanes:  # one lane failing cancels the others: the round fails
-                for _ in range(self._lanes):
-                    lanes.create_task(lane())
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+            async for index, result in decoding:
+                results[index] = result
         finally:
-            self._planned -= len(finals) + len(partials)  # a failed or cancelled round's batches never start
+            await decoding.aclose()
         return results
 
     async def _decode_batch(self, requests: Sequence[DecodeRequest], batch: list[int]) -> list[Transcription]:
@@ -194,3 +208,44 @@ class DecodeScheduler:
             STT_REAL_TIME_FACTOR.observe(elapsed / audio_s)
         STT_BATCH_SIZE.observe(len(batch))
         return decoded
+
+
+class Decoding:
+    """One round's decoding, begun by ``DecodeScheduler.start``: an async iterator of ``(request index,
+    result)``, each as soon as its batch is done (a dropped partial's None as soon as it is dropped), every
+    index once, in no fixed order. It ends once every lane of the round is done, and raises what failed
+    the round. ``aclose`` cancels a round that is not iterated to its end (its batches not started never
+    start)."""
+
+    _END = (-1, None)
+
+    def __init__(self, lanes: Awaitable[None], told: asyncio.Queue[Told]):
+        self._told = told
+        self._failure: Exception | None = None
+        self._task = asyncio.ensure_future(self._run(lanes))
+
+    async def _run(self, lanes: Awaitable[None]) -> None:
+        try:
+            await lanes
+        except Exception as exc:  # kept for the iterator: the task itself never fails
+            self._failure = exc
+        finally:
+            self._told.put_nowait(self._END)
+
+    def __aiter__(self) -> Decoding:
+        return self
+
+    async def __anext__(self) -> Told:
+        told = await self._told.get()
+        if told is self._END:
+            self._told.put_nowait(told)  # it stays ended
+            if self._failure is not None:
+                raise self._failure
+            raise StopAsyncIteration
+        return told
+
+    async def aclose(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,6 +1,7 @@
 """The cloud STT path without a network: mapping a streaming engine's results onto events, continuing a
-stream's audio, the outbox, ``Settled`` marks, and the cloud transcriber with a scripted fake engine
-(resume points never pass a final that is not in the outbox; stop publishes finals, then stream.stopped)."""
+stream's audio, the transcriber's output queue, ``Settled`` marks, and the cloud transcriber with a scripted
+fake engine (resume points never pass a final that is not queued; stop publishes finals, then
+stream.stopped)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from stt_workers.openai_realtime_engine import refusal_scope as openai_refusal_s
 from stt_workers.processor import StreamInfo, StreamingTranscript, continue_pcm, needed_offset
 from stt_workers.scheduler import DecodeRequest
 from stt_workers.streaming import EngineError, RecognizedSpeech
-from stt_workers.transcriber import Decode, Outbox
+from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue
 
 RATE = 16000
 INFO = StreamInfo("m1", "ana", "m1/ana", RATE, stream_start_ms=1000)
@@ -88,23 +89,23 @@ def test_needed_offset_drops_frames_before_the_resume_point() -> None:
     assert needed_offset(frames, 960) is None and not frames
 
 
-def test_outbox_keeps_order_and_drops_superseded_partials() -> None:
-    box = Outbox()
+def test_queue_keeps_order_and_drops_superseded_partials() -> None:
+    box = OutputQueue()
     req = DecodeRequest("partial", None, RATE)  # type: ignore[arg-type]
-    first, second = Decode(req, lambda r: None), Decode(req, lambda r: None)
-    box.emit("m1/ana", "m1", b"started")
+    first, second = Decode(req), Decode(req)
+    box.emit("m1/ana", KeyedEvent("m1", b"started"))
     box.decode("m1/ana", first, partial=True)
-    box.emit("m1/ana", "m1", b"progress")
+    box.emit("m1/ana", KeyedEvent("m1", b"progress"))
     box.decode("m1/ana", second, partial=True)
     assert box.take() == [("m1/ana", ("m1", b"started")), ("m1/ana", ("m1", b"progress")), ("m1/ana", second)]
-    assert not box and first.superseded
+    assert not box.pending().output and first.superseded
 
 
-def test_outbox_drops_the_partial_of_an_utterance_that_ended() -> None:
-    box = Outbox()
-    partial = Decode(DecodeRequest("partial", None, RATE), lambda r: None)  # type: ignore[arg-type]
-    final = Decode(DecodeRequest("final", None, RATE), lambda r: None)  # type: ignore[arg-type]
-    other = Decode(DecodeRequest("partial", None, RATE), lambda r: None)  # type: ignore[arg-type]
+def test_queue_drops_the_partial_of_an_utterance_that_ended() -> None:
+    box = OutputQueue()
+    partial = Decode(DecodeRequest("partial", None, RATE))  # type: ignore[arg-type]
+    final = Decode(DecodeRequest("final", None, RATE))  # type: ignore[arg-type]
+    other = Decode(DecodeRequest("partial", None, RATE))  # type: ignore[arg-type]
     box.decode("m1/ana", partial, partial=True)
     box.decode("m1/ben", other, partial=True)
     box.drop_partial("m1/ana")
@@ -206,17 +207,18 @@ async def feed(t: CloudTranscriber, frames: int, first: int = 0, info: StreamInf
     await asyncio.sleep(0.05)
 
 
-def outbox_events(t: CloudTranscriber) -> list[object]:
-    return [decode(value) if value.startswith(b"{") else value for _, (_, value) in t.outbox.take()]  # type: ignore[misc]
+def queued_events(t: CloudTranscriber) -> list[object]:
+    """What the worker's next round would take, decoded (test payloads that are no events as they are)."""
+    return [decode(value) if value.startswith(b"{") else value for _, (_, value) in t.take()]  # type: ignore[misc]
 
 
-async def test_resume_point_is_the_end_of_the_last_final_in_the_outbox() -> None:
+async def test_resume_point_is_the_end_of_the_last_final_queued() -> None:
     t = CloudTranscriber(Settings(), FakeEngine(SCRIPT))
     await t.open(INFO, 0, 0)
     [point] = t.resume_points()
     assert (point.sample, point.needed_offset) == (0, None)
     await feed(t, 20)  # 32000 samples: a partial, a final, a partial of the next utterance
-    events = outbox_events(t)
+    events = queued_events(t)
     assert [type(e).__name__ for e in events] == ["TranscriptPartialV1", "TranscriptFinalV1", "TranscriptPartialV1"]
     [point] = t.resume_points()
     assert point.sample == 14000  # the open utterance must be transcribed again after a restart
@@ -231,7 +233,7 @@ async def test_stop_publishes_the_last_finals_then_the_stop_and_holds_the_commit
     t = CloudTranscriber(Settings(), engine)
     await t.open(INFO, 0, 0)
     await feed(t, 20)
-    t.outbox.take()
+    t.take()
     release = asyncio.Event()
     session = engine.sessions[0]
     original_finish = session.finish
@@ -247,7 +249,7 @@ async def test_stop_publishes_the_last_finals_then_the_stop_and_holds_the_commit
     assert point.needed_offset is not None and point.needed_offset <= 500
     release.set()
     await asyncio.sleep(0.05)
-    events = outbox_events(t)
+    events = queued_events(t)
     assert isinstance(events[0], TranscriptFinalV1) and events[0].text == "let us begin"
     assert events[-1] == b"stopped"
     assert list(t.resume_points()) == []
@@ -272,7 +274,7 @@ async def test_a_resumed_stream_opens_its_session_at_the_resume_point() -> None:
     await t.open(INFO, 0, 14000)
     await feed(t, 10, first=12800)  # the first frame crosses the resume point: sent from 14000 on
     assert engine.sessions[0].sent == 12800 + 10 * 1600
-    events = outbox_events(t)
+    events = queued_events(t)
     assert [type(e).__name__ for e in events] == ["TranscriptPartialV1"]
     assert events[0].utterance_id == ids.utterance_id("m1/ana", 20000)  # type: ignore[attr-defined]
     await t.close()
@@ -338,14 +340,14 @@ async def test_a_refused_stream_is_skipped_with_progress_and_the_others_go_on(ca
     points = {p.stream_id: p for p in t.resume_points()}
     # Its audio is consumed: it holds no commit, and a restart resumes it after what was skipped.
     assert (points["m1/ben"].sample, points["m1/ben"].needed_offset) == (20 * 1600, None)
-    events = outbox_events(t)
+    events = queued_events(t)
     # As for silence: its settled time, at most once per second of media, from the audio that came.
     assert progress_of(events, "m1/ben") == [1000 + 200, 1000 + 1200]
     assert not [e for e in events if isinstance(e, TranscriptFinalV1 | TranscriptPartialV1) and e.stream_id == "m1/ben"]
     assert [e.text for e in events if isinstance(e, TranscriptFinalV1)] == ["good morning"]
     await t.stop("m1/ben", 300, ("m1", b"ben stopped"))
     await asyncio.sleep(0.05)
-    assert outbox_events(t) == [b"ben stopped"]
+    assert queued_events(t) == [b"ben stopped"]
     assert [p.stream_id for p in t.resume_points()] == ["m1/ana"]
     await t.close()
 
@@ -364,7 +366,7 @@ async def test_a_stream_refused_mid_session_is_skipped_and_its_stop_still_goes_o
     t = CloudTranscriber(Settings(), engine)
     await t.open(WELSH, 0, 0)
     await feed(t, 20, info=WELSH)  # a partial, a final, a partial of the next utterance
-    events = outbox_events(t)
+    events = queued_events(t)
     assert [type(e).__name__ for e in events if not isinstance(e, StreamProgressV1)] == [
         "TranscriptPartialV1", "TranscriptFinalV1", "TranscriptPartialV1"]  # fmt: skip
     engine.sessions[0].queue.put_nowait(EngineError("language 'cy' no longer served", scope="stream"))
@@ -376,7 +378,7 @@ async def test_a_stream_refused_mid_session_is_skipped_and_its_stop_still_goes_o
     assert (point.sample, point.needed_offset) == (30 * 1600, None)
     await t.stop("m1/ben", 300, ("m1", b"ben stopped"))
     await asyncio.sleep(0.05)
-    events = outbox_events(t)
+    events = queued_events(t)
     assert progress_of(events, "m1/ben") == [1000 + 2100] and events[-1] == b"ben stopped"
     assert list(t.resume_points()) == []
     await t.close()

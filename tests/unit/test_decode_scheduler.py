@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from stt_workers.engine import Transcription, Word
-from stt_workers.scheduler import DecodeRequest, DecodeScheduler, plan_batches
-from stt_workers.transcriber import Decode, Outbox
+from stt_workers.scheduler import DecodeRequest, DecodeScheduler, Told, plan_batches
+from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue
 
 
 def req(kind: str, seconds: float) -> DecodeRequest:
@@ -21,6 +21,11 @@ def req(kind: str, seconds: float) -> DecodeRequest:
 
 def dropped_partials() -> float:
     return REGISTRY.get_sample_value("palaver_stt_dropped_partials_total") or 0.0
+
+
+async def each_result(scheduler: DecodeScheduler, requests: list[DecodeRequest]) -> list[Told]:
+    """A round's results in the order the scheduler yields them."""
+    return [told async for told in scheduler.start(requests)]
 
 
 def test_same_bucket_batched_finals_first_and_capped() -> None:
@@ -154,52 +159,66 @@ def test_each_result_is_ready_when_its_batch_is_done() -> None:
 
     def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
         nonlocal batches
-        batches += 1
         time.sleep(0.2)
+        batches += 1
         return [Transcription(text=f"{len(a)}", words=(), confidence=0.9) for a in batch]
 
     requests = [req("partial", 8.0), req("final", 1.0), req("partial", 25.0)]
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=0.3)
-    asyncio.run(scheduler.run(requests, lambda i, r: told.append((i, r.text if r else None, batches))))
-    # The final's batch first, told before the next batch ran; the 8 s partial next; the 25 s partial's
-    # batch started past the deadline: told None, never decoded.
+
+    async def scenario() -> None:
+        async for i, r in scheduler.start(requests):
+            told.append((i, r.text if r else None, batches))
+
+    asyncio.run(scenario())
+    # The final's batch first, told before the next batch was done; the 8 s partial next; the 25 s
+    # partial's batch started past the deadline: told None, never decoded.
     assert told == [(1, "16000", 1), (0, "128000", 2), (2, None, 2)]
 
 
 def test_a_waiting_final_preempts_the_rounds_partials_not_its_finals() -> None:
     decoded: list[int] = []  # clip lengths, in decode order
-    final_came = False
+    final_comes = True
+    scheduler: DecodeScheduler
 
     def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
-        nonlocal final_came
         decoded.extend(len(a) for a in batch)
-        final_came = True  # a final was queued for the next round while this batch ran
+        if final_comes:
+            scheduler.final_waiting = True  # a final was queued for the next round while this batch ran
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 
     requests = [req("partial", 1.0), req("final", 1.0), req("final", 7.0), req("partial", 3.0)]
-    told: list[tuple[int, str | None]] = []
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=60)
     before = dropped_partials()
-    asyncio.run(scheduler.run(requests, lambda i, r: told.append((i, r.text if r else None)),
-                              preempt=lambda: final_came))  # fmt: skip
+    told = asyncio.run(each_result(scheduler, requests))
     assert decoded == [16000, 112000], "both finals decoded, no partial after the preemption"
-    assert sorted(told) == [(0, None), (1, "x"), (2, "x"), (3, None)]
+    assert sorted((i, r.text if r else None) for i, r in told) == [(0, None), (1, "x"), (2, "x"), (3, None)]
     assert dropped_partials() - before == 2, "each preempted partial is counted"
+    # The final was taken for its round (its owner clears the flag): partials decode again.
+    scheduler.final_waiting, final_comes = False, False
+    assert asyncio.run(scheduler.run([req("partial", 2.0)]))[0] is not None and decoded[-1] == 32000
 
 
-def test_outbox_says_when_a_final_waits() -> None:
-    outbox = Outbox()
-    outbox.decode("s1", Decode(req("partial", 1.0), lambda r: None), partial=True)
-    assert not outbox.final_waiting
-    outbox.decode("s2", Decode(req("final", 1.0), lambda r: None))
-    assert outbox.final_waiting
-    assert len(outbox.take()) == 2
-    assert not outbox.final_waiting
-    eager = Decode(req("final", 1.0), lambda r: None)
-    outbox.decode("s3", eager, partial=True)
-    assert not outbox.final_waiting, "an eager decode, while its utterance may go on"
-    outbox.keep("s3", eager)
-    assert outbox.final_waiting, "the eager decode became the final's"
+def _decode(kind: str) -> Decode:
+    return Decode(req(kind, 1.0))
+
+
+def test_queue_says_when_a_final_waits() -> None:
+    queue = OutputQueue()
+    queue.decode("s1", _decode("partial"), partial=True)
+    assert not queue.pending().final
+    queue.decode("s2", _decode("final"))
+    assert queue.pending().final
+    assert len(queue.take()) == 2
+    assert not queue.pending().final
+    eager = _decode("final")
+    queue.decode("s3", eager, partial=True)
+    assert not queue.pending().final, "an eager decode, while its utterance may go on"
+    queue.keep("s3", eager)
+    assert queue.pending().final, "the eager decode became the final's"
+    queue.take()
+    queue.emit("s4", KeyedEvent("m", b"final"), final=True)
+    assert queue.pending().final, "a final decoded already"
 
 
 def test_a_partial_batch_holds_a_bounded_amount_of_audio() -> None:
@@ -297,9 +316,9 @@ def test_idle_lane_only_once_every_planned_batch_has_started() -> None:
         scheduler = DecodeScheduler(decode, ThreadPoolExecutor(2), "fake", max_batch=1, partial_deadline_s=60, lanes=2)
         seen.append(scheduler.idle_lane)
         # Three batches on two lanes: the third waits for a lane.
-        running = asyncio.ensure_future(scheduler.run([req("partial", 1.0), req("partial", 1.0), req("partial", 2.0)]))
-        await asyncio.sleep(0)  # the round's first step: ``run`` plans before its first await
-        seen.append(scheduler.idle_lane)
+        decoding = scheduler.start([req("partial", 1.0), req("partial", 1.0), req("partial", 2.0)])
+        seen.append(scheduler.idle_lane)  # planned by ``start``, before any lane ran
+        running = asyncio.ensure_future(each_told(decoding))
         await asyncio.sleep(0.05)
         seen.append(scheduler.idle_lane)  # both lanes decode the 1 s clips, the 2 s clip waits
         release[1].set()
@@ -311,6 +330,34 @@ def test_idle_lane_only_once_every_planned_batch_has_started() -> None:
 
     asyncio.run(scenario())
     assert seen == [True, False, False, True, True]
+
+
+async def each_told(decoding: object) -> list[Told]:
+    return [told async for told in decoding]  # type: ignore[attr-defined]
+
+
+def test_a_closed_round_starts_no_more_batches_and_leaves_none_planned() -> None:
+    import threading
+
+    go = threading.Event()
+    decoded: list[int] = []
+
+    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+        decoded.append(len(batch[0]))
+        go.wait(5)
+        return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
+
+    async def scenario() -> None:
+        scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", max_batch=1, lanes=1)
+        decoding = scheduler.start([req("final", 1.0), req("final", 2.0)])
+        await asyncio.sleep(0.05)  # the first batch decodes
+        await decoding.aclose()
+        go.set()
+        assert scheduler.idle_lane
+        await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert decoded == [16000], "the second batch never started"
 
 
 def test_a_failed_round_leaves_no_planned_batches() -> None:

@@ -110,14 +110,16 @@ class _Worker:
                 await self.round()
 
     async def round(self) -> None:
-        items = [item for _, item in self.t.outbox.take()]
+        items = [item for _, item in self.t.take()]
         decodes = [item for item in items if isinstance(item, Decode)]
         results: dict[int, Transcription | None] = {}
-        await self.t.decode([d.request for d in decodes], results.__setitem__)
+        if decodes:
+            async for index, result in self.t.decode(decodes):
+                results[index] = result
         for item in items:
-            value = item.publish(results[decodes.index(item)]) if isinstance(item, Decode) else item
+            value = self.t.event(item, results[decodes.index(item)]) if isinstance(item, Decode) else item
             if value is not None:
-                self.published.append(decode(value[1]))
+                self.published.append(decode(value.value))
 
     def finals(self) -> list[TranscriptFinalV1]:
         return [e for e in self.published if isinstance(e, TranscriptFinalV1)]
@@ -146,11 +148,14 @@ async def test_an_eager_decode_still_queued_at_the_end_of_speech_becomes_the_fin
     await w.t.open(INFO, 0, 0)
     audio = _speech((0.3, 1.8), total_s=3.0)
     await w.feed(audio[: int(2.2 * RATE)], rounds=False)  # the decoder is behind: no round yet
-    assert w.t.outbox and not w.finals(), "400 ms into the silence the final's decode is queued"
-    assert not w.t.outbox.final_waiting, "while the utterance may go on, the eager decode overtakes nothing"
+    assert w.t.pending().output and not w.finals(), "400 ms into the silence the final's decode is queued"
+    assert not w.t.pending().final, "while the utterance may go on, the eager decode overtakes nothing"
+    assert not w.t._scheduler.final_waiting, "nor does it stop a running round's partials"
     await w.feed(audio[int(2.2 * RATE) :], rounds=False)
-    assert w.t.outbox.final_waiting, "at the end of speech it is the final's decode"
+    assert w.t.pending().final, "at the end of speech it is the final's decode"
+    assert w.t._scheduler.final_waiting, "a running round starts no more partials: the final's round comes"
     await w.round()
+    assert not w.t._scheduler.final_waiting, "the final was taken for its round"
     assert len(w.finals()) == 1
     assert [with_words for _, with_words in w.whisper.decoded] == [True], "one decode: the eager one, as final"
     await w.t.close()

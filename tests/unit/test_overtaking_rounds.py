@@ -15,32 +15,53 @@ from palaver.settings import Settings
 from palaver.streams.runner import ConsumerRunner
 from stt_workers.engine import Transcription
 from stt_workers.pipeline import RUNNER, SttWorker
-from stt_workers.scheduler import DecodeRequest, Ready
-from stt_workers.transcriber import Decode, Outbox, ResumePoint
+from stt_workers.scheduler import DecodeRequest, Told
+from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Queued, ResumePoint
 from tests.fake_broker import FakeBroker, FakeConsumer, FakeProducer
 
 
 class _Transcriber:
-    """Decodes each round's requests when the test lets them go (``go[text]``), in any order."""
+    """Output the test queues (``queue``); decodes each round's requests when the test lets them go
+    (``go[text]``), in any order."""
 
     name, model = "fake", "m"
 
     def __init__(self) -> None:
-        self.outbox = Outbox()
+        self.queue = OutputQueue()
         self.go: dict[str, asyncio.Event] = {}
         self.idle = False  # what ``idle_lane`` says
         self.batches = 0  # consumer batches seen (the runner polls in a loop)
+        self.begun: list[list[str]] = []  # each round's decodes, when the worker began them
 
     def idle_lane(self) -> bool:
         return self.idle
 
-    async def decode(self, requests: list[DecodeRequest], ready: Ready) -> None:
-        async def one(index: int, request: DecodeRequest) -> None:
-            text = request.language  # the test names each request by its "language"
-            await self.go.setdefault(text, asyncio.Event()).wait()
-            ready(index, _result(text))
+    def pending(self) -> Pending:
+        return self.queue.pending()
 
-        await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+    def take(self) -> list[Queued]:
+        return self.queue.take()
+
+    def decode(self, decodes: list[Decode]) -> AsyncIterator[Told]:
+        self.begun.append([d.request.language for d in decodes])
+        return self._released(decodes)
+
+    async def _released(self, decodes: list[Decode]) -> AsyncIterator[Told]:
+        async def one(index: int, text: str) -> Told:
+            await self.go.setdefault(text, asyncio.Event()).wait()
+            return index, _result(text)
+
+        # the test names each request by its "language"
+        waits = [asyncio.ensure_future(one(i, d.request.language)) for i, d in enumerate(decodes)]
+        try:
+            for done in asyncio.as_completed(waits):
+                yield await done
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    def event(self, decode: Decode, result: Transcription | None) -> KeyedEvent | None:
+        return KeyedEvent("m1", result.text.encode()) if result is not None else None
 
     def resume_points(self) -> Iterator[ResumePoint]:
         return iter(())
@@ -69,8 +90,11 @@ def _result(text: str) -> Transcription:
 
 
 def _decode(text: str, kind: str) -> Decode:
-    request = DecodeRequest(kind, np.zeros(1600, np.float32), language=text)  # type: ignore[arg-type]
-    return Decode(request, lambda result: ("m1", result.text.encode()) if result else None)
+    return Decode(DecodeRequest(kind, np.zeros(1600, np.float32), language=text))  # type: ignore[arg-type]
+
+
+def _event(value: bytes) -> KeyedEvent:
+    return KeyedEvent("m1", value)
 
 
 class _Scene:
@@ -129,19 +153,19 @@ async def test_a_final_overtakes_the_running_round_in_order() -> None:
     async with _scene() as s:
         t, worker = s.t, s.worker
         # Round 1: a partial of stream a and one of stream b, still decoding.
-        t.outbox.decode("a", _decode("a-partial", "partial"), partial=True)
-        t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
+        t.queue.decode("a", _decode("a-partial", "partial"), partial=True)
+        t.queue.decode("b", _decode("b-partial", "partial"), partial=True)
         worker._processed[0] = 10
-        await s.until(lambda: not t.outbox, "round 1 starts")
+        await s.until(lambda: not t.pending().output, "round 1 starts")
         # No final waits: the next batch's output waits for the round.
-        t.outbox.emit("b", "m1", b"b-progress")
+        t.queue.emit("b", _event(b"b-progress"))
         await s.polls()
-        assert t.outbox, "no round started: nothing overtakes without a final"
+        assert t.pending().output, "no round started: nothing overtakes without a final"
         # Stream b's final comes: round 2 starts at once.
-        t.outbox.decode("b", _decode("b-final", "final"))
-        t.outbox.decode("c", _decode("c-final", "final"))
+        t.queue.decode("b", _decode("b-final", "final"))
+        t.queue.decode("c", _decode("c-final", "final"))
         worker._processed[0] = 20
-        await s.until(lambda: not t.outbox, "a waiting final starts its round while the other one runs")
+        await s.until(lambda: not t.pending().output, "a waiting final starts its round while the other one runs")
 
         s.release("c-final", "b-final")
         await s.until(lambda: bool(s.sent), "c-final published")
@@ -159,19 +183,19 @@ async def test_a_final_overtakes_the_running_round_in_order() -> None:
 async def test_queued_decodes_take_an_idle_lane_without_waiting_for_the_round() -> None:
     async with _scene() as s:
         t, worker = s.t, s.worker
-        t.outbox.decode("a", _decode("a-partial-1", "partial"), partial=True)
+        t.queue.decode("a", _decode("a-partial-1", "partial"), partial=True)
         worker._processed[0] = 10
-        await s.until(lambda: not t.outbox, "round 1 starts")
+        await s.until(lambda: not t.pending().output, "round 1 starts")
         await s.polls()  # round 1 has planned its batches
-        t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
+        t.queue.decode("b", _decode("b-partial", "partial"), partial=True)
         await s.polls()
-        assert t.outbox, "no lane idles: the decodes wait for the round"
+        assert t.pending().output, "no lane idles: the decodes wait for the round"
         # A lane idles (the round's last batch runs on the other one): the queued decodes start.
-        t.outbox.emit("a", "m1", b"a-progress")
-        t.outbox.decode("a", _decode("a-partial-2", "partial"), partial=True)
+        t.queue.emit("a", _event(b"a-progress"))
+        t.queue.decode("a", _decode("a-partial-2", "partial"), partial=True)
         worker._processed[0] = 20
         t.idle = True
-        await s.until(lambda: not t.outbox, "a new round takes the idle lane")
+        await s.until(lambda: not t.pending().output, "a new round takes the idle lane")
         t.idle = False
 
         s.release("a-partial-2", "b-partial")
@@ -185,24 +209,37 @@ async def test_queued_decodes_take_an_idle_lane_without_waiting_for_the_round() 
     assert s.commits[:2] == [10, 20]
 
 
-def test_a_round_not_yet_planned_is_not_overtaken_by_an_idle_lane() -> None:
-    """The running round has not handed its decodes to the transcriber: an idle lane may be the one it
-    is about to take, so queued decodes wait."""
+async def test_a_round_begins_its_decodes_when_it_starts() -> None:
+    """The round's decodes are handed to the transcriber as the round starts, before the runner's loop
+    goes on (the scheduler plans their batches then): an idle lane a later round sees is never one this
+    round is about to take."""
     t = _Transcriber()
     worker = SttWorker(Settings(), t, FakeBroker().producer())  # type: ignore[arg-type]
-    t.idle = True
-    t.outbox.decode("b", _decode("b-partial", "partial"), partial=True)
-    worker._newest_planned = False
-    assert not worker._lane_idle()
-    worker._newest_planned = True
-    assert worker._lane_idle()
+    t.queue.emit("a", _event(b"a-started"))
+    t.queue.decode("a", _decode("a-partial", "partial"), partial=True)
+    t.queue.decode("b", _decode("b-final", "final"))
+    checkpoint = await worker.snapshot({}, final=False)
+    assert checkpoint is not None and t.begun == [["a-partial", "b-final"]]
+    assert not t.pending().output
+    # A round of events alone decodes nothing.
+    t.queue.emit("a", _event(b"a-progress"))
+    await _release_and_wait(t, checkpoint, "a-partial", "b-final")
+    checkpoint = await worker.snapshot({}, final=False)
+    assert checkpoint is not None and t.begun == [["a-partial", "b-final"]]
+    await _release_and_wait(t, checkpoint)
+
+
+async def _release_and_wait(t: _Transcriber, checkpoint: object, *texts: str) -> None:
+    for text in texts:
+        t.go.setdefault(text, asyncio.Event()).set()
+    await asyncio.wait_for(checkpoint.persist(), 5)  # type: ignore[attr-defined]
 
 
 def test_events_alone_are_no_decode_waiting() -> None:
-    outbox = Outbox()
-    outbox.emit("a", "m1", b"a-progress")
-    assert outbox and not outbox.decode_waiting
-    outbox.decode("a", _decode("a-partial", "partial"), partial=True)
-    assert outbox.decode_waiting
-    outbox.drop_partial("a")
-    assert not outbox.decode_waiting, "a superseded partial is not decoded"
+    queue = OutputQueue()
+    queue.emit("a", _event(b"a-progress"))
+    assert queue.pending().output and not queue.pending().decode
+    queue.decode("a", _decode("a-partial", "partial"), partial=True)
+    assert queue.pending().decode
+    queue.drop_partial("a")
+    assert not queue.pending().decode, "a superseded partial is not decoded"

@@ -30,7 +30,7 @@ from stt_workers.local_transcriber import LocalTranscriber
 from stt_workers.pipeline import SttWorker
 from stt_workers.processor import StreamInfo
 from stt_workers.streaming import RecognizedSpeech
-from stt_workers.transcriber import Decode, Outbox
+from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue
 from stt_workers.vad import WINDOW
 from tests.fake_broker import FakeBroker
 
@@ -108,8 +108,11 @@ class _Recorder:
     name, model = "whisper", "fake"
 
     def __init__(self) -> None:
-        self.outbox = Outbox()
+        self.queue = OutputQueue()
         self.opened: list[StreamInfo] = []
+
+    def forward(self, stream_id: str, event: KeyedEvent) -> None:
+        self.queue.emit(stream_id, event)
 
     def holds(self, stream_id: str) -> bool:
         return any(i.stream_id == stream_id for i in self.opened)
@@ -130,7 +133,9 @@ async def test_worker_opens_a_stream_in_its_own_language_else_the_default(own: s
     other = AudioFrameV1("m1", "bo", "m1/bo", RATE, 48000, 0, bytes(640), language=own)
     await worker._on_frame(other, SimpleNamespace(partition=0, offset=7))  # type: ignore[arg-type]
     assert [(i.stream_id, i.language) for i in t.opened] == [("m1/ana", expected), ("m1/bo", expected)]
-    forwarded = decode(t.outbox.take()[0][1][1])  # type: ignore[index]
+    [(stream_id, forwarded_event)] = t.queue.take()
+    forwarded = decode(forwarded_event.value)  # type: ignore[union-attr]
+    assert stream_id == "m1/ana"
     assert isinstance(forwarded, StreamStartedV1) and forwarded.language == own
 
 
@@ -165,12 +170,12 @@ async def _speak(t: LocalTranscriber, info: StreamInfo) -> list[object]:
         frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, at, 0, pcm)
         await t.audio(frame, SimpleNamespace(offset=i, timestamp=0))  # type: ignore[arg-type]
         t.after_batch({info.stream_id})
-    items = [item for _, item in t.outbox.take()]
-    decodes = [item for item in items if isinstance(item, Decode)]
-    results: dict[int, object] = {}
-    await t.decode([d.request for d in decodes], results.__setitem__)
-    published = [d.publish(results[i]) for i, d in enumerate(decodes)]  # type: ignore[arg-type]
-    return [decode(p[1]) for p in published if p is not None]
+    decodes = [item for _, item in t.take() if isinstance(item, Decode)]
+    results: dict[int, Transcription | None] = {}
+    async for index, result in t.decode(decodes):
+        results[index] = result
+    published = [t.event(d, results[i]) for i, d in enumerate(decodes)]
+    return [decode(p.value) for p in published if p is not None]
 
 
 def _info(stream: str, language: str) -> StreamInfo:
@@ -245,8 +250,8 @@ async def test_cloud_session_opens_in_the_streams_language() -> None:
     await t.audio(AudioFrameV1("m1", "ana", "m1/ana", RATE, 0, 0, bytes(3200)), SimpleNamespace(offset=1, timestamp=0))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     assert engine.languages == ["fr"]
-    [(_, (_, value))] = t.outbox.take()  # type: ignore[misc]
-    final = decode(value)
+    [(_, event)] = t.take()
+    final = decode(event.value)  # type: ignore[union-attr]
     assert isinstance(final, TranscriptFinalV1) and final.language == "fr"
     await t.close()
 
@@ -262,13 +267,13 @@ async def test_a_dropped_partial_is_asked_again_with_the_next_audio() -> None:
         frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, i * RATE // 10, 0, speech)
         await t.audio(frame, SimpleNamespace(offset=i, timestamp=0))  # type: ignore[arg-type]
         t.after_batch({info.stream_id})
-        asked += [d for _, d in t.outbox.take() if isinstance(d, Decode)]
+        asked += [d for _, d in t.take() if isinstance(d, Decode)]
     assert len(asked) == 1 and asked[0].request.kind == "partial"
-    assert asked[0].publish(None) is None  # a late round dropped it
+    assert t.event(asked[0], None) is None  # a late round dropped it
     frame = AudioFrameV1(info.meeting_id, info.speaker_id, info.stream_id, RATE, 16 * RATE // 10, 0, speech)
     await t.audio(frame, SimpleNamespace(offset=16, timestamp=0))  # type: ignore[arg-type]
     t.after_batch({info.stream_id})
-    again = [d for _, d in t.outbox.take() if isinstance(d, Decode)]
+    again = [d for _, d in t.take() if isinstance(d, Decode)]
     assert [d.request.kind for d in again] == ["partial"], "asked again at once, not after another second"
     assert len(again[0].request.audio) > len(asked[0].request.audio)
     await t.close()
