@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from palaver.events import DialogueUpdateV1, decode
 from palaver.events.registry import DIALOGUES
 from palaver.settings import Settings
+from palaver.streams.clients import make_consumer
 from palaver.streams.runner import Committed, ConsumerRunner, RunnerConfig, Step
 
 log = logging.getLogger(__name__)
@@ -33,15 +35,17 @@ RUNNER = RunnerConfig(service="live", topics=(DIALOGUES,), group=None, poll_ms=5
 
 
 class LiveHub(Step):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):
+        """``consumer_factory`` takes ``make_consumer``'s arguments (tests pass an in-memory broker's)."""
         self._settings = settings
+        self._consumer_factory = consumer_factory
         self._subscribers: dict[str, set[asyncio.Queue[DialogueUpdateV1 | None]]] = defaultdict(set)
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the dialogues topic from its end until ``stop`` is set. Run again after a failure, the hub
         goes on from the new end: live sockets miss the events between (they are stored)."""
-        await ConsumerRunner(self._settings, RUNNER, self).run(stop)
+        await ConsumerRunner(self._settings, RUNNER, self, consumer_factory=self._consumer_factory).run(stop)
 
     def subscribe(self, meeting_id: str) -> asyncio.Queue[DialogueUpdateV1 | None]:
         queue: asyncio.Queue[DialogueUpdateV1 | None] = asyncio.Queue(QUEUE_LIMIT)

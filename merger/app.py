@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from merger.processor import Update, apply, conflate, new_state
@@ -36,7 +37,7 @@ from palaver.events.registry import DIALOGUES, MERGER_STATE, TRANSCRIPTS, topic_
 from palaver.metrics import MERGER_DIALOGUE_UPDATES
 from palaver.settings import Settings
 from palaver.streams.changelog import ChangelogTable
-from palaver.streams.clients import make_producer, send_batched
+from palaver.streams.clients import make_consumer, make_producer, send_batched
 from palaver.streams.runner import Checkpoint, Committed, ConsumerRunner, Offsets, RunnerConfig, Step
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,13 @@ READY = "merger ready"
 class MergeStep(Step):
     """Folds transcript events into per-meeting state; each batch's dialogue events go out conflated."""
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer):
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer,
+                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
+        """``consumer_factory`` makes the consumer that restores the state (``make_consumer``'s arguments)."""
         self._settings = settings
         self._producer = producer
         self._output = topic_name(settings.topic_namespace, DIALOGUES.name)
-        self._table = ChangelogTable(settings, MERGER_STATE)
+        self._table = ChangelogTable(settings, MERGER_STATE, consumer_factory)
         self._outputs: list[tuple[Update, tuple[int, list[tuple[str, bytes]]]]] = []  # of this batch
         self._deliveries: list[asyncio.Future[object]] = []  # outputs sent since the last checkpoint
         self._ready = False

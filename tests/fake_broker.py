@@ -1,12 +1,19 @@
 """An in-memory Kafka for pipeline tests: the subset of aiokafka's consumer and producer that Palaver's
-consumer runner (``palaver.streams.runner``), ``send_batched`` and the DLQ use, over partitions held in
-lists. The one fake of the broker: unit tests of a service's loop run its real step on the real runner
+consumer runner (``palaver.streams.runner``), the changelog's restore, ``send_batched`` and the DLQ use,
+over partitions held in lists. The one fake of the broker: unit tests of a service's loop run its real step on the real runner
 over this; integration tests use the real broker.
 
 What it models: partitions and offsets, keys to partitions, headers, a consumer group's committed offsets
 and metadata, one member per group that owns every partition (its ``on_partitions_assigned`` runs on the
-first poll), positions, seek, pause, highwater. What it does not: replication, transactions, rebalances
-between members (call ``FakeConsumer.rebalance`` to revoke and assign again), timestamps that mean anything.
+first poll), positions, seek, pause, highwater, end offsets; a topic exists from its first use (``palaver
+up`` creates every topic before a service starts). What it does not: replication, transactions,
+rebalances between members (call ``FakeConsumer.rebalance`` to revoke and assign again), timestamps that mean
+anything.
+
+For tests of order and failure: ``FakeBroker.history`` lists every append and commit in the order they
+happened; ``FakeProducer.hold``/``release`` keep deliveries in flight (a slow broker) and ``fail_next`` fails
+them; ``FakeConsumer.fail_next_commits`` fails commits (the coordinator unreachable) and
+``announce_assignments_late`` hands out records of a new assignment one poll before its callback runs.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, RecordMetadata
 
 
@@ -26,6 +34,8 @@ class FakeBroker:
         self.default_partitions = partitions
         self.logs: dict[str, list[list[ConsumerRecord]]] = {}
         self.committed: dict[tuple[str, TopicPartition], OffsetAndMetadata] = {}
+        # ("append", topic, partition, offset) and ("commit", group, topic, partition, offset), in order.
+        self.history: list[tuple[Any, ...]] = []
         self._waiters: set[asyncio.Event] = set()  # polls waiting for a record
 
     def create(self, topic: str, partitions: int | None = None) -> None:
@@ -44,13 +54,18 @@ class FakeBroker:
                                 value=value, checksum=None, serialized_key_size=len(key or b""),
                                 serialized_value_size=len(value), headers=tuple(headers))  # fmt: skip
         log.append(record)
-        for waiter in self._waiters:
-            waiter.set()
+        self.history.append(("append", topic, p, record.offset))
+        self.wake()
         return RecordMetadata(topic, p, TopicPartition(topic, p), record.offset, 0, 0, 0)
 
     def records(self, topic: str) -> list[ConsumerRecord]:
         """Every record of ``topic``, partition by partition."""
         return [r for log in self.logs.get(topic, []) for r in log]
+
+    def wake(self) -> None:
+        """End every poll waiting for a record (a test that stops a runner need not wait out its poll)."""
+        for waiter in self._waiters:
+            waiter.set()
 
     async def wait_for_append(self, timeout_s: float) -> None:
         waiter = asyncio.Event()
@@ -81,6 +96,11 @@ class FakeConsumer:
         self._listener: Any = None
         self._subscribed: list[str] = list(topics)
         self._pending_assignment = False
+        self._unannounced: set[TopicPartition] | None = None  # assigned, its callback not run yet
+        self._commit_failures: list[BaseException] = []
+        # True: a new assignment's records come one poll before its on_partitions_assigned (a fetch that
+        # raced the callback); the poll after runs the callback first.
+        self.announce_assignments_late = False
         self.commits: list[dict[TopicPartition, Any]] = []  # every commit, in order
         self._coordinator = self  # aiokafka's private fetch of committed metadata
         self._client = self  # aiokafka's private metadata refresh
@@ -112,10 +132,14 @@ class FakeConsumer:
         for tp in tps:
             committed = self._committed(tp)
             self._positions[tp] = committed.offset if committed else 0
-        if self._listener is not None:
+        if self.announce_assignments_late:
+            self._unannounced = set(tps)
+        elif self._listener is not None:
             await self._listener.on_partitions_assigned(set(tps))
 
     def assign(self, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self._broker.create(tp.topic)
         self._assigned = list(tps)
         for tp in tps:
             self._positions.setdefault(tp, len(self._log(tp)) if self._from_end else 0)
@@ -129,19 +153,25 @@ class FakeConsumer:
     async def force_metadata_update(self) -> None:
         pass
 
-    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:  # fmt: skip
+        if self._unannounced is not None:
+            announced, self._unannounced = self._unannounced, None
+            if self._listener is not None:
+                await self._listener.on_partitions_assigned(announced)
         if self._pending_assignment:
             await self._assign_subscribed()
-        batches = self._take(max_records or 500)
+        only = set(partitions) or None
+        batches = self._take(max_records or 500, only)
         if not batches and timeout_ms:
             await self._broker.wait_for_append(timeout_ms / 1000)
-            batches = self._take(max_records or 500)
+            batches = self._take(max_records or 500, only)
         return batches
 
-    def _take(self, limit: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+    def _take(self, limit: int, only: set[TopicPartition] | None) -> dict[TopicPartition, list[ConsumerRecord]]:
         batches: dict[TopicPartition, list[ConsumerRecord]] = {}
         for tp in self._assigned:
-            if tp in self._paused or limit <= 0:
+            if tp in self._paused or limit <= 0 or (only is not None and tp not in only):
                 continue
             records = self._log(tp)[self._positions[tp] : self._positions[tp] + limit]
             if records:
@@ -153,11 +183,19 @@ class FakeConsumer:
     def _log(self, tp: TopicPartition) -> list[ConsumerRecord]:
         return self._broker.logs[tp.topic][tp.partition]
 
+    def fail_next_commits(self, commits: int, error: BaseException | None = None) -> None:
+        """The next ``commits`` commits raise ``error`` (default: the coordinator unreachable) and commit
+        nothing."""
+        self._commit_failures = [error or KafkaConnectionError("fake broker: commit failed")] * commits
+
     async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         assert self._group is not None, "a group-less consumer commits nothing"
+        if self._commit_failures:
+            raise self._commit_failures.pop(0)
         for tp, offset in offsets.items():
             value, metadata = offset if isinstance(offset, tuple) else (offset, "")
             self._broker.committed[(self._group, tp)] = OffsetAndMetadata(value, metadata)
+            self._broker.history.append(("commit", self._group, tp.topic, tp.partition, value))
         self.commits.append(dict(offsets))
 
     def _committed(self, tp: TopicPartition) -> OffsetAndMetadata | None:
@@ -187,6 +225,9 @@ class FakeConsumer:
     def highwater(self, tp: TopicPartition) -> int:
         return len(self._log(tp))
 
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self._log(tp)) for tp in tps}
+
     def pause(self, *tps: TopicPartition) -> None:
         self._paused |= set(tps)
 
@@ -206,12 +247,19 @@ class _Batch:
         return object()  # never full
 
 
+# topic, value, key, headers, partition, and the delivery's future
+_Held = tuple[str, bytes, bytes | None, tuple[tuple[str, bytes], ...], int | None, "asyncio.Future[RecordMetadata]"]
+
+
 class FakeProducer:
-    """Delivers at once; ``fail_next(n)`` makes the next n deliveries fail (an unreachable broker)."""
+    """Delivers at once; ``fail_next(n)`` makes the next n deliveries fail (an unreachable broker);
+    ``hold()`` keeps deliveries in flight until ``release`` (a slow broker)."""
 
     def __init__(self, broker: FakeBroker):
         self._broker = broker
         self._failures = 0
+        self._holding = False
+        self.held: list[_Held] = []  # deliveries in flight, oldest first
         self.sent: dict[str, list[bytes]] = defaultdict(list)
 
     async def start(self) -> None:
@@ -223,6 +271,22 @@ class FakeProducer:
     def fail_next(self, deliveries: int) -> None:
         self._failures = deliveries
 
+    def hold(self) -> None:
+        """From now on a delivery stays in flight (its record not appended, its future pending) until
+        ``release``."""
+        self._holding = True
+
+    def release(self, deliveries: int | None = None) -> None:
+        """Deliver the oldest ``deliveries`` held (all: None), in order; with none given, stop holding.
+        Call it on the event loop that sent them."""
+        if deliveries is None:
+            self._holding = False
+        count = len(self.held) if deliveries is None else deliveries
+        released, self.held = self.held[:count], self.held[count:]
+        for topic, value, key, headers, partition, future in released:
+            self.sent[topic].append(value)
+            future.set_result(self._broker.append(topic, value, key, headers, partition))
+
     def _deliver(self, topic: str, value: bytes, key: bytes | None, headers: Iterable[tuple[str, bytes]],
                  partition: int | None) -> asyncio.Future[RecordMetadata]:  # fmt: skip
         future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
@@ -231,6 +295,9 @@ class FakeProducer:
             from aiokafka.errors import KafkaTimeoutError
 
             future.set_exception(KafkaTimeoutError("fake broker: delivery failed"))
+            return future
+        if self._holding:
+            self.held.append((topic, value, key, tuple(headers), partition, future))
             return future
         self.sent[topic].append(value)
         future.set_result(self._broker.append(topic, value, key, headers, partition))

@@ -102,10 +102,13 @@ async def write_batch(store: Store, batch: Batch) -> int:
 
 
 class StoreStep(Step):
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store, retry_first_delay_s: float = 0.5):
+        """``retry_first_delay_s``: the first backoff of a failed insert (it doubles, within the settings'
+        ``store_retry_budget_s``)."""
         self._schemas = {topic_name(settings.topic_namespace, spec.name): spec.schemas for spec in TOPICS}
         self._store = store
         self._retry_budget_s = settings.store_retry_budget_s
+        self._retry_first_delay_s = retry_first_delay_s
         self._batch = Batch()
 
     def process(self, record: ConsumerRecord) -> None:
@@ -118,7 +121,7 @@ class StoreStep(Step):
 
         async def persist() -> None:
             await retrying(lambda: write_batch(self._store, batch), "ClickHouse insert", self._retry_budget_s,
-                           retry_on=STORE_DOWN)  # fmt: skip
+                           first_delay_s=self._retry_first_delay_s, retry_on=STORE_DOWN)  # fmt: skip
 
         return Checkpoint(offsets, persist)
 

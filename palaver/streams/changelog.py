@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from palaver.events.registry import TopicSpec, topic_name
 from palaver.settings import Settings
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 
 
 class ChangelogTable:
-    def __init__(self, settings: Settings, spec: TopicSpec):
+    def __init__(self, settings: Settings, spec: TopicSpec,
+                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
+        """``consumer_factory`` takes ``make_consumer``'s arguments (tests pass an in-memory broker's)."""
         self._settings = settings
+        self._consumer_factory = consumer_factory
         self.topic = topic_name(settings.topic_namespace, spec.name)
         self._data: dict[int, dict[str, Any]] = {}  # partition -> key -> value
         self._dirty: dict[tuple[int, str], Any] = {}
@@ -60,7 +64,7 @@ class ChangelogTable:
         number of records read."""
         if not partitions:
             return 0
-        consumer = make_consumer(self._settings, None)
+        consumer = self._consumer_factory(self._settings, None)
         await consumer.start()
         read = 0
         try:

@@ -1,0 +1,218 @@
+"""The ingest WebSocket (ingest/app.py) over FastAPI's TestClient, producing to the in-memory broker: frames
+become audio.frame records with the stream's key and headers, acks come only after the broker has the audio,
+a bad header closes with its 4xxx code, and a dropped connection resumed at ``start_sample`` loses nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
+from starlette.types import Message, Receive, Scope, Send
+
+from ingest.app import IngestContext, router
+from ingest.protocol import CloseCode
+from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, decode
+from palaver.events.audio_frame_v1 import AUDIO_EVENT
+from tests.fake_broker import FakeBroker, FakeProducer
+
+TOPIC = "audio.frames"
+URL = "/v1/meetings/m1/streams/alice"
+STREAM = "m1/alice"
+HEADER = {"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1}
+FRAME_SAMPLES = 320  # 20 ms at 16 kHz
+
+
+def _frame(n: int) -> bytes:
+    """The n-th 20 ms frame, recognisable by its bytes."""
+    return bytes([n % 256]) * (FRAME_SAMPLES * 2)
+
+
+class _Ingest:
+    """The ingest router alone in an app, producing to ``broker``; ``acks`` lists each ack the server sent,
+    with how many of the stream's samples the broker had at that moment."""
+
+    def __init__(self) -> None:
+        self.broker = FakeBroker()
+        self.producer = FakeProducer(self.broker)
+        app = FastAPI()
+        app.include_router(router)
+        app.state.ingest = IngestContext(self.producer, TOPIC)  # type: ignore[arg-type]
+        self.acks: list[tuple[int, int]] = []
+
+        async def journaled(scope: Scope, receive: Receive, send: Send) -> None:
+            async def send_and_note(message: Message) -> None:
+                if message["type"] == "websocket.send" and '"ack"' in (message.get("text") or ""):
+                    self.acks.append((orjson.loads(message["text"])["samples"], self.durable_samples()))
+                await send(message)
+
+            await app(scope, receive, send_and_note)
+
+        self.client = TestClient(journaled)
+
+    def frames(self) -> list[AudioFrameV1]:
+        return [AudioFrameV1.from_kafka(r.value, dict(r.headers)) for r in self._records(AUDIO_EVENT)]
+
+    def events(self, name: str) -> list[Any]:
+        return [decode(r.value) for r in self._records(name)]
+
+    def _records(self, event: str) -> list[Any]:
+        return [r for r in self.broker.records(TOPIC) if dict(r.headers).get("event") == event.encode()]
+
+    def durable_samples(self) -> int:
+        return max((f.end_sample for f in self.frames()), default=0)
+
+
+def _until(holds: Callable[[], bool], what: str) -> None:
+    """From the test's thread: wait until the server (on its own thread) made ``holds()`` true."""
+    deadline = time.monotonic() + 5
+    while not holds():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.002)
+
+
+def _connect(ws: WebSocketTestSession, **header: Any) -> dict[str, Any]:
+    ws.send_text(orjson.dumps({**HEADER, **header}).decode())
+    ready = ws.receive_json()
+    assert ready["type"] == "ready"
+    return ready  # type: ignore[no-any-return]
+
+
+def _until_closed(ws: WebSocketTestSession) -> tuple[list[int], Message]:
+    """Acks received until the server closes, and its close message."""
+    acks = []
+    while (message := ws.receive())["type"] != "websocket.close":
+        acks.append(orjson.loads(message["text"])["samples"])
+    return acks, message
+
+
+def test_frames_become_audio_frame_records_keyed_by_stream_between_its_lifecycle_events() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(URL) as ws:
+        ready = _connect(ws, language="de")
+        for n in range(3):
+            ws.send_bytes(_frame(n))
+        ws.send_json({"type": "end"})
+        acks, close = _until_closed(ws)
+
+    assert (close["code"], close["reason"]) == (1000, "all audio durable")
+    assert acks and acks[-1] == 3 * FRAME_SAMPLES and acks == sorted(acks)
+    records = ingest.broker.records(TOPIC)
+    assert [dict(r.headers)["event"] for r in records] == [b"stream.started"] + [b"audio.frame"] * 3 + [
+        b"stream.stopped"
+    ]
+    assert {r.key for r in records} == {STREAM.encode()} and len({r.partition for r in records}) == 1
+    frames = ingest.frames()
+    assert [(f.first_sample, f.pcm) for f in frames] == [(n * FRAME_SAMPLES, _frame(n)) for n in range(3)]
+    for f in frames:
+        assert (f.meeting_id, f.speaker_id, f.stream_id, f.sample_rate) == ("m1", "alice", STREAM, 16000)
+        assert (f.stream_start_ms, f.language) == (ready["stream_start_ms"], "de")
+    [started] = ingest.events("stream.started")
+    [stopped] = ingest.events("stream.stopped")
+    assert isinstance(started, StreamStartedV1) and isinstance(stopped, StreamStoppedV1)
+    assert (started.first_sample, started.language, started.stream_start_ms) == (
+        0,
+        "de",
+        ready["stream_start_ms"],
+    )
+    assert (stopped.end_sample, stopped.reason) == (3 * FRAME_SAMPLES, "end")
+
+
+def test_acks_come_only_after_the_broker_has_the_audio() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(URL) as ws:
+        _connect(ws)
+        ws.portal.call(ingest.producer.hold)
+        for n in range(3):
+            ws.send_bytes(_frame(n))
+        _until(lambda: len(ingest.producer.held) == 3, "three frames in flight")
+        assert ingest.acks == [], "no ack while nothing is delivered"
+        ws.portal.call(ingest.producer.release, 1)
+        assert ws.receive_json() == {"type": "ack", "samples": FRAME_SAMPLES}, (
+            "the first frame, not the others"
+        )
+        ws.portal.call(ingest.producer.release, None)
+        while ws.receive_json()["samples"] < 3 * FRAME_SAMPLES:
+            pass
+        ws.send_json({"type": "end"})
+        _, close = _until_closed(ws)
+
+    assert close["code"] == 1000
+    assert ingest.acks, "the journal saw the acks"
+    for acked, durable in ingest.acks:
+        assert acked <= durable, f"ack {acked} sent while the broker had {durable} samples"
+
+
+@pytest.mark.parametrize(("first", "code"), [
+    ("not json", CloseCode.BAD_HEADER),
+    (orjson.dumps({**HEADER, "start_sample": -1}).decode(), CloseCode.BAD_HEADER),
+    (orjson.dumps({**HEADER, "sample_rate": 44100}).decode(), CloseCode.UNSUPPORTED_FORMAT),
+    (b"\x00\x00", CloseCode.BINARY_BEFORE_HEADER),
+], ids=["not-json", "negative-start", "rate", "binary"])  # fmt: skip
+def test_a_bad_header_closes_with_its_code_and_produces_nothing(first: str | bytes, code: int) -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(URL) as ws:
+        ws.send_bytes(first) if isinstance(first, bytes) else ws.send_text(first)
+        close = ws.receive()
+
+    assert close["type"] == "websocket.close" and close["code"] == code
+    assert close["reason"]
+    assert ingest.broker.records(TOPIC) == []
+
+
+def test_a_bad_frame_closes_the_socket_and_keeps_the_audio_before_it() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(URL) as ws:
+        _connect(ws)
+        ws.send_bytes(_frame(0))
+        ws.send_bytes(b"\x01\x02\x03")  # not a whole number of samples
+        _, close = _until_closed(ws)
+
+    assert close["code"] == CloseCode.ODD_FRAME
+    assert [f.pcm for f in ingest.frames()] == [_frame(0)]
+    [stopped] = ingest.events("stream.stopped")
+    assert (stopped.end_sample, stopped.reason) == (FRAME_SAMPLES, "error")
+
+
+def test_a_dropped_connection_resumed_at_start_sample_loses_and_changes_nothing() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(URL) as ws:
+        ready = _connect(ws)
+        for n in range(3):
+            ws.send_bytes(_frame(n))
+        while ws.receive_json()["samples"] < 3 * FRAME_SAMPLES:
+            pass
+        ws.close(1006)  # dropped; the client saw only the first frame's ack, say
+        _until(lambda: len(ingest.events("stream.stopped")) == 1, "the server ended the first connection")
+
+    with ingest.client.websocket_connect(URL) as ws:
+        resumed = _connect(ws, start_sample=FRAME_SAMPLES)
+        for n in range(1, 4):  # resend what was not acknowledged, then go on
+            ws.send_bytes(_frame(n))
+        ws.send_json({"type": "end"})
+        acks, close = _until_closed(ws)
+
+    assert close["code"] == 1000 and acks[-1] == 4 * FRAME_SAMPLES
+    assert resumed == {
+        "type": "ready",
+        "first_sample": FRAME_SAMPLES,
+        "stream_start_ms": ready["stream_start_ms"],
+    }
+    by_position: dict[int, set[bytes]] = {}
+    for f in ingest.frames():
+        by_position.setdefault(f.first_sample, set()).add(f.pcm)
+        assert f.stream_start_ms == ready["stream_start_ms"], "one timeline for both connections"
+    assert all(len(copies) == 1 for copies in by_position.values()), (
+        "a resent position carries the same audio"
+    )
+    audio = b"".join(next(iter(by_position[p])) for p in sorted(by_position))
+    assert sorted(by_position) == [n * FRAME_SAMPLES for n in range(4)], "no gap, no shifted position"
+    assert audio == b"".join(_frame(n) for n in range(4))
+    stops = [(s.end_sample, s.reason) for s in ingest.events("stream.stopped")]
+    assert stops == [(3 * FRAME_SAMPLES, "disconnect"), (4 * FRAME_SAMPLES, "end")]
+    assert [s.first_sample for s in ingest.events("stream.started")] == [0, FRAME_SAMPLES]
