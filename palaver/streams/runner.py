@@ -170,6 +170,11 @@ class ConsumerRunner:
             if c.group is not None:
                 await self._shutdown(consumer)
         finally:
+            # After a failure, checkpoints still in flight must not commit behind it (or after the
+            # consumer closed): the next owner reads their input again.
+            for future in self._pending:
+                future.cancel()
+            await asyncio.gather(*self._pending, return_exceptions=True)
             for tp in self._owned:
                 _forget_lag(c.service, tp)
             await consumer.stop()
@@ -235,6 +240,8 @@ class ConsumerRunner:
         if checkpoint is None:
             assert not final, "a final checkpoint must take everything"
             return None
+        if not (final or checkpoint.offsets or checkpoint.persist):
+            return None  # nothing to make durable: not a checkpoint that backpressure would count
         for tp in offsets:
             del self._handled[tp]
         previous = self._pending[-1] if self._pending else None
