@@ -15,7 +15,7 @@ from api.live import LiveHub
 from palaver import ids
 from palaver.events import DialogueUpdateV1
 from palaver.metrics import API_LIVE_SOCKETS
-from palaver.store import Store
+from palaver.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["meetings"])
@@ -111,7 +111,8 @@ async def get_action_items(request: Request, meeting_id: MeetingId) -> list[dict
 async def live_dialogues(ws: WebSocket, meeting_id: str) -> None:
     """Pushes every dialogue event of the meeting as JSON text (``dialogue_id``, ``speaker_id``,
     ``start_ms``, ``end_ms``, ``text``, ``status``, ``revision``, ...). It first sends the stored
-    dialogues, then live events; a client keeps the highest ``revision`` per ``dialogue_id``."""
+    dialogues, then live events; a client keeps the highest ``revision`` per ``dialogue_id``. Closes with
+    1013 (try again later) when the store cannot be read."""
     await ws.accept()
     if not ids.is_valid_id_part(meeting_id):
         await ws.close(code=4000, reason="meeting id: 1-64 of [A-Za-z0-9._-]")
@@ -123,8 +124,14 @@ async def live_dialogues(ws: WebSocket, meeting_id: str) -> None:
     receiver = asyncio.create_task(_wait_for_close(ws))
     try:
         if store is not None:
-            run = await queries.latest_run(store, meeting_id)
-            for row in await queries.dialogues(store, meeting_id, run) if run else []:
+            try:
+                run = await queries.latest_run(store, meeting_id)
+                stored = await queries.dialogues(store, meeting_id, run) if run else []
+            except StoreUnavailable as exc:
+                log.warning("live %s: %s", meeting_id, exc)
+                await ws.close(code=1013, reason="the store is unavailable; try again")
+                return
+            for row in stored:
                 await ws.send_json({"event": "dialogue.update", "meeting_id": meeting_id, **row})
         while not receiver.done():
             getter = asyncio.create_task(queue.get())

@@ -19,13 +19,20 @@ from palaver import __version__
 from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, USERS, topic_name
 from palaver.metrics import BACKGROUND_RESTARTS
 from palaver.settings import Settings
-from palaver.store import Store, open_store
+from palaver.store import Store, StoreUnavailable, open_store
 from palaver.store.writer import run_store_writer
 from palaver.streams.clients import make_producer
 
 log = logging.getLogger(__name__)
 
 WEB_SERVICES = {"ingest", "api", "store"}
+
+STORE_RETRY_AFTER_S = 5  # the Retry-After of a 503 while the store is unavailable
+STORE_UNAVAILABLE_DETAIL = "the store is unavailable; try again"
+STORE_UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {503: {
+    "description": "ClickHouse does not answer: try again after `Retry-After` seconds",
+    "content": {"application/json": {"example": {"detail": STORE_UNAVAILABLE_DETAIL}}},
+}}  # fmt: skip
 
 DESCRIPTION = """Live meeting transcription.
 
@@ -130,15 +137,21 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.users import redact_secrets
         from api.users import router as users_router
 
-        app.include_router(api_router)
-        app.include_router(edits_router)
-        app.include_router(users_router)
-        app.include_router(chat_router)
+        for router in (api_router, edits_router, users_router, chat_router):
+            app.include_router(router, responses=STORE_UNAVAILABLE_RESPONSE)
 
         @app.exception_handler(RequestValidationError)
         async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
             """FastAPI's 422, minus any password the request carried."""
             return JSONResponse({"detail": jsonable_encoder(redact_secrets(list(exc.errors())))}, status_code=422)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        """503 while ClickHouse cannot be reached (the store reconnects on a later call): a clear answer to
+        retry, not a 500 with a traceback. The message (no secrets in it) goes to the log only."""
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": STORE_UNAVAILABLE_DETAIL}, status_code=503,
+                            headers={"Retry-After": str(STORE_RETRY_AFTER_S)})  # fmt: skip
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

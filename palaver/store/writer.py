@@ -5,7 +5,8 @@ in batches, rebuilds merged transcripts that changed, then commits. A step of th
 Idempotent: rows are upserts keyed by deterministic ids, and each table's batch carries a dedup token. A
 message that decodes but cannot be mapped to rows is dead-lettered by the runner (the batch goes on); a
 ClickHouse that does not answer is retried with backoff for ``store_retry_budget_s`` (fetching pauses
-meanwhile), after which the writer fails loudly and its process restarts it.
+meanwhile), with the same dedup tokens, on a fresh connection when the last one is gone; after that the
+writer fails loudly and its process restarts it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from palaver.events import (
 from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, topic_name
 from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
 from palaver.settings import Settings
-from palaver.store.client import Store
+from palaver.store.client import Store, StoreUnavailable
 from palaver.store.rows import COLUMNS, Provenance, rows_for
 from palaver.store.transcripts import rebuild_transcript, runs_of
 from palaver.streams.clients import make_producer
@@ -48,7 +49,10 @@ log = logging.getLogger(__name__)
 
 GROUP = "store"
 TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
-STORE_DOWN = (OperationalError, *ENVIRONMENT_ERRORS)  # ClickHouse unreachable: retry, never dead-letter
+# ClickHouse unreachable: retry, never dead-letter. The store raises StoreUnavailable (a ConnectionError, so
+# one of ENVIRONMENT_ERRORS too) when a connection is gone and reconnects on the next call; OperationalError
+# is a raw client's.
+STORE_DOWN = (StoreUnavailable, OperationalError, *ENVIRONMENT_ERRORS)
 
 
 def batch_token(records: list[ConsumerRecord], table: str) -> str:

@@ -57,7 +57,7 @@ async def test_creating_topics_is_refused(settings: Settings) -> None:
 
 
 def test_a_chdb_store_is_refused_through_the_wrapper_that_rewords_errors(settings: Settings) -> None:
-    """``connect`` turns every Exception into a RuntimeError: the guard's error passes through unchanged."""
+    """``connect`` turns every Exception into StoreUnavailable: the guard's error passes through unchanged."""
     client = None
     try:
         with pytest.raises(RealInfrastructureInUnitTest, match=refused(CHDB)):
