@@ -64,7 +64,7 @@ class MergeStep(Step):
         self._ready = False
 
     def process(self, record: ConsumerRecord) -> None:
-        event = decode_on(TRANSCRIPTS.schemas, record.value)
+        event = decode_on(TRANSCRIPTS, record.value)
         meeting_id = event.meeting_id  # type: ignore[attr-defined]
         before = self._table.get(record.partition, meeting_id) or new_state()
         state, updates = apply(meeting_id, before, event, self._settings.merger_pause_ms)

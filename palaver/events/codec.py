@@ -8,7 +8,7 @@ import orjson
 from pydantic import ValidationError
 
 from palaver.events.base import EventV
-from palaver.events.registry import json_event_classes
+from palaver.events.registry import TopicSpec, json_event_classes
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -51,11 +51,10 @@ def decode(data: bytes | str) -> EventV:
         raise DecodeError(f"invalid {obj.get('event')} v{obj.get('version')}: {exc}") from exc
 
 
-def decode_on(schemas: tuple[str, ...], data: bytes | str) -> EventV:
-    """``decode``, and the event must be one of ``schemas`` (a topic's ``TopicSpec.schemas``, "name/version"):
-    an event on the wrong topic is a bad message too (a producer's bug), never processed as if it belonged."""
+def decode_on(topic: TopicSpec, data: bytes | str) -> EventV:
+    """``decode``, and the event must be one that ``topic`` takes (``TopicSpec.events``): an event on the
+    wrong topic is a bad message too (a producer's bug), never processed as if it belonged."""
     event = decode(data)
-    name = f"{event.event}/{event.version}"  # type: ignore[attr-defined]
-    if name not in schemas:
-        raise DecodeError(f"{name} does not belong on this topic (it takes {', '.join(schemas)})")
+    if not isinstance(event, topic.events):
+        raise DecodeError(f"{type(event).__name__} does not belong on {topic.name} (it takes {', '.join(topic.schemas)})")
     return event

@@ -28,7 +28,7 @@ from palaver.events import (
     TranscriptEditedV1,
     decode_on,
 )
-from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, topic_name
+from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, TopicSpec, topic_name
 from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
 from palaver.settings import Settings
 from palaver.store.client import Store, StoreUnavailable
@@ -73,10 +73,10 @@ class Batch:
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)  # (meeting, run) -> watermark
     edited_meetings: set[str] = field(default_factory=set)
 
-    def add(self, record: ConsumerRecord, schemas: tuple[str, ...]) -> None:
-        """Map one message of a topic that takes ``schemas``; raises (changing nothing) when it cannot be
+    def add(self, record: ConsumerRecord, topic: TopicSpec) -> None:
+        """Map one message of ``topic``; raises (changing nothing) when it cannot be
         decoded or mapped."""
-        event = decode_on(schemas, record.value)
+        event = decode_on(topic, record.value)
         mapped = list(rows_for(event, Provenance(record.topic, record.partition, record.offset)))
         for table, row in mapped:
             self.rows[table].append(row)
@@ -109,14 +109,14 @@ class StoreStep(Step):
     def __init__(self, settings: Settings, store: Store, retry_first_delay_s: float = 0.5):
         """``retry_first_delay_s``: the first backoff of a failed insert (it doubles, within the settings'
         ``store_retry_budget_s``)."""
-        self._schemas = {topic_name(settings.topic_namespace, spec.name): spec.schemas for spec in TOPICS}
+        self._topics = {topic_name(settings.topic_namespace, spec.name): spec for spec in TOPICS}
         self._store = store
         self._retry_budget_s = settings.store_retry_budget_s
         self._retry_first_delay_s = retry_first_delay_s
         self._batch = Batch()
 
     def process(self, record: ConsumerRecord) -> None:
-        self._batch.add(record, self._schemas[record.topic])
+        self._batch.add(record, self._topics[record.topic])
 
     async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
         batch, self._batch = self._batch, Batch()

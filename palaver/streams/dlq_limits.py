@@ -38,13 +38,15 @@ class DlqLimits:
 
 class DlqLimitState:
     """Outcomes of the messages a consumer processed, against ``DlqLimits``. Not thread-safe; from one
-    event loop, ``admit_invalid`` checks and counts in one step (no await between)."""
+    event loop, ``admit_invalid`` checks and counts in one step (no await between). A good message costs
+    a counter increment (it is on every consumer's per-message path); the window keeps only the sequence
+    numbers of its bad messages."""
 
     def __init__(self, limits: DlqLimits):
         self.limits = limits
         self._consecutive = 0
-        self._recent: deque[bool] = deque(maxlen=limits.window)  # True: bad
-        self._recent_invalid = 0
+        self._seen = 0  # messages counted, good and bad: the newest one's sequence number
+        self._invalid: deque[int] = deque()  # sequence numbers of bad messages, oldest first
 
     @property
     def consecutive(self) -> int:
@@ -53,11 +55,12 @@ class DlqLimitState:
     @property
     def recent(self) -> tuple[int, int]:
         """(bad messages, messages) in the window."""
-        return self._recent_invalid, len(self._recent)
+        self._trim()
+        return len(self._invalid), min(self._seen, self.limits.window)
 
     def record_valid(self) -> None:
         self._consecutive = 0
-        self._push(False)
+        self._seen += 1
 
     def admit_invalid(self) -> None:
         """Count one more bad message, or raise ``DlqLimitExceeded`` (and count nothing) when counting it
@@ -67,19 +70,22 @@ class DlqLimitState:
             raise DlqLimitExceeded(
                 f"{consecutive} bad messages in a row (limit {self.limits.max_consecutive}, PALAVER_DLQ_MAX_CONSECUTIVE)"
             )
-        dropped = len(self._recent) == self.limits.window and self._recent[0]
-        invalid = self._recent_invalid + 1 - int(dropped)
-        seen = min(len(self._recent) + 1, self.limits.window)
+        self._trim()
+        number = self._seen + 1
+        dropped = bool(self._invalid) and self._invalid[0] <= number - self.limits.window
+        invalid = len(self._invalid) + 1 - int(dropped)
+        seen = min(number, self.limits.window)
         if invalid >= self.limits.min_invalid and invalid > self.limits.max_ratio * seen:
             raise DlqLimitExceeded(
                 f"{invalid} of the last {seen} messages bad, over the limit of {self.limits.max_ratio:.0%} "
                 f"(PALAVER_DLQ_MAX_RATIO over PALAVER_DLQ_WINDOW, from PALAVER_DLQ_MIN_INVALID bad messages)"
             )
         self._consecutive = consecutive
-        self._push(True)
+        self._seen = number
+        self._invalid.append(number)
 
-    def _push(self, invalid: bool) -> None:
-        if len(self._recent) == self.limits.window and self._recent[0]:
-            self._recent_invalid -= 1
-        self._recent.append(invalid)
-        self._recent_invalid += int(invalid)
+    def _trim(self) -> None:
+        """Forget the bad messages that left the window."""
+        edge = self._seen - self.limits.window
+        while self._invalid and self._invalid[0] <= edge:
+            self._invalid.popleft()

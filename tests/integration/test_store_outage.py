@@ -343,7 +343,7 @@ async def test_killing_the_store_connections_mid_meeting_loses_and_duplicates_no
         # Dialogues: ReplacingMergeTree(revision) keeps one row per dialogue of an insert block, the newest
         # revision, so an older revision inserted with a newer one has no row: none may appear twice, and
         # each dialogue's newest revision (what a read sees) must be there.
-        updates = [(r.partition, r.offset, decode_on(DIALOGUES.schemas, r.value))
+        updates = [(r.partition, r.offset, decode_on(DIALOGUES, r.value))
                    for r in await read_all(settings, topics[1])]  # fmt: skip
         updates = [(p, o, e) for p, o, e in updates if isinstance(e, DialogueUpdateV1)]
         assert len({e.dialogue_id for _, _, e in updates}) >= len(meeting.utterances) // 2, "dialogues made"
