@@ -74,8 +74,9 @@ def running_up(data_dir: Path) -> Iterator[RunningUp]:
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    """Poll ``check`` (off the event loop: the streams go on meanwhile) until it holds."""
     deadline = time.monotonic() + timeout_s
-    while not check():
+    while not await asyncio.to_thread(check):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.2)
 
