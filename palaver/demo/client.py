@@ -1,68 +1,228 @@
-"""A streaming client for the ingest protocol (what a browser does), used by the demo, tests and bench."""
+"""A streaming client for the ingest protocol (what a browser does), used by the demo, tests and bench.
+
+It survives a dropped socket (the server restarted, the network blinked): it reconnects with backoff,
+resumes the stream at the samples the server acknowledged (``start_sample`` in the header), sends the
+audio from there, catches up on what the outage held back and goes on at its pace. What it did is in
+``StreamResult.reconnects`` and in the log (``palaver.demo.client``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import websockets
 
+log = logging.getLogger(__name__)
+
+ABNORMAL_CLOSURE = 1006  # the websocket code for "the connection ended without a close frame"
+# Closes that say "try again": going away, no close frame (the server died), the broker is unavailable,
+# service restart, try again later, and this stream still connected (the server has not yet noticed that
+# the old socket is gone).
+RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, 1013, 4009})
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How hard a client tries to get a dropped stream back: at most ``attempts`` connections per outage,
+    none later than ``give_up_after_s`` after the drop, waiting ``first_delay_s`` before the first and
+    twice as long before each next one, at most ``max_delay_s``."""
+
+    attempts: int = 30
+    give_up_after_s: float = 120.0
+    first_delay_s: float = 0.25
+    max_delay_s: float = 4.0
+
+    def delay_s(self, attempt: int) -> float:
+        """The wait before connection attempt ``attempt`` (1-based) of an outage."""
+        return min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
+
+
+RECONNECT = ReconnectPolicy()
+NO_RECONNECT = ReconnectPolicy(attempts=0)  # one connection: a drop ends the stream (its close code says so)
+
+
+def retryable(close_code: int) -> bool:
+    """Whether a connection that ended with ``close_code`` is worth trying again. 1000 is the end of the
+    stream; any other 4xxx than 4009 is about the client's input, which sending again cannot mend."""
+    return close_code in RETRYABLE_CLOSES
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """One outage of a stream: why the connection before it ended (``after``), the connection attempts it
+    took, the ``start_sample`` the client asked for (the samples acknowledged when the socket dropped) and
+    where the server placed the resumed audio (its ``ready``): the same, except for a resume at 0, which
+    the protocol cannot tell from a fresh connection."""
+
+    after: str
+    attempts: int
+    start_sample: int
+    first_sample: int
+
 
 @dataclass(frozen=True)
 class StreamResult:
-    close_code: int
+    close_code: int  # the last connection's; ABNORMAL_CLOSURE when the socket dropped without a close frame
     close_reason: str
-    acked_samples: int  # samples of this connection the server acknowledged as durable
-    first_sample: int  # where the server placed this connection's audio in the stream
+    acked_samples: int  # samples of ``pcm`` the server acknowledged as durable
+    first_sample: int  # where the server placed the first connection's audio in the stream
+    reconnects: tuple[Reconnect, ...] = ()
 
 
 def ws_url(http_url: str) -> str:
     return http_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 
+@dataclass
+class _Outage:
+    why: str  # how the connection before it ended
+    asked: int  # the start_sample of the reconnections
+    attempts: int = 0
+
+
+@dataclass
+class _Progress:
+    """Where a stream stands across its connections; ``acked`` counts from the stream's sample 0."""
+
+    base: int | None = None  # the stream sample of pcm[0]: the first connection's ``first_sample``
+    acked: int = 0  # the stream's first ``acked`` samples are durable
+    reconnects: list[Reconnect] = field(default_factory=list)
+
+    @property
+    def acked_pcm(self) -> int:
+        """How many of pcm's samples are durable."""
+        return max(0, self.acked - (self.base or 0))
+
+    def ready(self, first_sample: int, outage: _Outage | None) -> Reconnect | None:
+        """Note the server's ``ready``; for a reconnection, return its record."""
+        if self.base is None:
+            self.base = self.acked = first_sample
+            return None
+        assert outage is not None
+        if first_sample != outage.asked:  # a resume at 0 that the server took for a fresh connection
+            self.base = first_sample - (outage.asked - self.base)
+            self.acked = first_sample
+        record = Reconnect(outage.why, outage.attempts, outage.asked, first_sample)
+        self.reconnects.append(record)
+        return record
+
+
+@dataclass(frozen=True)
+class _Ended:
+    close_code: int
+    close_reason: str
+    ready: bool  # the server accepted the header
+
+    @property
+    def why(self) -> str:
+        return f"close {self.close_code}" + (f": {self.close_reason}" if self.close_reason else "")
+
+
 async def stream_pcm(
     base_url: str, meeting_id: str, speaker_id: str, pcm: np.ndarray, *, frame_ms: int = 100,
     speed: float = 1.0, sample_rate: int = 16000, language: str | None = None,
+    reconnect: ReconnectPolicy = RECONNECT,
 ) -> StreamResult:  # fmt: skip
-    """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; wait for the server's close. ``language``
-    (a Whisper language code) goes into the header; None leaves it to the STT worker's default."""
+    """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; return once the server closed the socket
+    with 1000 (all audio durable), with a close that sending again cannot mend (a 4xxx), or when
+    reconnecting gave up (``reconnect``; ``NO_RECONNECT``: the first drop ends the stream). ``language`` (a
+    Whisper language code) goes into the header; None leaves it to the STT worker's default.
+
+    A dropped socket (a retryable close, ``RETRYABLE_CLOSES``) is reconnected with ``start_sample`` = the
+    samples acknowledged so far, and the audio is sent again from there. The pace keeps to the first
+    connection's start: audio an outage held back goes as fast as the socket takes it, then real time
+    again. Only a stream that started reconnects: when the first connection cannot be opened (a wrong URL,
+    nothing listening) this raises what ``websockets.connect`` raises."""
     url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/streams/{speaker_id}"
+    header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
+    if language is not None:
+        header["language"] = language
+    progress = _Progress()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     step = sample_rate * frame_ms // 1000
-    acked = 0
-    first_sample = 0
-    async with websockets.connect(url, max_size=None) as ws:
-        header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
-        if language is not None:
-            header["language"] = language
-        await ws.send(json.dumps(header))
 
-        async def read_acks() -> None:
-            nonlocal acked, first_sample
+    def due(end: int) -> float:  # when the frame ending at pcm[end] leaves, at ``speed``
+        return started + end / sample_rate / speed
+
+    def on_ready(first_sample: int, outage: _Outage | None) -> None:
+        record = progress.ready(first_sample, outage)
+        if record is not None:
+            log.warning("stream %s/%s: resumed at sample %d (asked %d) after %d attempts", meeting_id, speaker_id,
+                        record.first_sample, record.start_sample, record.attempts)  # fmt: skip
+
+    async def connect(outage: _Outage | None) -> _Ended:
+        async with websockets.connect(url, max_size=None) as ws:
+            return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage))
+
+    ended = await connect(None)
+    while ended.close_code != 1000 and retryable(ended.close_code) and reconnect.attempts > 0:
+        outage = _Outage(ended.why, progress.acked)
+        log.warning("stream %s/%s: connection lost (%s) with %d samples acknowledged; reconnecting", meeting_id,
+                    speaker_id, ended.why, outage.asked)  # fmt: skip
+        dropped_at = loop.time()
+        while True:
+            outage.attempts += 1
+            await asyncio.sleep(reconnect.delay_s(outage.attempts))
             try:
-                async for message in ws:
-                    if isinstance(message, str):
-                        body = json.loads(message)
-                        if body.get("type") == "ready":
-                            first_sample = body["first_sample"]
-                        elif body.get("type") == "ack":
-                            acked = body["samples"]
-            except websockets.ConnectionClosed:
-                pass
+                ended = await connect(outage)
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+                ended = _Ended(ABNORMAL_CLOSURE, f"could not connect: {exc}", ready=False)
+            if ended.ready:
+                break  # the stream went on: from here a new outage counts from its own drop
+            late = loop.time() - dropped_at >= reconnect.give_up_after_s
+            if outage.attempts >= reconnect.attempts or late or not retryable(ended.close_code):
+                log.error("stream %s/%s: gave up reconnecting after %d attempts (%s)", meeting_id, speaker_id,
+                          outage.attempts, ended.why)  # fmt: skip
+                return _result(ended, progress)
+    return _result(ended, progress)
 
-        reader = asyncio.create_task(read_acks())
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+
+async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm: np.ndarray, progress: _Progress,
+                step: int, due: Callable[[int], float], on_ready: Callable[[int], None]) -> _Ended:  # fmt: skip
+    """One connection: the header (resuming at ``progress.acked`` when the stream has begun), the audio
+    from there at its due times, ``end``; returns how the connection ended."""
+    offset = 0
+    if progress.base is not None:
+        header = {**header, "start_sample": progress.acked}
+        offset = progress.acked - progress.base
+    await ws.send(json.dumps(header))
+    got_ready = False
+
+    async def read_acks() -> None:
+        nonlocal got_ready
         try:
-            for i, at in enumerate(range(0, len(pcm), step)):
-                await ws.send(pcm[at : at + step].astype("<i2").tobytes())
-                delay = started + (i + 1) * frame_ms / 1000 / speed - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await ws.send(json.dumps({"type": "end"}))
+            async for message in ws:
+                if isinstance(message, str):
+                    body = json.loads(message)
+                    if body.get("type") == "ready":
+                        got_ready = True
+                        on_ready(body["first_sample"])
+                    elif body.get("type") == "ack":
+                        progress.acked = max(progress.acked, body["samples"])
         except websockets.ConnectionClosed:
-            pass  # the server closed early (bad input); its close code says why
-        await reader
-        assert ws.close_code is not None
-        return StreamResult(ws.close_code, ws.close_reason or "", max(0, acked - first_sample), first_sample)
+            pass
+
+    reader = asyncio.create_task(read_acks())
+    loop = asyncio.get_running_loop()
+    try:
+        for at in range(offset, len(pcm), step):
+            await ws.send(pcm[at : at + step].astype("<i2").tobytes())
+            delay = due(at + step) - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await ws.send(json.dumps({"type": "end"}))
+    except websockets.ConnectionClosed:
+        pass  # the server closed (bad input) or went away; the close code says which
+    await reader
+    return _Ended(ws.close_code or ABNORMAL_CLOSURE, ws.close_reason or "", got_ready)
+
+
+def _result(ended: _Ended, progress: _Progress) -> StreamResult:
+    return StreamResult(ended.close_code, ended.close_reason, progress.acked_pcm, progress.base or 0,
+                        tuple(progress.reconnects))  # fmt: skip

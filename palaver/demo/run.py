@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import websockets
 
-from palaver.demo.client import stream_pcm, ws_url
+from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
@@ -22,18 +22,29 @@ def clock(ms: int) -> str:
     return f"{ms // 60000:02d}:{ms % 60000 / 1000:04.1f}"
 
 
-async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None], stop: asyncio.Event) -> None:
+async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None], stop: asyncio.Event,
+                     reconnect: ReconnectPolicy = RECONNECT) -> None:  # fmt: skip
+    """Print each dialogue once it is final, until ``stop``. A dropped socket (the web process restarted) is
+    connected again with ``reconnect``'s backoff, for as long as the meeting runs: the socket starts
+    with the stored dialogues, and what was shown already is not shown again."""
     shown: set[tuple[str, int]] = set()
-    async with websockets.connect(f"{ws_url(base_url)}/v1/meetings/{meeting_id}/live") as ws:
-        while not stop.is_set():
-            try:
-                message = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
-            d = json.loads(message)
-            if d.get("status") == "final" and (d["dialogue_id"], d["revision"]) not in shown:
-                shown.add((d["dialogue_id"], d["revision"]))
-                say(f"  [{clock(d['start_ms'])}] {d['speaker_id']:>6}: {d['text']}")
+    attempt = 0
+    while not stop.is_set():
+        try:
+            async with websockets.connect(f"{ws_url(base_url)}/v1/meetings/{meeting_id}/live") as ws:
+                attempt = 0
+                while not stop.is_set():
+                    try:
+                        message = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    d = json.loads(message)
+                    if d.get("status") == "final" and (d["dialogue_id"], d["revision"]) not in shown:
+                        shown.add((d["dialogue_id"], d["revision"]))
+                        say(f"  [{clock(d['start_ms'])}] {d['speaker_id']:>6}: {d['text']}")
+        except (websockets.ConnectionClosed, OSError, TimeoutError, websockets.InvalidHandshake):
+            attempt += 1
+            await asyncio.sleep(reconnect.delay_s(attempt))
 
 
 async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, timeout_s: float = 180.0) -> list[dict]:
@@ -70,6 +81,8 @@ async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = pri
         *(stream_pcm(base_url, meeting_id, speaker, pcm, speed=speed) for speaker, pcm in tracks.items())
     )
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
+        for r in result.reconnects:
+            say(f"stream {speaker} reconnected ({r.after}; {r.attempts} attempts) at sample {r.first_sample}")
         if result.close_code != 1000 or result.acked_samples != len(pcm):
             say(f"stream {speaker} ended badly: {result}")
             return 1
