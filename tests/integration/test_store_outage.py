@@ -423,7 +423,7 @@ async def test_a_batch_that_fails_halfway_is_retried_without_duplicating_what_la
         for offset, (topic, value) in enumerate(values):
             record = ConsumerRecord(topic, 0, offset, 0, 0, meeting_id.encode(), value, None, 0, len(value),
                                     ())  # fmt: skip
-            batch.add(record, {transcripts: TRANSCRIPTS.schemas, chats: CHAT.schemas}[topic])
+            batch.add(record, {transcripts: TRANSCRIPTS, chats: CHAT}[topic])
         assert list(batch.rows) == ["participants", "meetings", "utterances", "chat_messages"]
 
         async def counts() -> dict[str, int]:
