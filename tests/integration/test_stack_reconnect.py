@@ -25,11 +25,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -41,7 +39,7 @@ from palaver.demo.run import wait_until_settled
 from palaver.demo.script import DEMO_MEETING, Line, PlacedLine
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
-from tests.integration.test_stack_restarts import READY_NEEDLE, RunningUp, healthy, start_up
+from tests.integration.test_stack_restarts import READY_NEEDLE, RunningUp, healthy, running_up
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +54,6 @@ SCRIPT: tuple[Line, ...] = (
 # before the child killed before it is ready again.
 KILLS: tuple[tuple[str, float], ...] = (("stt", 2.5), ("merger", 7.5), ("web", 16.5))
 EXTRA_WER = 0.05  # how much worse than the untouched run the killed run's text may read against the script
-
-
-@contextmanager
-def running_up(data_dir: Path) -> Iterator[RunningUp]:
-    up = start_up(data_dir)
-    try:
-        up.wait_for("Palaver is up")
-        yield up
-    finally:
-        if up.proc.poll() is None:
-            up.proc.send_signal(signal.SIGTERM)
-            try:
-                up.proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                up.proc.kill()
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 120) -> None:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,19 +107,26 @@ def gone(pid: int) -> bool:
     return not status.exists() or "zombie" in status.read_text().lower()
 
 
+@contextmanager
+def running_up(data_dir: Path, **extra: str) -> Iterator[RunningUp]:
+    """``palaver up`` until it is up; SIGTERM (then SIGKILL after 90 s) when the block ends."""
+    up = start_up(data_dir, **extra)
+    try:
+        up.wait_for("Palaver is up")
+        yield up
+    finally:
+        if up.proc.poll() is None:
+            up.proc.send_signal(signal.SIGTERM)
+            try:
+                up.proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                up.proc.kill()
+
+
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUp]:
-    running = start_up(tmp_path_factory.mktemp("up-restarts"))
-    try:
-        running.wait_for("Palaver is up")
+    with running_up(tmp_path_factory.mktemp("up-restarts")) as running:
         yield running
-    finally:
-        if running.proc.poll() is None:
-            running.proc.send_signal(signal.SIGTERM)
-            try:
-                running.proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                running.proc.kill()
 
 
 def test_each_killed_service_comes_back_and_a_meeting_is_still_transcribed(up: RunningUp) -> None:
