@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 import numpy as np
 
 from palaver.settings import Settings
-from palaver.streams.runner import ConsumerRunner
 from stt_workers.engine import Transcription
 from stt_workers.pipeline import RUNNER, SttWorker
 from stt_workers.scheduler import DecodeRequest, Told
 from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Queued, ResumePoint
-from tests.fake_broker import FakeBroker, FakeConsumer, FakeProducer
+from tests.fake_broker import FakeBroker
+from tests.runner_harness import Running, running, until
 
 
 class _Transcriber:
@@ -98,23 +98,19 @@ def _event(value: bytes) -> KeyedEvent:
 
 
 class _Scene:
-    def __init__(self, t: _Transcriber, worker: SttWorker, producer: FakeProducer, consumers: list[FakeConsumer]):
-        self.t, self.worker, self.producer, self._consumers = t, worker, producer, consumers
+    def __init__(self, t: _Transcriber, worker: SttWorker, run: Running):
+        self.t, self.worker, self._run = t, worker, run
 
     @property
     def sent(self) -> list[bytes]:
-        return self.producer.sent["transcripts"]
+        return self._run.producer.sent["transcripts"]
 
     @property
     def commits(self) -> list[int]:
-        return [offsets[tp][0] for offsets in self._consumers[0].commits for tp in offsets]
+        return [offsets[tp][0] for offsets in self._run.consumer.commits for tp in offsets]
 
     async def until(self, holds: Callable[[], bool], what: str) -> None:
-        for _ in range(2000):
-            if holds():
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError(f"never: {what}")
+        await until(holds, what, self._run.task)
 
     async def polls(self, n: int = 3) -> None:
         """Let the runner poll ``n`` more times (a round it would start has started by then)."""
@@ -132,21 +128,10 @@ async def _scene() -> AsyncIterator[_Scene]:
     t = _Transcriber()
     producer = broker.producer()
     worker = SttWorker(Settings(), t, producer)  # type: ignore[arg-type]
-    consumers: list[FakeConsumer] = []
-
-    def consumer(*args: object, **config: object) -> FakeConsumer:
-        consumers.append(broker.consumer(*args, **config))  # type: ignore[arg-type]
-        return consumers[-1]
-
-    stop = asyncio.Event()
-    runner = asyncio.create_task(ConsumerRunner(Settings(), RUNNER, worker, producer, consumer_factory=consumer).run(stop))  # type: ignore[arg-type]
-    scene = _Scene(t, worker, producer, consumers)
-    await scene.until(lambda: bool(consumers) and t.batches > 0, "the runner polls")
-    try:
+    async with running(broker, Settings(), RUNNER, worker, producer) as run:
+        scene = _Scene(t, worker, run)
+        await scene.until(lambda: bool(run.consumers) and t.batches > 0, "the runner polls")
         yield scene
-    finally:
-        stop.set()
-        await asyncio.wait_for(runner, 10)
 
 
 async def test_a_final_overtakes_the_running_round_in_order() -> None:
