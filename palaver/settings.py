@@ -6,9 +6,10 @@ Library code receives a ``Settings`` object and never reads the environment itse
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EMBEDDED_KAFKA_PORT = 9092
 
@@ -120,6 +121,38 @@ class Settings(BaseSettings):
     dlq_min_invalid: int = Field(
         default=100, ge=1, description="Bad messages in the window before dlq_max_ratio applies."
     )
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs sessions, tokens and tickets; every API and ingest process of a deployment needs the "
+        "same one. Unset: a key made once in the data dir (fine on one machine).",
+    )
+    access_token_ttl_s: int = Field(default=900, ge=60, description="Lifetime of a bearer access token.")
+    session_ttl_s: int = Field(
+        default=14 * 24 * 3600, ge=300, description="Lifetime of a sign-in (browser session, refresh token)."
+    )
+    ticket_ttl_s: int = Field(default=60, ge=5, le=600, description="Lifetime of a single-use stream ticket.")
+    registration: Literal["open", "invite", "closed"] = Field(
+        default="open",
+        description="Who may create an account through POST /v1/users: anyone; holders of an invite; "
+        "nobody but admins.",
+    )
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Origins (scheme://host[:port]) a browser page may open the WebSockets from, besides the "
+        "API's own; comma-separated in the environment.",
+    )
+    signin_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per account (and 4x that per client address) per window."
+    )
+    signin_window_s: int = Field(default=300, ge=1, description="The window signin_max_failures counts in.")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
 
     @property
     def bootstrap_servers(self) -> str:
