@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aiokafka.partitioner import murmur2
+
 from palaver.events.audio_frame_v1 import AudioFrameV1
 from palaver.events.base import EventV
 from palaver.events.chat_v1 import ChatMessageV1
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
+from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
+from palaver.events.sessions_v1 import SessionRevokedV1
 from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
 from palaver.events.stream_progress_v1 import StreamProgressV1
 from palaver.events.transcript_final_v1 import TranscriptFinalV1
@@ -169,7 +173,34 @@ CHAT = TopicSpec(
     dlq="chat.dlq",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
+MEETINGS = TopicSpec(
+    name="meetings",
+    key="meeting entity",  # <meeting_id>, <meeting_id>/member/<user_id> or <meeting_id>/link/<link_id>
+    partitions=3,
+    retention_ms=-1,
+    # Each event is one entity's whole state, so compaction keeps the newest state of each, and erasing a
+    # meeting is a tombstone per key. Records go to the partition of their meeting (meeting_partition).
+    cleanup_policy="compact",
+    events=(MeetingChangedV1, MeetingMemberV1, MeetingLinkV1),
+    producers=("api",),
+    consumers=(STORE,),
+    dlq="meetings.dlq",
+)
+SESSIONS = TopicSpec(
+    name="sessions",
+    key="session_id",
+    partitions=3,
+    # A revocation matters until the session's tokens expire (PALAVER_SESSION_TTL_S, 14 days by default);
+    # kept a while longer, then deleted.
+    retention_ms=30 * DAY_MS,
+    cleanup_policy="compact,delete",
+    events=(SessionRevokedV1,),
+    producers=("api",),
+    consumers=(STORE,),
+    dlq="sessions.dlq",
+)
+
+TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS)
 
 # The merger's per-meeting state (palaver/streams/changelog.py): not events, but the durable copy of
 # state derived from the transcripts topic, partitioned like it, compacted to the newest value per key.
@@ -243,6 +274,12 @@ def topics_consumed_by(name: str) -> tuple[TopicSpec, ...]:
 def topics_produced_by(name: str) -> tuple[TopicSpec, ...]:
     """The event topics a service (``"stt"``, ``"merger"``, ...) writes its events to."""
     return tuple(spec for spec in TOPICS if name in spec.producers)
+
+
+def meeting_partition(meeting_id: str, partitions: int = MEETINGS.partitions) -> int:
+    """The partition of every record of one meeting on a topic keyed by meeting entity: Kafka's default
+    partitioner would spread a meeting's member and link keys over partitions, and lose their order."""
+    return (murmur2(meeting_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def topic_name(namespace: str, name: str) -> str:

@@ -19,6 +19,8 @@ from palaver.events import (
 )
 from palaver.events.base import EventV
 from palaver.events.codec import dumps
+from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
+from palaver.events.sessions_v1 import SessionRevokedV1
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,21 @@ PARTICIPANT_COLUMNS = (
     "kafka_partition", "kafka_offset",
 )  # fmt: skip
 MEETING_COLUMNS = (
-    "meeting_id", "title", "description", "date_time", "duration_ms", "organizer_id", "conference_active", "version",
-    "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+    "meeting_id", "title", "description", "agenda", "date_time", "duration_ms", "organizer_id", "created_at_ms",
+    "ended_at_ms", "deleted", "conference_active", "version", "event_id", "kafka_topic", "kafka_partition",
+    "kafka_offset",
+)  # fmt: skip
+MEMBER_COLUMNS = (
+    "meeting_id", "user_id", "role", "status", "via_link", "version", "event_id", "kafka_topic", "kafka_partition",
+    "kafka_offset",
+)  # fmt: skip
+LINK_COLUMNS = (
+    "meeting_id", "link_id", "role", "revoked", "created_at_ms", "version", "event_id", "kafka_topic",
+    "kafka_partition", "kafka_offset",
+)  # fmt: skip
+REVOKED_SESSION_COLUMNS = (
+    "session_id", "user_id", "revoked_at_ms", "expires_at_ms", "event_id", "kafka_topic", "kafka_partition",
+    "kafka_offset",
 )  # fmt: skip
 EDIT_COLUMNS = (
     "edit_id", "meeting_id", "target_kind", "target_id", "action", "text", "fields", "editor", "edited_at_ms",
@@ -66,6 +81,9 @@ COLUMNS = {
     "edits": EDIT_COLUMNS,
     "users": USER_COLUMNS,
     "chat_messages": CHAT_MESSAGE_COLUMNS,
+    "meeting_members": MEMBER_COLUMNS,
+    "meeting_links": LINK_COLUMNS,
+    "revoked_sessions": REVOKED_SESSION_COLUMNS,
 }
 
 ACTION_ITEM_FIELDS = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
@@ -94,7 +112,7 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         return [
             ("participants", (event.meeting_id, event.speaker_id, "speaker", event.stream_id,
                               event.stream_start_ms, 0, event.event_id, *prov)),
-            ("meetings", (event.meeting_id, "", "", None, 0, "", 1, 0, event.event_id, *prov)),
+            ("meetings", (event.meeting_id, "", "", [], None, 0, "", 0, None, 0, 1, 0, event.event_id, *prov)),
         ]  # fmt: skip
     if isinstance(event, DialogueEditedV1):
         return [_edit_row(event, "dialogue", event.dialogue_id, event.text, {}, prov)]
@@ -115,6 +133,28 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         return [("chat_messages", (
             event.message_id, event.meeting_id, event.user_id, event.text, _utc(event.sent_at_ms),
             event.idempotency_key or "", 1, event.event_id, *prov,
+        ))]  # fmt: skip
+    if isinstance(event, MeetingChangedV1):
+        start = None if event.scheduled_start_ms is None else _utc(event.scheduled_start_ms)
+        duration = 0 if event.ended_at_ms is None else max(0, event.ended_at_ms - event.created_at_ms)
+        return [("meetings", (
+            event.meeting_id, event.title, "", list(event.agenda), start, duration, event.owner_id,
+            event.created_at_ms, event.ended_at_ms, int(event.deleted), int(event.ended_at_ms is None),
+            event.meeting_version, event.event_id, *prov,
+        ))]  # fmt: skip
+    if isinstance(event, MeetingMemberV1):
+        return [("meeting_members", (
+            event.meeting_id, event.user_id, event.role, event.status, event.via_link or "", event.member_version,
+            event.event_id, *prov,
+        ))]  # fmt: skip
+    if isinstance(event, MeetingLinkV1):
+        return [("meeting_links", (
+            event.meeting_id, event.link_id, event.role, int(event.revoked), event.created_at_ms,
+            event.link_version, event.event_id, *prov,
+        ))]  # fmt: skip
+    if isinstance(event, SessionRevokedV1):
+        return [("revoked_sessions", (
+            event.session_id, event.user_id, event.revoked_at_ms, event.expires_at_ms, event.event_id, *prov,
         ))]  # fmt: skip
     return []
 

@@ -28,7 +28,17 @@ from palaver.events import (
     TranscriptEditedV1,
     decode_on,
 )
-from palaver.events.registry import CHAT, DIALOGUES, EDITS, TRANSCRIPTS, USERS, TopicSpec, topic_name
+from palaver.events.registry import (
+    CHAT,
+    DIALOGUES,
+    EDITS,
+    MEETINGS,
+    SESSIONS,
+    TRANSCRIPTS,
+    USERS,
+    TopicSpec,
+    topic_name,
+)
 from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
 from palaver.settings import Settings
 from palaver.store.client import Store, StoreUnavailable
@@ -48,7 +58,7 @@ from palaver.streams.runner import (
 log = logging.getLogger(__name__)
 
 GROUP = "store"
-TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT)
+TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS)
 # ClickHouse unreachable: retry, never dead-letter. The store raises StoreUnavailable (a ConnectionError, so
 # one of ENVIRONMENT_ERRORS too) when a connection is gone and reconnects on the next call; OperationalError
 # is a raw client's.
@@ -76,6 +86,8 @@ class Batch:
     def add(self, record: ConsumerRecord, topic: TopicSpec) -> None:
         """Map one message of ``topic``; raises (changing nothing) when it cannot be
         decoded or mapped."""
+        if record.value is None:
+            return  # a tombstone on a compacted topic: its rows were erased with it (palaver admin purge-meeting)
         event = decode_on(topic, record.value)
         mapped = list(rows_for(event, Provenance(record.topic, record.partition, record.offset)))
         for table, row in mapped:

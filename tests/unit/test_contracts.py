@@ -42,7 +42,11 @@ from palaver.events import (
     DecodeError,
     DialogueEditedV1,
     DialogueUpdateV1,
+    MeetingChangedV1,
+    MeetingLinkV1,
+    MeetingMemberV1,
     MeetingWatermarkV1,
+    SessionRevokedV1,
     StreamProgressV1,
     StreamStartedV1,
     StreamStoppedV1,
@@ -268,7 +272,7 @@ def test_frame_example_decodes_and_round_trips(key: str) -> None:
 @pytest.mark.parametrize("key", list(BY_ID))
 def test_example_ids_are_derived_like_production(key: str) -> None:
     event: Any = _event(BY_ID[key])
-    if not isinstance(event, UserChangedV1):  # users belong to no meeting
+    if not isinstance(event, UserChangedV1 | SessionRevokedV1):  # users and sign-ins belong to no meeting
         assert ids.is_valid_id_part(event.meeting_id)
     if hasattr(event, "speaker_id"):
         assert ids.is_valid_id_part(event.speaker_id)
@@ -289,6 +293,15 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
         assert event.event_id == ids.event_id("dialogue.update", event.dialogue_id, event.run, event.revision)
         if event.status != "retracted":
             assert event.dialogue_id == ids.dialogue_id(event.meeting_id, event.utterance_ids[0])
+    if isinstance(event, MeetingChangedV1):
+        assert event.event_id == ids.event_id("meeting.changed", event.meeting_id, event.meeting_version)
+    if isinstance(event, MeetingMemberV1):
+        assert event.event_id == ids.event_id("meeting.member", event.meeting_id, event.user_id,
+                                              event.member_version)  # fmt: skip
+    if isinstance(event, MeetingLinkV1):
+        assert event.event_id == ids.event_id("meeting.link", event.meeting_id, event.link_id, event.link_version)
+    if isinstance(event, SessionRevokedV1):
+        assert event.event_id == ids.event_id("session.revoked", event.session_id)
     if isinstance(event, StreamStartedV1):
         assert event.event_id == ids.event_id("stream.started", event.stream_id, event.first_sample)
     if isinstance(event, StreamStoppedV1):
@@ -474,6 +487,10 @@ STORE_TABLES: dict[type, tuple[str, ...]] = {
     ActionItemEditedV1: ("edits",),
     UserChangedV1: ("users",),
     ChatMessageV1: ("chat_messages",),
+    MeetingChangedV1: ("meetings",),
+    MeetingMemberV1: ("meeting_members",),
+    MeetingLinkV1: ("meeting_links",),
+    SessionRevokedV1: ("revoked_sessions",),
 }
 
 
@@ -533,6 +550,8 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("edits", "store"): store_contract,
     ("users", "store"): store_contract,
     ("chat", "store"): store_contract,
+    ("meetings", "store"): store_contract,
+    ("sessions", "store"): store_contract,
 }
 # State topics carry no events: (topic, consumer) -> (the input topic the state derives from, the contract
 # run on each example of that input).

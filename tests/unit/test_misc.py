@@ -287,22 +287,23 @@ def test_all_topics() -> None:
     topics = all_topics()
     names = [t.name for t in topics]
     assert names == [
-        "audio.frames", "transcripts", "dialogues", "edits", "users", "chat",
+        "audio.frames", "transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions",
         "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "users.dlq", "chat.dlq",
+        "meetings.dlq", "sessions.dlq",
         "merger.state", "dlq.replays",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
-    for spec in topics[6:12]:
+    for spec in topics[8:16]:
         assert spec.partitions == 1
         assert spec.dlq is None
         assert spec.consumers == ()
         assert spec.cleanup_policy == "delete"  # a DLQ of a compacted topic (users) is not compacted
-    state = topics[12]
+    state = topics[16]
     assert state.kafka_config()["cleanup.policy"] == "compact"  # newest state per meeting, forever
     assert state.partitions == TRANSCRIPTS.partitions  # co-partitioned with the input it derives from
-    replays = topics[13]
+    replays = topics[17]
     # A replay mark is written after its dead letter: with the DLQs' retention it outlives it.
-    assert replays.retention_ms == topics[6].retention_ms and replays.partitions == 1
+    assert replays.retention_ms == topics[8].retention_ms and replays.partitions == 1
     assert replays.kafka_config()["cleanup.policy"] == "compact,delete"
 
 

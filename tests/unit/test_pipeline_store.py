@@ -26,7 +26,7 @@ from tests.fake_broker import FakeBroker
 from tests.runner_harness import Running, start, until
 
 EXAMPLES = Path(palaver.events.__file__).parent / "examples"
-TOPICS = ("transcripts", "dialogues", "edits", "users", "chat")
+TOPICS = ("transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions")
 
 
 @dataclasses.dataclass(frozen=True)
