@@ -6,13 +6,16 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
 from api import queries
+from api.access import NOT_FOUND, CanRead
 from api.live import LiveHub
+from api.socket_auth import socket_reader
 from palaver import ids
+from palaver.auth.tickets import TicketRefused
 from palaver.events import DialogueUpdateV1
 from palaver.metrics import API_LIVE_SOCKETS
 from palaver.store import Store, StoreUnavailable
@@ -20,7 +23,6 @@ from palaver.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["meetings"])
 
-MeetingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The meeting's id")]
 
 
 class DialogueOut(BaseModel):
@@ -71,14 +73,15 @@ class MeetingDialogues(BaseModel):
     dialogues: list[DialogueOut]
 
 
-@router.get("/v1/meetings/{meeting_id}/dialogues", response_model=MeetingDialogues)
+@router.get("/v1/meetings/{meeting_id}/dialogues", response_model=MeetingDialogues, responses=NOT_FOUND)
 async def get_dialogues(
     request: Request,
-    meeting_id: MeetingId,
+    view: CanRead,
     run: Annotated[str | None, Query(description="Which run (engine:model); default the newest")] = None,
 ) -> dict[str, Any]:
     """The meeting's dialogues (speaker turns), ordered by ``start_ms`` on the meeting's media timeline.
-    An unknown meeting has no dialogues yet (200 with an empty list), so clients can poll a new meeting."""
+    A meeting nobody has spoken in yet has none (200 with an empty list)."""
+    meeting_id = view.meeting.meeting_id
     store: Store = request.app.state.store
     run = run or await queries.latest_run(store, meeting_id)
     rows = await queries.dialogues(store, meeting_id, run) if run else []
@@ -86,13 +89,14 @@ async def get_dialogues(
 
 
 @router.get("/v1/meetings/{meeting_id}/transcript", response_model=TranscriptOut,
-            responses={404: {"description": "no final dialogue yet"}})  # fmt: skip
+            responses={**NOT_FOUND, 404: {"description": "no such meeting (for this caller), or no final dialogue yet"}})  # fmt: skip
 async def get_transcript(
     request: Request,
-    meeting_id: MeetingId,
+    view: CanRead,
     run: Annotated[str | None, Query(description="Which run (engine:model); default the newest")] = None,
 ) -> dict[str, Any]:
     """The merged transcript: final dialogues in media order, rebuilt as the watermark advances."""
+    meeting_id = view.meeting.meeting_id
     store: Store = request.app.state.store
     run = run or await queries.latest_run(store, meeting_id)
     found = await queries.transcript(store, meeting_id, run) if run else None
@@ -101,21 +105,34 @@ async def get_transcript(
     return found
 
 
-@router.get("/v1/meetings/{meeting_id}/action-items", response_model=list[ActionItemOut])
-async def get_action_items(request: Request, meeting_id: MeetingId) -> list[dict[str, Any]]:
+@router.get("/v1/meetings/{meeting_id}/action-items", response_model=list[ActionItemOut], responses=NOT_FOUND)
+async def get_action_items(request: Request, view: CanRead) -> list[dict[str, Any]]:
     """Action items with human edits applied (deleted ones left out)."""
-    return await queries.action_items(request.app.state.store, meeting_id)
+    return await queries.action_items(request.app.state.store, view.meeting.meeting_id)
 
 
 @router.websocket("/v1/meetings/{meeting_id}/live")
-async def live_dialogues(ws: WebSocket, meeting_id: str) -> None:
+async def live_dialogues(ws: WebSocket, meeting_id: str, ticket: str | None = None) -> None:
     """Pushes every dialogue event of the meeting as JSON text (``dialogue_id``, ``speaker_id``,
     ``start_ms``, ``end_ms``, ``text``, ``status``, ``revision``, ...). It first sends the stored
-    dialogues, then live events; a client keeps the highest ``revision`` per ``dialogue_id``. Closes with
-    1013 (try again later) when the store cannot be read."""
+    dialogues, then live events; a client keeps the highest ``revision`` per ``dialogue_id``.
+
+    Opened with the browser's session cookie or a single-use ``ticket`` (``POST .../live-tickets``), by a
+    page of this server's origin or of ``PALAVER_ALLOWED_ORIGINS``. Closes before sending anything with
+    4401 (not signed in, or a bad ticket), 4403 (a foreign page, or a ticket for something else) or 4404 (no
+    such meeting for this caller); with 1013 (try again later) when the store cannot be read."""
     await ws.accept()
     if not ids.is_valid_id_part(meeting_id):
         await ws.close(code=4000, reason="meeting id: 1-64 of [A-Za-z0-9._-]")
+        return
+    try:
+        await socket_reader(ws, meeting_id, ticket)
+    except TicketRefused as refused:
+        await ws.close(code=refused.code, reason=refused.reason)
+        return
+    except StoreUnavailable as exc:
+        log.warning("live %s: %s", meeting_id, exc)
+        await ws.close(code=1013, reason="the store is unavailable; try again")
         return
     hub: LiveHub = ws.app.state.live
     store: Store | None = getattr(ws.app.state, "store", None)

@@ -9,11 +9,13 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from api import queries
+from api.access import NOT_FOUND, WRITE_DENIED, CanRead, CanWrite
 from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
+from api.identity import SignedIn
 from palaver import ids
 from palaver.events import ChatMessageV1, encode
 
@@ -27,7 +29,6 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 class ChatPost(BaseModel):
-    user_id: str = Field(pattern=r"^usr_[0-9a-f]{24}$", description="Who writes (an existing user)")
     text: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Not only whitespace")
 
 
@@ -48,7 +49,7 @@ class MeetingChat(BaseModel):
     messages: list[ChatMessageOut]
 
 
-CHAT_REQUEST_FIELDS = ("user_id", "text")  # what a retry must repeat (the meeting is the key's scope)
+CHAT_REQUEST_FIELDS = ("user_id", "text")  # the user is the signed-in caller  # what a retry must repeat (the meeting is the key's scope)
 
 
 def _writes(request: Request) -> KeyedWrites:
@@ -56,55 +57,52 @@ def _writes(request: Request) -> KeyedWrites:
 
 
 @router.post("/v1/meetings/{meeting_id}/chat", status_code=202, response_model=ChatAccepted,
-             responses={404: {"description": "unknown meeting or user"}, **CONFLICT_RESPONSE})  # fmt: skip
-async def post_chat_message(request: Request, meeting_id: MeetingId, body: ChatPost,
+             responses={**WRITE_DENIED, **CONFLICT_RESPONSE})  # fmt: skip
+async def post_chat_message(request: Request, caller: SignedIn, view: CanWrite, body: ChatPost,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
-    """Send a chat message to the meeting. The meeting must exist (a stream of it has started) and the
-    user must exist and not be deleted. A request with an ``Idempotency-Key`` already used in this meeting
-    answers as the first did (the same message, ``sent_at_ms`` included) when it has the same ``user_id``
-    and ``text``, and 409 when it differs, without writing anything; the key is kept with the message."""
+    """Send a chat message to the meeting as the signed-in caller. A request with an ``Idempotency-Key``
+    already used in this meeting answers as the first did (the same message, ``sent_at_ms`` included) when
+    it has the same user and ``text``, and 409 when it differs, without writing anything; the key is kept
+    with the message."""
+    meeting_id, user_id = view.meeting.meeting_id, caller.user_id
     if idempotency_key is None:
-        return await _send(request, meeting_id, body, None)
+        return await _send(request, meeting_id, user_id, body.text, None)
     writes = _writes(request)
     scope = scope_of("chat", meeting_id, idempotency_key)
     async with writes.hold(scope):
         earlier = await earlier_write(
-            writes, scope, idempotency_key, body.model_dump(), CHAT_REQUEST_FIELDS, "message_id",
+            writes, scope, idempotency_key, {"user_id": user_id, "text": body.text}, CHAT_REQUEST_FIELDS, "message_id",
             lambda: queries.chat_message_by_key(request.app.state.store, meeting_id, idempotency_key),
         )  # fmt: skip
         if earlier is not None:
             return {**{f: earlier[f] for f in ChatMessageOut.model_fields}, "status": "accepted"}
-        sent = await _send(request, meeting_id, body, idempotency_key)
+        sent = await _send(request, meeting_id, user_id, body.text, idempotency_key)
         writes.remember(scope, sent)
         return sent
 
 
-async def _send(request: Request, meeting_id: str, body: ChatPost, key: str | None) -> dict[str, Any]:
-    """Check the user and the meeting, publish the message, answer with it."""
-    if await request.app.state.users.get(request, body.user_id) is None:
-        raise HTTPException(status_code=404, detail=f"no user {body.user_id}")
-    if not await queries.meeting_known(request.app.state.store, meeting_id):
-        raise HTTPException(status_code=404, detail=f"no meeting {meeting_id}")
-    message_id = ids.chat_message_id(meeting_id, body.user_id, key or uuid.uuid4().hex)
+async def _send(request: Request, meeting_id: str, user_id: str, text: str, key: str | None) -> dict[str, Any]:
+    """Publish the message, answer with it."""
+    message_id = ids.chat_message_id(meeting_id, user_id, key or uuid.uuid4().hex)
     event = ChatMessageV1(event_id=ids.event_id("chat.message", message_id), message_id=message_id,
-                          meeting_id=meeting_id, user_id=body.user_id, text=body.text,
+                          meeting_id=meeting_id, user_id=user_id, text=text,
                           sent_at_ms=int(time.time() * 1000), idempotency_key=key)  # fmt: skip
     await request.app.state.producer.send_and_wait(request.app.state.chat_topic, encode(event),
                                                    key=meeting_id.encode())  # fmt: skip
     return {**event.model_dump(include=set(ChatMessageOut.model_fields)), "status": "accepted"}
 
 
-@router.get("/v1/meetings/{meeting_id}/chat", response_model=MeetingChat)
+@router.get("/v1/meetings/{meeting_id}/chat", response_model=MeetingChat, responses=NOT_FOUND)
 async def get_chat(
     request: Request,
-    meeting_id: MeetingId,
+    view: CanRead,
     since_ms: Annotated[
         int, Query(ge=0, description="Only messages sent at or after (ms since the epoch)")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, Any]:
-    """The meeting's chat, oldest first (by ``sent_at_ms``, then ``message_id``). An unknown meeting has no
-    messages (200 with an empty list), so clients can poll; page on with ``since_ms`` = the last
-    ``sent_at_ms`` and drop the message ids already shown."""
+    """The meeting's chat, oldest first (by ``sent_at_ms``, then ``message_id``); page on with ``since_ms`` =
+    the last ``sent_at_ms`` and drop the message ids already shown."""
+    meeting_id = view.meeting.meeting_id
     rows = await queries.chat_messages(request.app.state.store, meeting_id, since_ms, limit)
     return {"meeting_id": meeting_id, "messages": rows}

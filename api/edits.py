@@ -15,7 +15,9 @@ from fastapi import APIRouter, Header, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 
 from api import queries
+from api.access import NOT_FOUND, WRITE_DENIED, CanRead, CanWrite
 from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
+from api.identity import SignedIn
 from palaver import ids
 from palaver.events import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1, encode
 from palaver.events.edits_v1 import EditAction
@@ -25,6 +27,7 @@ from palaver.store.rows import COLUMNS, Provenance, rows_for
 router = APIRouter(tags=["edits"])
 
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+# Every edit is made by the signed-in caller (the event's ``editor``), never by a name the client sends.
 IdempotencyKey = Annotated[str | None, Header(
     min_length=1, max_length=KEY_MAX_LENGTH,
     description="A retry with the same key is the same edit; the same key for another edit is 409",
@@ -32,20 +35,16 @@ IdempotencyKey = Annotated[str | None, Header(
 EditEvent = DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1
 # What a retry must repeat (the meeting is the key's scope; the edit id derives from these and the key).
 EDIT_REQUEST_FIELDS = ("target_kind", "target_id", "action", "text", "fields", "editor")
-RESPONSES: dict[int | str, dict[str, Any]] = {404: {"description": "unknown target"}, **CONFLICT_RESPONSE}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **WRITE_DENIED, 404: {"description": "no such meeting (for this caller), or no such target"}, **CONFLICT_RESPONSE,
+}
 
 
 class TextEdit(BaseModel):
     text: str = Field(min_length=1, max_length=100_000)
-    editor: str = Field(min_length=1, max_length=128, description="Who edits (user id)")
-
-
-class Editor(BaseModel):
-    editor: str = Field(min_length=1, max_length=128)
 
 
 class ActionItemEdit(BaseModel):
-    editor: str = Field(min_length=1, max_length=128)
     description: str | None = Field(default=None, max_length=10_000)
     assigned_to: str | None = Field(default=None, max_length=128)
     status: Literal["open", "in_progress", "done", "cancelled"] | None = None
@@ -117,31 +116,36 @@ async def _dialogue_edit(request: Request, meeting_id: str, dialogue_id: str, ac
 
 @router.put("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}", status_code=202, response_model=EditAccepted,
             responses=RESPONSES)  # fmt: skip
-async def edit_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, body: TextEdit,
+async def edit_dialogue(request: Request, caller: SignedIn, view: CanWrite, dialogue_id: Id, body: TextEdit,
                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Replace a dialogue's text. The machine's text is kept; re-processing never overwrites the edit."""
-    return await _dialogue_edit(request, meeting_id, dialogue_id, "edit", body.editor, body.text, idempotency_key)
+    return await _dialogue_edit(request, view.meeting.meeting_id, dialogue_id, "edit", caller.user_id, body.text,
+                                idempotency_key)  # fmt: skip
 
 
 @router.delete("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}",
                status_code=202, response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
-async def delete_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, editor: str,
+async def delete_dialogue(request: Request, caller: SignedIn, view: CanWrite, dialogue_id: Id,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Hide a dialogue from the transcript (reversible with reset)."""
-    return await _dialogue_edit(request, meeting_id, dialogue_id, "delete", editor, None, idempotency_key)
+    return await _dialogue_edit(request, view.meeting.meeting_id, dialogue_id, "delete", caller.user_id, None,
+                                idempotency_key)  # fmt: skip
 
 
 @router.post("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/reset",
              status_code=202, response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
-async def reset_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, body: Editor,
+async def reset_dialogue(request: Request, caller: SignedIn, view: CanWrite, dialogue_id: Id,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Back to the machine's text."""
-    return await _dialogue_edit(request, meeting_id, dialogue_id, "reset", body.editor, None, idempotency_key)
+    return await _dialogue_edit(request, view.meeting.meeting_id, dialogue_id, "reset", caller.user_id, None,
+                                idempotency_key)  # fmt: skip
 
 
-@router.get("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history")
-async def dialogue_history(request: Request, meeting_id: Id, dialogue_id: Id) -> dict[str, Any]:
+@router.get("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history",
+            responses={**NOT_FOUND, 404: {"description": "no such meeting (for this caller), or no such dialogue"}})  # fmt: skip
+async def dialogue_history(request: Request, view: CanRead, dialogue_id: Id) -> dict[str, Any]:
     """Every human edit of the dialogue, oldest first."""
+    meeting_id = view.meeting.meeting_id
     await _require_dialogue(request, meeting_id, dialogue_id)
     edits = await queries.edit_history(request.app.state.store, meeting_id, "dialogue", dialogue_id)
     return {"meeting_id": meeting_id, "dialogue_id": dialogue_id, "edits": edits}
@@ -161,33 +165,36 @@ async def _transcript_edit(request: Request, meeting_id: str, action: EditAction
 
 @router.put("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted,
             responses=RESPONSES)  # fmt: skip
-async def edit_transcript(request: Request, meeting_id: Id, body: TextEdit,
+async def edit_transcript(request: Request, caller: SignedIn, view: CanWrite, body: TextEdit,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Replace the processed transcript with a human's text (the raw transcript stays the machine's)."""
-    return await _transcript_edit(request, meeting_id, "edit", body.editor, body.text, idempotency_key)
+    return await _transcript_edit(request, view.meeting.meeting_id, "edit", caller.user_id, body.text,
+                                  idempotency_key)  # fmt: skip
 
 
 @router.delete("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted,
                responses=RESPONSES)  # fmt: skip
-async def delete_transcript(request: Request, meeting_id: Id, editor: str,
+async def delete_transcript(request: Request, caller: SignedIn, view: CanWrite,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Mark the transcript deleted (reversible with reset; the log keeps everything)."""
-    return await _transcript_edit(request, meeting_id, "delete", editor, None, idempotency_key)
+    return await _transcript_edit(request, view.meeting.meeting_id, "delete", caller.user_id, None, idempotency_key)
 
 
 @router.post("/v1/meetings/{meeting_id}/transcript/reset", status_code=202, response_model=EditAccepted,
              responses=RESPONSES)  # fmt: skip
-async def reset_transcript(request: Request, meeting_id: Id, body: Editor,
+async def reset_transcript(request: Request, caller: SignedIn, view: CanWrite,
                            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
-    return await _transcript_edit(request, meeting_id, "reset", body.editor, None, idempotency_key)
+    """Back to the machine's transcript."""
+    return await _transcript_edit(request, view.meeting.meeting_id, "reset", caller.user_id, None, idempotency_key)
 
 
 @router.patch("/v1/meetings/{meeting_id}/action-items/{action_item_id}", status_code=202,
               response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
-async def edit_action_item(request: Request, meeting_id: Id, action_item_id: Id, body: ActionItemEdit,
-                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
+async def edit_action_item(request: Request, caller: SignedIn, view: CanWrite, action_item_id: Id,
+                           body: ActionItemEdit, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Change an action item's fields (only those given)."""
-    fields = body.model_dump(exclude={"editor"}, exclude_none=True)
+    meeting_id = view.meeting.meeting_id
+    fields = body.model_dump(exclude_none=True)
     if not fields:
         raise HTTPException(status_code=422, detail="name at least one field to change")
 
@@ -200,6 +207,6 @@ async def edit_action_item(request: Request, meeting_id: Id, action_item_id: Id,
     key = idempotency_key
     edit, event_id, now = _edit_ids(meeting_id, f"action_item/{action_item_id}", key)
     event = ActionItemEditedV1(event_id=event_id, edit_id=edit, meeting_id=meeting_id, action_item_id=action_item_id,
-                               action="edit", editor=body.editor, edited_at_ms=now, idempotency_key=key,
+                               action="edit", editor=caller.user_id, edited_at_ms=now, idempotency_key=key,
                                **fields)  # fmt: skip
     return await _submit(request, event, check)

@@ -6,7 +6,7 @@ reads it back from the store (``api.queries``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from palaver import ids
@@ -118,7 +118,6 @@ class MeetingView:
 
     meeting: MeetingRecord
     role: Role | Literal["admin"]
-    members: dict[str, MemberRecord] = field(default_factory=dict)
 
     @property
     def can_write(self) -> bool:

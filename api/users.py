@@ -2,8 +2,9 @@
 topic, keyed by ``user_id``; the store writer upserts it into ``users``. Responses never carry the password
 or its hash, and the plaintext goes nowhere but the KDF.
 
-There is no authentication yet: anyone who can reach the API can create and change users. Changing a
-password asks for the current one.
+Anyone may register (``PALAVER_REGISTRATION``); a new account is always a ``member``. A signed-in user sees
+and changes only their own account, admins every account; only an admin sets a role. Changing one's own
+password asks for the current one. Another user's account answers 404, as an unknown one does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from api import queries
 from api.idempotency import KEY_MAX_LENGTH
+from api.identity import Caller, MaybeSignedIn, SignedIn
 from api.passwords import hash_password, verify_password
 from api.user_state import RecentWrites, UserRecord, conflicts, new_user, newest
 from palaver import ids
@@ -134,13 +136,17 @@ def _now_ms() -> int:
 
 
 @router.post("/v1/users", status_code=201, response_model=UserOut,
-             responses={409: {"description": "username or email already taken"}})  # fmt: skip
+             responses={401: {"description": "a credential was sent and is not valid"},
+                        403: {"description": "only admins give a role other than member"},
+                        409: {"description": "username or email already taken"}})  # fmt: skip
 async def create_user(
-    request: Request, body: UserCreate, idempotency_key: IdempotencyKey = None
+    request: Request, caller: MaybeSignedIn, body: UserCreate, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
-    """Create a user. The response is the user (never the password or its hash) once the event is durable
-    in Kafka; reads see it as soon as the store writer has it (normally well under a second). A retry
-    with the same ``Idempotency-Key`` answers with the user the first request created."""
+    """Register a user (anonymous callers may). The response is the user (never the password or its hash)
+    once the event is durable in Kafka; reads see it as soon as the store writer has it (normally well under
+    a second). A retry with the same ``Idempotency-Key`` answers with the user the first request created."""
+    if body.role != "member" and (caller is None or not caller.is_admin):
+        raise HTTPException(status_code=403, detail="only admins create accounts with another role than member")
     directory = _directory(request)
     user_id = ids.user_id(idempotency_key or uuid.uuid4().hex)
     password_hash = await asyncio.to_thread(hash_password, _password(body.password))
@@ -161,21 +167,38 @@ async def create_user(
     return record.public()
 
 
-@router.get("/v1/users", response_model=UserList)
+@router.get("/v1/users", response_model=UserList, responses={401: {"description": "not signed in"}})
 async def list_users(
     request: Request,
+    caller: SignedIn,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
     username: Annotated[str | None, Query(max_length=64, description="Only this username")] = None,
     email: Annotated[str | None, Query(max_length=254, description="Only this email")] = None,
 ) -> dict[str, Any]:
-    """Users (not deleted) ordered by username, as the store has them."""
+    """Users (not deleted) ordered by username, as the store has them: every user for an admin, only the
+    caller's own account for anyone else (the people of a meeting: ``GET /v1/meetings/{m}/participants``)."""
     rows = await queries.users(request.app.state.store, limit, offset, username, email)
+    if not caller.is_admin:
+        rows = [r for r in rows if r["user_id"] == caller.user_id]
     return {"users": [UserRecord.from_row(r).public() for r in rows], "limit": limit, "offset": offset}
 
 
-@router.get("/v1/users/{user_id}", response_model=UserOut, responses={404: {"description": "no such user"}})
-async def get_user(request: Request, user_id: UserId) -> dict[str, Any]:
+def _own(caller: Caller, user_id: str) -> None:
+    """404 unless the caller is the user or an admin: another's account answers as an unknown one."""
+    if caller.user_id != user_id and not caller.is_admin:
+        raise HTTPException(status_code=404, detail=f"no user {user_id}")
+
+
+SELF_ONLY: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not signed in"}, 404: {"description": "no such user, or not the caller's account"}
+}
+
+
+@router.get("/v1/users/{user_id}", response_model=UserOut, responses=SELF_ONLY)
+async def get_user(request: Request, caller: SignedIn, user_id: UserId) -> dict[str, Any]:
+    """The caller's own account (admins: any)."""
+    _own(caller, user_id)
     found = await _directory(request).get(request, user_id)
     if found is None:
         raise HTTPException(status_code=404, detail=f"no user {user_id}")
@@ -183,19 +206,25 @@ async def get_user(request: Request, user_id: UserId) -> dict[str, Any]:
 
 
 @router.patch("/v1/users/{user_id}", response_model=UserOut,
-              responses={403: {"description": "current_password does not match"},
-                         404: {"description": "no such user"},
+              responses={**SELF_ONLY,
+                         403: {"description": "current_password does not match, or a role change by a non-admin"},
                          409: {"description": "username or email already taken"}})  # fmt: skip
-async def update_user(request: Request, user_id: UserId, body: UserPatch) -> dict[str, Any]:
-    """Change the fields given: ``username``, ``email``, ``role``, ``profile_pic_url``, and ``password``
-    (with ``current_password``). Answers with the user's new state."""
+async def update_user(request: Request, caller: SignedIn, user_id: UserId, body: UserPatch) -> dict[str, Any]:
+    """Change the fields given: ``username``, ``email``, ``profile_pic_url``, ``role`` (admins only), and
+    ``password`` (one's own with ``current_password``; an admin resets another's without). A password
+    change ends every session of the user. Answers with the user's new state."""
+    _own(caller, user_id)
+    if body.role is not None and not caller.is_admin:
+        raise HTTPException(status_code=403, detail="only admins change roles")
     directory = _directory(request)
     fields = body.model_dump(exclude={"password", "current_password"}, exclude_none=True)
     if not fields and body.password is None:
         raise HTTPException(status_code=422, detail="name at least one field to change")
     new_hash = None
     checked_hash = None
-    if body.password is not None:
+    if body.password is not None and caller.user_id != user_id:  # an admin's reset
+        new_hash = await asyncio.to_thread(hash_password, _password(body.password))
+    elif body.password is not None:
         if body.current_password is None:
             raise HTTPException(status_code=422, detail="current_password is required to change the password")
         new_password = _password(body.password)
@@ -227,10 +256,12 @@ async def update_user(request: Request, user_id: UserId, body: UserPatch) -> dic
     return record.public()
 
 
-@router.delete("/v1/users/{user_id}", status_code=204, responses={404: {"description": "no such user"}})
-async def delete_user(request: Request, user_id: UserId) -> Response:
-    """Soft delete: the user disappears from reads and frees its username and email; the row (and the
-    compacted log's newest state) stays, marked deleted."""
+@router.delete("/v1/users/{user_id}", status_code=204, responses=SELF_ONLY)
+async def delete_user(request: Request, caller: SignedIn, user_id: UserId) -> Response:
+    """Soft delete (one's own account; admins: any): the user disappears from reads, can no longer sign in,
+    and frees its username and email; the row (and the compacted log's newest state) stays, marked
+    deleted."""
+    _own(caller, user_id)
     directory = _directory(request)
     async with directory.lock:
         current = await directory.get(request, user_id)
@@ -240,7 +271,7 @@ async def delete_user(request: Request, user_id: UserId) -> Response:
     return Response(status_code=204)
 
 
-SECRET_FIELDS = frozenset({"password", "current_password"})
+SECRET_FIELDS = frozenset({"password", "current_password", "token", "refresh_token", "ticket"})
 
 
 def redact_secrets(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

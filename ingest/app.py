@@ -23,6 +23,7 @@ from ingest.protocol import (
     ready_message,
 )
 from palaver import ids
+from palaver.auth.tickets import TicketRefused, UsedTickets, redeem
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, encode
 from palaver.metrics import INGEST_ACTIVE_STREAMS, INGEST_FRAMES, INGEST_REJECTED
 
@@ -34,6 +35,8 @@ router = APIRouter(tags=["ingest"])
 class IngestContext:
     producer: AIOKafkaProducer
     audio_topic: str
+    secret: bytes  # verifies tickets (palaver.auth.tickets)
+    used_tickets: UsedTickets = field(default_factory=UsedTickets)
     clock: MeetingClock = field(default_factory=MeetingClock)
     active: set[str] = field(default_factory=set)
 
@@ -43,13 +46,20 @@ class _EndOfStream(Exception):
         self.reason = reason
 
 
-@router.websocket("/v1/meetings/{meeting_id}/streams/{speaker_id}")
-async def stream_audio(ws: WebSocket, meeting_id: str, speaker_id: str) -> None:
-    """One speaker's microphone. See ingest/protocol.py for the wire protocol and close codes."""
+@router.websocket("/v1/meetings/{meeting_id}/stream")
+async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None) -> None:
+    """One participant's microphone, opened with a single-use ticket (``POST
+    /v1/meetings/{meeting_id}/ingest-tickets``); the speaker is the ticket's user. See ingest/protocol.py for
+    the wire protocol and close codes."""
     ctx: IngestContext = ws.app.state.ingest
     await ws.accept()
-    if not (ids.is_valid_id_part(meeting_id) and ids.is_valid_id_part(speaker_id)):
-        await _reject(ws, ProtocolError(CloseCode.BAD_IDS, "meeting and speaker ids: 1-64 of [A-Za-z0-9._-]"))
+    if not ids.is_valid_id_part(meeting_id):
+        await _reject(ws, ProtocolError(CloseCode.BAD_IDS, "meeting id: 1-64 of [A-Za-z0-9._-]"))
+        return
+    try:
+        speaker_id = redeem(ctx.secret, ctx.used_tickets, ticket, meeting_id, "ingest", int(time.time() * 1000)).user_id
+    except TicketRefused as refused:
+        await _reject(ws, ProtocolError(refused.code, refused.reason))
         return
     stream = ids.stream_id(meeting_id, speaker_id)
     if stream in ctx.active:

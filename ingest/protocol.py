@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from palaver.auth import tickets
 from palaver.languages import is_language
 
 SUPPORTED_SAMPLE_RATES = (16000,)
@@ -31,6 +32,8 @@ class CloseCode:
     FRAME_TOO_LARGE = 4005
     BAD_CONTROL = 4006
     STREAM_BUSY = 4009
+    UNAUTHENTICATED = tickets.UNAUTHENTICATED  # no ticket, or a forged, expired or used one
+    FORBIDDEN = tickets.FORBIDDEN  # a ticket for another meeting or socket
     BROKER_UNAVAILABLE = 1011
 
 

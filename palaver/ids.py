@@ -54,3 +54,8 @@ def user_id(idempotency_key: str) -> str:
 def chat_message_id(meeting_id: str, user_id: str, idempotency_key: str) -> str:
     """A chat message's id: a retried post with the same idempotency key is the same message."""
     return "msg_" + _digest(meeting_id, user_id, idempotency_key)
+
+
+def meeting_id(owner_id: str, idempotency_key: str) -> str:
+    """A meeting's id, made by the server: a retried create with the same key is the same meeting."""
+    return "mtg_" + _digest("meeting", owner_id, idempotency_key)

@@ -16,7 +16,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
 from palaver import __version__
-from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, USERS, topic_name
+from palaver.auth.secret import load_secret
+from palaver.auth.tickets import UsedTickets
+from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, MEETINGS, SESSIONS, USERS, topic_name
 from palaver.metrics import BACKGROUND_RESTARTS
 from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
@@ -87,10 +89,15 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             app.state.edits_topic = topic_name(settings.topic_namespace, EDITS.name)
             app.state.users_topic = topic_name(settings.topic_namespace, USERS.name)
             app.state.chat_topic = topic_name(settings.topic_namespace, CHAT.name)
+            app.state.meetings_topic = topic_name(settings.topic_namespace, MEETINGS.name)
+            app.state.sessions_topic = topic_name(settings.topic_namespace, SESSIONS.name)
+        app.state.settings = settings
+        app.state.secret = load_secret(settings)
         if "ingest" in services:
             from ingest.app import IngestContext
 
-            app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name))
+            app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name),
+                                             app.state.secret)  # fmt: skip
         if services & {"api", "store"}:
             if store is None:
                 owned_store = await asyncio.to_thread(open_store, settings)
@@ -103,11 +110,18 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         if "store" in services:
             background("store writer", lambda stop: run_store_writer(settings, app.state.store, stop))
         if "api" in services:
+            from api.access import MeetingDirectory
+            from api.auth import Limits
             from api.idempotency import KeyedWrites
+            from api.identity import Sessions
             from api.live import LiveHub
             from api.users import UserDirectory
 
             app.state.users = UserDirectory()
+            app.state.meetings = MeetingDirectory()
+            app.state.sessions = Sessions()
+            app.state.used_tickets = UsedTickets()
+            app.state.signin_limits = Limits(settings.signin_max_failures, settings.signin_window_s)
             app.state.idempotency = KeyedWrites()
             app.state.live = LiveHub(settings)
             background("live hub", app.state.live.run)
@@ -132,12 +146,14 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         app.include_router(ingest_router)
     if "api" in services:
         from api.app import router as api_router
+        from api.auth import router as auth_router
         from api.chat import router as chat_router
         from api.edits import router as edits_router
+        from api.meetings import router as meetings_router
         from api.users import redact_secrets
         from api.users import router as users_router
 
-        for router in (api_router, edits_router, users_router, chat_router):
+        for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router):
             app.include_router(router, responses=STORE_UNAVAILABLE_RESPONSE)
 
         @app.exception_handler(RequestValidationError)

@@ -13,7 +13,9 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
+import httpx
 import numpy as np
 import websockets
 
@@ -123,8 +125,16 @@ class _Ended:
         return f"close {self.close_code}" + (f": {self.close_reason}" if self.close_reason else "")
 
 
+class Speaker(Protocol):
+    """Who streams: a name for the log and a source of single-use tickets (``palaver.demo.accounts``)."""
+
+    username: str
+
+    async def ticket(self, meeting_id: str, use: Literal["ingest", "live"] = "ingest") -> str: ...
+
+
 async def stream_pcm(
-    base_url: str, meeting_id: str, speaker_id: str, pcm: np.ndarray, *, frame_ms: int = 100,
+    base_url: str, meeting_id: str, speaker: Speaker, pcm: np.ndarray, *, frame_ms: int = 100,
     speed: float = 1.0, sample_rate: int = 16000, language: str | None = None,
     reconnect: ReconnectPolicy = RECONNECT,
 ) -> StreamResult:  # fmt: skip
@@ -137,8 +147,10 @@ async def stream_pcm(
     samples acknowledged so far, and the audio is sent again from there. The pace keeps to the first
     connection's start: audio an outage held back goes as fast as the socket takes it, then real time
     again. Only a stream that started reconnects: when the first connection cannot be opened (a wrong URL,
-    nothing listening) this raises what ``websockets.connect`` raises."""
-    url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/streams/{speaker_id}"
+    nothing listening) this raises what ``websockets.connect`` raises. Every connection takes a fresh ticket
+    from ``speaker`` (a ticket opens one socket)."""
+    url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/stream"
+    speaker_id = speaker.username
     header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
     if language is not None:
         header["language"] = language
@@ -157,7 +169,11 @@ async def stream_pcm(
                         record.first_sample, record.start_sample, record.attempts)  # fmt: skip
 
     async def connect(outage: _Outage | None) -> _Ended:
-        async with websockets.connect(url, max_size=None) as ws:
+        try:
+            ticket = await speaker.ticket(meeting_id)
+        except httpx.HTTPError as exc:  # the API is away too (a web restart): like a refused connection
+            return _Ended(ABNORMAL_CLOSURE, f"no ticket: {type(exc).__name__}", ready=False)
+        async with websockets.connect(f"{url}?ticket={ticket}", max_size=None) as ws:
             return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage))
 
     ended = await connect(None)

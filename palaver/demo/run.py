@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Callable
 
 import httpx
 import websockets
 
+from palaver.demo.accounts import Meeting, Participant, open_meeting
 from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
@@ -22,16 +22,20 @@ def clock(ms: int) -> str:
     return f"{ms // 60000:02d}:{ms % 60000 / 1000:04.1f}"
 
 
-async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None], stop: asyncio.Event,
+async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None], stop: asyncio.Event,
                      reconnect: ReconnectPolicy = RECONNECT) -> None:  # fmt: skip
     """Print each dialogue once it is final, until ``stop``. A dropped socket (the web process restarted) is
     connected again with ``reconnect``'s backoff, for as long as the meeting runs: the socket starts
     with the stored dialogues, and what was shown already is not shown again."""
     shown: set[tuple[str, int]] = set()
+    names = meeting.names()
+    watcher = next(iter(meeting.people.values()))
     attempt = 0
     while not stop.is_set():
         try:
-            async with websockets.connect(f"{ws_url(base_url)}/v1/meetings/{meeting_id}/live") as ws:
+            ticket = await watcher.ticket(meeting.meeting_id, "live")
+            url = f"{ws_url(base_url)}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}"
+            async with websockets.connect(url) as ws:
                 attempt = 0
                 while not stop.is_set():
                     try:
@@ -41,18 +45,19 @@ async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None],
                     d = json.loads(message)
                     if d.get("status") == "final" and (d["dialogue_id"], d["revision"]) not in shown:
                         shown.add((d["dialogue_id"], d["revision"]))
-                        say(f"  [{clock(d['start_ms'])}] {d['speaker_id']:>6}: {d['text']}")
-        except (websockets.ConnectionClosed, OSError, TimeoutError, websockets.InvalidHandshake):
+                        say(f"  [{clock(d['start_ms'])}] {names.get(d['speaker_id'], '?'):>6}: {d['text']}")
+        except (websockets.ConnectionClosed, OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError):
             attempt += 1
             await asyncio.sleep(reconnect.delay_s(attempt))
 
 
-async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, timeout_s: float = 180.0) -> list[dict]:
+async def wait_until_settled(reader: Participant, meeting_id: str, speakers: int,
+                             timeout_s: float = 180.0) -> list[dict]:  # fmt: skip
     """Dialogues once every speaker's newest dialogue is final and nothing changed for 3 s."""
     deadline = time.monotonic() + timeout_s
     last: list[dict] | None = None
     stable_since = time.monotonic()
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with reader.client() as http:
         while time.monotonic() < deadline:
             body = (await http.get(f"/v1/meetings/{meeting_id}/dialogues")).json()
             current = body["dialogues"]
@@ -69,17 +74,21 @@ async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, time
 
 
 async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print) -> int:
-    meeting_id = f"demo-{uuid.uuid4().hex[:8]}"
     say("synthesizing the demo meeting (hibari-tts) ...")
     tracks, placed = meeting_tracks(DEMO_MEETING, Voice())
     seconds = len(next(iter(tracks.values()))) / SAMPLE_RATE
+    meeting = await open_meeting(base_url, list(tracks), "Palaver demo meeting")
+    meeting_id, names = meeting.meeting_id, meeting.names()
+    say(f"registered {', '.join(p.username for p in meeting.people.values())}; "
+        f"{meeting.people[next(iter(tracks))].username} created meeting {meeting_id}")  # fmt: skip
     say(f"meeting {meeting_id}: {len(tracks)} speakers, {seconds:.1f} s of audio, streaming at {speed:g}x")
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_live(base_url, meeting_id, say, stop))
+    watcher = asyncio.create_task(watch_live(base_url, meeting, say, stop))
     await asyncio.sleep(0.3)
     results = await asyncio.gather(
-        *(stream_pcm(base_url, meeting_id, speaker, pcm, speed=speed) for speaker, pcm in tracks.items())
-    )
+        *(stream_pcm(base_url, meeting_id, meeting.people[speaker], pcm, speed=speed)
+          for speaker, pcm in tracks.items())
+    )  # fmt: skip
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
         for r in result.reconnects:
             say(f"stream {speaker} reconnected ({r.after}; {r.attempts} attempts) at sample {r.first_sample}")
@@ -87,12 +96,12 @@ async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = pri
             say(f"stream {speaker} ended badly: {result}")
             return 1
     say("all audio is durable in Kafka; waiting for the last dialogues ...")
-    dialogues = await wait_until_settled(base_url, meeting_id, len(tracks))
+    dialogues = await wait_until_settled(meeting.people[next(iter(tracks))], meeting_id, len(tracks))
     stop.set()
     await watcher
     say("\nMerged transcript:")
     for d in dialogues:
-        say(f"  [{clock(d['start_ms'])} - {clock(d['end_ms'])}] {d['speaker_id']:>6}: {d['text']}")
+        say(f"  [{clock(d['start_ms'])} - {clock(d['end_ms'])}] {names.get(d['speaker_id'], '?'):>6}: {d['text']}")
     wer = word_error_rate(" ".join(p.text for p in placed), " ".join(d["text"] for d in dialogues))
     say(f"\n{len(dialogues)} dialogues; word error rate against the script: {wer:.1%}")
     say(f"REST: {base_url}/v1/meetings/{meeting_id}/dialogues")

@@ -5,6 +5,7 @@ a bad header closes with its 4xxx code, and a dropped connection resumed at ``st
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -17,15 +18,24 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ingest.app import IngestContext, router
 from ingest.protocol import CloseCode
+from palaver.auth.tokens import sign
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, decode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT
 from tests.fake_broker import FakeBroker, FakeProducer
 
 TOPIC = "audio.frames"
-URL = "/v1/meetings/m1/streams/alice"
-STREAM = "m1/alice"
+SECRET = b"k" * 32
+ALICE = "usr_" + "a" * 24
+STREAM = f"m1/{ALICE}"
 HEADER = {"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1}
 FRAME_SAMPLES = 320  # 20 ms at 16 kHz
+
+
+def _url(meeting_id: str = "m1", user_id: str = ALICE) -> str:
+    """The stream's URL with a fresh ticket (single use: one per connection)."""
+    claims = {"mtg": meeting_id, "sub": user_id, "use": "ingest", "n": uuid.uuid4().hex}
+    ticket = sign(SECRET, "ticket", claims, now_ms=int(time.time() * 1000), ttl_ms=60_000)
+    return f"/v1/meetings/{meeting_id}/stream?ticket={ticket}"
 
 
 def _frame(n: int) -> bytes:
@@ -42,7 +52,7 @@ class _Ingest:
         self.producer = FakeProducer(self.broker)
         app = FastAPI()
         app.include_router(router)
-        app.state.ingest = IngestContext(self.producer, TOPIC)  # type: ignore[arg-type]
+        app.state.ingest = IngestContext(self.producer, TOPIC, SECRET)  # type: ignore[arg-type]
         self.acks: list[tuple[int, int]] = []
 
         async def journaled(scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,7 +103,7 @@ def _until_closed(ws: WebSocketTestSession) -> tuple[list[int], Message]:
 
 def test_frames_become_audio_frame_records_keyed_by_stream_between_its_lifecycle_events() -> None:
     ingest = _Ingest()
-    with ingest.client.websocket_connect(URL) as ws:
+    with ingest.client.websocket_connect(_url()) as ws:
         ready = _connect(ws, language="de")
         for n in range(3):
             ws.send_bytes(_frame(n))
@@ -110,7 +120,7 @@ def test_frames_become_audio_frame_records_keyed_by_stream_between_its_lifecycle
     frames = ingest.frames()
     assert [(f.first_sample, f.pcm) for f in frames] == [(n * FRAME_SAMPLES, _frame(n)) for n in range(3)]
     for f in frames:
-        assert (f.meeting_id, f.speaker_id, f.stream_id, f.sample_rate) == ("m1", "alice", STREAM, 16000)
+        assert (f.meeting_id, f.speaker_id, f.stream_id, f.sample_rate) == ("m1", ALICE, STREAM, 16000)
         assert (f.stream_start_ms, f.language) == (ready["stream_start_ms"], "de")
     [started] = ingest.events("stream.started")
     [stopped] = ingest.events("stream.stopped")
@@ -125,7 +135,7 @@ def test_frames_become_audio_frame_records_keyed_by_stream_between_its_lifecycle
 
 def test_acks_come_only_after_the_broker_has_the_audio() -> None:
     ingest = _Ingest()
-    with ingest.client.websocket_connect(URL) as ws:
+    with ingest.client.websocket_connect(_url()) as ws:
         _connect(ws)
         ws.portal.call(ingest.producer.hold)
         for n in range(3):
@@ -156,7 +166,7 @@ def test_acks_come_only_after_the_broker_has_the_audio() -> None:
 ], ids=["not-json", "negative-start", "rate", "binary"])  # fmt: skip
 def test_a_bad_header_closes_with_its_code_and_produces_nothing(first: str | bytes, code: int) -> None:
     ingest = _Ingest()
-    with ingest.client.websocket_connect(URL) as ws:
+    with ingest.client.websocket_connect(_url()) as ws:
         ws.send_bytes(first) if isinstance(first, bytes) else ws.send_text(first)
         close = ws.receive()
 
@@ -167,7 +177,7 @@ def test_a_bad_header_closes_with_its_code_and_produces_nothing(first: str | byt
 
 def test_a_bad_frame_closes_the_socket_and_keeps_the_audio_before_it() -> None:
     ingest = _Ingest()
-    with ingest.client.websocket_connect(URL) as ws:
+    with ingest.client.websocket_connect(_url()) as ws:
         _connect(ws)
         ws.send_bytes(_frame(0))
         ws.send_bytes(b"\x01\x02\x03")  # not a whole number of samples
@@ -181,7 +191,7 @@ def test_a_bad_frame_closes_the_socket_and_keeps_the_audio_before_it() -> None:
 
 def test_a_dropped_connection_resumed_at_start_sample_loses_and_changes_nothing() -> None:
     ingest = _Ingest()
-    with ingest.client.websocket_connect(URL) as ws:
+    with ingest.client.websocket_connect(_url()) as ws:
         ready = _connect(ws)
         for n in range(3):
             ws.send_bytes(_frame(n))
@@ -190,7 +200,7 @@ def test_a_dropped_connection_resumed_at_start_sample_loses_and_changes_nothing(
         ws.close(1006)  # dropped; the client saw only the first frame's ack, say
         _until(lambda: len(ingest.events("stream.stopped")) == 1, "the server ended the first connection")
 
-    with ingest.client.websocket_connect(URL) as ws:
+    with ingest.client.websocket_connect(_url()) as ws:
         resumed = _connect(ws, start_sample=FRAME_SAMPLES)
         for n in range(1, 4):  # resend what was not acknowledged, then go on
             ws.send_bytes(_frame(n))

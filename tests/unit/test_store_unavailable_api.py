@@ -9,6 +9,11 @@ from typing import Any
 from clickhouse_connect.driver.exceptions import ProgrammingError
 from fastapi.testclient import TestClient
 
+from api.access import MeetingDirectory
+from api.identity import Sessions, start_session
+from api.passwords import hash_password
+from api.user_state import new_user
+from api.users import UserDirectory
 from palaver.settings import Settings
 from palaver.store.client import CLOSED_CLIENT, ClientPool, Store
 from stack.web import STORE_UNAVAILABLE_DETAIL, create_app
@@ -48,11 +53,20 @@ class _Server:
         return _Client()
 
 
+def _signed_in(app: Any) -> str:
+    """A caller this app knows (its user among the directory's own recent writes), and its access token."""
+    user = new_user("usr_" + "a" * 24, "ana", "ana@example.com", hash_password("p" * 8, n=2), "member", "", 1)
+    app.state.secret, app.state.users, app.state.sessions = b"k" * 32, UserDirectory(), Sessions()
+    app.state.meetings = MeetingDirectory()
+    app.state.users.recent.put(user.user_id, user)
+    return start_session(app.state.secret, user, 900, 3600).access
+
+
 def test_reads_answer_503_while_the_store_is_unavailable_and_200_after() -> None:
     server = _Server()
-    app = create_app(Settings(), {"api"})  # no lifespan (no Kafka): the store is set below
+    app = create_app(Settings(), {"api"})  # no lifespan (no Kafka): the store and the caller are set below
     app.state.store = Store(ClientPool([_Client(closed=True)], reconnect=server, dsn=DSN), "palaver")
-    http = TestClient(app)
+    http = TestClient(app, headers={"Authorization": f"Bearer {_signed_in(app)}"})
     reads = ["/v1/meetings/m1/dialogues", "/v1/meetings/m1/transcript", "/v1/meetings/m1/chat",
              "/v1/meetings/m1/action-items", "/v1/users"]  # fmt: skip
     for path in reads:
@@ -67,8 +81,8 @@ def test_reads_answer_503_while_the_store_is_unavailable_and_200_after() -> None
 
     server.down = False
     assert http.get("/healthz").status_code == 200
-    answer = http.get("/v1/meetings/m1/dialogues")
-    assert answer.status_code == 200 and answer.json() == {"meeting_id": "m1", "run": None, "dialogues": []}
+    answer = http.get("/v1/meetings/m1/dialogues")  # read from the store again: it holds no such meeting
+    assert answer.status_code == 404 and answer.json() == {"detail": "no meeting m1"}
 
 
 def test_the_openapi_documents_the_503() -> None:

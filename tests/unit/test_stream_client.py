@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from palaver.demo.accounts import Meeting
 from palaver.demo.client import (
     NO_RECONNECT,
     Reconnect,
@@ -50,13 +51,32 @@ Script = Callable[[ServerConnection, Connection, int], Awaitable[None]]
 
 
 @dataclass
+class Tickets:
+    """A speaker whose tickets are numbered, so a test sees which connection used which."""
+
+    username: str = "s"
+    user_id: str = "s"
+    issued: int = 0
+
+    async def ticket(self, meeting_id: str, use: str = "ingest") -> str:
+        self.issued += 1
+        return f"{use}-{meeting_id}-{self.issued}"
+
+
+@dataclass
 class Peer:
-    """An ingest endpoint whose n-th connection (0-based) runs ``scripts[min(n, last)]``."""
+    """An ingest endpoint whose n-th connection (0-based) runs ``scripts[min(n, last)]``. Every connection
+    must bring a ticket never seen before (a ticket opens one socket)."""
 
     scripts: list[Script]
     connections: list[Connection] = field(default_factory=list)
+    speaker: Tickets = field(default_factory=Tickets)
+    tickets: list[str] = field(default_factory=list)
 
     async def handle(self, ws: ServerConnection) -> None:
+        ticket = ws.request.path.partition("?ticket=")[2]  # type: ignore[union-attr]
+        assert ticket.startswith("ingest-m-") and ticket not in self.tickets, ws.request.path  # type: ignore[union-attr]
+        self.tickets.append(ticket)
         index = len(self.connections)
         connection = Connection(json.loads(await ws.recv()))
         self.connections.append(connection)
@@ -98,7 +118,7 @@ def closing_with(code: int) -> Script:
 async def stream_to(peer: Peer, pcm: np.ndarray, policy: ReconnectPolicy = FAST) -> StreamResult:
     async with serve(peer.handle, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
-        return await stream_pcm(f"http://127.0.0.1:{port}", "m", "s", pcm, speed=50.0, reconnect=policy)
+        return await stream_pcm(f"http://127.0.0.1:{port}", "m", peer.speaker, pcm, speed=50.0, reconnect=policy)
 
 
 PCM = np.arange(10 * STEP, dtype=np.int16)  # one second; every sample tells its position
@@ -180,8 +200,10 @@ async def test_the_live_watcher_reconnects_and_shows_each_final_dialogue_once() 
         await ws.wait_closed()
 
     said: list[str] = []
+    ana = Tickets(username="ana-1a2b", user_id="ana")
     async with serve(live, "127.0.0.1", 0) as server:
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        await asyncio.wait_for(watch_live(url, "m", said.append, stop, FAST), timeout=10)
-    assert connections == 2
+        meeting = Meeting("m", {"ana": ana})  # type: ignore[dict-item]
+        await asyncio.wait_for(watch_live(url, meeting, said.append, stop, FAST), timeout=10)
+    assert connections == 2 and ana.issued == 2, "a fresh live ticket per connection"
     assert [line.split(": ", 1)[1] for line in said] == ["first", "second"]

@@ -1,0 +1,365 @@
+"""Meetings as resources: create, list, read, change, end; participants (invite, leave, remove); share
+links that grant a role; tickets for the audio and live sockets. Every change is an event on the
+``meetings`` topic (``palaver.events.meetings_v1``) that the store writer keeps and enrichment reacts to.
+Access rules: ``api.access``."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from api import meeting_queries
+from api.access import MANAGE_DENIED, NOT_FOUND, WRITE_DENIED, CanManage, CanRead, CanWrite, directory
+from api.idempotency import KEY_MAX_LENGTH
+from api.identity import SignedIn, now_ms
+from api.meeting_state import LinkRecord, MeetingRecord, MeetingView, MemberRecord, role_in
+from palaver import ids
+from palaver.auth.tokens import InvalidToken, sign, verify
+
+router = APIRouter(tags=["meetings"])
+
+LINK_TTL_MS = 365 * 24 * 3600 * 1000  # a link works until revoked, the meeting is deleted, or a year passes
+UserId = Annotated[str, Path(pattern=r"^usr_[0-9a-f]{24}$", description="The user's id (usr_...)")]
+LinkId = Annotated[str, Path(pattern=r"^lnk_[0-9a-f]{24}$", description="The link's id (lnk_...)")]
+Title = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Agenda = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=50)]
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_LENGTH,
+                                              description="Retries with the same key create one meeting")]  # fmt: skip
+
+
+class MeetingCreate(BaseModel):
+    title: Title
+    scheduled_start_ms: int | None = Field(default=None, ge=0, description="When it is meant to start (ms since the epoch)")
+    agenda: Agenda = Field(default_factory=list, description="Agenda items, in order")
+
+
+class MeetingPatch(BaseModel):
+    title: Title | None = None
+    scheduled_start_ms: int | None = Field(default=None, ge=0)
+    agenda: Agenda | None = None
+
+
+class MeetingOut(BaseModel):
+    meeting_id: str
+    title: str
+    scheduled_start_ms: int | None
+    agenda: list[str]
+    owner_id: str
+    created_at_ms: int
+    ended_at_ms: int | None
+    status: Literal["open", "ended"]
+    role: Literal["owner", "participant", "viewer", "admin"] = Field(description="The caller's role in it")
+
+
+class MeetingList(BaseModel):
+    meetings: list[MeetingOut]
+    limit: int
+    offset: int
+
+
+class ParticipantOut(BaseModel):
+    user_id: str
+    username: str
+    profile_pic_url: str
+    role: Literal["owner", "participant", "viewer"]
+
+
+class Participants(BaseModel):
+    meeting_id: str
+    participants: list[ParticipantOut]
+
+
+class Invite(BaseModel):
+    user_id: str | None = Field(default=None, pattern=r"^usr_[0-9a-f]{24}$")
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    role: Literal["participant", "viewer"] = "participant"
+
+
+class LinkCreate(BaseModel):
+    role: Literal["participant", "viewer"] = "participant"
+
+
+class LinkOut(BaseModel):
+    link_id: str
+    meeting_id: str
+    role: Literal["participant", "viewer"]
+    created_at_ms: int
+    token: str = Field(description="Whoever holds it may join: POST /v1/meeting-links/join")
+
+
+class Links(BaseModel):
+    meeting_id: str
+    links: list[LinkOut]
+
+
+class JoinLink(BaseModel):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class TicketOut(BaseModel):
+    ticket: str = Field(description="Single use; pass it as ?ticket= when opening the socket")
+    expires_in: int = Field(description="Seconds it stays valid")
+    url: str = Field(description="The socket's path")
+
+
+def meeting_out(view: MeetingView) -> dict[str, Any]:
+    return {**view.meeting.public(), "role": view.role}
+
+
+@router.post("/v1/meetings", status_code=201, response_model=MeetingOut, responses={401: {"description": "not signed in"}})
+async def create_meeting(request: Request, caller: SignedIn, body: MeetingCreate,
+                         idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
+    """Create a meeting owned by the caller. Its id (``meeting_id``) is made by the server; a retry with the
+    same ``Idempotency-Key`` answers with the same meeting."""
+    meetings = directory(request)
+    meeting_id = ids.meeting_id(caller.user_id, idempotency_key or uuid.uuid4().hex)
+    async with meetings.lock:
+        existing = await meetings.meeting(request, meeting_id)
+        if existing is None:
+            now = now_ms()
+            existing = MeetingRecord(meeting_id, body.title, caller.user_id, now, now, body.scheduled_start_ms,
+                                     tuple(body.agenda))  # fmt: skip
+            await meetings.put_meeting(request, existing, existing.event("created", caller.user_id))
+    return meeting_out(MeetingView(existing, "owner"))
+
+
+@router.get("/v1/meetings", response_model=MeetingList, responses={401: {"description": "not signed in"},
+                                                                   403: {"description": "all=true needs an admin"}})  # fmt: skip
+async def list_meetings(
+    request: Request,
+    caller: SignedIn,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    all: Annotated[bool, Query(description="Every meeting (admins only)")] = False,
+) -> dict[str, Any]:
+    """The meetings the caller owns or takes part in, newest first."""
+    store = request.app.state.store
+    if all and not caller.is_admin:
+        raise HTTPException(status_code=403, detail="only admins list every meeting")
+    meeting_ids = await (meeting_queries.all_meeting_ids(store, limit, offset) if all
+                         else meeting_queries.meetings_of(store, caller.user_id, limit, offset))  # fmt: skip
+    meetings = directory(request)
+    recent = [m.meeting_id for m in meetings.meetings.values() if m.owner_id == caller.user_id]
+    out = []
+    for meeting_id in dict.fromkeys([*meeting_ids, *(recent if offset == 0 else [])]):
+        meeting = await meetings.meeting(request, meeting_id)
+        member = await meetings.member(request, meeting_id, caller.user_id)
+        role = role_in(meeting, member, caller.user_id, caller.is_admin)
+        if meeting is not None and role is not None:
+            out.append(meeting_out(MeetingView(meeting, role)))
+    out.sort(key=lambda m: (-m["created_at_ms"], m["meeting_id"]))
+    return {"meetings": out[:limit], "limit": limit, "offset": offset}
+
+
+@router.get("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=NOT_FOUND)
+async def get_meeting(view: CanRead) -> dict[str, Any]:
+    return meeting_out(view)
+
+
+@router.patch("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=MANAGE_DENIED)
+async def update_meeting(request: Request, caller: SignedIn, view: CanManage, body: MeetingPatch) -> dict[str, Any]:
+    """Change the title, scheduled start or agenda (owner)."""
+    fields = body.model_dump(exclude_unset=True)
+    if not fields:
+        raise HTTPException(status_code=422, detail="name at least one field to change")
+    if "agenda" in fields:
+        fields["agenda"] = tuple(fields["agenda"] or ())
+    if fields.get("title", "") is None:
+        raise HTTPException(status_code=422, detail="title cannot be null")
+    meetings = directory(request)
+    async with meetings.lock:
+        current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
+        record = current.changed(now_ms(), **fields)
+        await meetings.put_meeting(request, record, record.event("updated", caller.user_id))
+    return meeting_out(MeetingView(record, view.role))
+
+
+@router.post("/v1/meetings/{meeting_id}/end", response_model=MeetingOut, responses=MANAGE_DENIED)
+async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> dict[str, Any]:
+    """End the meeting (owner): no new audio streams; transcripts, edits and chat stay. Ending an ended
+    meeting changes nothing."""
+    meetings = directory(request)
+    async with meetings.lock:
+        current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
+        if current.ended:
+            return meeting_out(MeetingView(current, view.role))
+        now = now_ms()
+        record = current.changed(now, ended_at_ms=now)
+        await meetings.put_meeting(request, record, record.event("ended", caller.user_id))
+    return meeting_out(MeetingView(record, view.role))
+
+
+@router.get("/v1/meetings/{meeting_id}/participants", response_model=Participants, responses=NOT_FOUND)
+async def list_participants(request: Request, view: CanRead) -> dict[str, Any]:
+    """The owner and the active members, with their names and pictures."""
+    meeting = view.meeting
+    members = await directory(request).all_members(request, meeting.meeting_id)
+    roles = {meeting.owner_id: "owner", **{m.user_id: m.role for m in members.values()
+                                           if m.active and m.user_id != meeting.owner_id}}  # fmt: skip
+    users = await request.app.state.users.lookup(request, sorted(roles))
+    out = [{"user_id": uid, "username": users[uid].username, "profile_pic_url": users[uid].profile_pic_url,
+            "role": role} for uid, role in roles.items() if uid in users and not users[uid].deleted]  # fmt: skip
+    return {"meeting_id": meeting.meeting_id, "participants": sorted(out, key=lambda p: p["username"].lower())}
+
+
+async def _set_member(request: Request, actor_id: str, meeting: MeetingRecord, user_id: str, role: str,
+                      change: str, via_link: str | None = None) -> MemberRecord:  # fmt: skip
+    meetings = directory(request)
+    async with meetings.lock:
+        current = await meetings.member(request, meeting.meeting_id, user_id)
+        if current is not None and current.active and current.role == role:
+            return current
+        if current is None:
+            record = MemberRecord(meeting.meeting_id, user_id, role, "active", now_ms(), via_link)  # type: ignore[arg-type]
+        else:
+            record = current.changed(now_ms(), role=role, status="active", via_link=via_link or current.via_link)
+        await meetings.put_member(request, record, record.event(change, actor_id))  # type: ignore[arg-type]
+    return record
+
+
+@router.post("/v1/meetings/{meeting_id}/participants", status_code=201, response_model=ParticipantOut,
+             responses={**MANAGE_DENIED, 409: {"description": "the owner's role cannot change"}})  # fmt: skip
+async def invite(request: Request, caller: SignedIn, view: CanManage, body: Invite) -> dict[str, Any]:
+    """Add a user (by ``user_id`` or ``username``) as a participant or viewer, or change a member's role."""
+    if (body.user_id is None) == (body.username is None):
+        raise HTTPException(status_code=422, detail="give exactly one of user_id and username")
+    users = await request.app.state.users.lookup(request, [body.user_id] if body.user_id else [],
+                                                 username=body.username)  # fmt: skip
+    user = next((u for u in users.values() if not u.deleted and
+                 (u.user_id == body.user_id or (body.username and u.username.lower() == body.username.lower()))),
+                None)  # fmt: skip
+    if user is None:
+        raise HTTPException(status_code=404, detail="no such user")
+    if user.user_id == view.meeting.owner_id:
+        raise HTTPException(status_code=409, detail="the owner is always in the meeting")
+    await _set_member(request, caller.user_id, view.meeting, user.user_id, body.role, "invited")
+    return {"user_id": user.user_id, "username": user.username, "profile_pic_url": user.profile_pic_url,
+            "role": body.role}  # fmt: skip
+
+
+async def _drop(request: Request, actor_id: str, meeting: MeetingRecord, user_id: str,
+                status: Literal["left", "removed"]) -> None:  # fmt: skip
+    meetings = directory(request)
+    async with meetings.lock:
+        current = await meetings.member(request, meeting.meeting_id, user_id)
+        if current is None or not current.active:
+            raise HTTPException(status_code=404, detail=f"{user_id} is not a participant")
+        record = current.changed(now_ms(), status=status)
+        await meetings.put_member(request, record, record.event(status, actor_id))
+
+
+@router.delete("/v1/meetings/{meeting_id}/participants/{user_id}", status_code=204,
+               responses={**MANAGE_DENIED, 409: {"description": "the owner cannot be removed"}})  # fmt: skip
+async def remove_participant(request: Request, caller: SignedIn, view: CanRead,
+                             user_id: UserId) -> Response:
+    """Remove a participant (owner), or leave (a participant removing themselves)."""
+    if user_id == view.meeting.owner_id:
+        raise HTTPException(status_code=409, detail="the owner cannot leave or be removed; end or delete the meeting")
+    if user_id != caller.user_id and not view.can_manage:
+        raise HTTPException(status_code=403, detail="only the meeting's owner may remove others")
+    await _drop(request, caller.user_id, view.meeting, user_id, "left" if user_id == caller.user_id else "removed")
+    return Response(status_code=204)
+
+
+@router.post("/v1/meetings/{meeting_id}/leave", status_code=204,
+             responses={**NOT_FOUND, 409: {"description": "the owner cannot leave"}})  # fmt: skip
+async def leave(request: Request, caller: SignedIn, view: CanRead) -> Response:
+    """Leave the meeting: it disappears from the caller's meetings and reads."""
+    if caller.user_id == view.meeting.owner_id:
+        raise HTTPException(status_code=409, detail="the owner cannot leave; end or delete the meeting")
+    await _drop(request, caller.user_id, view.meeting, caller.user_id, "left")
+    return Response(status_code=204)
+
+
+def _link_token(request: Request, link: LinkRecord) -> str:
+    # Signed from the link's own fields, so the owner can be shown the same token again.
+    claims = {"mtg": link.meeting_id, "lnk": link.link_id}
+    return sign(request.app.state.secret, "link", claims, now_ms=link.created_at_ms, ttl_ms=LINK_TTL_MS)
+
+
+def _link_out(request: Request, link: LinkRecord) -> dict[str, Any]:
+    return {"link_id": link.link_id, "meeting_id": link.meeting_id, "role": link.role,
+            "created_at_ms": link.created_at_ms, "token": _link_token(request, link)}  # fmt: skip
+
+
+@router.post("/v1/meetings/{meeting_id}/links", status_code=201, response_model=LinkOut, responses=MANAGE_DENIED)
+async def create_link(request: Request, caller: SignedIn, view: CanManage, body: LinkCreate) -> dict[str, Any]:
+    """A share link: any signed-in user holding its token may join with its role, until it is revoked."""
+    now = now_ms()
+    link = LinkRecord(view.meeting.meeting_id, f"lnk_{secrets.token_hex(12)}", body.role, now, now)
+    await directory(request).put_link(request, link, link.event("created", caller.user_id))
+    return _link_out(request, link)
+
+
+@router.get("/v1/meetings/{meeting_id}/links", response_model=Links, responses=MANAGE_DENIED)
+async def list_links(request: Request, view: CanManage) -> dict[str, Any]:
+    """The meeting's share links that are not revoked (owner)."""
+    links = await directory(request).all_links(request, view.meeting.meeting_id)
+    live = sorted((lk for lk in links.values() if not lk.revoked), key=lambda lk: lk.created_at_ms)
+    return {"meeting_id": view.meeting.meeting_id, "links": [_link_out(request, lk) for lk in live]}
+
+
+@router.delete("/v1/meetings/{meeting_id}/links/{link_id}", status_code=204, responses=MANAGE_DENIED)
+async def revoke_link(request: Request, caller: SignedIn, view: CanManage, link_id: LinkId) -> Response:
+    """Revoke a share link: nobody joins with it any more (who joined stays)."""
+    meetings = directory(request)
+    link = (await meetings.all_links(request, view.meeting.meeting_id)).get(link_id)
+    if link is None or link.revoked:
+        raise HTTPException(status_code=404, detail=f"no link {link_id}")
+    record = link.changed(now_ms(), revoked=True)
+    await meetings.put_link(request, record, record.event("revoked", caller.user_id))
+    return Response(status_code=204)
+
+
+@router.post("/v1/meeting-links/join", response_model=MeetingOut,
+             responses={401: {"description": "not signed in"},
+                        404: {"description": "the link is unknown, revoked or expired, or its meeting is gone"}})  # fmt: skip
+async def join_with_link(request: Request, caller: SignedIn, body: JoinLink) -> dict[str, Any]:
+    """Join a meeting with a share link's token; a member keeps the higher of its role and the link's."""
+    gone = HTTPException(status_code=404, detail="this link does not work (revoked, expired or unknown)")
+    try:
+        claims = verify(request.app.state.secret, "link", body.token, now_ms=now_ms())
+    except InvalidToken:
+        raise gone from None
+    meetings = directory(request)
+    meeting = await meetings.meeting(request, claims["mtg"])
+    link = (await meetings.all_links(request, claims["mtg"])).get(claims["lnk"])
+    if meeting is None or meeting.deleted or link is None or link.revoked:
+        raise gone
+    member = await meetings.member(request, meeting.meeting_id, caller.user_id)
+    role = role_in(meeting, member, caller.user_id, caller.is_admin)
+    if role in ("owner", "participant") or (role == "viewer" and link.role == "viewer"):
+        return meeting_out(MeetingView(meeting, role))
+    record = await _set_member(request, caller.user_id, meeting, caller.user_id, link.role, "joined", link.link_id)
+    return meeting_out(MeetingView(meeting, record.role))
+
+
+def issue_ticket(request: Request, meeting_id: str, user_id: str, use: Literal["ingest", "live"]) -> dict[str, Any]:
+    ttl_s = request.app.state.settings.ticket_ttl_s
+    claims = {"mtg": meeting_id, "sub": user_id, "use": use, "n": secrets.token_hex(8)}
+    ticket = sign(request.app.state.secret, "ticket", claims, now_ms=now_ms(), ttl_ms=ttl_s * 1000)
+    path = f"/v1/meetings/{meeting_id}/" + ("stream" if use == "ingest" else "live")
+    return {"ticket": ticket, "expires_in": ttl_s, "url": path}
+
+
+@router.post("/v1/meetings/{meeting_id}/ingest-tickets", status_code=201, response_model=TicketOut,
+             responses={**WRITE_DENIED, 409: {"description": "the meeting has ended"}})  # fmt: skip
+async def ingest_ticket(request: Request, caller: SignedIn, view: CanWrite) -> dict[str, Any]:
+    """A single-use ticket, valid for ``PALAVER_TICKET_TTL_S`` (60 s), to stream the caller's microphone
+    into this meeting: ``WS /v1/meetings/{meeting_id}/stream?ticket=...``. The stream's speaker is the
+    caller. Take a fresh one for every connection, reconnects included."""
+    if view.meeting.ended:
+        raise HTTPException(status_code=409, detail="the meeting has ended")
+    return issue_ticket(request, view.meeting.meeting_id, caller.user_id, "ingest")
+
+
+@router.post("/v1/meetings/{meeting_id}/live-tickets", status_code=201, response_model=TicketOut,
+             responses=NOT_FOUND)  # fmt: skip
+async def live_ticket(request: Request, caller: SignedIn, view: CanRead) -> dict[str, Any]:
+    """A single-use ticket for ``WS /v1/meetings/{meeting_id}/live?ticket=...``, for clients that cannot send
+    the session cookie (browsers signed in by cookie need none)."""
+    return issue_ticket(request, view.meeting.meeting_id, caller.user_id, "live")
