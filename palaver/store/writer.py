@@ -83,6 +83,12 @@ class Batch:
     watermarks: dict[tuple[str, str], int] = field(default_factory=dict)  # (meeting, run) -> watermark
     edited_meetings: set[str] = field(default_factory=set)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to write: no rows and no transcript to rebuild (a watermark alone in a batch still
+        rebuilds its transcript)."""
+        return not (self.rows or self.watermarks or self.edited_meetings)
+
     def add(self, record: ConsumerRecord, topic: TopicSpec) -> None:
         """Map one message of ``topic``; raises (changing nothing) when it cannot be
         decoded or mapped."""
@@ -132,7 +138,7 @@ class StoreStep(Step):
 
     async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
         batch, self._batch = self._batch, Batch()
-        if not batch.rows:
+        if batch.empty:
             return Checkpoint(offsets)
 
         async def persist() -> None:

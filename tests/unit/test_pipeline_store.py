@@ -218,3 +218,19 @@ async def test_a_poison_is_dead_lettered_and_the_rest_inserted() -> None:
     good = FakeBroker(partitions=1)
     _append_examples(good)
     assert _inserted_rows(store) == _expected_rows(good)
+
+
+async def test_a_watermark_alone_in_its_batch_still_rebuilds_the_transcript() -> None:
+    """The merger's last watermark of a meeting (all streams stopped) often comes after every dialogue
+    was already written: a batch of nothing but it must still rebuild the transcript."""
+    broker = FakeBroker(partitions=1)
+    store = RecordingStore(broker.history)
+    watermark_value = _examples("dialogues")[-1]
+    watermark = decode(watermark_value)
+    assert rows_for(watermark, Provenance("dialogues", 0, 0)) == [], "a watermark makes no rows of its own"
+    run = _writer(broker, store)
+    broker.append("dialogues", watermark_value, key=b"k")
+    await until(lambda: _all_committed(broker), "the watermark committed", run.task)
+    await run.finish()
+    assert ("command", watermark.meeting_id, watermark.run) in broker.history, "the transcript was rebuilt"  # type: ignore[attr-defined]
+    assert store.inserts == []
