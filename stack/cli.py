@@ -206,7 +206,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.url:
             print(f"palaver: nothing answers at {args.url}", file=sys.stderr)
             return 2
-        stack = Stack(settings)
+        # The Palaver it starts takes the demo's pace (a server's default limit is 1.5x real time).
+        pace = max(settings.ingest_max_speed, args.speed * 1.25)
+        stack = Stack(settings.model_copy(update={"ingest_max_speed": pace}))
         stack.start(serve_supervisor_metrics=False)
     try:
         return asyncio.run(run_demo(url, args.speed))

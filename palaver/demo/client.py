@@ -3,7 +3,9 @@
 It survives a dropped socket (the server restarted, the network blinked): it reconnects with backoff,
 resumes the stream at the samples the server acknowledged (``start_sample`` in the header), sends the
 audio from there, catches up on what the outage held back and goes on at its pace. What it did is in
-``StreamResult.reconnects`` and in the log (``palaver.demo.client``).
+``StreamResult.reconnects`` and in the log (``palaver.demo.client``). It never sends faster than the
+server's ``ready`` says it may (``SendAllowance``): a catch-up, or a pace above the server's limit, is
+slowed to stay within it rather than closed with 4029.
 """
 
 from __future__ import annotations
@@ -72,6 +74,29 @@ class StreamResult:
     acked_samples: int  # samples of ``pcm`` the server acknowledged as durable
     first_sample: int  # where the server placed the first connection's audio in the stream
     reconnects: tuple[Reconnect, ...] = ()
+
+
+class SendAllowance:
+    """The client's side of the server's send-rate limit (the ``limits`` of ``ready``: ``max_speed`` x real
+    time sustained, ``burst_s`` seconds of audio ahead of it): a token bucket on samples that is kept
+    below the server's, so audio sent within it is never refused. It starts with ``margin`` of the burst
+    and refills at ``margin`` of the speed; the server's bucket started before the client's (it sends
+    ``ready`` after starting it), refills faster and is charged no earlier than the client's."""
+
+    def __init__(self, max_speed: float, burst_s: float, sample_rate: int, now_s: float, margin: float = 0.9):
+        self.rate = margin * max_speed * sample_rate
+        self.capacity = margin * burst_s * sample_rate
+        self.level = self.capacity
+        self.at = now_s
+
+    def wait_s(self, samples: int, now_s: float) -> float:
+        """How long to wait from ``now_s`` before ``samples`` may be sent."""
+        level = min(self.capacity, self.level + (now_s - self.at) * self.rate)
+        return max(0.0, (samples - level) / self.rate)
+
+    def spend(self, samples: int, now_s: float) -> None:
+        self.level = min(self.capacity, self.level + (now_s - self.at) * self.rate) - samples
+        self.at = now_s
 
 
 def ws_url(http_url: str) -> str:
@@ -158,7 +183,8 @@ async def stream_pcm(
 
     async def connect(outage: _Outage | None) -> _Ended:
         async with websockets.connect(url, max_size=None) as ws:
-            return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage))
+            return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage),
+                               sample_rate)  # fmt: skip
 
     ended = await connect(None)
     while ended.close_code != 1000 and retryable(ended.close_code) and reconnect.attempts > 0:
@@ -184,24 +210,28 @@ async def stream_pcm(
 
 
 async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm: np.ndarray, progress: _Progress,
-                step: int, due: Callable[[int], float], on_ready: Callable[[int], None]) -> _Ended:  # fmt: skip
-    """One connection: the header (resuming at ``progress.acked`` when the stream has begun), the audio
-    from there at its due times, ``end``; returns how the connection ended."""
+                step: int, due: Callable[[int], float], on_ready: Callable[[int], None],
+                sample_rate: int) -> _Ended:  # fmt: skip
+    """One connection: the header (resuming at ``progress.acked`` when the stream has begun), and once the
+    server is ``ready`` the audio from there at its due times, within the server's send-rate limit, then
+    ``end``; returns how the connection ended."""
     offset = 0
     if progress.base is not None:
         header = {**header, "start_sample": progress.acked}
         offset = progress.acked - progress.base
     await ws.send(json.dumps(header))
-    got_ready = False
+    ready: dict[str, object] = {}
+    got_ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
     async def read_acks() -> None:
-        nonlocal got_ready
         try:
             async for message in ws:
                 if isinstance(message, str):
                     body = json.loads(message)
                     if body.get("type") == "ready":
-                        got_ready = True
+                        ready.update(body, received_at=loop.time())
+                        got_ready.set()
                         on_ready(body["first_sample"])
                     elif body.get("type") == "ack":
                         progress.acked = max(progress.acked, body["samples"])
@@ -209,18 +239,36 @@ async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm:
             pass
 
     reader = asyncio.create_task(read_acks())
-    loop = asyncio.get_running_loop()
-    try:
-        for at in range(offset, len(pcm), step):
-            await ws.send(pcm[at : at + step].astype("<i2").tobytes())
-            delay = due(at + step) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await ws.send(json.dumps({"type": "end"}))
-    except websockets.ConnectionClosed:
-        pass  # the server closed (bad input) or went away; the close code says which
+    waiting = asyncio.create_task(got_ready.wait())
+    await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if got_ready.is_set():  # else the server closed before ready (a busy stream, a bad header)
+        allowance = _allowance(ready, sample_rate)
+        try:
+            for at in range(offset, len(pcm), step):
+                frame = pcm[at : at + step]
+                if allowance is not None:
+                    if (wait := allowance.wait_s(len(frame), loop.time())) > 0:
+                        await asyncio.sleep(wait)
+                    allowance.spend(len(frame), loop.time())
+                await ws.send(frame.astype("<i2").tobytes())
+                delay = due(at + step) - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await ws.send(json.dumps({"type": "end"}))
+        except websockets.ConnectionClosed:
+            pass  # the server closed (bad input) or went away; the close code says which
     await reader
-    return _Ended(ws.close_code or ABNORMAL_CLOSURE, ws.close_reason or "", got_ready)
+    return _Ended(ws.close_code or ABNORMAL_CLOSURE, ws.close_reason or "", got_ready.is_set())
+
+
+def _allowance(ready: dict[str, object], sample_rate: int) -> SendAllowance | None:
+    """The send-rate limit a ``ready`` message announced, if any (a server before limits sends none)."""
+    limits = ready.get("limits")
+    if not isinstance(limits, dict) or "max_speed" not in limits or "burst_s" not in limits:
+        return None
+    return SendAllowance(float(limits["max_speed"]), float(limits["burst_s"]), sample_rate,
+                         float(ready["received_at"]))  # type: ignore[arg-type]  # fmt: skip
 
 
 def _result(ended: _Ended, progress: _Progress) -> StreamResult:
