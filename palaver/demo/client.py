@@ -78,14 +78,17 @@ class StreamResult:
 
 class SendAllowance:
     """The client's side of the server's send-rate limit (the ``limits`` of ``ready``: ``max_speed`` x real
-    time sustained, ``burst_s`` seconds of audio ahead of it): a token bucket on samples that is kept
-    below the server's, so audio sent within it is never refused. It starts with ``margin`` of the burst
-    and refills at ``margin`` of the speed; the server's bucket started before the client's (it sends
-    ``ready`` after starting it), refills faster and is charged no earlier than the client's."""
+    time sustained, ``burst_s`` seconds of audio ahead of it): a token bucket on samples kept below the
+    server's, so audio sent within it is not refused. It refills at ``speed_margin`` of the server's speed
+    and holds ``burst_margin`` of its burst: the rest absorbs a network that holds frames back and then
+    delivers them at once (the server counts them when they arrive), up to about
+    ``(1 - burst_margin) * burst_s / max_speed`` seconds of delay (3.3 s at the defaults). The server's
+    bucket starts before the client's, which starts at ``ready``."""
 
-    def __init__(self, max_speed: float, burst_s: float, sample_rate: int, now_s: float, margin: float = 0.9):
-        self.rate = margin * max_speed * sample_rate
-        self.capacity = margin * burst_s * sample_rate
+    def __init__(self, max_speed: float, burst_s: float, sample_rate: int, now_s: float,
+                 speed_margin: float = 0.9, burst_margin: float = 0.5):  # fmt: skip
+        self.rate = speed_margin * max_speed * sample_rate
+        self.capacity = burst_margin * burst_s * sample_rate
         self.level = self.capacity
         self.at = now_s
 
