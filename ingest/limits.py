@@ -97,19 +97,19 @@ class ActiveStreams:
 
     def admit(self, meeting_id: str, stream: str) -> None:
         """Take a slot for ``stream`` of ``meeting_id`` or raise: STREAM_BUSY when that stream is connected
-        already (first: a reconnect that the server has not yet seen drop is told to retry), SERVER_FULL,
-        MEETING_FULL."""
+        already (first: a reconnect that the server has not yet seen drop is told to retry), MEETING_FULL
+        (the meeting's own limit, whatever the server's load), SERVER_FULL."""
         streams = self.by_meeting.get(meeting_id, set())
         if stream in streams:
             raise ProtocolError(CloseCode.STREAM_BUSY, f"stream {stream} is already connected")
-        if self.count >= self.limits.max_streams:
-            raise ProtocolError(
-                CloseCode.SERVER_FULL, f"this ingest server has its maximum of {self.limits.max_streams} streams"
-            )
         if len(streams) >= self.limits.max_streams_per_meeting:
             raise ProtocolError(
                 CloseCode.MEETING_FULL,
                 f"meeting {meeting_id} has its maximum of {self.limits.max_streams_per_meeting} streams",
+            )
+        if self.count >= self.limits.max_streams:
+            raise ProtocolError(
+                CloseCode.SERVER_FULL, f"this ingest server has its maximum of {self.limits.max_streams} streams"
             )
         self.by_meeting.setdefault(meeting_id, set()).add(stream)
         self.count += 1

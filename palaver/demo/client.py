@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 ABNORMAL_CLOSURE = 1006  # the websocket code for "the connection ended without a close frame"
 # Closes that say "try again": going away, no close frame (the server died), the broker is unavailable,
-# service restart, try again later, and this stream still connected (the server has not yet noticed that
-# the old socket is gone).
-RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, 1013, 4009})
+# service restart, try again later, this stream still connected (the server has not yet noticed that
+# the old socket is gone), and the ingest server holding its most streams (others will end).
+RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, 1013, 4009, 4011})
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ NO_RECONNECT = ReconnectPolicy(attempts=0)  # one connection: a drop ends the st
 
 def retryable(close_code: int) -> bool:
     """Whether a connection that ended with ``close_code`` is worth trying again. 1000 is the end of the
-    stream; any other 4xxx than 4009 is about the client's input, which sending again cannot mend."""
+    stream; any other 4xxx than 4009 and 4011 is about the client's input or a limit it passed, which
+    sending again cannot mend."""
     return close_code in RETRYABLE_CLOSES
 
 
