@@ -21,10 +21,11 @@ SUPPORTED_ENCODINGS = ("pcm_s16le",)
 MIN_FRAME_MS = 20
 MAX_FRAME_MS = 250
 BYTES_PER_SAMPLE = 2
-# The largest WebSocket message the server reads (uvicorn's ws_max_size; a larger one closes with 1009
-# before the application sees it): the largest legal frame, 250 ms at the highest supported rate, plus
-# room for a text message (the header) well beyond any legal one.
-MAX_MESSAGE_BYTES = max(SUPPORTED_SAMPLE_RATES) * MAX_FRAME_MS // 1000 * BYTES_PER_SAMPLE + 8192
+# The largest WebSocket message the server reads (uvicorn's ws_max_size, 16 MiB by default; a larger one
+# closes with 1009 before the application sees it): 8x the largest legal frame (250 ms at the highest
+# supported rate, 8000 bytes), so the common mistake, frames of 0.5-2 s, still gets 4005 and a reason
+# that says what is wrong, while no client makes the server hold megabytes.
+MAX_MESSAGE_BYTES = 8 * max(SUPPORTED_SAMPLE_RATES) * MAX_FRAME_MS // 1000 * BYTES_PER_SAMPLE
 
 
 class CloseCode:
