@@ -67,7 +67,8 @@ class _EndOfStream(Exception):
 
 @router.websocket("/v1/meetings/{meeting_id}/streams/{speaker_id}")
 async def stream_audio(ws: WebSocket, meeting_id: str, speaker_id: str) -> None:
-    """One speaker's microphone. See ingest/protocol.py for the wire protocol and close codes."""
+    """One speaker's microphone. See ingest/protocol.py for the wire protocol and close codes, ingest/limits.py
+    for the limits (docs/ingest-protocol.md documents both)."""
     ctx: IngestContext = ws.app.state.ingest
     await ws.accept()
     if not (ids.is_valid_id_part(meeting_id) and ids.is_valid_id_part(speaker_id)):
