@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -12,12 +14,15 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ingest.acks import Acker
-from ingest.clock import MeetingClock
+from ingest.clock import MeetingClock, Placement
+from ingest.limits import ActiveStreams, IngestLimits, RateBucket, check_start_sample, check_stream_length
 from ingest.protocol import (
     CloseCode,
     ProtocolError,
     StreamFormat,
+    check_after_short_frame,
     check_frame,
+    is_short_frame,
     parse_control,
     parse_header,
     ready_message,
@@ -31,14 +36,31 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
 
 
+SWEEP_EVERY_MS = 60_000  # how often idle meetings' timelines are looked for (on a new connection)
+
+
 @dataclass
 class IngestContext:
     producer: AIOKafkaProducer
     audio_topic: str
     secret: bytes  # verifies tickets (palaver.auth.tickets)
+    limits: IngestLimits = field(default_factory=IngestLimits)
     used_tickets: UsedTickets = field(default_factory=UsedTickets)
     clock: MeetingClock = field(default_factory=MeetingClock)
-    active: set[str] = field(default_factory=set)
+    active: ActiveStreams = field(init=False)
+    next_sweep_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self.active = ActiveStreams(self.limits)
+
+    def release_idle_meetings(self, now_ms: int) -> None:
+        """Drop the timelines of meetings idle longer than the limit; scans at most once a minute."""
+        if now_ms < self.next_sweep_ms:
+            return
+        self.next_sweep_ms = now_ms + SWEEP_EVERY_MS
+        released = self.clock.release_idle(now_ms, int(self.limits.meeting_idle_s * 1000))
+        if released:
+            log.info("released the timelines of %d idle meeting(s)", len(released))
 
 
 class _EndOfStream(Exception):
@@ -50,7 +72,8 @@ class _EndOfStream(Exception):
 async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None) -> None:
     """One participant's microphone, opened with a single-use ticket (``POST
     /v1/meetings/{meeting_id}/ingest-tickets``); the speaker is the ticket's user. See ingest/protocol.py for
-    the wire protocol and close codes."""
+    the wire protocol and close codes, ingest/limits.py for the limits (docs/ingest-protocol.md documents
+    both)."""
     ctx: IngestContext = ws.app.state.ingest
     await ws.accept()
     if not ids.is_valid_id_part(meeting_id):
@@ -62,27 +85,47 @@ async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None
         await _reject(ws, ProtocolError(refused.code, refused.reason))
         return
     stream = ids.stream_id(meeting_id, speaker_id)
-    if stream in ctx.active:
-        await _reject(ws, ProtocolError(CloseCode.STREAM_BUSY, f"stream {stream} is already connected"))
+    try:
+        ctx.active.admit(meeting_id, stream)
+    except ProtocolError as err:
+        await _reject(ws, err)
         return
-    ctx.active.add(stream)
     INGEST_ACTIVE_STREAMS.inc()
     try:
         await _serve_stream(ws, ctx, meeting_id, speaker_id, stream)
     finally:
-        ctx.active.discard(stream)
+        ctx.active.release(meeting_id, stream)
         INGEST_ACTIVE_STREAMS.dec()
 
 
 async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, speaker_id: str, stream: str) -> None:
     try:
-        fmt = await _receive_header(ws)
+        fmt = await _receive_header(ws, ctx.limits.idle_s)
+        check_start_sample(fmt.start_sample, fmt.sample_rate, ctx.limits)
     except ProtocolError as err:
         await _reject(ws, err)
         return
     except _EndOfStream:
         return
-    placed = ctx.clock.place(meeting_id, stream, int(time.time() * 1000), fmt.start_sample, fmt.sample_rate)
+    now_ms = int(time.time() * 1000)
+    ctx.release_idle_meetings(now_ms)
+    placed = ctx.clock.place(meeting_id, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    reached = _Reached(placed.first_sample)
+    try:
+        await _stream_placed(ws, ctx, fmt, placed, speaker_id, reached)
+    finally:  # whatever ended the connection: a later one of the stream starts after its audio
+        ctx.clock.note_end(placed, reached.sample, int(time.time() * 1000))
+
+
+@dataclass
+class _Reached:
+    sample: int  # the stream sample this connection's audio reached
+
+
+async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, placed: Placement,
+                         speaker_id: str, reached: _Reached) -> None:  # fmt: skip
+    """The connection once its header is accepted and placed."""
+    meeting_id, stream = placed.meeting_id, placed.stream
     start_ms = placed.stream_start_ms
     started = StreamStartedV1(
         event_id=ids.event_id("stream.started", stream, placed.first_sample),
@@ -100,19 +143,26 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
         await _reject(ws, ProtocolError(CloseCode.BROKER_UNAVAILABLE, f"broker unavailable: {exc}"))
         return
 
-    await ws.send_text(ready_message(placed.first_sample, start_ms))
+    await ws.send_text(ready_message(placed.first_sample, start_ms, ctx.limits.wire()))
     acker = Acker(ws.send_text)
     next_sample = placed.first_sample
     failure: ProtocolError | None = None
     reason = "end"
+    loop = asyncio.get_running_loop()
+    bucket = RateBucket(fmt.sample_rate, ctx.limits.max_speed, ctx.limits.burst_s, loop.time())
+    short_frame: int | None = None  # the samples of the frame before, when it was shorter than 20 ms
     try:
         while True:
-            message = await ws.receive()
+            message = await _receive(ws, ctx.limits.idle_s, "audio")
             if message["type"] == "websocket.disconnect":
                 reason = "disconnect"
                 break
             if message.get("bytes") is not None:
                 samples = check_frame(len(message["bytes"]), fmt)
+                check_after_short_frame(short_frame, fmt)
+                check_stream_length(next_sample + samples, fmt.sample_rate, ctx.limits)
+                bucket.take(samples, loop.time())
+                short_frame = samples if is_short_frame(samples, fmt) else None
                 frame = AudioFrameV1(
                     meeting_id, speaker_id, stream, fmt.sample_rate, next_sample, start_ms, message["bytes"],
                     language=fmt.language,
@@ -120,7 +170,7 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
                 delivery = await ctx.producer.send(
                     ctx.audio_topic, frame.pcm, key=stream.encode(), headers=frame.kafka_headers()
                 )
-                next_sample += samples
+                next_sample = reached.sample = next_sample + samples
                 acker.track(delivery, next_sample)
                 INGEST_FRAMES.inc()
             elif parse_control(message.get("text") or "") == "end":
@@ -130,7 +180,6 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
     except WebSocketDisconnect:
         reason = "disconnect"
 
-    ctx.clock.note_end(stream, next_sample)
     try:
         durable = await acker.drain()
         await _send_event(ctx, stream, _stopped(started, durable, reason))
@@ -144,8 +193,17 @@ async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, spea
         await ws.close(code=1000, reason="all audio durable")
 
 
-async def _receive_header(ws: WebSocket) -> StreamFormat:
-    message = await ws.receive()
+async def _receive(ws: WebSocket, idle_s: float, awaited: str) -> dict[str, Any]:
+    """The next message; raises ProtocolError(IDLE) when none comes within ``idle_s`` (an idle socket would
+    hold its speaker's slot forever)."""
+    try:
+        return await asyncio.wait_for(ws.receive(), timeout=idle_s)
+    except TimeoutError:
+        raise ProtocolError(CloseCode.IDLE, f"no {awaited} for {idle_s:g} s") from None
+
+
+async def _receive_header(ws: WebSocket, idle_s: float) -> StreamFormat:
+    message = await _receive(ws, idle_s, "header")
     if message["type"] == "websocket.disconnect":
         raise _EndOfStream("disconnect")
     if message.get("bytes") is not None:

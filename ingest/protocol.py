@@ -2,9 +2,9 @@
 
 Client -> server: a text header ``{"sample_rate":16000,"encoding":"pcm_s16le","channels":1}`` (optional
 ``"start_sample": N`` to resume after a reconnect, optional ``"language": "de"`` for the stream's spoken
-language), then binary frames of 20-250 ms of audio, then the text
-``{"type":"end"}``. Server -> client: ``{"type":"ready","first_sample":F,"stream_start_ms":T}`` once the header
-is accepted, ``{"type":"ack","samples":N}`` once the stream's first N samples are durable in Kafka, and a
+language), then binary frames of 20-250 ms of audio (only the last one before ``end`` may be shorter), then
+the text ``{"type":"end"}``. Server -> client: ``{"type":"ready","first_sample":F,"stream_start_ms":T,
+"limits":{...}}`` once the header is accepted, ``{"type":"ack","samples":N}`` once the stream's first N samples are durable in Kafka, and a
 close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input.
 """
 
@@ -19,8 +19,14 @@ from palaver.languages import is_language
 
 SUPPORTED_SAMPLE_RATES = (16000,)
 SUPPORTED_ENCODINGS = ("pcm_s16le",)
+MIN_FRAME_MS = 20
 MAX_FRAME_MS = 250
 BYTES_PER_SAMPLE = 2
+# The largest WebSocket message the server reads (uvicorn's ws_max_size, 16 MiB by default; a larger one
+# closes with 1009 before the application sees it): 8x the largest legal frame (250 ms at the highest
+# supported rate, 8000 bytes), so the common mistake, frames of 0.5-2 s, still gets 4005 and a reason
+# that says what is wrong, while no client makes the server hold megabytes.
+MAX_MESSAGE_BYTES = 8 * max(SUPPORTED_SAMPLE_RATES) * MAX_FRAME_MS // 1000 * BYTES_PER_SAMPLE
 
 
 class CloseCode:
@@ -31,7 +37,13 @@ class CloseCode:
     ODD_FRAME = 4004
     FRAME_TOO_LARGE = 4005
     BAD_CONTROL = 4006
+    FRAME_TOO_SMALL = 4007
+    IDLE = 4008  # nothing received for PALAVER_INGEST_IDLE_S (as HTTP 408)
     STREAM_BUSY = 4009
+    MEETING_FULL = 4010
+    SERVER_FULL = 4011
+    STREAM_TOO_LONG = 4013  # PALAVER_MAX_STREAM_S reached (as HTTP 413)
+    TOO_FAST = 4029  # sustained send rate above PALAVER_INGEST_MAX_SPEED (as HTTP 429)
     UNAUTHENTICATED = tickets.UNAUTHENTICATED  # no ticket, or a forged, expired or used one
     FORBIDDEN = tickets.FORBIDDEN  # a ticket for another meeting or socket
     BROKER_UNAVAILABLE = 1011
@@ -57,6 +69,10 @@ class StreamFormat:
     @property
     def max_frame_bytes(self) -> int:
         return self.sample_rate * MAX_FRAME_MS // 1000 * BYTES_PER_SAMPLE * self.channels
+
+    @property
+    def min_frame_samples(self) -> int:
+        return self.sample_rate * MIN_FRAME_MS // 1000
 
 
 def parse_header(text: str) -> StreamFormat:
@@ -100,6 +116,22 @@ def check_frame(size: int, fmt: StreamFormat) -> int:
     return size // (BYTES_PER_SAMPLE * fmt.channels)
 
 
+def check_after_short_frame(short_samples: int | None, fmt: StreamFormat) -> None:
+    """Called for a frame or message that follows a frame of ``short_samples`` (None: the frame before was
+    not short). A frame shorter than MIN_FRAME_MS is legal only as the last one before ``end`` (or before
+    the socket goes); anything else after it raises FRAME_TOO_SMALL."""
+    if short_samples is not None:
+        ms = short_samples * 1000 / fmt.sample_rate
+        raise ProtocolError(
+            CloseCode.FRAME_TOO_SMALL,
+            f"frame of {short_samples} samples ({ms:g} ms) is shorter than {MIN_FRAME_MS} ms and not the last",
+        )
+
+
+def is_short_frame(samples: int, fmt: StreamFormat) -> bool:
+    return samples < fmt.min_frame_samples
+
+
 def parse_control(text: str) -> str:
     """A text message after the header; returns its type. Only ``end`` is defined."""
     try:
@@ -116,7 +148,11 @@ def ack_message(samples: int) -> str:
     return orjson.dumps({"type": "ack", "samples": samples}).decode()
 
 
-def ready_message(first_sample: int, stream_start_ms: int) -> str:
+def ready_message(first_sample: int, stream_start_ms: int, limits: dict[str, float | int] | None = None) -> str:
     """Sent once the header is accepted: where this connection's audio sits in the stream (acks count the
-    stream's samples) and where the stream sits on the meeting's timeline."""
-    return orjson.dumps({"type": "ready", "first_sample": first_sample, "stream_start_ms": stream_start_ms}).decode()
+    stream's samples), where the stream sits on the meeting's timeline, and the limits the connection is
+    held to (``IngestLimits.wire``), so a client can pace itself within them."""
+    body: dict[str, object] = {"type": "ready", "first_sample": first_sample, "stream_start_ms": stream_start_ms}
+    if limits is not None:
+        body["limits"] = limits
+    return orjson.dumps(body).decode()

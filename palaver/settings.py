@@ -122,6 +122,40 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Bad messages in the window before dlq_max_ratio applies."
     )
 
+    ingest_max_streams_per_meeting: int = Field(
+        default=32, ge=1, description="Streams one meeting may have connected to an ingest process at once."
+    )
+    ingest_max_streams: int = Field(
+        default=256, ge=1, description="Streams one ingest process holds at once, over all meetings."
+    )
+    ingest_max_speed: float = Field(
+        default=1.5,
+        ge=1.0,
+        description="Sustained pace, x real time, at which one stream connection may send audio (a faster "
+        "one is closed with 4029 once its burst is spent).",
+    )
+    ingest_burst_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Seconds of audio a connection may send ahead of ingest_max_speed: a client catching up "
+        "after a reconnect.",
+    )
+    ingest_idle_s: float = Field(
+        default=60.0, gt=0, description="A stream socket that sends nothing (header, audio, end) for this long is closed."
+    )
+    ingest_meeting_idle_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="Ingest forgets a meeting's timeline once none of its streams has been connected for this "
+        "long (a stream of it that comes back is placed as after an ingest restart).",
+    )
+    max_stream_s: int = Field(
+        default=4 * 3600, ge=1, description="Longest stream, in seconds of audio from its sample 0."
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest HTTP request body the web process reads (413 beyond)."
+    )
+
     secret_key: SecretStr | None = Field(
         default=None,
         description="Signs sessions, tokens and tickets; every API and ingest process of a deployment needs the "

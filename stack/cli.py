@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "tracks concurrently through the ingest WebSocket, show dialogues as they finalize, then "
                           "print the merged transcript. Starts Palaver for the duration unless --url answers.")  # fmt: skip
     demo.add_argument("--url", default=None, help="a running Palaver (default: start one on --port)")
-    demo.add_argument("--speed", type=float, default=1.0, help="streaming pace, x real time (default 1)")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="streaming pace, x real time (default 1; a running Palaver may hold it to its "
+                      "PALAVER_INGEST_MAX_SPEED, one the demo starts allows it)")
     demo.add_argument("--port", type=int, default=None, help="HTTP port when the demo starts Palaver")
     _add_data_dir(demo)
 
@@ -206,7 +208,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         if args.url:
             print(f"palaver: nothing answers at {args.url}", file=sys.stderr)
             return 2
-        stack = Stack(settings)
+        # The Palaver it starts takes the demo's pace (a server's default limit is 1.5x real time).
+        pace = max(settings.ingest_max_speed, args.speed * 1.25)
+        stack = Stack(settings.model_copy(update={"ingest_max_speed": pace}))
         stack.start(serve_supervisor_metrics=False)
     try:
         return asyncio.run(run_demo(url, args.speed))

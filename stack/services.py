@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
 from stack.supervisor import Supervisor, python_child, restart_policy, serve_metrics, stop_on_signals
-from stack.web import WEB_SERVICES, create_app
+from stack.web import WEB_SERVICES, create_app, server_config
 from stt_workers.engine import SttEngine
 from stt_workers.streaming import StreamingEngine
 from stt_workers.transcriber import Transcriber
@@ -124,8 +124,7 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
         tasks.append(asyncio.create_task(run_merger(settings, stop), name="merger"))
     web = services & WEB_SERVICES
     if web:
-        config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", ws_ping_interval=20)
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config(create_app(settings, web), host, port))
         tasks.append(asyncio.create_task(server.serve(), name="web"))
     else:
         loop = asyncio.get_running_loop()

@@ -130,7 +130,7 @@ class Stack:
 def _settings_env(s: Settings) -> dict[str, str]:
     """Children read the same settings from the environment (the entrypoint's one read)."""
     env = {"PALAVER_DATA_DIR": str(s.data_dir), "PALAVER_KAFKA_PORT": str(s.kafka_port),
-           "PALAVER_TOPIC_NAMESPACE": s.topic_namespace}  # fmt: skip
+           "PALAVER_TOPIC_NAMESPACE": s.topic_namespace, "PALAVER_INGEST_MAX_SPEED": str(s.ingest_max_speed)}  # fmt: skip
     if s.kafka_bootstrap:
         env["PALAVER_KAFKA_BOOTSTRAP"] = s.kafka_bootstrap
     if s.kafka_replication_factor:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,7 @@ from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
 from palaver.store.writer import run_store_writer
 from palaver.streams.clients import make_producer
+from stack.body_limit import BodySizeLimit
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,15 @@ DESCRIPTION = """Live meeting transcription.
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
   them readable a moment later.
 """
+
+
+def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """How uvicorn serves the web process: WebSocket messages bounded by the largest legal ingest message
+    (uvicorn's default is 16 MiB; a larger message closes its socket with 1009), pings every 20 s."""
+    from ingest.protocol import MAX_MESSAGE_BYTES
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_ping_interval=20,
+                          ws_max_size=MAX_MESSAGE_BYTES)  # fmt: skip
 
 
 async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event,
@@ -95,9 +106,10 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         app.state.secret = load_secret(settings)
         if "ingest" in services:
             from ingest.app import IngestContext
+            from ingest.limits import IngestLimits
 
             app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name),
-                                             app.state.secret)  # fmt: skip
+                                             app.state.secret, IngestLimits.from_settings(settings))  # fmt: skip
         if services & {"api", "store"}:
             if store is None:
                 owned_store = await asyncio.to_thread(open_store, settings)
@@ -140,6 +152,7 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
                 owned_store.close()
 
     app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if "ingest" in services:
         from ingest.app import router as ingest_router
 

@@ -3,7 +3,9 @@
 It survives a dropped socket (the server restarted, the network blinked): it reconnects with backoff,
 resumes the stream at the samples the server acknowledged (``start_sample`` in the header), sends the
 audio from there, catches up on what the outage held back and goes on at its pace. What it did is in
-``StreamResult.reconnects`` and in the log (``palaver.demo.client``).
+``StreamResult.reconnects`` and in the log (``palaver.demo.client``). It never sends faster than the
+server's ``ready`` says it may (``SendAllowance``): a catch-up, or a pace above the server's limit, is
+slowed to stay within it rather than closed with 4029.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ log = logging.getLogger(__name__)
 
 ABNORMAL_CLOSURE = 1006  # the websocket code for "the connection ended without a close frame"
 # Closes that say "try again": going away, no close frame (the server died), the broker is unavailable,
-# service restart, try again later, and this stream still connected (the server has not yet noticed that
-# the old socket is gone).
-RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, 1013, 4009})
+# service restart, try again later, this stream still connected (the server has not yet noticed that
+# the old socket is gone), and the ingest server holding its most streams (others will end).
+RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, 1013, 4009, 4011})
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ NO_RECONNECT = ReconnectPolicy(attempts=0)  # one connection: a drop ends the st
 
 def retryable(close_code: int) -> bool:
     """Whether a connection that ended with ``close_code`` is worth trying again. 1000 is the end of the
-    stream; any other 4xxx than 4009 is about the client's input, which sending again cannot mend."""
+    stream; any other 4xxx than 4009 and 4011 is about the client's input or a limit it passed, which
+    sending again cannot mend."""
     return close_code in RETRYABLE_CLOSES
 
 
@@ -74,6 +77,32 @@ class StreamResult:
     acked_samples: int  # samples of ``pcm`` the server acknowledged as durable
     first_sample: int  # where the server placed the first connection's audio in the stream
     reconnects: tuple[Reconnect, ...] = ()
+
+
+class SendAllowance:
+    """The client's side of the server's send-rate limit (the ``limits`` of ``ready``: ``max_speed`` x real
+    time sustained, ``burst_s`` seconds of audio ahead of it): a token bucket on samples kept below the
+    server's, so audio sent within it is not refused. It refills at ``speed_margin`` of the server's speed
+    and holds ``burst_margin`` of its burst: the rest absorbs a network that holds frames back and then
+    delivers them at once (the server counts them when they arrive), up to about
+    ``(1 - burst_margin) * burst_s / max_speed`` seconds of delay (3.3 s at the defaults). The server's
+    bucket starts before the client's, which starts at ``ready``."""
+
+    def __init__(self, max_speed: float, burst_s: float, sample_rate: int, now_s: float,
+                 speed_margin: float = 0.9, burst_margin: float = 0.5):  # fmt: skip
+        self.rate = speed_margin * max_speed * sample_rate
+        self.capacity = burst_margin * burst_s * sample_rate
+        self.level = self.capacity
+        self.at = now_s
+
+    def wait_s(self, samples: int, now_s: float) -> float:
+        """How long to wait from ``now_s`` before ``samples`` may be sent."""
+        level = min(self.capacity, self.level + (now_s - self.at) * self.rate)
+        return max(0.0, (samples - level) / self.rate)
+
+    def spend(self, samples: int, now_s: float) -> None:
+        self.level = min(self.capacity, self.level + (now_s - self.at) * self.rate) - samples
+        self.at = now_s
 
 
 def ws_url(http_url: str) -> str:
@@ -174,7 +203,8 @@ async def stream_pcm(
         except httpx.HTTPError as exc:  # the API is away too (a web restart): like a refused connection
             return _Ended(ABNORMAL_CLOSURE, f"no ticket: {type(exc).__name__}", ready=False)
         async with websockets.connect(f"{url}?ticket={ticket}", max_size=None) as ws:
-            return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage))
+            return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage),
+                               sample_rate)  # fmt: skip
 
     ended = await connect(None)
     while ended.close_code != 1000 and retryable(ended.close_code) and reconnect.attempts > 0:
@@ -200,24 +230,28 @@ async def stream_pcm(
 
 
 async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm: np.ndarray, progress: _Progress,
-                step: int, due: Callable[[int], float], on_ready: Callable[[int], None]) -> _Ended:  # fmt: skip
-    """One connection: the header (resuming at ``progress.acked`` when the stream has begun), the audio
-    from there at its due times, ``end``; returns how the connection ended."""
+                step: int, due: Callable[[int], float], on_ready: Callable[[int], None],
+                sample_rate: int) -> _Ended:  # fmt: skip
+    """One connection: the header (resuming at ``progress.acked`` when the stream has begun), and once the
+    server is ``ready`` the audio from there at its due times, within the server's send-rate limit, then
+    ``end``; returns how the connection ended."""
     offset = 0
     if progress.base is not None:
         header = {**header, "start_sample": progress.acked}
         offset = progress.acked - progress.base
     await ws.send(json.dumps(header))
-    got_ready = False
+    ready: dict[str, object] = {}
+    got_ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
     async def read_acks() -> None:
-        nonlocal got_ready
         try:
             async for message in ws:
                 if isinstance(message, str):
                     body = json.loads(message)
                     if body.get("type") == "ready":
-                        got_ready = True
+                        ready.update(body, received_at=loop.time())
+                        got_ready.set()
                         on_ready(body["first_sample"])
                     elif body.get("type") == "ack":
                         progress.acked = max(progress.acked, body["samples"])
@@ -225,18 +259,36 @@ async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm:
             pass
 
     reader = asyncio.create_task(read_acks())
-    loop = asyncio.get_running_loop()
-    try:
-        for at in range(offset, len(pcm), step):
-            await ws.send(pcm[at : at + step].astype("<i2").tobytes())
-            delay = due(at + step) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await ws.send(json.dumps({"type": "end"}))
-    except websockets.ConnectionClosed:
-        pass  # the server closed (bad input) or went away; the close code says which
+    waiting = asyncio.create_task(got_ready.wait())
+    await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if got_ready.is_set():  # else the server closed before ready (a busy stream, a bad header)
+        allowance = _allowance(ready, sample_rate)
+        try:
+            for at in range(offset, len(pcm), step):
+                frame = pcm[at : at + step]
+                if allowance is not None:
+                    if (wait := allowance.wait_s(len(frame), loop.time())) > 0:
+                        await asyncio.sleep(wait)
+                    allowance.spend(len(frame), loop.time())
+                await ws.send(frame.astype("<i2").tobytes())
+                delay = due(at + step) - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await ws.send(json.dumps({"type": "end"}))
+        except websockets.ConnectionClosed:
+            pass  # the server closed (bad input) or went away; the close code says which
     await reader
-    return _Ended(ws.close_code or ABNORMAL_CLOSURE, ws.close_reason or "", got_ready)
+    return _Ended(ws.close_code or ABNORMAL_CLOSURE, ws.close_reason or "", got_ready.is_set())
+
+
+def _allowance(ready: dict[str, object], sample_rate: int) -> SendAllowance | None:
+    """The send-rate limit a ``ready`` message announced, if any (a server before limits sends none)."""
+    limits = ready.get("limits")
+    if not isinstance(limits, dict) or "max_speed" not in limits or "burst_s" not in limits:
+        return None
+    return SendAllowance(float(limits["max_speed"]), float(limits["burst_s"]), sample_rate,
+                         float(ready["received_at"]))  # type: ignore[arg-type]  # fmt: skip
 
 
 def _result(ended: _Ended, progress: _Progress) -> StreamResult:

@@ -24,7 +24,7 @@ from palaver.store import Store
 from palaver.store.client import connect_pool
 from palaver.store.migrations import apply_migrations
 from palaver.streams.clients import ensure_topics
-from stack.web import create_app
+from stack.web import create_app, server_config
 from tests.integration.infra import Infra, free_port, infrastructure
 
 pytestmark = pytest.mark.integration
@@ -46,6 +46,11 @@ def clickhouse_client(infra: Infra) -> object:
     return connect_pool(infra.clickhouse_dsn, CLICKHOUSE_CLIENTS)
 
 
+# The tests stream at up to 4x real time (the pace is theirs to choose; media time does not depend on it);
+# the default limit, 1.5x, would slow their streams to it (tests/integration/test_ingest_limits.py tests it).
+TEST_MAX_SPEED = 8.0
+
+
 def make_settings(infra: Infra, data_dir: Path, namespace: str, database: str) -> Settings:
     return Settings(
         data_dir=data_dir,
@@ -55,6 +60,7 @@ def make_settings(infra: Infra, data_dir: Path, namespace: str, database: str) -
         clickhouse_database=database,
         topic_namespace=namespace,
         api_port=free_port(),
+        ingest_max_speed=TEST_MAX_SPEED,
     )
 
 
@@ -208,10 +214,8 @@ async def _running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_fa
     for worker in workers:
         worker.start()
     merger.start()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, {"ingest", "api", "store"}, store=store), host="127.0.0.1",
-                       port=settings.api_port, log_level="warning")
-    )
+    server = uvicorn.Server(server_config(create_app(settings, {"ingest", "api", "store"}, store=store),
+                                          "127.0.0.1", settings.api_port, log_level="warning"))  # fmt: skip
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.api_port}"
     try:

@@ -8,13 +8,18 @@ import pytest
 from ingest.clock import MeetingClock
 from ingest.protocol import (
     MAX_FRAME_MS,
+    MAX_MESSAGE_BYTES,
+    MIN_FRAME_MS,
     CloseCode,
     ProtocolError,
     StreamFormat,
     ack_message,
+    check_after_short_frame,
     check_frame,
+    is_short_frame,
     parse_control,
     parse_header,
+    ready_message,
 )
 from palaver.events import AudioFrameV1
 
@@ -180,6 +185,27 @@ def test_check_frame_too_large(size: int) -> None:
     assert str(size) in err.reason
 
 
+def test_min_frame_is_20_ms() -> None:
+    assert MIN_FRAME_MS == 20 and FMT.min_frame_samples == 320
+    assert not is_short_frame(320, FMT) and is_short_frame(319, FMT)
+
+
+def test_a_short_frame_may_only_be_the_last() -> None:
+    check_after_short_frame(None, FMT)  # the frame before was not short
+    err = _rejects(lambda n: check_after_short_frame(n, FMT), 160, CloseCode.FRAME_TOO_SMALL)
+    assert "160 samples (10 ms)" in err.reason and "20 ms" in err.reason
+
+
+def test_the_largest_message_read_holds_the_largest_frame() -> None:
+    assert FMT.max_frame_bytes < 16000 * 2 * 2 <= MAX_MESSAGE_BYTES < 64 * 1024, "a 2 s frame still gets 4005"
+
+
+def test_ready_carries_the_limits() -> None:
+    limits = {"max_speed": 1.5, "burst_s": 10.0, "idle_s": 60.0, "max_stream_s": 14400}
+    assert orjson.loads(ready_message(0, 1200, limits)) == {"type": "ready", "first_sample": 0,
+                                                           "stream_start_ms": 1200, "limits": limits}  # fmt: skip
+
+
 # --- parse_control and ack -------------------------------------------------------------------------------
 
 
@@ -213,6 +239,8 @@ def test_close_codes_are_application_codes() -> None:
             assert code == 1011
         else:
             assert 4000 <= code <= 4999, name
+            # 44xx are the access codes, shared with the live socket (palaver.auth.tickets).
+            assert (name in ("UNAUTHENTICATED", "FORBIDDEN")) == (4400 <= code <= 4499), name
 
 
 # --- MeetingClock ----------------------------------------------------------------------------------------
@@ -221,7 +249,7 @@ def test_close_codes_are_application_codes() -> None:
 def test_first_stream_at_epoch_gets_zero() -> None:
     clock = MeetingClock()
     assert clock.place("m1", "m1/alice", now_ms=1_700_000_000_000, start_sample=0, sample_rate=16000).stream_start_ms == 0
-    assert clock.meeting_epoch_ms == {"m1": 1_700_000_000_000}
+    assert {m: t.epoch_ms for m, t in clock.meetings.items()} == {"m1": 1_700_000_000_000}
 
 
 def test_second_stream_gets_its_offset_from_the_epoch() -> None:
@@ -262,7 +290,7 @@ def test_fresh_connection_of_a_known_stream_continues_its_timeline() -> None:
     clock = MeetingClock()
     first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
     assert first.first_sample == 0
-    clock.note_end("m1/alice", 48_000)  # 3 s of audio, then the tab was closed
+    clock.note_end(first, 48_000, now_ms=13_000)  # 3 s of audio, then the tab was closed
     again = clock.place("m1", "m1/alice", now_ms=20_000, start_sample=0, sample_rate=16000)
     assert again.stream_start_ms == first.stream_start_ms
     assert again.first_sample == 160_000  # 10 s after the stream's start, not sample 0 again
@@ -270,13 +298,54 @@ def test_fresh_connection_of_a_known_stream_continues_its_timeline() -> None:
 
 def test_fresh_connection_never_starts_before_audio_already_received() -> None:
     clock = MeetingClock()
-    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    clock.note_end("m1/alice", 320_000)  # the client streamed faster than real time
+    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    clock.note_end(first, 320_000, now_ms=10_900)  # the client streamed faster than real time
     assert clock.place("m1", "m1/alice", now_ms=11_000, start_sample=0, sample_rate=16000).first_sample == 320_000
 
 
 def test_resume_uses_the_clients_position() -> None:
     clock = MeetingClock()
-    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    clock.note_end("m1/alice", 48_000)
+    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    clock.note_end(first, 48_000, now_ms=13_000)
     assert clock.place("m1", "m1/alice", now_ms=30_000, start_sample=40_000, sample_rate=16000).first_sample == 40_000
+
+
+def test_an_idle_meeting_is_released_only_with_no_stream_connected_for_longer_than_the_limit() -> None:
+    clock = MeetingClock()
+    alice = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    bob = clock.place("m1", "m1/bob", now_ms=11_000, start_sample=0, sample_rate=16000)
+    clock.note_end(alice, 16_000, now_ms=20_000)
+    assert clock.release_idle(now_ms=10_000_000, idle_ms=60_000) == [], "bob is still connected"
+    clock.note_end(bob, 16_000, now_ms=30_000)
+    assert clock.release_idle(now_ms=90_000, idle_ms=60_000) == [], "idle for exactly the limit: kept"
+    assert clock.release_idle(now_ms=90_001, idle_ms=60_000) == ["m1"]
+    assert clock.meetings == {}
+
+
+def test_a_released_meeting_starts_a_new_timeline() -> None:
+    """What forgetting costs (docs/architecture.md, "Time"): a stream that comes back is placed as after an
+    ingest restart, on a timeline that starts anew."""
+    clock = MeetingClock()
+    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    clock.note_end(first, 48_000, now_ms=13_000)
+    clock.forget("m1")
+    again = clock.place("m1", "m1/alice", now_ms=500_000, start_sample=0, sample_rate=16000)
+    assert (again.stream_start_ms, again.first_sample) == (0, 0)
+
+
+def test_a_connection_ending_after_its_meeting_was_forgotten_changes_nothing() -> None:
+    clock = MeetingClock()
+    old = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    clock.forget("m1")  # the meeting ended while alice was still connected
+    new = clock.place("m1", "m1/bob", now_ms=20_000, start_sample=0, sample_rate=16000)
+    clock.note_end(old, 48_000, now_ms=21_000)
+    timeline = clock.meetings["m1"]
+    assert (timeline.connected, timeline.stream_end_sample) == (1, {}), "bob's timeline is not alice's"
+    clock.note_end(new, 16_000, now_ms=22_000)
+    assert (timeline.connected, timeline.stream_end_sample) == (0, {"m1/bob": 16_000})
+
+
+def test_forgetting_an_unknown_meeting_is_harmless() -> None:
+    clock = MeetingClock()
+    clock.forget("nope")
+    assert clock.meetings == {}

@@ -17,6 +17,7 @@ from starlette.testclient import WebSocketTestSession
 from starlette.types import Message, Receive, Scope, Send
 
 from ingest.app import IngestContext, router
+from ingest.limits import IngestLimits
 from ingest.protocol import CloseCode
 from palaver.auth.tokens import sign
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, decode
@@ -47,12 +48,12 @@ class _Ingest:
     """The ingest router alone in an app, producing to ``broker``; ``acks`` lists each ack the server sent,
     with how many of the stream's samples the broker had at that moment."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: IngestLimits | None = None) -> None:
         self.broker = FakeBroker()
         self.producer = FakeProducer(self.broker)
         app = FastAPI()
         app.include_router(router)
-        app.state.ingest = IngestContext(self.producer, TOPIC, SECRET)  # type: ignore[arg-type]
+        app.state.ingest = self.context = IngestContext(self.producer, TOPIC, SECRET, limits or IngestLimits())  # type: ignore[arg-type]
         self.acks: list[tuple[int, int]] = []
 
         async def journaled(scope: Scope, receive: Receive, send: Send) -> None:
@@ -212,6 +213,7 @@ def test_a_dropped_connection_resumed_at_start_sample_loses_and_changes_nothing(
         "type": "ready",
         "first_sample": FRAME_SAMPLES,
         "stream_start_ms": ready["stream_start_ms"],
+        "limits": IngestLimits().wire(),
     }
     by_position: dict[int, set[bytes]] = {}
     for f in ingest.frames():
@@ -226,3 +228,118 @@ def test_a_dropped_connection_resumed_at_start_sample_loses_and_changes_nothing(
     stops = [(s.end_sample, s.reason) for s in ingest.events("stream.stopped")]
     assert stops == [(3 * FRAME_SAMPLES, "disconnect"), (4 * FRAME_SAMPLES, "end")]
     assert [s.first_sample for s in ingest.events("stream.started")] == [0, FRAME_SAMPLES]
+
+
+# --- limits (ingest/limits.py; the same over real sockets: tests/integration/test_ingest_limits.py) ---------
+
+
+def _stopped(ingest: _Ingest) -> list[tuple[int, str]]:
+    return [(s.end_sample, s.reason) for s in ingest.events("stream.stopped")]
+
+
+def test_a_short_frame_before_end_is_the_last_frame_and_is_kept() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(_url()) as ws:
+        _connect(ws)
+        ws.send_bytes(_frame(0))
+        ws.send_bytes(b"\x07\x00" * 100)  # 100 samples: the rest of the recording
+        ws.send_json({"type": "end"})
+        acks, close = _until_closed(ws)
+
+    assert (close["code"], acks[-1]) == (1000, FRAME_SAMPLES + 100)
+    assert _stopped(ingest) == [(FRAME_SAMPLES + 100, "end")]
+
+
+def test_a_short_frame_followed_by_audio_closes_with_4007_and_keeps_the_audio_before() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(_url()) as ws:
+        _connect(ws)
+        ws.send_bytes(_frame(0))
+        ws.send_bytes(b"\x07\x00" * 100)
+        ws.send_bytes(_frame(1))
+        acks, close = _until_closed(ws)
+
+    assert close["code"] == CloseCode.FRAME_TOO_SMALL and "shorter than 20 ms" in close["reason"]
+    assert acks[-1] == FRAME_SAMPLES + 100, "what came before the bad frame is acknowledged before the close"
+    assert [len(f.pcm) for f in ingest.frames()] == [2 * FRAME_SAMPLES, 200]
+    assert _stopped(ingest) == [(FRAME_SAMPLES + 100, "error")]
+
+
+def test_a_socket_that_never_sends_its_header_is_closed_and_frees_its_slot() -> None:
+    ingest = _Ingest(IngestLimits(idle_s=0.2))
+    with ingest.client.websocket_connect(_url()) as ws:
+        close = ws.receive()
+    assert (close["type"], close["code"]) == ("websocket.close", CloseCode.IDLE)
+    assert "no header" in close["reason"]
+    assert ingest.context.active.count == 0 and ingest.broker.records(TOPIC) == []
+
+
+def test_a_socket_that_stops_sending_audio_is_closed_after_its_audio_is_durable() -> None:
+    ingest = _Ingest(IngestLimits(idle_s=0.3))
+    with ingest.client.websocket_connect(_url()) as ws:
+        _connect(ws)
+        ws.send_bytes(_frame(0))
+        acks, close = _until_closed(ws)  # and then nothing
+    assert (close["code"], acks[-1]) == (CloseCode.IDLE, FRAME_SAMPLES)
+    assert _stopped(ingest) == [(FRAME_SAMPLES, "error")]
+    assert ingest.context.active.count == 0
+
+
+def test_sending_faster_than_allowed_closes_with_4029_once_the_burst_is_spent() -> None:
+    ingest = _Ingest(IngestLimits(max_speed=1.0, burst_s=1.0))
+    second = 16000 // FRAME_SAMPLES  # frames per second of audio
+    with ingest.client.websocket_connect(_url()) as ws:
+        _connect(ws)
+        for n in range(3 * second):  # three seconds of audio at once
+            ws.send_bytes(_frame(n))
+        acks, close = _until_closed(ws)
+    assert close["code"] == CloseCode.TOO_FAST and "1x real time" in close["reason"]
+    frames = len(ingest.frames())
+    assert second <= frames < 3 * second, "the burst passed, the rest did not"
+    assert acks[-1] == frames * FRAME_SAMPLES and _stopped(ingest) == [(frames * FRAME_SAMPLES, "error")]
+
+
+def test_a_stream_stops_at_its_maximum_length_with_its_audio_durable() -> None:
+    ingest = _Ingest(IngestLimits(max_stream_s=1))
+    with ingest.client.websocket_connect(_url()) as ws:
+        _connect(ws, start_sample=16000 - 2 * FRAME_SAMPLES)  # resumed 40 ms before the end
+        for n in range(3):
+            ws.send_bytes(_frame(n))
+        acks, close = _until_closed(ws)
+    assert close["code"] == CloseCode.STREAM_TOO_LONG and "1 s" in close["reason"]
+    assert acks[-1] == 16000 and _stopped(ingest) == [(16000, "error")]
+
+
+def test_a_start_sample_beyond_the_longest_stream_is_a_bad_header() -> None:
+    ingest = _Ingest(IngestLimits(max_stream_s=1))
+    with ingest.client.websocket_connect(_url()) as ws:
+        ws.send_text(orjson.dumps({**HEADER, "start_sample": 16001}).decode())
+        close = ws.receive()
+    assert close["code"] == CloseCode.BAD_HEADER and "start_sample" in close["reason"]
+    assert ingest.broker.records(TOPIC) == []
+
+
+def test_streams_beyond_the_meetings_and_the_servers_limits_are_refused_before_any_audio() -> None:
+    ingest = _Ingest(IngestLimits(max_streams_per_meeting=2, max_streams=3))
+    with ingest.client.websocket_connect(_url("m1", "usr_" + "a" * 24)) as a, \
+            ingest.client.websocket_connect(_url("m1", "usr_" + "b" * 24)) as b:  # fmt: skip
+        _connect(a), _connect(b)
+        with ingest.client.websocket_connect(_url("m1", "usr_" + "c" * 24)) as c:
+            meeting_full = c.receive()
+        with ingest.client.websocket_connect(_url("m2", "usr_" + "a" * 24)) as d:
+            _connect(d)
+            with ingest.client.websocket_connect(_url("m3", "usr_" + "a" * 24)) as e:
+                server_full = e.receive()
+            with ingest.client.websocket_connect(_url("m1", "usr_" + "a" * 24)) as again:
+                busy = again.receive()
+            d.send_json({"type": "end"})
+            _until_closed(d)
+        for ws in (a, b):
+            ws.send_json({"type": "end"})
+            _until_closed(ws)
+    assert (meeting_full["code"], server_full["code"], busy["code"]) == (
+        CloseCode.MEETING_FULL, CloseCode.SERVER_FULL, CloseCode.STREAM_BUSY)  # fmt: skip
+    assert "m1" in meeting_full["reason"] and "3 streams" in server_full["reason"]
+    assert ingest.context.active.count == 0
+    with ingest.client.websocket_connect(_url("m1", "usr_" + "c" * 24)) as c:  # the slots are free again
+        _connect(c)
