@@ -190,6 +190,8 @@ async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> di
         now = now_ms()
         record = current.changed(now, ended_at_ms=now)
         await meetings.put_meeting(request, record, record.event("ended", caller.user_id))
+    for forget in getattr(request.app.state, "meeting_ended", ()):
+        forget(record.meeting_id)  # per-meeting state of services in this process (the ingest clock)
     return meeting_out(MeetingView(record, view.role))
 
 

@@ -104,12 +104,15 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             app.state.sessions_topic = topic_name(settings.topic_namespace, SESSIONS.name)
         app.state.settings = settings
         app.state.secret = load_secret(settings)
+        # Called with a meeting's id when the API ends it: this process's ingest drops its timeline.
+        app.state.meeting_ended = []
         if "ingest" in services:
             from ingest.app import IngestContext
             from ingest.limits import IngestLimits
 
             app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name),
                                              app.state.secret, IngestLimits.from_settings(settings))  # fmt: skip
+            app.state.meeting_ended.append(app.state.ingest.clock.forget)
         if services & {"api", "store"}:
             if store is None:
                 owned_store = await asyncio.to_thread(open_store, settings)
