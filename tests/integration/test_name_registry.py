@@ -258,3 +258,43 @@ async def test_invite_only_registration_and_the_per_address_limit(guarded_api: t
         assert over.status_code == 429, over.text
         assert 1 <= int(over.headers["Retry-After"]) <= 3600
         assert invite not in over.text
+
+
+async def test_the_registry_learns_the_names_of_users_from_before_it(
+    infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A deployment whose users topic already holds users (made before the registry existed): on its first
+    start the registry takes their names before it decides anything, so they cannot be registered again;
+    a deleted user's names are free."""
+    from api.user_state import new_user
+    from palaver.events import encode
+    from palaver.streams.clients import make_producer
+
+    tag = uuid.uuid4().hex[:10]
+    settings = make_settings(infra, tmp_path_factory.mktemp(f"seed-{tag}"), f"t{tag}", f"t_{tag}")
+    store = Store(clickhouse_client, settings.clickhouse_database)
+    apply_migrations(store)
+    await ensure_topics(settings)
+    old = new_user("usr_" + "1" * 24, "Old-Timer", "old@example.com", "scrypt$x", "member", "", 1_000)
+    gone = new_user("usr_" + "2" * 24, "gone", "gone@example.com", "scrypt$x", "member", "", 1_000)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        users = f"t{tag}.{USERS.name}"
+        for record, change in ((old, "created"), (gone, "created"), (gone.changed(2_000, deleted=True), "deleted")):
+            await producer.send_and_wait(users, encode(record.event(change)), key=record.user_id.encode())  # type: ignore[arg-type]
+    finally:
+        await producer.stop()
+    server, serving = await _serve(create_app(settings, {"api"}, store=store), settings.api_port)
+    url = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            name = await _register(http, url, "old-timer", "new@example.com")
+            assert (name.status_code, name.json()["detail"]) == (409, "username already taken"), name.text
+            mail = await _register(http, url, "newcomer", "OLD@example.com")
+            assert (mail.status_code, mail.json()["detail"]) == (409, "email already taken"), mail.text
+            free = await _register(http, url, "gone", "gone@example.com")
+            assert free.status_code == 201, free.text
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)

@@ -3,6 +3,7 @@ users topic, the rate limiter and the registration modes."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -145,3 +146,41 @@ def test_registration_modes(mode: str, admin: bool, invite: str | None, allowed:
     admission = registration_allowed(settings, admin, codes.get(invite or ""), secret=SECRET, now_ms=now)
     assert bool(admission) is allowed
     assert admission.reason.startswith(reason)
+
+
+async def test_a_claim_waits_for_its_decision_and_counts_as_unanswered_without_one() -> None:
+    """The asker (``api.name_claims.NameClaims``) over the in-memory broker: each claim is sent keyed by its
+    name, a decision settles it, and a claim no decision answers in time is unanswered (the API's 503)."""
+    from api.name_claims import NameClaims
+    from palaver.events import decode
+    from palaver.events.name_claims_v1 import NameDecisionV1
+    from tests.fake_broker import FakeBroker
+
+    broker = FakeBroker()
+    claims = NameClaims(Settings(), broker.producer())  # type: ignore[arg-type]
+    claims.ready.set()  # as once its reader is positioned
+    names = list(user_names("ana", "ana@example.com").values())
+
+    async def decide_username_only() -> None:
+        while len(broker.records("name.claims")) < 2:
+            await asyncio.sleep(0.001)
+        for record in broker.records("name.claims"):
+            request = decode(record.value)
+            assert record.key == request.name.encode()  # type: ignore[attr-defined]
+            if request.name.startswith("username:"):  # type: ignore[attr-defined]
+                claims.settle(NameDecisionV1(event_id="evt_d", request_id=request.request_id, name=request.name,  # type: ignore[attr-defined]
+                                             user_id=ANA, granted=False, decided_at_ms=0))  # fmt: skip
+
+    decider = asyncio.create_task(decide_username_only())
+    outcome = await claims.claim(names, ANA, timeout_s=0.5)
+    await decider
+    assert (outcome.granted, outcome.refused, outcome.unanswered) == ([], ["username:ana"], ["email:ana@example.com"])
+    assert not outcome.all_granted
+    await claims.release(outcome.unanswered, ANA)
+    released = [r for r in map(decode, (rec.value for rec in broker.records("name.claims"))) if isinstance(r, NameReleaseV1)]
+    assert [(r.name, r.user_id) for r in released] == [("email:ana@example.com", ANA)]
+
+    claims.ready.clear()  # no reader positioned: nothing is sent, nothing can be answered
+    before = len(broker.records("name.claims"))
+    assert (await claims.claim(names, ANA, timeout_s=0.05)).unanswered == names
+    assert len(broker.records("name.claims")) == before
