@@ -142,17 +142,13 @@ USER_FIELDS = """user_id, username, email, password_hash, role, profile_pic_url,
                  toUnixTimestamp64Milli(updated_at) AS updated_at_ms, version AS user_version"""
 
 
-async def users_matching(store: Store, user_ids: list[str], username: str | None = None,
-                         email: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """The newest stored state of the given users and of any user whose username or email equals the
-    given ones (case-insensitively), deleted ones included: the caller merges them with its own writes."""
-    rows = await store.aquery(
-        f"""SELECT {USER_FIELDS} FROM {store.database}.users FINAL
-            WHERE has({{ids:Array(String)}}, user_id) OR lower(username) = lower({{u:String}})
-               OR lower(email) = lower({{e:String}})""",
-        {"ids": user_ids, "u": username or "\x00", "e": email or "\x00"},
+async def users_by_id(store: Store, user_ids: list[str]) -> list[dict[str, Any]]:
+    """The newest stored state of the given users, deleted ones included: the caller merges them with its
+    own writes."""
+    return await store.aquery(
+        f"SELECT {USER_FIELDS} FROM {store.database}.users FINAL WHERE has({{ids:Array(String)}}, user_id)",
+        {"ids": user_ids},
     )
-    return rows
 
 
 async def users(store: Store, limit: int, offset: int, username: str | None = None,

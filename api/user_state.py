@@ -5,8 +5,9 @@ Why a memory: the API answers once the event is durable in Kafka, and the store 
 a moment later. Reading the store alone, two quick PATCHes of one user would each start from the state
 before the first and the second would undo the first; two quick creates could take the same username.
 The memory (newest state per user that this process published, kept a few minutes) closes that gap for
-one API process. Several API processes behind a load balancer share only the store, so they can still
-race within the store writer's lag (last writer wins; see README "Users").
+one API process. Several API processes behind a load balancer share only the store, so two changes of one
+user on two processes within the store writer's lag can still race (last writer wins; see README "Users").
+Uniqueness of usernames and emails is not decided here but by the name registry (``api.name_registry``).
 """
 
 from __future__ import annotations
@@ -76,19 +77,6 @@ def newest(*candidates: Iterable[UserRecord]) -> dict[str, UserRecord]:
             if have is None or record.user_version > have.user_version:
                 out[record.user_id] = record
     return out
-
-
-def conflicts(
-    users: Iterable[UserRecord], username: str | None, email: str | None, self_id: str | None
-) -> list[str]:
-    """Which of ``username`` and ``email`` (compared case-insensitively) another live user already has."""
-    taken = []
-    others = [u for u in users if u.user_id != self_id and not u.deleted]
-    if username is not None and any(u.username.lower() == username.lower() for u in others):
-        taken.append("username")
-    if email is not None and any(u.email.lower() == email.lower() for u in others):
-        taken.append("email")
-    return taken
 
 
 V = TypeVar("V")

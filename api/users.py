@@ -2,31 +2,44 @@
 topic, keyed by ``user_id``; the store writer upserts it into ``users``. Responses never carry the password
 or its hash, and the plaintext goes nowhere but the KDF.
 
-Anyone may register (``PALAVER_REGISTRATION``); a new account is always a ``member``. A signed-in user sees
-and changes only their own account, admins every account; only an admin sets a role. Changing one's own
-password asks for the current one. Another user's account answers 404, as an unknown one does.
+Usernames and emails are unique, case-insensitively, across every API process: the name registry
+(``api.name_registry``) decides each name in one place. A registration claims both names and creates the
+user only when both are granted; when one is refused it releases the other and answers 409. A rename
+claims the new name before the change and releases the old one after it; a delete releases both.
+
+Registration (``POST /v1/users``) follows ``PALAVER_REGISTRATION`` (``api.registration``; a signed-in admin
+may always create accounts), is limited per client address, and always creates a ``member``. A signed-in
+user sees and changes only their own account, admins every account; only an admin sets a role. Changing
+one's own password asks for the current one. Another user's account answers 404, as an unknown one does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from api import queries
 from api.idempotency import KEY_MAX_LENGTH
 from api.identity import Caller, MaybeSignedIn, SignedIn
+from api.name_claims import NameClaims
+from api.names import kind_of, user_names
 from api.passwords import hash_password, verify_password
-from api.user_state import RecentWrites, UserRecord, conflicts, new_user, newest
+from api.registration import RegistrationDesk, registration_allowed
+from api.user_state import RecentWrites, UserRecord, new_user, newest
 from palaver import ids
 from palaver.events import encode
 from palaver.events.users_v1 import UserChange, UserRole
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["users"])
+NAME_RETRY_AFTER_S = 2  # the Retry-After of a 503 when the name registry did not answer in time
 
 UserId = Annotated[str, Path(pattern=r"^usr_[0-9a-f]{24}$", description="The user's id (usr_...)")]
 Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{3,64}$", description="3-64 of [A-Za-z0-9._-]; unique, case-insensitively")]  # fmt: skip
@@ -40,14 +53,21 @@ PASSWORD_LENGTH = (8, 1024)
 
 
 class UserCreate(BaseModel):
+    """A new account; it is always a ``member`` (only an admin gives roles, so ``role`` is refused here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     username: Username
     email: Email
     password: SecretStr = Field(
         description="8-1024 characters; stored only as a salted scrypt hash",
         json_schema_extra={"minLength": 8, "maxLength": 1024},
     )
-    role: UserRole = "member"
     profile_pic_url: PictureUrl = ""
+    invite: str | None = Field(
+        default=None, max_length=4096,
+        description="An invite code (`palaver admin invite`); required when PALAVER_REGISTRATION=invite",
+    )  # fmt: skip
 
 
 class UserPatch(BaseModel):
@@ -81,25 +101,17 @@ class UserList(BaseModel):
 
 class UserDirectory:
     """This process's view of users: the store plus its own recent writes (see ``api.user_state``).
-    Writes are serialized so a uniqueness check and the publish it guards are not interleaved."""
+    Writes are serialized so a change is built from the newest state and published before the next."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.recent: RecentWrites[UserRecord] = RecentWrites()
 
-    async def lookup(self, request: Request, user_ids: list[str], username: str | None = None,
-                     email: str | None = None) -> dict[str, UserRecord]:  # fmt: skip
-        """The newest state of ``user_ids`` and of every user that has ``username`` or ``email``, by the
-        store or by this process's own writes, whichever is newer (deleted users included)."""
-        recent = self.recent.values()
-        wanted = set(user_ids) | {
-            u.user_id for u in recent
-            if (username and u.username.lower() == username.lower()) or (email and u.email.lower() == email.lower())
-        }  # fmt: skip
-        rows = [UserRecord.from_row(r) for r in await queries.users_matching(
-            request.app.state.store, sorted(wanted), username, email)]  # fmt: skip
-        wanted |= {r.user_id for r in rows}
-        return newest(rows, [u for u in recent if u.user_id in wanted])
+    async def lookup(self, request: Request, user_ids: list[str]) -> dict[str, UserRecord]:
+        """The newest state of ``user_ids``, by the store or by this process's own writes, whichever is
+        newer (deleted users included)."""
+        rows = [UserRecord.from_row(r) for r in await queries.users_by_id(request.app.state.store, sorted(user_ids))]
+        return newest(rows, [u for u in self.recent.values() if u.user_id in user_ids])
 
     async def get(self, request: Request, user_id: str) -> UserRecord | None:
         """The user's newest state, or None when unknown or deleted."""
@@ -131,39 +143,98 @@ def _conflict(taken: list[str]) -> HTTPException:
     return HTTPException(status_code=409, detail=f"{' and '.join(taken)} already taken")
 
 
+async def _release(request: Request, names: list[str], user_id: str) -> None:
+    """Best effort: a release that does not reach Kafka leaves the name held by ``user_id`` (logged)."""
+    if not names:
+        return
+    try:
+        await _claims(request).release(names, user_id)
+    except (KafkaError, OSError) as exc:
+        log.error("could not release %d name(s) of %s: %s", len(names), user_id, exc)
+
+
+def _claims(request: Request) -> NameClaims:
+    return request.app.state.names  # type: ignore[no-any-return]
+
+
+async def claim_names(request: Request, names: list[str], user_id: str) -> None:
+    """Claim ``names`` for ``user_id`` through the name registry. When any is refused or unanswered,
+    release the others (a late grant included) and raise 409 naming what is taken, or 503."""
+    if not names:
+        return
+    claims = _claims(request)
+    outcome = await claims.claim(names, user_id, request.app.state.registration.settings.name_claim_timeout_s)
+    if outcome.all_granted:
+        return
+    await _release(request, outcome.granted + outcome.unanswered, user_id)
+    if outcome.refused:
+        raise _conflict(sorted({kind_of(n) for n in outcome.refused}, key=("username", "email").index))
+    raise HTTPException(status_code=503, detail="the name registry did not answer in time; try again",
+                        headers={"Retry-After": str(NAME_RETRY_AFTER_S)})  # fmt: skip
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server sees it (behind a proxy: what uvicorn's proxy headers say)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _admit(request: Request, invite: str | None, caller_is_admin: bool) -> RegistrationDesk:
+    """403 unless ``PALAVER_REGISTRATION`` lets this caller register; 429 beyond the per-address limit."""
+    desk: RegistrationDesk = request.app.state.registration
+    admission = registration_allowed(desk.settings, caller_is_admin=caller_is_admin, invite=invite, secret=desk.secret(),
+                                     now_ms=_now_ms())  # fmt: skip
+    if not admission:
+        raise HTTPException(status_code=403, detail=admission.reason)
+    retry_after = desk.per_address.acquire(client_address(request))
+    if retry_after is not None:
+        raise HTTPException(status_code=429, detail="too many registrations from this address; try again later",
+                            headers={"Retry-After": str(retry_after)})  # fmt: skip
+    return desk
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+NAMES_UNANSWERED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "the name registry (or ClickHouse) did not answer in time: try again after `Retry-After` seconds"}
+}
+
+
 @router.post("/v1/users", status_code=201, response_model=UserOut,
              responses={401: {"description": "a credential was sent and is not valid"},
-                        403: {"description": "only admins give a role other than member"},
-                        409: {"description": "username or email already taken"}})  # fmt: skip
+                        403: {"description": "registration is closed, or by invitation and the invite is missing or "
+                              "invalid"},
+                        409: {"description": "username or email already taken"},
+                        429: {"description": "too many registrations from this address: try again after "
+                              "`Retry-After` seconds"},
+                        **NAMES_UNANSWERED_RESPONSE})  # fmt: skip
 async def create_user(
     request: Request, caller: MaybeSignedIn, body: UserCreate, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
-    """Register a user (anonymous callers may). The response is the user (never the password or its hash)
-    once the event is durable in Kafka; reads see it as soon as the store writer has it (normally well under
-    a second). A retry with the same ``Idempotency-Key`` answers with the user the first request created."""
-    if body.role != "member" and (caller is None or not caller.is_admin):
-        raise HTTPException(status_code=403, detail="only admins create accounts with another role than member")
+    """Register a ``member`` (anonymous callers may, as ``PALAVER_REGISTRATION`` allows). The response is
+    the user (never the password or its hash) once the event is durable in Kafka; reads see it as soon as
+    the store writer has it (normally well under a second). A retry with the same ``Idempotency-Key``
+    answers with the user the first request created."""
+    password = _password(body.password)
+    _admit(request, body.invite, caller is not None and caller.is_admin)
     directory = _directory(request)
     user_id = ids.user_id(idempotency_key or uuid.uuid4().hex)
-    password_hash = await asyncio.to_thread(hash_password, _password(body.password))
-    async with directory.lock:
-        known = await directory.lookup(request, [user_id], body.username, body.email)
-        if user_id in known:
-            if known[user_id].deleted:
-                raise HTTPException(
-                    status_code=409, detail="this Idempotency-Key created a user since deleted"
-                )
-            return known[user_id].public()
-        taken = conflicts(known.values(), body.username, body.email, None)
-        if taken:
-            raise _conflict(taken)
-        record = new_user(user_id, body.username, body.email, password_hash, body.role, body.profile_pic_url,
-                          _now_ms())  # fmt: skip
-        await directory.publish(request, record, "created")
+    known = await directory.lookup(request, [user_id])
+    if user_id in known:
+        if known[user_id].deleted:
+            raise HTTPException(status_code=409, detail="this Idempotency-Key created a user since deleted")
+        return known[user_id].public()
+    password_hash = await asyncio.to_thread(hash_password, password)
+    names = list(user_names(body.username, body.email).values())
+    await claim_names(request, names, user_id)
+    record = new_user(user_id, body.username, body.email, password_hash, "member", body.profile_pic_url, _now_ms())
+    try:
+        async with directory.lock:
+            await directory.publish(request, record, "created")
+    except BaseException:
+        await _release(request, names, user_id)
+        raise
     return record.public()
 
 
@@ -208,7 +279,8 @@ async def get_user(request: Request, caller: SignedIn, user_id: UserId) -> dict[
 @router.patch("/v1/users/{user_id}", response_model=UserOut,
               responses={**SELF_ONLY,
                          403: {"description": "current_password does not match, or a role change by a non-admin"},
-                         409: {"description": "username or email already taken"}})  # fmt: skip
+                         409: {"description": "username or email already taken"},
+                         **NAMES_UNANSWERED_RESPONSE})  # fmt: skip
 async def update_user(request: Request, caller: SignedIn, user_id: UserId, body: UserPatch) -> dict[str, Any]:
     """Change the fields given: ``username``, ``email``, ``profile_pic_url``, ``role`` (admins only), and
     ``password`` (one's own with ``current_password``; an admin resets another's without). A password
@@ -237,22 +309,33 @@ async def update_user(request: Request, caller: SignedIn, user_id: UserId, body:
         ):
             raise HTTPException(status_code=403, detail="current_password does not match")
         new_hash = await asyncio.to_thread(hash_password, new_password)
-    async with directory.lock:
-        known = await directory.lookup(request, [user_id], fields.get("username"), fields.get("email"))
-        current = known.get(user_id)
-        if current is None or current.deleted:
+    claimed: list[str] = []
+    if "username" in fields or "email" in fields:
+        before = await directory.get(request, user_id)
+        if before is None:
             raise HTTPException(status_code=404, detail=f"no user {user_id}")
-        if checked_hash is not None and current.password_hash != checked_hash:
-            raise HTTPException(status_code=409, detail="the password changed meanwhile; try again")
-        taken = conflicts(known.values(), fields.get("username"), fields.get("email"), user_id)
-        if taken:
-            raise _conflict(taken)
-        if new_hash is not None:
-            fields["password_hash"] = new_hash
-        record = current.changed(_now_ms(), **fields)
-        await directory.publish(
-            request, record, "password_changed" if list(fields) == ["password_hash"] else "updated"
-        )
+        held = set(user_names(before.username, before.email).values())
+        wanted = user_names(fields.get("username", before.username), fields.get("email", before.email))
+        claimed = [name for name in wanted.values() if name not in held]
+        await claim_names(request, claimed, user_id)
+    try:
+        async with directory.lock:
+            current = (await directory.lookup(request, [user_id])).get(user_id)
+            if current is None or current.deleted:
+                raise HTTPException(status_code=404, detail=f"no user {user_id}")
+            if checked_hash is not None and current.password_hash != checked_hash:
+                raise HTTPException(status_code=409, detail="the password changed meanwhile; try again")
+            if new_hash is not None:
+                fields["password_hash"] = new_hash
+            record = current.changed(_now_ms(), **fields)
+            await directory.publish(
+                request, record, "password_changed" if list(fields) == ["password_hash"] else "updated"
+            )
+    except BaseException:
+        await _release(request, claimed, user_id)
+        raise
+    kept = set(user_names(record.username, record.email).values())
+    await _release(request, [n for n in user_names(current.username, current.email).values() if n not in kept], user_id)
     return record.public()
 
 
@@ -268,10 +351,12 @@ async def delete_user(request: Request, caller: SignedIn, user_id: UserId) -> Re
         if current is None:
             raise HTTPException(status_code=404, detail=f"no user {user_id}")
         await directory.publish(request, current.changed(_now_ms(), deleted=True), "deleted")
+    # After the deletion is durable: a crash between the two leaves the names held (never two holders).
+    await _release(request, list(user_names(current.username, current.email).values()), user_id)
     return Response(status_code=204)
 
 
-SECRET_FIELDS = frozenset({"password", "current_password", "token", "refresh_token", "ticket"})
+SECRET_FIELDS = frozenset({"password", "current_password", "token", "refresh_token", "ticket", "invite"})
 
 
 def redact_secrets(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -180,6 +180,14 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Failed sign-ins per account (and 4x that per client address) per window."
     )
     signin_window_s: int = Field(default=300, ge=1, description="The window signin_max_failures counts in.")
+    registrations_per_address_per_hour: int = Field(
+        default=20, ge=1, description="Account creations one client address may attempt per hour, per API "
+        "process (each costs a 16 MiB scrypt hash); more get 429 with Retry-After.",
+    )
+    name_claim_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a registration or rename waits for the name registry's "
+        "decision before it answers 503 with Retry-After.",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

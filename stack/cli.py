@@ -94,7 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip
     topics.add_argument("--create", action="store_true", help="create missing topics on the configured broker")
     _add_dlq(sub)
+    _add_admin(sub)
     return parser
+
+
+def _add_admin(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    admin = sub.add_parser("admin", help="create accounts (the first admin) and invite codes",
+                           description="Operator commands for accounts. They talk to Kafka as the API does.")  # fmt: skip
+    admin_sub = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = admin_sub.add_parser(
+        "create-user", help="create an account of any role (asks for the password)",
+        description="Create an account of any role, for example the first admin. Asks for the password twice "
+        "on the terminal, or reads one line from stdin with --password-stdin. The username and email go "
+        "through the same name registry as registrations (it runs in the API processes, so Palaver must be "
+        "up). Exit status: 0 created (prints the user id), 1 the username or email is taken, 2 bad input, "
+        "no broker, or no answer from the name registry within PALAVER_NAME_CLAIM_TIMEOUT_S.")  # fmt: skip
+    create.add_argument("--username", required=True, help="3-64 of [A-Za-z0-9._-]; unique, case-insensitively")
+    create.add_argument("--email", required=True, help="unique, case-insensitively")
+    create.add_argument("--role", choices=("admin", "member"), default="member", help="default member")
+    create.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of stdin (for scripts) instead of asking")  # fmt: skip
+    _add_data_dir(create)
+    invite = admin_sub.add_parser(
+        "invite", help="print an invite code for PALAVER_REGISTRATION=invite",
+        description="Print a new invite code: with PALAVER_REGISTRATION=invite, POST /v1/users needs one in "
+        "its `invite` field. Any number of accounts may use it until it expires. It is signed with the "
+        "deployment's secret (PALAVER_SECRET_KEY, else DATA_DIR/secret_key: use the API's data dir).")  # fmt: skip
+    invite.add_argument("--ttl-hours", type=float, default=72.0, metavar="N", help="valid for N hours (default 72)")
+    _add_data_dir(invite)
 
 
 DLQ_TOPIC_HELP = "a topic (transcripts) or its dead-letter topic (transcripts.dlq); PALAVER_TOPIC_NAMESPACE applies"
@@ -138,15 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.command == "dlq":  # a broker that does not answer is said once, as a palaver: line
+    if args.command in ("dlq", "admin"):  # a broker that does not answer is said once, as a palaver: line
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if args.command == "admin":
+        logging.getLogger().setLevel(logging.WARNING)
     from palaver.broker.embedded import BrokerError
     from palaver.streams.dlq_tools import DlqToolError
+    from stack.admin import AdminError
     from stack.services import UsageError
     from stack.supervisor import StackError
 
     try:
         return _dispatch(args)
+    except AdminError as exc:
+        print(f"palaver: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (BrokerError, UsageError, DlqToolError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return 2
@@ -186,6 +219,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _topics(settings, args.create)
     if args.command == "dlq":
         return _dlq(args, settings)
+    if args.command == "admin":
+        return _admin(args, settings)
     if args.command == "bench":
         import importlib
 
@@ -259,6 +294,37 @@ def _topics(settings: Settings, create: bool) -> int:
         created = asyncio.run(ensure_topics(settings))
         print(f"created {len(created)} topic(s)")
     return 0
+
+
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    from stack import admin
+
+    if args.action == "invite":
+        print(admin.invite(settings, args.ttl_hours))
+        return 0
+    password = _read_password(args.password_stdin)
+    user = asyncio.run(admin.create_user(settings, args.username, args.email, password, args.role))
+    print(f"created {user.role} {user.username} ({user.user_id})")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new user's password: the first line of stdin, or asked twice on the terminal."""
+    import getpass
+
+    from stack.admin import AdminError
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise AdminError("--password-stdin: stdin held no password")
+        return password
+    if not sys.stdin.isatty():
+        raise AdminError("no terminal to ask the password on: pipe it in with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != password:
+        raise AdminError("the passwords do not match")
+    return password
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:

@@ -140,6 +140,14 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             app.state.idempotency = KeyedWrites()
             app.state.live = LiveHub(settings)
             background("live hub", app.state.live.run)
+            from api.name_claims import NameClaims
+            from api.name_registry import run_name_registry
+            from api.registration import RegistrationDesk
+
+            app.state.registration = RegistrationDesk(settings)
+            app.state.names = NameClaims(settings, producer)  # type: ignore[arg-type]
+            background("name decisions", app.state.names.run)
+            background("name registry", lambda stop: run_name_registry(settings, stop))
         try:
             yield
         finally:

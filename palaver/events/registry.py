@@ -23,6 +23,7 @@ from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
 from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
+from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
 from palaver.events.sessions_v1 import SessionRevokedV1
 from palaver.events.stream_lifecycle_v1 import StreamStartedV1, StreamStoppedV1
 from palaver.events.stream_progress_v1 import StreamProgressV1
@@ -78,6 +79,17 @@ LIVE = Consumer("live", service="api", group=None)
 MERGER_RESTORE = Consumer("merger", service="merger", group=None)
 # `palaver dlq replay` reading which dead letters it sent back (palaver/streams/dlq_tools.py).
 DLQ_TOOL = Consumer("palaver dlq", service="palaver dlq", group=None)
+# The name registry (api/name_registry.py): every API process runs one member of the "names" group, so
+# each name has exactly one decider at a time. It restores its state from its changelog (group-less, as the
+# merger) and, on its first start in a deployment, reads the users topic to learn the names already taken.
+NAMES = Consumer("names", service="api", group="names")
+NAMES_RESTORE = Consumer("names", service="api", group=None)
+# The askers waiting for their decisions (api/name_claims.py): each API process, and `palaver admin
+# create-user`, reads the decisions topic from its end without a group.
+CLAIMANTS = Consumer("claimants", service="api", group=None)
+ADMIN_TOOL = Consumer("palaver admin", service="palaver admin", group=None)
+# Commands run by people beside the services: they produce and consume like a service.
+TOOLS = ("palaver admin", "palaver dlq")
 
 
 @dataclass(frozen=True)
@@ -157,8 +169,8 @@ USERS = TopicSpec(
     # replay rebuilds the table) and drops superseded states, old password hashes included.
     cleanup_policy="compact",
     events=(UserChangedV1,),
-    producers=("api",),
-    consumers=(STORE,),
+    producers=("api", "palaver admin"),
+    consumers=(STORE, NAMES_RESTORE),
     dlq="users.dlq",
 )
 CHAT = TopicSpec(
@@ -200,7 +212,31 @@ SESSIONS = TopicSpec(
     dlq="sessions.dlq",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS)
+NAME_CLAIMS = TopicSpec(
+    name="name.claims",
+    key="name",  # normalized: "username:alice", "email:ana@example.com"
+    partitions=6,
+    # Requests: what they decided lives on in name.owners, so a week covers any replay of a decider.
+    retention_ms=7 * DAY_MS,
+    cleanup_policy="delete",
+    events=(NameClaimV1, NameReleaseV1),
+    producers=("api", "palaver admin"),
+    consumers=(NAMES,),
+    dlq="name.claims.dlq",
+)
+NAME_DECISIONS = TopicSpec(
+    name="name.decisions",
+    key="name",
+    partitions=3,
+    retention_ms=DAY_MS,  # answers to requests that wait seconds
+    cleanup_policy="delete",
+    events=(NameDecisionV1,),
+    producers=("api",),
+    consumers=(CLAIMANTS, ADMIN_TOOL),
+)
+
+TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS,
+                                 NAME_CLAIMS, NAME_DECISIONS)  # fmt: skip
 
 # The merger's per-meeting state (palaver/streams/changelog.py): not events, but the durable copy of
 # state derived from the transcripts topic, partitioned like it, compacted to the newest value per key.
@@ -214,7 +250,18 @@ MERGER_STATE = TopicSpec(
     producers=("merger",),
     consumers=(MERGER_RESTORE,),
 )
-STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE,)
+# The name registry's state (api/name_registry.py): each name's owner, partitioned like name.claims.
+NAME_OWNERS = TopicSpec(
+    name="name.owners",
+    key="name",
+    partitions=NAME_CLAIMS.partitions,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    events=(),
+    producers=("api",),
+    consumers=(NAMES_RESTORE,),
+)
+STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE, NAME_OWNERS)
 
 # Which dead letters `palaver dlq replay` sent back (palaver/streams/dlq_tools.py): one record per replayed
 # DLQ offset, so a second replay skips them. A mark is written after its dead letter, so with the same

@@ -15,6 +15,7 @@ from palaver.events.registry import (
     DLQ_PARTITIONS,
     DLQ_REPLAYS,
     DLQ_RETENTION_MS,
+    NAME_OWNERS,
     STATE_TOPICS,
     TOPICS,
     TopicSpec,
@@ -34,7 +35,10 @@ def _retention(ms: int) -> str:
     return f"{ms // DAY_MS} d" if ms % DAY_MS == 0 else f"{ms} ms"
 
 
-STATE_DESCRIPTIONS = {DLQ_REPLAYS.name: "which dead letters were sent back (one mark per DLQ offset)"}
+STATE_DESCRIPTIONS = {
+    DLQ_REPLAYS.name: "which dead letters were sent back (one mark per DLQ offset)",
+    NAME_OWNERS.name: "each name's owner (`{\"owner\": user_id or null, \"offset\": last request applied}`) and a seed mark per partition",
+}
 
 
 def _row(spec: TopicSpec) -> tuple[str, ...]:

@@ -165,6 +165,7 @@ async def test_users_lifecycle(web: Web) -> None:
             {**body, "username": "a b"},
             {**body, "email": "not-an-email"},
             {**body, "role": "root"},
+            {**body, "username": "boss", "email": "boss@example.com", "role": "admin"},  # only admins give roles
             {**body, "profile_pic_url": "javascript:alert(1)"},
             {"email": "x@example.com", "password": PASSWORD},
         ):

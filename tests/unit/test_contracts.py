@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import importlib
@@ -28,11 +29,14 @@ import numpy as np
 import orjson
 import pytest
 
+import api.name_registry
 import merger.app
 import palaver.events
 import palaver.store.writer
 import stt_workers.pipeline
 from api.live import LiveHub
+from api.name_claims import NameClaims
+from api.names import decide, names_in_use, user_names
 from merger.processor import apply, new_state
 from palaver import ids
 from palaver.events import (
@@ -60,12 +64,15 @@ from palaver.events import (
 from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
 from palaver.events.base import EventV
 from palaver.events.codec import SCHEMAS, dumps
+from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
 from palaver.events.registry import (
     LIVE,
     MERGER,
+    NAMES,
     STATE_TOPICS,
     STORE,
     STT,
+    TOOLS,
     TOPICS,
     EventClass,
     TopicSpec,
@@ -205,8 +212,8 @@ def test_two_classes_cannot_claim_one_event_version() -> None:
 
 def test_producers_and_consumers_are_services() -> None:
     for spec in (*TOPICS, *STATE_TOPICS):
-        assert set(spec.producers) <= set(SERVICES), spec.name
-        assert {c.service for c in spec.consumers} <= set(SERVICES), spec.name
+        assert set(spec.producers) <= {*SERVICES, *TOOLS}, spec.name
+        assert {c.service for c in spec.consumers} <= {*SERVICES, *TOOLS}, spec.name
 
 
 def test_consumer_groups_are_the_services_groups() -> None:
@@ -216,6 +223,7 @@ def test_consumer_groups_are_the_services_groups() -> None:
         palaver.store.writer.GROUP,
     )
     assert LIVE.group is None  # api/live.py reads without a group, from the end
+    assert NAMES.group == api.name_registry.GROUP
 
 
 def _event_classes(annotation: Any) -> set[type]:
@@ -272,7 +280,8 @@ def test_frame_example_decodes_and_round_trips(key: str) -> None:
 @pytest.mark.parametrize("key", list(BY_ID))
 def test_example_ids_are_derived_like_production(key: str) -> None:
     event: Any = _event(BY_ID[key])
-    if not isinstance(event, UserChangedV1 | SessionRevokedV1):  # users and sign-ins belong to no meeting
+    if not isinstance(event, UserChangedV1 | SessionRevokedV1 | NameClaimV1 | NameReleaseV1 | NameDecisionV1):
+        # users, sign-ins and names belong to no meeting
         assert ids.is_valid_id_part(event.meeting_id)
     if hasattr(event, "speaker_id"):
         assert ids.is_valid_id_part(event.speaker_id)
@@ -310,6 +319,9 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
         assert event.user_id.startswith("usr_")
         assert event.event_id == ids.event_id("user.changed", event.user_id, event.user_version)
         assert event.password_hash.startswith("scrypt$")
+    if isinstance(event, NameClaimV1 | NameReleaseV1 | NameDecisionV1):
+        assert event.user_id.startswith("usr_")
+        assert event.event_id == ids.event_id(event.event, event.request_id)
     if isinstance(event, ChatMessageV1):
         assert event.message_id.startswith("msg_") and event.user_id.startswith("usr_")
         assert event.event_id == ids.event_id("chat.message", event.message_id)
@@ -540,6 +552,75 @@ def live_contract(example: Example) -> list[Any]:
     return [event]
 
 
+OTHER_USER = "usr_" + "0" * 24
+
+
+def names_contract(example: Example) -> list[Any]:
+    """The name registry (``api.names.decide``) on a name never claimed, held by the requester, held by
+    someone else, and replayed: claims are granted exactly when the name is free or the requester's,
+    releases free only the owner's name, and a request at or before the state's offset changes nothing."""
+    request: Any = decode(example.raw)
+    assert isinstance(request, NameClaimV1 | NameReleaseV1)
+    kind, _, value = request.name.partition(":")
+    assert kind in ("username", "email") and value == value.lower() and value
+    mine, theirs = {"owner": request.user_id, "offset": 3}, {"owner": OTHER_USER, "offset": 3}
+    out = []
+    for before, granted_if_claim, owner_after_release in ((None, True, None), (mine, True, None),
+                                                          (theirs, False, OTHER_USER)):  # fmt: skip
+        untouched = copy.deepcopy(before)
+        decision = decide(before, request, 7)
+        assert before == untouched, "decide must not mutate the state"
+        assert decision.state is not None and decision.state["offset"] == 7
+        if isinstance(request, NameClaimV1):
+            assert decision.granted is granted_if_claim
+            assert decision.state["owner"] == (request.user_id if granted_if_claim else OTHER_USER)
+        else:
+            assert decision.granted is None and decision.state["owner"] == owner_after_release
+        assert decide(decision.state, request, 7).granted is None, "a replayed request is not decided again"
+        out.append(decision)
+    return out
+
+
+def names_state_contract(example: Example) -> list[Any]:
+    """The registry's state goes through its changelog (orjson both ways) unchanged, and a registry restored
+    from it recognises the request as applied."""
+    request: Any = decode(example.raw)
+    state = decide(None, request, 11).state
+    restored = orjson.loads(orjson.dumps(state))
+    assert restored == state
+    assert decide(restored, request, 11) == decide(state, request, 11)
+    assert decide(restored, request, 11).granted is None
+    return [restored]
+
+
+def names_seed_contract(example: Example) -> list[Any]:
+    """The registry's first start (``api.names.names_in_use``): a live user's username and email are taken
+    by that user; a deleted user's are free."""
+    event: Any = decode(example.raw)
+    held = names_in_use([event])
+    assert held == ({} if event.deleted else dict.fromkeys(user_names(event.username, event.email).values(),
+                                                           event.user_id))  # fmt: skip
+    return list(held)
+
+
+def claimants_contract(example: Example) -> list[Any]:
+    """An asker (``api.name_claims.NameClaims``, also inside `palaver admin`): a decision settles the request
+    waiting for it with its answer, once; another asker's decision is left alone."""
+    decision: Any = decode(example.raw)
+    assert isinstance(decision, NameDecisionV1)
+
+    async def settle() -> bool:
+        claims = NameClaims(Settings(), producer=None)  # type: ignore[arg-type]
+        waiting = claims.expect(decision.request_id)
+        other = claims.expect("another-request")
+        assert claims.settle(decision) and not claims.settle(decision)
+        assert not other.done()
+        return waiting.result()
+
+    assert asyncio.run(settle()) is decision.granted
+    return [decision.granted]
+
+
 # (topic, consumer name) -> what the consumer makes of one example of the topic.
 CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("audio.frames", "stt"): stt_contract,
@@ -552,11 +633,16 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("chat", "store"): store_contract,
     ("meetings", "store"): store_contract,
     ("sessions", "store"): store_contract,
+    ("users", "names"): names_seed_contract,
+    ("name.claims", "names"): names_contract,
+    ("name.decisions", "claimants"): claimants_contract,
+    ("name.decisions", "palaver admin"): claimants_contract,
 }
 # State topics carry no events: (topic, consumer) -> (the input topic the state derives from, the contract
 # run on each example of that input).
 STATE_CONTRACTS: dict[tuple[str, str], tuple[str, Callable[[Example], list[Any]]]] = {
     ("merger.state", "merger"): ("transcripts", merger_state_contract),
+    ("name.owners", "names"): ("name.claims", names_state_contract),
 }
 REGISTERED = [(spec.name, consumer.name) for spec in TOPICS for consumer in spec.consumers]
 REGISTERED_STATE = [(spec.name, consumer.name) for spec in STATE_TOPICS for consumer in spec.consumers]

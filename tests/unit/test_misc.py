@@ -288,22 +288,26 @@ def test_all_topics() -> None:
     names = [t.name for t in topics]
     assert names == [
         "audio.frames", "transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions",
+        "name.claims", "name.decisions",
         "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "users.dlq", "chat.dlq",
-        "meetings.dlq", "sessions.dlq",
-        "merger.state", "dlq.replays",
+        "meetings.dlq", "sessions.dlq", "name.claims.dlq", "merger.state", "name.owners", "dlq.replays",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
-    for spec in topics[8:16]:
+    by_name = {t.name: t for t in topics}
+    for spec in topics[10:19]:
         assert spec.partitions == 1
         assert spec.dlq is None
         assert spec.consumers == ()
         assert spec.cleanup_policy == "delete"  # a DLQ of a compacted topic (users) is not compacted
-    state = topics[16]
+    state = by_name["merger.state"]
     assert state.kafka_config()["cleanup.policy"] == "compact"  # newest state per meeting, forever
     assert state.partitions == TRANSCRIPTS.partitions  # co-partitioned with the input it derives from
-    replays = topics[17]
+    owners = by_name["name.owners"]
+    assert owners.kafka_config()["cleanup.policy"] == "compact"  # each name's owner, forever
+    assert owners.partitions == by_name["name.claims"].partitions
+    replays = by_name["dlq.replays"]
     # A replay mark is written after its dead letter: with the DLQs' retention it outlives it.
-    assert replays.retention_ms == topics[8].retention_ms and replays.partitions == 1
+    assert replays.retention_ms == by_name["audio.frames.dlq"].retention_ms and replays.partitions == 1
     assert replays.kafka_config()["cleanup.policy"] == "compact,delete"
 
 

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from api.passwords import hash_password, needs_rehash, verify_password
-from api.user_state import RecentWrites, UserRecord, conflicts, new_user, newest
+from api.user_state import RecentWrites, UserRecord, new_user, newest
 from api.users import redact_secrets
 from palaver import ids
 from palaver.events import ChatMessageV1, UserChangedV1, decode, encode
@@ -93,16 +93,6 @@ def test_newest_takes_the_highest_version_per_user() -> None:
     bob = new_user("usr_" + "b" * 24, "bob", "bob@example.com", "h", "member", "", 5)
     assert newest([new, bob], [old]) == {old.user_id: new, bob.user_id: bob}
     assert newest([old], [new])[old.user_id] == new
-
-
-def test_conflicts_are_case_insensitive_and_ignore_self_and_deleted() -> None:
-    alice = _alice()
-    assert conflicts([alice], "ALICE", "other@example.com", None) == ["username"]
-    assert conflicts([alice], "bob", "alice@example.COM", None) == ["email"]
-    assert conflicts([alice], "alice", "alice@example.com", None) == ["username", "email"]
-    assert conflicts([alice], "alice", "alice@example.com", alice.user_id) == []
-    assert conflicts([_alice(deleted=True)], "alice", "alice@example.com", None) == []
-    assert conflicts([alice], None, None, None) == []
 
 
 def test_recent_writes_forget_after_ttl_and_beyond_capacity() -> None:
