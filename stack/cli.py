@@ -134,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from palaver import log_redaction
+
+    log_redaction.install()  # tickets, tokens, cookies: never in a log line of any process
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "dlq":  # a broker that does not answer is said once, as a palaver: line

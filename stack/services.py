@@ -124,7 +124,10 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
         tasks.append(asyncio.create_task(run_merger(settings, stop), name="merger"))
     web = services & WEB_SERVICES
     if web:
-        config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", ws_ping_interval=20)
+        # log_config=None: uvicorn's records go to the root handlers the entrypoint set up (one format,
+        # and the redaction of tickets and tokens in its access lines).
+        config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", log_config=None,
+                                ws_ping_interval=20)  # fmt: skip
         server = uvicorn.Server(config)
         tasks.append(asyncio.create_task(server.serve(), name="web"))
     else:
