@@ -143,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     from palaver.broker.embedded import BrokerError
     from palaver.streams.dlq_tools import DlqToolError
+    from palaver.streams.kafka_security import KafkaSecurityError
     from stack.services import UsageError
     from stack.supervisor import StackError
 
     try:
         return _dispatch(args)
-    except (BrokerError, UsageError, DlqToolError) as exc:
+    except (BrokerError, UsageError, DlqToolError, KafkaSecurityError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return 2
     except StackError as exc:  # a child that keeps dying, a taken port, no health in time
