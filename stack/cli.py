@@ -169,8 +169,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         stack = Stack(settings)
         stack.start()
         stopping = stop_on_signals()
-        print(f"Palaver is up: {stack.url} (API docs {stack.url}/docs; supervisor metrics "
-              f"http://{settings.api_host}:{stack.metrics_port}/metrics). Ctrl-C stops it.", flush=True)  # fmt: skip
+        notes = [f"API docs {stack.url}/docs"] if settings.docs else []
+        if stack.metrics_host is not None:
+            notes.append(f"supervisor metrics http://{stack.metrics_host}:{stack.metrics_port}/metrics")
+        print(f"Palaver is up: {stack.url}{' (' + '; '.join(notes) + ')' if notes else ''}. Ctrl-C stops it.",
+              flush=True)  # fmt: skip
         stack.run(stopping)
         return 0
     if args.command == "demo":

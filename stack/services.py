@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
+from stack.metrics_access import metrics_host
 from stack.supervisor import Supervisor, python_child, restart_policy, serve_metrics, stop_on_signals
 from stack.web import WEB_SERVICES, create_app
 from stt_workers.engine import SttEngine
@@ -63,10 +64,11 @@ def run_services(settings: Settings, services: list[str], host: str, port: int) 
     check_engine(settings, services)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(prepare_broker(settings))
-    if not set(services) & WEB_SERVICES and settings.metrics_port:
+    metrics_addr = metrics_host(settings, host)
+    if not set(services) & WEB_SERVICES and settings.metrics_port and metrics_addr is not None:
         # Web processes serve /metrics themselves; the others get a bare Prometheus endpoint.
-        start_http_server(settings.metrics_port, addr=host)
-        log.info("metrics on http://%s:%d/metrics", host, settings.metrics_port)
+        start_http_server(settings.metrics_port, addr=metrics_addr)
+        log.info("metrics on http://%s:%d/metrics", metrics_addr, settings.metrics_port)
     asyncio.run(_run_async(settings, set(services), host, port))
 
 
@@ -159,8 +161,8 @@ def run_stt_workers(settings: Settings, services: list[str], workers: int, host:
     supervisor = Supervisor(restart_policy(settings))
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if settings.metrics_port:
-            serve_metrics(settings.metrics_port + workers, host)
+        if settings.metrics_port and (metrics_addr := metrics_host(settings, host)) is not None:
+            serve_metrics(settings.metrics_port + workers, metrics_addr)
         for index in range(workers):
             env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
             if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones

@@ -17,6 +17,7 @@ import httpx
 
 from palaver.broker import embedded
 from palaver.settings import Settings
+from stack.metrics_access import metrics_host
 from stack.services import check_engine
 from stack.supervisor import (
     ChildSpec,
@@ -55,6 +56,11 @@ class Stack:
     def metrics_port(self) -> int:
         return self.settings.api_port + SUPERVISOR_METRICS_OFFSET
 
+    @property
+    def metrics_host(self) -> str | None:
+        """Where the supervisor serves its metrics (PALAVER_METRICS_ACCESS); None: it does not."""
+        return metrics_host(self.settings, self.settings.api_host)
+
     def start(self, timeout_s: float = 180.0, serve_supervisor_metrics: bool = True) -> None:
         """Start everything and wait until the API answers /healthz; children that die meanwhile are
         restarted as later on. On any exception (KeyboardInterrupt too) stops what it started and re-raises:
@@ -63,8 +69,8 @@ class Stack:
         check_engine(s, ["stt"])  # a usage error now, not an stt child that keeps dying
         if embedded.port_open(s.api_port, s.api_host):
             raise StackError(f"port {s.api_port} is taken; choose another with --port")
-        if serve_supervisor_metrics:
-            serve_metrics(self.metrics_port, s.api_host)
+        if serve_supervisor_metrics and self.metrics_host is not None:
+            serve_metrics(self.metrics_port, self.metrics_host)
         s.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_broker()

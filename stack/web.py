@@ -13,15 +13,18 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from palaver import __version__
 from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, USERS, topic_name
 from palaver.metrics import BACKGROUND_RESTARTS
 from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
+from palaver.store.client import scrub
 from palaver.store.writer import run_store_writer
 from palaver.streams.clients import make_producer
+from stack import security_headers
+from stack.api_docs import add_docs
+from stack.metrics_access import metrics_app
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ WEB_SERVICES = {"ingest", "api", "store"}
 
 STORE_RETRY_AFTER_S = 5  # the Retry-After of a 503 while the store is unavailable
 STORE_UNAVAILABLE_DETAIL = "the store is unavailable; try again"
+CLICKHOUSE_DOWN = "unavailable"  # /healthz's clickhouse check when it does not answer (details in the log)
 STORE_UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {503: {
     "description": "ClickHouse does not answer: try again after `Retry-After` seconds",
     "content": {"application/json": {"example": {"detail": STORE_UNAVAILABLE_DETAIL}}},
@@ -125,7 +129,12 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             if owned_store is not None:
                 owned_store.close()
 
-    app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's own docs pages load from a CDN and start with an inline script: stack.api_docs serves ours.
+    app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url="/openapi.json" if settings.docs else None)  # fmt: skip
+    security_headers.install(app)
+    if settings.docs:
+        add_docs(app)
     if "ingest" in services:
         from ingest.app import router as ingest_router
 
@@ -162,12 +171,17 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
                 await app.state.store.aquery("SELECT 1 AS ok")
                 checks["clickhouse"] = "ok"
             except Exception as exc:  # report, do not raise: this is a health check
-                checks["clickhouse"] = f"error: {exc}"
+                # A fixed answer: an exception's text may name hosts, users or worse. The log gets it, scrubbed.
+                log.warning("/healthz: ClickHouse does not answer: %s: %s", type(exc).__name__,
+                            scrub(str(exc), settings.clickhouse_dsn))  # fmt: skip
+                checks["clickhouse"] = CLICKHOUSE_DOWN
         for name, failure in getattr(app.state, "background_failures", {}).items():
             checks[name] = failure
         status = 200 if all(v == "ok" for v in checks.values()) else 503
         return JSONResponse({"status": "ok" if status == 200 else "degraded", "services": sorted(services),
                              "checks": checks}, status_code=status)  # fmt: skip
 
-    app.mount("/metrics", make_asgi_app())
+    metrics = metrics_app(settings)
+    if metrics is not None:
+        app.mount("/metrics", metrics)
     return app
