@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
+from stack.https import check_tls, uvicorn_tls
 from stack.metrics_access import metrics_host
 from stack.supervisor import Supervisor, python_child, restart_policy, serve_metrics, stop_on_signals
 from stack.web import WEB_SERVICES, create_app
@@ -62,6 +63,8 @@ def check_engine(settings: Settings, services: list[str]) -> None:
 def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:
     check_combination(services)
     check_engine(settings, services)
+    if set(services) & WEB_SERVICES:
+        check_tls(settings)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(prepare_broker(settings))
     metrics_addr = metrics_host(settings, host)
@@ -129,7 +132,7 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
         # log_config=None: uvicorn's records go to the root handlers the entrypoint set up (one format,
         # and the redaction of tickets and tokens in its access lines).
         config = uvicorn.Config(create_app(settings, web), host=host, port=port, log_level="info", log_config=None,
-                                ws_ping_interval=20)  # fmt: skip
+                                ws_ping_interval=20, **uvicorn_tls(settings))  # type: ignore[arg-type]  # fmt: skip
         server = uvicorn.Server(config)
         tasks.append(asyncio.create_task(server.serve(), name="web"))
     else:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import websockets
+
+from palaver.tls_client import websocket_options
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class _Ended:
 async def stream_pcm(
     base_url: str, meeting_id: str, speaker_id: str, pcm: np.ndarray, *, frame_ms: int = 100,
     speed: float = 1.0, sample_rate: int = 16000, language: str | None = None,
-    reconnect: ReconnectPolicy = RECONNECT,
+    reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None,
 ) -> StreamResult:  # fmt: skip
     """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; return once the server closed the socket
     with 1000 (all audio durable), with a close that sending again cannot mend (a 4xxx), or when
@@ -137,7 +140,8 @@ async def stream_pcm(
     samples acknowledged so far, and the audio is sent again from there. The pace keeps to the first
     connection's start: audio an outage held back goes as fast as the socket takes it, then real time
     again. Only a stream that started reconnects: when the first connection cannot be opened (a wrong URL,
-    nothing listening) this raises what ``websockets.connect`` raises."""
+    nothing listening) this raises what ``websockets.connect`` raises. ``tls``: the context that verifies a
+    ``wss://`` server (default: the system's CAs)."""
     url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/streams/{speaker_id}"
     header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
     if language is not None:
@@ -157,7 +161,7 @@ async def stream_pcm(
                         record.first_sample, record.start_sample, record.attempts)  # fmt: skip
 
     async def connect(outage: _Outage | None) -> _Ended:
-        async with websockets.connect(url, max_size=None) as ws:
+        async with websockets.connect(url, max_size=None, **websocket_options(url, tls)) as ws:
             return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage))
 
     ended = await connect(None)

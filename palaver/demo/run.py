@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
+from palaver.tls_client import websocket_options
 
 
 def clock(ms: int) -> str:
@@ -23,15 +25,17 @@ def clock(ms: int) -> str:
 
 
 async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None], stop: asyncio.Event,
-                     reconnect: ReconnectPolicy = RECONNECT) -> None:  # fmt: skip
+                     reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
     """Print each dialogue once it is final, until ``stop``. A dropped socket (the web process restarted) is
     connected again with ``reconnect``'s backoff, for as long as the meeting runs: the socket starts
-    with the stored dialogues, and what was shown already is not shown again."""
+    with the stored dialogues, and what was shown already is not shown again. ``tls``: the context that
+    verifies a ``wss://`` server (default: the system's CAs)."""
     shown: set[tuple[str, int]] = set()
     attempt = 0
+    url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/live"
     while not stop.is_set():
         try:
-            async with websockets.connect(f"{ws_url(base_url)}/v1/meetings/{meeting_id}/live") as ws:
+            async with websockets.connect(url, **websocket_options(url, tls)) as ws:
                 attempt = 0
                 while not stop.is_set():
                     try:
@@ -47,12 +51,13 @@ async def watch_live(base_url: str, meeting_id: str, say: Callable[[str], None],
             await asyncio.sleep(reconnect.delay_s(attempt))
 
 
-async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, timeout_s: float = 180.0) -> list[dict]:
+async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, timeout_s: float = 180.0,
+                             tls: ssl.SSLContext | None = None) -> list[dict]:  # fmt: skip
     """Dialogues once every speaker's newest dialogue is final and nothing changed for 3 s."""
     deadline = time.monotonic() + timeout_s
     last: list[dict] | None = None
     stable_since = time.monotonic()
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, verify=tls or True) as http:
         while time.monotonic() < deadline:
             body = (await http.get(f"/v1/meetings/{meeting_id}/dialogues")).json()
             current = body["dialogues"]
@@ -68,17 +73,19 @@ async def wait_until_settled(base_url: str, meeting_id: str, speakers: int, time
     raise TimeoutError(f"the meeting's dialogues did not settle within {timeout_s:.0f}s")
 
 
-async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print) -> int:
+async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print,
+                   tls: ssl.SSLContext | None = None) -> int:  # fmt: skip
+    """``tls``: the context that verifies an ``https://`` server (default: the system's CAs)."""
     meeting_id = f"demo-{uuid.uuid4().hex[:8]}"
     say("synthesizing the demo meeting (hibari-tts) ...")
     tracks, placed = meeting_tracks(DEMO_MEETING, Voice())
     seconds = len(next(iter(tracks.values()))) / SAMPLE_RATE
     say(f"meeting {meeting_id}: {len(tracks)} speakers, {seconds:.1f} s of audio, streaming at {speed:g}x")
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_live(base_url, meeting_id, say, stop))
+    watcher = asyncio.create_task(watch_live(base_url, meeting_id, say, stop, tls=tls))
     await asyncio.sleep(0.3)
     results = await asyncio.gather(
-        *(stream_pcm(base_url, meeting_id, speaker, pcm, speed=speed) for speaker, pcm in tracks.items())
+        *(stream_pcm(base_url, meeting_id, speaker, pcm, speed=speed, tls=tls) for speaker, pcm in tracks.items())
     )
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
         for r in result.reconnects:
@@ -87,7 +94,7 @@ async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = pri
             say(f"stream {speaker} ended badly: {result}")
             return 1
     say("all audio is durable in Kafka; waiting for the last dialogues ...")
-    dialogues = await wait_until_settled(base_url, meeting_id, len(tracks))
+    dialogues = await wait_until_settled(base_url, meeting_id, len(tracks), tls=tls)
     stop.set()
     await watcher
     say("\nMerged transcript:")
