@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
@@ -29,7 +28,7 @@ from palaver.events import encode
 from palaver.events.base import EventV
 from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
 from palaver.settings import Settings
-from palaver.streams.clients import ensure_topics, make_producer
+from palaver.streams.clients import ensure_topics, make_admin, make_consumer, make_producer
 
 TARGET_EVENTS_PER_S = 5000
 TARGET_P95_MS = 50.0
@@ -40,7 +39,7 @@ async def stamp_on_append(settings: Settings) -> None:
     """Let the broker stamp the benchmark's transcripts and dialogues records when it appends them
     (``LogAppendTime``), so added latency runs from the input's arrival in the log to the output's: the
     merger's fetch, merge and produce, not the load generator's own sending delays."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = make_admin(settings)
     await admin.start()
     try:
         # AlterConfigs replaces a topic's whole configuration: restate the registry's settings.
@@ -117,10 +116,7 @@ async def collect(
     It first waits, without reading, until ``load`` (the input's producer, if any) is done and the topic
     stops growing, so the benchmark's own reading does not take CPU from the merger it measures. Reading
     later changes no figure: each output's latency comes from the timestamps it carries."""
-    consumer = AIOKafkaConsumer(
-        topic_name(settings.topic_namespace, DIALOGUES.name), bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-    )  # fmt: skip
+    consumer = make_consumer(settings, None, topic_name(settings.topic_namespace, DIALOGUES.name))
     await consumer.start()
     outputs: list[dict[str, Any]] = []
     done: set[str] = set()

@@ -48,14 +48,13 @@ import httpx
 import numpy as np
 import orjson
 import websockets
-from aiokafka import AIOKafkaConsumer
 
 from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
 from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
 from palaver.events.registry import TRANSCRIPTS, topic_name
 from palaver.settings import Settings, bundled_whisper_model_dir
-from palaver.streams.clients import ensure_topics
+from palaver.streams.clients import ensure_topics, make_consumer
 from palaver.textmetrics import word_error_rate
 
 TARGET_LAG_S = 1.5
@@ -123,10 +122,7 @@ class TranscriptsLog:
     """Every event on the transcripts topic, with its produce time (epoch seconds), by meeting."""
 
     def __init__(self, settings: Settings):
-        self._consumer = AIOKafkaConsumer(
-            topic_name(settings.topic_namespace, TRANSCRIPTS.name), bootstrap_servers=settings.bootstrap_servers,
-            auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-        )  # fmt: skip
+        self._consumer = make_consumer(settings, None, topic_name(settings.topic_namespace, TRANSCRIPTS.name))
         self.by_meeting: dict[str, list[tuple[float, dict[str, Any]]]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:

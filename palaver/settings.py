@@ -59,6 +59,31 @@ class Settings(BaseSettings):
     )
     restart_window_s: float = Field(default=60.0, gt=0, description="The window restart_limit counts deaths in.")
 
+    # Serving the web process safely: HTTPS, the docs, who reads /metrics.
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain) to serve HTTPS and WSS with; needs tls_key_file."
+    )
+    tls_key_file: Path | None = Field(default=None, description="The PEM private key of tls_cert_file.")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) Palaver's own clients (palaver demo) trust for an https:// API, besides "
+        "the system's: a self-signed or private-CA certificate.",
+    )
+    docs: bool = Field(default=True, description="Serve the API docs (/docs) and the OpenAPI document (/openapi.json).")
+    metrics_access: Literal["open", "local", "off"] = Field(
+        default="open",
+        description="Who may read Prometheus /metrics: anyone; loopback clients only; nobody (not served).",
+    )
+
+    # A secured Kafka cluster (palaver.streams.kafka_security); PLAINTEXT is the embedded broker's only listener.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="The client certificate's private key.")
+
     whisper_model_dir: str | None = Field(default=None, description="CTranslate2 Whisper model directory.")
     whisper_compute_type: str = "int8"
     whisper_device: str = "cpu"
@@ -215,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def uses_chdb(self) -> bool:
         return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def serves_https(self) -> bool:
+        return self.tls_cert_file is not None
 
     @property
     def log_dir(self) -> Path:

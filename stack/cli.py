@@ -18,6 +18,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["data_dir"] = Path(args.data_dir).expanduser().resolve()
     if getattr(args, "port", None):
         overrides["api_port"] = args.port
+    for option, setting in (("tls_cert", "tls_cert_file"), ("tls_key", "tls_key_file"), ("ca_file", "tls_ca_file")):
+        if getattr(args, option, None):
+            overrides[setting] = Path(getattr(args, option)).expanduser().resolve()
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
@@ -28,6 +31,12 @@ def _default(setting: str) -> object:
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where broker data, chdb data and logs live (env PALAVER_DATA_DIR; "
                    "default ~/.local/share/palaver)")  # fmt: skip
+
+
+def _add_tls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS and WSS with this PEM certificate (chain) "
+                   "(env PALAVER_TLS_CERT_FILE); needs --tls-key. Adds Strict-Transport-Security to responses")  # fmt: skip
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key (env PALAVER_TLS_KEY_FILE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({_default('restart_limit')}) within PALAVER_RESTART_WINDOW_S ({_default('restart_window_s'):g} s) "
                         "stops everything, with its log's last lines. "
                         "Logs: DATA_DIR/logs/{web,stt,merger}.log. Prometheus /metrics: stt on PORT+1, merger on "
-                        "PORT+2, the supervisor (palaver_supervisor_restarts_total) on PORT+3.")  # fmt: skip
+                        "PORT+2, the supervisor (palaver_supervisor_restarts_total) on PORT+3 "
+                        "(PALAVER_METRICS_ACCESS=local: on 127.0.0.1 only; off: not served). With --tls-cert and "
+                        "--tls-key it serves https:// and wss:// instead.")  # fmt: skip
     up.add_argument("--port", type=int, default=None, help="HTTP port (default 8000, env PALAVER_API_PORT)")
+    _add_tls(up)
     _add_data_dir(up)
 
     demo = sub.add_parser("demo", help="stream a scripted three-speaker meeting and print its transcript",
@@ -59,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="streaming pace, x real time (default 1; a running Palaver may hold it to its "
                       "PALAVER_INGEST_MAX_SPEED, one the demo starts allows it)")
     demo.add_argument("--port", type=int, default=None, help="HTTP port when the demo starts Palaver")
+    demo.add_argument("--ca-file", metavar="FILE", help="also trust this CA bundle (PEM) for an https:// --url, e.g. "
+                      "a self-signed certificate (env PALAVER_TLS_CA_FILE; default: the system's CAs only)")  # fmt: skip
     _add_data_dir(demo)
 
     broker = sub.add_parser("broker", help="manage the embedded Kafka broker",
@@ -81,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with stt alone: N worker processes in one consumer group, supervised as by `palaver up` "
                      "(a dead one is restarted), logging to DATA_DIR/logs/stt-I.log; with PALAVER_METRICS_PORT P, "
                      "worker I serves /metrics on P+I and the supervisor on P+N (default 1)")  # fmt: skip
+    _add_tls(run)
     _add_data_dir(run)
 
     bench = sub.add_parser("bench", help="run a benchmark (prints figures, writes bench/out/NAME.json and .png)",
@@ -163,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from palaver import log_redaction
+
+    log_redaction.install()  # tickets, tokens, cookies: never in a log line of any process
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command in ("dlq", "admin"):  # a broker that does not answer is said once, as a palaver: line
@@ -171,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     from palaver.broker.embedded import BrokerError
     from palaver.streams.dlq_tools import DlqToolError
+    from palaver.streams.kafka_security import KafkaSecurityError
     from stack.admin import AdminError
+    from stack.https import TlsSettingsError
     from stack.services import UsageError
     from stack.supervisor import StackError
 
@@ -180,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except AdminError as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (BrokerError, UsageError, DlqToolError) as exc:
+    except (BrokerError, UsageError, DlqToolError, KafkaSecurityError, TlsSettingsError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return 2
     except StackError as exc:  # a child that keeps dying, a taken port, no health in time
@@ -200,8 +220,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         stack = Stack(settings)
         stack.start()
         stopping = stop_on_signals()
-        print(f"Palaver is up: {stack.url} (API docs {stack.url}/docs; supervisor metrics "
-              f"http://{settings.api_host}:{stack.metrics_port}/metrics). Ctrl-C stops it.", flush=True)  # fmt: skip
+        notes = [f"API docs {stack.url}/docs"] if settings.docs else []
+        if stack.metrics_host is not None:
+            notes.append(f"supervisor metrics http://{stack.metrics_host}:{stack.metrics_port}/metrics")
+        print(f"Palaver is up: {stack.url}{' (' + '; '.join(notes) + ')' if notes else ''}. Ctrl-C stops it.",
+              flush=True)  # fmt: skip
         stack.run(stopping)
         return 0
     if args.command == "demo":
@@ -233,22 +256,25 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import httpx
 
     from palaver.demo.run import run_demo
+    from palaver.tls_client import client_context
     from stack.up import Stack
 
-    url = args.url or f"http://{settings.api_host}:{settings.api_port}"
+    own = Stack(settings)
+    url = args.url or own.url
+    tls = client_context(settings.tls_ca_file)
     stack = None
     try:
-        httpx.get(f"{url}/healthz", timeout=2)
-    except httpx.HTTPError:
+        httpx.get(f"{url}/healthz", timeout=2, verify=tls)
+    except httpx.HTTPError as exc:
         if args.url:
-            print(f"palaver: nothing answers at {args.url}", file=sys.stderr)
+            print(f"palaver: nothing answers at {args.url}: {exc}", file=sys.stderr)
             return 2
         # The Palaver it starts takes the demo's pace (a server's default limit is 1.5x real time).
         pace = max(settings.ingest_max_speed, args.speed * 1.25)
         stack = Stack(settings.model_copy(update={"ingest_max_speed": pace}))
         stack.start(serve_supervisor_metrics=False)
     try:
-        return asyncio.run(run_demo(url, args.speed))
+        return asyncio.run(run_demo(url, args.speed, tls=tls))
     finally:
         if stack:
             stack.stop()

@@ -18,6 +18,8 @@ from prometheus_client import start_http_server
 
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, wait_for_broker
+from stack.https import check_tls, uvicorn_tls
+from stack.metrics_access import metrics_host
 from stack.supervisor import Supervisor, python_child, restart_policy, serve_metrics, stop_on_signals
 from stack.web import WEB_SERVICES, create_app, server_config
 from stt_workers.engine import SttEngine
@@ -61,12 +63,15 @@ def check_engine(settings: Settings, services: list[str]) -> None:
 def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:
     check_combination(services)
     check_engine(settings, services)
+    if set(services) & WEB_SERVICES:
+        check_tls(settings)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(prepare_broker(settings))
-    if not set(services) & WEB_SERVICES and settings.metrics_port:
+    metrics_addr = metrics_host(settings, host)
+    if not set(services) & WEB_SERVICES and settings.metrics_port and metrics_addr is not None:
         # Web processes serve /metrics themselves; the others get a bare Prometheus endpoint.
-        start_http_server(settings.metrics_port, addr=host)
-        log.info("metrics on http://%s:%d/metrics", host, settings.metrics_port)
+        start_http_server(settings.metrics_port, addr=metrics_addr)
+        log.info("metrics on http://%s:%d/metrics", metrics_addr, settings.metrics_port)
     asyncio.run(_run_async(settings, set(services), host, port))
 
 
@@ -124,7 +129,10 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
         tasks.append(asyncio.create_task(run_merger(settings, stop), name="merger"))
     web = services & WEB_SERVICES
     if web:
-        server = uvicorn.Server(server_config(create_app(settings, web), host, port))
+        # log_config=None: uvicorn's records go to the root handlers the entrypoint set up (one format,
+        # and the redaction of tickets and tokens in its access lines).
+        server = uvicorn.Server(server_config(create_app(settings, web), host, port, log_config=None,
+                                              **uvicorn_tls(settings)))  # fmt: skip
         tasks.append(asyncio.create_task(server.serve(), name="web"))
     else:
         loop = asyncio.get_running_loop()
@@ -155,8 +163,8 @@ def run_stt_workers(settings: Settings, services: list[str], workers: int, host:
     supervisor = Supervisor(restart_policy(settings))
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        if settings.metrics_port:
-            serve_metrics(settings.metrics_port + workers, host)
+        if settings.metrics_port and (metrics_addr := metrics_host(settings, host)) is not None:
+            serve_metrics(settings.metrics_port + workers, metrics_addr)
         for index in range(workers):
             env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
             if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones

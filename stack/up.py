@@ -17,6 +17,8 @@ import httpx
 
 from palaver.broker import embedded
 from palaver.settings import Settings
+from stack.https import check_tls, tls_args
+from stack.metrics_access import metrics_host
 from stack.services import check_engine
 from stack.supervisor import (
     ChildSpec,
@@ -49,11 +51,17 @@ class Stack:
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+        scheme = "https" if self.settings.serves_https else "http"
+        return f"{scheme}://{self.settings.api_host}:{self.settings.api_port}"
 
     @property
     def metrics_port(self) -> int:
         return self.settings.api_port + SUPERVISOR_METRICS_OFFSET
+
+    @property
+    def metrics_host(self) -> str | None:
+        """Where the supervisor serves its metrics (PALAVER_METRICS_ACCESS); None: it does not."""
+        return metrics_host(self.settings, self.settings.api_host)
 
     def start(self, timeout_s: float = 180.0, serve_supervisor_metrics: bool = True) -> None:
         """Start everything and wait until the API answers /healthz; children that die meanwhile are
@@ -61,16 +69,19 @@ class Stack:
         UsageError for a bad STT engine setting, ChildKeepsDying, StackError or BrokerError."""
         s = self.settings
         check_engine(s, ["stt"])  # a usage error now, not an stt child that keeps dying
+        check_tls(s)
         if embedded.port_open(s.api_port, s.api_host):
             raise StackError(f"port {s.api_port} is taken; choose another with --port")
-        if serve_supervisor_metrics:
-            serve_metrics(self.metrics_port, s.api_host)
+        if serve_supervisor_metrics and self.metrics_host is not None:
+            serve_metrics(self.metrics_port, self.metrics_host)
         s.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_broker()
             env = {**os.environ, **_settings_env(s)}
             for index, (name, services) in enumerate(GROUPS):
                 args = ["-m", "stack", "run", *services, "--host", s.api_host, "--port", str(s.api_port)]
+                if name == "web":
+                    args += tls_args(s)
                 # Processes without an HTTP server expose Prometheus metrics on the next ports.
                 child_env = env if name == "web" else {**env, "PALAVER_METRICS_PORT": str(s.api_port + index)}
                 spec = python_child(name, args, child_env, s.log_dir / f"{name}.log")
@@ -105,7 +116,9 @@ class Stack:
         while time.monotonic() < deadline:
             self.supervisor.check()
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                # Under HTTPS the probe does not verify the certificate: it asks the web process this
+                # command started, on this machine, which holds that very certificate (often self-signed).
+                if httpx.get(f"{self.url}/healthz", timeout=2, verify=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

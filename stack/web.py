@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from palaver import __version__
 from palaver.auth.secret import load_secret
@@ -23,9 +22,13 @@ from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, MEETINGS, SESSION
 from palaver.metrics import BACKGROUND_RESTARTS
 from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
+from palaver.store.client import scrub
 from palaver.store.writer import run_store_writer
 from palaver.streams.clients import make_producer
+from stack import security_headers
+from stack.api_docs import add_docs
 from stack.body_limit import BodySizeLimit
+from stack.metrics_access import metrics_app
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ WEB_SERVICES = {"ingest", "api", "store"}
 
 STORE_RETRY_AFTER_S = 5  # the Retry-After of a 503 while the store is unavailable
 STORE_UNAVAILABLE_DETAIL = "the store is unavailable; try again"
+CLICKHOUSE_DOWN = "unavailable"  # /healthz's clickhouse check when it does not answer (details in the log)
 STORE_UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {503: {
     "description": "ClickHouse does not answer: try again after `Retry-After` seconds",
     "content": {"application/json": {"example": {"detail": STORE_UNAVAILABLE_DETAIL}}},
@@ -48,13 +52,14 @@ DESCRIPTION = """Live meeting transcription.
 """
 
 
-def server_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+def server_config(app: FastAPI, host: str, port: int, log_level: str = "info", **options: Any) -> uvicorn.Config:
     """How uvicorn serves the web process: WebSocket messages bounded by the largest legal ingest message
-    (uvicorn's default is 16 MiB; a larger message closes its socket with 1009), pings every 20 s."""
+    (uvicorn's default is 16 MiB; a larger message closes its socket with 1009), pings every 20 s.
+    ``options``: more of uvicorn's (TLS files, ``log_config``)."""
     from ingest.protocol import MAX_MESSAGE_BYTES
 
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_ping_interval=20,
-                          ws_max_size=MAX_MESSAGE_BYTES)  # fmt: skip
+                          ws_max_size=MAX_MESSAGE_BYTES, **options)  # fmt: skip
 
 
 async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event,
@@ -162,7 +167,12 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             if owned_store is not None:
                 owned_store.close()
 
-    app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's own docs pages load from a CDN and start with an inline script: stack.api_docs serves ours.
+    app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url="/openapi.json" if settings.docs else None)  # fmt: skip
+    security_headers.install(app)
+    if settings.docs:
+        add_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if "ingest" in services:
         from ingest.app import router as ingest_router
@@ -202,12 +212,17 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
                 await app.state.store.aquery("SELECT 1 AS ok")
                 checks["clickhouse"] = "ok"
             except Exception as exc:  # report, do not raise: this is a health check
-                checks["clickhouse"] = f"error: {exc}"
+                # A fixed answer: an exception's text may name hosts, users or worse. The log gets it, scrubbed.
+                log.warning("/healthz: ClickHouse does not answer: %s: %s", type(exc).__name__,
+                            scrub(str(exc), settings.clickhouse_dsn))  # fmt: skip
+                checks["clickhouse"] = CLICKHOUSE_DOWN
         for name, failure in getattr(app.state, "background_failures", {}).items():
             checks[name] = failure
         status = 200 if all(v == "ok" for v in checks.values()) else 503
         return JSONResponse({"status": "ok" if status == 200 else "degraded", "services": sorted(services),
                              "checks": checks}, status_code=status)  # fmt: skip
 
-    app.mount("/metrics", make_asgi_app())
+    metrics = metrics_app(settings)
+    if metrics is not None:
+        app.mount("/metrics", metrics)
     return app

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,9 @@ def fetch_jars(quiet: bool = True) -> Path:
     return target
 
 
-def server_properties(paths: BrokerPaths, port: int) -> str:
+def server_properties(paths: BrokerPaths, port: int, extra: Sequence[str] = ()) -> str:
+    """The broker's config. ``extra`` lines go last, so a key they repeat overrides the one above (Java
+    properties keep the last): tests use it to add a SASL listener."""
     controller = port + 1
     return "\n".join(
         [
@@ -132,6 +135,7 @@ def server_properties(paths: BrokerPaths, port: int) -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
+            *extra,
             "",
         ]
     )
@@ -178,17 +182,18 @@ def _classpath(jars: Path) -> str:
     return str(jars / "*")
 
 
-def start(root: Path, port: int, timeout_s: float = 60.0) -> tuple[int, bool]:
-    """Start the broker unless it already runs, and wait until it listens. Returns (pid, started_now)."""
+def start(root: Path, port: int, timeout_s: float = 60.0, extra: Sequence[str] = ()) -> tuple[int, bool]:
+    """Start the broker unless it already runs, and wait until it listens. Returns (pid, started_now).
+    ``extra``: more config lines (``server_properties``)."""
     pid = running_pid(BrokerPaths(root))
     if pid is not None:
         return pid, False
-    proc = launch(root, port)
+    proc = launch(root, port, extra)
     wait_until_listening(root, proc, port, timeout_s)
     return proc.pid, True
 
 
-def launch(root: Path, port: int) -> subprocess.Popen[bytes]:
+def launch(root: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start a broker process (formatting its storage on first start) and return at once, without waiting
     for it to listen. The caller makes sure none runs (``running_pid``); a supervisor that owns the
     returned process sees its exit status. Raises BrokerError when the ports are taken or Java is missing."""
@@ -202,7 +207,7 @@ def launch(root: Path, port: int) -> subprocess.Popen[bytes]:
     check_java()
     jars = fetch_jars()
     paths.root.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(server_properties(paths, port))
+    paths.config.write_text(server_properties(paths, port, extra))
     paths.log4j.write_text(log4j_properties(paths))
     if not (paths.data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,7 +36,7 @@ class Participant:
     user_id: str
     username: str
     access_token: str = field(repr=False)
-    verify: bool | str = True  # TLS verification of a https base URL (a CA file for a self-signed one)
+    verify: bool | str | ssl.SSLContext = True  # TLS verification of a https base URL (a CA file for a self-signed one)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=30, verify=self.verify,
@@ -48,7 +49,7 @@ class Participant:
 
 
 async def sign_up(base_url: str, username: str, password: str | None = None, email: str | None = None,
-                  verify: bool | str = True) -> Participant:  # fmt: skip
+                  verify: bool | str | ssl.SSLContext = True) -> Participant:  # fmt: skip
     """Register ``username`` (with a made-up email and password unless given) and sign in."""
     password = password or secrets.token_urlsafe(16)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, verify=verify) as http:
@@ -57,7 +58,7 @@ async def sign_up(base_url: str, username: str, password: str | None = None, ema
     return await sign_in(base_url, username, password, verify)
 
 
-async def sign_in(base_url: str, username: str, password: str, verify: bool | str = True) -> Participant:
+async def sign_in(base_url: str, username: str, password: str, verify: bool | str | ssl.SSLContext = True) -> Participant:
     async with httpx.AsyncClient(base_url=base_url, timeout=30, verify=verify) as http:
         form = {"grant_type": "password", "username": username, "password": password}
         token = _ok(await http.post("/v1/auth/token", data=form), f"sign in {username}")["access_token"]
@@ -88,7 +89,7 @@ async def invite(owner: Participant, meeting_id: str, guest: Participant,
         _ok(await http.post(f"/v1/meetings/{meeting_id}/participants", json=body), f"invite {guest.username}")
 
 
-async def open_meeting(base_url: str, names: list[str], title: str, verify: bool | str = True) -> Meeting:
+async def open_meeting(base_url: str, names: list[str], title: str, verify: bool | str | ssl.SSLContext = True) -> Meeting:
     """Register one account per name (usernames get a random suffix, so runs never collide), the first
     creates the meeting and invites the others as participants."""
     tag = secrets.token_hex(3)

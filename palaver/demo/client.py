@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -20,6 +21,8 @@ from typing import Literal, Protocol
 import httpx
 import numpy as np
 import websockets
+
+from palaver.tls_client import websocket_options
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,7 @@ class Speaker(Protocol):
 async def stream_pcm(
     base_url: str, meeting_id: str, speaker: Speaker, pcm: np.ndarray, *, frame_ms: int = 100,
     speed: float = 1.0, sample_rate: int = 16000, language: str | None = None,
-    reconnect: ReconnectPolicy = RECONNECT,
+    reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None,
 ) -> StreamResult:  # fmt: skip
     """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; return once the server closed the socket
     with 1000 (all audio durable), with a close that sending again cannot mend (a 4xxx), or when
@@ -177,7 +180,8 @@ async def stream_pcm(
     connection's start: audio an outage held back goes as fast as the socket takes it, then real time
     again. Only a stream that started reconnects: when the first connection cannot be opened (a wrong URL,
     nothing listening) this raises what ``websockets.connect`` raises. Every connection takes a fresh ticket
-    from ``speaker`` (a ticket opens one socket)."""
+    from ``speaker`` (a ticket opens one socket). ``tls``: the context that verifies a ``wss://`` server
+    (default: the system's CAs)."""
     url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/stream"
     speaker_id = speaker.username
     header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
@@ -202,7 +206,7 @@ async def stream_pcm(
             ticket = await speaker.ticket(meeting_id)
         except httpx.HTTPError as exc:  # the API is away too (a web restart): like a refused connection
             return _Ended(ABNORMAL_CLOSURE, f"no ticket: {type(exc).__name__}", ready=False)
-        async with websockets.connect(f"{url}?ticket={ticket}", max_size=None) as ws:
+        async with websockets.connect(f"{url}?ticket={ticket}", max_size=None, **websocket_options(url, tls)) as ws:
             return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage),
                                sample_rate)  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
+from palaver.tls_client import websocket_options
 
 
 def clock(ms: int) -> str:
@@ -23,10 +25,11 @@ def clock(ms: int) -> str:
 
 
 async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None], stop: asyncio.Event,
-                     reconnect: ReconnectPolicy = RECONNECT) -> None:  # fmt: skip
+                     reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
     """Print each dialogue once it is final, until ``stop``. A dropped socket (the web process restarted) is
     connected again with ``reconnect``'s backoff, for as long as the meeting runs: the socket starts
-    with the stored dialogues, and what was shown already is not shown again."""
+    with the stored dialogues, and what was shown already is not shown again. ``tls``: the context that
+    verifies a ``wss://`` server (default: the system's CAs)."""
     shown: set[tuple[str, int]] = set()
     names = meeting.names()
     watcher = next(iter(meeting.people.values()))
@@ -35,7 +38,7 @@ async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None]
         try:
             ticket = await watcher.ticket(meeting.meeting_id, "live")
             url = f"{ws_url(base_url)}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}"
-            async with websockets.connect(url) as ws:
+            async with websockets.connect(url, **websocket_options(url, tls)) as ws:
                 attempt = 0
                 while not stop.is_set():
                     try:
@@ -73,20 +76,22 @@ async def wait_until_settled(reader: Participant, meeting_id: str, speakers: int
     raise TimeoutError(f"the meeting's dialogues did not settle within {timeout_s:.0f}s")
 
 
-async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print) -> int:
+async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print,
+                   tls: ssl.SSLContext | None = None) -> int:  # fmt: skip
+    """``tls``: the context that verifies an ``https://`` server (default: the system's CAs)."""
     say("synthesizing the demo meeting (hibari-tts) ...")
     tracks, placed = meeting_tracks(DEMO_MEETING, Voice())
     seconds = len(next(iter(tracks.values()))) / SAMPLE_RATE
-    meeting = await open_meeting(base_url, list(tracks), "Palaver demo meeting")
+    meeting = await open_meeting(base_url, list(tracks), "Palaver demo meeting", verify=tls or True)
     meeting_id, names = meeting.meeting_id, meeting.names()
     say(f"registered {', '.join(p.username for p in meeting.people.values())}; "
         f"{meeting.people[next(iter(tracks))].username} created meeting {meeting_id}")  # fmt: skip
     say(f"meeting {meeting_id}: {len(tracks)} speakers, {seconds:.1f} s of audio, streaming at {speed:g}x")
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_live(base_url, meeting, say, stop))
+    watcher = asyncio.create_task(watch_live(base_url, meeting, say, stop, tls=tls))
     await asyncio.sleep(0.3)
     results = await asyncio.gather(
-        *(stream_pcm(base_url, meeting_id, meeting.people[speaker], pcm, speed=speed)
+        *(stream_pcm(base_url, meeting_id, meeting.people[speaker], pcm, speed=speed, tls=tls)
           for speaker, pcm in tracks.items())
     )  # fmt: skip
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):

@@ -1,5 +1,7 @@
 """Kafka clients configured the one way Palaver uses them: idempotent producers with acks=all,
-consumers with auto-commit off (an offset is committed only after its results are durable)."""
+consumers with auto-commit off (an offset is committed only after its results are durable). Every Kafka
+client Palaver makes comes from here, so each carries the cluster's TLS and SASL settings
+(``palaver.streams.kafka_security``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from palaver.events.registry import TopicSpec, all_topics, topic_name
 from palaver.settings import Settings
+from palaver.streams.kafka_security import client_security
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,7 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
         "acks": "all",
         "linger_ms": 5,
         "max_request_size": 1 << 20,
+        **client_security(settings),
     }
     return AIOKafkaProducer(**{**config, **overrides})  # type: ignore[arg-type]
 
@@ -59,14 +63,20 @@ def make_consumer(settings: Settings, group: str | None, *topics: str, **overrid
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        **client_security(settings),
     }
     return AIOKafkaConsumer(*topics, **{**config, **overrides})  # type: ignore[arg-type]
+
+
+def make_admin(settings: Settings, **overrides: object) -> AIOKafkaAdminClient:
+    config: dict[str, object] = {"bootstrap_servers": settings.bootstrap_servers, **client_security(settings)}
+    return AIOKafkaAdminClient(**{**config, **overrides})  # type: ignore[arg-type]
 
 
 async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None) -> list[str]:
     """Create every registered topic (and DLQ), or those of ``specs``, that does not exist yet. Returns the
     names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -96,7 +106,7 @@ async def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=3000)
+        admin = make_admin(settings, request_timeout_ms=3000)
         try:
             await admin.start()
             await admin.list_topics()

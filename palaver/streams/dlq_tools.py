@@ -17,13 +17,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from palaver.events.registry import DLQ_REPLAYS, TOPICS, all_topics, topic_name
 from palaver.settings import Settings
-from palaver.streams.clients import ensure_topics, make_consumer, make_producer
+from palaver.streams.clients import ensure_topics, make_admin, make_consumer, make_producer
 from palaver.streams.dlq_records import (
     DeadLetter,
     ReplayMark,
@@ -189,7 +188,7 @@ async def _read_to_end(consumer: AIOKafkaConsumer, topic: str, partitions: set[i
 async def _topic_partitions(settings: Settings) -> dict[str, set[int]]:
     """Every topic's partitions (asked for all topics: asking for one by name could create it on a broker
     that auto-creates topics)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = make_admin(settings)
     with _kafka_errors(settings):
         try:
             await admin.start()
