@@ -86,8 +86,7 @@ async def check_password(request: Request, name: str, password: str) -> UserReco
     if wait:
         raise HTTPException(status_code=429, detail="too many failed sign-ins; try again later",
                             headers={"Retry-After": str(wait)})  # fmt: skip
-    users = await request.app.state.users.lookup(request, [], username=name.strip(), email=name.strip())
-    found = next((u for u in users.values() if not u.deleted), None)
+    found = await request.app.state.users.named(request, name)
     ok = await asyncio.to_thread(verify_password, password, found.password_hash if found else _DECOY_HASH)
     if found is None or not ok:
         limits.accounts.fail(account, now)

@@ -229,11 +229,8 @@ async def invite(request: Request, caller: SignedIn, view: CanManage, body: Invi
     """Add a user (by ``user_id`` or ``username``) as a participant or viewer, or change a member's role."""
     if (body.user_id is None) == (body.username is None):
         raise HTTPException(status_code=422, detail="give exactly one of user_id and username")
-    users = await request.app.state.users.lookup(request, [body.user_id] if body.user_id else [],
-                                                 username=body.username)  # fmt: skip
-    user = next((u for u in users.values() if not u.deleted and
-                 (u.user_id == body.user_id or (body.username and u.username.lower() == body.username.lower()))),
-                None)  # fmt: skip
+    directory = request.app.state.users
+    user = await (directory.get(request, body.user_id) if body.user_id else directory.named(request, body.username))
     if user is None:
         raise HTTPException(status_code=404, detail="no such user")
     if user.user_id == view.meeting.owner_id:

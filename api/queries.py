@@ -151,6 +151,15 @@ async def users_by_id(store: Store, user_ids: list[str]) -> list[dict[str, Any]]
     )
 
 
+async def users_named(store: Store, name: str) -> list[dict[str, Any]]:
+    """Stored users whose username or email is ``name`` (lowercase), deleted ones included."""
+    return await store.aquery(
+        f"""SELECT {USER_FIELDS} FROM {store.database}.users FINAL
+            WHERE lower(username) = {{n:String}} OR lower(email) = {{n:String}}""",
+        {"n": name},
+    )
+
+
 async def users(store: Store, limit: int, offset: int, username: str | None = None,
                 email: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Live (not deleted) users ordered by username, optionally only the one with this username or email."""

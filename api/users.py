@@ -113,6 +113,17 @@ class UserDirectory:
         rows = [UserRecord.from_row(r) for r in await queries.users_by_id(request.app.state.store, sorted(user_ids))]
         return newest(rows, [u for u in self.recent.values() if u.user_id in user_ids])
 
+    async def named(self, request: Request, name: str) -> UserRecord | None:
+        """The live user whose username or email is ``name`` (case-insensitively), in its newest state."""
+        wanted = name.strip().lower()
+        stored = await queries.users_named(request.app.state.store, wanted)
+        candidates = {r["user_id"] for r in stored} | {
+            u.user_id for u in self.recent.values() if wanted in (u.username.lower(), u.email.lower())
+        }
+        found = await self.lookup(request, sorted(candidates))
+        live = [u for u in found.values() if not u.deleted and wanted in (u.username.lower(), u.email.lower())]
+        return live[0] if live else None
+
     async def get(self, request: Request, user_id: str) -> UserRecord | None:
         """The user's newest state, or None when unknown or deleted."""
         found = (await self.lookup(request, [user_id])).get(user_id)

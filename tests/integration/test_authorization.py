@@ -149,8 +149,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row("public"),
     ("GET", "/openapi.json"): Row("public"),
     ("GET", "/docs"): Row("public"),
-    ("GET", "/docs/oauth2-redirect"): Row("public"),
-    ("GET", "/redoc"): Row("public"),
+    ("GET", "/docs/api-docs.js"): Row("public"),
+    ("GET", "/docs/swagger-ui/{name}"): Row("public", _with(name="swagger-ui.css")),
     ("GET", "/metrics"): Row("public", success=(200, 307)),  # a mount: /metrics redirects to /metrics/
     ("POST", "/v1/auth/token"): Row("public", _with(form={"username": "nobody", "password": "wrong-one"}),
                                     success=(401,)),
@@ -228,7 +228,7 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
             found.add(("WS", route.path))  # type: ignore[attr-defined]
         elif kind == "Mount":
             found.add(("GET", route.path))  # type: ignore[attr-defined]
-        elif kind == "Route":  # FastAPI's own pages (docs), left out of the document
+        elif kind == "Route" or not getattr(route, "include_in_schema", True):  # pages left out of the document
             found |= {(m, route.path) for m in route.methods if m != "HEAD"}  # type: ignore[attr-defined]
     return found
 
