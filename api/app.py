@@ -10,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, WebSocket
 from pydantic import BaseModel
 from starlette.websockets import WebSocketDisconnect
 
-from api import queries
+from api import fields, queries
 from api.live import LiveHub
+from api.responses import declared
 from palaver import ids
 from palaver.events import DialogueUpdateV1
 from palaver.metrics import API_LIVE_SOCKETS
@@ -20,7 +21,7 @@ from palaver.store import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["meetings"])
 
-MeetingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The meeting's id")]
+MeetingId = Annotated[str, Path(pattern=fields.ID_PART, description="The meeting's id")]
 
 
 class DialogueOut(BaseModel):
@@ -86,7 +87,7 @@ async def get_dialogues(
 
 
 @router.get("/v1/meetings/{meeting_id}/transcript", response_model=TranscriptOut,
-            responses={404: {"description": "no final dialogue yet"}})  # fmt: skip
+            responses=declared(404, notes={404: "No final dialogue yet"}))  # fmt: skip
 async def get_transcript(
     request: Request,
     meeting_id: MeetingId,

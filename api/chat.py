@@ -12,14 +12,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from api import queries
-from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
+from api import fields, queries
+from api.idempotency import KEY_MAX_LENGTH, KEY_REUSED, KeyedWrites, earlier_write, scope_of
+from api.responses import declared
 from palaver import ids
 from palaver.events import ChatMessageV1, encode
 
 router = APIRouter(tags=["chat"])
 
-MeetingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The meeting's id")]
+MeetingId = Annotated[str, Path(pattern=fields.ID_PART, description="The meeting's id")]
 IdempotencyKey = Annotated[str | None, Header(
     min_length=1, max_length=KEY_MAX_LENGTH,
     description="A retry with the same key is the same message; the key with another user or text is 409",
@@ -27,8 +28,8 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 class ChatPost(BaseModel):
-    user_id: str = Field(pattern=r"^usr_[0-9a-f]{24}$", description="Who writes (an existing user)")
-    text: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Not only whitespace")
+    user_id: str = Field(pattern=fields.USER_ID, description="Who writes (an existing user)")
+    text: str = Field(min_length=1, max_length=4000, pattern=fields.NOT_BLANK, description="Not only whitespace")
 
 
 class ChatMessageOut(BaseModel):
@@ -56,7 +57,7 @@ def _writes(request: Request) -> KeyedWrites:
 
 
 @router.post("/v1/meetings/{meeting_id}/chat", status_code=202, response_model=ChatAccepted,
-             responses={404: {"description": "unknown meeting or user"}, **CONFLICT_RESPONSE})  # fmt: skip
+             responses=declared(400, 404, 409, notes={404: "Unknown meeting or user", 409: KEY_REUSED}))  # fmt: skip
 async def post_chat_message(request: Request, meeting_id: MeetingId, body: ChatPost,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Send a chat message to the meeting. The meeting must exist (a stream of it has started) and the

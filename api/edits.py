@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api import queries
-from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
+from api import fields, queries
+from api.idempotency import KEY_MAX_LENGTH, KEY_REUSED, KeyedWrites, earlier_write, scope_of
+from api.responses import declared
 from palaver import ids
 from palaver.events import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1, encode
 from palaver.events.edits_v1 import EditAction
@@ -24,7 +25,7 @@ from palaver.store.rows import COLUMNS, Provenance, rows_for
 
 router = APIRouter(tags=["edits"])
 
-Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Id = Annotated[str, Path(pattern=fields.ID_PART)]
 IdempotencyKey = Annotated[str | None, Header(
     min_length=1, max_length=KEY_MAX_LENGTH,
     description="A retry with the same key is the same edit; the same key for another edit is 409",
@@ -32,7 +33,9 @@ IdempotencyKey = Annotated[str | None, Header(
 EditEvent = DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1
 # What a retry must repeat (the meeting is the key's scope; the edit id derives from these and the key).
 EDIT_REQUEST_FIELDS = ("target_kind", "target_id", "action", "text", "fields", "editor")
-RESPONSES: dict[int | str, dict[str, Any]] = {404: {"description": "unknown target"}, **CONFLICT_RESPONSE}
+NOTES = {404: "Unknown meeting or target", 409: KEY_REUSED}
+REMOVAL = declared(404, 409, notes=NOTES)  # the edits without a body (DELETE)
+RESPONSES = declared(400, 404, 409, notes=NOTES)
 
 
 class TextEdit(BaseModel):
@@ -44,14 +47,42 @@ class Editor(BaseModel):
     editor: str = Field(min_length=1, max_length=128)
 
 
+ACTION_ITEM_CHANGEABLE = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
+ACTION_ITEM_RULES = fields.BodyRules(at_least_one_of=ACTION_ITEM_CHANGEABLE)
+
+
 class ActionItemEdit(BaseModel):
+    """The fields to change (at least one)."""
+
+    model_config = ConfigDict(json_schema_extra=ACTION_ITEM_RULES.json_schema)
+
     editor: str = Field(min_length=1, max_length=128)
-    description: str | None = Field(default=None, max_length=10_000)
-    assigned_to: str | None = Field(default=None, max_length=128)
-    status: Literal["open", "in_progress", "done", "cancelled"] | None = None
-    priority: Literal["low", "medium", "high"] | None = None
-    start_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    due_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    description: str = fields.omittable(max_length=10_000)
+    assigned_to: str = fields.omittable(max_length=128)
+    status: Literal["open", "in_progress", "done", "cancelled"] = fields.omittable()
+    priority: Literal["low", "medium", "high"] = fields.omittable()
+    start_date: fields.CalendarDate = fields.omittable()
+    due_date: fields.CalendarDate = fields.omittable()
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> ActionItemEdit:
+        ACTION_ITEM_RULES.check(self)
+        return self
+
+
+class EditOut(BaseModel):
+    edit_id: str
+    action: str  # edit | delete | reset
+    text: str | None
+    fields: dict[str, Any]  # the action item fields it set
+    editor: str
+    edited_at_ms: int
+
+
+class DialogueHistory(BaseModel):
+    meeting_id: str
+    dialogue_id: str
+    edits: list[EditOut]
 
 
 class EditAccepted(BaseModel):
@@ -124,7 +155,7 @@ async def edit_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, body:
 
 
 @router.delete("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}",
-               status_code=202, response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
+               status_code=202, response_model=EditAccepted, responses=REMOVAL)  # fmt: skip
 async def delete_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, editor: str,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Hide a dialogue from the transcript (reversible with reset)."""
@@ -139,7 +170,8 @@ async def reset_dialogue(request: Request, meeting_id: Id, dialogue_id: Id, body
     return await _dialogue_edit(request, meeting_id, dialogue_id, "reset", body.editor, None, idempotency_key)
 
 
-@router.get("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history")
+@router.get("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history", response_model=DialogueHistory,
+            responses=declared(404, notes={404: "Unknown meeting or dialogue"}))  # fmt: skip
 async def dialogue_history(request: Request, meeting_id: Id, dialogue_id: Id) -> dict[str, Any]:
     """Every human edit of the dialogue, oldest first."""
     await _require_dialogue(request, meeting_id, dialogue_id)
@@ -168,7 +200,7 @@ async def edit_transcript(request: Request, meeting_id: Id, body: TextEdit,
 
 
 @router.delete("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted,
-               responses=RESPONSES)  # fmt: skip
+               responses=REMOVAL)  # fmt: skip
 async def delete_transcript(request: Request, meeting_id: Id, editor: str,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Mark the transcript deleted (reversible with reset; the log keeps everything)."""
@@ -187,9 +219,7 @@ async def reset_transcript(request: Request, meeting_id: Id, body: Editor,
 async def edit_action_item(request: Request, meeting_id: Id, action_item_id: Id, body: ActionItemEdit,
                            idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Change an action item's fields (only those given)."""
-    fields = body.model_dump(exclude={"editor"}, exclude_none=True)
-    if not fields:
-        raise HTTPException(status_code=422, detail="name at least one field to change")
+    changes = body.model_dump(include=set(ACTION_ITEM_CHANGEABLE), exclude_unset=True)
 
     async def check() -> None:
         if not await queries.exists(request.app.state.store, "action_items", meeting_id, action_item_id):
@@ -201,5 +231,5 @@ async def edit_action_item(request: Request, meeting_id: Id, action_item_id: Id,
     edit, event_id, now = _edit_ids(meeting_id, f"action_item/{action_item_id}", key)
     event = ActionItemEditedV1(event_id=event_id, edit_id=edit, meeting_id=meeting_id, action_item_id=action_item_id,
                                action="edit", editor=body.editor, edited_at_ms=now, idempotency_key=key,
-                               **fields)  # fmt: skip
+                               **changes)  # fmt: skip
     return await _submit(request, event, check)

@@ -14,11 +14,12 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from api import queries
+from api import fields, queries
 from api.idempotency import KEY_MAX_LENGTH
 from api.passwords import hash_password, verify_password
+from api.responses import declared
 from api.user_state import RecentWrites, UserRecord, conflicts, new_user, newest
 from palaver import ids
 from palaver.events import encode
@@ -26,39 +27,42 @@ from palaver.events.users_v1 import UserChange, UserRole
 
 router = APIRouter(tags=["users"])
 
-UserId = Annotated[str, Path(pattern=r"^usr_[0-9a-f]{24}$", description="The user's id (usr_...)")]
-Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{3,64}$", description="3-64 of [A-Za-z0-9._-]; unique, case-insensitively")]  # fmt: skip
-Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Unique, case-insensitively")]  # fmt: skip
+UserId = Annotated[str, Path(pattern=fields.USER_ID, description="The user's id (usr_...)")]
+Username = Annotated[str, Field(pattern=fields.USERNAME, description="3-64 of [A-Za-z0-9._-]; unique, case-insensitively")]  # fmt: skip
+Email = Annotated[str, Field(max_length=254, pattern=fields.EMAIL, description="Unique, case-insensitively")]  # fmt: skip
 PictureUrl = Annotated[
-    str, Field(max_length=2048, pattern=r"^(https?://\S+)?$", description="http(s) URL or empty")
+    str, Field(max_length=2048, pattern=fields.HTTP_URL_OR_EMPTY, description="http(s) URL or empty")
 ]
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_LENGTH,
                                               description="Retries with the same key create one user")]  # fmt: skip
-PASSWORD_LENGTH = (8, 1024)
+CHANGEABLE = ("username", "email", "role", "profile_pic_url", "password")
+PATCH_RULES = fields.BodyRules(at_least_one_of=CHANGEABLE, requires={"password": "current_password"})
 
 
 class UserCreate(BaseModel):
     username: Username
     email: Email
-    password: SecretStr = Field(
-        description="8-1024 characters; stored only as a salted scrypt hash",
-        json_schema_extra={"minLength": 8, "maxLength": 1024},
-    )
+    password: fields.Password = Field(description="8-1024 characters; stored only as a salted scrypt hash")
     role: UserRole = "member"
     profile_pic_url: PictureUrl = ""
 
 
 class UserPatch(BaseModel):
-    username: Username | None = None
-    email: Email | None = None
-    role: UserRole | None = None
-    profile_pic_url: PictureUrl | None = None
-    password: SecretStr | None = Field(
-        default=None,
-        description="A new password (8-1024 characters)",
-        json_schema_extra={"minLength": 8, "maxLength": 1024},
-    )
-    current_password: SecretStr | None = Field(default=None, description="Required to change the password")
+    """The fields to change (at least one); a new ``password`` comes with the ``current_password``."""
+
+    model_config = ConfigDict(json_schema_extra=PATCH_RULES.json_schema)
+
+    username: Username = fields.omittable()
+    email: Email = fields.omittable()
+    role: UserRole = fields.omittable()
+    profile_pic_url: PictureUrl = fields.omittable()
+    password: fields.Password = fields.omittable(description="A new password (8-1024 characters)")
+    current_password: SecretStr = fields.omittable(description="Required to change the password")
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> UserPatch:
+        PATCH_RULES.check(self)
+        return self
 
 
 class UserOut(BaseModel):
@@ -115,16 +119,6 @@ def _directory(request: Request) -> UserDirectory:
     return request.app.state.users  # type: ignore[no-any-return]
 
 
-def _password(secret: SecretStr, name: str = "password") -> str:
-    value = secret.get_secret_value()
-    if not PASSWORD_LENGTH[0] <= len(value) <= PASSWORD_LENGTH[1]:
-        # Said without the value: a validation error must not echo a password.
-        raise HTTPException(
-            status_code=422, detail=f"{name}: {PASSWORD_LENGTH[0]}-{PASSWORD_LENGTH[1]} characters"
-        )
-    return value
-
-
 def _conflict(taken: list[str]) -> HTTPException:
     return HTTPException(status_code=409, detail=f"{' and '.join(taken)} already taken")
 
@@ -134,7 +128,7 @@ def _now_ms() -> int:
 
 
 @router.post("/v1/users", status_code=201, response_model=UserOut,
-             responses={409: {"description": "username or email already taken"}})  # fmt: skip
+             responses=declared(400, 409, notes={409: "The username or email is taken"}))  # fmt: skip
 async def create_user(
     request: Request, body: UserCreate, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
@@ -143,7 +137,7 @@ async def create_user(
     with the same ``Idempotency-Key`` answers with the user the first request created."""
     directory = _directory(request)
     user_id = ids.user_id(idempotency_key or uuid.uuid4().hex)
-    password_hash = await asyncio.to_thread(hash_password, _password(body.password))
+    password_hash = await asyncio.to_thread(hash_password, body.password.get_secret_value())
     async with directory.lock:
         known = await directory.lookup(request, [user_id], body.username, body.email)
         if user_id in known:
@@ -174,7 +168,7 @@ async def list_users(
     return {"users": [UserRecord.from_row(r).public() for r in rows], "limit": limit, "offset": offset}
 
 
-@router.get("/v1/users/{user_id}", response_model=UserOut, responses={404: {"description": "no such user"}})
+@router.get("/v1/users/{user_id}", response_model=UserOut, responses=declared(404, notes={404: "No such user"}))
 async def get_user(request: Request, user_id: UserId) -> dict[str, Any]:
     found = await _directory(request).get(request, user_id)
     if found is None:
@@ -182,23 +176,17 @@ async def get_user(request: Request, user_id: UserId) -> dict[str, Any]:
     return found.public()
 
 
-@router.patch("/v1/users/{user_id}", response_model=UserOut,
-              responses={403: {"description": "current_password does not match"},
-                         404: {"description": "no such user"},
-                         409: {"description": "username or email already taken"}})  # fmt: skip
+@router.patch("/v1/users/{user_id}", response_model=UserOut, responses=declared(
+    400, 403, 404, 409, notes={403: "`current_password` does not match", 404: "No such user",
+                               409: "The username or email is taken, or the password changed meanwhile"}))  # fmt: skip
 async def update_user(request: Request, user_id: UserId, body: UserPatch) -> dict[str, Any]:
     """Change the fields given: ``username``, ``email``, ``role``, ``profile_pic_url``, and ``password``
     (with ``current_password``). Answers with the user's new state."""
     directory = _directory(request)
-    fields = body.model_dump(exclude={"password", "current_password"}, exclude_none=True)
-    if not fields and body.password is None:
-        raise HTTPException(status_code=422, detail="name at least one field to change")
+    changes = body.model_dump(include=set(CHANGEABLE) - {"password"}, exclude_unset=True)
     new_hash = None
     checked_hash = None
-    if body.password is not None:
-        if body.current_password is None:
-            raise HTTPException(status_code=422, detail="current_password is required to change the password")
-        new_password = _password(body.password)
+    if "password" in body.model_fields_set:  # the model made sure the current password came with it
         current = await directory.get(request, user_id)
         if current is None:
             raise HTTPException(status_code=404, detail=f"no user {user_id}")
@@ -207,27 +195,27 @@ async def update_user(request: Request, user_id: UserId, body: UserPatch) -> dic
             verify_password, body.current_password.get_secret_value(), checked_hash
         ):
             raise HTTPException(status_code=403, detail="current_password does not match")
-        new_hash = await asyncio.to_thread(hash_password, new_password)
+        new_hash = await asyncio.to_thread(hash_password, body.password.get_secret_value())
     async with directory.lock:
-        known = await directory.lookup(request, [user_id], fields.get("username"), fields.get("email"))
+        known = await directory.lookup(request, [user_id], changes.get("username"), changes.get("email"))
         current = known.get(user_id)
         if current is None or current.deleted:
             raise HTTPException(status_code=404, detail=f"no user {user_id}")
         if checked_hash is not None and current.password_hash != checked_hash:
             raise HTTPException(status_code=409, detail="the password changed meanwhile; try again")
-        taken = conflicts(known.values(), fields.get("username"), fields.get("email"), user_id)
+        taken = conflicts(known.values(), changes.get("username"), changes.get("email"), user_id)
         if taken:
             raise _conflict(taken)
         if new_hash is not None:
-            fields["password_hash"] = new_hash
-        record = current.changed(_now_ms(), **fields)
+            changes["password_hash"] = new_hash
+        record = current.changed(_now_ms(), **changes)
         await directory.publish(
-            request, record, "password_changed" if list(fields) == ["password_hash"] else "updated"
+            request, record, "password_changed" if list(changes) == ["password_hash"] else "updated"
         )
     return record.public()
 
 
-@router.delete("/v1/users/{user_id}", status_code=204, responses={404: {"description": "no such user"}})
+@router.delete("/v1/users/{user_id}", status_code=204, responses=declared(404, notes={404: "No such user"}))
 async def delete_user(request: Request, user_id: UserId) -> Response:
     """Soft delete: the user disappears from reads and frees its username and email; the row (and the
     compacted log's newest state) stays, marked deleted."""

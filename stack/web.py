@@ -14,7 +14,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
+from api.responses import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE_DETAIL, declared
 from palaver import __version__
 from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, USERS, topic_name
 from palaver.metrics import BACKGROUND_RESTARTS
@@ -22,17 +25,12 @@ from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
 from palaver.store.writer import run_store_writer
 from palaver.streams.clients import make_producer
+from stack.http_errors import http_error
 
 log = logging.getLogger(__name__)
 
 WEB_SERVICES = {"ingest", "api", "store"}
 
-STORE_RETRY_AFTER_S = 5  # the Retry-After of a 503 while the store is unavailable
-STORE_UNAVAILABLE_DETAIL = "the store is unavailable; try again"
-STORE_UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {503: {
-    "description": "ClickHouse does not answer: try again after `Retry-After` seconds",
-    "content": {"application/json": {"example": {"detail": STORE_UNAVAILABLE_DETAIL}}},
-}}  # fmt: skip
 
 DESCRIPTION = """Live meeting transcription.
 
@@ -42,6 +40,12 @@ DESCRIPTION = """Live meeting transcription.
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
   them readable a moment later.
 """
+
+
+class Health(BaseModel):
+    status: str  # ok | degraded
+    services: list[str]
+    checks: dict[str, str]  # check -> "ok" or what fails
 
 
 async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event,
@@ -138,12 +142,14 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.users import router as users_router
 
         for router in (api_router, edits_router, users_router, chat_router):
-            app.include_router(router, responses=STORE_UNAVAILABLE_RESPONSE)
+            app.include_router(router, responses=declared(503))
 
         @app.exception_handler(RequestValidationError)
         async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
             """FastAPI's 422, minus any password the request carried."""
             return JSONResponse({"detail": jsonable_encoder(redact_secrets(list(exc.errors())))}, status_code=422)
+
+    app.add_exception_handler(HTTPException, http_error)
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -153,7 +159,8 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         return JSONResponse({"detail": STORE_UNAVAILABLE_DETAIL}, status_code=503,
                             headers={"Retry-After": str(STORE_RETRY_AFTER_S)})  # fmt: skip
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=Health,
+             responses={503: {"model": Health, "description": "A service is down (see `checks`)"}})  # fmt: skip
     async def healthz() -> JSONResponse:
         """200 when this process's services are up; 503 with the failing check otherwise."""
         checks: dict[str, str] = {}
