@@ -12,26 +12,24 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 
-from api import meeting_queries
+from api import fields, meeting_queries
 from api.identity import Caller, SignedIn
 from api.meeting_state import LinkRecord, MeetingRecord, MeetingView, MemberRecord, role_in
+from api.responses import declared
 from api.user_state import RecentWrites
 from palaver.events import encode
 from palaver.events.base import EventV
 from palaver.events.registry import meeting_partition
 
-MeetingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The meeting's id")]
+MeetingId = Annotated[str, Path(pattern=fields.ID_PART, description="The meeting's id")]
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    401: {"description": "not signed in"},
-    404: {"description": "no such meeting, or the caller is not one of its participants"},
-}
-WRITE_DENIED: dict[int | str, dict[str, Any]] = {
-    **NOT_FOUND, 403: {"description": "viewers may not write; or a cookie write without X-CSRF-Token"}
-}
-MANAGE_DENIED: dict[int | str, dict[str, Any]] = {
-    **NOT_FOUND, 403: {"description": "only the meeting's owner (or an admin) may do this"}
-}
+# What the access checks answer, for the routes' ``responses`` (``api.responses.declared``).
+READ_NOTES = {404: "No such meeting, or the caller is not one of its people"}
+WRITE_NOTES = {**READ_NOTES, 403: "Viewers may not write; or a cookie-signed write without X-CSRF-Token"}
+MANAGE_NOTES = {**READ_NOTES, 403: "Only the meeting's owner (or an admin) may do this"}
+NOT_FOUND = declared(401, 404, notes=READ_NOTES)
+WRITE_DENIED = declared(401, 403, 404, notes=WRITE_NOTES)
+MANAGE_DENIED = declared(401, 403, 404, notes=MANAGE_NOTES)
 
 
 def _newer(stored: Any, recent: Any, version: str) -> Any:

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from api import queries
 from api.access import NOT_FOUND, CanRead
 from api.live import LiveHub
+from api.responses import declared
 from api.socket_auth import socket_reader
 from palaver import ids
 from palaver.auth.tickets import TicketRefused
@@ -89,7 +90,7 @@ async def get_dialogues(
 
 
 @router.get("/v1/meetings/{meeting_id}/transcript", response_model=TranscriptOut,
-            responses={**NOT_FOUND, 404: {"description": "no such meeting (for this caller), or no final dialogue yet"}})  # fmt: skip
+            responses=declared(401, 404, notes={404: "No such meeting for this caller, or no final dialogue yet"}))  # fmt: skip
 async def get_transcript(
     request: Request,
     view: CanRead,

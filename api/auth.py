@@ -22,6 +22,7 @@ from api.identity import (
     start_session,
 )
 from api.passwords import verify_password
+from api.responses import declared
 from api.signin_limits import FailureWindow
 from api.user_state import UserRecord
 
@@ -109,10 +110,8 @@ def _token_out(tokens: SignIn) -> dict[str, Any]:
             "refresh_expires_in": max(0, (tokens.session_expires_at_ms - int(time.time() * 1000)) // 1000)}  # fmt: skip
 
 
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "wrong username or password, or an invalid refresh token"},
-    429: {"description": "too many failed sign-ins: wait `Retry-After` seconds"},
-}
+AUTH_ERRORS = declared(400, 401, 429, notes={401: "Wrong username or password, or an invalid refresh token",
+                                              429: "Too many failed sign-ins: wait `Retry-After` seconds"})
 
 
 @router.post("/v1/auth/token", response_model=TokenOut, responses=AUTH_ERRORS)
@@ -158,7 +157,7 @@ async def login(request: Request, response: Response, body: Login) -> dict[str, 
     return {**user.public(), "csrf_token": tokens.csrf, "session_expires_at_ms": tokens.session_expires_at_ms}
 
 
-@router.post("/v1/auth/logout", status_code=204, responses={401: {"description": "not signed in"}})
+@router.post("/v1/auth/logout", status_code=204, responses=declared(401, 403))
 async def logout(
     request: Request,
     caller: SignedIn,
@@ -177,7 +176,7 @@ async def logout(
     return response
 
 
-@router.get("/v1/me", response_model=MeOut, responses={401: {"description": "not signed in"}})
+@router.get("/v1/me", response_model=MeOut, responses=declared(401))
 async def me(request: Request, caller: SignedIn) -> dict[str, Any]:
     """The signed-in user."""
     user = await request.app.state.users.get(request, caller.user_id)

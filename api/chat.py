@@ -12,16 +12,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from api import queries
-from api.access import NOT_FOUND, WRITE_DENIED, CanRead, CanWrite
-from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
+from api import fields, queries
+from api.access import NOT_FOUND, WRITE_NOTES, CanRead, CanWrite
+from api.idempotency import KEY_MAX_LENGTH, KEY_REUSED, KeyedWrites, earlier_write, scope_of
 from api.identity import SignedIn
+from api.responses import declared
 from palaver import ids
 from palaver.events import ChatMessageV1, encode
 
 router = APIRouter(tags=["chat"])
 
-MeetingId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="The meeting's id")]
+MeetingId = Annotated[str, Path(pattern=fields.ID_PART, description="The meeting's id")]
 IdempotencyKey = Annotated[str | None, Header(
     min_length=1, max_length=KEY_MAX_LENGTH,
     description="A retry with the same key is the same message; the key with another user or text is 409",
@@ -29,7 +30,7 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 class ChatPost(BaseModel):
-    text: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Not only whitespace")
+    text: str = Field(min_length=1, max_length=4000, pattern=fields.NOT_BLANK, description="Not only whitespace")
 
 
 class ChatMessageOut(BaseModel):
@@ -57,7 +58,7 @@ def _writes(request: Request) -> KeyedWrites:
 
 
 @router.post("/v1/meetings/{meeting_id}/chat", status_code=202, response_model=ChatAccepted,
-             responses={**WRITE_DENIED, **CONFLICT_RESPONSE})  # fmt: skip
+             responses=declared(400, 401, 403, 404, 409, notes={**WRITE_NOTES, 409: KEY_REUSED}))  # fmt: skip
 async def post_chat_message(request: Request, caller: SignedIn, view: CanWrite, body: ChatPost,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Send a chat message to the meeting as the signed-in caller. A request with an ``Idempotency-Key``

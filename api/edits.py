@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api import queries
-from api.access import NOT_FOUND, WRITE_DENIED, CanRead, CanWrite
-from api.idempotency import CONFLICT_RESPONSE, KEY_MAX_LENGTH, KeyedWrites, earlier_write, scope_of
+from api import fields, queries
+from api.access import WRITE_NOTES, CanRead, CanWrite
+from api.idempotency import KEY_MAX_LENGTH, KEY_REUSED, KeyedWrites, earlier_write, scope_of
 from api.identity import SignedIn
+from api.responses import declared
 from palaver import ids
 from palaver.events import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1, encode
 from palaver.events.edits_v1 import EditAction
@@ -26,7 +27,7 @@ from palaver.store.rows import COLUMNS, Provenance, rows_for
 
 router = APIRouter(tags=["edits"])
 
-Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Id = Annotated[str, Path(pattern=fields.ID_PART)]
 # Every edit is made by the signed-in caller (the event's ``editor``), never by a name the client sends.
 IdempotencyKey = Annotated[str | None, Header(
     min_length=1, max_length=KEY_MAX_LENGTH,
@@ -35,22 +36,50 @@ IdempotencyKey = Annotated[str | None, Header(
 EditEvent = DialogueEditedV1 | TranscriptEditedV1 | ActionItemEditedV1
 # What a retry must repeat (the meeting is the key's scope; the edit id derives from these and the key).
 EDIT_REQUEST_FIELDS = ("target_kind", "target_id", "action", "text", "fields", "editor")
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    **WRITE_DENIED, 404: {"description": "no such meeting (for this caller), or no such target"}, **CONFLICT_RESPONSE,
-}
+NOTES = {**WRITE_NOTES, 404: "No such meeting for this caller, or no such target", 409: KEY_REUSED}
+REMOVAL = declared(401, 403, 404, 409, notes=NOTES)  # the edits without a body (DELETE, reset)
+RESPONSES = declared(400, 401, 403, 404, 409, notes=NOTES)
 
 
 class TextEdit(BaseModel):
     text: str = Field(min_length=1, max_length=100_000)
 
 
+ACTION_ITEM_CHANGEABLE = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
+ACTION_ITEM_RULES = fields.BodyRules(at_least_one_of=ACTION_ITEM_CHANGEABLE)
+
+
 class ActionItemEdit(BaseModel):
-    description: str | None = Field(default=None, max_length=10_000)
-    assigned_to: str | None = Field(default=None, max_length=128)
-    status: Literal["open", "in_progress", "done", "cancelled"] | None = None
-    priority: Literal["low", "medium", "high"] | None = None
-    start_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    due_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    """The fields to change (at least one)."""
+
+    model_config = ConfigDict(json_schema_extra=ACTION_ITEM_RULES.json_schema)
+
+    description: str = fields.omittable(max_length=10_000)
+    assigned_to: str = fields.omittable(max_length=128)
+    status: Literal["open", "in_progress", "done", "cancelled"] = fields.omittable()
+    priority: Literal["low", "medium", "high"] = fields.omittable()
+    start_date: fields.CalendarDate = fields.omittable()
+    due_date: fields.CalendarDate = fields.omittable()
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> ActionItemEdit:
+        ACTION_ITEM_RULES.check(self)
+        return self
+
+
+class EditOut(BaseModel):
+    edit_id: str
+    action: str  # edit | delete | reset
+    text: str | None
+    fields: dict[str, Any]  # the action item fields it set
+    editor: str
+    edited_at_ms: int
+
+
+class DialogueHistory(BaseModel):
+    meeting_id: str
+    dialogue_id: str
+    edits: list[EditOut]
 
 
 class EditAccepted(BaseModel):
@@ -124,7 +153,7 @@ async def edit_dialogue(request: Request, caller: SignedIn, view: CanWrite, dial
 
 
 @router.delete("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}",
-               status_code=202, response_model=EditAccepted, responses=RESPONSES)  # fmt: skip
+               status_code=202, response_model=EditAccepted, responses=REMOVAL)  # fmt: skip
 async def delete_dialogue(request: Request, caller: SignedIn, view: CanWrite, dialogue_id: Id,
                           idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Hide a dialogue from the transcript (reversible with reset)."""
@@ -141,8 +170,8 @@ async def reset_dialogue(request: Request, caller: SignedIn, view: CanWrite, dia
                                 idempotency_key)  # fmt: skip
 
 
-@router.get("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history",
-            responses={**NOT_FOUND, 404: {"description": "no such meeting (for this caller), or no such dialogue"}})  # fmt: skip
+@router.get("/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history", response_model=DialogueHistory,
+            responses=declared(401, 404, notes={404: "No such meeting for this caller, or no such dialogue"}))  # fmt: skip
 async def dialogue_history(request: Request, view: CanRead, dialogue_id: Id) -> dict[str, Any]:
     """Every human edit of the dialogue, oldest first."""
     meeting_id = view.meeting.meeting_id
@@ -173,7 +202,7 @@ async def edit_transcript(request: Request, caller: SignedIn, view: CanWrite, bo
 
 
 @router.delete("/v1/meetings/{meeting_id}/transcript", status_code=202, response_model=EditAccepted,
-               responses=RESPONSES)  # fmt: skip
+               responses=REMOVAL)  # fmt: skip
 async def delete_transcript(request: Request, caller: SignedIn, view: CanWrite,
                             idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Mark the transcript deleted (reversible with reset; the log keeps everything)."""
@@ -194,9 +223,7 @@ async def edit_action_item(request: Request, caller: SignedIn, view: CanWrite, a
                            body: ActionItemEdit, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Change an action item's fields (only those given)."""
     meeting_id = view.meeting.meeting_id
-    fields = body.model_dump(exclude_none=True)
-    if not fields:
-        raise HTTPException(status_code=422, detail="name at least one field to change")
+    changes = body.model_dump(include=set(ACTION_ITEM_CHANGEABLE), exclude_unset=True)
 
     async def check() -> None:
         if not await queries.exists(request.app.state.store, "action_items", meeting_id, action_item_id):
@@ -208,5 +235,5 @@ async def edit_action_item(request: Request, caller: SignedIn, view: CanWrite, a
     edit, event_id, now = _edit_ids(meeting_id, f"action_item/{action_item_id}", key)
     event = ActionItemEditedV1(event_id=event_id, edit_id=edit, meeting_id=meeting_id, action_item_id=action_item_id,
                                action="edit", editor=caller.user_id, edited_at_ms=now, idempotency_key=key,
-                               **fields)  # fmt: skip
+                               **changes)  # fmt: skip
     return await _submit(request, event, check)

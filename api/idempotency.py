@@ -25,9 +25,7 @@ from api.user_state import RecentWrites
 
 KEY_MAX_LENGTH = 255  # Stripe's limit too
 Scope = Literal["chat", "edits"]
-CONFLICT_RESPONSE = {
-    409: {"description": "the Idempotency-Key was already used in this meeting for a different request"}
-}
+KEY_REUSED = "The Idempotency-Key was already used in this meeting for a different request"
 
 
 def scope_of(kind: Scope, meeting_id: str, key: str) -> str:

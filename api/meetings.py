@@ -12,20 +12,32 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api import meeting_queries
-from api.access import MANAGE_DENIED, NOT_FOUND, WRITE_DENIED, CanManage, CanRead, CanWrite, directory
+from api import fields, meeting_queries
+from api.access import (
+    MANAGE_DENIED,
+    MANAGE_NOTES,
+    NOT_FOUND,
+    READ_NOTES,
+    WRITE_NOTES,
+    CanManage,
+    CanRead,
+    CanWrite,
+    directory,
+)
 from api.idempotency import KEY_MAX_LENGTH
 from api.identity import SignedIn, now_ms
 from api.meeting_state import LinkRecord, MeetingRecord, MeetingView, MemberRecord, role_in
+from api.responses import declared
 from palaver import ids
 from palaver.auth.tokens import InvalidToken, sign, verify
 
 router = APIRouter(tags=["meetings"])
+MANAGE_WITH_BODY = declared(400, 401, 403, 404, notes=MANAGE_NOTES)
 
 LINK_TTL_MS = 365 * 24 * 3600 * 1000  # a link works until revoked, the meeting is deleted, or a year passes
-UserId = Annotated[str, Path(pattern=r"^usr_[0-9a-f]{24}$", description="The user's id (usr_...)")]
+UserId = Annotated[str, Path(pattern=fields.USER_ID, description="The user's id (usr_...)")]
 LinkId = Annotated[str, Path(pattern=r"^lnk_[0-9a-f]{24}$", description="The link's id (lnk_...)")]
-Title = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Title = Annotated[str, Field(min_length=1, max_length=200, pattern=fields.NOT_BLANK)]
 Agenda = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=50)]
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_LENGTH,
                                               description="Retries with the same key create one meeting")]  # fmt: skip
@@ -74,7 +86,7 @@ class Participants(BaseModel):
 
 
 class Invite(BaseModel):
-    user_id: str | None = Field(default=None, pattern=r"^usr_[0-9a-f]{24}$")
+    user_id: str | None = Field(default=None, pattern=fields.USER_ID)
     username: str | None = Field(default=None, min_length=1, max_length=64)
     role: Literal["participant", "viewer"] = "participant"
 
@@ -110,7 +122,7 @@ def meeting_out(view: MeetingView) -> dict[str, Any]:
     return {**view.meeting.public(), "role": view.role}
 
 
-@router.post("/v1/meetings", status_code=201, response_model=MeetingOut, responses={401: {"description": "not signed in"}})
+@router.post("/v1/meetings", status_code=201, response_model=MeetingOut, responses=declared(400, 401))
 async def create_meeting(request: Request, caller: SignedIn, body: MeetingCreate,
                          idempotency_key: IdempotencyKey = None) -> dict[str, Any]:  # fmt: skip
     """Create a meeting owned by the caller. Its id (``meeting_id``) is made by the server; a retry with the
@@ -127,8 +139,7 @@ async def create_meeting(request: Request, caller: SignedIn, body: MeetingCreate
     return meeting_out(MeetingView(existing, "owner"))
 
 
-@router.get("/v1/meetings", response_model=MeetingList, responses={401: {"description": "not signed in"},
-                                                                   403: {"description": "all=true needs an admin"}})  # fmt: skip
+@router.get("/v1/meetings", response_model=MeetingList, responses=declared(401, 403, notes={403: "all=true needs an admin"}))
 async def list_meetings(
     request: Request,
     caller: SignedIn,
@@ -160,7 +171,7 @@ async def get_meeting(view: CanRead) -> dict[str, Any]:
     return meeting_out(view)
 
 
-@router.patch("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=MANAGE_DENIED)
+@router.patch("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=MANAGE_WITH_BODY)
 async def update_meeting(request: Request, caller: SignedIn, view: CanManage, body: MeetingPatch) -> dict[str, Any]:
     """Change the title, scheduled start or agenda (owner)."""
     fields = body.model_dump(exclude_unset=True)
@@ -224,7 +235,9 @@ async def _set_member(request: Request, actor_id: str, meeting: MeetingRecord, u
 
 
 @router.post("/v1/meetings/{meeting_id}/participants", status_code=201, response_model=ParticipantOut,
-             responses={**MANAGE_DENIED, 409: {"description": "the owner's role cannot change"}})  # fmt: skip
+             responses=declared(400, 401, 403, 404, 409, notes={
+                 **MANAGE_NOTES, 404: "No such meeting for this caller, or no such user",
+                 409: "The owner's role cannot change"}))  # fmt: skip
 async def invite(request: Request, caller: SignedIn, view: CanManage, body: Invite) -> dict[str, Any]:
     """Add a user (by ``user_id`` or ``username``) as a participant or viewer, or change a member's role."""
     if (body.user_id is None) == (body.username is None):
@@ -252,7 +265,9 @@ async def _drop(request: Request, actor_id: str, meeting: MeetingRecord, user_id
 
 
 @router.delete("/v1/meetings/{meeting_id}/participants/{user_id}", status_code=204,
-               responses={**MANAGE_DENIED, 409: {"description": "the owner cannot be removed"}})  # fmt: skip
+               responses=declared(401, 403, 404, 409, notes={
+                   **MANAGE_NOTES, 404: "No such meeting for this caller, or the user is not a participant",
+                   409: "The owner cannot be removed"}))  # fmt: skip
 async def remove_participant(request: Request, caller: SignedIn, view: CanRead,
                              user_id: UserId) -> Response:
     """Remove a participant (owner), or leave (a participant removing themselves)."""
@@ -265,7 +280,7 @@ async def remove_participant(request: Request, caller: SignedIn, view: CanRead,
 
 
 @router.post("/v1/meetings/{meeting_id}/leave", status_code=204,
-             responses={**NOT_FOUND, 409: {"description": "the owner cannot leave"}})  # fmt: skip
+             responses=declared(401, 404, 409, notes={**READ_NOTES, 409: "The owner cannot leave"}))  # fmt: skip
 async def leave(request: Request, caller: SignedIn, view: CanRead) -> Response:
     """Leave the meeting: it disappears from the caller's meetings and reads."""
     if caller.user_id == view.meeting.owner_id:
@@ -285,7 +300,7 @@ def _link_out(request: Request, link: LinkRecord) -> dict[str, Any]:
             "created_at_ms": link.created_at_ms, "token": _link_token(request, link)}  # fmt: skip
 
 
-@router.post("/v1/meetings/{meeting_id}/links", status_code=201, response_model=LinkOut, responses=MANAGE_DENIED)
+@router.post("/v1/meetings/{meeting_id}/links", status_code=201, response_model=LinkOut, responses=MANAGE_WITH_BODY)
 async def create_link(request: Request, caller: SignedIn, view: CanManage, body: LinkCreate) -> dict[str, Any]:
     """A share link: any signed-in user holding its token may join with its role, until it is revoked."""
     now = now_ms()
@@ -302,7 +317,8 @@ async def list_links(request: Request, view: CanManage) -> dict[str, Any]:
     return {"meeting_id": view.meeting.meeting_id, "links": [_link_out(request, lk) for lk in live]}
 
 
-@router.delete("/v1/meetings/{meeting_id}/links/{link_id}", status_code=204, responses=MANAGE_DENIED)
+@router.delete("/v1/meetings/{meeting_id}/links/{link_id}", status_code=204, responses=declared(
+    401, 403, 404, notes={**MANAGE_NOTES, 404: "No such meeting for this caller, or no such link"}))
 async def revoke_link(request: Request, caller: SignedIn, view: CanManage, link_id: LinkId) -> Response:
     """Revoke a share link: nobody joins with it any more (who joined stays)."""
     meetings = directory(request)
@@ -315,8 +331,8 @@ async def revoke_link(request: Request, caller: SignedIn, view: CanManage, link_
 
 
 @router.post("/v1/meeting-links/join", response_model=MeetingOut,
-             responses={401: {"description": "not signed in"},
-                        404: {"description": "the link is unknown, revoked or expired, or its meeting is gone"}})  # fmt: skip
+             responses=declared(400, 401, 404, notes={
+                 404: "The link is unknown, revoked or expired, or its meeting is gone"}))  # fmt: skip
 async def join_with_link(request: Request, caller: SignedIn, body: JoinLink) -> dict[str, Any]:
     """Join a meeting with a share link's token; a member keeps the higher of its role and the link's."""
     gone = HTTPException(status_code=404, detail="this link does not work (revoked, expired or unknown)")
@@ -346,7 +362,7 @@ def issue_ticket(request: Request, meeting_id: str, user_id: str, use: Literal["
 
 
 @router.post("/v1/meetings/{meeting_id}/ingest-tickets", status_code=201, response_model=TicketOut,
-             responses={**WRITE_DENIED, 409: {"description": "the meeting has ended"}})  # fmt: skip
+             responses=declared(401, 403, 404, 409, notes={**WRITE_NOTES, 409: "The meeting has ended"}))  # fmt: skip
 async def ingest_ticket(request: Request, caller: SignedIn, view: CanWrite) -> dict[str, Any]:
     """A single-use ticket, valid for ``PALAVER_TICKET_TTL_S`` (60 s), to stream the caller's microphone
     into this meeting: ``WS /v1/meetings/{meeting_id}/stream?ticket=...``. The stream's speaker is the

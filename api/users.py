@@ -23,15 +23,16 @@ from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from api import queries
+from api import fields, queries
 from api.idempotency import KEY_MAX_LENGTH
 from api.identity import Caller, MaybeSignedIn, SignedIn
 from api.name_claims import NameClaims
 from api.names import kind_of, user_names
 from api.passwords import hash_password, verify_password
 from api.registration import RegistrationDesk, registration_allowed
+from api.responses import declared
 from api.user_state import RecentWrites, UserRecord, new_user, newest
 from palaver import ids
 from palaver.events import encode
@@ -41,15 +42,16 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["users"])
 NAME_RETRY_AFTER_S = 2  # the Retry-After of a 503 when the name registry did not answer in time
 
-UserId = Annotated[str, Path(pattern=r"^usr_[0-9a-f]{24}$", description="The user's id (usr_...)")]
-Username = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{3,64}$", description="3-64 of [A-Za-z0-9._-]; unique, case-insensitively")]  # fmt: skip
-Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Unique, case-insensitively")]  # fmt: skip
+UserId = Annotated[str, Path(pattern=fields.USER_ID, description="The user's id (usr_...)")]
+Username = Annotated[str, Field(pattern=fields.USERNAME, description="3-64 of [A-Za-z0-9._-]; unique, case-insensitively")]  # fmt: skip
+Email = Annotated[str, Field(max_length=254, pattern=fields.EMAIL, description="Unique, case-insensitively")]  # fmt: skip
 PictureUrl = Annotated[
-    str, Field(max_length=2048, pattern=r"^(https?://\S+)?$", description="http(s) URL or empty")
+    str, Field(max_length=2048, pattern=fields.HTTP_URL_OR_EMPTY, description="http(s) URL or empty")
 ]
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_LENGTH,
                                               description="Retries with the same key create one user")]  # fmt: skip
-PASSWORD_LENGTH = (8, 1024)
+CHANGEABLE = ("username", "email", "role", "profile_pic_url", "password")
+PATCH_RULES = fields.BodyRules(at_least_one_of=CHANGEABLE, requires={"password": "current_password"})
 
 
 class UserCreate(BaseModel):
@@ -59,10 +61,7 @@ class UserCreate(BaseModel):
 
     username: Username
     email: Email
-    password: SecretStr = Field(
-        description="8-1024 characters; stored only as a salted scrypt hash",
-        json_schema_extra={"minLength": 8, "maxLength": 1024},
-    )
+    password: fields.Password = Field(description="8-1024 characters; stored only as a salted scrypt hash")
     profile_pic_url: PictureUrl = ""
     invite: str | None = Field(
         default=None, max_length=4096,
@@ -71,16 +70,22 @@ class UserCreate(BaseModel):
 
 
 class UserPatch(BaseModel):
-    username: Username | None = None
-    email: Email | None = None
-    role: UserRole | None = None
-    profile_pic_url: PictureUrl | None = None
-    password: SecretStr | None = Field(
-        default=None,
-        description="A new password (8-1024 characters)",
-        json_schema_extra={"minLength": 8, "maxLength": 1024},
-    )
-    current_password: SecretStr | None = Field(default=None, description="Required to change the password")
+    """The fields to change (at least one); a new ``password`` comes with ``current_password``: the
+    account's own, or an admin's own when an admin resets another's (signing in again, in effect)."""
+
+    model_config = ConfigDict(json_schema_extra=PATCH_RULES.json_schema)
+
+    username: Username = fields.omittable()
+    email: Email = fields.omittable()
+    role: UserRole = fields.omittable()
+    profile_pic_url: PictureUrl = fields.omittable()
+    password: fields.Password = fields.omittable(description="A new password (8-1024 characters)")
+    current_password: SecretStr = fields.omittable(description="Required to change a password")
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> UserPatch:
+        PATCH_RULES.check(self)
+        return self
 
 
 class UserOut(BaseModel):
@@ -140,16 +145,6 @@ def _directory(request: Request) -> UserDirectory:
     return request.app.state.users  # type: ignore[no-any-return]
 
 
-def _password(secret: SecretStr, name: str = "password") -> str:
-    value = secret.get_secret_value()
-    if not PASSWORD_LENGTH[0] <= len(value) <= PASSWORD_LENGTH[1]:
-        # Said without the value: a validation error must not echo a password.
-        raise HTTPException(
-            status_code=422, detail=f"{name}: {PASSWORD_LENGTH[0]}-{PASSWORD_LENGTH[1]} characters"
-        )
-    return value
-
-
 def _conflict(taken: list[str]) -> HTTPException:
     return HTTPException(status_code=409, detail=f"{' and '.join(taken)} already taken")
 
@@ -207,19 +202,12 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-NAMES_UNANSWERED_RESPONSE: dict[int | str, dict[str, Any]] = {
-    503: {"description": "the name registry (or ClickHouse) did not answer in time: try again after `Retry-After` seconds"}
-}
-
-
 @router.post("/v1/users", status_code=201, response_model=UserOut,
-             responses={401: {"description": "a credential was sent and is not valid"},
-                        403: {"description": "registration is closed, or by invitation and the invite is missing or "
-                              "invalid"},
-                        409: {"description": "username or email already taken"},
-                        429: {"description": "too many registrations from this address: try again after "
-                              "`Retry-After` seconds"},
-                        **NAMES_UNANSWERED_RESPONSE})  # fmt: skip
+             responses=declared(400, 401, 403, 409, 429, notes={
+                 401: "A credential was sent and is not valid (registering needs none)",
+                 403: "Registration is closed, or by invitation and the invite is missing or invalid",
+                 409: "The username or email is taken", 429: "Too many registrations from this address",
+             }))  # fmt: skip
 async def create_user(
     request: Request, caller: MaybeSignedIn, body: UserCreate, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
@@ -227,7 +215,7 @@ async def create_user(
     the user (never the password or its hash) once the event is durable in Kafka; reads see it as soon as
     the store writer has it (normally well under a second). A retry with the same ``Idempotency-Key``
     answers with the user the first request created."""
-    password = _password(body.password)
+    password = body.password.get_secret_value()
     _admit(request, body.invite, caller is not None and caller.is_admin)
     directory = _directory(request)
     user_id = ids.user_id(idempotency_key or uuid.uuid4().hex)
@@ -249,7 +237,7 @@ async def create_user(
     return record.public()
 
 
-@router.get("/v1/users", response_model=UserList, responses={401: {"description": "not signed in"}})
+@router.get("/v1/users", response_model=UserList, responses=declared(401))
 async def list_users(
     request: Request,
     caller: SignedIn,
@@ -272,9 +260,7 @@ def _own(caller: Caller, user_id: str) -> None:
         raise HTTPException(status_code=404, detail=f"no user {user_id}")
 
 
-SELF_ONLY: dict[int | str, dict[str, Any]] = {
-    401: {"description": "not signed in"}, 404: {"description": "no such user, or not the caller's account"}
-}
+SELF_ONLY = declared(401, 404, notes={404: "No such user, or not the caller's account"})
 
 
 @router.get("/v1/users/{user_id}", response_model=UserOut, responses=SELF_ONLY)
@@ -288,45 +274,38 @@ async def get_user(request: Request, caller: SignedIn, user_id: UserId) -> dict[
 
 
 @router.patch("/v1/users/{user_id}", response_model=UserOut,
-              responses={**SELF_ONLY,
-                         403: {"description": "current_password does not match, or a role change by a non-admin"},
-                         409: {"description": "username or email already taken"},
-                         **NAMES_UNANSWERED_RESPONSE})  # fmt: skip
+              responses=declared(400, 401, 403, 404, 409, notes={
+                  403: "`current_password` does not match, or a role change by a non-admin",
+                  404: "No such user, or not the caller's account",
+                  409: "The username or email is taken, or the password changed meanwhile"}))  # fmt: skip
 async def update_user(request: Request, caller: SignedIn, user_id: UserId, body: UserPatch) -> dict[str, Any]:
     """Change the fields given: ``username``, ``email``, ``profile_pic_url``, ``role`` (admins only), and
-    ``password`` (one's own with ``current_password``; an admin resets another's without). A password
-    change ends every session of the user. Answers with the user's new state."""
+    ``password`` (with ``current_password``: the account's own, or the admin's own when an admin resets
+    another's). A password change ends every session of the user. Answers with the user's new state."""
     _own(caller, user_id)
-    if body.role is not None and not caller.is_admin:
+    if "role" in body.model_fields_set and not caller.is_admin:
         raise HTTPException(status_code=403, detail="only admins change roles")
     directory = _directory(request)
-    fields = body.model_dump(exclude={"password", "current_password"}, exclude_none=True)
-    if not fields and body.password is None:
-        raise HTTPException(status_code=422, detail="name at least one field to change")
+    changes = body.model_dump(include=set(CHANGEABLE) - {"password"}, exclude_unset=True)
     new_hash = None
     checked_hash = None
-    if body.password is not None and caller.user_id != user_id:  # an admin's reset
-        new_hash = await asyncio.to_thread(hash_password, _password(body.password))
-    elif body.password is not None:
-        if body.current_password is None:
-            raise HTTPException(status_code=422, detail="current_password is required to change the password")
-        new_password = _password(body.password)
+    if "password" in body.model_fields_set:  # the model made sure current_password came with it
         current = await directory.get(request, user_id)
-        if current is None:
+        signer = current if caller.user_id == user_id else await directory.get(request, caller.user_id)
+        if current is None or signer is None:
             raise HTTPException(status_code=404, detail=f"no user {user_id}")
         checked_hash = current.password_hash
-        if not await asyncio.to_thread(
-            verify_password, body.current_password.get_secret_value(), checked_hash
-        ):
+        if not await asyncio.to_thread(verify_password, body.current_password.get_secret_value(),
+                                       signer.password_hash):  # fmt: skip
             raise HTTPException(status_code=403, detail="current_password does not match")
-        new_hash = await asyncio.to_thread(hash_password, new_password)
+        new_hash = await asyncio.to_thread(hash_password, body.password.get_secret_value())
     claimed: list[str] = []
-    if "username" in fields or "email" in fields:
+    if "username" in changes or "email" in changes:
         before = await directory.get(request, user_id)
         if before is None:
             raise HTTPException(status_code=404, detail=f"no user {user_id}")
         held = set(user_names(before.username, before.email).values())
-        wanted = user_names(fields.get("username", before.username), fields.get("email", before.email))
+        wanted = user_names(changes.get("username", before.username), changes.get("email", before.email))
         claimed = [name for name in wanted.values() if name not in held]
         await claim_names(request, claimed, user_id)
     try:
@@ -337,10 +316,10 @@ async def update_user(request: Request, caller: SignedIn, user_id: UserId, body:
             if checked_hash is not None and current.password_hash != checked_hash:
                 raise HTTPException(status_code=409, detail="the password changed meanwhile; try again")
             if new_hash is not None:
-                fields["password_hash"] = new_hash
-            record = current.changed(_now_ms(), **fields)
+                changes["password_hash"] = new_hash
+            record = current.changed(_now_ms(), **changes)
             await directory.publish(
-                request, record, "password_changed" if list(fields) == ["password_hash"] else "updated"
+                request, record, "password_changed" if list(changes) == ["password_hash"] else "updated"
             )
     except BaseException:
         await _release(request, claimed, user_id)

@@ -14,7 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
+from api.responses import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE_DETAIL, declared
 from palaver import __version__
 from palaver.auth.secret import load_secret
 from palaver.auth.tickets import UsedTickets
@@ -28,23 +31,22 @@ from palaver.streams.clients import make_producer
 from stack import security_headers
 from stack.api_docs import add_docs
 from stack.body_limit import BodySizeLimit
+from stack.http_errors import http_error
 from stack.metrics_access import metrics_app
 
 log = logging.getLogger(__name__)
 
 WEB_SERVICES = {"ingest", "api", "store"}
 
-STORE_RETRY_AFTER_S = 5  # the Retry-After of a 503 while the store is unavailable
-STORE_UNAVAILABLE_DETAIL = "the store is unavailable; try again"
 CLICKHOUSE_DOWN = "unavailable"  # /healthz's clickhouse check when it does not answer (details in the log)
-STORE_UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {503: {
-    "description": "ClickHouse does not answer: try again after `Retry-After` seconds",
-    "content": {"application/json": {"example": {"detail": STORE_UNAVAILABLE_DETAIL}}},
-}}  # fmt: skip
 
 DESCRIPTION = """Live meeting transcription.
 
-* **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/streams/{speaker_id}`.
+* **Accounts**: register (`POST /v1/users`), sign in (`POST /v1/auth/token`, OAuth2 password flow; or
+  `POST /v1/auth/login` for a browser session in cookies); every other route needs the caller signed in.
+* **Meetings**: `POST /v1/meetings`, invite participants or share a link; only a meeting's people see it.
+* **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/stream?ticket=...` with a
+  single-use ticket (`POST /v1/meetings/{meeting_id}/ingest-tickets`); the speaker is the ticket's user.
 * **Read API**: `GET /v1/meetings/{meeting_id}/dialogues` and live dialogue events over
   `WS /v1/meetings/{meeting_id}/live`.
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
@@ -60,6 +62,12 @@ def server_config(app: FastAPI, host: str, port: int, log_level: str = "info", *
 
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_ping_interval=20,
                           ws_max_size=MAX_MESSAGE_BYTES, **options)  # fmt: skip
+
+
+class Health(BaseModel):
+    status: str  # ok | degraded
+    services: list[str]
+    checks: dict[str, str]  # check -> "ok" or what fails
 
 
 async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event,
@@ -188,12 +196,14 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.users import router as users_router
 
         for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router):
-            app.include_router(router, responses=STORE_UNAVAILABLE_RESPONSE)
+            app.include_router(router, responses=declared(503))
 
         @app.exception_handler(RequestValidationError)
         async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
             """FastAPI's 422, minus any password the request carried."""
             return JSONResponse({"detail": jsonable_encoder(redact_secrets(list(exc.errors())))}, status_code=422)
+
+    app.add_exception_handler(HTTPException, http_error)
 
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -203,7 +213,8 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         return JSONResponse({"detail": STORE_UNAVAILABLE_DETAIL}, status_code=503,
                             headers={"Retry-After": str(STORE_RETRY_AFTER_S)})  # fmt: skip
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=Health,
+             responses={503: {"model": Health, "description": "A service is down (see `checks`)"}})  # fmt: skip
     async def healthz() -> JSONResponse:
         """200 when this process's services are up; 503 with the failing check otherwise."""
         checks: dict[str, str] = {}

@@ -232,6 +232,37 @@ async def _running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_fa
         merger.stop()
 
 
+@dataclass
+class Web:
+    """The web process's services, in this process, on fresh topics and a fresh database."""
+
+    settings: Settings
+    store: Store
+    url: str
+    app: Any  # the FastAPI app
+
+
+@asynccontextmanager
+async def running_web(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
+                      services: frozenset[str] = frozenset({"api", "store"})) -> AsyncIterator[Web]:  # fmt: skip
+    """``services`` of the web process (no STT, no merger) served by uvicorn on a free port."""
+    tag = uuid.uuid4().hex[:10]
+    settings = make_settings(infra, tmp_path_factory.mktemp(f"web-{tag}"), f"t{tag}", f"t_{tag}")
+    store = Store(clickhouse_client, settings.clickhouse_database)
+    apply_migrations(store)
+    await ensure_topics(settings)
+    app = create_app(settings, set(services), store=store)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        await _wait_http(url)
+        yield Web(settings, store, url, app)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)
+
+
 async def poll(fetch: Any, ready: Any, what: str = "", timeout_s: float = 180) -> Any:
     """Await ``fetch()`` until ``ready`` holds for its value (returned); fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s

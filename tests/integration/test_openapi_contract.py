@@ -1,0 +1,160 @@
+"""The OpenAPI document tells the truth: schemathesis, with all its checks, drives the running API (real
+broker, real chdb) from ``/openapi.json`` and finds no contract violation: every status and body it gets
+is declared, schema-valid requests are accepted, schema-invalid ones rejected, 405s list the right
+``Allow``.
+
+Requests reach real data: the run is given ids that exist (users, a meeting with a dialogue and an action
+item), bound to the path and body parameters that take them, and sends ``caller_headers`` with every
+request. ``caller_headers`` is the hook for authentication: it gives none while the API has no sign-in;
+once it has, it signs a user in and returns that user's credentials, and ``real_ids`` makes the data as
+that user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from palaver import ids
+from palaver.events import DialogueUpdateV1, StreamStartedV1, encode
+from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
+from palaver.streams.clients import make_producer
+from tests.integration.conftest import Web, poll, running_web
+from tests.integration.infra import Infra
+
+pytestmark = pytest.mark.integration
+
+SEED = 20261204  # fixed: a run is reproducible, and CI does not turn red by the luck of the draw
+MAX_EXAMPLES = 25  # per operation and phase; bounds the run to a couple of minutes on two cores
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+async def web(infra: Infra, clickhouse_client: object,
+              tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Web]:  # fmt: skip
+    """The web process as ``palaver up`` composes it (ingest, API, store writer)."""
+    async with running_web(infra, clickhouse_client, tmp_path_factory,
+                           frozenset({"ingest", "api", "store"})) as found:  # fmt: skip
+        yield found
+
+
+@pytest.fixture(scope="module")
+async def caller_headers(web: Web) -> dict[str, str]:
+    """Headers that authenticate every request of the run (a bearer token, or a session cookie with its
+    CSRF header). The API has no sign-in yet, so there are none."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+async def real_ids(web: Web, caller_headers: dict[str, str]) -> dict[str, list[str]]:
+    """Ids that exist, by the parameter that takes them (schemathesis's ``location.name``): two users, a
+    meeting (a stream of it started), one of its dialogues and an action item, all readable."""
+    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=web.url, headers=caller_headers, timeout=30) as http:
+        users = []
+        for name in ("ada", "bob"):
+            got = await http.post("/v1/users", json={"username": f"{name}-{meeting_id}",
+                                                     "email": f"{name}@{meeting_id}.example", "password": PASSWORD})  # fmt: skip
+            assert got.status_code == 201, got.text
+            users.append(got.json()["user_id"])
+        dialogue_id = await _start_meeting(web, meeting_id, users[0])
+        action_item_id = "ai_1"
+        # Enrichment is not built yet: stand in for its output with one machine-made action item row.
+        await web.store.acommand(
+            f"INSERT INTO {web.store.database}.action_items (action_item_id, meeting_id, run, description, "
+            "assigned_to, status, priority, source_dialogue_id, revision) VALUES ({a:String}, {m:String}, "
+            "'test', 'Send the minutes', 'ada', 'open', 'medium', {d:String}, 1)",
+            {"a": action_item_id, "m": meeting_id, "d": dialogue_id},
+        )  # fmt: skip
+        await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
+                   lambda r: len(r.json()["dialogues"]) == 1, "the dialogue in the store")  # fmt: skip
+        await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/chat", params={"limit": 1}),
+                   lambda r: r.status_code == 200, "the meeting in the store")  # fmt: skip
+    return {
+        "path.meeting_id": [meeting_id],
+        "path.dialogue_id": [dialogue_id],
+        "path.action_item_id": [action_item_id],
+        "path.user_id": users,
+        "body.user_id": users,
+        "body.editor": users,
+        "query.editor": users,
+    }
+
+
+async def _start_meeting(web: Web, meeting_id: str, speaker: str) -> str:
+    """What ingest and the merger would publish for a first utterance: the stream's start (the meeting
+    now exists) and one final dialogue. Returns the dialogue's id."""
+    stream = ids.stream_id(meeting_id, speaker)
+    started = StreamStartedV1(
+        event_id=ids.event_id("stream.started", stream, 0), meeting_id=meeting_id, speaker_id=speaker,
+        stream_id=stream, sample_rate=16000, stream_start_ms=0,
+    )  # fmt: skip
+    dialogue_id, run = ids.dialogue_id(meeting_id, "utt_1"), "whisper:tiny.en"
+    dialogue = DialogueUpdateV1(
+        event_id=ids.event_id("dialogue.update", dialogue_id, run, 1), dialogue_id=dialogue_id,
+        meeting_id=meeting_id, speaker_id=speaker, start_ms=0, end_ms=900, text="hello all", status="final",
+        revision=1, position=0, utterance_ids=("utt_1",), run=run,
+    )  # fmt: skip
+    producer = make_producer(web.settings)
+    await producer.start()
+    try:
+        namespace = web.settings.topic_namespace
+        await producer.send_and_wait(topic_name(namespace, TRANSCRIPTS.name), encode(started), key=meeting_id.encode())
+        await producer.send_and_wait(topic_name(namespace, DIALOGUES.name), encode(dialogue), key=meeting_id.encode())
+    finally:
+        await producer.stop()
+    return dialogue_id
+
+
+def schemathesis_config(headers: dict[str, str], known: dict[str, list[str]]) -> str:
+    """A ``schemathesis.toml``: the headers on every request, and each known id list as a dictionary that
+    its parameter draws from most of the time (the rest stays generated, so unknown ids are tried too)."""
+    lines = ["[headers]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in headers.items()), ""]
+    for binding, values in known.items():
+        lines += [f"[dictionaries.{_dictionary_name(binding)}]", f"values = {json.dumps(values)}", ""]
+    lines.append("[parameters]")
+    lines += [f'{json.dumps(b)} = {{ dictionary = "{_dictionary_name(b)}", probability = 0.8 }}' for b in known]
+    return "\n".join(lines) + "\n"
+
+
+def _dictionary_name(binding: str) -> str:
+    return binding.replace(".", "_")
+
+
+def summarize(report: dict[str, Any]) -> str:
+    """What the run exercised, from schemathesis's JSON report."""
+    operations, cases = report["operations"], report["test_cases"]
+    phases = ", ".join(f"{name} {found['status']}" for name, found in report["phases"].items())
+    return (f"schemathesis {report['schemathesis_version']} seed {report['seed']}: {operations['tested']} of "
+            f"{operations['total']} operations, {cases['generated']} test cases ({phases}); "
+            f"{cases['unique_failures']} failures, {len(report['errors'])} errors")  # fmt: skip
+
+
+async def test_schemathesis_finds_no_contract_violation(web: Web, caller_headers: dict[str, str],
+                                                        real_ids: dict[str, list[str]], tmp_path: Path) -> None:  # fmt: skip
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(schemathesis_config(caller_headers, real_ids))
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", f"{web.url}/openapi.json",
+        "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
+        "--request-timeout", "30", "--report", "json", "--report-json-path", str(report), "--no-color",
+    ]  # fmt: skip
+    # A child process, so this process's event loop goes on serving the API it calls. One worker: CPython
+    # 3.11's ast module is not thread-safe, and hypothesis parses lambdas with it while it generates.
+    run = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                               stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
+    output = (await run.communicate())[0].decode(errors="replace")
+    assert report.exists(), output[-30000:]
+    found = json.loads(report.read_text())
+    print(summarize(found))
+    assert (run.returncode, found["failures"], found["errors"]) == (0, [], []), output[-30000:]
+    # The known ids took the run past "not found" into each operation's logic.
+    assert found["warnings"]["missing_test_data"] == [], found["warnings"]
