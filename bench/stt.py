@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -52,6 +51,8 @@ import websockets
 from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
 from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
+from palaver.demo.accounts import Meeting, Participant, open_meeting
+from palaver.demo.client import ws_url
 from palaver.events.registry import TRANSCRIPTS, topic_name
 from palaver.settings import Settings, bundled_whisper_model_dir
 from palaver.streams.clients import ensure_topics, make_consumer
@@ -64,10 +65,12 @@ FRAME_MS = 100
 # --- the client side: stream with timestamps, read the live socket, read the transcripts topic ----------
 
 
-async def send_stream(base_url: str, meeting_id: str, track: Track, sent: SendLog,
+async def send_stream(base_url: str, meeting_id: str, speaker: Participant, track: Track, sent: SendLog,
                       on_frame: Any = None) -> dict[str, Any]:  # fmt: skip
-    """Stream ``track`` at real time (like palaver.demo.client.stream_pcm), noting when each frame left."""
-    url = f"{base_url.replace('http://', 'ws://', 1)}/v1/meetings/{meeting_id}/streams/{track.speaker_id}"
+    """Stream ``track`` at real time as ``speaker`` (like palaver.demo.client.stream_pcm), noting when each
+    frame left."""
+    ticket = await speaker.ticket(meeting_id)
+    url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/stream?ticket={ticket}"
     step = sent.frame_samples
     acked = 0
     async with websockets.connect(url, max_size=None) as ws:
@@ -105,9 +108,14 @@ async def send_stream(base_url: str, meeting_id: str, track: Track, sent: SendLo
         return {"sent": len(track.pcm), "acked": max(0, acked - sent.first_sample), "close_code": ws.close_code}
 
 
-async def read_live(base_url: str, meeting_id: str, events: list[tuple[float, dict[str, Any]]],
+async def read_live(base_url: str, meeting: Meeting, events: list[tuple[float, dict[str, Any]]],
                     stop: asyncio.Event, connected: asyncio.Event) -> None:  # fmt: skip
-    url = f"{base_url.replace('http://', 'ws://', 1)}/v1/meetings/{meeting_id}/live"
+    """The meeting's live socket (as its owner), each event with its arrival time and the speaker's name
+    (the track's) in place of its user id."""
+    names = meeting.names()
+    owner = next(iter(meeting.people.values()))
+    ticket = await owner.ticket(meeting.meeting_id, "live")
+    url = f"{ws_url(base_url)}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}"
     async with websockets.connect(url, max_size=None) as ws:
         connected.set()
         while not stop.is_set():
@@ -115,7 +123,10 @@ async def read_live(base_url: str, meeting_id: str, events: list[tuple[float, di
                 message = await asyncio.wait_for(ws.recv(), 0.5)
             except TimeoutError:
                 continue
-            events.append((time.time(), json.loads(message)))
+            event = json.loads(message)
+            if "speaker_id" in event:
+                event["speaker_id"] = names.get(event["speaker_id"], event["speaker_id"])
+            events.append((time.time(), event))
 
 
 class TranscriptsLog:
@@ -193,18 +204,22 @@ def _num(x: float) -> float | None:
 
 async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsLog, proc: ProcSampler,
                         on_frame: Any, drain_timeout_s: float) -> dict[str, Any]:  # fmt: skip
-    meeting_id = f"bench-stt-{len(tracks)}-{uuid.uuid4().hex[:6]}"
+    # One account per speaker (named after its track), the first owns the meeting: made before the clock
+    # starts. Events carry user ids as speaker ids; they are read back as the tracks' names.
+    meeting = await open_meeting(url, [t.speaker_id for t in tracks], f"STT bench, {len(tracks)} speakers")
+    meeting_id, names = meeting.meeting_id, meeting.names()
     live: list[tuple[float, dict[str, Any]]] = []
     stop_live, connected, stop_watch = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    live_task = asyncio.create_task(read_live(url, meeting_id, live, stop_live, connected))
+    live_task = asyncio.create_task(read_live(url, meeting, live, stop_live, connected))
     await asyncio.wait_for(connected.wait(), 30)
     proc.rss_max_mb = 0.0
     watcher = asyncio.create_task(proc.watch(stop_watch))
     cpu0, wall0 = proc.cpu_s(), time.monotonic()
     logs = {t.speaker_id: SendLog(SAMPLE_RATE * FRAME_MS // 1000) for t in tracks}
-    streamed = await asyncio.gather(*(send_stream(url, meeting_id, t, logs[t.speaker_id], on_frame) for t in tracks))
+    streamed = await asyncio.gather(*(send_stream(url, meeting_id, meeting.people[t.speaker_id], t, logs[t.speaker_id],
+                                                  on_frame) for t in tracks))  # fmt: skip
     deadline = time.monotonic() + drain_timeout_s
-    speakers = {t.speaker_id for t in tracks}
+    speakers = set(names)  # the user ids
     while transcripts.stopped(meeting_id) != speakers and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     drained = transcripts.stopped(meeting_id) == speakers
@@ -222,7 +237,8 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
     stop_live.set()
     await live_task
 
-    events = transcripts.by_meeting.get(meeting_id, [])
+    events = [(ts, {**e, "speaker_id": names.get(e.get("speaker_id", ""), e.get("speaker_id"))})
+              for ts, e in transcripts.by_meeting.get(meeting_id, [])]  # fmt: skip
     finals: dict[str, tuple[float, dict[str, Any]]] = {}
     for ts, e in events:
         if e["event"] == "transcript.final":

@@ -7,15 +7,13 @@ import asyncio
 import itertools
 import json
 import time
-import uuid
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from palaver import ids
-from palaver.demo.client import stream_pcm
+from palaver.demo.accounts import Meeting
 from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events import DialogueUpdateV1, encode
@@ -23,6 +21,7 @@ from palaver.events.registry import DIALOGUES, topic_name
 from palaver.streams.clients import make_producer
 from palaver.textmetrics import word_error_rate
 from tests.integration.conftest import Pipeline, poll
+from tests.integration.meetings import live_socket, open_meeting, speakers, stream_tracks
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +37,11 @@ SCRIPT = (
 @pytest.fixture(scope="module")
 async def meeting(pipeline: Pipeline) -> dict[str, Any]:
     """Stream the overlapping meeting once, watching the live socket; later tests reuse the result."""
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, placed = meeting_tracks(SCRIPT, Voice())
+    meeting = await open_meeting(pipeline.url, tracks)
+    meeting_id = meeting.meeting_id
     live: list[tuple[float, dict[str, Any]]] = []
-    url = pipeline.url.replace("http://", "ws://") + f"/v1/meetings/{meeting_id}/live"
-    async with websockets.connect(url) as socket:
+    async with live_socket(pipeline.url, meeting) as socket:
 
         async def watch() -> None:
             async for message in socket:
@@ -50,12 +49,10 @@ async def meeting(pipeline: Pipeline) -> dict[str, Any]:
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.5)
-        results = await asyncio.gather(
-            # Real-time pace, as people speak: partials arrive while the overlapping speakers talk.
-            *(stream_pcm(pipeline.url, meeting_id, s, pcm, speed=1.0) for s, pcm in tracks.items())
-        )
+        # Real-time pace, as people speak: partials arrive while the overlapping speakers talk.
+        results = await stream_tracks(pipeline.url, meeting, tracks, speed=1.0)
         assert all(r.close_code == 1000 for r in results)
-        async with httpx.AsyncClient(base_url=pipeline.url) as http:
+        async with meeting.people["ana"].client() as http:
             dialogues = await poll(
                 lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
                 lambda r: len(r.json()["dialogues"]) == len(SCRIPT) and all(
@@ -64,15 +61,23 @@ async def meeting(pipeline: Pipeline) -> dict[str, Any]:
             )  # fmt: skip
         await asyncio.sleep(1)
         watcher.cancel()
-    return {"id": meeting_id, "placed": placed, "live": live, "dialogues": dialogues.json()["dialogues"]}
+    return {"id": meeting_id, "meeting": meeting, "placed": placed, "live": live,
+            "dialogues": dialogues.json()["dialogues"]}  # fmt: skip
+
+
+def client(meeting: dict[str, Any], name: str) -> httpx.AsyncClient:
+    """An API client signed in as ``name``, one of the meeting's participants."""
+    people: Meeting = meeting["meeting"]
+    return people.people[name].client()
 
 
 async def test_overlapping_speakers_boxes_update_concurrently(meeting: dict[str, Any]) -> None:
     updates = [e for _, e in meeting["live"] if e.get("event") == "dialogue.update"]
     live = [e for e in updates if e["status"] == "live"]
     assert live, "partials reach the live socket as live dialogue events"
-    first_ana = min((e for e in updates if e["speaker_id"] == "ana"), key=lambda e: e["start_ms"])["dialogue_id"]
-    ben = next(e for e in updates if e["speaker_id"] == "ben")["dialogue_id"]
+    ana_id, ben_id = (meeting["meeting"].people[name].user_id for name in ("ana", "ben"))
+    first_ana = min((e for e in updates if e["speaker_id"] == ana_id), key=lambda e: e["start_ms"])["dialogue_id"]
+    ben = next(e for e in updates if e["speaker_id"] == ben_id)["dialogue_id"]
     sequence = [e["dialogue_id"] for e in live if e["dialogue_id"] in (first_ana, ben)]
     # ana's and ben's boxes are both open and updating at once: their live updates interleave.
     switches = sum(1 for a, b in itertools.pairwise(sequence) if a != b)
@@ -85,7 +90,7 @@ async def test_overlapping_speakers_boxes_update_concurrently(meeting: dict[str,
 
 async def test_final_dialogues_and_merged_transcript_in_clickhouse(pipeline: Pipeline, meeting: dict[str, Any]) -> None:
     dialogues = meeting["dialogues"]
-    assert [d["speaker_id"] for d in dialogues] == [line.speaker_id for line in SCRIPT]
+    assert speakers(meeting["meeting"], dialogues) == [line.speaker_id for line in SCRIPT]
     assert [d["position"] for d in dialogues] == list(range(len(SCRIPT)))
     for d, line in zip(dialogues, meeting["placed"], strict=True):
         assert abs(d["start_ms"] - line.start_ms) < 400
@@ -93,7 +98,7 @@ async def test_final_dialogues_and_merged_transcript_in_clickhouse(pipeline: Pip
     ana, ben = dialogues[0], dialogues[1]
     assert ben["start_ms"] < ana["end_ms"], "ben spoke over ana"
 
-    async with httpx.AsyncClient(base_url=pipeline.url) as http:
+    async with client(meeting, "cho") as http:
         response = await poll(lambda: http.get(f"/v1/meetings/{meeting['id']}/transcript"),
                               lambda r: r.status_code == 200 and r.json()["revision"] == len(SCRIPT),
                               what="merged transcript")  # fmt: skip
@@ -112,12 +117,14 @@ async def test_final_dialogues_and_merged_transcript_in_clickhouse(pipeline: Pip
 async def test_human_edits_survive_machine_revisions(pipeline: Pipeline, meeting: dict[str, Any]) -> None:
     meeting_id = meeting["id"]
     ben = meeting["dialogues"][1]
+    ben_id, ana_id = (meeting["meeting"].people[name].user_id for name in ("ben", "ana"))
     path = f"/v1/meetings/{meeting_id}/dialogues/{ben['dialogue_id']}"
-    async with httpx.AsyncClient(base_url=pipeline.url) as http:
-        edit = await http.put(path, json={"text": "Let us launch on Tuesday.", "editor": "ben"},
+    async with client(meeting, "ben") as http, client(meeting, "ana") as ana:
+        # The editor is the signed-in caller: ben edits, a name in the body is not taken.
+        edit = await http.put(path, json={"text": "Let us launch on Tuesday.", "editor": "mallory"},
                               headers={"Idempotency-Key": "ben-1"})  # fmt: skip
         assert edit.status_code == 202
-        retry = await http.put(path, json={"text": "Let us launch on Tuesday.", "editor": "ben"},
+        retry = await http.put(path, json={"text": "Let us launch on Tuesday."},
                                headers={"Idempotency-Key": "ben-1"})  # fmt: skip
         assert retry.json()["edit_id"] == edit.json()["edit_id"], "a retried request is the same edit"
 
@@ -129,7 +136,7 @@ async def test_human_edits_survive_machine_revisions(pipeline: Pipeline, meeting
         assert ben_row(got)["text"] == "Let us launch on Tuesday."
         assert ben_row(got)["machine_text"] == ben["text"]
         history = (await http.get(f"{path}/history")).json()["edits"]
-        assert [(h["action"], h["text"], h["editor"]) for h in history] == [("edit", "Let us launch on Tuesday.", "ben")]
+        assert [(h["action"], h["text"], h["editor"]) for h in history] == [("edit", "Let us launch on Tuesday.", ben_id)]
         transcript = await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/transcript"),
                                 lambda r: "Let us launch on Tuesday." in r.json()["processed_transcript"],
                                 what="the edit in the processed transcript")  # fmt: skip
@@ -140,7 +147,7 @@ async def test_human_edits_survive_machine_revisions(pipeline: Pipeline, meeting
         await producer.start()
         revised = DialogueUpdateV1(
             event_id=ids.event_id("dialogue.update", ben["dialogue_id"], "test", 99), dialogue_id=ben["dialogue_id"],
-            meeting_id=meeting_id, speaker_id="ben", start_ms=ben["start_ms"], end_ms=ben["end_ms"],
+            meeting_id=meeting_id, speaker_id=ben_id, start_ms=ben["start_ms"], end_ms=ben["end_ms"],
             text="machine says something else", status="final", revision=ben["revision"] + 1,
             position=ben["position"], utterance_ids=tuple(ben["utterance_ids"]), run=ben["run"],
         )  # fmt: skip
@@ -152,20 +159,21 @@ async def test_human_edits_survive_machine_revisions(pipeline: Pipeline, meeting
                          what="the machine revision")  # fmt: skip
         assert ben_row(got)["text"] == "Let us launch on Tuesday." and ben_row(got)["edited"]
 
-        assert (await http.post(f"{path}/reset", json={"editor": "ana"})).status_code == 202
+        assert (await ana.post(f"{path}/reset")).status_code == 202
         got = await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
                          lambda r: not ben_row(r)["edited"], what="the reset")  # fmt: skip
         assert ben_row(got)["text"] == "machine says something else"
 
-        assert (await http.delete(path, params={"editor": "ana"})).status_code == 202
+        assert (await ana.delete(path)).status_code == 202
         await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
                    lambda r: ben["dialogue_id"] not in {d["dialogue_id"] for d in r.json()["dialogues"]},
                    what="the deletion")  # fmt: skip
         history = (await http.get(f"{path}/history")).json()["edits"]
-        assert [h["action"] for h in history] == ["edit", "reset", "delete"], "the edit history is kept"
+        assert [(h["action"], h["editor"]) for h in history] == [("edit", ben_id), ("reset", ana_id), ("delete", ana_id)], (
+            "the edit history is kept, each edit by whoever made it")  # fmt: skip
 
-        assert (await http.put(f"/v1/meetings/{meeting_id}/dialogues/dlg_unknown", json={"text": "x", "editor": "a"})).status_code == 404
-        assert (await http.put(path, json={"text": "", "editor": "a"})).status_code == 422
+        assert (await http.put(f"/v1/meetings/{meeting_id}/dialogues/dlg_unknown", json={"text": "x"})).status_code == 404
+        assert (await http.put(path, json={"text": ""})).status_code == 422
 
 
 async def test_transcript_and_action_item_edits(pipeline: Pipeline, meeting: dict[str, Any]) -> None:
@@ -178,19 +186,19 @@ async def test_transcript_and_action_item_edits(pipeline: Pipeline, meeting: dic
         "'Write the announcement', 'cho', 'open', 'medium', '2026-12-01', {d:String}, 1)",
         {"m": meeting_id, "d": meeting["dialogues"][2]["dialogue_id"]},
     )
-    async with httpx.AsyncClient(base_url=pipeline.url) as http:
+    async with client(meeting, "cho") as http:
         items = f"/v1/meetings/{meeting_id}/action-items"
-        assert (await http.patch(f"{items}/ai_1", json={"editor": "cho", "status": "done", "priority": "high"})).status_code == 202
+        assert (await http.patch(f"{items}/ai_1", json={"status": "done", "priority": "high"})).status_code == 202
         got = await poll(lambda: http.get(items), lambda r: r.json() and r.json()[0]["edited"], what="item edit")
         assert (got.json()[0]["status"], got.json()[0]["priority"], got.json()[0]["description"]) == (
             "done", "high", "Write the announcement")  # fmt: skip
-        assert (await http.patch(f"{items}/ai_nope", json={"editor": "cho", "status": "done"})).status_code == 404
-        assert (await http.patch(f"{items}/ai_1", json={"editor": "cho"})).status_code == 422
-        assert (await http.patch(f"{items}/ai_1", json={"editor": "cho", "due_date": "soon"})).status_code == 422
+        assert (await http.patch(f"{items}/ai_nope", json={"status": "done"})).status_code == 404
+        assert (await http.patch(f"{items}/ai_1", json={})).status_code == 422
+        assert (await http.patch(f"{items}/ai_1", json={"due_date": "soon"})).status_code == 422
 
         transcript = f"/v1/meetings/{meeting_id}/transcript"
-        assert (await http.put(transcript, json={"text": "Launch Tuesday; cho writes.", "editor": "ana"})).status_code == 202
+        assert (await http.put(transcript, json={"text": "Launch Tuesday; cho writes."})).status_code == 202
         got = await poll(lambda: http.get(transcript), lambda r: r.json()["edited"], what="transcript edit")
         assert got.json()["processed_transcript"] == "Launch Tuesday; cho writes."
         assert got.json()["raw_transcript"].count("\n") == len(SCRIPT) - 1
-        assert (await http.put("/v1/meetings/no-such-meeting/transcript", json={"text": "x", "editor": "a"})).status_code == 404
+        assert (await http.put("/v1/meetings/no-such-meeting/transcript", json={"text": "x"})).status_code == 404

@@ -1,10 +1,12 @@
 """``palaver up`` keeps a meeting whole while its children are SIGKILLed in the middle of it.
 
-One meeting, three speakers streaming at real time, is run twice with the same meeting id, each time on
-its own ``palaver up`` (own data dir, broker and ports): once untouched, once with the stt child, then the
+One meeting, three speakers streaming at real time, is run twice with the same meeting id and user ids
+(registered and created with the same Idempotency-Keys), each time on its own ``palaver up`` (own data
+dir, broker and ports): once untouched, once with the stt child, then the
 merger child, then the web child SIGKILLed mid-meeting (each after the one before is back). The web
-child's death drops every speaker's socket: the clients reconnect and resume with ``start_sample`` = the
-samples acknowledged, and send the audio again from there.
+child's death drops every speaker's socket: the clients reconnect (with a fresh ticket each, once the API
+answers again) and resume with ``start_sample`` = the samples acknowledged, and send the audio again from
+there.
 
 What holds across these deaths, and is checked here: every child comes back by itself; every stream ends
 with all its audio acknowledged; per speaker, the final utterances (their ids, which hash the stream and
@@ -34,11 +36,13 @@ import httpx
 import numpy as np
 import pytest
 
-from palaver.demo.client import ABNORMAL_CLOSURE, StreamResult, stream_pcm
+from palaver.demo.accounts import Meeting
+from palaver.demo.client import ABNORMAL_CLOSURE, StreamResult
 from palaver.demo.run import wait_until_settled
 from palaver.demo.script import DEMO_MEETING, Line, PlacedLine
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
+from tests.integration.meetings import open_meeting, stream_tracks
 from tests.integration.test_stack_restarts import READY_NEEDLE, RunningUp, healthy, running_up
 
 pytestmark = pytest.mark.integration
@@ -80,19 +84,21 @@ async def kill_children_one_by_one(up: RunningUp, started: float, log: list[str]
         log.append(f"{time.monotonic() - started:.1f}s: {name} is back")
 
 
-async def run_meeting(up: RunningUp, meeting_id: str, tracks: dict[str, np.ndarray],
-                      during: Callable[[float], Awaitable[None]] | None = None) -> tuple[list[StreamResult], list[dict]]:  # fmt: skip
-    """Stream every speaker's track at real time (running ``during`` meanwhile), wait until the dialogues
-    are settled; returns the streams' results and the final dialogues."""
+async def run_meeting(up: RunningUp, tag: str, tracks: dict[str, np.ndarray],
+                      during: Callable[[float], Awaitable[None]] | None = None,
+                      ) -> tuple[Meeting, list[StreamResult], list[dict]]:  # fmt: skip
+    """Open the meeting (the same ids for the same ``tag`` on any stack), stream every speaker's track at
+    real time (running ``during`` meanwhile), wait until the dialogues are settled; returns the meeting, the
+    streams' results and the final dialogues."""
+    meeting = await open_meeting(up.url, tracks, tag=tag, meeting_key=f"kills-{tag}")
     started = time.monotonic()
-    streams = asyncio.gather(
-        *(stream_pcm(up.url, meeting_id, speaker, pcm) for speaker, pcm in tracks.items())
-    )
+    streams = asyncio.ensure_future(stream_tracks(up.url, meeting, tracks))
     if during is not None:
         await during(started)
     results = await streams
-    dialogues = await wait_until_settled(up.url, meeting_id, len(tracks))
-    return results, dialogues
+    owner = next(iter(meeting.people.values()))
+    dialogues = await wait_until_settled(owner, meeting.meeting_id, len(tracks))
+    return meeting, results, dialogues
 
 
 def by_speaker(dialogues: list[dict], key: str) -> dict[str, list]:
@@ -107,8 +113,10 @@ def script_wer(placed: list[PlacedLine], dialogues: list[dict]) -> float:
     return word_error_rate(" ".join(p.text for p in placed), " ".join(d["text"] for d in dialogues))
 
 
-def stored_transcript(up: RunningUp, meeting_id: str) -> dict:
-    response = httpx.get(f"{up.url}/v1/meetings/{meeting_id}/transcript", timeout=10)
+def stored_transcript(up: RunningUp, meeting: Meeting) -> dict:
+    owner = next(iter(meeting.people.values()))
+    response = httpx.get(f"{up.url}/v1/meetings/{meeting.meeting_id}/transcript", timeout=10,
+                         headers={"Authorization": f"Bearer {owner.access_token}"})  # fmt: skip
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -116,19 +124,22 @@ def stored_transcript(up: RunningUp, meeting_id: str) -> dict:
 def test_a_meeting_survives_killing_stt_merger_and_web_without_losing_or_repeating_a_line(
     tmp_path: Path,
 ) -> None:
-    meeting_id = f"kills-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
     tracks, placed = meeting_tracks(SCRIPT, Voice())
 
     with running_up(tmp_path / "untouched") as up:
-        _, clean = asyncio.run(run_meeting(up, meeting_id, tracks))
-        clean_transcript = stored_transcript(up, meeting_id)
+        clean_meeting, _, clean = asyncio.run(run_meeting(up, tag, tracks))
+        clean_transcript = stored_transcript(up, clean_meeting)
 
     kills: list[str] = []
     with running_up(tmp_path / "killed") as up:
-        results, killed = asyncio.run(
-            run_meeting(up, meeting_id, tracks, lambda started: kill_children_one_by_one(up, started, kills))
+        meeting, results, killed = asyncio.run(
+            run_meeting(up, tag, tracks, lambda started: kill_children_one_by_one(up, started, kills))
         )
-        killed_transcript = stored_transcript(up, meeting_id)
+        killed_transcript = stored_transcript(up, meeting)
+        # The same meeting and people on both stacks: utterance ids (which hash the stream, meeting/user)
+        # compare between the runs.
+        assert (meeting.meeting_id, meeting.names()) == (clean_meeting.meeting_id, clean_meeting.names())
         restarts = up.restarts()
         assert up.proc.poll() is None and "keeps dying" not in up.output, up.output
     story = "\n".join(kills)
@@ -148,7 +159,7 @@ def test_a_meeting_survives_killing_stt_merger_and_web_without_losing_or_repeati
     assert killed_ids == clean_ids, f"{story}\nuntouched: {clean}\nkilled: {killed}"
     all_ids = [u for d in killed for u in d["utterance_ids"]]
     assert len(all_ids) == len(set(all_ids)), killed
-    assert sorted(killed_ids) == sorted({line.speaker_id for line in SCRIPT})
+    assert sorted(meeting.names()[s] for s in killed_ids) == sorted({line.speaker_id for line in SCRIPT})
     clean_text, killed_text = by_speaker(clean, "text"), by_speaker(killed, "text")
     for speaker in clean_text:
         difference = word_error_rate(" ".join(clean_text[speaker]), " ".join(killed_text[speaker]))

@@ -20,11 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from palaver.demo.client import stream_pcm
+from palaver.demo.client import StreamResult, stream_pcm
 from palaver.demo.run import run_demo
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import Voice, meeting_tracks
 from tests.integration.infra import free_port
+from tests.integration.meetings import open_meeting
 from tests.integration.test_cli_stack import embedded_env, palaver
 
 pytestmark = pytest.mark.integration
@@ -161,11 +162,17 @@ def test_the_killed_embedded_broker_comes_back_and_takes_audio_again(up: Running
     status = palaver("broker", "status", env=up.env)
     assert status.returncode == 0 and f"pid {restarted}" in status.stdout, status.stdout
     until(lambda: healthy(up.url), "/healthz after the broker restart")
-    # The ingest acknowledges audio once Kafka has it: a fully acknowledged stream proves the broker is back
-    # for the web process (it reconnected by itself).
+    # The API publishes the new account and meeting to Kafka, and the ingest acknowledges audio once Kafka
+    # has it: a fully acknowledged stream proves the broker is back for the web process (it reconnected by
+    # itself).
     tracks, _ = meeting_tracks(DEMO_MEETING[:1], Voice())
     speaker, pcm = next(iter(tracks.items()))
-    result = asyncio.run(stream_pcm(up.url, "after-broker-restart", speaker, pcm, speed=4))
+
+    async def stream_after_restart() -> StreamResult:
+        meeting = await open_meeting(up.url, [speaker], title="after the broker restart")
+        return await stream_pcm(up.url, meeting.meeting_id, meeting.people[speaker], pcm, speed=4)
+
+    result = asyncio.run(stream_after_restart())
     assert (result.close_code, result.acked_samples) == (1000, len(pcm)), result
     assert up.restarts()["broker"] == 1
     assert up.proc.poll() is None and "keeps dying" not in up.output

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from aiokafka import TopicPartition
@@ -40,6 +39,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
 
 from palaver import ids
+from palaver.demo.accounts import Participant
 from palaver.events import (
     ChatMessageV1,
     DialogueUpdateV1,
@@ -60,6 +60,7 @@ from palaver.streams.runner import retrying
 from stack.web import STORE_UNAVAILABLE_DETAIL, create_app
 from tests.integration.conftest import ServiceProcess, _wait_http, make_settings, poll
 from tests.integration.infra import Infra
+from tests.integration.meetings import open_meeting
 from tests.integration.test_poison_messages import read_all
 
 pytestmark = pytest.mark.integration
@@ -208,10 +209,11 @@ class Answer:
     retry_after: str | None
 
 
-async def probe_api(url: str, meeting_id: str, outage: Outage, stop: asyncio.Event,
+async def probe_api(reader: Participant, meeting_id: str, outage: Outage, stop: asyncio.Event,
                     answers: list[Answer]) -> None:  # fmt: skip
-    """Read the meeting's chat and /healthz every 100 ms, noting each answer and the outage's phases."""
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    """Read the meeting's chat (as ``reader``, its owner) and /healthz every 100 ms, noting each answer and
+    the outage's phases."""
+    async with reader.client() as http:
         while not stop.is_set():
             for path in (f"/v1/meetings/{meeting_id}/chat", "/healthz"):
                 sent = outage.phase
@@ -276,7 +278,6 @@ async def test_killing_the_store_connections_mid_meeting_loses_and_duplicates_no
                                            log_level="warning"))  # fmt: skip
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.api_port}"
-    meeting = Meeting(f"outage-{tag}")
     stop_meeting, stop_probing = asyncio.Event(), asyncio.Event()
     answers: list[Answer] = []
     restarts_before = restarts_of("store writer")
@@ -284,8 +285,12 @@ async def test_killing_the_store_connections_mid_meeting_loses_and_duplicates_no
     try:
         await _wait_http(url)
         await asyncio.to_thread(merger.wait_for_log, "merger ready")
+        # The meeting is made through the API (reading its chat takes a member); its transcript and chat
+        # events are then the test's own.
+        opened = await open_meeting(url, ["reader"], title="store outage")
+        reader, meeting = opened.people["reader"], Meeting(opened.meeting_id)
         producing = asyncio.create_task(produce_meeting(settings, meeting, stop_meeting))
-        probing = asyncio.create_task(probe_api(url, meeting.meeting_id, outage, stop_probing, answers))
+        probing = asyncio.create_task(probe_api(reader, meeting.meeting_id, outage, stop_probing, answers))
 
         async def produced() -> int:
             return len(meeting.utterances)
@@ -372,7 +377,7 @@ async def test_killing_the_store_connections_mid_meeting_loses_and_duplicates_no
         after = [a for a in answers if a.phases[0] == AFTER]
         assert sum(a.status == 503 for a in after) <= len(pool)
         assert all(a.status == 200 for a in after[-6:])
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with reader.client() as http:
             chat_path = f"/v1/meetings/{meeting.meeting_id}/chat"
             messages = (await http.get(chat_path, params={"limit": 1000})).json()
             assert {m["message_id"] for m in messages["messages"]} == set(meeting.chats)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -28,6 +27,7 @@ from palaver.streams.clients import make_consumer
 from palaver.textmetrics import word_error_rate
 from tests.integration.conftest import CLOUD_KEYS, Pipeline, running_pipeline
 from tests.integration.infra import Infra
+from tests.integration.meetings import open_meeting, speakers
 from tests.integration.test_stt_recovery import partition_of
 
 pytestmark = pytest.mark.integration
@@ -92,15 +92,18 @@ async def transcript_events(p: Pipeline, meeting_id: str) -> list[dict]:
 @pytest.mark.parametrize("refusing_pipeline", ["deepgram", "openai-realtime"], indirect=True)
 async def test_a_stream_the_service_refuses_is_skipped_and_the_meeting_goes_on(refusing_pipeline: Pipeline) -> None:
     p = refusing_pipeline
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, placed = meeting_tracks(SCRIPT, Voice())
+    meeting = await open_meeting(p.url, tracks)
+    meeting_id, ana_id, ben_id = meeting.meeting_id, meeting.people["ana"].user_id, meeting.people["ben"].user_id
     ana_end = placed[-1].end_ms * 16 + 16000  # samples: a second after her last line
     ana = tracks["ana"][:ana_end]
     ben = np.concatenate([tracks["ben"], np.zeros(BEN_TAIL_S * 16000, np.int16)])
-    ben_tp = TopicPartition(topic_name(p.settings.topic_namespace, AUDIO_FRAMES.name), partition_of(f"{meeting_id}/ben"))
+    ben_tp = TopicPartition(topic_name(p.settings.topic_namespace, AUDIO_FRAMES.name), partition_of(f"{meeting_id}/{ben_id}"))
 
-    ben_streaming = asyncio.create_task(stream_pcm(p.url, meeting_id, "ben", ben, speed=SPEED, language="cy"))
-    ana_result = await stream_pcm(p.url, meeting_id, "ana", ana, speed=SPEED, language="en")
+    ben_streaming = asyncio.create_task(
+        stream_pcm(p.url, meeting_id, meeting.people["ben"], ben, speed=SPEED, language="cy")
+    )
+    ana_result = await stream_pcm(p.url, meeting_id, meeting.people["ana"], ana, speed=SPEED, language="en")
     assert (ana_result.close_code, ana_result.acked_samples) == (1000, len(ana))
 
     # While ben still streams: ana's dialogues become final (the watermark passes them on ben's progress).
@@ -111,7 +114,7 @@ async def test_a_stream_the_service_refuses_is_skipped_and_the_meeting_goes_on(r
         assert time.monotonic() < deadline, f"ana's dialogues never became final: {dialogues}\n{p.stt.tail()}"
         dialogues = await final_dialogues(p, meeting_id)
         await asyncio.sleep(0.5)
-    assert [d["speaker_id"] for d in dialogues] == ["ana", "ana"]
+    assert speakers(meeting, dialogues) == ["ana", "ana"]
     for d, line in zip(dialogues, (SCRIPT[0], SCRIPT[2]), strict=True):
         assert word_error_rate(line.text, d["text"]) <= 0.25, (line.text, d["text"])
 
@@ -128,20 +131,21 @@ async def test_a_stream_the_service_refuses_is_skipped_and_the_meeting_goes_on(r
     assert p.stt.proc is not None and p.stt.proc.poll() is None
     log = p.stt.log.read_text(errors="replace")
     errors = [line for line in log.splitlines() if " ERROR " in line and meeting_id in line]
-    assert len(errors) == 1 and f"{meeting_id}/ben" in errors[0] and "'cy'" in errors[0], errors
+    assert len(errors) == 1 and f"{meeting_id}/{ben_id}" in errors[0] and "'cy'" in errors[0], errors
     assert CLOUD_KEYS[p.engine] not in log
 
     # On the transcripts topic: ana's finals; for ben his lifecycle and progress, and no transcript.
     deadline = time.monotonic() + 60
     while True:
         events = await transcript_events(p, meeting_id)
-        kinds = {s: [e["event"] for e in events if e.get("speaker_id") == s] for s in ("ana", "ben")}
+        kinds = {name: [e["event"] for e in events if e.get("speaker_id") == user]
+                 for name, user in (("ana", ana_id), ("ben", ben_id))}  # fmt: skip
         if "stream.stopped" in kinds["ben"] or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     assert kinds["ben"][0] == "stream.started" and kinds["ben"][-1] == "stream.stopped", kinds["ben"]
     assert set(kinds["ben"][1:-1]) == {"stream.progress"}, kinds["ben"]
     assert kinds["ana"].count("transcript.final") >= 2 and kinds["ana"][-1] == "stream.stopped", kinds["ana"]
-    progress = [e["settled_ms"] for e in events if e["event"] == "stream.progress" and e["speaker_id"] == "ben"]
+    progress = [e["settled_ms"] for e in events if e["event"] == "stream.progress" and e["speaker_id"] == ben_id]
     assert progress == sorted(progress) and progress[-1] >= placed[-1].end_ms + (BEN_TAIL_S - 5) * 1000, progress
     assert all(e["language"] == "en" for e in events if e["event"] == "transcript.final")

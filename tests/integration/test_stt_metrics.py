@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
+from palaver import ids
+from palaver.auth.secret import load_secret
 from palaver.demo.client import stream_pcm
 from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
@@ -36,6 +38,7 @@ from palaver.streams.clients import ensure_topics
 from stack.web import create_app
 from tests.integration.conftest import ServiceProcess, make_settings
 from tests.integration.infra import Infra, free_port
+from tests.integration.meetings import TicketSigner
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +184,10 @@ def audio_partition(stream_id: str) -> int:
 
 async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
     tracks, _ = meeting_tracks(SCRIPT, Voice())
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+    meeting_id = ids.meeting_id("usr_metrics", uuid.uuid4().hex)
+    # No API here: the test signs each speaker's tickets with the deployment's key, as the API would.
+    secret = load_secret(metered.settings)
+    people = {name: TicketSigner(secret, ids.user_id(f"{name}-{meeting_id}")) for name in tracks}
     async with httpx.AsyncClient() as http:
         before = await scrape(http, metered.metrics_url)
         assert before.value("palaver_stt_active_streams") == 0
@@ -192,13 +198,13 @@ async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
         started = time.monotonic()
         results = await asyncio.gather(
             *(
-                stream_pcm(metered.url, meeting_id, speaker, pcm, speed=SPEED)
+                stream_pcm(metered.url, meeting_id, people[speaker], pcm, speed=SPEED)
                 for speaker, pcm in tracks.items()
             )
         )
         for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
             assert (result.close_code, result.acked_samples) == (1000, len(pcm)), speaker
-        events = await transcript_events(metered.settings, meeting_id, set(tracks))
+        events = await transcript_events(metered.settings, meeting_id, {p.user_id for p in people.values()})
         elapsed = time.monotonic() - started
         stop.set()
         await watcher
@@ -259,6 +265,6 @@ async def test_stt_worker_serves_measured_metrics(metered: MeteredStt) -> None:
     # Consumer lag: the one worker owns every audio partition and reports each, also the idle ones;
     # every one is caught up at the end.
     lag = after.labelled("palaver_consumer_lag_messages", "partition", service="stt")
-    carried = {str(audio_partition(f"{meeting_id}/{speaker}")) for speaker in tracks}
+    carried = {str(audio_partition(ids.stream_id(meeting_id, p.user_id))) for p in people.values()}
     assert set(lag) == {str(p) for p in range(AUDIO_FRAMES.partitions)} and carried <= set(lag), (carried, lag)
     assert all(value == 0 for value in lag.values()), lag

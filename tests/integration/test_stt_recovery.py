@@ -20,13 +20,15 @@ import httpx
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from palaver.demo.client import stream_pcm
+from palaver import ids
+from palaver.demo.accounts import Meeting
 from palaver.demo.script import Line, PlacedLine
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events.registry import AUDIO_FRAMES
 from palaver.textmetrics import word_error_rate
 from tests.integration.conftest import STT_ENGINES, Pipeline, ServiceProcess, child_env
 from tests.integration.infra import free_port
+from tests.integration.meetings import open_meeting, speakers, stream_tracks, user_id_for
 
 pytestmark = pytest.mark.integration
 WHISPER = pytest.mark.parametrize("scaled_pipeline", ["whisper"], indirect=True)  # one pipeline for these
@@ -75,15 +77,22 @@ async def settled_group(workers: list[ServiceProcess], timeout_s: float = 90) ->
     raise AssertionError(f"the group never settled: {assignments(workers)}")
 
 
-def meeting_id_for(owned: list[set[int]]) -> str:
-    """A meeting id whose streams land on partitions of every worker, ben's and cho's on the same one.
+async def open_spread_meeting(p: Pipeline, owned: list[set[int]]) -> Meeting:
+    """A meeting whose streams land on partitions of every worker, ben's and cho's on the same one.
     Their lines overlap, so when cho's open utterance holds that partition's commit back, ben's audio is
-    re-read from inside the utterance he just finished: a restart must resume ben where he was."""
-    for _ in range(100_000):
-        meeting_id = f"m-{uuid.uuid4().hex[:8]}"
-        parts = {partition_of(f"{meeting_id}/{s}") for s in SPEAKERS}
-        if all(parts & o for o in owned) and partition_of(f"{meeting_id}/ben") == partition_of(f"{meeting_id}/cho"):
-            return meeting_id
+    re-read from inside the utterance he just finished: a restart must resume ben where he was. The ids are
+    the server's, but deterministic (``tests.integration.meetings``): the Idempotency-Key of the meeting is
+    chosen here so that its id spreads the streams, then the meeting is created with it."""
+    tag = uuid.uuid4().hex[:8]
+    users = {s: user_id_for(s, tag) for s in SPEAKERS}
+    for attempt in range(100_000):
+        key = f"spread-{attempt}"
+        meeting_id = ids.meeting_id(users[SPEAKERS[0]], key)
+        parts = {s: partition_of(ids.stream_id(meeting_id, users[s])) for s in SPEAKERS}
+        if all(set(parts.values()) & o for o in owned) and parts["ben"] == parts["cho"]:
+            meeting = await open_meeting(p.url, SPEAKERS, tag=tag, meeting_key=key)
+            assert meeting.meeting_id == meeting_id
+            return meeting
     raise AssertionError("no meeting id spreads over the workers")
 
 
@@ -94,10 +103,8 @@ def kill_ms(placed: list[PlacedLine]) -> float:
     return min(ben.end_ms + 1500, (ben.end_ms + cho.end_ms) / 2)
 
 
-async def stream_meeting(p: Pipeline, meeting_id: str, tracks: dict) -> None:
-    results = await asyncio.gather(
-        *(stream_pcm(p.url, meeting_id, speaker, pcm, speed=SPEED) for speaker, pcm in tracks.items())
-    )
+async def stream_meeting(p: Pipeline, meeting: Meeting, tracks: dict) -> None:
+    results = await stream_tracks(p.url, meeting, tracks, speed=SPEED)
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
         assert (result.close_code, result.acked_samples) == (1000, len(pcm)), speaker
 
@@ -106,8 +113,8 @@ async def at_media_ms(started: float, media_ms: float) -> None:
     await asyncio.sleep(max(0.0, started + media_ms / 1000 / SPEED - time.monotonic()))
 
 
-async def check_exactly_once(p: Pipeline, meeting_id: str, placed: list[PlacedLine], timeout_s: float = 240) -> None:
-    db = p.store.database
+async def check_exactly_once(p: Pipeline, meeting: Meeting, placed: list[PlacedLine], timeout_s: float = 240) -> None:
+    db, meeting_id = p.store.database, meeting.meeting_id
     deadline = time.monotonic() + timeout_s
     missing: list[PlacedLine] = placed
     rows: list[dict] = []
@@ -117,6 +124,7 @@ async def check_exactly_once(p: Pipeline, meeting_id: str, placed: list[PlacedLi
             "WHERE meeting_id = {m:String} ORDER BY speaker_id, start_sample",
             {"m": meeting_id},
         )
+        rows = [{**r, "speaker_id": name} for r, name in zip(rows, speakers(meeting, rows), strict=True)]
         missing = [line for line in placed if not covering(rows, line)]
         if not missing:
             break
@@ -154,16 +162,17 @@ async def test_sigkill_of_one_worker_mid_utterance(scaled_pipeline: Pipeline, tr
     p = scaled_pipeline
     pcm, placed = tracks
     owned = await settled_group(p.stt_workers)
-    meeting_id = meeting_id_for(owned)
-    victim = next(i for i, o in enumerate(owned) if partition_of(f"{meeting_id}/cho") in o)
+    meeting = await open_spread_meeting(p, owned)
+    cho = ids.stream_id(meeting.meeting_id, meeting.people["cho"].user_id)
+    victim = next(i for i, o in enumerate(owned) if partition_of(cho) in o)
 
     started = time.monotonic()
-    streaming = asyncio.create_task(stream_meeting(p, meeting_id, pcm))
+    streaming = asyncio.create_task(stream_meeting(p, meeting, pcm))
     await at_media_ms(started, kill_ms(placed))
     p.stt_workers[victim].kill()  # the other two take its partitions over
     await streaming
 
-    await check_exactly_once(p, meeting_id, placed)
+    await check_exactly_once(p, meeting, placed)
     p.stt_workers[victim].start()  # back to three for the next test
     await asyncio.to_thread(p.stt_workers[victim].wait_for_log, "stt worker (", 120, 2)
 
@@ -173,10 +182,10 @@ async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: P
     p = scaled_pipeline
     pcm, placed = tracks
     owned = await settled_group(p.stt_workers)
-    meeting_id = meeting_id_for(owned)
+    meeting = await open_spread_meeting(p, owned)
 
     started = time.monotonic()
-    streaming = asyncio.create_task(stream_meeting(p, meeting_id, pcm))
+    streaming = asyncio.create_task(stream_meeting(p, meeting, pcm))
     await at_media_ms(started, kill_ms(placed))
     counts = [w.log.read_text(errors="replace").count("stt worker (") for w in p.stt_workers]
     for worker in p.stt_workers:
@@ -188,7 +197,7 @@ async def test_sigkill_and_restart_of_all_workers_mid_meeting(scaled_pipeline: P
         await asyncio.to_thread(worker.wait_for_log, "stt worker (", 120, count + 1)
     await streaming
 
-    await check_exactly_once(p, meeting_id, placed)
+    await check_exactly_once(p, meeting, placed)
 
 
 @WHISPER

@@ -9,18 +9,17 @@ import json
 import shutil
 import subprocess
 import time
-import uuid
 
-import httpx
 import numpy as np
 import pytest
 
-from palaver.demo.client import stream_pcm
+from palaver.demo.client import stream_pcm, ws_url
 from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
 from palaver.textmetrics import word_error_rate
 from tests.integration.conftest import STT_ENGINES, Pipeline
+from tests.integration.meetings import live_socket, open_meeting, speakers, stream_tracks
 
 pytestmark = pytest.mark.integration
 WHISPER = pytest.mark.parametrize("pipeline", ["whisper"], indirect=True)  # one pipeline for these tests
@@ -58,18 +57,17 @@ async def wait_for_dialogues(p: Pipeline, meeting_id: str, expected: int, timeou
 
 @pytest.mark.parametrize("pipeline", STT_ENGINES, indirect=True)
 async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: Pipeline, voice: Voice) -> None:
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, placed = meeting_tracks(SCRIPT, voice)
+    meeting = await open_meeting(pipeline.url, tracks)
+    meeting_id = meeting.meeting_id
     speed = 4.0 if pipeline.engine == "whisper" else 2.0  # the cloud peers transcribe in this process
-    results = await asyncio.gather(
-        *(stream_pcm(pipeline.url, meeting_id, speaker, pcm, speed=speed) for speaker, pcm in tracks.items())
-    )
+    results = await stream_tracks(pipeline.url, meeting, tracks, speed=speed)
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
         assert (result.close_code, result.acked_samples) == (1000, len(pcm)), speaker
 
     dialogues = await wait_for_dialogues(pipeline, meeting_id, expected=len(SCRIPT))
 
-    assert [d["speaker_id"] for d in dialogues] == [line.speaker_id for line in SCRIPT]
+    assert speakers(meeting, dialogues) == [line.speaker_id for line in SCRIPT]
     starts = [d["start_ms"] for d in dialogues]
     assert starts == sorted(starts)
     for d, line in zip(dialogues, placed, strict=True):
@@ -88,7 +86,7 @@ async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: P
         {"m": meeting_id},
     )
     assert counts[0]["n"] == counts[0]["u"] >= len(SCRIPT)
-    async with httpx.AsyncClient(base_url=pipeline.url) as http:
+    async with meeting.people["cho"].client() as http:  # any participant reads the meeting
         body = (await http.get(f"/v1/meetings/{meeting_id}/dialogues")).json()
     assert body["meeting_id"] == meeting_id
     assert [(d["dialogue_id"], d["text"]) for d in body["dialogues"]] == [(d["dialogue_id"], d["text"]) for d in dialogues]
@@ -97,7 +95,7 @@ async def test_three_speakers_with_overlap_reach_clickhouse_in_order(pipeline: P
     transcripts = kcat_json(pipeline, topic_name(pipeline.settings.topic_namespace, TRANSCRIPTS.name))
     dialogue_events = kcat_json(pipeline, topic_name(pipeline.settings.topic_namespace, DIALOGUES.name))
     finals = [e for e in transcripts if e["event"] == "transcript.final" and e["meeting_id"] == meeting_id]
-    assert {e["speaker_id"] for e in finals} == {"ana", "ben", "cho"}
+    assert set(speakers(meeting, finals)) == {"ana", "ben", "cho"}
     assert all(e["words"] and e["end_ms"] > e["start_ms"] for e in finals)
     assert all(e["run"] == f"{pipeline.engine}:{e['model']}" for e in finals)
     mine = [e for e in transcripts if e.get("meeting_id") == meeting_id]
@@ -138,14 +136,11 @@ def kcat_json(p: Pipeline, topic: str) -> list[dict]:
 
 @WHISPER
 async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voice) -> None:
-    import websockets
-
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, _ = meeting_tracks((Line("dee", "Can everyone hear me clearly now?"),), voice)
-    ws_url = pipeline.url.replace("http://", "ws://") + f"/v1/meetings/{meeting_id}/live"
-    async with websockets.connect(ws_url) as live:
+    meeting = await open_meeting(pipeline.url, ["dee", "fox"])
+    async with live_socket(pipeline.url, meeting, "fox") as live:  # another participant watches
         await asyncio.sleep(0.5)
-        result = await stream_pcm(pipeline.url, meeting_id, "dee", tracks["dee"], speed=4.0)
+        result = await stream_pcm(pipeline.url, meeting.meeting_id, meeting.people["dee"], tracks["dee"], speed=4.0)
         assert result.close_code == 1000
         event = None
         deadline = time.monotonic() + 120
@@ -155,7 +150,7 @@ async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voi
                 break
     assert event is not None
     assert {"dialogue_id", "speaker_id", "start_ms", "end_ms", "text", "status", "revision"} <= event.keys()
-    assert event["speaker_id"] == "dee" and event["status"] == "final"
+    assert speakers(meeting, [event]) == ["dee"] and event["status"] == "final"
     assert word_error_rate("Can everyone hear me clearly now?", event["text"]) <= 0.2
 
 
@@ -163,14 +158,22 @@ async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voi
 async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice: Voice) -> None:
     import websockets
 
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     tracks, _ = meeting_tracks((Line("eve", "The other stream keeps working."),), voice)
+    # One participant per bad stream: each is its own stream, as each was its own speaker before tickets.
+    bad_names = ["mallory", *(f"bad{i}" for i in range(6))]
+    meeting = await open_meeting(pipeline.url, ["eve", *bad_names])
+    meeting_id = meeting.meeting_id
     # Eve names her language; the bundled model is English-only, so it decodes (and reports) English.
-    good = asyncio.create_task(stream_pcm(pipeline.url, meeting_id, "eve", tracks["eve"], speed=2.0, language="de"))
+    good = asyncio.create_task(
+        stream_pcm(pipeline.url, meeting_id, meeting.people["eve"], tracks["eve"], speed=2.0, language="de")
+    )
 
-    base = pipeline.url.replace("http://", "ws://") + f"/v1/meetings/{meeting_id}/streams/"
+    async def stream_url(name: str) -> str:
+        ticket = await meeting.people[name].ticket(meeting_id)
+        return f"{ws_url(pipeline.url)}/v1/meetings/{meeting_id}/stream?ticket={ticket}"
+
     header = json.dumps({"sample_rate": 16000, "encoding": "pcm_s16le", "channels": 1})
-    async with websockets.connect(base + "mallory") as bad:
+    async with websockets.connect(await stream_url("mallory")) as bad:
         await bad.send(header)
         await bad.send(np.zeros(1600, "<i2").tobytes())
         await bad.send(b"\x00\x01\x02")  # 3 bytes: not a whole number of 16-bit samples
@@ -189,7 +192,7 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
         ([header, json.dumps({"type": "pause"})], 4006),
     ]
     for i, (messages, code) in enumerate(cases):
-        async with websockets.connect(base + f"bad{i}") as ws:
+        async with websockets.connect(await stream_url(f"bad{i}")) as ws:
             for m in messages:
                 await ws.send(m)
             with pytest.raises(websockets.ConnectionClosedError):
@@ -201,7 +204,7 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
     result = await good
     assert (result.close_code, result.acked_samples) == (1000, len(tracks["eve"]))
     dialogues = await wait_for_dialogues(pipeline, meeting_id, expected=1)
-    assert [d["speaker_id"] for d in dialogues] == ["eve"]
+    assert speakers(meeting, dialogues) == ["eve"]
     assert word_error_rate("The other stream keeps working.", dialogues[0]["text"]) <= 0.2
     utterances = await pipeline.store.aquery(
         f"SELECT DISTINCT language, model FROM {pipeline.store.database}.utterances FINAL WHERE meeting_id = {{m:String}}",
@@ -212,11 +215,12 @@ async def test_malformed_frame_closes_only_its_stream(pipeline: Pipeline, voice:
 
 @WHISPER
 async def test_second_session_of_a_speaker_keeps_the_first(pipeline: Pipeline, voice: Voice) -> None:
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
     first, _ = meeting_tracks((Line("gus", "This is my first session."),), voice)
     second, _ = meeting_tracks((Line("gus", "And now I am back again."),), voice)
-    one = await stream_pcm(pipeline.url, meeting_id, "gus", first["gus"], speed=4.0)
-    two = await stream_pcm(pipeline.url, meeting_id, "gus", second["gus"], speed=4.0)
+    meeting = await open_meeting(pipeline.url, ["gus"])
+    meeting_id, gus = meeting.meeting_id, meeting.people["gus"]
+    one = await stream_pcm(pipeline.url, meeting_id, gus, first["gus"], speed=4.0)
+    two = await stream_pcm(pipeline.url, meeting_id, gus, second["gus"], speed=4.0)
     assert (one.close_code, one.first_sample, one.acked_samples) == (1000, 0, len(first["gus"]))
     assert two.close_code == 1000 and two.acked_samples == len(second["gus"])
     assert two.first_sample >= len(first["gus"]), "the new session continues the stream's timeline"

@@ -1,0 +1,106 @@
+"""Meetings for integration tests, opened as clients open them (``palaver.demo.accounts``): one account per
+speaker name, the first creates the meeting and invites the others; streams and live sockets take tickets.
+
+Dialogues and utterances carry user ids as speaker ids; ``speakers`` maps them back to the names a test's
+script uses. ``tag`` and ``meeting_key`` make the ids deterministic (usernames ``<name>-<tag>`` registered
+with their username as Idempotency-Key, the meeting created with ``meeting_key``), so a test can compute
+stream ids before it opens the meeting, or open the same meeting on two stacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import websockets
+
+from palaver import ids
+from palaver.auth.tokens import sign
+from palaver.demo.accounts import Meeting, Participant, invite, sign_in
+from palaver.demo.client import StreamResult, stream_pcm, ws_url
+
+PASSWORD = "integration-test-password"
+
+
+def username(name: str, tag: str) -> str:
+    return f"{name}-{tag}"
+
+
+def user_id_for(name: str, tag: str) -> str:
+    """The user id ``open_meeting(..., tag=tag)`` gives ``name`` (registration is keyed by username)."""
+    return ids.user_id(username(name, tag))
+
+
+async def register(url: str, name: str, password: str = PASSWORD) -> Participant:
+    """Register ``name`` (its Idempotency-Key is the name, so its user id is ``ids.user_id(name)`` on any
+    stack, and registering it again answers with the same user) and sign in."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        body = {"username": name, "email": f"{name}@example.com", "password": password}
+        created = await http.post("/v1/users", json=body, headers={"Idempotency-Key": name})
+        assert created.status_code == 201, created.text
+    return await sign_in(url, name, password)
+
+
+async def open_meeting(url: str, names: Iterable[str], *, tag: str | None = None, meeting_key: str | None = None,
+                       title: str = "integration test") -> Meeting:  # fmt: skip
+    """One account per name (the first owns the meeting, the others are invited as participants)."""
+    names = list(names)
+    tag = tag or secrets.token_hex(4)
+    people = {name: await register(url, username(name, tag)) for name in names}
+    owner = people[names[0]]
+    headers = {"Idempotency-Key": meeting_key} if meeting_key else {}
+    async with owner.client() as http:
+        created = await http.post("/v1/meetings", json={"title": title}, headers=headers)
+        assert created.status_code == 201, created.text
+    meeting_id = created.json()["meeting_id"]
+    for name in names[1:]:
+        await invite(owner, meeting_id, people[name])
+    return Meeting(meeting_id, people)
+
+
+def speakers(meeting: Meeting, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The script's name of each row's ``speaker_id`` (a user id); an unknown one stays as it is."""
+    names = meeting.names()
+    return [names.get(r["speaker_id"], r["speaker_id"]) for r in rows]
+
+
+async def stream_tracks(url: str, meeting: Meeting, tracks: Mapping[str, np.ndarray],
+                        **options: Any) -> list[StreamResult]:  # fmt: skip
+    """Stream every name's track at once, each as its own participant; results in ``tracks``' order."""
+    return list(await asyncio.gather(
+        *(stream_pcm(url, meeting.meeting_id, meeting.people[name], pcm, **options) for name, pcm in tracks.items())
+    ))  # fmt: skip
+
+
+@asynccontextmanager
+async def live_socket(url: str, meeting: Meeting, name: str | None = None) -> AsyncIterator[Any]:
+    """The meeting's live socket, opened by ``name`` (the owner if None) with a live ticket."""
+    who = meeting.people[name] if name else next(iter(meeting.people.values()))
+    ticket = await who.ticket(meeting.meeting_id, "live")
+    async with websockets.connect(f"{ws_url(url)}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}") as ws:
+        yield ws
+
+
+@dataclass
+class TicketSigner:
+    """A speaker for an ingest that runs without the API (the test plays the API's part): it signs its own
+    tickets with the deployment's secret key (``palaver.auth.secret``), as ``api.meetings`` would."""
+
+    secret: bytes
+    user_id: str
+    ttl_s: int = 60
+
+    @property
+    def username(self) -> str:
+        return self.user_id
+
+    async def ticket(self, meeting_id: str, use: Literal["ingest", "live"] = "ingest") -> str:
+        claims = {"mtg": meeting_id, "sub": self.user_id, "use": use, "n": secrets.token_hex(8)}
+        return sign(self.secret, "ticket", claims, now_ms=int(time.time() * 1000), ttl_ms=self.ttl_s * 1000)
