@@ -25,6 +25,7 @@ from api.passwords import verify_password
 from api.responses import declared
 from api.signin_limits import FailureWindow
 from api.user_state import UserRecord
+from api.users import UserOut
 
 router = APIRouter(tags=["auth"])
 
@@ -47,17 +48,7 @@ class Login(BaseModel):
     password: SecretStr = Field(json_schema_extra={"minLength": 1, "maxLength": 1024})
 
 
-class MeOut(BaseModel):
-    user_id: str
-    username: str
-    email: str
-    role: str
-    profile_pic_url: str
-    created_at_ms: int
-    updated_at_ms: int
-
-
-class SessionOut(MeOut):
+class SessionOut(UserOut):
     csrf_token: str = Field(description="Send it as X-CSRF-Token with every write made with the cookie")
     session_expires_at_ms: int
 
@@ -176,7 +167,7 @@ async def logout(
     return response
 
 
-@router.get("/v1/me", response_model=MeOut, responses=declared(401))
+@router.get("/v1/me", response_model=UserOut, responses=declared(401))
 async def me(request: Request, caller: SignedIn) -> dict[str, Any]:
     """The signed-in user."""
     user = await request.app.state.users.get(request, caller.user_id)

@@ -1,7 +1,8 @@
 """The merged transcript of a meeting, rebuilt in ClickHouse from its final dialogues in media order.
 
 ``raw_transcript`` is the machine's text; ``processed_transcript`` overlays the latest human edit of each
-dialogue (an edited text, or the dialogue removed). The revision is the number of final dialogues, so it
+dialogue (an edited text, or the dialogue removed). Each line names its speaker by username (the speaker
+id is a user id), as the user was called when the transcript was rebuilt. The revision is the number of final dialogues, so it
 grows with the watermark; the row's version is the rebuild time, so the newest rebuild wins.
 """
 
@@ -21,12 +22,15 @@ SELECT {{tid:String}}, {{m:String}}, {{run:String}},
 FROM (
     SELECT arraySort(x -> (x.1, x.2, x.3), groupArray((
                d.start_ms, d.speaker_id, d.dialogue_id,
-               concat(d.speaker_id, ': ', d.dialogue_text),
-               multiIf(e.action = 'delete', '', e.action = 'edit', concat(d.speaker_id, ': ', e.edited),
-                       concat(d.speaker_id, ': ', d.dialogue_text))
+               concat(if(u.username = '', d.speaker_id, u.username), ': ', d.dialogue_text),
+               multiIf(e.action = 'delete', '', e.action = 'edit',
+                       concat(if(u.username = '', d.speaker_id, u.username), ': ', e.edited),
+                       concat(if(u.username = '', d.speaker_id, u.username), ': ', d.dialogue_text))
            ))) AS lines
     FROM (SELECT dialogue_id, speaker_id, dialogue_text, start_ms FROM {db}.dialogues FINAL
           WHERE meeting_id = {{m:String}} AND run = {{run:String}} AND status = 'final') AS d
+    LEFT JOIN (SELECT user_id, argMax(username, version) AS username FROM {db}.users
+               GROUP BY user_id) AS u ON u.user_id = d.speaker_id
     LEFT JOIN (SELECT target_id,
                       argMax(action, (edited_at_ms, edit_id)) AS action,
                       argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edited

@@ -244,15 +244,17 @@ class Web:
 
 @asynccontextmanager
 async def running_web(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
-                      services: frozenset[str] = frozenset({"api", "store"})) -> AsyncIterator[Web]:  # fmt: skip
-    """``services`` of the web process (no STT, no merger) served by uvicorn on a free port."""
+                      services: frozenset[str] = frozenset({"api", "store"}), **overrides: Any) -> AsyncIterator[Web]:  # fmt: skip
+    """``services`` of the web process (no STT, no merger) served by uvicorn on a free port, on fresh topics
+    and a fresh database; ``overrides`` change settings."""
     tag = uuid.uuid4().hex[:10]
     settings = make_settings(infra, tmp_path_factory.mktemp(f"web-{tag}"), f"t{tag}", f"t_{tag}")
+    settings = settings.model_copy(update=overrides) if overrides else settings
     store = Store(clickhouse_client, settings.clickhouse_database)
     apply_migrations(store)
     await ensure_topics(settings)
     app = create_app(settings, set(services), store=store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", settings.api_port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.api_port}"
     try:

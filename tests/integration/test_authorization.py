@@ -30,9 +30,8 @@ from palaver.events.registry import DIALOGUES, topic_name
 from palaver.settings import Settings
 from palaver.streams.clients import make_producer
 from stack.web import create_app
-from tests.integration.conftest import poll
+from tests.integration.conftest import poll, running_web
 from tests.integration.infra import Infra
-from tests.integration.web import serve_web
 
 pytestmark = pytest.mark.integration
 
@@ -239,7 +238,7 @@ async def world(infra: Infra, clickhouse_client: object, tmp_path_factory: pytes
     """The web services (api, ingest, store writer) in this process on fresh topics and database; four
     people and a meeting with one final dialogue in it."""
     tag = uuid.uuid4().hex[:6]
-    async with serve_web(infra, clickhouse_client, tmp_path_factory.mktemp("authz")) as web:
+    async with running_web(infra, clickhouse_client, tmp_path_factory, frozenset({"api", "ingest", "store"})) as web:
         url, settings = web.url, web.settings
         people = {who: await sign_up(url, f"{who}-{tag}") for who in ("owner", "participant", "viewer", "stranger")}
         async with people["owner"].client() as http:

@@ -104,7 +104,8 @@ async def test_final_dialogues_and_merged_transcript_in_clickhouse(pipeline: Pip
                               what="merged transcript")  # fmt: skip
     transcript = response.json()
     lines = transcript["raw_transcript"].splitlines()
-    assert lines == [f"{d['speaker_id']}: {d['text']}" for d in dialogues]
+    usernames = {p.user_id: p.username for p in meeting["meeting"].people.values()}
+    assert lines == [f"{usernames[d['speaker_id']]}: {d['text']}" for d in dialogues], "speakers by username"
     assert transcript["processed_transcript"] == transcript["raw_transcript"]
     assert transcript["watermark_ms"] == 2**62, "every stream stopped: final to the end"
     rows = await pipeline.store.aquery(

@@ -5,9 +5,9 @@ is declared, schema-valid requests are accepted, schema-invalid ones rejected, 4
 
 Requests reach real data: the run is given ids that exist (users, a meeting with a dialogue and an action
 item), bound to the path and body parameters that take them, and sends ``caller_headers`` with every
-request. ``caller_headers`` is the hook for authentication: it gives none while the API has no sign-in;
-once it has, it signs a user in and returns that user's credentials, and ``real_ids`` makes the data as
-that user."""
+request: a signed-in user's bearer token (``caller_headers``), who owns the meeting, so the run exercises
+the API as a signed-in client does, beyond the 401 its routes give anonymous callers (anonymous and
+foreign callers are the authorization matrix's, tests/integration/test_authorization.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from palaver import ids
+from palaver.demo.accounts import Participant, create_meeting, invite, sign_up
 from palaver.events import DialogueUpdateV1, StreamStartedV1, encode
 from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
 from palaver.streams.clients import make_producer
@@ -46,25 +47,29 @@ async def web(infra: Infra, clickhouse_client: object,
 
 
 @pytest.fixture(scope="module")
-async def caller_headers(web: Web) -> dict[str, str]:
-    """Headers that authenticate every request of the run (a bearer token, or a session cookie with its
-    CSRF header). The API has no sign-in yet, so there are none."""
-    return {}
+async def caller(web: Web) -> Participant:
+    """The run's caller: a signed-in member who owns the meeting of ``real_ids``."""
+    return await sign_up(web.url, f"ada-{uuid.uuid4().hex[:8]}", PASSWORD)
 
 
 @pytest.fixture(scope="module")
-async def real_ids(web: Web, caller_headers: dict[str, str]) -> dict[str, list[str]]:
-    """Ids that exist, by the parameter that takes them (schemathesis's ``location.name``): two users, a
-    meeting (a stream of it started), one of its dialogues and an action item, all readable."""
-    meeting_id = f"m-{uuid.uuid4().hex[:8]}"
+async def caller_headers(caller: Participant) -> dict[str, str]:
+    """Headers that authenticate every request of the run: the caller's bearer token."""
+    return {"Authorization": f"Bearer {caller.access_token}"}
+
+
+@pytest.fixture(scope="module")
+async def real_ids(web: Web, caller: Participant, caller_headers: dict[str, str]) -> dict[str, list[str]]:
+    """Ids that exist, by the parameter that takes them (schemathesis's ``location.name``): the caller's
+    meeting (a stream of it started), one of its dialogues, an action item, a share link, and another user
+    who takes part in it (the caller's own id is left out: deleting the caller would end the run)."""
     async with httpx.AsyncClient(base_url=web.url, headers=caller_headers, timeout=30) as http:
-        users = []
-        for name in ("ada", "bob"):
-            got = await http.post("/v1/users", json={"username": f"{name}-{meeting_id}",
-                                                     "email": f"{name}@{meeting_id}.example", "password": PASSWORD})  # fmt: skip
-            assert got.status_code == 201, got.text
-            users.append(got.json()["user_id"])
-        dialogue_id = await _start_meeting(web, meeting_id, users[0])
+        bob = await sign_up(web.url, f"bob-{uuid.uuid4().hex[:8]}", PASSWORD)
+        meeting_id = await create_meeting(caller, "Contract")
+        await invite(caller, meeting_id, bob)
+        link = (await http.post(f"/v1/meetings/{meeting_id}/links", json={"role": "viewer"})).json()
+        users = [bob.user_id]
+        dialogue_id = await _start_meeting(web, meeting_id, caller.user_id)
         action_item_id = "ai_1"
         # Enrichment is not built yet: stand in for its output with one machine-made action item row.
         await web.store.acommand(
@@ -83,8 +88,8 @@ async def real_ids(web: Web, caller_headers: dict[str, str]) -> dict[str, list[s
         "path.action_item_id": [action_item_id],
         "path.user_id": users,
         "body.user_id": users,
-        "body.editor": users,
-        "query.editor": users,
+        "path.link_id": [link["link_id"]],
+        "body.token": [link["token"]],
     }
 
 
@@ -146,6 +151,8 @@ async def test_schemathesis_finds_no_contract_violation(web: Web, caller_headers
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", f"{web.url}/openapi.json",
         "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
         "--request-timeout", "30", "--report", "json", "--report-json-path", str(report), "--no-color",
+        # Signing out would end the caller's session, and with it the run (every later request a 401).
+        "--exclude-path", "/v1/auth/logout",
     ]  # fmt: skip
     # A child process, so this process's event loop goes on serving the API it calls. One worker: CPython
     # 3.11's ast module is not thread-safe, and hypothesis parses lambdas with it while it generates.

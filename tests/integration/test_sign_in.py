@@ -20,8 +20,8 @@ from palaver.demo.accounts import Participant, create_meeting, sign_up
 from palaver.events import StreamStartedV1, decode
 from palaver.events.registry import AUDIO_FRAMES, topic_name
 from palaver.streams.clients import make_consumer
+from tests.integration.conftest import Web, running_web
 from tests.integration.infra import Infra
-from tests.integration.web import Web, serve_web
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,8 @@ ALLOWED_ORIGIN = "https://meet.example.com"
 @pytest.fixture(scope="module")
 async def web(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory
               ) -> AsyncIterator[Web]:  # fmt: skip
-    async with serve_web(infra, clickhouse_client, tmp_path_factory.mktemp("signin"),
-                         allowed_origins=(ALLOWED_ORIGIN,), signin_max_failures=3) as web:  # fmt: skip
+    async with running_web(infra, clickhouse_client, tmp_path_factory, frozenset({"api", "ingest", "store"}),
+                           allowed_origins=(ALLOWED_ORIGIN,), signin_max_failures=3) as web:  # fmt: skip
         yield web
 
 

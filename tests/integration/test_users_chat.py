@@ -6,16 +6,12 @@ messages and edits are the signed-in caller's; a meeting's chat is its members' 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from api.passwords import verify_password
 from palaver import ids
@@ -23,11 +19,8 @@ from palaver.demo.accounts import ApiError, invite, sign_in
 from palaver.events import DialogueUpdateV1, encode
 from palaver.events.registry import CHAT, DIALOGUES, EDITS, USERS, topic_name
 from palaver.settings import Settings
-from palaver.store import Store
-from palaver.store.migrations import apply_migrations
-from palaver.streams.clients import ensure_topics, make_consumer, make_producer
-from stack.web import create_app
-from tests.integration.conftest import _wait_http, make_settings, poll
+from palaver.streams.clients import make_consumer, make_producer
+from tests.integration.conftest import Web, poll, running_web
 from tests.integration.infra import Infra
 from tests.integration.meetings import open_meeting, register
 
@@ -37,36 +30,13 @@ PASSWORD = "correct horse battery"
 NEW_PASSWORD = "staple horse battery correct"
 
 
-@dataclass
-class Web:
-    settings: Settings
-    store: Store
-    url: str
-    app: FastAPI
-
-
 @pytest.fixture(scope="module")
 async def web(
     infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Web]:
     """API and store writer in this process on fresh topics and a fresh database (no STT, no merger)."""
-    tag = uuid.uuid4().hex[:10]
-    settings = make_settings(infra, tmp_path_factory.mktemp(f"users-{tag}"), f"t{tag}", f"t_{tag}")
-    store = Store(clickhouse_client, settings.clickhouse_database)
-    apply_migrations(store)
-    await ensure_topics(settings)
-    app = create_app(settings, {"api", "store"}, store=store)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{settings.api_port}"
-    try:
-        await _wait_http(url)
-        yield Web(settings, store, url, app)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
+    async with running_web(infra, clickhouse_client, tmp_path_factory) as found:
+        yield found
 
 
 async def read_topic(settings: Settings, name: str) -> list[bytes]:
