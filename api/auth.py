@@ -101,7 +101,8 @@ def _token_out(tokens: SignIn) -> dict[str, Any]:
             "refresh_expires_in": max(0, (tokens.session_expires_at_ms - int(time.time() * 1000)) // 1000)}  # fmt: skip
 
 
-AUTH_ERRORS = declared(400, 401, 429, notes={401: "Wrong username or password, or an invalid refresh token",
+AUTH_ERRORS = declared(400, 401, 429, notes={400: "An unreadable body, or a grant without what it needs",
+                                              401: "Wrong username or password, or an invalid refresh token",
                                               429: "Too many failed sign-ins: wait `Retry-After` seconds"})
 
 
@@ -123,8 +124,8 @@ async def issue_token(
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
         tokens = _session(request, claims["user"], session_id=claims["sid"], session_expires_at_ms=claims["sxp"])
         return _token_out(tokens)
-    if not username or not password:
-        raise HTTPException(status_code=422, detail="username and password are required")
+    if not username or not password:  # OAuth2's invalid_request (RFC 6749, 5.2)
+        raise HTTPException(status_code=400, detail="username and password are required")
     user = await check_password(request, username, password)
     return _token_out(_session(request, user))
 

@@ -15,7 +15,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
 # Whitespace by any engine's definition (ECMA's \s, Rust's and Python's Unicode White_Space).
@@ -38,6 +38,14 @@ def _password_length(value: SecretStr) -> SecretStr:
     return value
 
 
+def _not_a_boolean(value: Any) -> Any:
+    # JSON Schema's integer takes 134.0 but never true/false; pydantic's lax int takes both, its strict int
+    # neither. Lax, minus the booleans, is what the document says.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
 def _calendar_date(value: str) -> str:
     try:
         datetime.date.fromisoformat(value)
@@ -48,6 +56,10 @@ def _calendar_date(value: str) -> str:
 
 Password = Annotated[SecretStr, AfterValidator(_password_length),
                      Field(json_schema_extra={"minLength": PASSWORD_LENGTH[0], "maxLength": PASSWORD_LENGTH[1]})]  # fmt: skip
+def integer(**constraints: Any) -> Any:
+    """An integer as JSON Schema means it: 3 and 3.0, not true. (The constraints go before the validator:
+    after it, pydantic writes them into the schema under their Python names, ``ge`` for ``minimum``.)"""
+    return Annotated[int, Field(**constraints), BeforeValidator(_not_a_boolean)]
 # A day as RFC 3339 ``full-date`` (JSON Schema's ``date`` format): the pattern, and a real calendar day.
 CalendarDate = Annotated[str, Field(pattern=FULL_DATE, json_schema_extra={"format": "date"}),
                          AfterValidator(_calendar_date)]  # fmt: skip
@@ -66,10 +78,12 @@ class BodyRules:
     """Rules across the fields of a request body, stated once for both the schema and the server: the
     model takes ``json_schema`` as its ``json_schema_extra`` and calls ``check`` in a model validator.
 
-    ``at_least_one_of``: ``omittable`` fields of which the body names one or more. ``requires``: a field
+    ``at_least_one_of``: ``omittable`` fields of which the body names one or more; ``exactly_one_of``: of
+    which it names one. ``requires``: a field
     that may only come with another (a new password with the current one)."""
 
     at_least_one_of: tuple[str, ...] = ()
+    exactly_one_of: tuple[str, ...] = ()
     requires: dict[str, str] = field(default_factory=dict)
 
     def json_schema(self, schema: dict[str, Any]) -> None:
@@ -78,6 +92,8 @@ class BodyRules:
                 del prop["default"]
         if self.at_least_one_of:
             schema["anyOf"] = [{"required": [name]} for name in self.at_least_one_of]
+        if self.exactly_one_of:
+            schema["oneOf"] = [{"required": [name]} for name in self.exactly_one_of]
         if self.requires:
             schema["dependentRequired"] = {name: [needed] for name, needed in self.requires.items()}
 
@@ -86,6 +102,9 @@ class BodyRules:
         if self.at_least_one_of and not given & set(self.at_least_one_of):
             raise PydanticCustomError("too_few_fields", "name at least one of {names}",
                                       {"names": ", ".join(self.at_least_one_of)})  # fmt: skip
+        if self.exactly_one_of and len(given & set(self.exactly_one_of)) != 1:
+            raise PydanticCustomError("one_field", "name exactly one of {names}",
+                                      {"names": ", ".join(self.exactly_one_of)})  # fmt: skip
         for name, needed in self.requires.items():
             if name in given and needed not in given:
                 raise PydanticCustomError("missing", "{name} comes with {needed}", {"name": name, "needed": needed})

@@ -10,7 +10,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api import fields, meeting_queries
 from api.access import (
@@ -45,14 +45,26 @@ IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_L
 
 class MeetingCreate(BaseModel):
     title: Title
-    scheduled_start_ms: int | None = Field(default=None, ge=0, description="When it is meant to start (ms since the epoch)")
+    scheduled_start_ms: StartMs | None = None
     agenda: Agenda = Field(default_factory=list, description="Agenda items, in order")
 
 
+PATCH_RULES = fields.BodyRules(at_least_one_of=("title", "scheduled_start_ms", "agenda"))
+
+
 class MeetingPatch(BaseModel):
-    title: Title | None = None
-    scheduled_start_ms: int | None = Field(default=None, ge=0)
-    agenda: Agenda | None = None
+    """What to change (at least one); ``scheduled_start_ms`` may be null (no schedule)."""
+
+    model_config = ConfigDict(json_schema_extra=PATCH_RULES.json_schema)
+
+    title: Title = fields.omittable()
+    scheduled_start_ms: StartMs | None = None
+    agenda: Agenda = fields.omittable()
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> MeetingPatch:
+        PATCH_RULES.check(self)
+        return self
 
 
 class MeetingOut(BaseModel):
@@ -85,10 +97,23 @@ class Participants(BaseModel):
     participants: list[ParticipantOut]
 
 
+INVITE_RULES = fields.BodyRules(exactly_one_of=("user_id", "username"))
+StartMs = fields.integer(ge=0, description="When it is meant to start (ms since the epoch)")
+
+
 class Invite(BaseModel):
-    user_id: str | None = Field(default=None, pattern=fields.USER_ID)
-    username: str | None = Field(default=None, min_length=1, max_length=64)
+    """Who to add: exactly one of ``user_id`` and ``username`` (a username or an email)."""
+
+    model_config = ConfigDict(json_schema_extra=INVITE_RULES.json_schema)
+
+    user_id: str = fields.omittable(pattern=fields.USER_ID)
+    username: str = fields.omittable(min_length=1, max_length=254)
     role: Literal["participant", "viewer"] = "participant"
+
+    @model_validator(mode="after")
+    def _follows_the_rules(self) -> Invite:
+        INVITE_RULES.check(self)
+        return self
 
 
 class LinkCreate(BaseModel):
@@ -174,17 +199,13 @@ async def get_meeting(view: CanRead) -> dict[str, Any]:
 @router.patch("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=MANAGE_WITH_BODY)
 async def update_meeting(request: Request, caller: SignedIn, view: CanManage, body: MeetingPatch) -> dict[str, Any]:
     """Change the title, scheduled start or agenda (owner)."""
-    fields = body.model_dump(exclude_unset=True)
-    if not fields:
-        raise HTTPException(status_code=422, detail="name at least one field to change")
-    if "agenda" in fields:
-        fields["agenda"] = tuple(fields["agenda"] or ())
-    if fields.get("title", "") is None:
-        raise HTTPException(status_code=422, detail="title cannot be null")
+    changes = body.model_dump(exclude_unset=True)
+    if "agenda" in changes:
+        changes["agenda"] = tuple(changes["agenda"])
     meetings = directory(request)
     async with meetings.lock:
         current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
-        record = current.changed(now_ms(), **fields)
+        record = current.changed(now_ms(), **changes)
         await meetings.put_meeting(request, record, record.event("updated", caller.user_id))
     return meeting_out(MeetingView(record, view.role))
 
@@ -240,8 +261,6 @@ async def _set_member(request: Request, actor_id: str, meeting: MeetingRecord, u
                  409: "The owner's role cannot change"}))  # fmt: skip
 async def invite(request: Request, caller: SignedIn, view: CanManage, body: Invite) -> dict[str, Any]:
     """Add a user (by ``user_id`` or ``username``) as a participant or viewer, or change a member's role."""
-    if (body.user_id is None) == (body.username is None):
-        raise HTTPException(status_code=422, detail="give exactly one of user_id and username")
     directory = request.app.state.users
     user = await (directory.get(request, body.user_id) if body.user_id else directory.named(request, body.username))
     if user is None:

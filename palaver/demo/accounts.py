@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +20,20 @@ class ApiError(Exception):
     def __init__(self, what: str, response: httpx.Response):
         super().__init__(f"{what}: {response.status_code} {response.text[:300]}")
         self.status = response.status_code
+
+
+RETRY_503_FOR_S = 60.0  # how long a call keeps trying while the API answers 503 (store or registry away)
+
+
+async def _call(send: Callable[[], Awaitable[httpx.Response]], what: str) -> dict:
+    """``send()`` until it is not a 503 (then as ``_ok``), waiting its ``Retry-After`` (at most 5 s) in
+    between, for at most ``RETRY_503_FOR_S``: a 503 says to try again, and a client should."""
+    deadline = time.monotonic() + RETRY_503_FOR_S
+    while True:
+        response = await send()
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return _ok(response, what)
+        await asyncio.sleep(min(5.0, float(response.headers.get("Retry-After", "1") or 1)))
 
 
 def _ok(response: httpx.Response, what: str) -> dict:
@@ -54,15 +71,15 @@ async def sign_up(base_url: str, username: str, password: str | None = None, ema
     password = password or secrets.token_urlsafe(16)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, verify=verify) as http:
         body = {"username": username, "email": email or f"{username}@example.com", "password": password}
-        _ok(await http.post("/v1/users", json=body), f"register {username}")
+        await _call(lambda: http.post("/v1/users", json=body), f"register {username}")
     return await sign_in(base_url, username, password, verify)
 
 
 async def sign_in(base_url: str, username: str, password: str, verify: bool | str | ssl.SSLContext = True) -> Participant:
     async with httpx.AsyncClient(base_url=base_url, timeout=30, verify=verify) as http:
         form = {"grant_type": "password", "username": username, "password": password}
-        token = _ok(await http.post("/v1/auth/token", data=form), f"sign in {username}")["access_token"]
-        me = _ok(await http.get("/v1/me", headers={"Authorization": f"Bearer {token}"}), "me")
+        token = (await _call(lambda: http.post("/v1/auth/token", data=form), f"sign in {username}"))["access_token"]
+        me = await _call(lambda: http.get("/v1/me", headers={"Authorization": f"Bearer {token}"}), "me")
     return Participant(base_url, me["user_id"], me["username"], token, verify)
 
 
@@ -79,14 +96,14 @@ class Meeting:
 async def create_meeting(owner: Participant, title: str, agenda: list[str] | None = None) -> str:
     async with owner.client() as http:
         body = {"title": title, "agenda": agenda or []}
-        return str(_ok(await http.post("/v1/meetings", json=body), "create meeting")["meeting_id"])
+        return str((await _call(lambda: http.post("/v1/meetings", json=body), "create meeting"))["meeting_id"])
 
 
 async def invite(owner: Participant, meeting_id: str, guest: Participant,
                  role: Literal["participant", "viewer"] = "participant") -> None:  # fmt: skip
     async with owner.client() as http:
         body = {"user_id": guest.user_id, "role": role}
-        _ok(await http.post(f"/v1/meetings/{meeting_id}/participants", json=body), f"invite {guest.username}")
+        await _call(lambda: http.post(f"/v1/meetings/{meeting_id}/participants", json=body), f"invite {guest.username}")
 
 
 async def open_meeting(base_url: str, names: list[str], title: str, verify: bool | str | ssl.SSLContext = True) -> Meeting:
