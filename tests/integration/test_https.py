@@ -114,7 +114,7 @@ def test_https_answers_with_hsts_and_the_security_headers(https_up: HttpsUp, tls
 async def test_wss_carries_the_live_socket_and_an_audio_stream(https_up: HttpsUp, tls_files: TlsFiles) -> None:
     context = client_context(tls_files.ca)
     url = f"https://127.0.0.1:{https_up.port}"
-    meeting = await open_meeting(url, ["alice"], "over TLS", verify=context)  # sign-up, sign-in and tickets too
+    meeting = await open_meeting(url, ["alice"], "over TLS", verify=context)  # sign-up and sign-in over TLS
     alice = meeting.people["alice"]
     ticket = await alice.ticket(meeting.meeting_id, "live")
     live = f"wss://127.0.0.1:{https_up.port}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}"

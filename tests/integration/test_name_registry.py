@@ -212,7 +212,8 @@ def _admin(settings: Settings, *args: str, password: str | None = PASSWORD, env:
                           env={**child_env(settings), **(env or {})}, **feed)  # fmt: skip
 
 
-async def test_admin_create_user_takes_names_through_the_registry(two_apis: TwoApis, admin: Participant) -> None:
+async def test_admin_create_user_takes_names_through_the_registry(two_apis: TwoApis,
+                                                                   admin: Participant) -> None:  # fmt: skip
     first, second = two_apis.urls
     settings = two_apis.settings
     made = await asyncio.to_thread(_admin, settings, "--username", "Root", "--email", "root@example.com", "--role", "admin")
