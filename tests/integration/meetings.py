@@ -24,7 +24,7 @@ import websockets
 from palaver import ids
 from palaver.auth.tokens import sign
 from palaver.demo.accounts import Meeting, Participant, invite, sign_in
-from palaver.demo.client import StreamResult, stream_pcm, ws_url
+from palaver.demo.client import Speaker, StreamResult, stream_pcm, ws_url
 
 PASSWORD = "integration-test-password"
 
@@ -51,18 +51,24 @@ async def register(url: str, name: str, password: str = PASSWORD) -> Participant
 async def open_meeting(url: str, names: Iterable[str], *, tag: str | None = None, meeting_key: str | None = None,
                        title: str = "integration test") -> Meeting:  # fmt: skip
     """One account per name (the first owns the meeting, the others are invited as participants)."""
-    names = list(names)
     tag = tag or secrets.token_hex(4)
     people = {name: await register(url, username(name, tag)) for name in names}
-    owner = people[names[0]]
+    return await meeting_with(people, meeting_key=meeting_key, title=title)
+
+
+async def meeting_with(people: Mapping[str, Participant], *, meeting_key: str | None = None,
+                       title: str = "integration test") -> Meeting:  # fmt: skip
+    """A new meeting of people already signed in (one person may be in many meetings): the first creates it
+    and invites the others as participants."""
+    owner, *guests = people.values()
     headers = {"Idempotency-Key": meeting_key} if meeting_key else {}
     async with owner.client() as http:
         created = await http.post("/v1/meetings", json={"title": title}, headers=headers)
         assert created.status_code == 201, created.text
     meeting_id = created.json()["meeting_id"]
-    for name in names[1:]:
-        await invite(owner, meeting_id, people[name])
-    return Meeting(meeting_id, people)
+    for guest in guests:
+        await invite(owner, meeting_id, guest)
+    return Meeting(meeting_id, dict(people))
 
 
 def speakers(meeting: Meeting, rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -77,6 +83,13 @@ async def stream_tracks(url: str, meeting: Meeting, tracks: Mapping[str, np.ndar
     return list(await asyncio.gather(
         *(stream_pcm(url, meeting.meeting_id, meeting.people[name], pcm, **options) for name, pcm in tracks.items())
     ))  # fmt: skip
+
+
+async def ingest_url(url: str, meeting_id: str, speaker: Speaker) -> str:
+    """The ws(s) URL of the meeting's ingest socket with a fresh single-use ticket of ``speaker``, for a test
+    that speaks the protocol itself (the stream's speaker is the ticket's user)."""
+    ticket = await speaker.ticket(meeting_id, "ingest")
+    return f"{ws_url(url)}/v1/meetings/{meeting_id}/stream?ticket={ticket}"
 
 
 @asynccontextmanager

@@ -1,9 +1,11 @@
 """`palaver up --tls-cert --tls-key` serves HTTPS and WSS with a certificate made here (a test CA's, as a
 self-signed one would be: trusted only through the CA file), with HSTS, and Palaver's own client streams
-over it; what uvicorn logs of a query token is redacted."""
+over it, signed in as a meeting's people with tickets over TLS; what uvicorn logs of a query token is
+redacted."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 import trustme
 import websockets
 
+from palaver.demo.accounts import open_meeting
 from palaver.demo.client import NO_RECONNECT, stream_pcm
 from palaver.tls_client import client_context
 from tests.integration.infra import free_port
@@ -110,21 +113,30 @@ def test_https_answers_with_hsts_and_the_security_headers(https_up: HttpsUp, tls
 
 async def test_wss_carries_the_live_socket_and_an_audio_stream(https_up: HttpsUp, tls_files: TlsFiles) -> None:
     context = client_context(tls_files.ca)
-    live = f"wss://127.0.0.1:{https_up.port}/v1/meetings/tls-m1/live"
+    url = f"https://127.0.0.1:{https_up.port}"
+    meeting = await open_meeting(url, ["alice"], "over TLS", verify=context)  # sign-up and sign-in over TLS
+    alice = meeting.people["alice"]
+    ticket = await alice.ticket(meeting.meeting_id, "live")
+    live = f"wss://127.0.0.1:{https_up.port}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}"
     async with websockets.connect(live, ssl=context) as ws:
         assert ws.transport.get_extra_info("ssl_object").version().startswith("TLS")
+        with pytest.raises(TimeoutError):  # open and quiet: a refused ticket would close it before anything
+            await asyncio.wait_for(ws.recv(), timeout=2)
     one_second = (np.sin(np.arange(16000) / 8) * 3000).astype(np.int16)
-    result = await stream_pcm(f"https://127.0.0.1:{https_up.port}", "tls-m1", "alice", one_second, speed=8,
-                              reconnect=NO_RECONNECT, tls=context)  # fmt: skip
+    result = await stream_pcm(url, meeting.meeting_id, alice, one_second, speed=8, reconnect=NO_RECONNECT,
+                              tls=context)  # fmt: skip
     assert (result.close_code, result.acked_samples) == (1000, len(one_second)), result
 
 
-def test_the_web_log_shows_no_query_token(https_up: HttpsUp, tls_files: TlsFiles) -> None:
-    url = f"https://127.0.0.1:{https_up.port}/v1/meetings/tls-m2/dialogues?ticket={SECRET}"
-    assert httpx.get(url, verify=client_context(tls_files.ca), timeout=10).status_code == 200
+async def test_the_web_log_shows_no_query_token(https_up: HttpsUp, tls_files: TlsFiles) -> None:
+    context = client_context(tls_files.ca)
+    meeting = await open_meeting(f"https://127.0.0.1:{https_up.port}", ["bob"], "logged", verify=context)
+    async with meeting.people["bob"].client() as http:
+        answer = await http.get(f"/v1/meetings/{meeting.meeting_id}/dialogues?ticket={SECRET}")
+        assert answer.status_code == 200, answer.text
     log_path = https_up.data_dir / "logs" / "web.log"
     deadline = time.monotonic() + 10
-    while "tls-m2/dialogues?ticket=***" not in log_path.read_text(errors="replace"):
+    while f"{meeting.meeting_id}/dialogues?ticket=***" not in log_path.read_text(errors="replace"):
         assert time.monotonic() < deadline, "the request is in the access log, redacted"
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     assert SECRET not in log_path.read_text(errors="replace")

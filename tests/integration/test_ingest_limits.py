@@ -2,7 +2,8 @@
 `palaver up` serves it, with the real broker: an idle socket, a client sending too fast, too many
 streams, a short frame in the middle, a message larger than the largest legal one, an HTTP body over the
 limit. Each gets its own close code (or status) and reason; the pure rules are unit-tested in
-tests/unit/test_ingest_limits.py and tests/unit/test_pipeline_ingest.py."""
+tests/unit/test_ingest_limits.py and tests/unit/test_pipeline_ingest.py. Sockets open as clients open them:
+a signed-in participant of the meeting with a fresh ingest ticket, one user per stream."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import uvicorn
 import websockets
 
 from ingest.protocol import MAX_MESSAGE_BYTES, CloseCode
+from palaver.demo.accounts import Participant
 from palaver.demo.client import stream_pcm
 from palaver.store import Store
 from palaver.store.migrations import apply_migrations
@@ -27,6 +29,7 @@ from palaver.streams.clients import ensure_topics
 from stack.web import create_app, server_config
 from tests.integration.conftest import _wait_http, make_settings
 from tests.integration.infra import Infra
+from tests.integration.meetings import Meeting, ingest_url, meeting_with, open_meeting
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +43,9 @@ LIMITS = {"ingest_idle_s": 1.0, "ingest_max_speed": 1.0, "ingest_burst_s": 1.0,
 class Web:
     url: str
 
-    def stream_url(self, meeting_id: str, speaker_id: str) -> str:
-        return f"{self.url.replace('http://', 'ws://')}/v1/meetings/{meeting_id}/streams/{speaker_id}"
+    async def stream_url(self, meeting: Meeting, name: str) -> str:
+        """The meeting's ingest socket for the person ``name``, with a fresh ticket."""
+        return await ingest_url(self.url, meeting.meeting_id, meeting.people[name])
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +70,8 @@ async def web(infra: Infra, clickhouse_client: object,
         await asyncio.wait_for(serving, timeout=30)
 
 
-def _meeting() -> str:
-    return f"m-{uuid.uuid4().hex[:8]}"
+async def _meeting(web: Web, *names: str) -> Meeting:
+    return await open_meeting(web.url, names, title="limits")
 
 
 def _audio(ms: int) -> bytes:
@@ -92,12 +96,12 @@ async def _ready(ws: websockets.ClientConnection) -> dict[str, Any]:
 
 
 async def test_an_idle_socket_is_closed_before_and_after_its_header(web: Web) -> None:
-    meeting = _meeting()
-    async with websockets.connect(web.stream_url(meeting, "silent")) as never_sends:
+    meeting = await _meeting(web, "silent", "stops")
+    async with websockets.connect(await web.stream_url(meeting, "silent")) as never_sends:
         await _until_closed(never_sends)
     assert (never_sends.close_code, never_sends.close_reason) == (CloseCode.IDLE, "no header for 1 s")
 
-    async with websockets.connect(web.stream_url(meeting, "stops")) as stops:
+    async with websockets.connect(await web.stream_url(meeting, "stops")) as stops:
         ready = await _ready(stops)
         await stops.send(_audio(100))
         messages = await _until_closed(stops)
@@ -105,7 +109,7 @@ async def test_an_idle_socket_is_closed_before_and_after_its_header(web: Web) ->
     assert ready["limits"]["idle_s"] == 1.0
     assert messages[-1] == {"type": "ack", "samples": 1600}, "its audio was made durable before the close"
 
-    async with websockets.connect(web.stream_url(meeting, "stops")) as again:  # the slot is free
+    async with websockets.connect(await web.stream_url(meeting, "stops")) as again:  # the slot is free
         await _ready(again)
         await again.send(json.dumps({"type": "end"}))
         await _until_closed(again)
@@ -113,7 +117,7 @@ async def test_an_idle_socket_is_closed_before_and_after_its_header(web: Web) ->
 
 
 async def test_a_client_sending_faster_than_allowed_is_closed_and_keeps_what_passed(web: Web) -> None:
-    async with websockets.connect(web.stream_url(_meeting(), "hasty")) as ws:
+    async with websockets.connect(await web.stream_url(await _meeting(web, "hasty"), "hasty")) as ws:
         await _ready(ws)
         try:
             for _ in range(30):  # 3 s of audio at once; 1 s of burst, refilled at real time
@@ -129,31 +133,36 @@ async def test_a_client_sending_faster_than_allowed_is_closed_and_keeps_what_pas
 
 async def test_the_demo_client_paces_itself_within_the_servers_limit(web: Web) -> None:
     pcm = np.zeros(3 * 16000, np.int16)
-    result = await stream_pcm(web.url, _meeting(), "patient", pcm, speed=8.0)
+    meeting = await _meeting(web, "patient")
+    result = await stream_pcm(web.url, meeting.meeting_id, meeting.people["patient"], pcm, speed=8.0)
     assert (result.close_code, result.acked_samples) == (1000, len(pcm))
 
 
 async def test_streams_beyond_the_meeting_and_server_limits_are_refused_before_any_audio(web: Web) -> None:
-    first, second = _meeting(), _meeting()
-    async with websockets.connect(web.stream_url(first, "a")) as a, \
-            websockets.connect(web.stream_url(first, "b")) as b, \
-            websockets.connect(web.stream_url(second, "a")) as c:  # fmt: skip
+    """One user is one stream of a meeting: three people fill a meeting of two, and ``a`` streaming into
+    three meetings fills a server of three."""
+    first = await _meeting(web, "a", "b", "c")
+    a_only: dict[str, Participant] = {"a": first.people["a"]}
+    second, third = await meeting_with(a_only), await meeting_with(a_only)
+    async with websockets.connect(await web.stream_url(first, "a")) as a, \
+            websockets.connect(await web.stream_url(first, "b")) as b, \
+            websockets.connect(await web.stream_url(second, "a")) as c:  # fmt: skip
         for ws in (a, b, c):
             await _ready(ws)
-        async with websockets.connect(web.stream_url(first, "c")) as meeting_full:
+        async with websockets.connect(await web.stream_url(first, "c")) as meeting_full:
             assert await _until_closed(meeting_full) == [], "no ready: refused before the header"
-        async with websockets.connect(web.stream_url(_meeting(), "a")) as server_full:
+        async with websockets.connect(await web.stream_url(third, "a")) as server_full:
             assert await _until_closed(server_full) == []
         for ws in (a, b, c):
             await ws.send(json.dumps({"type": "end"}))
             await _until_closed(ws)
     assert (meeting_full.close_code, server_full.close_code) == (CloseCode.MEETING_FULL, CloseCode.SERVER_FULL)
-    assert meeting_full.close_reason == f"meeting {first} has its maximum of 2 streams"
+    assert meeting_full.close_reason == f"meeting {first.meeting_id} has its maximum of 2 streams"
     assert server_full.close_reason == "this ingest server has its maximum of 3 streams"
 
 
 async def test_a_short_frame_in_the_middle_closes_with_4007(web: Web) -> None:
-    async with websockets.connect(web.stream_url(_meeting(), "tiny")) as ws:
+    async with websockets.connect(await web.stream_url(await _meeting(web, "tiny"), "tiny")) as ws:
         await _ready(ws)
         await ws.send(_audio(100))
         await ws.send(_audio(10))  # 10 ms: legal only as the last frame
@@ -165,7 +174,8 @@ async def test_a_short_frame_in_the_middle_closes_with_4007(web: Web) -> None:
 
 
 async def test_a_message_larger_than_the_largest_legal_one_closes_with_1009(web: Web) -> None:
-    async with websockets.connect(web.stream_url(_meeting(), "huge"), max_size=None) as ws:
+    url = await web.stream_url(await _meeting(web, "huge"), "huge")
+    async with websockets.connect(url, max_size=None) as ws:
         await _ready(ws)
         await ws.send(b"\x00" * (MAX_MESSAGE_BYTES + 2))
         await _until_closed(ws)
@@ -183,7 +193,7 @@ async def test_an_http_body_over_the_limit_gets_413(web: Web, streamed: bool) ->
     body = json.dumps({"user_id": "u1", "text": "x" * MAX_REQUEST_BYTES}).encode()
     async with httpx.AsyncClient(base_url=web.url, timeout=30) as http:
         content: Any = _chunks(body) if streamed else body
-        answer = await http.post(f"/v1/meetings/{_meeting()}/chat", content=content,
+        answer = await http.post(f"/v1/meetings/m-{uuid.uuid4().hex[:8]}/chat", content=content,
                                  headers={"content-type": "application/json"})  # fmt: skip
         assert answer.status_code == 413
         assert answer.json() == {"detail": f"the request body is larger than {MAX_REQUEST_BYTES} bytes"}

@@ -7,6 +7,8 @@ Why this composition: chdb lets one process open a data dir, and the race is abo
 which needs no ClickHouse. The second API process gets a chdb of its own (empty: it reads no users, which
 only matters for its reads), both processes run a member of the one `names` consumer group on the same
 topics, and the store writer of the first process stores every user of both, so its reads show the outcome.
+Reads of other users' accounts are an admin's (made with `palaver admin create-user`); a rename or delete is
+the user's own, signed in.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import orjson
 import pytest
 import uvicorn
 
+from api import queries
+from palaver.demo.accounts import Participant, sign_in
 from palaver.events.registry import USERS
 from palaver.settings import Settings
 from palaver.store import Store
@@ -96,11 +100,28 @@ async def two_apis(infra: Infra, clickhouse_client: object,
         await asyncio.wait_for(serving, timeout=30)
 
 
+@pytest.fixture(scope="module")
+async def admin(two_apis: TwoApis) -> Participant:
+    """An admin (only an admin reads every user), made by `palaver admin create-user` and signed in to the
+    first process once its store has the account."""
+    made = await asyncio.to_thread(_admin, two_apis.settings, "--username", "registry-admin", "--email",
+                                   "registry-admin@example.com", "--role", "admin")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    await poll(lambda: queries.users(two_apis.store, 1, 0, "registry-admin"), lambda rows: len(rows) == 1,
+               "the admin in the store")  # fmt: skip
+    return await sign_in(two_apis.urls[0], "registry-admin", PASSWORD)
+
+
+def _bearer(who: Participant) -> dict[str, str]:
+    return {"Authorization": f"Bearer {who.access_token}"}
+
+
 async def _register(http: httpx.AsyncClient, url: str, username: str, email: str) -> httpx.Response:
     return await http.post(f"{url}/v1/users", json={"username": username, "email": email, "password": PASSWORD})
 
 
-async def test_registrations_raced_over_two_api_processes_take_each_name_once(two_apis: TwoApis) -> None:
+async def test_registrations_raced_over_two_api_processes_take_each_name_once(two_apis: TwoApis,
+                                                                              admin: Participant) -> None:
     first, second = two_apis.urls
     attempts: list[tuple[str, str, str, str]] = []  # (raced name, url, username, email)
     spellings = ("racer{i}", "Racer{i}", "RACER{i}")
@@ -135,7 +156,7 @@ async def test_registrations_raced_over_two_api_processes_take_each_name_once(tw
             event = orjson.loads(raw)
             if event["user_id"] not in newest or event["user_version"] >= newest[event["user_id"]]["user_version"]:
                 newest[event["user_id"]] = event
-        live = [u for u in newest.values() if not u["deleted"]]
+        live = [u for u in newest.values() if not u["deleted"] and u["user_id"] != admin.user_id]
         assert len(live) == len(by_name)
         for field in ("username", "email"):
             held = Counter(str(u[field]).lower() for u in live)
@@ -144,7 +165,8 @@ async def test_registrations_raced_over_two_api_processes_take_each_name_once(tw
 
         # The store (fed from both processes) agrees, and each loser's other name was released.
         for i in range(6):
-            await poll(lambda i=i: http.get(f"{first}/v1/users", params={"username": f"racer{i}"}),
+            await poll(lambda i=i: http.get(f"{first}/v1/users", params={"username": f"racer{i}"},
+                                            headers=_bearer(admin)),
                        lambda r: len(r.json()["users"]) == 1, f"racer{i} in the store")  # fmt: skip
         loser = next(a for answer, a in by_name["username:racer0"] if answer.status_code == 409)
         again = await _register(http, second, "late-racer0", loser[3])
@@ -160,18 +182,20 @@ async def test_rename_and_delete_move_names_between_processes(two_apis: TwoApis)
         bob = await _register(http, second, "bob-r", "bob-r@example.com")
         assert ana.status_code == bob.status_code == 201, (ana.text, bob.text)
         ana_id = ana.json()["user_id"]
+        as_ana = _bearer(await sign_in(first, "ana-r", PASSWORD))  # one renames and deletes one's own account
         # A rename in the process that created the user; the old name is free at once on the other one.
-        taken = await http.patch(f"{first}/v1/users/{ana_id}", json={"username": "BOB-R"})
+        taken = await http.patch(f"{first}/v1/users/{ana_id}", json={"username": "BOB-R"}, headers=as_ana)
         assert (taken.status_code, taken.json()["detail"]) == (409, "username already taken")
-        renamed = await http.patch(f"{first}/v1/users/{ana_id}", json={"username": "anna-r"})
+        renamed = await http.patch(f"{first}/v1/users/{ana_id}", json={"username": "anna-r"}, headers=as_ana)
         assert renamed.status_code == 200 and renamed.json()["username"] == "anna-r", renamed.text
-        same = await http.patch(f"{first}/v1/users/{ana_id}", json={"username": "Anna-R"})  # only the case changes
+        same = await http.patch(f"{first}/v1/users/{ana_id}", json={"username": "Anna-R"},
+                                headers=as_ana)  # only the case changes
         assert same.status_code == 200, same.text
         reuse = await _register(http, second, "ana-r", "someone@example.com")
         assert reuse.status_code == 201, reuse.text
         assert (await _register(http, second, "anna-r", "x1@example.com")).status_code == 409
         # A delete frees both names.
-        assert (await http.delete(f"{first}/v1/users/{ana_id}")).status_code == 204
+        assert (await http.delete(f"{first}/v1/users/{ana_id}", headers=as_ana)).status_code == 204
         again = await _register(http, second, "anna-r", "ana-r@example.com")
         assert again.status_code == 201, again.text
 
@@ -188,7 +212,8 @@ def _admin(settings: Settings, *args: str, password: str | None = PASSWORD, env:
                           env={**child_env(settings), **(env or {})}, **feed)  # fmt: skip
 
 
-async def test_admin_create_user_takes_names_through_the_registry(two_apis: TwoApis) -> None:
+async def test_admin_create_user_takes_names_through_the_registry(two_apis: TwoApis,
+                                                                   admin: Participant) -> None:  # fmt: skip
     first, second = two_apis.urls
     settings = two_apis.settings
     made = await asyncio.to_thread(_admin, settings, "--username", "Root", "--email", "root@example.com", "--role", "admin")
@@ -202,8 +227,8 @@ async def test_admin_create_user_takes_names_through_the_registry(two_apis: TwoA
     async with httpx.AsyncClient(timeout=60) as http:
         refused = await _register(http, second, "root", "root2@example.com")
         assert (refused.status_code, refused.json()["detail"]) == (409, "username already taken")
-        stored = await poll(lambda: http.get(f"{first}/v1/users/{user_id}"), lambda r: r.status_code == 200,
-                            "the admin in the store")  # fmt: skip
+        stored = await poll(lambda: http.get(f"{first}/v1/users/{user_id}", headers=_bearer(admin)),
+                            lambda r: r.status_code == 200, "the admin in the store")  # fmt: skip
         assert (stored.json()["username"], stored.json()["role"]) == ("Root", "admin")
         # The email the refused run claimed was released: a registration may take it.
         assert (await _register(http, first, "not-root", "other-root@example.com")).status_code == 201
