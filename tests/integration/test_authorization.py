@@ -127,7 +127,7 @@ async def _join(world: World, caller: Caller) -> dict[str, Any]:
 
 
 async def _own_meeting(world: World, caller: Caller) -> dict[str, Any]:
-    """A meeting of the owner's that this call may end (the shared one stays open)."""
+    """A meeting of the owner's that this call may end or delete (the shared one stays)."""
     async with world.people["owner"].client() as http:
         created = (await http.post("/v1/meetings", json={"title": "to end"})).json()
         for who in ("participant", "viewer"):
@@ -189,6 +189,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("PATCH", "/v1/meetings/{meeting_id}/action-items/{action_item_id}"): Row(
         "write", _with(action_item_id="act_none", json={"status": "done"}), success=(404,)),
     ("PATCH", "/v1/meetings/{meeting_id}"): Row("manage", _with(json={"title": "Renamed"})),
+    ("DELETE", "/v1/meetings/{meeting_id}"): Row("manage", _own_meeting),
     ("POST", "/v1/meetings/{meeting_id}/end"): Row("manage", _own_meeting),
     ("POST", "/v1/meetings/{meeting_id}/participants"): Row("manage", _invitee),
     ("DELETE", "/v1/meetings/{meeting_id}/participants/{user_id}"): Row("manage", _member_to_remove),
