@@ -103,18 +103,14 @@ async def purge_meeting(settings: Settings, producer: AIOKafkaProducer, store: S
                                         partition=meeting_partition(meeting_id))  # fmt: skip
     for table, row in rows_for(marker, Provenance(meetings, sent.partition, sent.offset)):
         await store.ainsert(table, [row], COLUMNS[table], f"purge|{marker.event_id}")
-    tombstones = {
-        MEETINGS.name: sorted(key for key, value in entities.items() if key != meeting_id and value is not None),
-        MERGER_STATE.name: [meeting_id],
-    }
-    for name, keys in tombstones.items():
-        await _tombstones(settings, producer, _spec(name), meeting_id, keys)
+    keys = [
+        (MEETINGS, sorted(key for key, value in entities.items() if key != meeting_id and value is not None)),
+        (MERGER_STATE, [meeting_id]),
+    ]
+    for spec, spec_keys in keys:
+        await _tombstones(settings, producer, spec, meeting_id, spec_keys)
     rows_deleted = await delete_meeting_rows(store, meeting_id)
-    return PurgeReport(meeting_id, marker, tombstones, rows_deleted)
-
-
-def _spec(name: str) -> TopicSpec:
-    return {MEETINGS.name: MEETINGS, MERGER_STATE.name: MERGER_STATE}[name]
+    return PurgeReport(meeting_id, marker, {spec.name: k for spec, k in keys}, rows_deleted)
 
 
 async def _tombstones(settings: Settings, producer: AIOKafkaProducer, spec: TopicSpec, meeting_id: str,
