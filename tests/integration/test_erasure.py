@@ -216,7 +216,9 @@ async def test_palaver_admin_purge_meeting_asks_first(web: Web, cli_env: None, m
     assert "no meeting" in capsys.readouterr().err
     async with owner.client() as http:
         assert (await http.get(f"/v1/meetings/{meeting_id}")).status_code == 200
-    assert {t: await _count(web.store, t, meeting_id) for t in MEETING_TABLES} == before
+    after = {t: await _count(web.store, t, meeting_id) for t in MEETING_TABLES}
+    # Nothing went (the edit's rebuilt transcript may still be landing: counts only grow).
+    assert all(after[t] >= before[t] for t in MEETING_TABLES), (before, after)
     assert not await is_purged(web.store, meeting_id)
 
     monkeypatch.setattr("sys.stdin", _Terminal(f"{meeting_id}\n"))
