@@ -23,6 +23,7 @@ from api.access import (
     CanRead,
     CanWrite,
     directory,
+    not_found,
 )
 from api.idempotency import KEY_MAX_LENGTH
 from api.identity import SignedIn, now_ms
@@ -30,6 +31,7 @@ from api.meeting_state import LinkRecord, MeetingRecord, MeetingView, MemberReco
 from api.responses import declared
 from palaver import ids
 from palaver.auth.tokens import InvalidToken, sign, verify
+from palaver.erasure import NoSuchMeeting, purge_meeting
 
 router = APIRouter(tags=["meetings"])
 MANAGE_WITH_BODY = declared(400, 401, 403, 404, notes=MANAGE_NOTES)
@@ -225,6 +227,26 @@ async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> di
     for forget in getattr(request.app.state, "meeting_ended", ()):
         forget(record.meeting_id)  # per-meeting state of services in this process (the ingest clock)
     return meeting_out(MeetingView(record, view.role))
+
+
+@router.delete("/v1/meetings/{meeting_id}", status_code=204, responses=MANAGE_DENIED)
+async def delete_meeting(request: Request, caller: SignedIn, view: CanManage) -> Response:
+    """Erase the meeting (owner): its transcripts, dialogues, edits, chat, action items, members and links
+    leave the store and the compacted topics; what stays is a content-free mark that it was deleted, so
+    its id answers 404 from then on. Cannot be undone. What an erasure cannot reach (events on the
+    delete-policy topics, audio until its retention): docs/architecture.md, "Erasure"."""
+    meetings = directory(request)
+    state = request.app.state
+    async with meetings.lock:
+        try:
+            purged = await purge_meeting(state.settings, state.producer, state.store, view.meeting.meeting_id,
+                                         caller.user_id, now_ms())  # fmt: skip
+        except NoSuchMeeting:
+            raise not_found(view.meeting.meeting_id) from None
+        meetings.meetings.put(purged.meeting_id, MeetingRecord.from_event(purged.marker))
+    for forget in getattr(state, "meeting_ended", ()):
+        forget(view.meeting.meeting_id)
+    return Response(status_code=204)
 
 
 @router.get("/v1/meetings/{meeting_id}/participants", response_model=Participants, responses=NOT_FOUND)

@@ -4,7 +4,8 @@
 registry as the API, so it cannot take a name that a registration takes at the same moment: it is a
 client of Kafka, as an API process is (claim the names, wait for the decisions, publish ``user.changed``).
 The registry runs inside the API processes, so one must be running. ``invite`` prints an invite code for
-``PALAVER_REGISTRATION=invite``.
+``PALAVER_REGISTRATION=invite``. ``purge-meeting`` erases a meeting (``palaver.erasure``) with its own
+producer and store.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ from api.user_state import UserRecord, new_user
 from api.users import UserCreate
 from palaver import ids
 from palaver.auth.secret import load_secret
+from palaver.erasure import NoSuchMeeting, PurgeReport, purge_meeting
 from palaver.events import encode
-from palaver.events.registry import NAME_CLAIMS, NAME_DECISIONS, USERS, topic_name
+from palaver.events.registry import MEETINGS, MERGER_STATE, NAME_CLAIMS, NAME_DECISIONS, USERS, topic_name
 from palaver.settings import Settings
+from palaver.store.client import StoreUnavailable, open_store
 from palaver.streams.clients import ensure_topics, make_producer, wait_for_broker
 
 NAME_TAKEN_EXIT = 1
-CANNOT_EXIT = 2  # bad input, no broker, no registry answering
+NOT_CONFIRMED_EXIT = 1  # purge-meeting: the confirmation was not the meeting's id
+CANNOT_EXIT = 2  # bad input, no broker, no store, no registry answering
+NO_SUCH_MEETING_EXIT = 3
+OPERATOR = "admin"  # the actor of a purge made on the command line
 BROKER_TIMEOUT_S = 10.0
 
 
@@ -99,3 +105,39 @@ def invite(settings: Settings, ttl_hours: float) -> str:
     if ttl_hours <= 0:
         raise AdminError("--ttl-hours must be more than 0")
     return make_invite(load_secret(settings), now_ms=int(time.time() * 1000), ttl_hours=ttl_hours)
+
+
+def check_meeting_id(meeting_id: str) -> None:
+    """Raises AdminError unless ``meeting_id`` could be a meeting's id."""
+    if not ids.is_valid_id_part(meeting_id):
+        raise AdminError(f"{meeting_id!r} is not a meeting id (1-64 of [A-Za-z0-9._-])")
+
+
+async def purge(settings: Settings, meeting_id: str) -> PurgeReport:
+    """Erase ``meeting_id`` with a producer and store of its own. The store opens first, so a store that
+    cannot be opened (with chdb: a running Palaver holds its data directory) publishes nothing. Raises
+    AdminError: no such meeting (exit 3), no broker or no store (exit 2)."""
+    check_meeting_id(meeting_id)
+    try:
+        store = open_store(settings)
+    except StoreUnavailable as exc:
+        raise AdminError(f"{exc}; with the embedded ClickHouse, stop Palaver first, or use "
+                         "DELETE /v1/meetings/{meeting_id} as the owner or an admin") from None  # fmt: skip
+    try:
+        try:
+            await wait_for_broker(settings, timeout_s=BROKER_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise AdminError(str(exc)) from None
+        await ensure_topics(settings, [MEETINGS, MERGER_STATE])
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            return await purge_meeting(settings, producer, store, meeting_id, OPERATOR, int(time.time() * 1000))
+        except NoSuchMeeting:
+            raise AdminError(f"no meeting {meeting_id}: nothing was deleted", NO_SUCH_MEETING_EXIT) from None
+        except StoreUnavailable as exc:
+            raise AdminError(f"{exc}; the purge stopped halfway: run it again to finish it") from None
+        finally:
+            await producer.stop()
+    finally:
+        store.close()

@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_admin(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    admin = sub.add_parser("admin", help="create accounts (the first admin) and invite codes",
-                           description="Operator commands for accounts. They talk to Kafka as the API does.")  # fmt: skip
+    admin = sub.add_parser("admin", help="create accounts (the first admin), invite codes, erase meetings",
+                           description="Operator commands for accounts and meetings. They talk to Kafka as the "
+                           "API does.")  # fmt: skip
     admin_sub = admin.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = admin_sub.add_parser(
         "create-user", help="create an account of any role (asks for the password)",
@@ -137,6 +138,20 @@ def _add_admin(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "deployment's secret (PALAVER_SECRET_KEY, else DATA_DIR/secret_key: use the API's data dir).")  # fmt: skip
     invite.add_argument("--ttl-hours", type=float, default=72.0, metavar="N", help="valid for N hours (default 72)")
     _add_data_dir(invite)
+    purge = admin_sub.add_parser(
+        "purge-meeting", help="erase a meeting from ClickHouse and the compacted topics (asks to confirm)",
+        description="Erase a meeting, as DELETE /v1/meetings/ID does: publish its content-free 'deleted' "
+        "state (its id stays known as purged), tombstone its member and link keys on the meetings topic and "
+        "its key on merger.state, and delete its rows from every ClickHouse table but that marker. Events "
+        "on the delete-policy topics (audio.frames until its retention; transcripts, dialogues, edits, chat) "
+        "stay: see docs/architecture.md, Erasure. Asks you to type the meeting id again, unless --yes. With "
+        "the embedded ClickHouse (chdb) it opens the data directory itself: stop Palaver first, and start the "
+        "broker alone (palaver broker start), or use the API route instead. Exit "
+        "status: 0 purged (a second purge finishes an interrupted one), 1 not confirmed (nothing deleted), "
+        "2 bad input, no terminal to confirm on, no broker or no store, 3 no such meeting.")  # fmt: skip
+    purge.add_argument("meeting_id", metavar="ID", help="the meeting's id (mtg_...)")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
+    _add_data_dir(purge)
 
 
 DLQ_TOPIC_HELP = "a topic (transcripts) or its dead-letter topic (transcripts.dlq); PALAVER_TOPIC_NAMESPACE applies"
@@ -328,10 +343,32 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "invite":
         print(admin.invite(settings, args.ttl_hours))
         return 0
+    if args.action == "purge-meeting":
+        admin.check_meeting_id(args.meeting_id)
+        if not args.yes:
+            _confirm_purge(args.meeting_id)
+        report = asyncio.run(admin.purge(settings, args.meeting_id))
+        rows = ", ".join(f"{n} from {table}" for table, n in sorted(report.rows_deleted.items())) or "none"
+        keys = sum(len(k) for k in report.tombstones.values())
+        print(f"purged {report.meeting_id}: rows deleted: {rows}; {keys} tombstone(s) on "
+              f"{', '.join(sorted(report.tombstones))}")  # fmt: skip
+        return 0
     password = _read_password(args.password_stdin)
     user = asyncio.run(admin.create_user(settings, args.username, args.email, password, args.role))
     print(f"created {user.role} {user.username} ({user.user_id})")
     return 0
+
+
+def _confirm_purge(meeting_id: str) -> None:
+    """Ask on the terminal for the meeting id again; raises AdminError unless it is typed exactly."""
+    from stack.admin import NOT_CONFIRMED_EXIT, AdminError
+
+    if not sys.stdin.isatty():
+        raise AdminError("no terminal to confirm on: pass --yes to purge without asking")
+    print(f"This erases meeting {meeting_id} for good: its transcripts, dialogues, edits, chat, members and "
+          "links. Type its id again to confirm: ", end="", file=sys.stderr, flush=True)  # fmt: skip
+    if sys.stdin.readline().strip() != meeting_id:
+        raise AdminError("not confirmed: nothing was deleted", NOT_CONFIRMED_EXIT)
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -2,6 +2,10 @@
 in batches, rebuilds merged transcripts that changed, then commits. A step of the consumer runner
 (``palaver.streams.runner``).
 
+A purged meeting stays purged: rows of old events of it (consumed late, or replayed) are dropped, all but
+its content-free marker (``palaver.store.erasure``), and a batch that was inserted while a purge ran has
+its rows of that meeting deleted after it.
+
 Idempotent: rows are upserts keyed by deterministic ids, and each table's batch carries a dedup token. A
 message that decodes but cannot be mapped to rows is dead-lettered by the runner (the batch goes on); a
 ClickHouse that does not answer is retried with backoff for ``store_retry_budget_s`` (fetching pauses
@@ -42,6 +46,7 @@ from palaver.events.registry import (
 from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
 from palaver.settings import Settings
 from palaver.store.client import Store, StoreUnavailable
+from palaver.store.erasure import MARKER_TABLE, delete_meeting_rows, purged_among
 from palaver.store.rows import COLUMNS, Provenance, rows_for
 from palaver.store.transcripts import rebuild_transcript, runs_of
 from palaver.streams.clients import make_producer
@@ -63,6 +68,16 @@ TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS)
 # one of ENVIRONMENT_ERRORS too) when a connection is gone and reconnects on the next call; OperationalError
 # is a raw client's.
 STORE_DOWN = (StoreUnavailable, OperationalError, *ENVIRONMENT_ERRORS)
+
+
+def _meeting_of(table: str, row: tuple) -> str | None:
+    columns = COLUMNS[table]
+    return row[columns.index("meeting_id")] if "meeting_id" in columns else None
+
+
+def _is_marker(table: str, row: tuple) -> bool:
+    """Whether ``row`` is a purged meeting's content-free marker (the row a purge keeps)."""
+    return table == MARKER_TABLE and bool(row[COLUMNS[table].index("deleted")])
 
 
 def batch_token(records: list[ConsumerRecord], table: str) -> str:
@@ -89,6 +104,28 @@ class Batch:
         rebuilds its transcript)."""
         return not (self.rows or self.watermarks or self.edited_meetings)
 
+    def meeting_ids(self) -> set[str]:
+        """The meetings this batch writes rows of, or rebuilds a transcript of (purge markers aside)."""
+        found = {m for m, _ in self.watermarks} | self.edited_meetings
+        for table, table_rows in self.rows.items():
+            found |= {m for row in table_rows if (m := _meeting_of(table, row)) and not _is_marker(table, row)}
+        return found
+
+    def markers(self) -> set[str]:
+        """The meetings this batch holds a purge marker of."""
+        return {row[0] for row in self.rows.get(MARKER_TABLE, ()) if _is_marker(MARKER_TABLE, row)}
+
+    def without(self, purged: set[str]) -> Batch:
+        """This batch less everything of the ``purged`` meetings but their markers."""
+        kept = Batch(watermarks={k: v for k, v in self.watermarks.items() if k[0] not in purged},
+                     edited_meetings=self.edited_meetings - purged)  # fmt: skip
+        for table, table_rows in self.rows.items():
+            for row, source in zip(table_rows, self.sources[table], strict=True):
+                if _meeting_of(table, row) not in purged or _is_marker(table, row):
+                    kept.rows[table].append(row)
+                    kept.sources[table].append(source)
+        return kept
+
     def add(self, record: ConsumerRecord, topic: TopicSpec) -> None:
         """Map one message of ``topic``; raises (changing nothing) when it cannot be
         decoded or mapped."""
@@ -108,7 +145,10 @@ class Batch:
 
 async def write_batch(store: Store, batch: Batch) -> int:
     """Insert one batch per table, then rebuild the merged transcripts that new final dialogues or human
-    edits changed. Safe to repeat (dedup tokens, rebuilds from the stored rows). Returns rows written."""
+    edits changed; nothing of a purged meeting but its marker. Safe to repeat (dedup tokens, rebuilds from
+    the stored rows). Returns rows written."""
+    meetings = batch.meeting_ids()
+    batch = batch.without(await purged_among(store, meetings) | batch.markers())
     for table, table_rows in batch.rows.items():
         started = time.perf_counter()
         await store.ainsert(table, table_rows, COLUMNS[table], batch_token(batch.sources[table], table))
@@ -120,6 +160,10 @@ async def write_batch(store: Store, batch: Batch) -> int:
         for run in await runs_of(store, meeting_id):
             if (meeting_id, run) not in batch.watermarks:
                 await rebuild_transcript(store, meeting_id, run)
+    # A purge that ran while these rows were on their way: it inserted its marker before deleting, and
+    # these rows went in before this look, so either its delete took them or this one does.
+    for meeting_id in sorted(await purged_among(store, batch.meeting_ids())):
+        await delete_meeting_rows(store, meeting_id)
     return sum(len(r) for r in batch.rows.values())
 
 

@@ -25,6 +25,10 @@ from palaver import ids
 from palaver.auth.tokens import sign
 from palaver.demo.accounts import Meeting, Participant, invite, sign_in
 from palaver.demo.client import Speaker, StreamResult, stream_pcm, ws_url
+from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, encode
+from palaver.events.registry import DIALOGUES, topic_name
+from palaver.settings import Settings
+from palaver.streams.clients import make_producer
 
 PASSWORD = "integration-test-password"
 
@@ -117,3 +121,25 @@ class TicketSigner:
     async def ticket(self, meeting_id: str, use: Literal["ingest", "live"] = "ingest") -> str:
         claims = {"mtg": meeting_id, "sub": self.user_id, "use": use, "n": secrets.token_hex(8)}
         return sign(self.secret, "ticket", claims, now_ms=int(time.time() * 1000), ttl_ms=self.ttl_s * 1000)
+
+
+async def final_dialogue(settings: Settings, meeting_id: str, speaker_id: str) -> str:
+    """A final dialogue and the watermark past it, as the merger would publish them."""
+    utterance = ids.utterance_id(ids.stream_id(meeting_id, speaker_id), 0)
+    dialogue_id = ids.dialogue_id(meeting_id, utterance)
+    run = "whisper:tiny.en"
+    update = DialogueUpdateV1(event_id=ids.event_id("dialogue.update", dialogue_id, run, 1), dialogue_id=dialogue_id,
+                              meeting_id=meeting_id, speaker_id=speaker_id, run=run, start_ms=0, end_ms=1500,
+                              text="Hello there.", status="final", revision=1, position=0,
+                              utterance_ids=[utterance])  # fmt: skip
+    mark = MeetingWatermarkV1(event_id=ids.event_id("meeting.watermark", meeting_id, run, 2000), meeting_id=meeting_id,
+                              run=run, watermark_ms=2000, final_dialogues=1)  # fmt: skip
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for event in (update, mark):
+            await producer.send_and_wait(topic_name(settings.topic_namespace, DIALOGUES.name), encode(event),
+                                         key=meeting_id.encode())  # fmt: skip
+    finally:
+        await producer.stop()
+    return dialogue_id

@@ -23,15 +23,12 @@ import websockets
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
-from palaver import ids
 from palaver.demo.accounts import Participant, sign_up
-from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, encode
-from palaver.events.registry import DIALOGUES, topic_name
 from palaver.settings import Settings
-from palaver.streams.clients import make_producer
 from stack.web import create_app
 from tests.integration.conftest import poll, running_web
 from tests.integration.infra import Infra
+from tests.integration.meetings import final_dialogue
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +123,7 @@ async def _join(world: World, caller: Caller) -> dict[str, Any]:
 
 
 async def _own_meeting(world: World, caller: Caller) -> dict[str, Any]:
-    """A meeting of the owner's that this call may end (the shared one stays open)."""
+    """A meeting of the owner's that this call may end or delete (the shared one stays)."""
     async with world.people["owner"].client() as http:
         created = (await http.post("/v1/meetings", json={"title": "to end"})).json()
         for who in ("participant", "viewer"):
@@ -188,6 +185,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("PATCH", "/v1/meetings/{meeting_id}/action-items/{action_item_id}"): Row(
         "write", _with(action_item_id="act_none", json={"status": "done"}), success=(404,)),
     ("PATCH", "/v1/meetings/{meeting_id}"): Row("manage", _with(json={"title": "Renamed"})),
+    ("DELETE", "/v1/meetings/{meeting_id}"): Row("manage", _own_meeting),
     ("POST", "/v1/meetings/{meeting_id}/end"): Row("manage", _own_meeting),
     ("POST", "/v1/meetings/{meeting_id}/participants"): Row("manage", _invitee),
     ("DELETE", "/v1/meetings/{meeting_id}/participants/{user_id}"): Row("manage", _member_to_remove),
@@ -248,33 +246,11 @@ async def world(infra: Infra, clickhouse_client: object, tmp_path_factory: pytes
                 added = await http.post(f"/v1/meetings/{meeting_id}/participants",
                                         json={"user_id": people[who].user_id, "role": role})  # fmt: skip
                 assert added.status_code == 201, added.text
-        dialogue_id = await _final_dialogue(settings, meeting_id, people["participant"].user_id)
+        dialogue_id = await final_dialogue(settings, meeting_id, people["participant"].user_id)
         async with people["participant"].client() as http:
             await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/transcript"), lambda r: r.status_code == 200,
                        "the transcript of the injected dialogue", timeout_s=60)  # fmt: skip
         yield World(url, settings, people, meeting_id, dialogue_id)
-
-
-async def _final_dialogue(settings: Settings, meeting_id: str, speaker_id: str) -> str:
-    """A final dialogue and the watermark past it, as the merger would publish them."""
-    utterance = ids.utterance_id(ids.stream_id(meeting_id, speaker_id), 0)
-    dialogue_id = ids.dialogue_id(meeting_id, utterance)
-    run = "whisper:tiny.en"
-    update = DialogueUpdateV1(event_id=ids.event_id("dialogue.update", dialogue_id, run, 1), dialogue_id=dialogue_id,
-                              meeting_id=meeting_id, speaker_id=speaker_id, run=run, start_ms=0, end_ms=1500,
-                              text="Hello there.", status="final", revision=1, position=0,
-                              utterance_ids=[utterance])  # fmt: skip
-    mark = MeetingWatermarkV1(event_id=ids.event_id("meeting.watermark", meeting_id, run, 2000), meeting_id=meeting_id,
-                              run=run, watermark_ms=2000, final_dialogues=1)  # fmt: skip
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for event in (update, mark):
-            await producer.send_and_wait(topic_name(settings.topic_namespace, DIALOGUES.name), encode(event),
-                                         key=meeting_id.encode())  # fmt: skip
-    finally:
-        await producer.stop()
-    return dialogue_id
 
 
 async def _http_call(world: World, method: str, path: str, caller: Caller, row: Row) -> httpx.Response:

@@ -406,14 +406,14 @@ async def test_killing_the_store_connections_mid_meeting_loses_and_duplicates_no
 async def test_a_batch_that_fails_halfway_is_retried_without_duplicating_what_landed(
     infra: Infra, tmp_path: Path
 ) -> None:
-    """The store writer's batch on two real chdb clients, the second one closed: the first table's insert
-    lands, the second's finds its connection gone (StoreUnavailable, which the writer retries). The retry
+    """The store writer's batch on three real chdb clients, the last one closed: the look for purged
+    meetings and the first table's insert land, the second table's finds its connection gone (StoreUnavailable, which the writer retries). The retry
     inserts the same batch with the same tokens: the table that landed keeps its rows once, the others are
     written on a fresh connection. Counted without FINAL, merges stopped."""
     tag = uuid.uuid4().hex[:10]
     settings = make_settings(infra, tmp_path, f"t{tag}", f"t_{tag}")
     dsn = infra.clickhouse_dsn
-    pool = ClientPool([connect(dsn), connect(dsn)], reconnect=lambda: connect(dsn), dsn=dsn)
+    pool = ClientPool([connect(dsn) for _ in range(3)], reconnect=lambda: connect(dsn), dsn=dsn)
     store = Store(pool, settings.clickhouse_database)
     try:
         apply_migrations(store)
@@ -435,7 +435,12 @@ async def test_a_batch_that_fails_halfway_is_retried_without_duplicating_what_la
             where = f"WHERE meeting_id = '{meeting_id}'"
             return {t: len(await rows(store, t, "kafka_offset", where)) for t in batch.rows}
 
-        pool.clients[1].close()  # participants go to the first client, meetings to the closed one
+        # A fresh pool lends its clients in a known turn: the look for purged meetings takes the first,
+        # participants go to the second, meetings to the closed third.
+        store.close()
+        pool = ClientPool([connect(dsn) for _ in range(3)], reconnect=lambda: connect(dsn), dsn=dsn)
+        store = Store(pool, settings.clickhouse_database)
+        pool.clients[2].close()
         with pytest.raises(StoreUnavailable) as failed:
             await write_batch(store, batch)
         assert isinstance(failed.value, STORE_DOWN)
