@@ -66,12 +66,14 @@ class Participant:
 
 
 async def sign_up(base_url: str, username: str, password: str | None = None, email: str | None = None,
-                  verify: bool | str | ssl.SSLContext = True) -> Participant:  # fmt: skip
-    """Register ``username`` (with a made-up email and password unless given) and sign in."""
+                  verify: bool | str | ssl.SSLContext = True, idempotency_key: str | None = None) -> Participant:  # fmt: skip
+    """Register ``username`` (with a made-up email and password unless given) and sign in. With an
+    ``idempotency_key``, registering again answers with the same user (its id derives from the key)."""
     password = password or secrets.token_urlsafe(16)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, verify=verify) as http:
         body = {"username": username, "email": email or f"{username}@example.com", "password": password}
-        await _call(lambda: http.post("/v1/users", json=body), f"register {username}")
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        await _call(lambda: http.post("/v1/users", json=body, headers=headers), f"register {username}")
     return await sign_in(base_url, username, password, verify)
 
 
@@ -93,10 +95,14 @@ class Meeting:
         return {p.user_id: name for name, p in self.people.items()}
 
 
-async def create_meeting(owner: Participant, title: str, agenda: list[str] | None = None) -> str:
+async def create_meeting(owner: Participant, title: str, agenda: list[str] | None = None,
+                         idempotency_key: str | None = None) -> str:  # fmt: skip
+    """The new meeting's id; with an ``idempotency_key``, creating again answers with the same meeting."""
     async with owner.client() as http:
         body = {"title": title, "agenda": agenda or []}
-        return str((await _call(lambda: http.post("/v1/meetings", json=body), "create meeting"))["meeting_id"])
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        created = await _call(lambda: http.post("/v1/meetings", json=body, headers=headers), "create meeting")
+        return str(created["meeting_id"])
 
 
 async def invite(owner: Participant, meeting_id: str, guest: Participant,

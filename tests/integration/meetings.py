@@ -17,13 +17,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 import numpy as np
 import websockets
 
 from palaver import ids
 from palaver.auth.tokens import sign
-from palaver.demo.accounts import Meeting, Participant, invite, sign_in
+from palaver.demo.accounts import Meeting, Participant, create_meeting, invite, sign_up
 from palaver.demo.client import Speaker, StreamResult, stream_pcm, ws_url
 from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, encode
 from palaver.events.registry import DIALOGUES, topic_name
@@ -45,11 +44,7 @@ def user_id_for(name: str, tag: str) -> str:
 async def register(url: str, name: str, password: str = PASSWORD) -> Participant:
     """Register ``name`` (its Idempotency-Key is the name, so its user id is ``ids.user_id(name)`` on any
     stack, and registering it again answers with the same user) and sign in."""
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        body = {"username": name, "email": f"{name}@example.com", "password": password}
-        created = await http.post("/v1/users", json=body, headers={"Idempotency-Key": name})
-        assert created.status_code == 201, created.text
-    return await sign_in(url, name, password)
+    return await sign_up(url, name, password, idempotency_key=name)
 
 
 async def open_meeting(url: str, names: Iterable[str], *, tag: str | None = None, meeting_key: str | None = None,
@@ -65,11 +60,7 @@ async def meeting_with(people: Mapping[str, Participant], *, meeting_key: str | 
     """A new meeting of people already signed in (one person may be in many meetings): the first creates it
     and invites the others as participants."""
     owner, *guests = people.values()
-    headers = {"Idempotency-Key": meeting_key} if meeting_key else {}
-    async with owner.client() as http:
-        created = await http.post("/v1/meetings", json={"title": title}, headers=headers)
-        assert created.status_code == 201, created.text
-    meeting_id = created.json()["meeting_id"]
+    meeting_id = await create_meeting(owner, title, idempotency_key=meeting_key)
     for guest in guests:
         await invite(owner, meeting_id, guest)
     return Meeting(meeting_id, dict(people))
