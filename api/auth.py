@@ -22,8 +22,8 @@ from api.identity import (
     start_session,
 )
 from api.passwords import verify_password
+from api.rate_limit import SlidingWindowLimiter
 from api.responses import declared
-from api.signin_limits import FailureWindow
 from api.user_state import UserRecord
 from api.users import UserOut
 
@@ -54,11 +54,11 @@ class SessionOut(UserOut):
 
 
 class Limits:
-    """Sign-in failure windows of one API process: per account and per client address."""
+    """Failed sign-ins of one API process, counted per account and per client address."""
 
     def __init__(self, max_failures: int, window_s: int):
-        self.accounts = FailureWindow(max_failures, window_s)
-        self.addresses = FailureWindow(max_failures * ADDRESS_FACTOR, window_s)
+        self.accounts = SlidingWindowLimiter(max_failures, window_s)
+        self.addresses = SlidingWindowLimiter(max_failures * ADDRESS_FACTOR, window_s)
 
 
 def _limits(request: Request) -> Limits:
@@ -72,20 +72,20 @@ def _address(request: Request) -> str:
 async def check_password(request: Request, name: str, password: str) -> UserRecord:
     """The user ``name`` (a username or an email) names, when ``password`` is theirs; 401 otherwise, and
     429 with Retry-After once the account or the client's address failed too often."""
-    limits, now = _limits(request), time.monotonic()
+    limits = _limits(request)
     account, address = name.strip().lower(), _address(request)
-    wait = max(limits.accounts.retry_after_s(account, now), limits.addresses.retry_after_s(address, now))
+    wait = max(limits.accounts.wait_s(account) or 0, limits.addresses.wait_s(address) or 0)
     if wait:
         raise HTTPException(status_code=429, detail="too many failed sign-ins; try again later",
                             headers={"Retry-After": str(wait)})  # fmt: skip
     found = await request.app.state.users.named(request, name)
     ok = await asyncio.to_thread(verify_password, password, found.password_hash if found else _DECOY_HASH)
     if found is None or not ok:
-        limits.accounts.fail(account, now)
-        limits.addresses.fail(address, now)
+        limits.accounts.note(account)
+        limits.addresses.note(address)
         raise HTTPException(status_code=401, detail="wrong username or password",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    limits.accounts.clear(account)
+    limits.accounts.forget(account)
     return found
 
 

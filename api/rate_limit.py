@@ -32,16 +32,32 @@ class SlidingWindowLimiter:
     def acquire(self, key: str) -> int | None:
         """Count one event of ``key`` and return None when within the limit; otherwise count nothing and
         return the whole seconds (at least 1) until one more would be allowed."""
+        wait = self.wait_s(key)
+        if wait is None:
+            self.note(key)
+        return wait
+
+    def wait_s(self, key: str) -> int | None:
+        """None when one more event of ``key`` is within the limit, else the whole seconds (at least 1)
+        until it would be; counts nothing (a caller that counts only failures asks first, notes later)."""
         now = self._clock()
         events = self._recent(key, now)
-        if len(events) >= self.limit:
-            return max(1, math.ceil(events[0] + self.window_s - now))
-        events.append(now)
+        if len(events) < self.limit:
+            return None
+        return max(1, math.ceil(events[-self.limit] + self.window_s - now))
+
+    def note(self, key: str) -> None:
+        """Count one event of ``key``, whatever the limit."""
+        events = self._recent(key, self._clock())
+        events.append(self._clock())
         self._events[key] = events
         self._events.move_to_end(key)
         while len(self._events) > self._max_keys:
             self._events.popitem(last=False)
-        return None
+
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s events (a sign-in that succeeded clears its account's failures)."""
+        self._events.pop(key, None)
 
     def remaining(self, key: str) -> int:
         """Events ``key`` may still have now."""

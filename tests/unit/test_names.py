@@ -110,6 +110,23 @@ def test_sliding_window_limits_per_key_and_tells_when_to_retry() -> None:
     assert [limiter.acquire("a") for _ in range(3)] == [None, None, 60]
 
 
+def test_counting_only_failures_asks_first_and_notes_later() -> None:
+    """Sign-in counts failed attempts only: ``wait_s`` asks without counting, ``note`` counts a failure,
+    ``forget`` clears an account that signed in."""
+    now = [0.0]
+    limiter = SlidingWindowLimiter(2, 300, clock=lambda: now[0])
+    assert limiter.wait_s("ana") is None and limiter.wait_s("ana") is None, "asking counts nothing"
+    limiter.note("ana")
+    now[0] += 100
+    limiter.note("ana")
+    assert limiter.wait_s("ana") == 200, "until the oldest failure leaves the window"
+    now[0] += 200
+    assert limiter.wait_s("ana") is None
+    limiter.note("ana")
+    limiter.forget("ana")
+    assert limiter.remaining("ana") == 2
+
+
 def test_sliding_window_forgets_idle_and_least_recent_keys() -> None:
     now = [0.0]
     limiter = SlidingWindowLimiter(1, 10, clock=lambda: now[0], max_keys=2)
