@@ -234,3 +234,25 @@ async def test_the_live_socket_checks_the_pages_origin(web: Web) -> None:
         ticket = await owner.ticket(meeting_id, "live")
         code, said = await _open(web, f"{live}?ticket={ticket}", origin=origin)
         assert code is None, (origin, code, said)
+
+
+async def test_a_ticket_speaks_for_its_user_only(web: Web) -> None:
+    """A ticket names its user: one forged for another user does not verify, and the live socket refuses
+    the ticket of a user who was removed from the meeting after taking it."""
+    owner, meeting_id = await _meeting(web)
+    bob = await sign_up(web.url, _name(), PASSWORD)
+    async with owner.client() as http:
+        await http.post(f"/v1/meetings/{meeting_id}/participants", json={"user_id": bob.user_id})
+    claims = {"mtg": meeting_id, "sub": bob.user_id, "use": "ingest", "n": "forged"}
+    forged = sign(b"not the server's key" * 2, "ticket", claims, now_ms=int(time.time() * 1000), ttl_ms=60_000)
+    code, reason = await _open(web, f"/v1/meetings/{meeting_id}/stream?ticket={forged}")
+    assert (code, reason) == (4401, "not a valid ticket token")
+
+    ticket = await bob.ticket(meeting_id, "live")
+    async with owner.client() as http:
+        removed = await http.delete(f"/v1/meetings/{meeting_id}/participants/{bob.user_id}")
+        assert removed.status_code == 204
+    code, reason = await _open(web, f"/v1/meetings/{meeting_id}/live?ticket={ticket}")
+    assert code == 4404, (code, reason)
+    async with bob.client() as http:
+        assert (await http.post(f"/v1/meetings/{meeting_id}/ingest-tickets")).status_code == 404
