@@ -1,4 +1,4 @@
-"""The ingest WebSocket: ``/v1/meetings/{meeting_id}/streams/{speaker_id}``."""
+"""The ingest WebSocket: ``/v1/meetings/{meeting_id}/stream?ticket=...`` (one participant's microphone)."""
 
 from __future__ import annotations
 
