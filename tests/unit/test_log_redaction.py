@@ -115,12 +115,22 @@ def root_log() -> Iterator[io.StringIO]:
     saved_level, saved_handlers = root.level, root.handlers[:]
     root.handlers = [handler]
     root.setLevel(logging.INFO)
+    # As in a fresh `palaver run` process: uvicorn's loggers propagate to the root. (Another test's
+    # uvicorn.Config with the default log config gives them handlers of their own and stops propagation.)
+    uvicorn_loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved_uvicorn = [(lg.handlers[:], lg.propagate, lg.level, lg.disabled) for lg in uvicorn_loggers]
+    for lg in uvicorn_loggers:
+        lg.handlers, lg.propagate, lg.disabled = [], True, False
+        lg.setLevel(logging.NOTSET)
     install()
     try:
         yield out
     finally:
         root.handlers = saved_handlers
         root.setLevel(saved_level)
+        for lg, (handlers, propagate, level, disabled) in zip(uvicorn_loggers, saved_uvicorn, strict=True):
+            lg.handlers, lg.propagate, lg.disabled = handlers, propagate, disabled
+            lg.setLevel(level)
 
 
 async def test_a_real_uvicorn_server_logs_no_ticket(root_log: io.StringIO) -> None:
