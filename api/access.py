@@ -53,6 +53,18 @@ class MeetingDirectory:
         stored = (await meeting_queries.meetings(request.app.state.store, [meeting_id])).get(meeting_id)
         return _newer(stored, self.meetings.get(meeting_id), "meeting_version")  # type: ignore[no-any-return]
 
+    async def meetings_by_id(self, request: Request, meeting_ids: list[str]) -> dict[str, MeetingRecord]:
+        """Like ``meeting``, for many meetings in one query."""
+        stored = await meeting_queries.meetings(request.app.state.store, meeting_ids)
+        newest = {m: _newer(stored.get(m), self.meetings.get(m), "meeting_version") for m in meeting_ids}
+        return {m: record for m, record in newest.items() if record is not None}
+
+    async def memberships(self, request: Request, user_id: str, meeting_ids: list[str]) -> dict[str, MemberRecord]:
+        """Like ``member``, for one user in many meetings in one query."""
+        stored = await meeting_queries.memberships(request.app.state.store, user_id, meeting_ids)
+        newest = {m: _newer(stored.get(m), self.members.get(f"{m}/{user_id}"), "member_version") for m in meeting_ids}
+        return {m: record for m, record in newest.items() if record is not None}
+
     async def member(self, request: Request, meeting_id: str, user_id: str) -> MemberRecord | None:
         stored = (await meeting_queries.members(request.app.state.store, meeting_id, user_id)).get(user_id)
         return _newer(stored, self.members.get(f"{meeting_id}/{user_id}"), "member_version")  # type: ignore[no-any-return]

@@ -39,6 +39,17 @@ async def members(store: Store, meeting_id: str, user_id: str | None = None) -> 
     return {r["user_id"]: MemberRecord(**{**r, "via_link": r["via_link"] or None}) for r in rows}
 
 
+async def memberships(store: Store, user_id: str, meeting_ids: list[str]) -> dict[str, MemberRecord]:
+    """``user_id``'s membership (any status) in each of ``meeting_ids`` that has one, by meeting."""
+    rows = await store.aquery(
+        f"""SELECT meeting_id, user_id, role, status, version AS member_version, via_link
+            FROM {store.database}.meeting_members FINAL
+            WHERE user_id = {{u:String}} AND has({{ids:Array(String)}}, meeting_id)""",
+        {"u": user_id, "ids": meeting_ids},
+    )
+    return {r["meeting_id"]: MemberRecord(**{**r, "via_link": r["via_link"] or None}) for r in rows}
+
+
 async def meetings_of(store: Store, user_id: str, limit: int, offset: int) -> list[str]:
     """Ids of the meetings ``user_id`` owns or is an active member of, newest first."""
     rows = await store.aquery(

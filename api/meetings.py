@@ -181,13 +181,16 @@ async def list_meetings(
     meeting_ids = await (meeting_queries.all_meeting_ids(store, limit, offset) if all
                          else meeting_queries.meetings_of(store, caller.user_id, limit, offset))  # fmt: skip
     meetings = directory(request)
-    recent = [m.meeting_id for m in meetings.meetings.values() if m.owner_id == caller.user_id]
+    # This process's own writes the store may not have yet: meetings the caller made or joined here.
+    recent = [m.meeting_id for m in meetings.meetings.values() if m.owner_id == caller.user_id] + [
+        r.meeting_id for r in meetings.members.values() if r.user_id == caller.user_id and r.active]
+    candidates = list(dict.fromkeys([*meeting_ids, *(recent if offset == 0 else [])]))
+    found = await meetings.meetings_by_id(request, candidates)
+    members = await meetings.memberships(request, caller.user_id, candidates)
     out = []
-    for meeting_id in dict.fromkeys([*meeting_ids, *(recent if offset == 0 else [])]):
-        meeting = await meetings.meeting(request, meeting_id)
-        member = await meetings.member(request, meeting_id, caller.user_id)
-        role = role_in(meeting, member, caller.user_id, caller.is_admin)
-        if meeting is not None and role is not None:
+    for meeting_id, meeting in found.items():
+        role = role_in(meeting, members.get(meeting_id), caller.user_id, caller.is_admin)
+        if role is not None:
             out.append(meeting_out(MeetingView(meeting, role)))
     out.sort(key=lambda m: (-m["created_at_ms"], m["meeting_id"]))
     return {"meetings": out[:limit], "limit": limit, "offset": offset}

@@ -325,3 +325,12 @@ async def test_the_authorization_matrix(world: World) -> None:
                 _check_http(expected, await _http_call(world, method, path, caller, row), row, what)
             checked += 1
     assert checked >= 3 * len(ROWS)
+
+
+async def test_each_caller_lists_its_own_meetings_with_its_role(world: World) -> None:
+    roles = {}
+    for who in ("owner", "participant", "viewer", "stranger"):
+        async with world.people[who].client() as http:
+            listed = (await http.get("/v1/meetings")).json()["meetings"]
+        roles[who] = {m["meeting_id"]: m["role"] for m in listed}.get(world.meeting_id)
+    assert roles == {"owner": "owner", "participant": "participant", "viewer": "viewer", "stranger": None}
