@@ -14,7 +14,7 @@ from aiokafka import TopicPartition
 
 from palaver.settings import Settings
 from palaver.streams.runner import ConsumerRunner, RunnerConfig, Step
-from tests.fake_broker import FakeBroker, FakeConsumer, FakeProducer
+from palaver.streams.memory_broker import MemoryBroker, MemoryConsumer, MemoryProducer
 
 WAIT_S = 5.0  # how long `until` waits for a condition before it fails the test
 
@@ -37,14 +37,14 @@ async def until(holds: Callable[[], bool], what: str, task: asyncio.Task[Any] | 
 class Running:
     """A runner running as ``task`` over ``broker``; ``consumers`` are the consumers it (and its step) made."""
 
-    broker: FakeBroker
-    producer: FakeProducer
+    broker: MemoryBroker
+    producer: MemoryProducer
     task: asyncio.Task[None]
     stop: asyncio.Event
-    consumers: list[FakeConsumer] = field(default_factory=list)
+    consumers: list[MemoryConsumer] = field(default_factory=list)
 
     @property
-    def consumer(self) -> FakeConsumer:
+    def consumer(self) -> MemoryConsumer:
         """The runner's own consumer (the first one made)."""
         return self.consumers[0]
 
@@ -60,11 +60,11 @@ class Running:
 
 
 def consumer_factory(
-    broker: FakeBroker, made: list[FakeConsumer], prepare: Callable[[FakeConsumer], None] | None = None
-) -> Callable[..., FakeConsumer]:
+    broker: MemoryBroker, made: list[MemoryConsumer], prepare: Callable[[MemoryConsumer], None] | None = None
+) -> Callable[..., MemoryConsumer]:
     """A ``make_consumer`` stand-in over ``broker`` that keeps what it made in ``made``."""
 
-    def make(settings: object, group: str | None, *topics: str, **config: Any) -> FakeConsumer:
+    def make(settings: object, group: str | None, *topics: str, **config: Any) -> MemoryConsumer:
         consumer = broker.consumer(settings, group, *topics, **config)
         if prepare is not None:
             prepare(consumer)
@@ -75,13 +75,13 @@ def consumer_factory(
 
 
 def start(
-    broker: FakeBroker,
+    broker: MemoryBroker,
     settings: Settings,
     config: RunnerConfig,
     step: Step,
-    producer: FakeProducer | None = None,
-    made: list[FakeConsumer] | None = None,
-    prepare: Callable[[FakeConsumer], None] | None = None,
+    producer: MemoryProducer | None = None,
+    made: list[MemoryConsumer] | None = None,
+    prepare: Callable[[MemoryConsumer], None] | None = None,
 ) -> Running:
     """Start ``step`` on a ``ConsumerRunner`` over ``broker``. ``made``: a list the step's own consumer
     factory also fills (its consumers come after the runner's)."""
@@ -96,13 +96,13 @@ def start(
 
 @asynccontextmanager
 async def running(
-    broker: FakeBroker,
+    broker: MemoryBroker,
     settings: Settings,
     config: RunnerConfig,
     step: Step,
-    producer: FakeProducer | None = None,
-    made: list[FakeConsumer] | None = None,
-    prepare: Callable[[FakeConsumer], None] | None = None,
+    producer: MemoryProducer | None = None,
+    made: list[MemoryConsumer] | None = None,
+    prepare: Callable[[MemoryConsumer], None] | None = None,
 ) -> AsyncIterator[Running]:
     """``start``, and on leaving stop gracefully and raise what the runner raised."""
     run = start(broker, settings, config, step, producer, made, prepare)

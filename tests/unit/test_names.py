@@ -171,9 +171,9 @@ async def test_a_claim_waits_for_its_decision_and_counts_as_unanswered_without_o
     from api.name_claims import NameClaims
     from palaver.events import decode
     from palaver.events.name_claims_v1 import NameDecisionV1
-    from tests.fake_broker import FakeBroker
+    from palaver.streams.memory_broker import MemoryBroker
 
-    broker = FakeBroker()
+    broker = MemoryBroker()
     claims = NameClaims(Settings(), broker.producer())  # type: ignore[arg-type]
     claims.ready.set()  # as once its reader is positioned
     names = list(user_names("ana", "ana@example.com").values())

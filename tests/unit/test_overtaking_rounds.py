@@ -16,7 +16,7 @@ from stt_workers.engine import Transcription
 from stt_workers.pipeline import RUNNER, SttWorker
 from stt_workers.scheduler import DecodeRequest, Told
 from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Queued, ResumePoint
-from tests.fake_broker import FakeBroker
+from palaver.streams.memory_broker import MemoryBroker
 from tests.runner_harness import Running, running, until
 
 
@@ -124,7 +124,7 @@ class _Scene:
 
 @asynccontextmanager
 async def _scene() -> AsyncIterator[_Scene]:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     t = _Transcriber()
     producer = broker.producer()
     worker = SttWorker(Settings(), t, producer)  # type: ignore[arg-type]
@@ -199,7 +199,7 @@ async def test_a_round_begins_its_decodes_when_it_starts() -> None:
     goes on (the scheduler plans their batches then): an idle lane a later round sees is never one this
     round is about to take."""
     t = _Transcriber()
-    worker = SttWorker(Settings(), t, FakeBroker().producer())  # type: ignore[arg-type]
+    worker = SttWorker(Settings(), t, MemoryBroker().producer())  # type: ignore[arg-type]
     t.queue.emit("a", _event(b"a-started"))
     t.queue.decode("a", _decode("a-partial", "partial"), partial=True)
     t.queue.decode("b", _decode("b-final", "final"))

@@ -22,7 +22,7 @@ from ingest.protocol import CloseCode
 from palaver.auth.tokens import sign
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, decode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT
-from tests.fake_broker import FakeBroker, FakeProducer
+from palaver.streams.memory_broker import MemoryBroker, MemoryProducer
 
 TOPIC = "audio.frames"
 SECRET = b"k" * 32
@@ -49,8 +49,8 @@ class _Ingest:
     with how many of the stream's samples the broker had at that moment."""
 
     def __init__(self, limits: IngestLimits | None = None) -> None:
-        self.broker = FakeBroker()
-        self.producer = FakeProducer(self.broker)
+        self.broker = MemoryBroker()
+        self.producer = MemoryProducer(self.broker)
         app = FastAPI()
         app.include_router(router)
         app.state.ingest = self.context = IngestContext(self.producer, TOPIC, SECRET, limits or IngestLimits())  # type: ignore[arg-type]

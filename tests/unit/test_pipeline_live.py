@@ -17,7 +17,7 @@ import palaver.events
 from api.live import LiveHub
 from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, decode, encode
 from palaver.settings import Settings
-from tests.fake_broker import FakeBroker
+from palaver.streams.memory_broker import MemoryBroker
 from tests.runner_harness import until
 
 EXAMPLES = Path(palaver.events.__file__).parent / "examples" / "dialogues"
@@ -33,13 +33,13 @@ def _update(meeting: str, text: str) -> DialogueUpdateV1:
     return UPDATE.model_copy(update={"meeting_id": meeting, "text": text})
 
 
-def _publish(broker: FakeBroker, *events: DialogueUpdateV1 | MeetingWatermarkV1) -> None:
+def _publish(broker: MemoryBroker, *events: DialogueUpdateV1 | MeetingWatermarkV1) -> None:
     for event in events:
         broker.append("dialogues", encode(event), key=event.meeting_id.encode())
 
 
 @asynccontextmanager
-async def _hub(broker: FakeBroker) -> AsyncIterator[LiveHub]:
+async def _hub(broker: MemoryBroker) -> AsyncIterator[LiveHub]:
     broker.create("dialogues")  # as ``palaver up`` does before any service starts
     hub = LiveHub(Settings(), consumer_factory=broker.consumer)
     stop = asyncio.Event()
@@ -65,7 +65,7 @@ def _drain(queue: asyncio.Queue[DialogueUpdateV1 | None]) -> list[DialogueUpdate
 
 
 async def test_subscribers_get_their_meetings_dialogue_updates_only() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     _publish(broker, _update("m1", "before the hub started"))
     async with _hub(broker) as hub:
         first, second = hub.subscribe("m1"), hub.subscribe("m2")
@@ -85,7 +85,7 @@ async def test_a_subscriber_too_slow_gets_none_and_the_others_everything(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(api.live, "QUEUE_LIMIT", 2)
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     async with _hub(broker) as hub:
         slow, fast = hub.subscribe("m1"), hub.subscribe("m1")
         received: list[DialogueUpdateV1 | None] = []
@@ -107,7 +107,7 @@ async def test_a_subscriber_too_slow_gets_none_and_the_others_everything(
 
 
 async def test_a_message_the_hub_cannot_decode_is_skipped() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
 
     def skipped() -> float:
         labels = {"service": "live", "topic": "dialogues"}

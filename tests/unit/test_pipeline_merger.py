@@ -25,7 +25,7 @@ from palaver.events import (
 )
 from palaver.events.base import EventV
 from palaver.settings import Settings
-from tests.fake_broker import FakeBroker, FakeConsumer
+from palaver.streams.memory_broker import MemoryBroker, MemoryConsumer
 from tests.runner_harness import Running, consumer_factory, start, until
 
 RATE = 16000
@@ -82,7 +82,7 @@ MEETINGS = ("m1", "m2")
 PARTS = {m: _conversation(m) for m in MEETINGS}
 
 
-def _send(broker: FakeBroker, events: list[EventV]) -> None:
+def _send(broker: MemoryBroker, events: list[EventV]) -> None:
     for event in events:
         broker.append("transcripts", encode(event), key=event.meeting_id.encode())  # type: ignore[attr-defined]
 
@@ -103,7 +103,7 @@ def _expected() -> dict[str, bytes]:
     return expected
 
 
-def _outputs(broker: FakeBroker) -> list[bytes]:
+def _outputs(broker: MemoryBroker) -> list[bytes]:
     return [r.value for r in broker.records("dialogues")]
 
 
@@ -120,7 +120,7 @@ def _latest(values: list[bytes]) -> dict[str, tuple[int, str, str]]:
     return best
 
 
-def _committed_all(broker: FakeBroker) -> bool:
+def _committed_all(broker: MemoryBroker) -> bool:
     """Every transcripts record is committed by the merger's group."""
     for partition, log in enumerate(broker.logs.get("transcripts", [])):
         found = broker.committed.get(("merger", _tp("transcripts", partition)))
@@ -135,15 +135,15 @@ def _tp(topic: str, partition: int) -> Any:
     return TopicPartition(topic, partition)
 
 
-def _merger(broker: FakeBroker, config: Any = FAST) -> Running:
-    made: list[FakeConsumer] = []
+def _merger(broker: MemoryBroker, config: Any = FAST) -> Running:
+    made: list[MemoryConsumer] = []
     producer = broker.producer()
     step = MergeStep(SETTINGS, producer, consumer_factory=consumer_factory(broker, made))  # type: ignore[arg-type]
     return start(broker, SETTINGS, config, step, producer, made)
 
 
 async def test_transcript_events_become_dialogue_updates_on_the_meetings_partition() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     run = _merger(broker)
     for first, second in PARTS.values():
         _send(broker, first + second)
@@ -167,7 +167,7 @@ async def test_transcript_events_become_dialogue_updates_on_the_meetings_partiti
 
 
 async def test_the_changelog_holds_the_state_of_every_committed_offset_before_the_commit() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     run = _merger(broker, dataclasses.replace(FAST, batch_max=1))  # a checkpoint after every event
     for first, second in PARTS.values():
         _send(broker, first + second)
@@ -189,7 +189,7 @@ async def test_the_changelog_holds_the_state_of_every_committed_offset_before_th
 
 
 async def test_a_second_merger_resumes_from_the_commit_and_the_restored_state() -> None:
-    broker = FakeBroker()
+    broker = MemoryBroker()
     first_run = _merger(broker)
     for first, _ in PARTS.values():
         _send(broker, first)
@@ -223,7 +223,7 @@ async def test_a_second_merger_resumes_from_the_commit_and_the_restored_state() 
 
 
 async def test_a_merger_that_crashed_before_its_commit_is_resumed_without_other_revisions() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     first, second = PARTS["m1"]
     first_run = _merger(broker, dataclasses.replace(FAST, batch_max=1))
     _send(broker, first)
@@ -257,7 +257,7 @@ async def test_a_merger_that_crashed_before_its_commit_is_resumed_without_other_
 
 
 async def test_a_poison_is_dead_lettered_and_the_rest_merged() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     first, second = PARTS["m1"]
     stray = DialogueUpdateV1.model_validate(orjson.loads(next(iter(_expected().values()))))
     run = _merger(broker)

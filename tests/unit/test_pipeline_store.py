@@ -22,7 +22,7 @@ from palaver.events import decode, encode
 from palaver.settings import Settings
 from palaver.store.rows import COLUMNS, Provenance, rows_for
 from palaver.store.writer import StoreStep, runner_config
-from tests.fake_broker import FakeBroker
+from palaver.streams.memory_broker import MemoryBroker
 from tests.runner_harness import Running, start, until
 
 EXAMPLES = Path(palaver.events.__file__).parent / "examples"
@@ -83,13 +83,13 @@ def _examples(topic: str) -> list[bytes]:
     return [encode(decode(path.read_bytes())) for path in sorted((EXAMPLES / topic).glob("*/*.json"))]
 
 
-def _append_examples(broker: FakeBroker) -> None:
+def _append_examples(broker: MemoryBroker) -> None:
     for topic in TOPICS:
         for value in _examples(topic):
             broker.append(topic, value, key=b"k")
 
 
-def _expected_rows(broker: FakeBroker) -> Counter[tuple[str, str]]:
+def _expected_rows(broker: MemoryBroker) -> Counter[tuple[str, str]]:
     """Each table's rows (as text: a row may hold lists) of the records on ``broker``."""
     expected: Counter[tuple[str, str]] = Counter()
     for topic in TOPICS:
@@ -103,7 +103,7 @@ def _inserted_rows(store: RecordingStore) -> Counter[tuple[str, str]]:
     return Counter((i.table, repr(row)) for i in store.inserts for row in i.rows)
 
 
-def _all_committed(broker: FakeBroker) -> bool:
+def _all_committed(broker: MemoryBroker) -> bool:
     for topic in TOPICS:
         for partition, log in enumerate(broker.logs.get(topic, [])):
             found = broker.committed.get(("store", TopicPartition(topic, partition)))
@@ -112,7 +112,7 @@ def _all_committed(broker: FakeBroker) -> bool:
     return True
 
 
-def _writer(broker: FakeBroker, store: RecordingStore, settings: Settings | None = None) -> Running:
+def _writer(broker: MemoryBroker, store: RecordingStore, settings: Settings | None = None) -> Running:
     settings = settings or Settings(store_batch_wait_ms=5)
     step = StoreStep(settings, store, retry_first_delay_s=0.001)  # type: ignore[arg-type]
     return start(broker, settings, runner_config(settings), step)
@@ -129,7 +129,7 @@ def _token_spans(token: str) -> dict[tuple[str, int], tuple[int, int]]:
 
 
 async def test_rows_of_every_topic_are_inserted_with_their_dedup_token_before_the_commit() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     store = RecordingStore(broker.history)
     _append_examples(broker)
     run = _writer(broker, store)
@@ -168,7 +168,7 @@ def _covers(token: str, topic: str, partition: int, offset: int) -> bool:
 
 
 async def test_a_failed_insert_is_retried_with_the_same_token_and_nothing_is_committed_before() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     store = RecordingStore(broker.history)
     store.fail_next(2)
     run = _writer(broker, store, Settings(store_batch_wait_ms=5, store_retry_budget_s=30))
@@ -188,7 +188,7 @@ async def test_a_failed_insert_is_retried_with_the_same_token_and_nothing_is_com
 
 
 async def test_a_store_down_past_the_retry_budget_stops_the_writer_without_committing() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     store = RecordingStore(broker.history)
     store.fail_next(1)
     run = _writer(broker, store, Settings(store_batch_wait_ms=5, store_retry_budget_s=0))
@@ -203,7 +203,7 @@ async def test_a_store_down_past_the_retry_budget_stops_the_writer_without_commi
 
 
 async def test_a_poison_is_dead_lettered_and_the_rest_inserted() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     store = RecordingStore(broker.history)
     stray = _examples("transcripts")[-1]  # a transcript event on the dialogues topic
     _append_examples(broker)
@@ -215,7 +215,7 @@ async def test_a_poison_is_dead_lettered_and_the_rest_inserted() -> None:
 
     assert [r.value for r in broker.records("dialogues.dlq")] == [stray]
     assert [r.value for r in broker.records("edits.dlq")] == [b"\x00not json"]
-    good = FakeBroker(partitions=1)
+    good = MemoryBroker(partitions=1)
     _append_examples(good)
     assert _inserted_rows(store) == _expected_rows(good)
 
@@ -223,7 +223,7 @@ async def test_a_poison_is_dead_lettered_and_the_rest_inserted() -> None:
 async def test_a_watermark_alone_in_its_batch_still_rebuilds_the_transcript() -> None:
     """The merger's last watermark of a meeting (all streams stopped) often comes after every dialogue
     was already written: a batch of nothing but it must still rebuild the transcript."""
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     store = RecordingStore(broker.history)
     watermark_value = _examples("dialogues")[-1]
     watermark = decode(watermark_value)

@@ -16,7 +16,7 @@ from palaver.events.registry import TopicSpec
 from palaver.settings import Settings
 from palaver.streams.dlq import DlqLimitExceeded
 from palaver.streams.runner import Checkpoint, Committed, Offsets, RunnerConfig, Step
-from tests.fake_broker import FakeBroker, FakeConsumer
+from palaver.streams.memory_broker import MemoryBroker, MemoryConsumer
 from tests.runner_harness import Running, running, start, until
 
 TOPIC = TopicSpec(name="t", key="k", partitions=1, retention_ms=-1, cleanup_policy="delete", events=(),
@@ -30,7 +30,7 @@ class TinyStep(Step):
     environment. Checkpoints persist behind ``gate`` when one is set (``hold``); ``journal`` lists the
     step's calls and persists in order."""
 
-    def __init__(self, broker: FakeBroker) -> None:
+    def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
         self.seen: list[bytes] = []
         self.owned: set[TopicPartition] = set()  # as the step was told
@@ -96,7 +96,7 @@ class TinyStep(Step):
         return [entry for entry in self.journal if entry[0] == name]
 
 
-def _append(broker: FakeBroker, *values: bytes, topic: str = "t", partition: int = 0) -> None:
+def _append(broker: MemoryBroker, *values: bytes, topic: str = "t", partition: int = 0) -> None:
     for value in values:
         broker.append(topic, value, key=b"k", headers=[("origin", b"test")], partition=partition)
 
@@ -116,12 +116,12 @@ def _skipped() -> float:
     return REGISTRY.get_sample_value("palaver_consumer_skipped_messages_total", labels) or 0.0
 
 
-def _commits(broker: FakeBroker) -> list[tuple[Any, ...]]:
+def _commits(broker: MemoryBroker) -> list[tuple[Any, ...]]:
     return [entry for entry in broker.history if entry[0] == "commit"]
 
 
 async def test_a_bad_message_is_dead_lettered_with_provenance_and_committed_past() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     async with running(broker, Settings(), CONFIG, step) as run:
         _append(broker, b"a", b"bad-1", b"c")
@@ -139,7 +139,7 @@ async def test_a_bad_message_is_dead_lettered_with_provenance_and_committed_past
 
 
 async def test_an_environment_failure_stops_the_runner_and_commits_nothing_past_it() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     run = start(broker, Settings(), dataclasses.replace(CONFIG, batch_max=1), step)
     _append(broker, b"a")
@@ -154,7 +154,7 @@ async def test_an_environment_failure_stops_the_runner_and_commits_nothing_past_
 
 
 async def test_persist_runs_before_its_commit_and_commits_keep_their_order() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     async with running(
         broker, Settings(), dataclasses.replace(CONFIG, max_pending_checkpoints=10), step
@@ -177,7 +177,7 @@ async def test_persist_runs_before_its_commit_and_commits_keep_their_order() -> 
 
 
 async def test_unfinished_checkpoints_pause_fetching_until_they_complete() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     async with running(
         broker, Settings(), dataclasses.replace(CONFIG, max_pending_checkpoints=2), step
@@ -208,7 +208,7 @@ async def test_unfinished_checkpoints_pause_fetching_until_they_complete() -> No
 
 
 async def test_a_runner_allowed_one_unfinished_checkpoint_goes_on_once_it_completes() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     async with running(
         broker, Settings(), dataclasses.replace(CONFIG, max_pending_checkpoints=1), step
@@ -223,7 +223,7 @@ async def test_a_runner_allowed_one_unfinished_checkpoint_goes_on_once_it_comple
 
 
 async def test_graceful_shutdown_takes_a_last_checkpoint_and_commits() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     run = start(broker, Settings(), dataclasses.replace(CONFIG, checkpoint_interval_s=3600), step)
     _append(broker, b"a", b"b")
@@ -238,7 +238,7 @@ async def test_graceful_shutdown_takes_a_last_checkpoint_and_commits() -> None:
 
 
 async def test_a_declined_snapshot_keeps_its_offsets_for_a_later_checkpoint() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     step.decline = True
     async with running(broker, Settings(), CONFIG, step) as run:
@@ -256,11 +256,11 @@ async def test_a_declined_snapshot_keeps_its_offsets_for_a_later_checkpoint() ->
 
 
 async def test_records_fetched_before_the_assignment_callback_are_read_again() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     _append(broker, b"a", b"b", b"c")
     step = TinyStep(broker)
 
-    def late(consumer: FakeConsumer) -> None:
+    def late(consumer: MemoryConsumer) -> None:
         consumer.announce_assignments_late = True
 
     async with running(broker, Settings(), CONFIG, step, prepare=late) as run:
@@ -272,7 +272,7 @@ async def test_records_fetched_before_the_assignment_callback_are_read_again() -
 
 
 async def test_a_rebalance_checkpoints_the_revoked_partitions_and_hands_over_the_committed_offsets() -> None:
-    broker = FakeBroker(partitions=2)
+    broker = MemoryBroker(partitions=2)
     step = TinyStep(broker)
     step.metadata = "state@"
     p0, p1 = TP, TopicPartition("t", 1)
@@ -298,7 +298,7 @@ async def test_a_rebalance_checkpoints_the_revoked_partitions_and_hands_over_the
 
 
 async def test_the_dlq_limit_stops_the_runner_before_the_message_that_crosses_it() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     step = TinyStep(broker)
     run = start(broker, Settings(dlq_max_consecutive=2), dataclasses.replace(CONFIG, batch_max=1), step)
     _append(broker, b"a", b"bad-1", b"bad-2", b"bad-3", b"e")
@@ -315,7 +315,7 @@ async def test_the_dlq_limit_stops_the_runner_before_the_message_that_crosses_it
 
 
 async def test_a_groupless_runner_follows_from_the_end_skips_bad_messages_and_never_commits() -> None:
-    broker = FakeBroker(partitions=1)
+    broker = MemoryBroker(partitions=1)
     _append(broker, b"before")
     step = TinyStep(broker)
     skipped_before = _skipped()

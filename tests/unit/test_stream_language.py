@@ -32,7 +32,7 @@ from stt_workers.processor import StreamInfo
 from stt_workers.streaming import RecognizedSpeech
 from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue
 from stt_workers.vad import WINDOW
-from tests.fake_broker import FakeBroker
+from palaver.streams.memory_broker import MemoryBroker
 
 RATE = 16000
 
@@ -127,7 +127,7 @@ class _Recorder:
 @pytest.mark.parametrize(("own", "expected"), [("de", "de"), (None, "fr")])
 async def test_worker_opens_a_stream_in_its_own_language_else_the_default(own: str | None, expected: str) -> None:
     t = _Recorder()
-    worker = SttWorker(Settings(stt_language="fr"), t, FakeBroker().producer())  # type: ignore[arg-type]
+    worker = SttWorker(Settings(stt_language="fr"), t, MemoryBroker().producer())  # type: ignore[arg-type]
     await worker._on_started(_started(language=own), 0)
     # A worker that takes the stream over mid-way sees only its frames: they carry the language too.
     other = AudioFrameV1("m1", "bo", "m1/bo", RATE, 48000, 0, bytes(640), language=own)

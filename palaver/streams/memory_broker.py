@@ -1,24 +1,26 @@
-"""An in-memory Kafka for pipeline tests: the subset of aiokafka's consumer and producer that Palaver's
-consumer runner (``palaver.streams.runner``), the changelog's restore, ``send_batched`` and the DLQ use,
-over partitions held in lists. The one fake of the broker: unit tests of a service's loop run its real step on the real runner
-over this; integration tests use the real broker.
+"""An in-memory Kafka: the subset of aiokafka's consumer and producer that Palaver's consumer runner
+(``palaver.streams.runner``), the changelog's restore, ``send_batched`` and the DLQ use, over partitions held
+in lists, in one process. Unit tests of a service's loop run its real step on the real runner over this
+(integration tests use the real broker), and ``palaver bench decode`` runs the real STT worker over it where
+no broker runs (a GPU machine without Java), so that it measures the worker alone.
 
 What it models: partitions and offsets, keys to partitions, headers, a consumer group's committed offsets
 and metadata, one member per group that owns every partition (its ``on_partitions_assigned`` runs on the
 first poll), positions, seek, pause, highwater, end offsets; a topic exists from its first use (``palaver
 up`` creates every topic before a service starts). What it does not: replication, transactions,
-rebalances between members (call ``FakeConsumer.rebalance`` to revoke and assign again), timestamps that mean
-anything.
+rebalances between members (call ``MemoryConsumer.rebalance`` to revoke and assign again). A record's
+timestamp is its append time (wall clock, ms), as on a topic with ``LogAppendTime``.
 
-For tests of order and failure: ``FakeBroker.history`` lists every append and commit in the order they
-happened; ``FakeProducer.hold``/``release`` keep deliveries in flight (a slow broker) and ``fail_next`` fails
-them; ``FakeConsumer.fail_next_commits`` fails commits (the coordinator unreachable) and
+For tests of order and failure: ``MemoryBroker.history`` lists every append and commit in the order they
+happened; ``MemoryProducer.hold``/``release`` keep deliveries in flight (a slow broker) and ``fail_next`` fails
+them; ``MemoryConsumer.fail_next_commits`` fails commits (the coordinator unreachable) and
 ``announce_assignments_late`` hands out records of a new assignment one poll before its callback runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -29,7 +31,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, RecordMetadata
 
 
-class FakeBroker:
+class MemoryBroker:
     def __init__(self, partitions: int = 3):
         self.default_partitions = partitions
         self.logs: dict[str, list[list[ConsumerRecord]]] = {}
@@ -50,7 +52,7 @@ class FakeBroker:
         self.create(topic)
         p = self.partition_for(topic, key) if partition is None else partition
         log = self.logs[topic][p]
-        record = ConsumerRecord(topic=topic, partition=p, offset=len(log), timestamp=0, timestamp_type=0, key=key,
+        record = ConsumerRecord(topic=topic, partition=p, offset=len(log), timestamp=time.time_ns() // 1_000_000, timestamp_type=0, key=key,
                                 value=value, checksum=None, serialized_key_size=len(key or b""),
                                 serialized_value_size=len(value), headers=tuple(headers))  # fmt: skip
         log.append(record)
@@ -77,16 +79,16 @@ class FakeBroker:
         finally:
             self._waiters.discard(waiter)
 
-    def consumer(self, settings: object, group: str | None, *topics: str, **config: Any) -> FakeConsumer:
+    def consumer(self, settings: object, group: str | None, *topics: str, **config: Any) -> MemoryConsumer:
         """A ``make_consumer`` stand-in (``ConsumerRunner(consumer_factory=broker.consumer)``)."""
-        return FakeConsumer(self, group, topics, config)
+        return MemoryConsumer(self, group, topics, config)
 
-    def producer(self) -> FakeProducer:
-        return FakeProducer(self)
+    def producer(self) -> MemoryProducer:
+        return MemoryProducer(self)
 
 
-class FakeConsumer:
-    def __init__(self, broker: FakeBroker, group: str | None, topics: Iterable[str], config: dict[str, Any]):
+class MemoryConsumer:
+    def __init__(self, broker: MemoryBroker, group: str | None, topics: Iterable[str], config: dict[str, Any]):
         self._broker = broker
         self._group = group
         self._from_end = config.get("auto_offset_reset") == "latest"
@@ -186,7 +188,7 @@ class FakeConsumer:
     def fail_next_commits(self, commits: int, error: BaseException | None = None) -> None:
         """The next ``commits`` commits raise ``error`` (default: the coordinator unreachable) and commit
         nothing."""
-        self._commit_failures = [error or KafkaConnectionError("fake broker: commit failed")] * commits
+        self._commit_failures = [error or KafkaConnectionError("memory broker: commit failed")] * commits
 
     async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
         assert self._group is not None, "a group-less consumer commits nothing"
@@ -251,11 +253,11 @@ class _Batch:
 _Held = tuple[str, bytes, bytes | None, tuple[tuple[str, bytes], ...], int | None, "asyncio.Future[RecordMetadata]"]
 
 
-class FakeProducer:
+class MemoryProducer:
     """Delivers at once; ``fail_next(n)`` makes the next n deliveries fail (an unreachable broker);
     ``hold()`` keeps deliveries in flight until ``release`` (a slow broker)."""
 
-    def __init__(self, broker: FakeBroker):
+    def __init__(self, broker: MemoryBroker):
         self._broker = broker
         self._failures = 0
         self._holding = False
@@ -294,7 +296,7 @@ class FakeProducer:
             self._failures -= 1
             from aiokafka.errors import KafkaTimeoutError
 
-            future.set_exception(KafkaTimeoutError("fake broker: delivery failed"))
+            future.set_exception(KafkaTimeoutError("memory broker: delivery failed"))
             return future
         if self._holding:
             self.held.append((topic, value, key, tuple(headers), partition, future))
