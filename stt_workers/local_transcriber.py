@@ -77,7 +77,8 @@ class LocalTranscriber:
         )
         self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch,
                                           partial_deadline_s=settings.stt_partial_deadline_ms / 1000,
-                                          lanes=lanes, final_lanes=settings.stt_final_lanes)  # fmt: skip
+                                          lanes=lanes, final_lanes=settings.stt_final_lanes,
+                                          partial_batch_audio_s=settings.stt_partial_batch_audio_s)  # fmt: skip
         self._multilingual = bool(getattr(engine, "multilingual", True))
         self._eager: dict[str, EagerFinal] = {}  # stream -> its eager final decode, while it may be one
 

@@ -45,7 +45,9 @@ Kind = Literal["final", "partial"]
 # (clips, language, with_words per clip) -> one transcription per clip; word timings only where asked for
 BatchDecoder = Callable[[list[np.ndarray], str, list[bool]], list[Transcription]]
 Told = tuple[int, "Transcription | None"]  # (request index, its result; None: a partial dropped as stale)
-PARTIAL_BATCH_AUDIO_S = 20.0  # most audio (clips x bucket length) one partial batch holds: ~0.4 s on 2 cores
+# Most audio (clips x bucket length) one partial batch holds by default: ~0.4 s on 2 cores
+# (PALAVER_STT_PARTIAL_BATCH_AUDIO_S; a GPU's default is far larger).
+PARTIAL_BATCH_AUDIO_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ class DecodeRequest:
         return bucket_for(min(len(self.audio) / self.sample_rate, 30.0))
 
 
-def plan_batches(requests: Sequence[DecodeRequest], max_batch: int) -> list[list[int]]:
+def plan_batches(requests: Sequence[DecodeRequest], max_batch: int,
+                 partial_audio_s: float = PARTIAL_BATCH_AUDIO_S) -> list[list[int]]:  # fmt: skip
     """Indexes of ``requests`` grouped into batches of one kind, one language and one bucket, at most
-    ``max_batch`` each, and a partial batch at most ``PARTIAL_BATCH_AUDIO_S`` of bucketed audio: finals
+    ``max_batch`` each, and a partial batch at most ``partial_audio_s`` of bucketed audio: finals
     first, then partials, each shortest bucket first (cheapest first; measured at 8 speakers, it also gave
     a lower final-lag p95 than oldest first). Partials never ride along with finals: on a CPU a batch of
     eight costs about three times a batch of one, so a partial in a final's batch delays that final by
@@ -74,9 +77,9 @@ def plan_batches(requests: Sequence[DecodeRequest], max_batch: int) -> list[list
         group.setdefault((request.bucket, request.language), []).append(index)
     batches = [chunk for key in sorted(finals) for chunk in _chunks(finals[key], max_batch)]
     for bucket_ms, language in sorted(partials):
-        # A partial batch holds at most PARTIAL_BATCH_AUDIO_S of audio: a final that comes while it
-        # runs waits for it, so it must stay short (2 clips of 10 s, 4 of 5 s, 8 of 2.5 s).
-        size = max(1, min(max_batch, int(PARTIAL_BATCH_AUDIO_S * 1000 // bucket_ms)))
+        # A partial batch holds at most ``partial_audio_s`` of audio: a final that comes while it runs
+        # waits for it, so it must stay short (at 20 s on a CPU: 2 clips of 10 s, 4 of 5 s, 8 of 2.5 s).
+        size = max(1, min(max_batch, int(partial_audio_s * 1000 // bucket_ms)))
         batches += _chunks(partials[bucket_ms, language], size)
     return batches
 
@@ -93,8 +96,10 @@ class DecodeScheduler:
     instead of waiting for a partial batch to end."""
 
     def __init__(self, decode: BatchDecoder, executor: Executor, engine: str, max_batch: int = 8,
-                 partial_deadline_s: float = 0.5, lanes: int = 1, final_lanes: int = 0):  # fmt: skip
+                 partial_deadline_s: float = 0.5, lanes: int = 1, final_lanes: int = 0,
+                 partial_batch_audio_s: float = PARTIAL_BATCH_AUDIO_S):  # fmt: skip
         self._decode = decode
+        self._partial_batch_audio_s = partial_batch_audio_s
         self._executor = executor
         self._engine = engine
         self._max_batch = max_batch
@@ -127,7 +132,7 @@ class DecodeScheduler:
         started = time.perf_counter()
         self._rounds += 1
         round_number = self._rounds
-        plan = plan_batches(requests, self._max_batch)
+        plan = plan_batches(requests, self._max_batch, self._partial_batch_audio_s)
         # Shared by the round's lanes: each lane takes the next batch, finals (planned first) first.
         finals = deque(batch for batch in plan if requests[batch[0]].kind == "final")
         partials = deque(batch for batch in plan if requests[batch[0]].kind == "partial")
