@@ -13,8 +13,8 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from palaver.settings import Settings
-from palaver.streams.runner import ConsumerRunner, RunnerConfig, Step
 from palaver.streams.memory_broker import MemoryBroker, MemoryConsumer, MemoryProducer
+from palaver.streams.runner import ConsumerRunner, RunnerConfig, Step
 
 WAIT_S = 5.0  # how long `until` waits for a condition before it fails the test
 

@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 import numpy as np
 
 from palaver.settings import Settings
+from palaver.streams.memory_broker import MemoryBroker
 from stt_workers.engine import Transcription
 from stt_workers.pipeline import RUNNER, SttWorker
 from stt_workers.scheduler import DecodeRequest, Told
 from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Queued, ResumePoint
-from palaver.streams.memory_broker import MemoryBroker
 from tests.runner_harness import Running, running, until
 
 

@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 from palaver.events.registry import TopicSpec
 from palaver.settings import Settings
 from palaver.streams.dlq import DlqLimitExceeded
-from palaver.streams.runner import Checkpoint, Committed, Offsets, RunnerConfig, Step
 from palaver.streams.memory_broker import MemoryBroker, MemoryConsumer
+from palaver.streams.runner import Checkpoint, Committed, Offsets, RunnerConfig, Step
 from tests.runner_harness import Running, running, start, until
 
 TOPIC = TopicSpec(name="t", key="k", partitions=1, retention_ms=-1, cleanup_policy="delete", events=(),

@@ -24,6 +24,7 @@ from palaver.events import (
 from palaver.events.audio_frame_v1 import FrameHeaderError
 from palaver.languages import WHISPER_LANGUAGES, check_language, is_language
 from palaver.settings import Settings
+from palaver.streams.memory_broker import MemoryBroker
 from stt_workers.cloud_transcriber import CloudTranscriber
 from stt_workers.engine import Transcription, Word
 from stt_workers.local_transcriber import LocalTranscriber
@@ -32,7 +33,6 @@ from stt_workers.processor import StreamInfo
 from stt_workers.streaming import RecognizedSpeech
 from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue
 from stt_workers.vad import WINDOW
-from palaver.streams.memory_broker import MemoryBroker
 
 RATE = 16000
 

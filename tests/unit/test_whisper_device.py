@@ -24,7 +24,7 @@ def test_cuda_without_a_device_says_so_in_one_line() -> None:
 
 
 def test_a_compute_type_the_device_lacks_names_the_ones_it_has() -> None:
-    with pytest.raises(DeviceError, match="float16 is not supported on this cpu: choose one of .*int8"):
+    with pytest.raises(DeviceError, match=r"float16 is not supported on this cpu: choose one of .*int8"):
         check_device("cpu", "float16")
 
 
