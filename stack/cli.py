@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub.add_parser("merger", help="merger throughput and added latency", add_help=False)
     bench_sub.add_parser("stt", help="concurrent speakers within STT lag targets, vs a naive Whisper server",
                          add_help=False)  # fmt: skip
+    bench_sub.add_parser("decode", help="talking streams one machine's STT holds (CPU or GPU), no broker",
+                         add_help=False)  # fmt: skip
 
     topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip

@@ -22,7 +22,6 @@ from stack.https import check_tls, uvicorn_tls
 from stack.metrics_access import metrics_host
 from stack.supervisor import Supervisor, python_child, restart_policy, serve_metrics, stop_on_signals
 from stack.web import WEB_SERVICES, create_app, server_config
-from stt_workers.engine import SttEngine
 from stt_workers.streaming import StreamingEngine
 from stt_workers.transcriber import Transcriber
 
@@ -83,20 +82,6 @@ def run_services(settings: Settings, services: list[str], host: str, port: int) 
     asyncio.run(_run_async(settings, set(services), host, port))
 
 
-def whisper_engine(settings: Settings) -> SttEngine:
-    """Greedy decoding (beam 1, the default) batches open utterances across streams; a wider beam decodes
-    one utterance at a time with faster-whisper."""
-    common = {"compute_type": settings.whisper_compute_type, "device": settings.whisper_device,
-              "threads": settings.whisper_threads, "lanes": settings.stt_decode_lanes}  # fmt: skip
-    if settings.whisper_beam_size == 1:
-        from stt_workers.batched_whisper import BatchedWhisper
-
-        return BatchedWhisper(settings.model_dir, **common)  # type: ignore[arg-type]
-    from stt_workers.whisper_engine import WhisperEngine
-
-    return WhisperEngine(settings.model_dir, beam_size=settings.whisper_beam_size, **common)  # type: ignore[arg-type]
-
-
 def streaming_engine(settings: Settings) -> StreamingEngine:
     """The cloud engine ``PALAVER_STT_ENGINE`` names, with its key from the settings (``check_engine`` first)."""
     if settings.stt_engine == "deepgram":
@@ -115,10 +100,9 @@ def streaming_engine(settings: Settings) -> StreamingEngine:
 def stt_transcriber(settings: Settings) -> Transcriber:
     """The worker's per-engine part: Silero + batched Whisper locally, or a streaming session per stream."""
     if settings.stt_engine == "whisper":
-        from stt_workers.local_transcriber import LocalTranscriber
-        from stt_workers.vad import SileroScorer
+        from stt_workers.local_transcriber import local_transcriber
 
-        return LocalTranscriber(settings, whisper_engine(settings), SileroScorer())
+        return local_transcriber(settings)
     from stt_workers.cloud_transcriber import CloudTranscriber
 
     return CloudTranscriber(settings, streaming_engine(settings))

@@ -62,6 +62,31 @@ def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
     )
 
 
+def whisper_engine(settings: Settings) -> SttEngine:
+    """Greedy decoding (beam 1, the default) batches open utterances across streams; a wider beam decodes
+    one utterance at a time with faster-whisper."""
+    common = {"compute_type": settings.whisper_compute_type, "device": settings.whisper_device,
+              "threads": settings.whisper_threads, "lanes": settings.stt_decode_lanes}  # fmt: skip
+    if settings.whisper_device == "cuda":
+        from stt_workers.whisper_device import load_cublas
+
+        load_cublas()  # CTranslate2 loads cuBLAS by name on first use: from the gpu extra's wheel if need be
+    if settings.whisper_beam_size == 1:
+        from stt_workers.batched_whisper import BatchedWhisper
+
+        return BatchedWhisper(settings.model_dir, **common)  # type: ignore[arg-type]
+    from stt_workers.whisper_engine import WhisperEngine
+
+    return WhisperEngine(settings.model_dir, beam_size=settings.whisper_beam_size, **common)  # type: ignore[arg-type]
+
+
+def local_transcriber(settings: Settings) -> LocalTranscriber:
+    """The local path as the settings configure it: Silero VAD and the Whisper engine."""
+    from stt_workers.vad import SileroScorer
+
+    return LocalTranscriber(settings, whisper_engine(settings), SileroScorer())
+
+
 class LocalTranscriber:
     def __init__(self, settings: Settings, engine: SttEngine, scorer: Scorer):
         self._settings = settings
