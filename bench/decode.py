@@ -106,6 +106,7 @@ def trial(streams: int, args: argparse.Namespace, settings: dict[str, Any]) -> d
         Share(tuple(range(p, streams, processes)), args.seconds, args.warmup, settings, str(args.speech))
         for p in range(processes)
     ]
+    print(f"  {streams:>5} streams: streaming {args.seconds:.0f} s over {processes} processes ...", end="\r", flush=True)
     started = time.time()
     with GpuSampler() as gpu, ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
         parts = list(pool.map(run_share, shares))
