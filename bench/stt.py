@@ -473,7 +473,7 @@ class MachineProbe:
         settings = Settings()
         self._language = settings.stt_language
         self._whisper = BatchedWhisper(settings.model_dir, settings.whisper_compute_type, settings.whisper_device,
-                                       threads=2)  # fmt: skip
+                                       threads=2, decode_mode=settings.whisper_decode)  # fmt: skip
         self._clips = [(t.pcm[SAMPLE_RATE : 7 * SAMPLE_RATE] / 32768).astype(np.float32) for t in build_tracks(8, 20)]
         self._whisper.decode(self._clips[:1], self._language)  # warm-up
 

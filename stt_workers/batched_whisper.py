@@ -12,10 +12,16 @@ its longest item plus ``min_silence_s`` (0.5 s) rounded up to ``pad_multiple_s``
 bucket no item pays for more than about a bucket's worth of padding, and a short utterance never waits
 behind a 30 s one. Items of one batch are independent except through that shared width.
 
-Accuracy: on a trimmed window tiny.en tends to start the clip's text over once the speech ends (it
-learned 30 s windows). The decode therefore pads the audio with silence, decodes with timestamp tokens and
-keeps only the segments that start inside the clip and do not repeat an earlier segment (see
-bench/README.md for the measured effect).
+Accuracy: on a trimmed window tiny.en tends to go on once the speech ends (it learned 30 s windows): it
+starts the text over, loops, or adds words. The decode pads the audio with silence and finds the end of
+the speech in one of two ways (``decode_mode``; bench/README.md has the measured effect of each):
+
+- ``"timestamps"``: decode with timestamp tokens and keep the segments that start inside the clip and do
+  not repeat an earlier segment, then cut a restart. CTranslate2 applies Whisper's timestamp rules item by
+  item at every decoding step, which costs little on a CPU but most of a large batch's time on a GPU.
+- ``"aligned"``: decode without timestamp tokens, each item's tokens capped by its own length; cut a
+  restart and loops (stt_workers/transcript_cuts.py); then one batched ``align`` over every item gives
+  each word's time, and the words that start at or after the clip's end go.
 """
 
 from __future__ import annotations
@@ -23,11 +29,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from stt_workers.engine import Transcription, Word
+from stt_workers.log_mel import HOP_LENGTH, cuda_torch, log_mel, log_mel_torch
+from stt_workers.transcript_cuts import cut_restart, loop_free, words_in_speech
 from stt_workers.whisper_engine import model_label
+
+DecodeMode = Literal["aligned", "timestamps"]
+DECODE_MODES: tuple[DecodeMode, ...] = ("aligned", "timestamps")
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 30.0  # Whisper's encoder has positional embeddings for 30 s (1,500 positions)
@@ -39,30 +51,9 @@ _MAX_LENGTH = 448  # the decoder's context
 # A cap on generated tokens per second of audio: fast speech is ~7 tokens/s; without a cap one item that
 # loops on a repetition would hold the whole batch for 448 decoder steps.
 _TOKENS_PER_AUDIO_SECOND = 12
+_TOKEN_SLACK = 16  # tokens allowed beyond that, so a very short clip still has room for its words
 _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
-
-
-def _cut_restart(tokens: list[int], probe: int = 5) -> list[int]:
-    """Cut where the text starts over inside one segment (the trimmed-window failure that timestamps do
-    not always mark): the first later occurrence of the opening ``probe`` tokens, also at a period shorter
-    than the probe ("Great news. Great news. Great news."). A text that repeats to its end is also found
-    past its first token, whose spelling often differs on a restart ("great news. Great news. Great"). A short text is probed with half its
-    length (at least 2 tokens); a one-token echo ("no, no") is left alone."""
-    probe = min(probe, (len(tokens) - 1) // 2)
-    if probe < 2:
-        return tokens
-    head = tokens[:probe]
-    for j in range(1, len(tokens) - probe + 1):
-        if tokens[j : j + probe] == head:
-            return tokens[:j]
-    # Skipping the first token, only a text that repeats to its end counts: a phrase said twice in a
-    # sentence ("Yes, of course, of course.") is not a restart.
-    head = tokens[1 : 1 + probe]
-    for j in range(2, len(tokens) - probe + 1):
-        if tokens[j : j + probe] == head and tokens[j:] == tokens[1 : 1 + len(tokens) - j]:
-            return tokens[: j - 1]
-    return tokens
 
 
 def bucket_for(seconds: float) -> int:
@@ -78,29 +69,35 @@ class BatchedWhisper:
 
     Thread-safe and stateless between calls: every ``decode`` is a pure function of its audio; up to
     ``lanes`` calls from different threads run at once, each on ``threads`` threads. Also an
-    ``SttEngine`` (``transcribe`` decodes a batch of one)."""
+    ``SttEngine`` (``transcribe`` decodes a batch of one). ``decode_mode`` picks how the end of each clip's
+    speech is found (see the module's docstring); other values raise ``ValueError``."""
 
     name = "whisper"
 
     def __init__(self, model_dir: str, compute_type: str = "int8", device: str = "cpu", threads: int = 2,
                  lanes: int = 1, pad_multiple_s: float = 1.0, min_silence_s: float = 0.5,
-                 tail_guard_s: float = 0.3):  # fmt: skip
+                 tail_guard_s: float = 0.3, decode_mode: DecodeMode = "timestamps"):  # fmt: skip
         import ctranslate2
         import tokenizers
-        from faster_whisper.feature_extractor import FeatureExtractor
 
+        if decode_mode not in DECODE_MODES:
+            raise ValueError(f"decode_mode must be one of {DECODE_MODES}, not {decode_mode!r}")
         if not (Path(model_dir) / "model.bin").is_file():
             raise FileNotFoundError(
                 f"{model_dir} is not a CTranslate2 Whisper model directory (no model.bin)"
             )
         self.model = model_label(model_dir)
+        self.decode_mode: DecodeMode = decode_mode
         # ``lanes`` model replicas (sharing weights) let that many threads decode batches at once.
         self._whisper = ctranslate2.models.Whisper(
             model_dir, device=device, compute_type=compute_type, intra_threads=threads, inter_threads=lanes
         )
+        self._on_cpu = self._whisper.device == "cpu"
+        # On a GPU the log-mel is computed there too when torch can (its tensor goes to CTranslate2 as is).
+        self._mel_device = None
+        if self._whisper.device == "cuda" and cuda_torch() is not None:
+            self._mel_device = f"cuda:{self._whisper.device_index[0]}"
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
-        # The bundled models have no preprocessor_config.json: the defaults (80 mels) are Whisper's.
-        self._features = FeatureExtractor()
         self._pad_frames = max(2, round(pad_multiple_s * _FRAMES_PER_SECOND) // 2 * 2)
         self._min_silence_s = min_silence_s
         self._tail_guard_s = tail_guard_s
@@ -121,76 +118,123 @@ class BatchedWhisper:
         """Decode float32 16 kHz mono clips (each at most 30 s) in one encoder/decoder pass, greedily.
 
         Returns one ``Transcription`` per clip, in order; word times are seconds from the start of that clip.
-        ``with_words`` (one flag for all clips, or one per clip) asks for word timings, which cost an
-        alignment pass over the clips that want them. Without them the words are empty and confidence is
-        the geometric mean of the token probabilities; with them it is the geometric mean of the word
-        probabilities. An empty clip gives an empty transcription. Raises ``ValueError`` for a clip over
-        30 s. Blocking and CPU-bound."""
-        from ctranslate2 import StorageView
-        from faster_whisper.transcribe import get_suppressed_tokens
-
+        ``with_words`` (one flag for all clips, or one per clip) asks for word timings (in timestamps mode
+        they cost an alignment pass over the clips that want them; aligned mode aligns every clip anyway).
+        Without them the words are empty and confidence is the geometric mean of the token probabilities;
+        with them it is the geometric mean of the word probabilities. An empty clip gives an empty
+        transcription. Raises ``ValueError`` for a clip over 30 s. Blocking and CPU-bound."""
         for audio in batch:
             if len(audio) > MAX_SECONDS * SAMPLE_RATE:
                 raise ValueError(
                     f"a clip of {len(audio) / SAMPLE_RATE:.2f} s is longer than {MAX_SECONDS:.0f} s"
                 )
         results = [Transcription(text="", words=(), confidence=0.0)] * len(batch)
-        live = [i for i, audio in enumerate(batch) if len(audio) >= self._features.hop_length]
+        live = [i for i, audio in enumerate(batch) if len(audio) >= HOP_LENGTH]
         if not live:
             return results
+        wanted = [with_words] * len(batch) if isinstance(with_words, bool) else list(with_words)
         tokenizer = self._tokenizer(language)
-        frames = [len(batch[i]) // self._features.hop_length for i in live]
+        frames = [len(batch[i]) // HOP_LENGTH for i in live]
         longest = max(frames) + round(self._min_silence_s * _FRAMES_PER_SECOND)
         width = min(-(-longest // self._pad_frames) * self._pad_frames, _MAX_FRAMES)
         # Pad the audio, not the mel: the padding is then digital silence at the log-mel floor, as in
         # Whisper's own 30 s windows, which is what tells the decoder where speech ends.
-        width_samples = width * self._features.hop_length
-        mels = [
-            self._features(np.pad(np.asarray(batch[i], np.float32), (0, width_samples - len(batch[i]))))[
-                :, :width
-            ]
-            for i in live
-        ]
-        encoded = self._whisper.encode(
-            StorageView.from_array(np.ascontiguousarray(np.stack(mels), np.float32))
-        )
+        audio = np.zeros((len(live), width * HOP_LENGTH), np.float32)
+        for row, i in enumerate(live):
+            audio[row, : len(batch[i])] = batch[i]
+        encoded = self._encode(audio, width)
+        decode = self._decode_aligned if self.decode_mode == "aligned" else self._decode_timestamps
+        decoded = decode(tokenizer, encoded, frames, width, [wanted[i] for i in live])
+        for i, result in zip(live, decoded, strict=True):
+            results[i] = result
+        return results
 
-        # With timestamps: on a trimmed window the decoder tends to start the text over once the speech
-        # ends; the segment timestamps show where, and ``_speech_tokens`` cuts there.
-        prompt = list(tokenizer.sot_sequence)
-        new_tokens = math.ceil(width / _FRAMES_PER_SECOND * _TOKENS_PER_AUDIO_SECOND) + 16
-        generated = self._whisper.generate(
+    def _encode(self, audio: np.ndarray, width: int) -> Any:
+        """The encoder output (a StorageView on the model's device) of the padded ``audio`` rows."""
+        from ctranslate2 import StorageView
+
+        if self._mel_device is not None:
+            mel = log_mel_torch(audio, width, self._mel_device)  # stays referenced until encode returns
+            return self._whisper.encode(StorageView.from_array(mel))
+        return self._whisper.encode(StorageView.from_array(log_mel(audio, width)))
+
+    def _generate(self, tokenizer, encoded, prompt: list[int], new_tokens: int, items: int) -> list:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        return self._whisper.generate(
             encoded,
-            [prompt] * len(live),
+            [prompt] * items,
             beam_size=1,
             max_length=min(_MAX_LENGTH, len(prompt) + new_tokens),
             return_scores=True,
             suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
         )
+
+    def _decode_timestamps(
+        self, tokenizer, encoded, frames: list[int], width: int, wanted: list[bool]
+    ) -> list[Transcription]:
+        """With timestamps: on a trimmed window the decoder tends to start the text over once the speech
+        ends; the segment timestamps show where, and ``_speech_tokens`` cuts there."""
+        new_tokens = math.ceil(width / _FRAMES_PER_SECOND * _TOKENS_PER_AUDIO_SECOND) + _TOKEN_SLACK
+        generated = self._generate(tokenizer, encoded, list(tokenizer.sot_sequence), new_tokens, len(frames))
         tokens = [
             self._speech_tokens(
                 tokenizer, g.sequences_ids[0], max(0.0, n / _FRAMES_PER_SECOND - self._tail_guard_s)
             )
             for g, n in zip(generated, frames, strict=True)
         ]
-        wanted = [with_words] * len(batch) if isinstance(with_words, bool) else list(with_words)
-        aligned = [k for k, i in enumerate(live) if wanted[i]]
-        words = dict(zip(aligned, self._align(tokenizer, encoded, aligned, tokens, frames), strict=True))
-        for k, i in enumerate(live):
-            text = tokenizer.decode(tokens[k]).strip()
-            if k not in words:
-                confidence = math.exp(generated[k].scores[0]) if tokens[k] else 0.0
-                results[i] = Transcription(text=text, words=(), confidence=confidence)
+        # On the CPU only the items that want word timings are aligned: copying their encoder rows out
+        # costs less than aligning the others. A StorageView on a GPU cannot be indexed from here (a host
+        # copy would defeat the point), so there every item is aligned and the unwanted timings are dropped.
+        items = [k for k, want in enumerate(wanted) if want or not self._on_cpu]
+        if items and len(items) < len(tokens):
+            from ctranslate2 import StorageView
+
+            encoded = StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[items]))
+        alignments = self._align(tokenizer, encoded, [tokens[k] for k in items], [frames[k] for k in items])
+        timed = dict(zip(items, alignments, strict=True))
+        out = []
+        for k, item_tokens in enumerate(tokens):
+            text = tokenizer.decode(item_tokens).strip()
+            if not wanted[k]:
+                confidence = math.exp(generated[k].scores[0]) if item_tokens else 0.0
+                out.append(Transcription(text=text, words=(), confidence=confidence))
                 continue
-            item_words = words[k]
-            confidence = (
-                math.exp(sum(math.log(max(w.probability, 1e-6)) for w in item_words) / len(item_words))
-                if item_words
-                else 0.0
-            )
-            results[i] = Transcription(text=text, words=item_words, confidence=confidence)
-        return results
+            words = _words(timed[k][0], frames[k] / _FRAMES_PER_SECOND)
+            out.append(Transcription(text=text, words=words, confidence=_word_confidence(words)))
+        return out
+
+    def _decode_aligned(
+        self, tokenizer, encoded, frames: list[int], width: int, wanted: list[bool]
+    ) -> list[Transcription]:
+        """Without timestamps: tokens capped by each clip's own length, restarts and loops cut, then one
+        alignment of every item over the whole padded window, so that words the decoder ran on with land
+        in the padding and are cut by their start time."""
+        caps = [math.ceil(n / _FRAMES_PER_SECOND * _TOKENS_PER_AUDIO_SECOND) + _TOKEN_SLACK for n in frames]
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        generated = self._generate(tokenizer, encoded, prompt, max(caps), len(frames))
+        tokens = []
+        for g, cap in zip(generated, caps, strict=True):
+            capped = cut_restart([t for t in g.sequences_ids[0] if t < tokenizer.eot][:cap])
+            words, word_tokens = tokenizer.split_to_word_tokens(capped) if capped else ([], [])
+            tokens.append([t for i in loop_free(words) for t in word_tokens[i]])
+        out = []
+        for k, (timed, probs) in enumerate(self._align(tokenizer, encoded, tokens, [width] * len(frames))):
+            duration = frames[k] / _FRAMES_PER_SECOND
+            spoken = [w for w in timed if w["word"].strip()]
+            # No guard here, unlike the segment timestamps: a clip's last word starts as little as 0.1 s
+            # before its end, and a run-on word is placed in the padding after it.
+            spoken = spoken[: words_in_speech([w["start"] for w in spoken], duration)]
+            kept_tokens = [t for w in spoken for t in w["tokens"]]
+            text = tokenizer.decode(kept_tokens).strip()
+            if wanted[k]:
+                words = _words(spoken, duration)
+                out.append(Transcription(text=text, words=words, confidence=_word_confidence(words)))
+                continue
+            confidence = _mean_probability(probs[: len(kept_tokens)])
+            out.append(Transcription(text=text, words=(), confidence=confidence))
+        return out
 
     def _tokenizer(self, language: str):  # -> faster_whisper.tokenizer.Tokenizer
         from faster_whisper.tokenizer import Tokenizer
@@ -228,34 +272,31 @@ class BatchedWhisper:
                 seen.add(text)
                 segment = []
             start_s = (token - tokenizer.timestamp_begin) * 0.02
-        return _cut_restart(kept)
+        return cut_restart(kept)
 
     def _align(
-        self, tokenizer, encoded, items: list[int], tokens: list[list[int]], frames: list[int]
-    ) -> list[tuple[Word, ...]]:
-        """Word timings and probabilities of the batch's ``items`` from one batched cross-attention
-        alignment (faster-whisper's ``find_alignment``), times clamped to each clip's length."""
-        from ctranslate2 import StorageView
+        self, tokenizer, encoded, tokens: list[list[int]], frames: list[int]
+    ) -> list[tuple[list[dict], list[float]]]:
+        """One batched cross-attention alignment (faster-whisper's ``find_alignment``) of every row of
+        ``encoded``: per row, its words (dicts of word, tokens, start, end, probability; punctuation merged
+        into its neighbours, leaving empty words) and its text tokens' probabilities."""
         from faster_whisper.transcribe import merge_punctuations
 
-        if not items:
+        if not tokens:
             return []
-        if len(items) < len(tokens):  # align only these: the others (partials) need no word timings
-            encoded = StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[items]))
-        tokens, frames = [tokens[k] for k in items], [frames[k] for k in items]
         alignments = self._whisper.align(encoded, tokenizer.sot_sequence, tokens, frames)
-        out: list[tuple[Word, ...]] = []
-        for result, text_tokens, n_frames in zip(alignments, tokens, frames, strict=True):
+        out: list[tuple[list[dict], list[float]]] = []
+        for result, text_tokens in zip(alignments, tokens, strict=True):
             words, word_tokens = tokenizer.split_to_word_tokens([*text_tokens, tokenizer.eot])
+            probs = list(result.text_token_probs)
             if not text_tokens or len(word_tokens) <= 1:
-                out.append(())
+                out.append(([], probs))
                 continue
             text_index = np.array([pair[0] for pair in result.alignments])
             time_index = np.array([pair[1] for pair in result.alignments])
             jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
             jump_times = time_index[jumps] / _TOKENS_PER_SECOND
             bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-            probs = result.text_token_probs
             timed = [
                 {
                     "word": word,
@@ -267,17 +308,26 @@ class BatchedWhisper:
                 for word, toks, a, b in zip(words, word_tokens, bounds[:-1], bounds[1:], strict=False)
             ]
             merge_punctuations(timed, _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS)
-            duration = n_frames / _FRAMES_PER_SECOND
-            out.append(
-                tuple(
-                    Word(
-                        w["word"].strip(),
-                        min(w["start"], duration),
-                        min(w["end"], duration),
-                        w["probability"],
-                    )
-                    for w in timed
-                    if w["word"].strip()
-                )
-            )
+            out.append((timed, probs))
         return out
+
+
+def _words(timed: list[dict], duration: float) -> tuple[Word, ...]:
+    """``Word``s of an alignment's words, times clamped to the clip's ``duration``, empty words left out."""
+    return tuple(
+        Word(w["word"].strip(), min(w["start"], duration), min(w["end"], duration), w["probability"])
+        for w in timed
+        if w["word"].strip()
+    )
+
+
+def _word_confidence(words: tuple[Word, ...]) -> float:
+    """The geometric mean of the words' probabilities (0 without words)."""
+    return _mean_probability([w.probability for w in words])
+
+
+def _mean_probability(probabilities: Sequence[float]) -> float:
+    """The geometric mean of ``probabilities`` (0 for none)."""
+    if not probabilities:
+        return 0.0
+    return math.exp(sum(math.log(max(p, 1e-6)) for p in probabilities) / len(probabilities))

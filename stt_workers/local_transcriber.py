@@ -74,7 +74,7 @@ def whisper_engine(settings: Settings) -> SttEngine:
     if settings.whisper_beam_size == 1:
         from stt_workers.batched_whisper import BatchedWhisper
 
-        return BatchedWhisper(settings.model_dir, **common)  # type: ignore[arg-type]
+        return BatchedWhisper(settings.model_dir, decode_mode=settings.whisper_decode, **common)  # type: ignore[arg-type]
     from stt_workers.whisper_engine import WhisperEngine
 
     return WhisperEngine(settings.model_dir, beam_size=settings.whisper_beam_size, **common)  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """BatchedWhisper on real speech (hibari) and the bundled tiny.en model: one trimmed batch decodes several
-clips as well as decoding each alone, and as well as faster-whisper's usual 30 s window."""
+clips as well as decoding each alone, and as well as faster-whisper's usual 30 s window, in both decode
+modes (every test that takes ``engine`` runs once per mode)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from palaver.textmetrics import word_error_rate
-from stt_workers.batched_whisper import BatchedWhisper
+from stt_workers.batched_whisper import DECODE_MODES, BatchedWhisper
 from stt_workers.engine import SttEngine, Transcription
 
 pytestmark = pytest.mark.integration
@@ -30,9 +31,9 @@ def model_dir() -> str:
     return str(bundled_whisper_model_dir())
 
 
-@pytest.fixture(scope="module")
-def engine(model_dir: str) -> BatchedWhisper:
-    return BatchedWhisper(model_dir)
+@pytest.fixture(scope="module", params=DECODE_MODES)
+def engine(model_dir: str, request: pytest.FixtureRequest) -> BatchedWhisper:
+    return BatchedWhisper(model_dir, decode_mode=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,28 @@ def test_word_timings_only_for_the_clips_that_ask(
             assert result.confidence == pytest.approx(full.confidence, abs=0.05)
         else:
             assert result.words == () and 0.5 < result.confidence <= 1.0
+
+
+def plain_words(text: str) -> list[str]:
+    return [w.strip(",.?!") for w in text.lower().split()]
+
+
+def test_a_batch_mixing_partials_and_finals_decodes_each(
+    engine: BatchedWhisper, clips: list[np.ndarray], scripts: list[str]
+) -> None:
+    # As the worker batches them: partials (the first 60% of an utterance so far, no word timings) beside
+    # finals (whole utterances, with word timings).
+    partials = [audio[: int(len(audio) * 0.6)] for audio in clips[:3]]
+    batch = [*partials, *clips[3:]]
+    results = engine.decode(batch, "en", with_words=[False] * len(partials) + [True] * len(clips[3:]))
+    for script, partial in zip(scripts, results[: len(partials)], strict=True):
+        said, heard = plain_words(script), plain_words(partial.text)
+        # The start of the utterance, and no words past the audio so far (a run-on would repeat or go on).
+        assert 2 <= len(heard) < len(said), (script, partial.text)
+        assert word_error_rate(" ".join(said[: len(heard)]), " ".join(heard)) <= 0.25, (script, partial.text)
+        assert partial.words == () and 0.5 < partial.confidence <= 1.0
+    for script, final, audio in zip(scripts[3:], results[len(partials) :], clips[3:], strict=True):
+        assert word_error_rate(script, final.text) <= 0.2, (script, final.text)
+        assert final.words and " ".join(w.word for w in final.words) == final.text
+        assert all(0.0 <= w.start_s <= w.end_s <= len(audio) / SAMPLE_RATE + 1e-6 for w in final.words)
+        assert 0.5 < final.confidence <= 1.0
