@@ -170,27 +170,43 @@ def partial_decoder(engine: Any) -> Callable[[list[np.ndarray]], object]:
 
 def decode_only(args: argparse.Namespace, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """``BatchedWhisper.decode`` alone on 5 s clips of speech (partials: no word timings), log-mel included:
-    stream-updates/s at each batch size with each number of calls in flight (lanes)."""
+    stream-updates/s at each batch size with each number of calls in flight (lanes), in the settings'
+    decode mode; then, at the most lanes and a batch of 128 (or the largest below), the other decode mode
+    and, on a GPU, the log-mel on the CPU, side by side."""
     from palaver.settings import Settings
-    from stt_workers.local_transcriber import whisper_engine
+    from stt_workers.batched_whisper import DECODE_MODES, BatchedWhisper
 
-    rows = []
+    base = Settings(**settings)
     tracks = [t.astype(np.float32) / 32768 for t in load_tracks(str(args.speech))]
     clip = 5 * SAMPLE_RATE - SAMPLE_RATE // 2  # fills a 5 s window with the decode's 0.5 s of padding
     clips = [t[i : i + clip] for t in tracks for i in range(0, len(t) - clip, SAMPLE_RATE)]
-    for lanes in args.lanes_sweep:
-        engine = whisper_engine(Settings(**{**settings, "stt_decode_lanes": lanes}))
-        engine.decode(clips[:4], "en", [False] * 4)  # type: ignore[attr-defined]
-        for batch in args.batch_sweep:
-            batches = [[clips[(k * batch + j) % len(clips)] for j in range(batch)] for k in range(lanes * 3)]
-            with ThreadPoolExecutor(lanes) as pool:
-                started = time.perf_counter()
-                list(pool.map(partial_decoder(engine), batches))
-                elapsed = time.perf_counter() - started
-            rows.append({"lanes": lanes, "batch": batch, "updates_per_s": round(len(batches) * batch / elapsed, 1),
-                         "seconds_per_call": round(elapsed * lanes / len(batches), 4)})  # fmt: skip
-            print(f"  decode-only lanes {lanes:>2} batch {batch:>4}: {rows[-1]['updates_per_s']:>8.1f} updates/s",
-                  flush=True)  # fmt: skip
+    lanes_most = max(args.lanes_sweep)
+    batch_cmp = max((b for b in args.batch_sweep if b <= 128), default=min(args.batch_sweep))
+    configs = [(base.whisper_decode, True, lanes, batch) for lanes in args.lanes_sweep for batch in args.batch_sweep]
+    configs += [(mode, True, lanes_most, batch_cmp) for mode in DECODE_MODES if mode != base.whisper_decode]
+    if base.whisper_device == "cuda":
+        configs.append((base.whisper_decode, False, lanes_most, batch_cmp))
+    rows: list[dict[str, Any]] = []
+    engines: dict[tuple[str, bool, int], BatchedWhisper] = {}
+    for mode, mel_on_gpu, lanes, batch in configs:
+        key = (mode, mel_on_gpu, lanes)
+        if key not in engines:
+            engines.clear()  # one model at a time
+            engines[key] = BatchedWhisper(base.model_dir, base.whisper_compute_type, base.whisper_device,
+                                          base.whisper_threads, lanes, decode_mode=mode, mel_on_gpu=mel_on_gpu)  # fmt: skip
+            engines[key].decode(clips[:4], "en", [False] * 4)
+        engine = engines[key]
+        batches = [[clips[(k * batch + j) % len(clips)] for j in range(batch)] for k in range(lanes * 3)]
+        with ThreadPoolExecutor(lanes) as pool:
+            started = time.perf_counter()
+            list(pool.map(partial_decoder(engine), batches))
+            elapsed = time.perf_counter() - started
+        mel = "gpu" if engine.mel_on_gpu else "cpu"
+        rows.append({"decode": mode, "mel": mel, "lanes": lanes, "batch": batch,
+                     "updates_per_s": round(len(batches) * batch / elapsed, 1),
+                     "seconds_per_call": round(elapsed * lanes / len(batches), 4)})  # fmt: skip
+        print(f"  decode-only {mode:<10} mel {mel} lanes {lanes:>2} batch {batch:>4}: "
+              f"{rows[-1]['updates_per_s']:>8.1f} updates/s", flush=True)  # fmt: skip
     return rows
 
 
@@ -232,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-s", type=float, default=1.0, help="p95 a trial must hold (default 1.0 s)")
     parser.add_argument("--max-batch", type=int, default=None, help="PALAVER_STT_MAX_BATCH (default: the device's)")
     parser.add_argument("--lanes", type=int, default=None, help="PALAVER_STT_DECODE_LANES (default: the device's)")
+    parser.add_argument("--decode", choices=("aligned", "timestamps"), default=None,
+                        help="PALAVER_WHISPER_DECODE (default: the device's)")  # fmt: skip
     parser.add_argument("--decode-only", action="store_true", help="time BatchedWhisper.decode alone instead")
     parser.add_argument("--batch-sweep", default="8,32,64,128,256", help="--decode-only batch sizes")
     parser.add_argument("--lanes-sweep", default="1,2,4", help="--decode-only lanes")
@@ -260,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         settings["stt_max_batch"] = args.max_batch
     if args.lanes:
         settings["stt_decode_lanes"] = args.lanes
+    if args.decode:
+        settings["whisper_decode"] = args.decode
     from palaver.settings import Settings
     from stt_workers.whisper_device import DeviceError, check_device
 
@@ -269,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as exc:
         print(f"palaver bench decode: {exc}", file=sys.stderr)
         return 2
-    label = (f"{used.whisper_compute_type}, batch {used.stt_max_batch}, {used.stt_decode_lanes} lanes, "
+    label = (f"{used.whisper_compute_type}, {used.whisper_decode}, batch {used.stt_max_batch}, {used.stt_decode_lanes} lanes, "
              f"{args.processes} processes")  # fmt: skip
     print(f"STT decode bench on {args.device}: {label}; {os.cpu_count()} CPU cores", flush=True)
     results: dict[str, Any] = {"device": args.device, "settings_used": label, "target_s": args.target_s,

@@ -30,6 +30,7 @@ def bundled_whisper_model_dir() -> str:
 # explicitly wins.
 GPU_DEFAULTS: dict[str, object] = {
     "whisper_compute_type": "float16",
+    "whisper_decode": "aligned",
     "stt_max_batch": 128,
     "stt_decode_lanes": 4,
     "stt_partial_batch_audio_s": 640.0,

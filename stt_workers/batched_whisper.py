@@ -70,13 +70,15 @@ class BatchedWhisper:
     Thread-safe and stateless between calls: every ``decode`` is a pure function of its audio; up to
     ``lanes`` calls from different threads run at once, each on ``threads`` threads. Also an
     ``SttEngine`` (``transcribe`` decodes a batch of one). ``decode_mode`` picks how the end of each clip's
-    speech is found (see the module's docstring); other values raise ``ValueError``."""
+    speech is found (see the module's docstring); other values raise ``ValueError``. ``mel_on_gpu`` False
+    computes the log-mel on the CPU also for a model on a GPU (to compare the two)."""
 
     name = "whisper"
 
     def __init__(self, model_dir: str, compute_type: str = "int8", device: str = "cpu", threads: int = 2,
                  lanes: int = 1, pad_multiple_s: float = 1.0, min_silence_s: float = 0.5,
-                 tail_guard_s: float = 0.3, decode_mode: DecodeMode = "timestamps"):  # fmt: skip
+                 tail_guard_s: float = 0.3, decode_mode: DecodeMode = "timestamps",
+                 mel_on_gpu: bool = True):  # fmt: skip
         import ctranslate2
         import tokenizers
 
@@ -95,13 +97,18 @@ class BatchedWhisper:
         self._on_cpu = self._whisper.device == "cpu"
         # On a GPU the log-mel is computed there too when torch can (its tensor goes to CTranslate2 as is).
         self._mel_device = None
-        if self._whisper.device == "cuda" and cuda_torch() is not None:
+        if mel_on_gpu and self._whisper.device == "cuda" and cuda_torch() is not None:
             self._mel_device = f"cuda:{self._whisper.device_index[0]}"
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
         self._pad_frames = max(2, round(pad_multiple_s * _FRAMES_PER_SECOND) // 2 * 2)
         self._min_silence_s = min_silence_s
         self._tail_guard_s = tail_guard_s
         self._tokenizers: dict[str, object] = {}
+
+    @property
+    def mel_on_gpu(self) -> bool:
+        """True when the log-mel is computed on the GPU (a model there, with torch for CUDA installed)."""
+        return self._mel_device is not None
 
     @property
     def multilingual(self) -> bool:
