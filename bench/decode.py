@@ -177,6 +177,10 @@ def decode_only(args: argparse.Namespace, settings: dict[str, Any]) -> list[dict
     from stt_workers.batched_whisper import DECODE_MODES, BatchedWhisper
 
     base = Settings(**settings)
+    if base.whisper_device == "cuda":
+        from stt_workers.whisper_device import set_gpu_wait
+
+        set_gpu_wait(base.whisper_gpu_wait)
     tracks = [t.astype(np.float32) / 32768 for t in load_tracks(str(args.speech))]
     clip = 5 * SAMPLE_RATE - SAMPLE_RATE // 2  # fills a 5 s window with the decode's 0.5 s of padding
     clips = [t[i : i + clip] for t in tracks for i in range(0, len(t) - clip, SAMPLE_RATE)]
@@ -250,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", type=int, default=None, help="PALAVER_STT_DECODE_LANES (default: the device's)")
     parser.add_argument("--decode", choices=("aligned", "timestamps"), default=None,
                         help="PALAVER_WHISPER_DECODE (default: the device's)")  # fmt: skip
+    parser.add_argument("--gpu-wait", choices=("block", "spin"), default=None, help="PALAVER_WHISPER_GPU_WAIT")
     parser.add_argument("--decode-only", action="store_true", help="time BatchedWhisper.decode alone instead")
     parser.add_argument("--batch-sweep", default="8,32,64,128,256", help="--decode-only batch sizes")
     parser.add_argument("--lanes-sweep", default="1,2,4", help="--decode-only lanes")
@@ -280,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         settings["stt_decode_lanes"] = args.lanes
     if args.decode:
         settings["whisper_decode"] = args.decode
+    if args.gpu_wait:
+        settings["whisper_gpu_wait"] = args.gpu_wait
     from palaver.settings import Settings
     from stt_workers.whisper_device import DeviceError, check_device
 
@@ -289,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as exc:
         print(f"palaver bench decode: {exc}", file=sys.stderr)
         return 2
-    label = (f"{used.whisper_compute_type}, {used.whisper_decode}, batch {used.stt_max_batch}, {used.stt_decode_lanes} lanes, "
+    label = (f"{used.whisper_compute_type}, {used.whisper_decode}, {used.whisper_gpu_wait} wait, batch {used.stt_max_batch}, {used.stt_decode_lanes} lanes, "
              f"{args.processes} processes")  # fmt: skip
     print(f"STT decode bench on {args.device}: {label}; {os.cpu_count()} CPU cores", flush=True)
     results: dict[str, Any] = {"device": args.device, "settings_used": label, "target_s": args.target_s,

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     whisper_device: Literal["cpu", "cuda"] = Field(
         default="cpu", description='"cpu" or "cuda" (an NVIDIA GPU: install the gpu extra; see the README).'
     )
+    whisper_gpu_wait: Literal["block", "spin"] = Field(
+        default="block", description='How a decode lane waits for the GPU: "block" (sleeps) or "spin" (busy-waits).'
+    )
     whisper_threads: int = Field(default=1, description="CPU threads of each decode lane (CTranslate2 intra_threads).")
     whisper_beam_size: int = 1
     whisper_decode: Literal["aligned", "timestamps"] = Field(

@@ -68,9 +68,11 @@ def whisper_engine(settings: Settings) -> SttEngine:
     common = {"compute_type": settings.whisper_compute_type, "device": settings.whisper_device,
               "threads": settings.whisper_threads, "lanes": settings.stt_decode_lanes}  # fmt: skip
     if settings.whisper_device == "cuda":
-        from stt_workers.whisper_device import load_cublas
+        from stt_workers.whisper_device import load_cublas, set_gpu_wait
 
         load_cublas()  # CTranslate2 loads cuBLAS by name on first use: from the gpu extra's wheel if need be
+        if not set_gpu_wait(settings.whisper_gpu_wait):
+            log.warning("could not set PALAVER_WHISPER_GPU_WAIT=%s: CUDA's default applies", settings.whisper_gpu_wait)
     if settings.whisper_beam_size == 1:
         from stt_workers.batched_whisper import BatchedWhisper
 

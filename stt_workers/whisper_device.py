@@ -49,6 +49,28 @@ def load_cublas() -> bool:
     return True
 
 
+# CU_CTX_SCHED_* flags of a CUDA context: how a CPU thread waits for the GPU.
+GPU_WAIT_FLAGS = {"spin": 0x1, "block": 0x4}
+
+
+def set_gpu_wait(wait: str, device_index: int = 0) -> bool:
+    """Set how this process's threads wait for the GPU, before anything uses it: ``"block"`` sleeps until the
+    GPU is done, ``"spin"`` busy-waits. CUDA's default spins while a process has fewer contexts than the
+    machine has cores: every decode lane waiting on the GPU then holds a whole core, and several STT worker
+    processes on one GPU spent 13 of 16 cores that way at any load (bench/README.md, "On a GPU"). Sets the
+    primary context's flags through the driver API, which every CUDA runtime in the process (CTranslate2's,
+    torch's) shares. Returns False where there is no CUDA driver or it refused."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    device = ctypes.c_int()
+    if driver.cuInit(0) != 0 or driver.cuDeviceGet(ctypes.byref(device), device_index) != 0:
+        return False
+    set_flags = getattr(driver, "cuDevicePrimaryCtxSetFlags_v2", None) or driver.cuDevicePrimaryCtxSetFlags
+    return set_flags(device, GPU_WAIT_FLAGS[wait]) == 0
+
+
 def check_device(device: str, compute_type: str) -> None:
     """Raise ``DeviceError`` (one line: what is wrong and what to do) unless Whisper can run on ``device``
     ("cpu" or "cuda") with ``compute_type`` here."""
