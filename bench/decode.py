@@ -231,7 +231,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("talking streams")
     ax.set_ylabel("seconds")
     ax.set_yscale("log")
-    ax.set_title(f"STT on {results['device']} ({results['settings_used']}): most held {results['max_held']}")
+    ax.set_title(f"STT on {results['device']}: most streams held {results['max_held']}\n{results['settings_used']}", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
