@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from palaver.settings import GPU_DEFAULTS, Settings
@@ -49,3 +54,18 @@ def test_gpu_defaults_apply_to_the_environments_settings(monkeypatch: pytest.Mon
     monkeypatch.setenv("PALAVER_STT_DECODE_LANES", "3")
     settings = Settings()
     assert settings.stt_decode_lanes == 3 and settings.stt_max_batch == GPU_DEFAULTS["stt_max_batch"]
+
+
+def test_palaver_run_stt_on_a_missing_gpu_exits_with_one_line(tmp_path: Path) -> None:
+    """What a user sees: ``palaver run stt`` with PALAVER_WHISPER_DEVICE=cuda where there is no GPU stops at
+    once (before it looks for a broker) with exit status 2 and one line naming the fix."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("this machine has a CUDA device")
+    env = {**os.environ, "PALAVER_WHISPER_DEVICE": "cuda", "PALAVER_DATA_DIR": str(tmp_path),
+           "PALAVER_KAFKA_BOOTSTRAP": "127.0.0.1:9"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "stack", "run", "stt"], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device" in lines[0] and "PALAVER_WHISPER_DEVICE=cpu" in lines[0]
