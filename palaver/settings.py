@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     whisper_threads: int = Field(default=1, description="CPU threads of each decode lane (CTranslate2 intra_threads).")
     whisper_beam_size: int = 1
     whisper_decode: Literal["aligned", "timestamps"] = Field(
-        default="timestamps",
+        default="aligned",
         description='How a batched decode finds where each clip\'s speech ends: "timestamps" (timestamp tokens, '
         'rules applied per step) or "aligned" (no timestamp tokens; one alignment pass cuts run-on words).',
     )
