@@ -83,7 +83,8 @@ def cuda_torch() -> Any | None:
 
 def log_mel_torch(audio: np.ndarray, frames: int, device: str) -> Any:
     """``log_mel`` computed by torch on ``device`` (e.g. ``"cuda:0"``): a contiguous (batch, 80, frames)
-    float32 torch tensor left on that device. Requires ``cuda_torch()`` to be a module."""
+    float32 torch tensor left on that device, its computation finished (ready for another CUDA stream to
+    read). Requires ``cuda_torch()`` to be a module; raises ``RuntimeError`` otherwise."""
     torch = cuda_torch()
     if torch is None:
         raise RuntimeError("log_mel_torch needs torch with CUDA")
@@ -98,4 +99,7 @@ def log_mel_torch(audio: np.ndarray, frames: int, device: str) -> Any:
         mel = torch.from_numpy(mel_filters()).to(device) @ power
         log_spec = torch.clamp(mel, min=1e-10).log10()
         log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
-        return ((log_spec + 4.0) / 4.0)[:, :, :frames].contiguous()
+        features = ((log_spec + 4.0) / 4.0)[:, :, :frames].contiguous()
+        # torch queues its kernels on its own stream; CTranslate2 reads the tensor on another one.
+        torch.cuda.current_stream(device).synchronize()
+        return features
