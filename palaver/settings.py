@@ -30,7 +30,6 @@ def bundled_whisper_model_dir() -> str:
 # explicitly wins.
 GPU_DEFAULTS: dict[str, object] = {
     "whisper_compute_type": "float16",
-    "whisper_decode": "aligned",
     "stt_max_batch": 128,
     "stt_decode_lanes": 4,
     "stt_partial_batch_audio_s": 640.0,
@@ -117,7 +116,7 @@ class Settings(BaseSettings):
     whisper_threads: int = Field(default=1, description="CPU threads of each decode lane (CTranslate2 intra_threads).")
     whisper_beam_size: int = 1
     whisper_decode: Literal["aligned", "timestamps"] = Field(
-        default="timestamps",
+        default="aligned",
         description='How a batched decode finds where each clip\'s speech ends: "timestamps" (timestamp tokens, '
         'rules applied per step) or "aligned" (no timestamp tokens; one alignment pass cuts run-on words).',
     )

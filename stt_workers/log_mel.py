@@ -3,9 +3,9 @@
 ``log_mel`` gives, for each row of a batch of equally long clips, what faster-whisper's ``FeatureExtractor``
 gives for that clip alone (its first ``frames`` frames): the same 160 zero samples appended, the same
 reflect-padded 400-point periodic-Hann STFT with hop 160 (last frame dropped), the same 80-band Slaney mel
-filterbank, and Whisper's ``log10``, clamp to 8 below the clip's own maximum and ``(x + 4) / 4``. It frames
-the batch in strided views, takes one ``rfft`` per slice of clips and applies the filterbank as one matmul
-per slice, with no Python loop over frames or clips beyond the slices.
+filterbank, and Whisper's ``log10``, clamp to 8 below the clip's own maximum and ``(x + 4) / 4``, bit for
+bit. It frames the batch in strided views, takes one ``rfft`` per slice of clips and applies the filterbank
+in one matmul call per slice, with no Python loop over frames or clips beyond the slices.
 
 ``log_mel_torch`` is the same computation in torch on a CUDA device (``torch.stft``), for a model on the
 GPU: its result can go to CTranslate2 without leaving the device. torch is optional: only
@@ -44,7 +44,7 @@ def _hann() -> np.ndarray:
 def log_mel(audio: np.ndarray, frames: int) -> np.ndarray:
     """The (batch, 80, frames) float32 log-mel of ``audio``, a (batch, samples) float32 array of clips
     already padded to one length, with ``frames`` at most ``samples // 160 + 1``. Row ``i`` equals
-    ``FeatureExtractor()(audio[i])[:, :frames]`` up to float rounding."""
+    ``FeatureExtractor()(audio[i])[:, :frames]``, bit for bit."""
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 2:
         raise ValueError(f"log_mel takes a (batch, samples) array, not shape {audio.shape}")
@@ -59,13 +59,16 @@ def log_mel(audio: np.ndarray, frames: int) -> np.ndarray:
 
 def _log_mel_rows(padded: np.ndarray, frames: int) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(padded, N_FFT, axis=1)[:, ::HOP_LENGTH]
-    spectrum = np.fft.rfft(windows * _hann(), axis=-1)[:, :-1]
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)  # (batch, frames + 1, 201)
-    mel = power @ mel_filters().T  # one matmul for every frame of every clip
-    log_spec = np.log10(np.maximum(mel, 1e-10))
+    # The per-clip extractor's own operations, in its order and layout (a (201, frames) view per clip, the
+    # filterbank on the left), so that each row is bit for bit its result: a difference in the last bit
+    # of the features can move a word's aligned time by one step.
+    spectrum = np.fft.rfft(windows * _hann(), axis=-1).astype(np.complex64).transpose(0, 2, 1)[..., :-1]
+    power = np.abs(spectrum) ** 2  # (batch, 201, frames + 1)
+    mel = mel_filters() @ power  # one matmul call for every frame of every clip
+    log_spec = np.log10(np.clip(mel, 1e-10, None))
     # The clamp is relative to each clip's maximum over all its frames, as the per-clip extractor's.
     log_spec = np.maximum(log_spec, log_spec.max(axis=(1, 2), keepdims=True) - 8.0)
-    return np.ascontiguousarray(((log_spec + 4.0) / 4.0).transpose(0, 2, 1)[:, :, :frames])
+    return np.ascontiguousarray(((log_spec + 4.0) / 4.0)[:, :, :frames])
 
 
 @functools.cache
@@ -80,7 +83,8 @@ def cuda_torch() -> Any | None:
 
 def log_mel_torch(audio: np.ndarray, frames: int, device: str) -> Any:
     """``log_mel`` computed by torch on ``device`` (e.g. ``"cuda:0"``): a contiguous (batch, 80, frames)
-    float32 torch tensor left on that device. Requires ``cuda_torch()`` to be a module."""
+    float32 torch tensor left on that device, its computation finished (ready for another CUDA stream to
+    read). Requires ``cuda_torch()`` to be a module; raises ``RuntimeError`` otherwise."""
     torch = cuda_torch()
     if torch is None:
         raise RuntimeError("log_mel_torch needs torch with CUDA")
@@ -95,4 +99,7 @@ def log_mel_torch(audio: np.ndarray, frames: int, device: str) -> Any:
         mel = torch.from_numpy(mel_filters()).to(device) @ power
         log_spec = torch.clamp(mel, min=1e-10).log10()
         log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
-        return ((log_spec + 4.0) / 4.0)[:, :, :frames].contiguous()
+        features = ((log_spec + 4.0) / 4.0)[:, :, :frames].contiguous()
+        # torch queues its kernels on its own stream; CTranslate2 reads the tensor on another one.
+        torch.cuda.current_stream(device).synchronize()
+        return features

@@ -148,7 +148,7 @@ def test_a_batch_mixing_partials_and_finals_decodes_each(
     partials = [audio[: int(len(audio) * 0.6)] for audio in clips[:3]]
     batch = [*partials, *clips[3:]]
     results = engine.decode(batch, "en", with_words=[False] * len(partials) + [True] * len(clips[3:]))
-    for script, partial in zip(scripts, results[: len(partials)], strict=True):
+    for script, partial in zip(scripts[: len(partials)], results[: len(partials)], strict=True):
         said, heard = plain_words(script), plain_words(partial.text)
         # The start of the utterance, and no words past the audio so far (a run-on would repeat or go on).
         assert 2 <= len(heard) < len(said), (script, partial.text)

@@ -47,7 +47,11 @@ def test_the_batch_matches_the_per_clip_extractor(kind: str) -> None:
     batched = log_mel(audio, frames)
     assert batched.shape == (len(clips), 80, frames) and batched.dtype == np.float32
     assert batched.flags["C_CONTIGUOUS"]
-    assert np.abs(batched - per_clip(audio, frames)).max() < 1e-3
+    reference = per_clip(audio, frames)
+    assert np.abs(batched - reference).max() < 1e-3
+    # Bit for bit, in fact: the last bit of a feature can move an aligned word by a step, and the
+    # timestamps decode mode promises the results it gave with the per-clip extractor.
+    assert np.array_equal(batched, reference)
     assert np.ptp(batched[0]) > 1.0, "the clip is not flat: the comparison means something"
 
 
