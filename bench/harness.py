@@ -82,6 +82,8 @@ def service(settings: Settings, *services: str, log: Path, extra_env: dict[str, 
         "PALAVER_KAFKA_REPLICATION_FACTOR": str(settings.replication_factor),
         "PALAVER_TOPIC_NAMESPACE": settings.topic_namespace,
         "PALAVER_CLICKHOUSE_URL": settings.clickhouse_dsn,
+        # A sweep signs up every speaker of every phase from this one address.
+        "PALAVER_REGISTRATIONS_PER_ADDRESS_PER_HOUR": os.environ.get("PALAVER_REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000"),
         **(extra_env or {}),
     }
     cmd = [sys.executable, "-m", "stack", "run", *services, "--port", str(settings.api_port)]
