@@ -11,8 +11,9 @@ VAD, the decode scheduler, batched Whisper) in ``--processes`` processes over th
 
 A trial holds when both p95 are within ``--target-s`` (1.0 s) and the worker finished within a few
 seconds of the streams' end (no backlog). ``--find-max`` doubles N from ``--streams`` while trials hold,
-then bisects to within 5%. ``--decode-only`` instead times ``BatchedWhisper.decode`` alone on 5 s clips of
-speech (partials, no word timings; the log-mel included) at several batch sizes and lanes.
+then bisects to within 5%. ``--decode-only`` instead times ``BatchedWhisper.decode`` alone on 4.5 s clips
+of speech (each fills a 5 s window; partials, no word timings; the log-mel included) at several batch sizes
+and lanes, then the other decode mode and the log-mel on the CPU side by side.
 
 Speech: hibari tracks from bench/speech.py, written once to ``--speech`` (an .npz) so that a machine without
 hibari (a GPU server) can take the file along. Writes bench/out/decode.json and decode.png.
@@ -169,7 +170,7 @@ def partial_decoder(engine: Any) -> Callable[[list[np.ndarray]], object]:
 
 
 def decode_only(args: argparse.Namespace, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """``BatchedWhisper.decode`` alone on 5 s clips of speech (partials: no word timings), log-mel included:
+    """``BatchedWhisper.decode`` alone on 4.5 s clips of speech (partials: no word timings), log-mel included:
     stream-updates/s at each batch size with each number of calls in flight (lanes), in the settings'
     decode mode; then, at the most lanes and a batch of 128 (or the largest below), the other decode mode
     and, on a GPU, the log-mel on the CPU, side by side."""
