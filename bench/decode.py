@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from bench.decode_load import SAMPLE_RATE, Share, load_tracks, run_share
+from bench.harness import OUT, write_results
 
-OUT = Path(__file__).resolve().parent / "out"
 SPEECH = OUT / "cache" / "decode-speech.npz"
 DRAIN_LIMIT_S = 5.0  # a trial whose worker needs longer than this after the streams end fell behind
 
@@ -304,14 +304,11 @@ def main(argv: list[str] | None = None) -> int:
                                "seconds": args.seconds, "warmup_s": args.warmup, "cpu_count": os.cpu_count()}  # fmt: skip
     if args.decode_only:
         results["decode_only"] = decode_only(args, settings)
-        path = OUT / f"{args.out}.json"
-        OUT.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        path = write_results(args.out, results)
         print(f"wrote {path}")
         return 0
 
     path = OUT / f"{args.out}.json"
-    OUT.mkdir(parents=True, exist_ok=True)
     trials: list[dict[str, Any]] = []
 
     def report(t: dict[str, Any]) -> None:
@@ -324,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         trials.append(t)
         results["trials"] = trials
         results["max_held"] = max((t["streams"] for t in trials if t["holds"]), default=0)
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.out, results)
 
     if args.find_max:
         find_max(args, settings, report)
