@@ -237,6 +237,12 @@ class Settings(BaseSettings):
         description="Origins (scheme://host[:port]) a browser page may open the WebSockets from, besides the "
         "API's own; comma-separated in the environment.",
     )
+    picture_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Origins (https://host[:port]) the web app may load profile pictures from; comma-separated "
+        "in the environment. Others show the person's initials: a picture from any origin would tell that "
+        "host who looks at a meeting, and when.",
+    )
     signin_max_failures: int = Field(
         default=5, ge=1, description="Failed sign-ins per account (and 4x that per client address) per window."
     )
@@ -250,7 +256,7 @@ class Settings(BaseSettings):
         "decision before it answers 503 with Retry-After.",
     )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "picture_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

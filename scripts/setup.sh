@@ -2,7 +2,7 @@
 # Sets up everything Palaver needs on this machine, idempotently:
 #   a Python 3.11 virtual environment in .venv with Palaver installed (editable, with test extras),
 #   and the Kafka broker jars in ~/.cache/palaver/kafka (fetched once from Maven Central with mvn).
-# Needs: Python 3.11, Java 17+, Maven. `scripts/setup.sh --test` also checks the test tools (kcat).
+# Needs: Python 3.11, Java 17+, Maven. `scripts/setup.sh --test` also checks the test tools (kcat, chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +28,6 @@ echo "setup: fetching the Kafka broker jars (cached after the first time)"
 
 if [ "${1:-}" = "--test" ]; then
   command -v kcat >/dev/null || die "the tests read topics with kcat (Debian: apt-get install kcat)"
+  command -v chromium >/dev/null || die "the web app's browser tests drive Debian's chromium (apt-get install chromium)"
 fi
 echo "setup: done"

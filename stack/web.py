@@ -178,7 +178,7 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
     # FastAPI's own docs pages load from a CDN and start with an inline script: stack.api_docs serves ours.
     app = FastAPI(title="Palaver", version=__version__, description=DESCRIPTION, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url="/openapi.json" if settings.docs else None)  # fmt: skip
-    security_headers.install(app)
+    security_headers.install(app, settings.picture_origins)
     if settings.docs:
         add_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
@@ -194,9 +194,11 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.meetings import router as meetings_router
         from api.users import redact_secrets
         from api.users import router as users_router
+        from api.webapp import router as webapp_router
 
         for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router):
             app.include_router(router, responses=declared(503))
+        app.include_router(webapp_router)
 
         @app.exception_handler(RequestValidationError)
         async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

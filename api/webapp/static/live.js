@@ -1,0 +1,70 @@
+// The meeting's live socket (WS /v1/meetings/{m}/live), opened with the session cookie. It sends the stored
+// dialogues, then every new revision; this keeps the newest revision of each dialogue, so a message seen
+// twice (a reconnect, the replay of recent events) changes nothing. A dropped socket reconnects by itself
+// with ?resume=N, N = the final dialogues already held in an unbroken run from the first, so the server
+// does not send the whole meeting again. Other messages (chat, participants, summary, task) go to their
+// handlers by "type".
+import { socketUrl } from "./api.js";
+
+export class LiveMeeting {
+  constructor(meetingId, handlers) {
+    this.meetingId = meetingId;
+    this.handlers = handlers; // {dialogue(d), removed(id), chat(m), participant(p), other(m), state(s, why)}
+    this.dialogues = new Map();
+    this.finalPositions = new Set();
+    this.closed = false;
+    this.attempts = 0;
+  }
+
+  heldFinals() {
+    let n = 0;
+    while (this.finalPositions.has(n)) n++;
+    return n;
+  }
+
+  open() {
+    if (this.closed) return;
+    this.handlers.state(this.attempts ? "reconnecting" : "connecting");
+    const query = this.attempts || this.dialogues.size ? `?resume=${this.heldFinals()}` : "";
+    const ws = new WebSocket(socketUrl(`/v1/meetings/${this.meetingId}/live${query}`));
+    this.ws = ws;
+    ws.onopen = () => { this.attempts = 0; this.handlers.state("live"); };
+    ws.onmessage = (event) => this.receive(JSON.parse(event.data));
+    ws.onclose = (event) => {
+      if (ws !== this.ws || this.closed) return;
+      if ([4401, 4403, 4404, 4000].includes(event.code)) {
+        this.handlers.state("failed", `${event.code} ${event.reason}`);
+        return;
+      }
+      this.attempts += 1;
+      this.handlers.state("reconnecting", event.reason);
+      setTimeout(() => this.open(), Math.min(4000, 250 * 2 ** Math.min(this.attempts - 1, 4)));
+    };
+  }
+
+  receive(message) {
+    const type = message.type || (message.event === "dialogue.update" ? "dialogue" : message.event);
+    if (type === "dialogue") this.dialogue(message);
+    else if (type === "chat") this.handlers.chat(message);
+    else if (type === "participant") this.handlers.participant(message);
+    else this.handlers.other(message);
+  }
+
+  dialogue(d) {
+    const known = this.dialogues.get(d.dialogue_id);
+    if (known && known.revision >= d.revision) return;
+    if (d.status === "retracted") {
+      this.dialogues.delete(d.dialogue_id);
+      this.handlers.removed(d.dialogue_id);
+      return;
+    }
+    this.dialogues.set(d.dialogue_id, d);
+    if (d.status === "final") this.finalPositions.add(d.position);
+    this.handlers.dialogue(d, known);
+  }
+
+  close() {
+    this.closed = true;
+    if (this.ws) this.ws.close(1000);
+  }
+}
