@@ -10,10 +10,11 @@ their own, so the authorization test's rows for them are "public": the shell hol
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
 STATIC = Path(__file__).parent / "static"
 ASSETS_PATH = "/app"
@@ -32,45 +33,55 @@ def asset_names() -> frozenset[str]:
 ASSETS = asset_names()
 
 
-def _shell() -> FileResponse:
-    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=NO_CACHE)
+SHELL = (STATIC / "index.html").read_text()
+
+
+def shell_page(picture_origins: tuple[str, ...]) -> str:
+    """The shell, telling the page which origins its policy lets profile pictures come from (the page shows
+    initials for any other, rather than a picture the browser would refuse)."""
+    return SHELL.replace("{picture_origins}", html.escape(" ".join(picture_origins), quote=True))
+
+
+def _shell(request: Request) -> HTMLResponse:
+    settings = getattr(request.app.state, "settings", None)  # set by the app's lifespan
+    return HTMLResponse(shell_page(settings.picture_origins if settings else ()), headers=NO_CACHE)
 
 
 @router.get("/")
-async def home() -> FileResponse:
+async def home(request: Request) -> HTMLResponse:
     """My meetings, or the sign-in page for a visitor (the page decides, from ``GET /v1/me``)."""
-    return _shell()
+    return _shell(request)
 
 
 @router.get("/signin")
-async def sign_in_page() -> FileResponse:
-    return _shell()
+async def sign_in_page(request: Request) -> HTMLResponse:
+    return _shell(request)
 
 
 @router.get("/register")
-async def register_page() -> FileResponse:
-    return _shell()
+async def register_page(request: Request) -> HTMLResponse:
+    return _shell(request)
 
 
 @router.get("/join")
-async def join_page() -> FileResponse:
+async def join_page(request: Request) -> HTMLResponse:
     """An invite link: ``/join#<token>``; the token stays in the fragment, which no request carries."""
-    return _shell()
+    return _shell(request)
 
 
 @router.get("/search")
-async def search_page() -> FileResponse:
-    return _shell()
+async def search_page(request: Request) -> HTMLResponse:
+    return _shell(request)
 
 
 @router.get("/meetings/{meeting_id}")
-async def room_page(meeting_id: str) -> FileResponse:
-    return _shell()
+async def room_page(request: Request, meeting_id: str) -> HTMLResponse:
+    return _shell(request)
 
 
 @router.get("/meetings/{meeting_id}/review")
-async def review_page(meeting_id: str) -> FileResponse:
-    return _shell()
+async def review_page(request: Request, meeting_id: str) -> HTMLResponse:
+    return _shell(request)
 
 
 @router.get(f"{ASSETS_PATH}/{{name}}")

@@ -15,8 +15,8 @@ from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
 from tests.integration import browser
-from tests.integration.conftest import Pipeline
-from tests.integration.meetings import PASSWORD, open_meeting
+from tests.integration.conftest import Pipeline, poll
+from tests.integration.meetings import PASSWORD, final_dialogue, open_meeting
 
 pytestmark = [
     pytest.mark.integration,
@@ -105,3 +105,126 @@ async def _watch_live_boxes(pages: list, words: dict[str, str], timeout_s: float
             return most
         await asyncio.sleep(0.2)
     raise AssertionError(f"the pages did not settle: {[await browser.boxes(p) for p in pages]}")
+
+
+PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
+
+
+async def test_markup_in_chat_names_pictures_and_edits_renders_as_text(pipeline: Pipeline) -> None:
+    import httpx
+
+    meeting = await open_meeting(pipeline.url, ["ana", "mal"], title="Markup")
+    ana, mal = meeting.people["ana"], meeting.people["mal"]
+    async with httpx.AsyncClient(base_url=pipeline.url) as http:
+        refused = await http.post("/v1/users", json={"username": PAYLOAD, "email": "m@example.com", "password": "x" * 12})
+        assert refused.status_code == 422  # a username cannot hold markup at all
+    async with mal.client() as http:
+        picture = 'https://pictures.example.com/"><img/src=x/onerror=window.__pwned=1>'
+        assert (await http.patch(f"/v1/users/{mal.user_id}", json={"profile_pic_url": picture})).status_code == 200
+        assert (await http.post(f"/v1/meetings/{meeting.meeting_id}/chat", json={"text": PAYLOAD})).status_code == 202
+    dialogue_id = await final_dialogue(pipeline.settings, meeting.meeting_id, mal.user_id)
+    async with ana.client() as http:
+        path = f"/v1/meetings/{meeting.meeting_id}/dialogues"
+        await poll(lambda: http.get(path), lambda r: r.json()["dialogues"], "the dialogue")
+        assert (await http.put(f"{path}/{dialogue_id}", json={"text": PAYLOAD})).status_code == 202
+        await poll(lambda: http.get(path), lambda r: r.json()["dialogues"][0]["edited"], "the edit")
+
+    async with browser.playwright() as pw, browser.participant_browser(pw) as chromium:
+        page, log = await browser.open_page(chromium, pipeline.url)
+        await browser.sign_in(page, ana.username, PASSWORD, f"/meetings/{meeting.meeting_id}")
+        await page.wait_for_selector(".chat li")
+        await page.wait_for_selector(".dialogues .box")
+        assert PAYLOAD in await page.inner_text(".chat li p")
+        assert PAYLOAD in await page.inner_text(".dialogues .box .words")
+        await page.goto(f"/meetings/{meeting.meeting_id}/review")
+        await page.wait_for_selector(".dialogues .box .words")
+        assert PAYLOAD in await page.inner_text(".dialogues .box .words")
+        assert await page.evaluate("window.__pwned") is None
+        assert await page.locator("img[src=x]").count() == 0
+        assert await page.locator("script:not([src])").count() == 0
+        # mal's picture is on an origin the policy does not allow: initials, and nothing for the policy to refuse
+        assert await page.locator("img").count() == 0
+        assert await browser.violations(page) == []
+        assert log.errors == []
+
+
+async def test_a_page_whose_sockets_drop_recovers_and_the_transcript_has_every_line_once(
+    pipeline: Pipeline, tracks: tuple[dict[str, Path], dict[str, str]]
+) -> None:
+    """ben's browser reaches the server through a proxy that cuts every connection mid-meeting: his live
+    socket and his microphone's. The page reconnects both by itself."""
+    wavs, words = tracks
+    meeting = await open_meeting(pipeline.url, wavs, title="Drops")
+    room = f"/meetings/{meeting.meeting_id}"
+    async with (
+        CuttingProxy(pipeline.url) as proxy,
+        browser.playwright() as pw,
+        browser.participant_browser(pw, wavs["ana"]) as ana,
+        browser.participant_browser(pw, wavs["ben"]) as ben,
+        browser.participant_browser(pw, wavs["cho"]) as cho,
+    ):
+        pages = []
+        for name, chromium in (("ana", ana), ("ben", ben), ("cho", cho)):
+            page, log = await browser.open_page(chromium, proxy.url if name == "ben" else pipeline.url)
+            await browser.sign_in(page, meeting.people[name].username, PASSWORD, room)
+            await page.wait_for_selector(".state[data-state=live]")
+            pages.append((name, page, log))
+        await asyncio.gather(*(page.click("#start-mic") for _, page, _ in pages))
+        await asyncio.sleep(LEAD_IN_S + 6.5)  # ben is speaking his first line
+        assert proxy.cut() >= 2  # the live socket and the microphone's, at least
+        ben_page = pages[1][1]
+        await ben_page.wait_for_selector(".state[data-state=reconnecting]", timeout=5000)
+        await _watch_live_boxes([page for _, page, _ in pages], words, timeout_s=180)
+        states = await ben_page.eval_on_selector_all(".state", "els => els.map(e => e.dataset.state)")
+        assert states == ["live", "live"], states
+        shown = await browser.boxes(ben_page)
+        assert len({b["id"] for b in shown}) == len(shown)
+
+    async with meeting.people["ana"].client() as http:
+        stored = (await http.get(f"{room.replace('/meetings', '/v1/meetings')}/dialogues")).json()["dialogues"]
+    for name, text in words.items():
+        said = " ".join(d["text"] for d in stored if d["speaker_id"] == meeting.people[name].user_id)
+        assert word_error_rate(text, said) <= 0.15, (name, said)
+        assert len(said.split()) <= len(text.split()) + 2, f"{name}'s words were doubled: {said}"
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the server whose ``cut`` aborts every connection it carries (as a network
+    that drops), and which keeps accepting new ones."""
+
+    def __init__(self, upstream: str):
+        self.host, self.port = upstream.removeprefix("http://").split(":")
+        self.connections: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> CuttingProxy:
+        self.server = await asyncio.start_server(self._carry, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        self.server.close()
+
+    def cut(self) -> int:
+        carried = len(self.connections) // 2
+        for writer in list(self.connections):
+            writer.transport.abort()
+        self.connections.clear()
+        return carried
+
+    async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, int(self.port))
+        self.connections |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+                self.connections.discard(sink)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

@@ -45,10 +45,22 @@ export function initials(name) {
   return ((parts[0] || "?")[0] + (parts.length > 1 ? parts[parts.length - 1][0] : "")).toUpperCase();
 }
 
-// A picture when the user has one that loads, else their initials.
+// Where the Content-Security-Policy lets pictures come from: this origin and PALAVER_PICTURE_ORIGINS.
+const PICTURE_ORIGINS = new Set([location.origin,
+  ...(document.querySelector("meta[name=palaver-picture-origins]")?.content || "").split(" ").filter(Boolean)]);
+
+function pictureAllowed(url) {
+  try {
+    return PICTURE_ORIGINS.has(new URL(url, location.href).origin);
+  } catch {
+    return false;
+  }
+}
+
+// A picture when the user has one from an allowed origin and it loads, else their initials.
 export function avatar(name, pictureUrl) {
   const badge = h("span", { class: "avatar", "aria-hidden": "true" }, initials(name));
-  const url = safeUrl(pictureUrl);
+  const url = pictureAllowed(pictureUrl) ? safeUrl(pictureUrl) : "";
   if (url) {
     const img = h("img", { src: url, alt: "", referrerpolicy: "no-referrer", loading: "lazy" });
     img.addEventListener("error", () => img.remove());
