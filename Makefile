@@ -2,9 +2,9 @@
 # test-unit only when there is no .venv yet, so that it stays fast.
 .PHONY: demo test test-unit up bench
 
-demo:  ## set up, start Palaver on its embedded defaults, run the demo meeting, stop
+demo:  ## set up, start Palaver on its embedded defaults, run the demo meeting, then serve the web app until Ctrl-C
 	scripts/setup.sh
-	.venv/bin/palaver demo
+	.venv/bin/palaver demo --serve
 
 test:  ## set up, then run the whole test suite (unit + integration on the real broker, chdb, Whisper)
 	scripts/setup.sh --test

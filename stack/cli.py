@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="streaming pace, x real time (default 1; a running Palaver may hold it to its "
                       "PALAVER_INGEST_MAX_SPEED, one the demo starts allows it)")
     demo.add_argument("--port", type=int, default=None, help="HTTP port when the demo starts Palaver")
+    demo.add_argument("--serve", action="store_true",
+                      help="then open the web app: print a demo user's sign-in, the meeting's review page and a new "
+                      "meeting room, and keep Palaver running until Ctrl-C (make demo does this)")  # fmt: skip
     demo.add_argument("--ca-file", metavar="FILE", help="also trust this CA bundle (PEM) for an https:// --url, e.g. "
                       "a self-signed certificate (env PALAVER_TLS_CA_FILE; default: the system's CAs only)")  # fmt: skip
     _add_data_dir(demo)
@@ -291,7 +294,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         stack = Stack(settings.model_copy(update={"ingest_max_speed": pace}))
         stack.start(serve_supervisor_metrics=False)
     try:
-        return asyncio.run(run_demo(url, args.speed, tls=tls))
+        status = asyncio.run(run_demo(url, args.speed, tls=tls, web_app=args.serve))
+        if status == 0 and args.serve and stack is not None:
+            print("Palaver keeps running; Ctrl-C stops it.", flush=True)
+            from stack.supervisor import stop_on_signals
+
+            stack.run(stop_on_signals())  # restarts a service that dies, as palaver up does
+        return status
     finally:
         if stack:
             stack.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import ssl
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import websockets
 
-from palaver.demo.accounts import Meeting, Participant, open_meeting
+from palaver.demo.accounts import Meeting, Participant, create_meeting, invite, open_meeting, sign_up
 from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
@@ -76,9 +77,24 @@ async def wait_until_settled(reader: Participant, meeting_id: str, speakers: int
     raise TimeoutError(f"the meeting's dialogues did not settle within {timeout_s:.0f}s")
 
 
+async def open_web_app(base_url: str, meeting: Meeting, say: Callable[[str], None],
+                       tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
+    """A demo user with a fresh password, invited to the demo meeting and owner of a new one: prints where
+    to sign in, the demo meeting's review page and the new meeting's room."""
+    password = secrets.token_urlsafe(12)
+    visitor = await sign_up(base_url, f"demo-{secrets.token_hex(3)}", password, verify=tls or True)
+    await invite(next(iter(meeting.people.values())), meeting.meeting_id, visitor)
+    room = await create_meeting(visitor, "My first Palaver meeting")
+    say("\nThe web app:")
+    say(f"  sign in:            {base_url}/signin   as {visitor.username} / {password}")
+    say(f"  the demo's review:  {base_url}/meetings/{meeting.meeting_id}/review")
+    say(f"  a new meeting room: {base_url}/meetings/{room}   (invite others from {base_url}/)")
+
+
 async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print,
-                   tls: ssl.SSLContext | None = None) -> int:  # fmt: skip
-    """``tls``: the context that verifies an ``https://`` server (default: the system's CAs)."""
+                   tls: ssl.SSLContext | None = None, web_app: bool = False) -> int:  # fmt: skip
+    """``tls``: the context that verifies an ``https://`` server (default: the system's CAs). ``web_app``:
+    end by opening the web app for a demo user (``open_web_app``)."""
     say("synthesizing the demo meeting (hibari-tts) ...")
     tracks, placed = meeting_tracks(DEMO_MEETING, Voice())
     seconds = len(next(iter(tracks.values()))) / SAMPLE_RATE
@@ -110,4 +126,6 @@ async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = pri
     wer = word_error_rate(" ".join(p.text for p in placed), " ".join(d["text"] for d in dialogues))
     say(f"\n{len(dialogues)} dialogues; word error rate against the script: {wer:.1%}")
     say(f"REST: {base_url}/v1/meetings/{meeting_id}/dialogues")
+    if web_app:
+        await open_web_app(base_url, meeting, say, tls)
     return 0
