@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("decode", help="talking streams one machine's STT holds (CPU or GPU), no broker",
                          add_help=False)  # fmt: skip
+    bench_sub.add_parser("browser", help="mic-to-screen latency in chromium, 1 and 3 participants", add_help=False)
 
     topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip

@@ -1,6 +1,5 @@
-"""Debian's chromium, driven by Playwright, as a meeting participant: one browser process per person, its
-fake microphone playing that person's WAV once (``--use-file-for-fake-audio-capture``), permission to use it
-granted up front. ``playwright install`` cannot download browsers here; the system's chromium is used.
+"""Debian's chromium (``bench.chromium``), driven by Playwright, as a meeting participant: one browser
+process per person, its fake microphone playing that person's WAV once.
 
 Each page records what the browser reports of its Content-Security-Policy (``securitypolicyviolation``
 events, from a script Playwright injects before the page's own) and its console errors, so a test can assert
@@ -10,44 +9,25 @@ that nothing was refused and nothing failed.
 from __future__ import annotations
 
 import os
-import shutil
-import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from playwright.async_api import Browser, Page, Playwright, async_playwright
 
-CHROMIUM = os.environ.get("PALAVER_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("PALAVER_TEST_ARTIFACTS", "build/test-artifacts"))
+from bench.chromium import CHROMIUM, FLAGS, chromium_available, microphone_flag, write_wav
 
-# The flags a sandboxed CI machine needs: no background network (this machine has none; chromium would
-# retry it many times at once), no first-run UI, the page's microphone from a file.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-         "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+__all__ = ["chromium_available", "write_wav"]
+
+ARTIFACTS = Path(os.environ.get("PALAVER_TEST_ARTIFACTS", "build/test-artifacts"))
 
 WATCH = """
 window.__violations = [];
 document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(
   {directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample}));
 """
-
-
-def chromium_available() -> bool:
-    return shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists()
-
-
-def write_wav(path: Path, pcm: np.ndarray, sample_rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.astype("<i2").tobytes())
-    return path
 
 
 @dataclass
@@ -80,7 +60,7 @@ async def participant_browser(pw: Playwright, microphone_wav: Path | None = None
     moment the page opens the microphone."""
     flags = list(FLAGS)
     if microphone_wav is not None:
-        flags.append(f"--use-file-for-fake-audio-capture={microphone_wav}%noloop")
+        flags.append(microphone_flag(microphone_wav))
     browser = await pw.chromium.launch(executable_path=CHROMIUM, args=flags, headless=True)
     try:
         yield browser
