@@ -347,6 +347,23 @@ def test_payload_from_before_the_idempotency_key_still_decodes(key: str) -> None
     assert event.model_dump(exclude={"idempotency_key"}) == old
 
 
+DIALOGUE_EXAMPLES = [k for k in JSON_EXAMPLES if BY_ID[k].event == "dialogue.update"]
+
+
+@pytest.mark.parametrize("key", DIALOGUE_EXAMPLES)
+def test_dialogue_update_from_before_utterances_still_decodes(key: str) -> None:
+    """Dialogue events written before ``utterances`` existed have no such field: they decode with none."""
+    old = {k: v for k, v in orjson.loads(BY_ID[key].raw).items() if k != "utterances"}
+    event = decode(orjson.dumps(old))
+    assert isinstance(event, DialogueUpdateV1) and event.utterances == ()
+    assert event.model_dump(mode="json", exclude={"utterances"}) == old
+
+
+def test_dialogue_examples_show_settled_and_tentative_words() -> None:
+    shown = {u["final"] for k in DIALOGUE_EXAMPLES for u in orjson.loads(BY_ID[k].raw)["utterances"]}
+    assert shown == {True, False}
+
+
 # --- consumers: each returns what it made of one example (empty: it had nothing to do with it) ----------
 
 
@@ -458,6 +475,9 @@ def merger_contract(example: Example) -> list[Any]:
         assert update.utterance_ids == (event.utterance_id,)
         assert update.dialogue_id == ids.dialogue_id(meeting_id, event.utterance_id)
         assert (update.start_ms, update.text, update.run) == (event.start_ms, event.text, event.run)
+        (utterance,) = update.utterances
+        assert (utterance.utterance_id, utterance.start_ms, utterance.end_ms, utterance.text, utterance.final) == (
+            event.utterance_id, event.start_ms, event.end_ms, event.text, isinstance(event, TranscriptFinalV1))  # fmt: skip
     _, later = _merge(meeting_id, _meeting_so_far(meeting_id), event)
     if isinstance(event, StreamStoppedV1) and later:
         # A stopped stream no longer holds the watermark back: its dialogues can become final.
