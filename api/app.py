@@ -26,6 +26,14 @@ router = APIRouter(tags=["meetings"])
 
 
 
+class UtteranceOut(BaseModel):
+    utterance_id: str
+    start_ms: int
+    end_ms: int
+    text: str
+    final: bool  # a final transcript (settled words); false: the speaker's open partial (may still change)
+
+
 class DialogueOut(BaseModel):
     dialogue_id: str
     speaker_id: str
@@ -39,6 +47,9 @@ class DialogueOut(BaseModel):
     machine_text: str
     run: str
     utterance_ids: list[str]
+    # The machine's utterances of the newest revision, in utterance_ids' order (an edited dialogue's text is
+    # the human's); empty for dialogues stored before utterances were kept.
+    utterances: list[UtteranceOut]
 
 
 class TranscriptOut(BaseModel):

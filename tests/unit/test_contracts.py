@@ -543,6 +543,7 @@ def store_contract(example: Example) -> list[Any]:
         if isinstance(event, DialogueUpdateV1):
             assert named["dialogue_text"] == event.text
             assert named["utterance_ids"] == list(event.utterance_ids)
+            assert orjson.loads(named["utterances"]) == [u.model_dump() for u in event.utterances]
             assert named["transcript_id"] == ids.transcript_id(event.meeting_id, event.run)
         if table in ("edits", "chat_messages"):
             assert named["idempotency_key"] == (event.idempotency_key or "")  # type: ignore[attr-defined]
