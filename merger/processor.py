@@ -318,7 +318,7 @@ def _update(
             DialogueUtterance.model_construct(utterance_id=u[UID], start_ms=u[START], end_ms=u[END],
                                               text=u[TEXT].strip(), final=not u[PARTIAL])
             for u in d.members
-        ]),  # fmt: skip
+        ]),
     )
 
 

@@ -191,7 +191,7 @@ def test_a_retraction_carries_no_utterances() -> None:
 
 
 def test_final_dialogues_carry_their_utterances_all_final() -> None:
-    state, out = fold([started("a"), started("b"), final("a", 0, 1000), final("a", 1500, 2500)])
+    state, _ = fold([started("a"), started("b"), final("a", 0, 1000), final("a", 1500, 2500)])
     _, out2 = fold([final("b", 1200, 1400), stopped("a"), stopped("b")], state)
     updates = [u for u in out2 if isinstance(u, DialogueUpdateV1)]
     finals = {u.dialogue_id: u for u in updates if u.status == "final"}
