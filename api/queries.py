@@ -196,6 +196,18 @@ async def chat_messages(store: Store, meeting_id: str, since_ms: int, limit: int
     )
 
 
+async def latest_chat_messages(store: Store, meeting_id: str, since_ms: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` of the meeting's chat messages sent at or after ``since_ms``, oldest first."""
+    rows = await store.aquery(
+        f"""SELECT message_id, meeting_id, user_id, text, toUnixTimestamp64Milli(sent_at) AS sent_at_ms
+            FROM {store.database}.chat_messages FINAL
+            WHERE meeting_id = {{m:String}} AND sent_at >= fromUnixTimestamp64Milli({{s:Int64}})
+            ORDER BY sent_at DESC, message_id DESC LIMIT {{l:UInt32}}""",
+        {"m": meeting_id, "s": since_ms, "l": limit},
+    )
+    return rows[::-1]
+
+
 async def chat_message_by_key(store: Store, meeting_id: str, key: str) -> dict[str, Any] | None:
     """The meeting's chat message posted with this Idempotency-Key (the first, should there be several),
     with the fields of a chat response; None when the key was not used in the meeting."""

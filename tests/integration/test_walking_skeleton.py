@@ -146,7 +146,7 @@ async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voi
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             event = json.loads(await asyncio.wait_for(live.recv(), timeout=120))
-            if event["status"] == "final":
+            if event["type"] == "dialogue" and event["status"] == "final":
                 break
     assert event is not None
     assert {"dialogue_id", "speaker_id", "start_ms", "end_ms", "text", "status", "revision"} <= event.keys()
