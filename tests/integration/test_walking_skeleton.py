@@ -151,6 +151,8 @@ async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voi
     assert event is not None
     assert {"dialogue_id", "speaker_id", "start_ms", "end_ms", "text", "status", "revision"} <= event.keys()
     assert speakers(meeting, [event]) == ["dee"] and event["status"] == "final"
+    assert event["utterances"] and all(u["final"] for u in event["utterances"]), "a final box holds finals only"
+    assert " ".join(u["text"] for u in event["utterances"] if u["text"]) == event["text"]
     assert word_error_rate("Can everyone hear me clearly now?", event["text"]) <= 0.2
 
 
