@@ -118,7 +118,9 @@ def _signature(d: Dialogue, status: str) -> str:
 
     Its status and each utterance as the event carries it (id, start, end, final or partial, stripped
     text); the dialogue's start, end and text derive from those, so they need no place of their own. A
-    partial that becomes final with the same words and times is a change (the reader draws it settled)."""
+    partial that becomes final with the same words and times is a change (the reader draws it settled).
+    A state saved with another format of this gives each of its live dialogues one extra revision with
+    the same content, once: harmless, readers keep the highest revision."""
     return status + "".join([f"|{u[UID]},{u[START]},{u[END]},{'p' if u[PARTIAL] else 'f'},{u[TEXT].strip()}"
                              for u in d.members])  # fmt: skip
 
