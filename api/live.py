@@ -1,9 +1,14 @@
-"""Fans dialogue events out from Kafka to the live WebSockets of each meeting.
+"""Fans a meeting's dialogue, chat and membership events out from Kafka to the live WebSockets of the
+meeting, as typed messages (``api.live_messages``).
 
-One group-less consumer runner per API process (``palaver.streams.runner``) reads the dialogues topic from
-its end; each socket gets a bounded queue, and a socket too slow to keep up is closed (1013) rather than
-slowing everyone else. A message the hub cannot decode is counted and skipped (the store writer's group
-dead-letters it).
+One group-less consumer runner per API process (``palaver.streams.runner``) reads the topics the registry
+names for ``live`` (dialogues, chat, meetings) from their end; each event becomes one message, encoded once
+for every socket. Each socket gets a bounded queue, and a socket too slow to keep up is closed (1013)
+rather than slowing everyone else. The hub also remembers each meeting's recent messages
+(``api.live_buffer``) and hands them to a new subscriber, for what the store may not hold yet. A message
+the hub cannot decode, or an event that does not belong on its topic, is counted and skipped (the store
+writer's group dead-letters it); a tombstone (an erased meeting's key on the compacted meetings topic) is
+no message.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from palaver.events import DialogueUpdateV1, decode
-from palaver.events.registry import DIALOGUES
+from api.live_buffer import RecentMessages
+from api.live_messages import LiveMessage, message_of
+from palaver.events import decode_on
+from palaver.events.registry import LIVE, topic_name, topics_consumed_by
 from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
 from palaver.streams.runner import Committed, ConsumerRunner, RunnerConfig, Step
@@ -26,41 +34,62 @@ log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 1000
 
-
-class SlowConsumer(Exception):
-    pass
+RUNNER = RunnerConfig(service=LIVE.name, topics=topics_consumed_by(LIVE.name), group=None, poll_ms=500)
 
 
-RUNNER = RunnerConfig(service="live", topics=(DIALOGUES,), group=None, poll_ms=500)
+@dataclass(eq=False)
+class Subscription:
+    """A socket's share of its meeting: ``recent``, the messages published before it subscribed that the
+    hub remembers (``RecentMessages``), and ``queue``, every message published after, then None when the
+    socket fell too far behind (close it)."""
+
+    meeting_id: str
+    recent: list[LiveMessage]
+    queue: asyncio.Queue[LiveMessage | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
 
 
 class LiveHub(Step):
-    def __init__(self, settings: Settings, consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):
-        """``consumer_factory`` takes ``make_consumer``'s arguments (tests pass an in-memory broker's)."""
+    def __init__(self, settings: Settings, consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer,
+                 recent: RecentMessages | None = None):  # fmt: skip
+        """``consumer_factory`` takes ``make_consumer``'s arguments (tests pass an in-memory broker's);
+        ``recent`` remembers the meetings' recent messages (tests pass one with their own clock)."""
         self._settings = settings
+        self._topics = {topic_name(settings.topic_namespace, spec.name): spec for spec in RUNNER.topics}
         self._consumer_factory = consumer_factory
-        self._subscribers: dict[str, set[asyncio.Queue[DialogueUpdateV1 | None]]] = defaultdict(set)
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self.recent = recent if recent is not None else RecentMessages()
         self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the dialogues topic from its end until ``stop`` is set. Run again after a failure, the hub
-        goes on from the new end: live sockets miss the events between (they are stored)."""
+        """Follow the topics from their end until ``stop`` is set. Run again after a failure, the hub goes
+        on from the new end: live sockets miss the events between (those are stored)."""
         await ConsumerRunner(self._settings, RUNNER, self, consumer_factory=self._consumer_factory).run(stop)
 
-    def subscribe(self, meeting_id: str) -> asyncio.Queue[DialogueUpdateV1 | None]:
-        queue: asyncio.Queue[DialogueUpdateV1 | None] = asyncio.Queue(QUEUE_LIMIT)
-        self._subscribers[meeting_id].add(queue)
-        return queue
+    def subscribe(self, meeting_id: str) -> Subscription:
+        """Follow a meeting: what the hub remembers of it now, and a queue of what comes next (nothing is
+        in neither, nothing in both: this runs between two messages)."""
+        subscription = Subscription(meeting_id, self.recent.recent(meeting_id))
+        self._subscribers[meeting_id].add(subscription)
+        return subscription
 
-    def unsubscribe(self, meeting_id: str, queue: asyncio.Queue[DialogueUpdateV1 | None]) -> None:
-        self._subscribers[meeting_id].discard(queue)
-        if not self._subscribers[meeting_id]:
-            del self._subscribers[meeting_id]
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.meeting_id)
+        if subscribers is None:
+            return
+        subscribers.discard(subscription)
+        if not subscribers:
+            del self._subscribers[subscription.meeting_id]
 
-    def publish(self, event: DialogueUpdateV1) -> None:
-        for queue in list(self._subscribers.get(event.meeting_id, ())):
+    def publish(self, message: LiveMessage) -> None:
+        """Send ``message`` to its meeting's subscribers and remember it for the next ones."""
+        if message.close is None:
+            self.recent.add(message)
+        else:
+            self.recent.forget(message.meeting_id)  # the meeting is gone: replay nothing of it
+        for subscription in list(self._subscribers.get(message.meeting_id, ())):
+            queue = subscription.queue
             try:
-                queue.put_nowait(event)
+                queue.put_nowait(message)
             except asyncio.QueueFull:
                 queue._queue.clear()  # type: ignore[attr-defined]  # the socket is closed anyway
                 queue.put_nowait(None)
@@ -69,6 +98,11 @@ class LiveHub(Step):
         self.ready.set()  # the position is fixed at the topic's end: what comes next is delivered
 
     def process(self, record: ConsumerRecord) -> None:
-        event = decode(record.value)
-        if isinstance(event, DialogueUpdateV1):
-            self.publish(event)
+        if record.value is None:
+            return  # a tombstone: an erased meeting's key; the deletion itself came as a meeting.changed
+        message = message_of(decode_on(self._topics[record.topic], record.value))  # not another topic's event
+        if message is not None:
+            self.publish(message)
+
+    async def after_batch(self) -> None:
+        self.recent.expire()

@@ -29,20 +29,22 @@ async def latest_run(store: Store, meeting_id: str) -> str | None:
     return rows[0]["run"] if rows else None
 
 
-async def dialogues(store: Store, meeting_id: str, run: str) -> list[dict[str, Any]]:
+async def dialogues(store: Store, meeting_id: str, run: str, finals_held: int = 0) -> list[dict[str, Any]]:
     """Dialogues in media order; an edited dialogue shows the human's text (``edited`` true), a deleted
-    one is left out."""
+    one is left out. ``utterances`` are the machine's, as its newest revision carried them. ``finals_held``
+    leaves out the final dialogues of ``position`` below it (those a reconnecting live client holds)."""
     rows = await store.aquery(
         f"""SELECT d.dialogue_id AS dialogue_id, d.speaker_id AS speaker_id, d.start_ms AS start_ms,
                    d.end_ms AS end_ms, d.dialogue_text AS machine_text, d.status AS status,
                    d.revision AS revision, d.position AS position, d.run AS run, d.utterance_ids AS utterance_ids,
-                   e.edit_action AS edit_action, e.edit_text AS edit_text
+                   d.utterances AS utterances, e.edit_action AS edit_action, e.edit_text AS edit_text
             FROM (SELECT * FROM {store.database}.dialogues FINAL
-                  WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status != 'retracted') AS d
+                  WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status != 'retracted'
+                    AND NOT (status = 'final' AND position < {{held:UInt32}})) AS d
             LEFT JOIN ({_LATEST_EDITS.format(db=store.database, kind="dialogue")}) AS e
                 ON e.target_id = d.dialogue_id
             ORDER BY start_ms, speaker_id, dialogue_id""",
-        {"m": meeting_id, "r": run},
+        {"m": meeting_id, "r": run, "held": finals_held},
     )
     out = []
     for row in rows:
@@ -52,6 +54,7 @@ async def dialogues(store: Store, meeting_id: str, run: str) -> list[dict[str, A
             continue
         row["edited"] = action == "edit"
         row["text"] = edited_text if action == "edit" else row["machine_text"]
+        row["utterances"] = orjson.loads(row["utterances"] or "[]")
         out.append(row)
     return out
 
@@ -191,6 +194,18 @@ async def chat_messages(store: Store, meeting_id: str, since_ms: int, limit: int
             ORDER BY sent_at, message_id LIMIT {{l:UInt32}}""",
         {"m": meeting_id, "s": since_ms, "l": limit},
     )
+
+
+async def latest_chat_messages(store: Store, meeting_id: str, since_ms: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` of the meeting's chat messages sent at or after ``since_ms``, oldest first."""
+    rows = await store.aquery(
+        f"""SELECT message_id, meeting_id, user_id, text, toUnixTimestamp64Milli(sent_at) AS sent_at_ms
+            FROM {store.database}.chat_messages FINAL
+            WHERE meeting_id = {{m:String}} AND sent_at >= fromUnixTimestamp64Milli({{s:Int64}})
+            ORDER BY sent_at DESC, message_id DESC LIMIT {{l:UInt32}}""",
+        {"m": meeting_id, "s": since_ms, "l": limit},
+    )
+    return rows[::-1]
 
 
 async def chat_message_by_key(store: Store, meeting_id: str, key: str) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, TypeVar
 from palaver import ids
 from palaver.events import (
     DialogueUpdateV1,
+    DialogueUtterance,
     MeetingWatermarkV1,
     StreamProgressV1,
     StreamStartedV1,
@@ -60,6 +61,8 @@ class Dialogue(NamedTuple):  # a tuple: built for every dialogue of the live tai
     text: str
     utterance_ids: tuple[str, ...]
     threshold_ms: int  # the watermark must pass this for the dialogue to be final
+    # Its utterance entries of ``utts`` (the state's own lists, not copies: read them, never change them).
+    members: list[list[Any]]
 
 
 def new_state() -> MeetingState:
@@ -98,7 +101,7 @@ def group(meeting_id: str, utts: list[list[Any]], pause_ms: int) -> list[Dialogu
             text = " ".join(t for t in (x[TEXT].strip() for x in g) if t)
             utterance_ids = tuple(x[UID] for x in g)
         dialogues.append(Dialogue(ids.dialogue_id(meeting_id, first[UID]), first[SPEAKER], first[START], end, text,
-                                  utterance_ids, min(next_start, end + pause_ms)))  # fmt: skip
+                                  utterance_ids, min(next_start, end + pause_ms), g))  # fmt: skip
     return dialogues
 
 
@@ -111,8 +114,15 @@ def watermark(run: RunState) -> int:
 
 def _signature(d: Dialogue, status: str) -> str:
     """What a reader sees of a dialogue revision: a new revision is published when it changes. Kept whole,
-    not hashed: it is compared on every event, and the state holds only the live tail."""
-    return f"{status}|{d.start_ms}|{d.end_ms}|{d.text}|{','.join(d.utterance_ids)}"
+    not hashed: it is compared on every event, and the state holds only the live tail.
+
+    Its status and each utterance as the event carries it (id, start, end, final or partial, stripped
+    text); the dialogue's start, end and text derive from those, so they need no place of their own. A
+    partial that becomes final with the same words and times is a change (the reader draws it settled).
+    A state saved with another format of this gives each of its live dialogues one extra revision with
+    the same content, once: harmless, readers keep the highest revision."""
+    return status + "".join([f"|{u[UID]},{u[START]},{u[END]},{'p' if u[PARTIAL] else 'f'},{u[TEXT].strip()}"
+                             for u in d.members])  # fmt: skip
 
 
 def _stream(run: RunState, stream: str, speaker: str, floor_ms: int) -> dict[str, Any]:
@@ -305,6 +315,12 @@ def _update(
         position=position,
         utterance_ids=d.utterance_ids,
         run=run_id,
+        # Built unvalidated: every value comes from a validated transcript event (this runs per revision).
+        utterances=tuple([
+            DialogueUtterance.model_construct(utterance_id=u[UID], start_ms=u[START], end_ms=u[END],
+                                              text=u[TEXT].strip(), final=not u[PARTIAL])
+            for u in d.members
+        ]),
     )
 
 

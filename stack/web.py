@@ -47,8 +47,8 @@ DESCRIPTION = """Live meeting transcription.
 * **Meetings**: `POST /v1/meetings`, invite participants or share a link; only a meeting's people see it.
 * **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/stream?ticket=...` with a
   single-use ticket (`POST /v1/meetings/{meeting_id}/ingest-tickets`); the speaker is the ticket's user.
-* **Read API**: `GET /v1/meetings/{meeting_id}/dialogues` and live dialogue events over
-  `WS /v1/meetings/{meeting_id}/live`.
+* **Read API**: `GET /v1/meetings/{meeting_id}/dialogues`; live dialogues, chat and participant changes
+  over `WS /v1/meetings/{meeting_id}/live` (typed JSON messages; see the README).
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
   them readable a moment later.
 """

@@ -3,7 +3,7 @@
 from palaver.events.audio_frame_v1 import AudioFrameV1
 from palaver.events.chat_v1 import ChatMessageV1
 from palaver.events.codec import DecodeError, decode, decode_on, encode
-from palaver.events.dialogue_update_v1 import DialogueUpdateV1
+from palaver.events.dialogue_update_v1 import DialogueUpdateV1, DialogueUtterance
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
 from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
@@ -21,6 +21,7 @@ __all__ = [
     "DecodeError",
     "DialogueEditedV1",
     "DialogueUpdateV1",
+    "DialogueUtterance",
     "MeetingChangedV1",
     "MeetingLinkV1",
     "MeetingMemberV1",

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from palaver.events.base import EventV
 
 DialogueStatus = Literal["live", "final", "retracted"]
+
+
+class DialogueUtterance(BaseModel):
+    """One utterance of a dialogue, as a reader draws it. ``final``: a final transcript (settled words);
+    otherwise the speaker's open partial, whose words may still change. ``text`` is stripped; the dialogue's
+    ``text`` is the non-empty ones joined by spaces."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    utterance_id: str
+    start_ms: int
+    end_ms: int
+    text: str
+    final: bool
 
 
 class DialogueUpdateV1(EventV):
@@ -26,3 +42,6 @@ class DialogueUpdateV1(EventV):
     position: int  # index among the meeting's dialogues ordered by start_ms when this revision was made
     utterance_ids: tuple[str, ...]
     run: str
+    # The utterances behind ``utterance_ids``, in the same order (empty for a retraction). Events written
+    # before this field existed decode with none.
+    utterances: tuple[DialogueUtterance, ...] = ()

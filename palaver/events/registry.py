@@ -71,8 +71,8 @@ class Consumer:
 STT = Consumer("stt", service="stt", group="stt")
 MERGER = Consumer("merger", service="merger", group="merger")
 STORE = Consumer("store", service="store", group="store")
-# The API's fan-out of dialogue events to live WebSockets (api/live.py): each API process reads the
-# dialogues topic from its end, without a group.
+# The API's fan-out of dialogue, chat and membership events to live WebSockets (api/live.py): each API
+# process reads the dialogues, chat and meetings topics from their end, without a group.
 LIVE = Consumer("live", service="api", group=None)
 # The merger restoring its state (palaver/streams/changelog.py): it reads a changelog partition to its end
 # when it is assigned the input partition, without a group.
@@ -181,7 +181,7 @@ CHAT = TopicSpec(
     cleanup_policy="delete",
     events=(ChatMessageV1,),
     producers=("api",),
-    consumers=(STORE,),
+    consumers=(STORE, LIVE),
     dlq="chat.dlq",
 )
 
@@ -195,7 +195,7 @@ MEETINGS = TopicSpec(
     cleanup_policy="compact",
     events=(MeetingChangedV1, MeetingMemberV1, MeetingLinkV1),
     producers=("api",),
-    consumers=(STORE,),
+    consumers=(STORE, LIVE),
     dlq="meetings.dlq",
 )
 SESSIONS = TopicSpec(

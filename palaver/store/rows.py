@@ -37,7 +37,7 @@ UTTERANCE_COLUMNS = (
 )  # fmt: skip
 DIALOGUE_COLUMNS = (
     "dialogue_id", "meeting_id", "speaker_id", "transcript_id", "run", "start_ms", "end_ms", "dialogue_text",
-    "status", "revision", "position", "utterance_ids", "event_id", "kafka_topic", "kafka_partition",
+    "status", "revision", "position", "utterance_ids", "utterances", "event_id", "kafka_topic", "kafka_partition",
     "kafka_offset",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
@@ -104,7 +104,8 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         return [("dialogues", (
             event.dialogue_id, event.meeting_id, event.speaker_id, ids.transcript_id(event.meeting_id, event.run),
             event.run, event.start_ms, event.end_ms, event.text, event.status, event.revision, event.position,
-            list(event.utterance_ids), event.event_id, *prov,
+            list(event.utterance_ids), dumps([u.model_dump() for u in event.utterances]).decode(), event.event_id,
+            *prov,
         ))]  # fmt: skip
     if isinstance(event, StreamStartedV1):
         # A stream's start makes its speaker a participant; the meeting row it creates has version 0, so

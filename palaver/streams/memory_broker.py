@@ -6,10 +6,10 @@ no broker runs (a GPU machine without Java), so that it measures the worker alon
 
 What it models: partitions and offsets, keys to partitions, headers, a consumer group's committed offsets
 and metadata, one member per group that owns every partition (its ``on_partitions_assigned`` runs on the
-first poll), positions, seek, pause, highwater, end offsets; a topic exists from its first use (``palaver
-up`` creates every topic before a service starts). What it does not: replication, transactions,
-rebalances between members (call ``MemoryConsumer.rebalance`` to revoke and assign again). A record's
-timestamp is its append time (wall clock, ms), as on a topic with ``LogAppendTime``.
+first poll), positions, seek, pause, highwater, end offsets, tombstones (a None value); a topic exists from
+its first use (``palaver up`` creates every topic before a service starts). What it does not: replication,
+transactions, rebalances between members (call ``MemoryConsumer.rebalance`` to revoke and assign again). A
+record's timestamp is its append time (wall clock, ms), as on a topic with ``LogAppendTime``.
 
 For tests of order and failure: ``MemoryBroker.history`` lists every append and commit in the order they
 happened; ``MemoryProducer.hold``/``release`` keep deliveries in flight (a slow broker) and ``fail_next`` fails
@@ -47,14 +47,14 @@ class MemoryBroker:
         self.create(topic)
         return zlib.crc32(key or b"") % len(self.logs[topic])
 
-    def append(self, topic: str, value: bytes, key: bytes | None = None, headers: Iterable[tuple[str, bytes]] = (),
+    def append(self, topic: str, value: bytes | None, key: bytes | None = None, headers: Iterable[tuple[str, bytes]] = (),
                partition: int | None = None) -> RecordMetadata:  # fmt: skip
         self.create(topic)
         p = self.partition_for(topic, key) if partition is None else partition
         log = self.logs[topic][p]
         record = ConsumerRecord(topic=topic, partition=p, offset=len(log), timestamp=time.time_ns() // 1_000_000, timestamp_type=0, key=key,
                                 value=value, checksum=None, serialized_key_size=len(key or b""),
-                                serialized_value_size=len(value), headers=tuple(headers))  # fmt: skip
+                                serialized_value_size=len(value or b""), headers=tuple(headers))  # fmt: skip
         log.append(record)
         self.history.append(("append", topic, p, record.offset))
         self.wake()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import numpy as np
 import websockets
@@ -88,11 +89,13 @@ async def ingest_url(url: str, meeting_id: str, speaker: Speaker) -> str:
 
 
 @asynccontextmanager
-async def live_socket(url: str, meeting: Meeting, name: str | None = None) -> AsyncIterator[Any]:
-    """The meeting's live socket, opened by ``name`` (the owner if None) with a live ticket."""
+async def live_socket(url: str, meeting: Meeting, name: str | None = None,
+                      params: Mapping[str, str | int] | None = None) -> AsyncIterator[Any]:  # fmt: skip
+    """The meeting's live socket, opened by ``name`` (the owner if None) with a live ticket and ``params``
+    (``resume``, ``chat_since_ms``)."""
     who = meeting.people[name] if name else next(iter(meeting.people.values()))
-    ticket = await who.ticket(meeting.meeting_id, "live")
-    async with websockets.connect(f"{ws_url(url)}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}") as ws:
+    query = urlencode({"ticket": await who.ticket(meeting.meeting_id, "live"), **(params or {})})
+    async with websockets.connect(f"{ws_url(url)}/v1/meetings/{meeting.meeting_id}/live?{query}") as ws:
         yield ws
 
 

@@ -309,7 +309,9 @@ def _check_socket(expected: str, outcome: tuple[int | None, str], what: str) -> 
     if expected == "success":
         assert code is None, f"{what}: closed {code} {said}"
         message = orjson.loads(said)
-        assert message.get("type") == "ready" or message.get("event") == "dialogue.update", f"{what}: {said}"
+        # The ingest socket answers ready; the live socket's snapshot starts with the world's dialogue.
+        ready = message.get("type") == "ready"
+        assert ready or (message.get("type"), message.get("event")) == ("dialogue", "dialogue.update"), f"{what}: {said}"
     elif expected == "401":
         assert code == 4401, f"{what}: {code} {said}"
     else:  # a stranger's or viewer's ticket request is refused before any socket opens

@@ -162,7 +162,8 @@ async def test_a_poison_message_is_dead_lettered_once_per_consumer_and_the_rest_
         await poll(lambda: store.aquery(f"SELECT dialogue_id FROM {store.database}.dialogues WHERE has(utterance_ids, "
                                         "{u:String})", {"u": later_utterance}), bool, "a dialogue after the poison")  # fmt: skip
         # The live hub skipped the poison on the dialogues topic and delivered the events around it.
-        assert [(await asyncio.wait_for(live.get(), 30)).speaker_id for _ in range(2)] == ["alice", "bob"]
+        delivered = [orjson.loads((await asyncio.wait_for(live.queue.get(), 30)).text) for _ in range(2)]  # type: ignore[union-attr]
+        assert [(m["type"], m["speaker_id"]) for m in delivered] == [("dialogue", "alice"), ("dialogue", "bob")]
 
         # A restart of the store writer reads on from its commits: nothing is dead-lettered twice.
         stop.set()

@@ -146,11 +146,13 @@ async def test_live_socket_pushes_dialogue_events(pipeline: Pipeline, voice: Voi
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             event = json.loads(await asyncio.wait_for(live.recv(), timeout=120))
-            if event["status"] == "final":
+            if event["type"] == "dialogue" and event["status"] == "final":
                 break
     assert event is not None
     assert {"dialogue_id", "speaker_id", "start_ms", "end_ms", "text", "status", "revision"} <= event.keys()
     assert speakers(meeting, [event]) == ["dee"] and event["status"] == "final"
+    assert event["utterances"] and all(u["final"] for u in event["utterances"]), "a final box holds finals only"
+    assert " ".join(u["text"] for u in event["utterances"] if u["text"]) == event["text"]
     assert word_error_rate("Can everyone hear me clearly now?", event["text"]) <= 0.2
 
 

@@ -6,7 +6,7 @@
   the registered class, and re-encodes to the same JSON.
 - Every example goes through the real processing function of every consumer the registry names for its
   topic (``CONTRACTS``): the STT worker's frame handling, ``merger.processor.apply``,
-  ``palaver.store.rows.rows_for`` and the live hub's ``publish``. Each must make something sensible of it,
+  ``palaver.store.rows.rows_for`` and the live hub's ``process``. Each must make something sensible of it,
   and each consumer must make something of at least one example of every topic it is said to consume. A
   consumer added to the registry without a contract here fails, and so does an example without one.
 """
@@ -28,12 +28,14 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 import api.name_registry
 import merger.app
 import palaver.events
 import palaver.store.writer
 import stt_workers.pipeline
+from api.chat import ChatMessageOut
 from api.live import LiveHub
 from api.name_claims import NameClaims
 from api.names import decide, names_in_use, user_names
@@ -347,6 +349,23 @@ def test_payload_from_before_the_idempotency_key_still_decodes(key: str) -> None
     assert event.model_dump(exclude={"idempotency_key"}) == old
 
 
+DIALOGUE_EXAMPLES = [k for k in JSON_EXAMPLES if BY_ID[k].event == "dialogue.update"]
+
+
+@pytest.mark.parametrize("key", DIALOGUE_EXAMPLES)
+def test_dialogue_update_from_before_utterances_still_decodes(key: str) -> None:
+    """Dialogue events written before ``utterances`` existed have no such field: they decode with none."""
+    old = {k: v for k, v in orjson.loads(BY_ID[key].raw).items() if k != "utterances"}
+    event = decode(orjson.dumps(old))
+    assert isinstance(event, DialogueUpdateV1) and event.utterances == ()
+    assert event.model_dump(mode="json", exclude={"utterances"}) == old
+
+
+def test_dialogue_examples_show_settled_and_tentative_words() -> None:
+    shown = {u["final"] for k in DIALOGUE_EXAMPLES for u in orjson.loads(BY_ID[k].raw)["utterances"]}
+    assert shown == {True, False}
+
+
 # --- consumers: each returns what it made of one example (empty: it had nothing to do with it) ----------
 
 
@@ -458,6 +477,9 @@ def merger_contract(example: Example) -> list[Any]:
         assert update.utterance_ids == (event.utterance_id,)
         assert update.dialogue_id == ids.dialogue_id(meeting_id, event.utterance_id)
         assert (update.start_ms, update.text, update.run) == (event.start_ms, event.text, event.run)
+        (utterance,) = update.utterances
+        assert (utterance.utterance_id, utterance.start_ms, utterance.end_ms, utterance.text, utterance.final) == (
+            event.utterance_id, event.start_ms, event.end_ms, event.text, isinstance(event, TranscriptFinalV1))  # fmt: skip
     _, later = _merge(meeting_id, _meeting_so_far(meeting_id), event)
     if isinstance(event, StreamStoppedV1) and later:
         # A stopped stream no longer holds the watermark back: its dialogues can become final.
@@ -523,6 +545,7 @@ def store_contract(example: Example) -> list[Any]:
         if isinstance(event, DialogueUpdateV1):
             assert named["dialogue_text"] == event.text
             assert named["utterance_ids"] == list(event.utterance_ids)
+            assert orjson.loads(named["utterances"]) == [u.model_dump() for u in event.utterances]
             assert named["transcript_id"] == ids.transcript_id(event.meeting_id, event.run)
         if table in ("edits", "chat_messages"):
             assert named["idempotency_key"] == (event.idempotency_key or "")  # type: ignore[attr-defined]
@@ -538,18 +561,42 @@ def store_contract(example: Example) -> list[Any]:
     return out
 
 
+LIVE_TYPES: dict[type, str | None] = {
+    DialogueUpdateV1: "dialogue",
+    MeetingWatermarkV1: None,
+    ChatMessageV1: "chat",
+    MeetingMemberV1: "participant",
+    MeetingChangedV1: "meeting",
+    MeetingLinkV1: None,  # share links are the owner's to see
+}
+
+
 def live_contract(example: Example) -> list[Any]:
-    """The live hub (api/live.py): it publishes what ``LiveHub.publish`` takes to the sockets of the
-    event's meeting, and no other meeting's."""
+    """The live hub (api/live.py): each event of a topic it reads becomes the typed message its meeting's
+    sockets get (a JSON object with the event's meeting and a ``type``), or none; no other meeting's
+    sockets get it, and the next subscriber of the meeting gets it from the hub's memory."""
     event: Any = decode(example.raw)
+    assert type(event) in LIVE_TYPES, f"decide what the live socket sends of {type(event).__name__}"
     hub = LiveHub(Settings())
     mine, other = hub.subscribe(event.meeting_id), hub.subscribe(f"not-{event.meeting_id}")
-    if not isinstance(event, typing.get_type_hints(LiveHub.publish)["event"]):
+    hub.process(ConsumerRecord(example.topic, 0, 42, 0, 0, event.meeting_id.encode(), example.raw, None,
+                               0, len(example.raw), ()))  # fmt: skip
+    created = isinstance(event, MeetingChangedV1) and event.change == "created"  # sockets open on existing ones
+    expected = None if created else LIVE_TYPES[type(event)]
+    if expected is None:
+        assert mine.queue.empty() and other.queue.empty() and hub.recent.recent(event.meeting_id) == []
         return []
-    hub.publish(event)
-    assert mine.get_nowait() is event
-    assert mine.empty() and other.empty()
-    return [event]
+    message = mine.queue.get_nowait()
+    assert message is not None and mine.queue.empty() and other.queue.empty()
+    body = orjson.loads(message.text)
+    assert (message.type, body["type"], body["meeting_id"]) == (expected, expected, event.meeting_id)
+    if isinstance(event, DialogueUpdateV1):
+        assert {k: v for k, v in body.items() if k != "type"} == orjson.loads(example.raw)
+    if isinstance(event, ChatMessageV1):  # what GET .../chat returns of it
+        assert body == {"type": "chat", **event.model_dump(include=set(ChatMessageOut.model_fields))}
+    remembered = hub.recent.recent(event.meeting_id)
+    assert remembered == ([] if message.close else [message])
+    return [message]
 
 
 OTHER_USER = "usr_" + "0" * 24
@@ -628,6 +675,8 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("transcripts", "store"): store_contract,
     ("dialogues", "store"): store_contract,
     ("dialogues", "live"): live_contract,
+    ("chat", "live"): live_contract,
+    ("meetings", "live"): live_contract,
     ("edits", "store"): store_contract,
     ("users", "store"): store_contract,
     ("chat", "store"): store_contract,

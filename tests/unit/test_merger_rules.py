@@ -142,6 +142,64 @@ def test_partials_out_of_sequence_are_ignored() -> None:
     assert out == []
 
 
+# -- utterances: settled words and the tentative tail -------------------------------------------
+
+def _utterances(update: DialogueUpdateV1) -> list[tuple[int, int, str, bool]]:
+    return [(u.start_ms, u.end_ms, u.text, u.final) for u in update.utterances]
+
+
+def test_each_revision_carries_its_utterances_finals_settled_and_the_partial_tentative() -> None:
+    state, out = fold([started("a"), final("a", 0, 1000, " hello all "), partial("a", 1200, 1800, "we", "begin", 1)])
+    (box,) = latest(out).values()
+    assert _utterances(box) == [(0, 1000, "hello all", True), (1200, 1800, "we begin", False)]
+    assert tuple(u.utterance_id for u in box.utterances) == box.utterance_ids
+    assert box.text == " ".join(u.text for u in box.utterances)
+    _, more = fold([final("a", 1200, 2000, "we begin now")], state)
+    (box,) = latest(out + more).values()
+    assert _utterances(box) == [(0, 1000, "hello all", True), (1200, 2000, "we begin now", True)]
+
+
+def test_a_partial_turning_final_with_the_same_words_and_times_is_a_new_revision() -> None:
+    """The reader draws the words settled now: nothing else of the box changed, yet it must be told."""
+    state, out = fold([started("a"), partial("a", 0, 1000, "hello", "there", 1)])
+    (first,) = [u for u in out if isinstance(u, DialogueUpdateV1)]
+    _, out = fold([final("a", 0, 1000, "hello there")], state)
+    (second,) = [u for u in out if isinstance(u, DialogueUpdateV1)]
+    assert (second.dialogue_id, second.revision) == (first.dialogue_id, first.revision + 1)
+    assert (second.text, second.start_ms, second.end_ms) == (first.text, first.start_ms, first.end_ms)
+    assert [u.final for u in first.utterances] == [False] and [u.final for u in second.utterances] == [True]
+
+
+def test_a_partial_growing_only_in_time_is_a_new_revision() -> None:
+    state, _ = fold([started("a"), final("a", 0, 1000, "one"), partial("a", 1200, 1500, "two", "", 1)])
+    _, out = fold([partial("a", 1200, 1900, "two", "", 2)], state)
+    (update,) = [u for u in out if isinstance(u, DialogueUpdateV1)]
+    assert _utterances(update)[-1] == (1200, 1900, "two", False)
+
+
+def test_whitespace_the_reader_never_sees_makes_no_revision() -> None:
+    state, _ = fold([started("a"), partial("a", 0, 900, "one two", "", 1)])
+    _, out = fold([partial("a", 0, 900, "one two ", " ", 2)], state)
+    assert out == []
+
+
+def test_a_retraction_carries_no_utterances() -> None:
+    state, _ = fold([started("a"), started("b"), partial("b", 1000, 1500, "", "hm", 1)])
+    _, out = fold([final("b", 1100, 1800, "hmm right")], state)
+    (retraction,) = [u for u in out if isinstance(u, DialogueUpdateV1) and u.status == "retracted"]
+    assert (retraction.utterance_ids, retraction.utterances) == ((), ())
+
+
+def test_final_dialogues_carry_their_utterances_all_final() -> None:
+    state, _ = fold([started("a"), started("b"), final("a", 0, 1000), final("a", 1500, 2500)])
+    _, out2 = fold([final("b", 1200, 1400), stopped("a"), stopped("b")], state)
+    updates = [u for u in out2 if isinstance(u, DialogueUpdateV1)]
+    finals = {u.dialogue_id: u for u in updates if u.status == "final"}
+    assert sorted(_utterances(u)[0][:3] for u in finals.values()) == [
+        (0, 1000, "a@0"), (1200, 1400, "b@1200"), (1500, 2500, "a@1500")]  # fmt: skip
+    assert all(u.final for d in finals.values() for u in d.utterances), "a final dialogue holds finals only"
+
+
 # -- watermark and finality ---------------------------------------------------------------------
 
 def test_dialogue_stays_live_until_every_active_stream_settles_past_it() -> None:
@@ -346,3 +404,16 @@ def test_published_updates_are_valid_events() -> None:
     assert out
     for update in out:
         assert decode(encode(update)) == update
+
+
+@settings(max_examples=100, deadline=None)
+@given(meetings(), st.integers(0, 10**6), st.integers(0, 8))
+def test_every_revision_is_its_utterances(streams: dict[str, list[EventV]], seed: int, dups: int) -> None:
+    """A reader may draw a box from its utterances alone: they give its ids, start, end and text."""
+    _, out = fold(arrival(streams, seed, dups))
+    for u in out:
+        if isinstance(u, DialogueUpdateV1) and u.status != "retracted":
+            assert tuple(x.utterance_id for x in u.utterances) == u.utterance_ids
+            assert (u.start_ms, u.end_ms) == (u.utterances[0].start_ms, max(x.end_ms for x in u.utterances))
+            assert u.text == " ".join(x.text for x in u.utterances if x.text)
+            assert u.status == "live" or all(x.final for x in u.utterances)

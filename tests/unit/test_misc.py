@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from palaver import ids
 from palaver.demo.script import DEMO_MEETING, GAP_MS, Line, place_lines
 from palaver.demo.synth import resample, trim_silence
-from palaver.events import DialogueUpdateV1, StreamStoppedV1, TranscriptFinalV1, WordV1
+from palaver.events import DialogueUpdateV1, DialogueUtterance, StreamStoppedV1, TranscriptFinalV1, WordV1
 from palaver.events.registry import (
     AUDIO_FRAMES,
     DIALOGUES,
@@ -257,7 +257,9 @@ def test_row_for_dialogue() -> None:
     event = DialogueUpdateV1(
         event_id="evt_2", dialogue_id="dlg_1", meeting_id="m1", speaker_id="alice", start_ms=100, end_ms=900,
         text="hi there", status="final", revision=3, position=2, utterance_ids=("utt_1", "utt_2"),
-        run="whisper:tiny.en",
+        run="whisper:tiny.en", utterances=(
+            DialogueUtterance(utterance_id="utt_1", start_ms=100, end_ms=400, text="hi", final=True),
+            DialogueUtterance(utterance_id="utt_2", start_ms=500, end_ms=900, text="there", final=True)),
     )  # fmt: skip
     ((table, row),) = rows_for(event, Provenance("dialogues", 0, 0))
     assert table == "dialogues"
@@ -270,6 +272,8 @@ def test_row_for_dialogue() -> None:
         2,
     )
     assert named["utterance_ids"] == ["utt_1", "utt_2"]
+    assert named["utterances"] == ('[{"utterance_id":"utt_1","start_ms":100,"end_ms":400,"text":"hi","final":true},'
+                                   '{"utterance_id":"utt_2","start_ms":500,"end_ms":900,"text":"there","final":true}]')
 
 
 def test_row_for_ignores_lifecycle_events() -> None:

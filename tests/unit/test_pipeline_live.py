@@ -1,6 +1,7 @@
 """The live hub (api/live.py) on the real group-less consumer runner over the in-memory broker: each meeting's
-subscribers get its dialogue updates only, a subscriber too slow to keep up gets None (its socket closes),
-and a message the hub cannot decode is skipped."""
+subscribers get its dialogue, chat and membership events as typed messages, and no other meeting's; a new
+subscriber gets what the hub remembers of the last minute; a subscriber too slow to keep up gets None (its
+socket closes); a message the hub cannot decode, or an event on a topic it does not belong on, is skipped."""
 
 from __future__ import annotations
 
@@ -8,43 +9,77 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 
 import api.live
 import palaver.events
-from api.live import LiveHub
-from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, decode, encode
+from api.live import LiveHub, Subscription
+from api.live_buffer import RecentMessages
+from api.live_messages import LiveMessage
+from palaver.events import (
+    ChatMessageV1,
+    DialogueUpdateV1,
+    MeetingChangedV1,
+    MeetingLinkV1,
+    MeetingMemberV1,
+    MeetingWatermarkV1,
+    encode,
+)
+from palaver.events.base import EventV
 from palaver.settings import Settings
 from palaver.streams.memory_broker import MemoryBroker
 from tests.runner_harness import until
 
-EXAMPLES = Path(palaver.events.__file__).parent / "examples" / "dialogues"
-UPDATE = DialogueUpdateV1.model_validate_json(
-    (EXAMPLES / "dialogue.update-v1" / "live-alice.json").read_bytes()
-)
-WATERMARK = MeetingWatermarkV1.model_validate_json(
-    (EXAMPLES / "meeting.watermark-v1" / "alice-stopped.json").read_bytes()
-)
+EXAMPLES = Path(palaver.events.__file__).parent / "examples"
 
 
-def _update(meeting: str, text: str) -> DialogueUpdateV1:
-    return UPDATE.model_copy(update={"meeting_id": meeting, "text": text})
+def _example(cls: type[EventV], path: str) -> Any:
+    return cls.model_validate_json((EXAMPLES / path).read_bytes())
 
 
-def _publish(broker: MemoryBroker, *events: DialogueUpdateV1 | MeetingWatermarkV1) -> None:
+UPDATE: DialogueUpdateV1 = _example(DialogueUpdateV1, "dialogues/dialogue.update-v1/live-alice.json")
+WATERMARK: MeetingWatermarkV1 = _example(MeetingWatermarkV1, "dialogues/meeting.watermark-v1/alice-stopped.json")
+CHAT: ChatMessageV1 = _example(ChatMessageV1, "chat/chat.message-v1/alice-shares-slides.json")
+JOINED: MeetingMemberV1 = _example(MeetingMemberV1, "meetings/meeting.member-v1/bob-joined-by-link.json")
+ENDED: MeetingChangedV1 = _example(MeetingChangedV1, "meetings/meeting.changed-v1/standup-ended.json")
+LINK: MeetingLinkV1 = _example(MeetingLinkV1, "meetings/meeting.link-v1/viewer-link-created.json")
+TOPIC = {DialogueUpdateV1: "dialogues", MeetingWatermarkV1: "dialogues", ChatMessageV1: "chat",
+         MeetingMemberV1: "meetings", MeetingChangedV1: "meetings", MeetingLinkV1: "meetings"}  # fmt: skip
+
+
+def _update(meeting: str, text: str, revision: int = 1) -> DialogueUpdateV1:
+    return UPDATE.model_copy(update={"meeting_id": meeting, "text": text, "revision": revision})
+
+
+def _in(meeting: str, event: Any) -> Any:
+    return event.model_copy(update={"meeting_id": meeting})
+
+
+def _publish(broker: MemoryBroker, *events: EventV) -> None:
     for event in events:
-        broker.append("dialogues", encode(event), key=event.meeting_id.encode())
+        broker.append(TOPIC[type(event)], encode(event), key=event.meeting_id.encode())  # type: ignore[attr-defined]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @asynccontextmanager
-async def _hub(broker: MemoryBroker) -> AsyncIterator[LiveHub]:
-    broker.create("dialogues")  # as ``palaver up`` does before any service starts
-    hub = LiveHub(Settings(), consumer_factory=broker.consumer)
+async def _hub(broker: MemoryBroker, recent: RecentMessages | None = None) -> AsyncIterator[LiveHub]:
+    for topic in ("dialogues", "chat", "meetings"):
+        broker.create(topic)  # as ``palaver up`` does before any service starts
+    hub = LiveHub(Settings(), consumer_factory=broker.consumer, recent=recent)
     stop = asyncio.Event()
     task = asyncio.create_task(hub.run(stop))
-    await until(hub.ready.is_set, "the hub follows the topic's end", task)
+    await until(hub.ready.is_set, "the hub follows the topics' end", task)
     try:
         yield hub
     finally:
@@ -53,32 +88,86 @@ async def _hub(broker: MemoryBroker) -> AsyncIterator[LiveHub]:
         await asyncio.wait_for(task, 5)
 
 
-def _holds(items: list[DialogueUpdateV1 | None], count: int) -> Callable[[], bool]:
+def _holds(items: list[Any], count: int) -> Callable[[], bool]:
     return lambda: len(items) == count
 
 
-def _drain(queue: asyncio.Queue[DialogueUpdateV1 | None]) -> list[DialogueUpdateV1 | None]:
+def _drain(subscription: Subscription) -> list[LiveMessage | None]:
     items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
+    while not subscription.queue.empty():
+        items.append(subscription.queue.get_nowait())
     return items
 
 
-async def test_subscribers_get_their_meetings_dialogue_updates_only() -> None:
+def _bodies(messages: list[LiveMessage | None]) -> list[dict[str, Any]]:
+    return [orjson.loads(m.text) for m in messages]  # type: ignore[union-attr]
+
+
+def _texts(messages: list[LiveMessage | None]) -> list[str]:
+    return [b["text"] for b in _bodies(messages)]
+
+
+async def test_subscribers_get_their_meetings_messages_only_each_typed() -> None:
     broker = MemoryBroker(partitions=1)
     _publish(broker, _update("m1", "before the hub started"))
     async with _hub(broker) as hub:
         first, second = hub.subscribe("m1"), hub.subscribe("m2")
-        _publish(broker, _update("m1", "a"), _update("m2", "b"), WATERMARK.model_copy(update={"meeting_id": "m1"}),
-                 _update("m1", "c"), _update("m2", "d"))  # fmt: skip
-        await until(lambda: second.qsize() == 2, "m2's updates delivered")  # d comes last: all are handled
+        _publish(broker, _update("m1", "a"), _update("m2", "b"), _in("m1", WATERMARK), _in("m1", CHAT),
+                 _in("m1", JOINED), _in("m1", LINK), _in("m1", ENDED), _update("m2", "d"))  # fmt: skip
+        await until(lambda: second.queue.qsize() == 2, "m2's messages delivered")
+        await until(lambda: first.queue.qsize() == 4, "m1's messages delivered")  # one topic may lag another
 
-        assert [e.text for e in _drain(first)] == ["a", "c"]  # type: ignore[union-attr]
-        assert [e.text for e in _drain(second)] == ["b", "d"]  # type: ignore[union-attr]
-        hub.unsubscribe("m1", first)
+        got = _bodies(_drain(first))
+        assert sorted(b["type"] for b in got) == ["chat", "dialogue", "meeting", "participant"]
+        by_type = {b["type"]: b for b in got}
+        assert by_type["dialogue"]["text"] == "a" and by_type["dialogue"]["event"] == "dialogue.update"
+        assert by_type["chat"] == {"type": "chat", "message_id": CHAT.message_id, "meeting_id": "m1",
+                                   "user_id": CHAT.user_id, "text": CHAT.text, "sent_at_ms": CHAT.sent_at_ms}  # fmt: skip
+        assert by_type["participant"] == {"type": "participant", "meeting_id": "m1", "user_id": JOINED.user_id,
+                                          "role": JOINED.role, "status": "active", "action": "joined",
+                                          "version": JOINED.member_version}  # fmt: skip
+        assert (by_type["meeting"]["action"], by_type["meeting"]["ended_at_ms"]) == ("ended", ENDED.ended_at_ms)
+        assert _texts(_drain(second)) == ["b", "d"]
+        hub.unsubscribe(first)
         _publish(broker, _update("m1", "e"), _update("m2", "f"))
-        await until(lambda: second.qsize() == 1, "f delivered")
-        assert first.empty(), "an unsubscribed queue gets nothing"
+        await until(lambda: second.queue.qsize() == 1, "f delivered")
+        assert first.queue.empty(), "an unsubscribed queue gets nothing"
+
+
+async def test_a_new_subscriber_gets_the_newest_of_what_the_last_minute_changed() -> None:
+    clock = Clock()
+    broker = MemoryBroker(partitions=1)
+    async with _hub(broker, RecentMessages(window_s=60, clock=clock)) as hub:
+        watcher = hub.subscribe("m1")
+        _publish(broker, _update("m1", "old", 1))
+        await until(lambda: watcher.queue.qsize() == 1, "the first revision delivered")
+        clock.now += 61
+        _publish(broker, _in("m1", CHAT), _update("m1", "newer", 2), _update("m1", "older redelivered", 1),
+                 _update("m2", "elsewhere"))  # fmt: skip
+        await until(lambda: watcher.queue.qsize() == 4, "all delivered to the socket that was there")
+
+        late = hub.subscribe("m1")
+        assert late.queue.empty()
+        remembered = sorted((m.type, orjson.loads(m.text)["text"]) for m in late.recent)  # topics interleave freely
+        assert remembered == [("chat", CHAT.text), ("dialogue", "newer")]
+        clock.now += 61
+        assert hub.subscribe("m1").recent == [], "a minute later the store has it"
+
+
+async def test_a_deleted_meeting_closes_its_sockets_and_is_forgotten() -> None:
+    broker = MemoryBroker(partitions=1)
+    async with _hub(broker) as hub:
+        watcher = hub.subscribe("m1")
+        deleted = _in("m1", ENDED).model_copy(update={"change": "deleted", "deleted": True, "title": ""})
+        _publish(broker, _update("m1", "said"), deleted)
+        await until(lambda: watcher.queue.qsize() == 2, "both delivered")
+        messages = _drain(watcher)
+        assert [m.close for m in messages] == [None, (4404, "the meeting was deleted")]  # type: ignore[union-attr]
+        assert hub.subscribe("m1").recent == [], "nothing of a deleted meeting is replayed"
+        broker.append("meetings", None, key=b"m1/member/usr_x")  # its tombstones
+        _publish(broker, _update("m1", "after"))
+        await until(lambda: watcher.queue.qsize() == 1, "the next event delivered")
+        assert _texts(_drain(watcher)) == ["after"]
 
 
 async def test_a_subscriber_too_slow_gets_none_and_the_others_everything(
@@ -88,11 +177,11 @@ async def test_a_subscriber_too_slow_gets_none_and_the_others_everything(
     broker = MemoryBroker(partitions=1)
     async with _hub(broker) as hub:
         slow, fast = hub.subscribe("m1"), hub.subscribe("m1")
-        received: list[DialogueUpdateV1 | None] = []
+        received: list[LiveMessage | None] = []
 
         async def keep_up() -> None:
             while True:
-                received.append(await fast.get())
+                received.append(await fast.queue.get())
 
         reader = asyncio.create_task(keep_up())
         try:
@@ -102,25 +191,26 @@ async def test_a_subscriber_too_slow_gets_none_and_the_others_everything(
         finally:
             reader.cancel()
 
-        assert slow.get_nowait() is None, "the overflowing queue says: close the socket"
-        assert [e.text for e in received] == ["a", "b", "c"]  # type: ignore[union-attr]
+        assert slow.queue.get_nowait() is None, "the overflowing queue says: close the socket"
+        assert _texts(received) == ["a", "b", "c"]
 
 
 async def test_a_message_the_hub_cannot_decode_is_skipped() -> None:
     broker = MemoryBroker(partitions=1)
 
-    def skipped() -> float:
-        labels = {"service": "live", "topic": "dialogues"}
+    def skipped(topic: str) -> float:
+        labels = {"service": "live", "topic": topic}
         return REGISTRY.get_sample_value("palaver_consumer_skipped_messages_total", labels) or 0.0
 
-    before = skipped()
+    before = skipped("dialogues"), skipped("meetings")
     async with _hub(broker) as hub:
-        queue = hub.subscribe("m1")
+        subscription = hub.subscribe("m1")
         broker.append("dialogues", b"{not json", key=b"m1")
+        broker.append("dialogues", encode(_in("m1", CHAT)), key=b"m1")  # a chat event on the wrong topic
+        broker.append("meetings", None, key=b"m1/link/lnk_x")  # a tombstone is no message
         _publish(broker, _update("m1", "after"))
-        await until(lambda: queue.qsize() == 1, "the next update delivered")
+        await until(lambda: subscription.queue.qsize() == 1, "the next update delivered")
 
-    assert [e.text for e in _drain(queue)] == ["after"]  # type: ignore[union-attr]
-    assert skipped() == before + 1
+    assert _texts(_drain(subscription)) == ["after"]
+    assert (skipped("dialogues"), skipped("meetings")) == (before[0] + 2, before[1])
     assert broker.records("dialogues.dlq") == [], "the hub dead-letters nothing (the store's group does)"
-    assert decode(broker.records("dialogues")[-1].value).text == "after"  # type: ignore[attr-defined]
