@@ -9,9 +9,12 @@ import { socketUrl } from "./api.js";
 export class LiveMeeting {
   constructor(meetingId, handlers) {
     this.meetingId = meetingId;
-    this.handlers = handlers; // {dialogue(d), removed(id), chat(m), participant(p), other(m), state(s, why)}
+    // {dialogue(d), removed(id), chat(m), participant(p), meeting(m), other(m), state(s, why)}; the types are
+    // api/live_messages.py's. A type this page does not know goes to other().
+    this.handlers = handlers;
     this.dialogues = new Map();
     this.finalPositions = new Set();
+    this.chatSince = null; // the newest chat message's time: a resumed socket sends chat from then on
     this.closed = false;
     this.attempts = 0;
   }
@@ -25,14 +28,17 @@ export class LiveMeeting {
   open() {
     if (this.closed) return;
     this.handlers.state(this.attempts ? "reconnecting" : "connecting");
-    const query = this.attempts || this.dialogues.size ? `?resume=${this.heldFinals()}` : "";
-    const ws = new WebSocket(socketUrl(`/v1/meetings/${this.meetingId}/live${query}`));
+    const query = new URLSearchParams();
+    if (this.finalPositions.size) query.set("resume", String(this.heldFinals()));
+    if (this.chatSince !== null) query.set("chat_since_ms", String(this.chatSince));
+    const search = query.size ? `?${query}` : "";
+    const ws = new WebSocket(socketUrl(`/v1/meetings/${this.meetingId}/live${search}`));
     this.ws = ws;
     ws.onopen = () => { this.attempts = 0; this.handlers.state("live"); };
     ws.onmessage = (event) => this.receive(JSON.parse(event.data));
     ws.onclose = (event) => {
       if (ws !== this.ws || this.closed) return;
-      if ([4401, 4403, 4404, 4000].includes(event.code)) {
+      if ([4401, 4403, 4404, 4000].includes(event.code)) { // nothing a reconnect could mend
         this.handlers.state("failed", `${event.code} ${event.reason}`);
         return;
       }
@@ -45,8 +51,11 @@ export class LiveMeeting {
   receive(message) {
     const type = message.type || (message.event === "dialogue.update" ? "dialogue" : message.event);
     if (type === "dialogue") this.dialogue(message);
-    else if (type === "chat") this.handlers.chat(message);
-    else if (type === "participant") this.handlers.participant(message);
+    else if (type === "chat") {
+      this.chatSince = Math.max(this.chatSince ?? 0, message.sent_at_ms);
+      this.handlers.chat(message);
+    } else if (type === "participant") this.handlers.participant(message);
+    else if (type === "meeting") this.handlers.meeting(message);
     else this.handlers.other(message);
   }
 

@@ -27,6 +27,8 @@ export async function roomPage(root, me, meetingId) {
   let epochMs = null;
   const lastLive = new Map(); // speaker_id -> time a live revision of theirs arrived
 
+  const title = h("h1", {}, meeting.title);
+  const ended = h("p", { class: "muted", role: "status" });
   const liveState = stateBadge("Live");
   const micState = stateBadge("Microphone");
   const meter = h("meter", { class: "level", min: 0, max: 0.3, value: 0, "aria-label": "Microphone level" });
@@ -83,6 +85,12 @@ export async function roomPage(root, me, meetingId) {
     removed: (id) => boxes.remove(id),
     chat: addChat,
     participant: () => refreshPeople(),
+    meeting: (m) => {
+      if (m.title) title.textContent = m.title;
+      if (m.action === "ended" && mic) mic.stop();
+      if (m.action === "ended") ended.textContent = "The meeting has ended.";
+      if (m.action === "deleted") location.assign("/");
+    },
     other: () => {},
     state: (s, why) => liveState.set(s, why),
   });
@@ -155,9 +163,10 @@ export async function roomPage(root, me, meetingId) {
 
   append(root, h("div", { class: "room" },
     h("div", { class: "room-head" },
-      h("h1", {}, meeting.title),
+      title,
       h("div", { class: "states" }, liveState, micState),
       h("a", { class: "button secondary", href: `/meetings/${meetingId}/review` }, "Review"), endButton),
+    ended,
     canSpeak ? h("div", { class: "controls" }, micButton, muteButton, devices, meter, micError)
              : h("p", { class: "muted" }, meeting.status === "open" ? "You are a viewer: you can listen in, not speak." : "This meeting has ended."),
     h("div", { class: "room-body" }, transcript,
