@@ -136,6 +136,10 @@ async def test_markup_in_chat_names_pictures_and_edits_renders_as_text(pipeline:
         await page.wait_for_selector(".dialogues .box")
         assert PAYLOAD in await page.inner_text(".chat li p")
         assert PAYLOAD in await page.inner_text(".dialogues .box .words")
+        async with mal.client() as http:  # pushed over the live socket to the open page this time
+            await http.post(f"/v1/meetings/{meeting.meeting_id}/chat", json={"text": f"again {PAYLOAD}"})
+        await page.wait_for_selector(".chat li:nth-child(2)")
+        assert f"again {PAYLOAD}" in await page.inner_text(".chat li:nth-child(2) p")
         await page.goto(f"/meetings/{meeting.meeting_id}/review")
         await page.wait_for_selector(".dialogues .box .words")
         assert PAYLOAD in await page.inner_text(".dialogues .box .words")
