@@ -151,30 +151,35 @@ def split_cues(text: str, start_ms: int, end_ms: int, *, width: int = CUE_WIDTH,
     def fits(candidate: list[str], limit: int = budget) -> bool:
         return len(" ".join(candidate)) <= limit and wrap(candidate, widths) is not None
 
-    def pack(sentence: list[str], limit: int) -> list[list[str]]:
+    def pack(run: list[str], limit: int) -> list[list[str]]:
         out: list[list[str]] = [[]]
-        for word in sentence:
+        for word in run:
             if out[-1] and not fits([*out[-1], word], limit):
                 out.append([])
             out[-1].append(word)
         return out
 
+    def evenly(run: list[str]) -> list[list[str]]:
+        """As few cues as it takes, of even length: the least limit that needs no more of them."""
+        pieces = pack(run, budget)
+        limit = min(budget, -(-len(" ".join(run)) // len(pieces)))
+        while len(even := pack(run, limit)) > len(pieces):
+            limit += 1
+        return even
+
     groups: list[list[str]] = []
     current: list[str] = []
     for sentence in _sentences(words):
-        if current and fits(current + sentence):
+        if fits(current + sentence):
             current += sentence
             continue
-        if current:
+        # Cut at the sentence's start, unless the sentence is cut between words anyway and what is
+        # pending is too short to read on its own (a lone "Thanks." for half a second): it goes along.
+        if current and (fits(sentence) or len(" ".join(current)) >= width // 2):
             groups.append(current)
-        pieces = pack(sentence, budget)
-        if len(pieces) > 1:  # as many cues as it takes, of even length: the least limit needing no more
-            limit = min(budget, -(-len(" ".join(sentence)) // len(pieces)))
-            while len(even := pack(sentence, limit)) > len(pieces):
-                limit += 1
-            pieces = even
-        groups += pieces[:-1]
-        current = pieces[-1]
+            current = []
+        *done, current = evenly(current + sentence)
+        groups += done
     groups.append(current)
     cues = []
     offset = 0
@@ -232,8 +237,9 @@ def to_vtt(export: MeetingExport) -> str:
     return "\n".join(blocks)
 
 
-# Markdown's punctuation, and an ``&`` that would start a character reference (``&amp;``, ``&#38;``).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~]|&(?=#?[A-Za-z0-9]+;))")
+# Markdown's punctuation; an ``_`` unless within a word (``usr_1``: never emphasis there, CommonMark says);
+# an ``&`` that would start a character reference (``&amp;``, ``&#38;``).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>#|~]|(?<![^\W_])_|_(?![^\W_])|&(?=#?[A-Za-z0-9]+;))")
 
 
 def markdown_escape(text: str) -> str:

@@ -132,6 +132,13 @@ def test_a_slow_dialogue_is_cut_by_time_too() -> None:
     assert all(c.end_ms - c.start_ms <= CUE_MAX_MS + 1 for c in cues), cues
 
 
+def test_a_short_sentence_before_a_long_one_is_not_a_cue_of_its_own() -> None:
+    sentence = "We looked at the numbers for the third quarter and they are better than we feared."
+    cues = split_cues(f"Thanks. {sentence} Good.", 0, 8_000)
+    assert [_cue_text(c.lines) for c in cues] == [
+        "Thanks. We looked at the numbers for the third", "quarter and they are better than we feared. Good."]
+
+
 def test_a_word_longer_than_a_line_is_cut() -> None:
     word = "x" * 100
     cues = split_cues(word, 0, 3000)
@@ -183,6 +190,7 @@ def test_markdown_shows_text_as_written() -> None:
     assert markdown_escape("*bold* _it_ [link](x) <b> # | ~ `c` \\") == (
         "\\*bold\\* \\_it\\_ \\[link\\](x) \\<b\\> \\# \\| \\~ \\`c\\` \\\\"
     )
+    assert markdown_escape("usr_1a snake_case _x_ y_ __init__") == "usr_1a snake_case \\_x\\_ y\\_ \\_\\_init\\_\\_"
     assert markdown_escape("AT&T &amp; &#38;\nnext line") == "AT&T \\&amp; \\&\\#38; next line"
 
 
