@@ -48,7 +48,8 @@ DESCRIPTION = """Live meeting transcription.
 * **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/stream?ticket=...` with a
   single-use ticket (`POST /v1/meetings/{meeting_id}/ingest-tickets`); the speaker is the ticket's user.
 * **Read API**: `GET /v1/meetings/{meeting_id}/dialogues` and live dialogue events over
-  `WS /v1/meetings/{meeting_id}/live`.
+  `WS /v1/meetings/{meeting_id}/live`; a transcript to download (Markdown, JSON, SRT, WebVTT) from
+  `GET /v1/meetings/{meeting_id}/export`; `GET /v1/search` over the caller's meetings.
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
   them readable a moment later.
 """
