@@ -50,17 +50,28 @@ async def memberships(store: Store, user_id: str, meeting_ids: list[str]) -> dic
     return {r["meeting_id"]: MemberRecord(**{**r, "via_link": r["via_link"] or None}) for r in rows}
 
 
+def meetings_of_sql(db: str) -> str:
+    """A query of ``(meeting_id, created_at_ms)`` of the live meetings (not deleted, not purged) that the
+    user ``{u:String}`` owns or is an active member of: a subquery for the reads that take the caller's
+    meetings (``meetings_of``, search)."""
+    return f"""SELECT meeting_id, created_at_ms FROM {db}.meetings FINAL
+               WHERE organizer_id = {{u:String}} AND version > 0 AND deleted = 0
+               UNION DISTINCT
+               SELECT m.meeting_id, m.created_at_ms FROM {db}.meetings AS m FINAL
+               JOIN (SELECT meeting_id FROM {db}.meeting_members FINAL
+                     WHERE user_id = {{u:String}} AND status = 'active') AS mm ON mm.meeting_id = m.meeting_id
+               WHERE m.version > 0 AND m.deleted = 0"""
+
+
+def all_meetings_sql(db: str) -> str:
+    """Like ``meetings_of_sql``, every live meeting (an admin's ``all=true``)."""
+    return f"SELECT meeting_id, created_at_ms FROM {db}.meetings FINAL WHERE version > 0 AND deleted = 0"
+
+
 async def meetings_of(store: Store, user_id: str, limit: int, offset: int) -> list[str]:
     """Ids of the meetings ``user_id`` owns or is an active member of, newest first."""
     rows = await store.aquery(
-        f"""SELECT meeting_id FROM (
-                SELECT meeting_id, created_at_ms FROM {store.database}.meetings FINAL
-                WHERE organizer_id = {{u:String}} AND version > 0 AND deleted = 0
-                UNION DISTINCT
-                SELECT m.meeting_id, m.created_at_ms FROM {store.database}.meetings AS m FINAL
-                JOIN (SELECT meeting_id FROM {store.database}.meeting_members FINAL
-                      WHERE user_id = {{u:String}} AND status = 'active') AS mm ON mm.meeting_id = m.meeting_id
-                WHERE m.version > 0 AND m.deleted = 0)
+        f"""SELECT meeting_id FROM ({meetings_of_sql(store.database)})
             ORDER BY created_at_ms DESC, meeting_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
         {"u": user_id, "limit": limit, "offset": offset},
     )
@@ -70,7 +81,7 @@ async def meetings_of(store: Store, user_id: str, limit: int, offset: int) -> li
 async def all_meeting_ids(store: Store, limit: int, offset: int) -> list[str]:
     """Every live meeting, newest first (an admin's list)."""
     rows = await store.aquery(
-        f"""SELECT meeting_id FROM {store.database}.meetings FINAL WHERE version > 0 AND deleted = 0
+        f"""SELECT meeting_id FROM ({all_meetings_sql(store.database)})
             ORDER BY created_at_ms DESC, meeting_id LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
         {"limit": limit, "offset": offset},
     )

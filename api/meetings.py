@@ -255,14 +255,18 @@ async def delete_meeting(request: Request, caller: SignedIn, view: CanManage) ->
 @router.get("/v1/meetings/{meeting_id}/participants", response_model=Participants, responses=NOT_FOUND)
 async def list_participants(request: Request, view: CanRead) -> dict[str, Any]:
     """The owner and the active members, with their names and pictures."""
-    meeting = view.meeting
+    return {"meeting_id": view.meeting.meeting_id, "participants": await people_of(request, view.meeting)}
+
+
+async def people_of(request: Request, meeting: MeetingRecord) -> list[dict[str, Any]]:
+    """The meeting's owner and active members (deleted users left out) as ``ParticipantOut``, by name."""
     members = await directory(request).all_members(request, meeting.meeting_id)
     roles = {meeting.owner_id: "owner", **{m.user_id: m.role for m in members.values()
                                            if m.active and m.user_id != meeting.owner_id}}  # fmt: skip
     users = await request.app.state.users.lookup(request, sorted(roles))
     out = [{"user_id": uid, "username": users[uid].username, "profile_pic_url": users[uid].profile_pic_url,
             "role": role} for uid, role in roles.items() if uid in users and not users[uid].deleted]  # fmt: skip
-    return {"meeting_id": meeting.meeting_id, "participants": sorted(out, key=lambda p: p["username"].lower())}
+    return sorted(out, key=lambda p: p["username"].lower())
 
 
 async def _set_member(request: Request, actor_id: str, meeting: MeetingRecord, user_id: str, role: str,

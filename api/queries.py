@@ -10,14 +10,19 @@ import orjson
 from palaver import ids
 from palaver.store import Store
 
-_LATEST_EDITS = """
-    SELECT target_id,
-           argMax(action, (edited_at_ms, edit_id)) AS edit_action,
-           argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edit_text
-    FROM {db}.edits FINAL
-    WHERE meeting_id = {{m:String}} AND target_kind = '{kind}'
-    GROUP BY target_id
-"""
+
+def latest_edits_sql(db: str, kind: str, meetings: str = "meeting_id = {m:String}") -> str:
+    """A query of the latest edit of each target of ``kind`` in the meetings that the condition
+    ``meetings`` picks (by default the one ``{m:String}``): ``meeting_id, target_id, edit_action``
+    (``edit``, ``delete``, ``reset``) and ``edit_text``."""
+    return f"""
+        SELECT meeting_id, target_id,
+               argMax(action, (edited_at_ms, edit_id)) AS edit_action,
+               argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edit_text
+        FROM {db}.edits FINAL
+        WHERE {meetings} AND target_kind = '{kind}'
+        GROUP BY meeting_id, target_id
+    """
 
 
 async def latest_run(store: Store, meeting_id: str) -> str | None:
@@ -41,7 +46,7 @@ async def dialogues(store: Store, meeting_id: str, run: str, finals_held: int = 
             FROM (SELECT * FROM {store.database}.dialogues FINAL
                   WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status != 'retracted'
                     AND NOT (status = 'final' AND position < {{held:UInt32}})) AS d
-            LEFT JOIN ({_LATEST_EDITS.format(db=store.database, kind="dialogue")}) AS e
+            LEFT JOIN ({latest_edits_sql(store.database, "dialogue")}) AS e
                 ON e.target_id = d.dialogue_id
             ORDER BY start_ms, speaker_id, dialogue_id""",
         {"m": meeting_id, "r": run, "held": finals_held},
@@ -94,7 +99,7 @@ async def transcript(store: Store, meeting_id: str, run: str) -> dict[str, Any] 
         return None
     row = rows[0]
     edits = await store.aquery(
-        _LATEST_EDITS.format(db=store.database, kind="transcript"), {"m": meeting_id}
+        latest_edits_sql(store.database, "transcript"), {"m": meeting_id}
     )
     action = edits[0]["edit_action"] if edits else ""
     row["edited"] = action == "edit"

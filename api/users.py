@@ -118,6 +118,12 @@ class UserDirectory:
         rows = [UserRecord.from_row(r) for r in await queries.users_by_id(request.app.state.store, sorted(user_ids))]
         return newest(rows, [u for u in self.recent.values() if u.user_id in user_ids])
 
+    async def display_names(self, request: Request, user_ids: list[str]) -> dict[str, str]:
+        """The name to show for each of ``user_ids``: its username; a deleted or unknown user (its name may
+        belong to someone else by now) keeps its id, as ``GET /v1/meetings/{m}/dialogues`` shows it."""
+        found = await self.lookup(request, sorted(set(user_ids)))
+        return {u: found[u].username if u in found and not found[u].deleted else u for u in user_ids}
+
     async def named(self, request: Request, name: str) -> UserRecord | None:
         """The live user whose username or email is ``name`` (case-insensitively), in its newest state."""
         wanted = name.strip().lower()

@@ -48,7 +48,9 @@ DESCRIPTION = """Live meeting transcription.
 * **Ingest**: each participant streams PCM audio over `WS /v1/meetings/{meeting_id}/stream?ticket=...` with a
   single-use ticket (`POST /v1/meetings/{meeting_id}/ingest-tickets`); the speaker is the ticket's user.
 * **Read API**: `GET /v1/meetings/{meeting_id}/dialogues`; live dialogues, chat and participant changes
-  over `WS /v1/meetings/{meeting_id}/live` (typed JSON messages; see the README).
+  over `WS /v1/meetings/{meeting_id}/live` (typed JSON messages; see the README); a transcript to download
+  (Markdown, JSON, SRT, WebVTT) from `GET /v1/meetings/{meeting_id}/export`; `GET /v1/search` over the
+  caller's meetings.
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
   them readable a moment later.
 """
@@ -191,12 +193,15 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.auth import router as auth_router
         from api.chat import router as chat_router
         from api.edits import router as edits_router
+        from api.exports import router as exports_router
         from api.meetings import router as meetings_router
+        from api.search import router as search_router
         from api.users import redact_secrets
         from api.users import router as users_router
         from api.webapp import router as webapp_router
 
-        for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router):
+        for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router,
+                       exports_router, search_router):
             app.include_router(router, responses=declared(503))
         app.include_router(webapp_router)
 

@@ -49,7 +49,8 @@ class World:
 @dataclass(frozen=True)
 class Row:
     """How a route is protected, and a request that succeeds for a caller who may make it. ``params``
-    builds the path parameters and body for a caller (it may create what the call consumes)."""
+    builds the path parameters, query (``params``) and body for a caller (it may create what the call
+    consumes)."""
 
     access: Access
     params: Callable[[World, Caller], Awaitable[dict[str, Any]]] | None = None
@@ -170,6 +171,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/users"): Row("signed_in"),
     ("POST", "/v1/meetings"): Row("signed_in", _with(json={"title": "Planning"})),
     ("GET", "/v1/meetings"): Row("signed_in"),
+    ("GET", "/v1/search"): Row("signed_in", _with(params={"q": "hello"})),
     ("POST", "/v1/meeting-links/join"): Row("signed_in", _join),
     ("GET", "/v1/users/{user_id}"): Row("self", _self),
     ("PATCH", "/v1/users/{user_id}"): Row("self", _own_patch),
@@ -179,6 +181,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/meetings/{meeting_id}/dialogues"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/transcript"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/action-items"): Row("read", _meeting),
+    ("GET", "/v1/meetings/{meeting_id}/export"): Row("read", _with(params={"format": "markdown"})),
     ("GET", "/v1/meetings/{meeting_id}/chat"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history"): Row("read", _dialogue),
     ("POST", "/v1/meetings/{meeting_id}/live-tickets"): Row("read", _meeting),
@@ -265,12 +268,12 @@ async def world(infra: Infra, clickhouse_client: object, tmp_path_factory: pytes
 
 async def _http_call(world: World, method: str, path: str, caller: Caller, row: Row) -> httpx.Response:
     params = await row.params(world, caller) if row.params else {}
-    body = {k: params.pop(k) for k in ("json", "form", "as") if k in params}
+    body = {k: params.pop(k) for k in ("json", "form", "params", "as") if k in params}
     person: Participant | None = body.get("as") or (None if caller == "anonymous" else world.people[caller])
     headers = {"Authorization": f"Bearer {person.access_token}"} if person else {}
     async with httpx.AsyncClient(base_url=world.url, timeout=30) as http:
         return await http.request(method, path.format(**params), json=body.get("json"), data=body.get("form"),
-                                  headers=headers)  # fmt: skip
+                                  params=body.get("params"), headers=headers)  # fmt: skip
 
 
 async def _socket_call(world: World, path: str, caller: Caller) -> tuple[int | None, str]:

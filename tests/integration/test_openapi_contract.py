@@ -170,4 +170,13 @@ async def test_schemathesis_finds_no_contract_violation(web: Web, caller_headers
         assert (await http.get("/v1/me")).status_code == 200, "the caller stayed signed in throughout"
     assert (run.returncode, found["failures"], found["errors"]) == (0, [], []), output[-30000:]
     # The known ids took the run past "not found" into each operation's logic.
-    assert found["warnings"]["missing_test_data"] == [], found["warnings"]
+    assert set(found["warnings"]["missing_test_data"]) <= only_conflicts(found), found["warnings"]
+
+
+def only_conflicts(report: dict[str, Any]) -> set[str]:
+    """Operations whose answers to the run, phase by phase, were mostly 409 rather than 404: reached, but
+    refused by their logic. Schemathesis leaves 409 out when it judges "missing test data", so an operation
+    that can only answer 409 to this caller (the owner leaving its own meeting) is flagged after one 404
+    for a generated id, which a seed may or may not draw."""
+    return {operation for operation, phases in report["valid_rates"].items()
+            if all(p["conflicts"] > p["unreachable"] and not p["accepted"] for p in phases.values())}  # fmt: skip
