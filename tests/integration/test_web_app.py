@@ -5,11 +5,13 @@ microphone plays that person's part of a scripted meeting with lines spoken over
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.async_api import expect
 
 from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
@@ -232,3 +234,44 @@ class CuttingProxy:
                 self.connections.discard(sink)
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_the_review_page_edits_resets_shows_history_exports_and_search_finds_it(pipeline: Pipeline) -> None:
+    meeting = await open_meeting(pipeline.url, ["ana", "ben"], title="Review")
+    ana, ben = meeting.people["ana"], meeting.people["ben"]
+    dialogue_id = await final_dialogue(pipeline.settings, meeting.meeting_id, ben.user_id)
+    async with ana.client() as http:
+        path = f"/v1/meetings/{meeting.meeting_id}/dialogues"
+        await poll(lambda: http.get(path), lambda r: r.json()["dialogues"], "the dialogue")
+
+    async with browser.playwright() as pw, browser.participant_browser(pw) as chromium:
+        page, log = await browser.open_page(chromium, pipeline.url)
+        await browser.sign_in(page, ana.username, PASSWORD, f"/meetings/{meeting.meeting_id}/review")
+        box = page.locator(f"#d-{dialogue_id}")
+        assert await box.locator(".words").inner_text() == "Hello there."
+        await box.get_by_role("button", name="Edit").click()
+        await box.locator("textarea").fill("Hello there, everyone.")
+        await box.get_by_role("button", name="Save").click()
+        await page.wait_for_selector(f"#d-{dialogue_id} .badge:text('edited')", timeout=30000)
+        assert await page.locator(f"#d-{dialogue_id} .words").inner_text() == "Hello there, everyone."
+        await page.locator(f"#d-{dialogue_id}").get_by_role("button", name="History").click()
+        history = page.locator(f"#d-{dialogue_id} .history li")
+        await history.first.wait_for()
+        assert "Hello there, everyone." in await history.first.inner_text()
+        await page.locator(f"#d-{dialogue_id}").get_by_role("button", name="Reset").click()
+        await expect(page.locator(f"#d-{dialogue_id} .words")).to_have_text("Hello there.", timeout=30000)
+
+        async with page.expect_download() as download:
+            await page.get_by_role("link", name="WebVTT").click()
+        saved = await (await download.value).path()
+        vtt = Path(saved).read_text()
+        assert vtt.startswith("WEBVTT") and f"<v {ben.username}>Hello there." in vtt, vtt
+
+        await page.fill("#topsearch input", "hello")
+        await page.press("#topsearch input", "Enter")
+        hit = page.locator(".results .result a").first
+        await hit.wait_for()
+        assert await hit.get_attribute("href") == f"/meetings/{meeting.meeting_id}/review#d={dialogue_id}"
+        await hit.click()
+        await expect(page.locator(f"#d-{dialogue_id}")).to_have_class(re.compile(r"\bhighlight\b"))
+        assert log.errors == []
