@@ -66,7 +66,8 @@ async def meeting_runs(store: Store, meeting_id: str) -> list[RunSummary]:
                               toUnixTimestamp64Milli(max(inserted_at)) AS last_stored
                        FROM {db}.utterances FINAL WHERE meeting_id = {{m:String}} GROUP BY run) AS u
                 ON u.run = d.run
-            ORDER BY {live_run_sql('d.run')} DESC, first_dialogue, run""",
+            ORDER BY {live_run_sql('d.run')} DESC, first_dialogue, run
+            SETTINGS join_use_nulls = 1""",
         {"m": meeting_id},
     )
     return [
