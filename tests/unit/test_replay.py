@@ -224,3 +224,21 @@ async def test_a_replay_transcriber_makes_only_finals_of_its_run_the_same_howeve
     assert [e.utterance_id for e in live_finals] == [e.utterance_id for e in eager]  # type: ignore[attr-defined]
     assert {e.run for e in live_finals} == {"whisper:tiny.en"}
     assert not {e.event_id for e in live_finals} & {e.event_id for e in eager}, "another run, other event ids"  # type: ignore[attr-defined]
+
+
+def test_the_progress_bar_draws_on_its_stream_and_ends_its_line() -> None:
+    import io
+
+    from palaver.progress import Progress
+
+    out = io.StringIO()
+    bar = Progress("transcribing", 20.0, "s of audio", out=out)
+    bar.update(5.0, "3.0x real time")
+    bar.update(20.0)
+    bar.close()
+    lines = out.getvalue().split("\r")
+    assert lines[1].startswith("transcribing [#######.......................] 5/20 s of audio 3.0x real time")
+    assert lines[2].startswith(f"transcribing [{'#' * 30}] 20/20 s of audio") and out.getvalue().endswith("\n")
+    quiet = io.StringIO()
+    Progress("x", 1, quiet=True, out=quiet).update(1)
+    assert quiet.getvalue() == ""
