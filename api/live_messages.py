@@ -1,8 +1,8 @@
 """The messages of the live socket (``WS /v1/meetings/{meeting_id}/live``), as pure functions: an event or a
 stored row in, the JSON text a browser gets out. Every message is a JSON object with a ``type``:
 
-- ``dialogue``: a dialogue box, created or revised (``DialogueUpdateV1``'s fields, ``event`` included, and
-  ``utterances``). From the store's snapshot it also carries ``edited`` and ``machine_text`` (``text`` is
+- ``dialogue``: a dialogue box of a live run (never a replay's), created or revised (``DialogueUpdateV1``'s
+  fields, ``event`` included, and ``utterances``). From the store's snapshot it also carries ``edited`` and ``machine_text`` (``text`` is
   the human's when edited), from a live event ``event_id`` and ``version``. Keep the highest ``revision``
   per ``dialogue_id`` (and ``run``); drop ``retracted`` ones.
 - ``chat``: a chat message, the fields ``GET .../chat`` returns (``message_id, meeting_id, user_id, text,
@@ -28,6 +28,7 @@ from typing import Any, Literal
 from palaver.events import ChatMessageV1, DialogueUpdateV1, MeetingChangedV1, MeetingMemberV1, encode
 from palaver.events.base import EventV
 from palaver.events.codec import dumps
+from palaver.runs import is_replay
 
 MessageType = Literal["dialogue", "chat", "participant", "meeting"]
 RESERVED_TYPES = ("summary", "task")  # enrichment's, later: clients must ignore types they do not know
@@ -52,8 +53,11 @@ class LiveMessage:
 
 def message_of(event: EventV) -> LiveMessage | None:
     """The live socket's message for an event of the dialogues, chat or meetings topic; None for events no
-    client sees (watermarks, share links, a meeting's creation)."""
+    client sees (watermarks, share links, a meeting's creation, a replay's dialogues: the socket shows the
+    meeting as it happens, its live run; ``palaver.runs``)."""
     if isinstance(event, DialogueUpdateV1):
+        if is_replay(event.run):
+            return None
         # The event's own JSON with the type in front: one serialization, on the path of every revision.
         text = (_DIALOGUE_PREFIX + encode(event)[1:]).decode()
         final = event.position if event.status == "final" else None

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import orjson
 
 from palaver import ids
+from palaver.runs import live_run_sql
 from palaver.store import Store
 
 
@@ -26,9 +27,12 @@ def latest_edits_sql(db: str, kind: str, meetings: str = "meeting_id = {m:String
 
 
 async def latest_run(store: Store, meeting_id: str) -> str | None:
+    """The run the read routes show by default: the live run that wrote the meeting's newest dialogue row;
+    a replay's (``palaver.runs``) only when the meeting has no live run. A replay never takes a meeting's
+    view over: its dialogues are read with ``?run=``."""
     rows = await store.aquery(
         f"SELECT run FROM {store.database}.dialogues WHERE meeting_id = {{m:String}} "
-        "ORDER BY inserted_at DESC LIMIT 1",
+        f"ORDER BY {live_run_sql()} DESC, inserted_at DESC LIMIT 1",
         {"m": meeting_id},
     )
     return rows[0]["run"] if rows else None

@@ -1,6 +1,6 @@
 """The read query behind ``GET /v1/search``: dialogues of the caller's meetings whose text holds every word.
 
-It reads what ``GET /v1/meetings/{m}/dialogues`` shows: the newest run of each meeting (the run of the
+It reads what ``GET /v1/meetings/{m}/dialogues`` shows: the newest run of each meeting (the live run of the
 meeting's newest dialogue row, as ``api.queries.latest_run``), dialogues not retracted, the human's text
 where edited, edited-away (deleted) dialogues left out. The meetings are those of
 ``api.meeting_queries.meetings_of_sql`` (or every live one): deleted and purged meetings never match.
@@ -12,6 +12,7 @@ from typing import Any
 
 from api.meeting_queries import all_meetings_sql, meetings_of_sql
 from api.queries import latest_edits_sql
+from palaver.runs import live_run_sql
 from palaver.store import Store
 
 PHRASE_WEIGHT = 10  # an occurrence of the query as typed counts as this many occurrences of single words
@@ -38,7 +39,7 @@ async def search_dialogues(store: Store, user_id: str | None, words: list[str], 
                      AS score
             FROM (SELECT meeting_id, dialogue_id, speaker_id, start_ms, dialogue_text, run
                   FROM {db}.dialogues FINAL WHERE {in_scope} AND status != 'retracted') AS d
-            JOIN (SELECT meeting_id, argMax(run, inserted_at) AS newest_run FROM {db}.dialogues
+            JOIN (SELECT meeting_id, argMax(run, ({live_run_sql()}, inserted_at)) AS newest_run FROM {db}.dialogues
                   WHERE {in_scope} GROUP BY meeting_id) AS r
                 ON r.meeting_id = d.meeting_id AND r.newest_run = d.run
             JOIN scope AS s ON s.meeting_id = d.meeting_id

@@ -116,7 +116,78 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--create", action="store_true", help="create missing topics on the configured broker")
     _add_dlq(sub)
     _add_admin(sub)
+    _add_replay(sub)
     return parser
+
+
+REPLAY_SOURCES = ("audio", "transcripts", "dialogues")
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    replay = sub.add_parser(
+        "replay", help="transcribe a stored meeting's audio again, into a run of its own",
+        description="Read a meeting's audio from the audio topic (kept 7 days, the registry's retention) and "
+        "transcribe it again with the STT workers' own code, as fast as the machine allows, into a new run "
+        "named by the engine, model and overrides: ENGINE:MODEL~replay, or ENGINE:MODEL~HASH with --set "
+        "(HASH: 8 hex digits of the sorted overrides). The running merger builds that run's dialogues and the "
+        "store keeps them beside the live run's (read them with ?run=, compare with `palaver runs compare`). "
+        "Replaying the same thing again changes nothing (the same events, deduplicated). Live meetings are not "
+        "disturbed: the replay decodes in this process, reads without a consumer group, commits nothing, and "
+        "its run is never the live socket's or the read routes' default. A live meeting is replayed up to "
+        "now. Refused: an erased meeting, and one whose audio has expired, wholly or in part. Exit status: 0 "
+        "replayed, 1 refused (erased, expired, no audio), 2 bad input or no broker, 130 interrupted (replay "
+        "again to complete the run).")  # fmt: skip
+    replay.add_argument("--meeting", required=True, metavar="ID", help="the meeting's id (mtg_...)")
+    replay.add_argument("--from", dest="source", choices=REPLAY_SOURCES, default="audio",
+                        help="what to replay: audio (the audio topic; default). transcripts and dialogues "
+                        "(re-merging a run with other merger settings) are not built yet")  # fmt: skip
+    replay.add_argument("--engine", metavar="E", help="the STT engine: whisper, the only one a replay takes "
+                        "(default PALAVER_STT_ENGINE)")  # fmt: skip
+    replay.add_argument("--model", metavar="DIR", help="a CTranslate2 Whisper model directory (default "
+                        "PALAVER_WHISPER_MODEL_DIR, else the bundled tiny.en)")  # fmt: skip
+    replay.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting that decides the transcript (repeatable): whisper_beam_size, "
+                        "whisper_decode, whisper_compute_type, whisper_device, stt_language, vad_threshold, "
+                        "vad_min_silence_ms, vad_min_speech_ms, vad_pad_ms, max_utterance_ms (names as "
+                        "PALAVER_* without the prefix). Others are refused, saying why (exit 2)")  # fmt: skip
+    replay.add_argument("--threads", type=int, metavar="N", help="CPU threads per decode lane (default "
+                        "PALAVER_WHISPER_THREADS, 1); not part of the run")  # fmt: skip
+    replay.add_argument("--lanes", type=int, metavar="N", help="decodes at once (default PALAVER_STT_DECODE_LANES, "
+                        "2); not part of the run")  # fmt: skip
+    replay.add_argument("--nice", type=int, default=10, metavar="N",
+                        help="lower this process's CPU priority by N (default 10), so live meetings' workers "
+                        "on the same machine come first; 0 leaves it")  # fmt: skip
+    replay.add_argument("--quiet", action="store_true", help="no progress bar (none either when stderr is not a "
+                        "terminal)")  # fmt: skip
+    _add_data_dir(replay)
+
+    runs = sub.add_parser("runs", help="list a meeting's runs, compare two",
+                          description="A run is one machine pass over a meeting's audio: the live one "
+                          "(ENGINE:MODEL) and each replay (ENGINE:MODEL~...). These commands read ClickHouse: "
+                          "with the embedded one (chdb) stop Palaver first, or use GET /v1/meetings/ID/runs "
+                          "and .../runs/compare.")  # fmt: skip
+    runs_sub = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    runs_list = runs_sub.add_parser("list", help="one line per run: kind, dialogues, utterances, words, media span, "
+                                    "pace", description="One line per run of the meeting: live or replay, final "
+                                    "and live dialogues, utterances, words, speakers, its media span, and its pace "
+                                    "(media time over the time its utterances took to reach the store). Exit "
+                                    "status: 0, 1 no runs, 2 bad input or no store.")  # fmt: skip
+    compare = runs_sub.add_parser(
+        "compare", help="word error rate of run B against run A, per speaker, and the words that differ",
+        description="Score run B's final dialogues against run A's (the machine's text; human edits are no "
+        "run's): the word error rate over the meeting and per speaker, the words that differ in media order "
+        "([-A's words-] {+B's+}, with context), each run's pace, and with --reference each run against a "
+        "reference transcript. Latency is not in the store, and says so. Without RUN_A RUN_B: the first live "
+        "run and the newest other run. Exit status: 0, 1 fewer than two runs or no such run, 2 bad input or "
+        "no store.")  # fmt: skip
+    compare.add_argument("chosen", nargs="*", metavar="RUN", help="RUN_A RUN_B (default: the first live run, the "
+                         "newest other run)")  # fmt: skip
+    compare.add_argument("--reference", metavar="FILE", help="a reference transcript: `speaker: text` lines "
+                         "(speaker: a user id or username of the meeting) scored per speaker, or any text, "
+                         "scored against each run's whole text")  # fmt: skip
+    for p in (runs_list, compare):
+        p.add_argument("--meeting", required=True, metavar="ID", help="the meeting's id (mtg_...)")
+        _add_data_dir(p)
 
 
 def _add_admin(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -204,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     log_redaction.install()  # tickets, tokens, cookies: never in a log line of any process
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.command in ("dlq", "admin"):  # a broker that does not answer is said once, as a palaver: line
+    if args.command in ("dlq", "admin", "replay", "runs"):  # a broker that does not answer: one palaver: line
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if args.command in ("replay", "runs"):  # their own output, and the progress bar, are what they say
+        logging.getLogger().setLevel(logging.WARNING)
     if args.command == "admin":
         logging.getLogger().setLevel(logging.WARNING)
     from palaver.broker.embedded import BrokerError
@@ -213,12 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     from palaver.streams.kafka_security import KafkaSecurityError
     from stack.admin import AdminError
     from stack.https import TlsSettingsError
+    from stack.runs import RunsError
     from stack.services import UsageError
     from stack.supervisor import StackError
 
     try:
         return _dispatch(args)
-    except AdminError as exc:
+    except (AdminError, RunsError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return exc.exit_code
     except (BrokerError, UsageError, DlqToolError, KafkaSecurityError, TlsSettingsError) as exc:
@@ -265,12 +339,26 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _dlq(args, settings)
     if args.command == "admin":
         return _admin(args, settings)
+    if args.command in ("replay", "runs"):
+        return _replay_or_runs(args, settings)
     if args.command == "bench":
         import importlib
 
         benchmark = importlib.import_module(f"bench.{args.benchmark}")
         return int(benchmark.main(args.bench_args))
     raise AssertionError(args.command)
+
+
+def _replay_or_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from stack.runs import RunsError, replay_command, runs_command
+
+    if args.command == "runs":
+        return runs_command(settings, args.action, args.meeting, args.chosen if args.action == "compare" else [],
+                            getattr(args, "reference", None))  # fmt: skip
+    if args.source != "audio":
+        raise RunsError(f"--from {args.source} is not built yet: a replay reads the audio (--from audio)")
+    return replay_command(settings, args.meeting, args.engine, args.model, args.sets, args.threads, args.lanes,
+                          args.nice, args.quiet)  # fmt: skip
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

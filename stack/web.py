@@ -195,13 +195,14 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.edits import router as edits_router
         from api.exports import router as exports_router
         from api.meetings import router as meetings_router
+        from api.runs import router as runs_router
         from api.search import router as search_router
         from api.users import redact_secrets
         from api.users import router as users_router
         from api.webapp import router as webapp_router
 
         for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router,
-                       exports_router, search_router):
+                       exports_router, search_router, runs_router):
             app.include_router(router, responses=declared(503))
         app.include_router(webapp_router)
 

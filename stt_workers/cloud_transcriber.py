@@ -114,7 +114,8 @@ class CloudTranscriber:
         self._failure: BaseException | None = None
 
     @property
-    def _run(self) -> str:
+    def run(self) -> str:
+        """The run its events belong to: the live run ``engine:model``."""
         return f"{self.name}:{self.model}"
 
     def holds(self, stream_id: str) -> bool:
@@ -174,7 +175,7 @@ class CloudTranscriber:
             stream = self._streams.get(stream_id)
             if stream is None or stream.transcript.open is not None:
                 continue
-            event = progress_event(stream.info, stream.resume_sample(), self._run)
+            event = progress_event(stream.info, stream.resume_sample(), self.run)
             if event.settled_ms - stream.progress_ms >= PROGRESS_INTERVAL_MS:
                 stream.progress_ms = event.settled_ms
                 self._queue.emit(stream.info.stream_id, KeyedEvent(stream.info.meeting_id, encode(event)))

@@ -82,19 +82,27 @@ def whisper_engine(settings: Settings) -> SttEngine:
     return WhisperEngine(settings.model_dir, beam_size=settings.whisper_beam_size, **common)  # type: ignore[arg-type]
 
 
-def local_transcriber(settings: Settings) -> LocalTranscriber:
-    """The local path as the settings configure it: Silero VAD and the Whisper engine."""
+def local_transcriber(settings: Settings, run: str | None = None, live: bool = True) -> LocalTranscriber:
+    """The local path as the settings configure it: Silero VAD and the Whisper engine (``LocalTranscriber``
+    says what ``run`` and ``live`` change)."""
     from stt_workers.vad import SileroScorer
 
-    return LocalTranscriber(settings, whisper_engine(settings), SileroScorer())
+    return LocalTranscriber(settings, whisper_engine(settings), SileroScorer(), run=run, live=live)
 
 
 class LocalTranscriber:
-    def __init__(self, settings: Settings, engine: SttEngine, scorer: Scorer):
+    def __init__(self, settings: Settings, engine: SttEngine, scorer: Scorer, run: str | None = None,
+                 live: bool = True):  # fmt: skip
+        """``run``: the run its events belong to (default ``engine:model``, the live run). ``live`` False (a
+        replay, ``stt_workers.replay``): no partials, eager finals or progress events, only what the audio
+        alone decides (finals, and the lifecycle events the worker forwards), so a second pass over the same
+        audio makes the same events."""
         self._settings = settings
         self._engine = engine
         self._scorer = scorer
         self.name, self.model = engine.name, engine.model
+        self.run = run or f"{self.name}:{self.model}"
+        self._live = live
         self._queue = OutputQueue()  # output waiting for the worker's next round
         self._streams: dict[str, StreamState] = {}
         lanes = settings.stt_decode_lanes
@@ -155,7 +163,10 @@ class LocalTranscriber:
 
     def after_batch(self, touched: set[str]) -> None:
         # Partials and progress once per stream per batch, for the newest audio only: when the
-        # worker falls behind, batches grow and stale partial decodes are skipped, not queued.
+        # worker falls behind, batches grow and stale partial decodes are skipped, not queued. Which
+        # batches a pass sees depends on timing, so a replay makes neither (``live``).
+        if not self._live:
+            return
         for stream in sorted(touched):
             state = self._streams.get(stream)
             if state is not None:
@@ -205,10 +216,6 @@ class LocalTranscriber:
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False)
-
-    @property
-    def _run(self) -> str:
-        return f"{self.name}:{self.model}"
 
     def _partial(self, state: StreamState) -> None:
         """Ask for a re-decode of the open utterance once enough new audio arrived, or as soon as a
@@ -262,7 +269,7 @@ class LocalTranscriber:
             return None
         stable, unstable = open_utt.update(words)
         event = partial_event(info, segment, open_utt, stable, unstable, language=info.language,
-                              engine=self.name, model=self.model)  # fmt: skip
+                              engine=self.name, model=self.model, run=self.run)  # fmt: skip
         STT_PARTIAL_LATENCY.observe(max(0.0, time.time() - state.audio_time_ms(segment.end_sample) / 1000))
         return KeyedEvent(info.meeting_id, encode(event))
 
@@ -271,7 +278,7 @@ class LocalTranscriber:
         the meeting's watermark back."""
         if state.segmenter.in_speech:
             return
-        event = progress_event(state.info, state.segmenter.settled_sample, self._run)
+        event = progress_event(state.info, state.segmenter.settled_sample, self.run)
         if event.settled_ms - state.progress_ms >= PROGRESS_INTERVAL_MS:
             state.progress_ms = event.settled_ms
             self._queue.emit(state.info.stream_id, KeyedEvent(state.info.meeting_id, encode(event)))
@@ -306,7 +313,8 @@ class LocalTranscriber:
     def _final_value(self, info: StreamInfo, segment: Segment, result: Transcription,
                      speech_ended_ms: int) -> KeyedEvent | None:  # fmt: skip
         """The final event of a decoded utterance, encoded with its key (None: nothing was said)."""
-        event = final_event(info, segment, result, language=info.language, engine=self.name, model=self.model)
+        event = final_event(info, segment, result, language=info.language, engine=self.name, model=self.model,
+                            run=self.run)  # fmt: skip
         if event is None:
             return None
         STT_UTTERANCES.labels(engine=self.name).inc()

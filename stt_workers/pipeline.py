@@ -101,7 +101,7 @@ class SttWorker(Step):
 
     @property
     def _run(self) -> str:
-        return f"{self._transcriber.name}:{self._transcriber.model}"
+        return self._transcriber.run
 
     async def process(self, record: ConsumerRecord) -> None:
         await self._handle(record)

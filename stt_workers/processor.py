@@ -161,9 +161,11 @@ def pcm_to_float(pcm: bytes) -> np.ndarray:
 
 
 def final_event(
-    info: StreamInfo, segment: Segment, result: Transcription, *, language: str, engine: str, model: str
+    info: StreamInfo, segment: Segment, result: Transcription, *, language: str, engine: str, model: str,
+    run: str | None = None,
 ) -> TranscriptFinalV1 | None:
-    """The final transcript event for a decoded segment, or None when nothing was said."""
+    """The final transcript event for a decoded segment, or None when nothing was said. ``run``: the run it
+    belongs to (default ``engine:model``, the live run; a replay names its own)."""
     if not result.words:
         return None
     base_ms = info.stream_start_ms + segment.start_sample * 1000 / info.sample_rate
@@ -177,7 +179,7 @@ def final_event(
         for w in result.words
     )
     utterance = ids.utterance_id(info.stream_id, segment.start_sample)
-    run = f"{engine}:{model}"
+    run = run or f"{engine}:{model}"
     return TranscriptFinalV1(
         event_id=ids.event_id("transcript.final", utterance, run),
         utterance_id=utterance,
@@ -205,9 +207,10 @@ def _media_ms(info: StreamInfo, sample: int) -> int:
 
 
 def partial_event(info: StreamInfo, segment: Segment, open_utterance: OpenUtterance, stable: tuple[str, ...],
-                  unstable: tuple[str, ...], *, language: str, engine: str, model: str) -> TranscriptPartialV1:  # fmt: skip
+                  unstable: tuple[str, ...], *, language: str, engine: str, model: str,
+                  run: str | None = None) -> TranscriptPartialV1:  # fmt: skip
     utterance = ids.utterance_id(info.stream_id, segment.start_sample)
-    run = f"{engine}:{model}"
+    run = run or f"{engine}:{model}"
     return TranscriptPartialV1(
         event_id=ids.event_id("transcript.partial", utterance, run, open_utterance.sequence),
         utterance_id=utterance,

@@ -141,8 +141,9 @@ class Transcriber(Protocol):
     it may also queue output from its own tasks, as results come. It never calls the worker, and must not
     commit or produce."""
 
-    name: str  # the engine's name and model: a run is "name:model"
+    name: str  # the engine's name and model
     model: str
+    run: str  # the run its events belong to: "name:model" for the live pass (``palaver.runs``)
 
     def holds(self, stream_id: str) -> bool: ...
 

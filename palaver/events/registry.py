@@ -88,8 +88,11 @@ NAMES_RESTORE = Consumer("names", service="api", group=None)
 # create-user`, reads the decisions topic from its end without a group.
 CLAIMANTS = Consumer("claimants", service="api", group=None)
 ADMIN_TOOL = Consumer("palaver admin", service="palaver admin", group=None)
+# `palaver replay` (stt_workers/replay.py): reads a meeting's state (is it erased, when did it start) and
+# its audio, without a group, and writes a run of its own to the transcripts topic.
+REPLAY = Consumer("palaver replay", service="palaver replay", group=None)
 # Commands run by people beside the services: they produce and consume like a service.
-TOOLS = ("palaver admin", "palaver dlq")
+TOOLS = ("palaver admin", "palaver dlq", "palaver replay")
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,11 @@ AUDIO_FRAMES = TopicSpec(
     name="audio.frames",
     key="stream_id",
     partitions=6,
-    retention_ms=7 * DAY_MS,  # long enough to reprocess a week's meetings with another engine
+    retention_ms=7 * DAY_MS,  # long enough to reprocess a week's meetings with another engine (palaver replay)
     cleanup_policy="delete",
     events=(AudioFrameV1, StreamStartedV1, StreamStoppedV1),
     producers=("ingest",),
-    consumers=(STT,),
+    consumers=(STT, REPLAY),
     dlq="audio.frames.dlq",
     config={"max.message.bytes": str(1 << 20)},
 )
@@ -134,7 +137,7 @@ TRANSCRIPTS = TopicSpec(
     cleanup_policy="delete",
     # The STT worker forwards each stream's lifecycle events here, in order with its transcripts.
     events=(TranscriptPartialV1, TranscriptFinalV1, StreamStartedV1, StreamStoppedV1, StreamProgressV1),
-    producers=("stt",),
+    producers=("stt", "palaver replay"),
     consumers=(MERGER, STORE),
     dlq="transcripts.dlq",
 )
@@ -195,7 +198,7 @@ MEETINGS = TopicSpec(
     cleanup_policy="compact",
     events=(MeetingChangedV1, MeetingMemberV1, MeetingLinkV1),
     producers=("api",),
-    consumers=(STORE, LIVE),
+    consumers=(STORE, LIVE, REPLAY),
     dlq="meetings.dlq",
 )
 SESSIONS = TopicSpec(

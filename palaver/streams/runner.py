@@ -24,7 +24,10 @@ runner owns the rest, once for every service:
 
 A group-less runner (``group=None``, the live fan-out of one API process) follows its topics from their
 end, commits nothing and dead-letters nothing: a message it cannot handle is counted and skipped (the
-consumer groups of the same topic dead-letter it).
+consumer groups of the same topic dead-letter it). Given offset ranges (``run(stop, ranges)``, a replay), a
+group-less runner reads exactly those and returns: it checkpoints as a group's runner does (each
+checkpoint's persist runs, in order, with backpressure), commits nothing, and its last checkpoint, awaited
+without a time limit, takes everything.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -141,23 +144,38 @@ class ConsumerRunner:
         self._lock = asyncio.Lock()  # held by a batch, a checkpoint taken, and a rebalance callback
         self._failure: BaseException | None = None  # met in a rebalance callback, raised by the loop
         self._consumer: AIOKafkaConsumer | None = None
+        self._ends: dict[TopicPartition, int] = {}  # reading ranges: each partition's end offset
+        self._read_out: set[TopicPartition] = set()  # reading ranges: partitions read to their end
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set (then shut down gracefully) or a failure stops the service."""
+    async def run(self, stop: asyncio.Event, ranges: Mapping[TopicPartition, tuple[int, int]] | None = None) -> None:
+        """Consume until ``stop`` is set (then shut down gracefully) or a failure stops the service.
+
+        ``ranges`` (a group-less runner only): read each partition's offsets ``[start, end)`` and no other,
+        then return once the last checkpoint is complete (or earlier, gracefully, when ``stop`` is set).
+        Partitions are the topics' actual (namespaced) names."""
         c = self.config
+        if ranges is not None and c.group is not None:
+            raise ValueError(f"{c.service}: offset ranges are read without a consumer group")
+        checkpoints = c.group is not None or ranges is not None
         overrides = {"max_poll_records": c.batch_max, **c.consumer_config}
         if c.group is None:
             overrides["auto_offset_reset"] = "latest"
         consumer = self._consumer = self._consumer_factory(self._settings, c.group, **overrides)
         await consumer.start()
         try:
-            if c.group is None:
+            if ranges is not None:
+                await self._read_ranges(consumer, ranges)
+            elif c.group is None:
                 await self._follow_from_end(consumer)
             else:
                 consumer.subscribe(self._topics, listener=_Rebalance(self))
             log.info("%s consuming %s", c.service, ", ".join(self._topics))
             while not stop.is_set():
                 self._raise_failures()
+                if ranges is not None and self._ends.keys() <= self._read_out:
+                    async with self._lock:
+                        await self._final_checkpoint(consumer, None)  # everything read: no time limit
+                    return
                 self._apply_backpressure(consumer)
                 generation = self._generation
                 batches = await consumer.getmany(timeout_ms=self._step.poll_ms(c.poll_ms), max_records=c.batch_max)
@@ -165,10 +183,12 @@ class ConsumerRunner:
                     if generation != self._generation:
                         await self._rewind(consumer, batches)
                         continue
+                    if ranges is not None:
+                        batches = await self._within_ranges(consumer, batches)
                     await self._handle(consumer, batches)
-                    if c.group is not None and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval_s:
+                    if checkpoints and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval_s:
                         await self._begin_checkpoint(consumer, final=False)
-            if c.group is not None:
+            if checkpoints:
                 await self._shutdown(consumer)
         finally:
             # After a failure, checkpoints still in flight must not commit behind it (or after the
@@ -194,6 +214,32 @@ class ConsumerRunner:
             await consumer.position(tp)  # fixed now: what comes later is delivered
         self._owned = set(tps)
         await self._step.assigned(dict.fromkeys(tps, (None, "")))
+
+    async def _read_ranges(self, consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, tuple[int, int]]) -> None:
+        """Assign the partitions of non-empty ``ranges`` at their starts."""
+        self._ends = {tp: end for tp, (start, end) in ranges.items() if end > start}
+        tps = sorted(self._ends, key=lambda tp: (tp.topic, tp.partition))
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ranges[tp][0])
+        self._owned = set(tps)
+        await self._step.assigned(dict.fromkeys(tps, (None, "")))
+
+    async def _within_ranges(self, consumer: AIOKafkaConsumer,
+                             batches: dict[TopicPartition, list[ConsumerRecord]]) -> dict[TopicPartition, list[ConsumerRecord]]:  # fmt: skip
+        """``batches`` less the records at or past their partition's end; a partition read to its end is
+        paused for good."""
+        out = {}
+        for tp, records in batches.items():
+            end = self._ends[tp]
+            kept = [r for r in records if r.offset < end] if records[-1].offset >= end else records
+            if kept:
+                out[tp] = kept
+        for tp in self._ends.keys() - self._read_out:
+            if await consumer.position(tp) >= self._ends[tp]:
+                self._read_out.add(tp)
+                consumer.pause(tp)
+        return out
 
     async def _handle(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         process = self._step.process
@@ -259,7 +305,7 @@ class ConsumerRunner:
             await asyncio.shield(previous)  # in order; its failure fails this one too
         if checkpoint.persist is not None:
             await checkpoint.persist()
-        if checkpoint.offsets:
+        if checkpoint.offsets and self.config.group is not None:
             try:
                 await consumer.commit(checkpoint.offsets)
             except (CommitFailedError, IllegalStateError) as exc:
@@ -284,8 +330,8 @@ class ConsumerRunner:
         behind = sum(not f.done() for f in self._pending) >= self.config.max_pending_checkpoints
         if behind:
             consumer.pause(*consumer.assignment())
-        elif consumer.paused():
-            consumer.resume(*consumer.paused())
+        elif consumer.paused() - self._read_out:
+            consumer.resume(*(consumer.paused() - self._read_out))
 
     async def _shutdown(self, consumer: AIOKafkaConsumer) -> None:
         async with self._lock:

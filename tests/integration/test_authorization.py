@@ -183,6 +183,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/meetings/{meeting_id}/action-items"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/export"): Row("read", _with(params={"format": "markdown"})),
     ("GET", "/v1/meetings/{meeting_id}/chat"): Row("read", _meeting),
+    ("GET", "/v1/meetings/{meeting_id}/runs"): Row("read", _meeting),
+    ("GET", "/v1/meetings/{meeting_id}/runs/compare"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/history"): Row("read", _dialogue),
     ("POST", "/v1/meetings/{meeting_id}/live-tickets"): Row("read", _meeting),
     ("POST", "/v1/meetings/{meeting_id}/leave"): Row("read", _own_meeting),

@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 SEED = 20261204  # fixed: a run is reproducible, and CI does not turn red by the luck of the draw
 MAX_EXAMPLES = 25  # per operation and phase; bounds the run to a couple of minutes on two cores
 PASSWORD = "correct horse battery"
+RUN = "whisper:tiny.en"  # the run of the meeting's dialogue
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,8 @@ async def caller_headers(caller: Participant) -> dict[str, str]:
 @pytest.fixture(scope="module")
 async def real_ids(web: Web, caller: Participant, caller_headers: dict[str, str]) -> dict[str, list[str]]:
     """Ids that exist, by the parameter that takes them (schemathesis's ``location.name``): the caller's
-    meeting (a stream of it started), one of its dialogues, an action item, a share link, and another user
-    who takes part in it (the caller's own id is left out: deleting the caller would end the run)."""
+    meeting (a stream of it started), one of its dialogues and its run, an action item, a share link, and
+    another user who takes part in it (the caller's own id is left out: deleting the caller would end the run)."""
     async with httpx.AsyncClient(base_url=web.url, headers=caller_headers, timeout=30) as http:
         bob = await sign_up(web.url, f"bob-{uuid.uuid4().hex[:8]}", PASSWORD)
         meeting_id = await create_meeting(caller, "Contract")
@@ -90,6 +91,8 @@ async def real_ids(web: Web, caller: Participant, caller_headers: dict[str, str]
         "body.user_id": users,
         "path.link_id": [link["link_id"]],
         "body.token": [link["token"]],
+        "query.a": [RUN],
+        "query.b": [RUN],
     }
 
 
@@ -101,7 +104,7 @@ async def _start_meeting(web: Web, meeting_id: str, speaker: str) -> str:
         event_id=ids.event_id("stream.started", stream, 0), meeting_id=meeting_id, speaker_id=speaker,
         stream_id=stream, sample_rate=16000, stream_start_ms=0,
     )  # fmt: skip
-    dialogue_id, run = ids.dialogue_id(meeting_id, "utt_1"), "whisper:tiny.en"
+    dialogue_id, run = ids.dialogue_id(meeting_id, "utt_1"), RUN
     dialogue = DialogueUpdateV1(
         event_id=ids.event_id("dialogue.update", dialogue_id, run, 1), dialogue_id=dialogue_id,
         meeting_id=meeting_id, speaker_id=speaker, start_ms=0, end_ms=900, text="hello all", status="final",

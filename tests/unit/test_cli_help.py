@@ -11,7 +11,8 @@ from stack.cli import build_parser, main
     "argv",
     [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
      ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["bench", "decode"], ["dlq"],
-     ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"], ["admin"], ["admin", "create-user"], ["admin", "invite"]],
+     ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"], ["admin"], ["admin", "create-user"], ["admin", "invite"],
+     ["replay"], ["runs"], ["runs", "list"], ["runs", "compare"]],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -94,3 +95,20 @@ def test_dlq_names_a_topic_it_cannot_use_and_exits_2(topic: str, message: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     assert main(["dlq", "list", topic]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--from", "transcripts"], "--from transcripts is not built yet"),
+    (["--set", "merger_pause_ms=900"], "the running merger builds every run's dialogues with its own setting"),
+    (["--set", "whisper_beam_size=wide"], "whisper_beam_size: Input should be a valid integer"),
+    (["--engine", "deepgram"], "a replay transcribes with whisper only"),
+])  # fmt: skip
+def test_replay_refuses_bad_input_before_it_reads_anything(argv: list[str], said: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert main(["replay", "--meeting", "mtg_1", *argv]) == 2
+    assert said in capsys.readouterr().err
+
+
+def test_runs_compare_takes_two_runs_or_none(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "compare", "--meeting", "mtg_1", "whisper:tiny.en"]) == 2
+    assert "compare takes two runs (RUN_A RUN_B) or none" in capsys.readouterr().err

@@ -61,6 +61,7 @@ from palaver.events import (
     TranscriptPartialV1,
     UserChangedV1,
     decode,
+    decode_on,
     encode,
 )
 from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
@@ -69,6 +70,7 @@ from palaver.events.codec import SCHEMAS, dumps
 from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
 from palaver.events.registry import (
     LIVE,
+    MEETINGS,
     MERGER,
     NAMES,
     STATE_TOPICS,
@@ -87,6 +89,7 @@ from palaver.store.rows import COLUMNS, Provenance, rows_for
 from stack.services import SERVICES
 from stt_workers import processor as stt_processor
 from stt_workers.processor import MAX_GAP_SAMPLES, StreamInfo, StreamState, continue_pcm
+from stt_workers.replay_scan import MeetingAudio
 from stt_workers.segmenter import Segmenter, SegmenterPolicy
 from stt_workers.vad import CONTEXT, WINDOW
 
@@ -668,9 +671,33 @@ def claimants_contract(example: Example) -> list[Any]:
     return [decision.granted]
 
 
+def replay_audio_contract(example: Example) -> list[Any]:
+    """``palaver replay`` (stt_workers/replay.py) on the audio topic: its scan takes the record into the
+    meeting's offsets and streams (``replay_scan.MeetingAudio.note``), then the STT worker's own step
+    handles it (the STT contract)."""
+    value, headers = _kafka_message(example)
+    stream = headers["stream_id"].decode() if event_type(headers) == AUDIO_EVENT else decode(value).stream_id  # type: ignore[attr-defined]
+    audio = MeetingAudio(stream.split("/")[0])
+    audio.note(ConsumerRecord("audio.frames", 4, 42, 0, 0, stream.encode(), value, None, 0, len(value),
+                              tuple(headers.items())))  # fmt: skip
+    assert list(audio.streams) == [stream] and list(audio.ranges.values()) == [(42, 43)]
+    return stt_contract(example)
+
+
+def replay_meetings_contract(example: Example) -> list[Any]:
+    """``palaver replay`` reads a meeting's own state (``stt_workers.replay.meeting_state``): whether it was
+    erased, and when it began; member and link records are not its state."""
+    event = decode_on(MEETINGS, example.raw)
+    if not isinstance(event, MeetingChangedV1):
+        return []
+    return [(event.deleted, event.created_at_ms)]
+
+
 # (topic, consumer name) -> what the consumer makes of one example of the topic.
 CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("audio.frames", "stt"): stt_contract,
+    ("audio.frames", "palaver replay"): replay_audio_contract,
+    ("meetings", "palaver replay"): replay_meetings_contract,
     ("transcripts", "merger"): merger_contract,
     ("transcripts", "store"): store_contract,
     ("dialogues", "store"): store_contract,

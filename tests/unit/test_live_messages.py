@@ -53,6 +53,13 @@ def test_a_dialogue_event_is_its_own_json_with_a_type() -> None:
     assert final is not None and final.final_position == FINAL.position  # type: ignore[attr-defined]
 
 
+def test_a_replays_dialogues_never_go_out_on_the_live_socket() -> None:
+    assert isinstance(FINAL, DialogueUpdateV1)
+    for run in ("whisper:tiny.en~replay", "whisper:tiny.en~5d1c0a7e"):
+        assert message_of(FINAL.model_copy(update={"run": run})) is None, run
+    assert message_of(FINAL.model_copy(update={"run": "deepgram:nova-3"})) is not None
+
+
 def test_a_stored_dialogue_is_a_dialogue_message_too() -> None:
     row: dict[str, Any] = {"dialogue_id": "dlg_1", "speaker_id": "usr_1", "start_ms": 0, "end_ms": 900,
                            "machine_text": "hi", "text": "Hi!", "edited": True, "status": "final", "revision": 3,

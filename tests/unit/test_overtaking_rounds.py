@@ -24,7 +24,7 @@ class _Transcriber:
     """Output the test queues (``queue``); decodes each round's requests when the test lets them go
     (``go[text]``), in any order."""
 
-    name, model = "fake", "m"
+    name, model, run = "fake", "m", "fake:m"
 
     def __init__(self) -> None:
         self.queue = OutputQueue()

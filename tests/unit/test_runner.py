@@ -16,7 +16,7 @@ from palaver.events.registry import TopicSpec
 from palaver.settings import Settings
 from palaver.streams.dlq import DlqLimitExceeded
 from palaver.streams.memory_broker import MemoryBroker, MemoryConsumer
-from palaver.streams.runner import Checkpoint, Committed, Offsets, RunnerConfig, Step
+from palaver.streams.runner import Checkpoint, Committed, ConsumerRunner, Offsets, RunnerConfig, Step
 from tests.runner_harness import Running, running, start, until
 
 TOPIC = TopicSpec(name="t", key="k", partitions=1, retention_ms=-1, cleanup_policy="delete", events=(),
@@ -329,3 +329,57 @@ async def test_a_groupless_runner_follows_from_the_end_skips_bad_messages_and_ne
     assert run.consumer.commits == [] and broker.committed == {}
     assert broker.records("t.dlq") == []
     assert step.calls("snapshot") == [], "no checkpoint without a group"
+
+
+def _read_ranges(broker: MemoryBroker, step: Step, ranges: dict[TopicPartition, tuple[int, int]],
+                 **config: Any) -> asyncio.Task[None]:  # fmt: skip
+    runner = ConsumerRunner(Settings(), dataclasses.replace(CONFIG, group=None, **config), step,
+                            consumer_factory=broker.consumer)  # type: ignore[arg-type]  # fmt: skip
+    return asyncio.create_task(runner.run(asyncio.Event(), ranges))
+
+
+async def test_a_groupless_runner_reads_its_ranges_checkpoints_them_and_returns() -> None:
+    broker = MemoryBroker(partitions=2)
+    _append(broker, b"p0-0", b"p0-1", b"p0-2", b"p0-3", b"p0-4", partition=0)
+    _append(broker, b"p1-0", b"p1-1", b"p1-2", partition=1)
+    p1 = TopicPartition("t", 1)
+    step = TinyStep(broker)
+    await asyncio.wait_for(_read_ranges(broker, step, {TP: (1, 3), p1: (0, 2)}, batch_max=1), 5)
+
+    assert sorted(step.seen) == [b"p0-1", b"p0-2", b"p1-0", b"p1-1"], "exactly the ranges, each record once"
+    assert step.calls("assigned") == [("assigned", {TP: (None, ""), p1: (None, "")})]
+    persisted = [entry[1] for entry in broker.history if entry[0] == "persisted"]
+    assert persisted and {tp: o for p in persisted for tp, o in p.items()} == {TP: 3, p1: 2}, "all persisted"
+    assert step.calls("closing") == [("closing", None)], "a last checkpoint took everything"
+    assert _commits(broker) == [] and broker.committed == {}, "nothing committed without a group"
+
+
+class _HeldStep(TinyStep):
+    async def closing(self, partitions: set[TopicPartition] | None) -> None:
+        self.journal.append(("closing", partitions))  # the gates stay shut
+
+
+async def test_reading_ranges_returns_only_once_its_last_checkpoint_is_persisted() -> None:
+    broker = MemoryBroker(partitions=1)
+    _append(broker, b"a", b"b", b"c")
+    step = _HeldStep(broker)
+    gate = step.hold()
+    task = _read_ranges(broker, step, {TP: (0, 3)}, max_pending_checkpoints=1)
+    await until(lambda: bool(step.calls("closing")), "the last checkpoint taken", task)
+    await asyncio.sleep(0.05)
+    assert not task.done(), "its checkpoints still persist"
+    gate.set()
+    await asyncio.wait_for(task, 5)
+    assert step.seen == [b"a", b"b", b"c"]
+    assert [entry for entry in broker.history if entry[0] == "persisted"][-1] == ("persisted", {TP: 3})
+
+
+async def test_empty_ranges_return_at_once_and_ranges_need_a_groupless_runner() -> None:
+    broker = MemoryBroker(partitions=1)
+    _append(broker, b"a")
+    step = TinyStep(broker)
+    await asyncio.wait_for(_read_ranges(broker, step, {TP: (1, 1)}), 5)
+    assert step.seen == []
+    runner = ConsumerRunner(Settings(), CONFIG, step, broker.producer(), consumer_factory=broker.consumer)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="without a consumer group"):
+        await runner.run(asyncio.Event(), {TP: (0, 1)})

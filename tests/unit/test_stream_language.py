@@ -105,7 +105,7 @@ def test_frame_with_an_unknown_language_is_a_bad_message() -> None:
 class _Recorder:
     """A transcriber that records what the worker opens."""
 
-    name, model = "whisper", "fake"
+    name, model, run = "whisper", "fake", "whisper:fake"
 
     def __init__(self) -> None:
         self.queue = OutputQueue()

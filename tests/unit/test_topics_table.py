@@ -1,4 +1,5 @@
-"""The topics table of docs/architecture.md is the registry's, rendered (palaver/events/topics_table.py)."""
+"""The topics tables of docs/architecture.md and the README are the registry's, rendered
+(palaver/events/topics_table.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import pytest
 from palaver.events.registry import DLQ_REPLAYS, STATE_TOPICS, TOPICS
 from palaver.events.topics_table import BEGIN, END, REGENERATE, generated_part, main, render, with_table
 
-ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+ROOT = Path(__file__).resolve().parents[2]
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+README = ROOT / "README.md"
 
 
-def test_the_architecture_document_shows_the_registry() -> None:
-    document = ARCHITECTURE.read_text()
-    stale = f"the topics table of {ARCHITECTURE.name} differs from the registry: run `{REGENERATE}`"
+@pytest.mark.parametrize("path", [ARCHITECTURE, README])
+def test_the_documents_show_the_registry(path: Path) -> None:
+    document = path.read_text()
+    regenerate = REGENERATE.replace(str(ARCHITECTURE.relative_to(ROOT)), str(path.relative_to(ROOT)))
+    stale = f"the topics table of {path.name} differs from the registry: run `{regenerate}`"
     assert generated_part(document) == render(), stale
 
 
@@ -24,7 +29,7 @@ def test_the_table_has_a_row_per_topic_with_its_producers_and_consumers() -> Non
     assert list(rows) == [spec.name for spec in (*TOPICS, *STATE_TOPICS, DLQ_REPLAYS)] + ["<topic>.dlq"]
     assert all(line.count(" | ") == lines[0].count(" | ") for line in lines)  # every row fills every column
     assert "| merger | store, live (api) | `dialogue.update/1`, `meeting.watermark/1` |" in rows["dialogues"]
-    assert "| 7 d | delete | ingest | stt | `audio.frame/1`," in rows["audio.frames"]
+    assert "| 7 d | delete | ingest | stt, palaver replay | `audio.frame/1`," in rows["audio.frames"]
 
 
 def test_with_table_replaces_only_what_lies_between_the_markers() -> None:
