@@ -137,7 +137,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     names = [*results["meetings"], "developed on", "held out", "overall"]
     series = [("precision", "tab:blue"), ("recall", "tab:orange"), ("assignee_accuracy", "tab:green"),
               ("due_date_accuracy", "tab:purple"), ("key_point_coverage", "tab:brown")]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(13, 4.5))
+    fig, ax = plt.subplots(figsize=(13, 5.5))
     width = 0.16
     for k, (key, color) in enumerate(series):
         values = [_figures_of(results, n)[key] for n in names]
@@ -148,7 +148,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=20, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_title(f"Enrichment quality, backend {results['backend']} (dashed 0.8, dotted 0.9)")
-    ax.legend(fontsize=8, ncol=3, loc="lower left")
+    ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from enrichment.keywords import keywords
 from enrichment.model import ActionItem, AgendaTopic, Dialogue, Summary
 from enrichment.text import content_words, dice, split_sentences, words
 
@@ -106,7 +107,9 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
         return Summary(brief="", detailed="")
     tasks = [set(content_words(item.description)) for item in items]
     ranks = textrank([s.text for s in sentences])
-    score = {s.order: ranks[s.order] * _weight(s, tasks) for s in sentences}
+    key_words = {w for phrase in keywords(dialogues, limit=15) for w in content_words(phrase)}
+    score = {s.order: ranks[s.order] * _weight(s, tasks) * (1 + 0.5 * len(key_words & set(content_words(s.text))))
+             for s in sentences}  # fmt: skip
     section_of = {d: t for t in topics for d in t.dialogue_ids}
     sections: list[tuple[AgendaTopic | None, list[_Sentence]]] = []
     for s in sentences:
