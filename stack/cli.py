@@ -110,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub.add_parser("decode", help="talking streams one machine's STT holds (CPU or GPU), no broker",
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("browser", help="mic-to-screen latency in chromium, 1 and 3 participants", add_help=False)
+    bench_sub.add_parser("enrichment", help="task precision/recall, assignee and due-date accuracy, summary key "
+                         "points, over the scripted meetings", add_help=False)  # fmt: skip
+
+    enrich = sub.add_parser(
+        "enrich", help="summary, action items, keywords, mood, agenda and metrics of a transcript file (JSON out)",
+        description="Enrich a meeting transcript and print one JSON object: summary {brief, detailed} in "
+        "Markdown, action_items [{description, assignee, start_date, due_date, priority, status, "
+        "dialogue_ids}], keywords, mood {overall, speakers}, agenda [{title, start_ms, end_ms, agenda_item}] "
+        "and metrics (talk time and share per speaker, words per minute, overlap, interruptions, questions, "
+        "longest monologue, silence). FILE is the JSON export of a meeting (an object with a 'dialogues' "
+        "list of {speaker_name or speaker_id, start_ms, end_ms, text}) or plain text, one 'speaker: text' "
+        "line per turn (timings then estimated at 150 words a minute); '-' reads stdin. The local backend "
+        "is offline and deterministic. Exit status: 0 printed, 2 bad input.")  # fmt: skip
+    enrich.add_argument("file", metavar="FILE", help="transcript file (JSON export or 'speaker: text' lines), or -")
+    enrich.add_argument("--backend", default="local", help="enrichment backend (default local; available: local)")
+    enrich.add_argument("--meeting-date", metavar="YYYY-MM-DD", default=None,
+                        help="what 'by Friday' and 'next Tuesday' resolve against (default: the file's date, "
+                        "else today)")  # fmt: skip
+    enrich.add_argument("--participants", metavar="A,B,C", default=None,
+                        help="comma-separated names tasks may be assigned to (default: the file's, else the "
+                        "speakers)")  # fmt: skip
 
     topics = sub.add_parser("topics", help="list the topic registry, or create the topics",
                             description="Print every registered topic; with --create, create missing ones.")  # fmt: skip
@@ -341,6 +362,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _admin(args, settings)
     if args.command in ("replay", "runs"):
         return _replay_or_runs(args, settings)
+    if args.command == "enrich":
+        return _enrich(args)
     if args.command == "bench":
         import importlib
 
@@ -359,6 +382,43 @@ def _replay_or_runs(args: argparse.Namespace, settings: Settings) -> int:
         raise RunsError(f"--from {args.source} is not built yet: a replay reads the audio (--from audio)")
     return replay_command(settings, args.meeting, args.engine, args.model, args.sets, args.threads, args.lanes,
                           args.nice, args.quiet)  # fmt: skip
+
+
+def _enrich(args: argparse.Namespace) -> int:
+    """``palaver enrich``: one JSON object on stdout; bad input is one ``palaver:`` line and exit 2."""
+    import datetime
+    import json
+
+    from enrichment.backend import UnknownBackendError, backend_named
+    from enrichment.transcript_file import TranscriptFileError, parse_transcript
+
+    try:
+        meeting_date = datetime.date.fromisoformat(args.meeting_date) if args.meeting_date else None
+    except ValueError:
+        print(f"palaver: --meeting-date {args.meeting_date!r} is not YYYY-MM-DD", file=sys.stderr)
+        return 2
+    participants = tuple(p.strip() for p in (args.participants or "").split(",") if p.strip())
+    try:
+        backend = backend_named(args.backend)
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        transcript = parse_transcript(text, meeting_date, participants)
+    except (UnknownBackendError, TranscriptFileError) as exc:
+        print(f"palaver: {args.file}: {exc}" if isinstance(exc, TranscriptFileError) else f"palaver: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"palaver: cannot read {args.file}: {exc.strerror if isinstance(exc, OSError) else exc.reason}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if not transcript.dialogues:
+        print(f"palaver: {args.file}: no dialogues", file=sys.stderr)
+        return 2
+    if transcript.meeting_date is None:
+        transcript = transcript.model_copy(update={"meeting_date": datetime.date.today()})
+    result = backend.enrich(transcript).to_json()
+    keys = ("summary", "action_items", "keywords", "mood", "agenda", "metrics")
+    print(json.dumps({key: result[key] for key in keys}, indent=2, ensure_ascii=False))
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

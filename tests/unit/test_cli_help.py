@@ -10,7 +10,8 @@ from stack.cli import build_parser, main
 @pytest.mark.parametrize(
     "argv",
     [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
-     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["bench", "decode"], ["dlq"],
+     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["bench", "decode"],
+     ["bench", "enrichment"], ["enrich"], ["dlq"],
      ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"], ["admin"], ["admin", "create-user"], ["admin", "invite"],
      ["replay"], ["runs"], ["runs", "list"], ["runs", "compare"]],
 )

@@ -1,0 +1,43 @@
+"""The one interface every enrichment backend implements, and the registry that names them.
+
+A backend takes a whole ``MeetingTranscript`` and returns an ``Enrichment``; it must not mutate its input
+and must say its own name in the result. ``local`` (enrichment/local.py) is offline and deterministic;
+remote backends (an OpenAI-compatible endpoint, watsonx) are added beside it under their own names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from enrichment.model import Enrichment, MeetingTranscript
+
+
+@runtime_checkable
+class EnrichmentBackend(Protocol):
+    name: str
+
+    def enrich(self, transcript: MeetingTranscript) -> Enrichment:
+        """Summary, action items, keywords, mood, agenda and metrics of the whole meeting."""
+        ...
+
+
+class UnknownBackendError(ValueError):
+    """A backend name that is not registered."""
+
+
+def _local() -> EnrichmentBackend:
+    from enrichment.local import LocalBackend
+
+    return LocalBackend()
+
+
+BACKENDS: dict[str, Callable[[], EnrichmentBackend]] = {"local": _local}
+
+
+def backend_named(name: str) -> EnrichmentBackend:
+    """The backend registered as ``name``; raises UnknownBackendError naming the ones there are."""
+    try:
+        factory = BACKENDS[name]
+    except KeyError:
+        raise UnknownBackendError(f"unknown enrichment backend {name!r}; choose one of {', '.join(BACKENDS)}") from None
+    return factory()

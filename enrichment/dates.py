@@ -1,0 +1,221 @@
+"""Dates said in a meeting ("by Friday", "next Tuesday", "end of the month", "in two weeks", "April 2nd",
+"the tenth"), found in text and resolved against the meeting's date. Pure: no clock is read.
+
+Conventions (docs/enrichment.md):
+- a bare weekday ("Friday", "by Friday", "this Friday") is the first such day after the meeting's date;
+- "next <weekday>" is that weekday in the next calendar week (weeks start on Monday);
+- "this week" / "end of the week" is this week's Friday, "next week" / "end of next week" next week's Friday;
+- "end of the month / quarter / year" is its last day; "in N days / weeks / months" adds them;
+- a day of the month without a month ("the tenth") is the next such day on or after the meeting;
+  a month and day without a year is this year's, or next year's when it has passed;
+- vague phrases ("early next month", "in a few days", "in April", "soon") are recognised and resolve to
+  nothing, so they are never read as a nearer exact date.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december")  # fmt: skip
+_MONTH_ABBREVIATIONS = {m[:3]: i + 1 for i, m in enumerate(MONTHS)} | {"sept": 9}
+_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+            "eight": 8, "nine": 9, "ten": 10, "couple of": 2, "a couple of": 2}  # fmt: skip
+_ORDINAL_WORDS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+                  "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+                  "eighteenth", "nineteenth", "twentieth"]  # fmt: skip
+_ORDINALS = {w: i + 1 for i, w in enumerate(_ORDINAL_WORDS)}
+_ORDINALS |= {f"twenty-{w}": 20 + i + 1 for i, w in enumerate(_ORDINAL_WORDS[:9])}
+_ORDINALS |= {f"twenty {w}": 20 + i + 1 for i, w in enumerate(_ORDINAL_WORDS[:9])}
+_ORDINALS |= {"thirtieth": 30, "thirty-first": 31, "thirty first": 31}
+
+_WEEKDAY = "|".join(WEEKDAYS)
+_MONTH = "|".join([*MONTHS, *sorted(_MONTH_ABBREVIATIONS, key=len, reverse=True)])
+_ORDINAL = "|".join(sorted(_ORDINALS, key=len, reverse=True))
+_DAY = rf"(?:(?P<{{name}}>[0-3]?\d)(?:st|nd|rd|th)?|(?P<{{name}}w>{_ORDINAL}))"
+_COUNT = r"(?P<count>\d+|a couple of|couple of|an|a|one|two|three|four|five|six|seven|eight|nine|ten)"
+
+# One alternation, longest phrases first; each branch has a name that _resolve understands.
+_PATTERNS: list[tuple[str, str]] = [
+    ("iso", r"(?P<iso>\d{4}-\d{2}-\d{2})"),
+    ("vague", r"early next (?:week|month)|later (?:this|next) (?:week|month)|in a few (?:days|weeks)|"
+              r"next few (?:days|weeks)|(?:the )?end of (?:the |this |next )?sprint|(?:this|next|the next) sprint|(?:early|mid|late) (?:" + "|".join(MONTHS) + r")|soon|at some point"),
+    ("week_from", rf"a week from (?:(?:this|next) )?(?P<wf>{_WEEKDAY}|today|tomorrow)"),
+    ("end_of_day_tomorrow", r"(?:the )?end of (?:the )?day tomorrow|tomorrow (?:eod|end of day)"),
+    ("day_after_tomorrow", r"(?:the )?day after tomorrow"),
+    ("today", r"today|tonight|this (?:morning|afternoon|evening)|(?:the )?end of (?:the )?day|\beod\b|"
+              r"(?:right |directly |straight |just )?after (?:this|the) (?:meeting|call)|"
+              r"(?:right |directly |straight )after this"),
+    ("tomorrow", r"tomorrow(?: (?:morning|afternoon|evening|night))?"),
+    ("end_of_next", r"(?:the )?end of next (?P<eon>week|month|quarter|year)"),
+    ("end_of", r"(?:the )?end of (?:the |this )?(?P<eo>week|month|quarter|year)"),
+    ("this_week", r"this week"),
+    ("next_week", r"next week"),
+    ("next_month", r"next month"),
+    ("in_count", rf"(?:(?:in|within) (?:the next )?|(?:the )?next ){_COUNT} (?P<unit>day|week|month)s?"),
+    ("weekday_day", rf"(?:(?:this|next|coming) )?(?:{_WEEKDAY}),? the " + _DAY.format(name="wd")),
+    ("month_day", rf"(?P<month>{_MONTH})\.? (?:the )?" + _DAY.format(name="md")),
+    ("day_of_month", _DAY.format(name="dm") + rf" of (?P<month2>{_MONTH})"),
+    ("next_weekday", rf"next (?P<nw>{_WEEKDAY})"),
+    ("following_weekday", rf"the following (?P<fw>{_WEEKDAY})"),
+    ("weekday", rf"(?:this |coming |on )?(?P<w>{_WEEKDAY})(?: (?:morning|afternoon|evening|night))?"),
+    ("the_day", r"the " + _DAY.format(name="td")),
+    ("month_only", rf"in (?:{'|'.join(MONTHS)})"),
+]
+_FINDER = re.compile(
+    r"\b(?:" + "|".join(f"(?P<k_{name}>{pattern})" for name, pattern in _PATTERNS) + r")\b", re.IGNORECASE
+)
+_START_PREFIX = re.compile(r"(?:start(?:ing)?(?: on| from)?|from|beginning|begin(?: on)?|kick(?:ing)? off(?: on)?)\s*$",
+                           re.IGNORECASE)  # fmt: skip
+_DUE_PREFIX = re.compile(r"(?:by|before|until|till|due|no later than|for|on|at)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DateMention:
+    """A date phrase at ``start:end`` of the text; ``value`` None when the phrase is vague.
+    ``role`` is ``start`` when introduced by "starting", "from" and the like, else ``due``; ``span`` covers
+    the phrase with its introducing word ("by Friday"), for cutting it out of a description."""
+
+    start: int
+    end: int
+    text: str
+    value: date | None
+    role: str
+    span: tuple[int, int]
+
+
+def find_dates(text: str, meeting_date: date | None) -> list[DateMention]:
+    """Every date phrase of ``text`` in order, resolved against ``meeting_date`` (None: values are None)."""
+    mentions = []
+    for match in _FINDER.finditer(text):
+        kind = next(name for name, _ in _PATTERNS if match.group(f"k_{name}") is not None)
+        if (kind == "weekday" and _weekday_is_not_a_date(text, match)):
+            continue
+        value = _resolve(kind, match, meeting_date) if meeting_date else None
+        before = text[: match.start()]
+        start_prefix = _START_PREFIX.search(before)
+        due_prefix = _DUE_PREFIX.search(before)
+        prefix = start_prefix or due_prefix
+        span_start = prefix.start() if prefix else match.start()
+        mentions.append(DateMention(match.start(), match.end(), match.group(0), value,
+                                    "start" if start_prefix else "due", (span_start, match.end())))  # fmt: skip
+    return mentions
+
+
+def _weekday_is_not_a_date(text: str, match: re.Match[str]) -> bool:
+    """A weekday after "last" is past; after "the" it names a thing ("the Friday before Easter")."""
+    return bool(re.search(r"\b(?:last|the)\s*$", text[: match.start()], re.IGNORECASE))
+
+
+def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
+    g = m.groupdict()
+    match kind:
+        case "iso":
+            return date.fromisoformat(g["iso"])
+        case "today":
+            return today
+        case "tomorrow" | "end_of_day_tomorrow":
+            return today + timedelta(days=1)
+        case "day_after_tomorrow":
+            return today + timedelta(days=2)
+        case "week_from":
+            anchor = g["wf"].lower()
+            base = today if anchor == "today" else today + timedelta(1) if anchor == "tomorrow" else _after(today, anchor)
+            return base + timedelta(days=7)
+        case "end_of":
+            return _end_of(g["eo"].lower(), today, 0)
+        case "end_of_next":
+            return _end_of(g["eon"].lower(), today, 1)
+        case "this_week":
+            return _end_of("week", today, 0)
+        case "next_week":
+            return _end_of("week", today, 1)
+        case "next_month":
+            return None  # a month is no deadline; "end of next month" is
+        case "in_count":
+            return _add(today, _count(g["count"]), g["unit"].lower())
+        case "weekday_day":
+            return _day_of_month(today, _day(g["wd"], g["wdw"]))
+        case "month_day":
+            return _month_day(today, _month(g["month"]), _day(g["md"], g["mdw"]))
+        case "day_of_month":
+            return _month_day(today, _month(g["month2"]), _day(g["dm"], g["dmw"]))
+        case "next_weekday":
+            return _next_week_day(today, g["nw"].lower())
+        case "following_weekday":
+            return _after(today, g["fw"].lower()) + timedelta(days=7)
+        case "weekday":
+            return _after(today, g["w"].lower())
+        case "the_day":
+            return _day_of_month(today, _day(g["td"], g["tdw"]))
+    return None  # vague, month_only
+
+
+def _count(word: str) -> int:
+    word = word.lower()
+    return int(word) if word.isdigit() else _NUMBERS[word]
+
+
+def _day(digits: str | None, word: str | None) -> int:
+    return int(digits) if digits else _ORDINALS[word.lower().replace("  ", " ")] if word else 0
+
+
+def _month(name: str) -> int:
+    name = name.lower().rstrip(".")
+    return MONTHS.index(name) + 1 if name in MONTHS else _MONTH_ABBREVIATIONS[name]
+
+
+def _after(today: date, weekday: str) -> date:
+    """The first ``weekday`` strictly after ``today``."""
+    return today + timedelta(days=(WEEKDAYS.index(weekday) - today.weekday() - 1) % 7 + 1)
+
+
+def _next_week_day(today: date, weekday: str) -> date:
+    monday_next = today + timedelta(days=7 - today.weekday())
+    return monday_next + timedelta(days=WEEKDAYS.index(weekday))
+
+
+def _end_of(unit: str, today: date, ahead: int) -> date:
+    if unit == "week":
+        return today + timedelta(days=4 - today.weekday() + 7 * ahead)
+    if unit == "month":
+        year, month = divmod(today.month - 1 + ahead, 12)
+        year, month = today.year + year, month + 1
+        return date(year, month, calendar.monthrange(year, month)[1])
+    if unit == "quarter":
+        last_month = ((today.month - 1) // 3 + 1) * 3 + 3 * ahead
+        year, month = today.year + (last_month - 1) // 12, (last_month - 1) % 12 + 1
+        return date(year, month, calendar.monthrange(year, month)[1])
+    return date(today.year + ahead, 12, 31)
+
+
+def _add(today: date, count: int, unit: str) -> date:
+    if unit == "day":
+        return today + timedelta(days=count)
+    if unit == "week":
+        return today + timedelta(weeks=count)
+    year, month = divmod(today.month - 1 + count, 12)
+    year, month = today.year + year, month + 1
+    return date(year, month, min(today.day, calendar.monthrange(year, month)[1]))
+
+
+def _day_of_month(today: date, day: int) -> date | None:
+    if not 1 <= day <= 31:
+        return None
+    year, month = today.year, today.month
+    for _ in range(3):
+        if day <= calendar.monthrange(year, month)[1] and date(year, month, day) >= today:
+            return date(year, month, day)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return None
+
+
+def _month_day(today: date, month: int, day: int) -> date | None:
+    if not 1 <= day <= calendar.monthrange(today.year, month)[1]:
+        return None
+    candidate = date(today.year, month, day)
+    return candidate if candidate >= today else date(today.year + 1, month, day)

@@ -1,0 +1,34 @@
+"""The ``local`` backend: offline and deterministic. Rules and date arithmetic for tasks, TextRank for the
+summary, RAKE-style phrases for keywords, VADER's packaged lexicon for mood, TextTiling for the agenda,
+timing arithmetic for metrics. Nothing is downloaded and no clock is read: the same transcript always
+gives the same result."""
+
+from __future__ import annotations
+
+from enrichment.agenda import agenda_topics
+from enrichment.keywords import keywords
+from enrichment.metrics import meeting_metrics
+from enrichment.model import Enrichment, MeetingTranscript
+from enrichment.mood import meeting_mood
+from enrichment.summary import summarize
+from enrichment.tasks import extract_action_items
+
+
+class LocalBackend:
+    name = "local"
+
+    def enrich(self, transcript: MeetingTranscript) -> Enrichment:
+        dialogues = sorted(transcript.dialogues, key=lambda d: (d.start_ms, d.end_ms))
+        ordered = transcript.model_copy(update={"dialogues": tuple(dialogues)})
+        people = ordered.people()
+        items = extract_action_items(ordered)
+        topics = agenda_topics(dialogues, ordered.agenda, people)
+        return Enrichment(
+            backend=self.name,
+            summary=summarize(dialogues, topics, items),
+            action_items=tuple(items),
+            keywords=tuple(keywords(dialogues, people)),
+            mood=meeting_mood(dialogues),
+            agenda=tuple(topics),
+            metrics=meeting_metrics(dialogues),
+        )

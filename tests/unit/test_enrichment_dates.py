@@ -1,0 +1,52 @@
+"""Dates said in meetings, resolved against the meeting's date (Wednesday 4 March 2026 here)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from enrichment.dates import find_dates
+
+WEDNESDAY = date(2026, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("by Friday", date(2026, 3, 6)), ("on Monday", date(2026, 3, 9)), ("next Tuesday", date(2026, 3, 10)),
+     ("next Thursday, the twelfth", date(2026, 3, 12)), ("tomorrow", date(2026, 3, 5)),
+     ("by end of day tomorrow", date(2026, 3, 5)), ("this afternoon", WEDNESDAY), ("right after this", WEDNESDAY),
+     ("end of the week", date(2026, 3, 6)), ("by the end of next week", date(2026, 3, 13)),
+     ("end of the month", date(2026, 3, 31)), ("end of next month", date(2026, 4, 30)),
+     ("end of the quarter", date(2026, 3, 31)), ("in two weeks", date(2026, 3, 18)),
+     ("within 3 days", date(2026, 3, 7)), ("in the next couple of weeks", date(2026, 3, 18)),
+     ("a week from Monday", date(2026, 3, 16)), ("April 2nd", date(2026, 4, 2)), ("the 14th of March", date(2026, 3, 14)),
+     ("by the tenth", date(2026, 3, 10)), ("the third", date(2026, 4, 3)), ("January 5", date(2027, 1, 5)),
+     ("Tuesday the seventeenth", date(2026, 3, 17)), ("2026-05-01", date(2026, 5, 1))],
+)  # fmt: skip
+def test_phrases_resolve_against_the_meeting_date(text: str, expected: date) -> None:
+    found = [m.value for m in find_dates(text, WEDNESDAY) if m.value]
+    assert found == [expected]
+
+
+@pytest.mark.parametrize("text", ["early next month", "in a few days", "soon", "by the end of the sprint", "in April"])
+def test_vague_phrases_are_recognised_and_resolve_to_nothing(text: str) -> None:
+    mentions = find_dates(text, WEDNESDAY)
+    assert mentions and all(m.value is None for m in mentions)
+
+
+@pytest.mark.parametrize("text", ["last Monday it broke", "take the Friday before Easter off", "at 3 a.m.", "may I"])
+def test_what_is_no_deadline_is_not_read_as_one(text: str) -> None:
+    assert [m.value for m in find_dates(text, WEDNESDAY) if m.value] == []
+
+
+def test_start_and_due_roles_and_the_span_that_cuts_them_out() -> None:
+    text = "start on Monday and finish by Friday"
+    start, due = find_dates(text, WEDNESDAY)
+    assert (start.role, start.value, text[slice(*start.span)]) == ("start", date(2026, 3, 9), "start on Monday")
+    assert (due.role, due.value, text[slice(*due.span)]) == ("due", date(2026, 3, 6), "by Friday")
+
+
+def test_a_weekday_is_the_first_one_after_the_meeting_never_the_same_day() -> None:
+    assert find_dates("by Wednesday", WEDNESDAY)[0].value == date(2026, 3, 11)
+    assert find_dates("by Friday", None)[0].value is None

@@ -1,0 +1,97 @@
+"""Summary, keywords, mood and agenda of the local backend, on small meetings made for each."""
+
+from __future__ import annotations
+
+from enrichment.agenda import agenda_topics, boundaries
+from enrichment.keywords import keywords
+from enrichment.model import ActionItem, AgendaTopic
+from enrichment.mood import meeting_mood
+from enrichment.summary import clean, summarize, textrank
+from enrichment.text import split_sentences
+from tests.unit.enrichment_helpers import meeting
+
+DATABASE = [
+    "Ann: The database migration failed twice last night because the replica lagged.",
+    "Bob: The replica lag came from the nightly backup hitting the same disk as the database.",
+    "Ann: So we move the backup to its own disk and rerun the database migration.",
+    "Bob: Agreed, the migration reruns once the backup has its own disk.",
+    "Ann: And we watch replica lag during the migration.",
+]
+HIRING = [
+    "Bob: Next, hiring. We have two open roles for the mobile team and three candidates in the pipeline.",
+    "Ann: The mobile candidates did well in the interviews, especially on Swift and offline sync.",
+    "Bob: The interviews for the mobile roles end on Friday and offers go out after that.",
+    "Ann: Mobile hiring is the priority this quarter, so the candidates get answers fast.",
+    "Bob: Good, that covers hiring for the mobile team.",
+]
+
+
+def test_sentences_split_at_ends_but_not_inside_abbreviations() -> None:
+    assert split_sentences("Move it to 3 a.m. while you're at it. Then ship. Dr. Who? Yes! Two forms. I'll go") == [
+        "Move it to 3 a.m. while you're at it.", "Then ship.", "Dr. Who?", "Yes!", "Two forms.", "I'll go"]
+
+
+def test_textrank_ranks_the_central_sentence_first() -> None:
+    ranks = textrank(["The cache speeds up the product page.", "The product page cache needs a flag.",
+                      "The cache and the product page share a flag.", "Lunch was good."])  # fmt: skip
+    assert ranks.index(max(ranks)) in (1, 2) and ranks[3] == min(ranks) and abs(sum(ranks) - 1) < 1e-9
+
+
+def test_the_summary_has_a_brief_and_one_section_per_topic_then_the_items() -> None:
+    transcript = meeting(*DATABASE, *HIRING)
+    topics = agenda_topics(transcript.dialogues)
+    item = ActionItem(description="Move the backup to its own disk", assignee="Ann")
+    summary = summarize(transcript.dialogues, topics, [item])
+    brief = summary.brief.splitlines()
+    assert 1 <= len(brief) <= 5 and all(line.startswith("- ") for line in brief)
+    assert [line for line in summary.detailed.splitlines() if line.startswith("### ")][-1] == "### Action items"
+    assert summary.detailed.count("### ") >= len(topics) + 1
+    assert "- [ ] Move the backup to its own disk (Ann)" in summary.detailed
+    assert "database" in summary.detailed.lower() and "mobile" in summary.detailed.lower()
+
+
+def test_a_long_meeting_is_summarized_whole_every_topic_has_its_section() -> None:
+    subjects = ["database migration replica backup disk", "mobile hiring candidates interviews offers",
+                "pricing page discount annual plan", "office move desks parking elevator",
+                "security audit passwords tokens rotation", "conference venue speakers catering budget"]  # fmt: skip
+    turns = []
+    for _ in range(4):
+        for words in subjects:
+            first, *rest = words.split()
+            turns += [f"Ann: Next, the {first}. " + " ".join(f"The {w} matters for {first}." for w in rest),
+                      f"Bob: About the {first}, the {rest[0]} and the {rest[1]} are on track.",
+                      f"Ann: Good, {first} {rest[2]} done for now.", f"Bob: {first.title()} {rest[3]} noted."]
+    transcript = meeting(*turns)
+    topics = agenda_topics(transcript.dialogues)
+    summary = summarize(transcript.dialogues, topics, [])
+    covered = {d for t in topics for d in t.dialogue_ids}
+    assert covered == {d.dialogue_id for d in transcript.dialogues}  # every turn is in a topic
+    sections = [line for line in summary.detailed.splitlines() if line.startswith("### ")]
+    assert len(sections) == len(topics) > 6
+    assert summary == summarize(transcript.dialogues, topics, [])  # deterministic
+
+
+def test_clean_drops_fillers_but_keeps_words() -> None:
+    assert clean("So, um, yeah, I'll let you know by Friday.") == "I'll let you know by Friday."
+
+
+def test_keywords_are_the_repeated_phrases_not_names_or_small_talk() -> None:
+    found = keywords(meeting(*DATABASE).dialogues, names=["Ann", "Bob"])
+    assert "database migration" in found and "replica" in " ".join(found)
+    assert not {"ann", "bob", "yeah", "good"} & {k.lower() for k in found}
+
+
+def test_mood_per_speaker_and_overall() -> None:
+    mood = meeting_mood(meeting("Ann: This is great, I love the new design, wonderful work!",
+                                "Bob: This is terrible. The release failed again and customers are angry.").dialogues)
+    assert mood.speakers["Ann"].label == "positive" and mood.speakers["Bob"].label == "negative"
+    assert -1 <= mood.overall.score <= 1
+
+
+def test_topics_split_where_the_vocabulary_changes_and_match_the_agenda() -> None:
+    transcript = meeting(*DATABASE, *HIRING, agenda=("Database migration", "Mobile hiring"))
+    assert boundaries(transcript.dialogues) == [0, 5]
+    first, second = agenda_topics(transcript.dialogues, transcript.agenda)
+    assert (first.title, first.agenda_item, second.title) == ("Database migration", "Database migration", "Mobile hiring")
+    assert first.start_ms == 0 and first.end_ms <= second.start_ms and second.end_ms == transcript.dialogues[-1].end_ms
+    assert isinstance(first, AgendaTopic) and first.dialogue_ids == ("d0", "d1", "d2", "d3", "d4")
