@@ -10,7 +10,9 @@ Method: each track is cut into utterances two ways: by the worker's own segmente
 default policy, as a stream's finals are cut, fed 100 ms frames) and at its quietest moments every 5-9.5 s
 (``pauses``: all the audio, so the decode modes are compared on every word whatever the VAD keeps). The
 segmenter runs in each VAD variant asked for (``--vad``, see ``VAD_VARIANTS``), each timed (CPU seconds of
-VAD scoring per second of audio). Every piece is decoded
+VAD scoring per second of audio). ``--tts N`` measures N synthesized speakers (``bench/speech.py``, the
+scripts ``palaver bench stt`` streams) the same way, against their scripts, so a VAD change is seen on
+both kinds of speech in one run. Every piece is decoded
 as a final (with word timings) by ``BatchedWhisper`` in each decode mode (batched by length bucket, as the
 scheduler does), and the finals are joined per track. Offline: faster-whisper
 ``transcribe`` on the whole track (greedy, no VAD filter). References and hypotheses lose the
@@ -81,9 +83,10 @@ class TimedScorer:
         return probs, None if self.fresh_each_call else state
 
 
-def utterances(audio: np.ndarray, variant: str = "stateful") -> tuple[list[np.ndarray], float]:
+def utterances(audio: np.ndarray, variant: str = "stateful") -> tuple[list[np.ndarray], dict[str, float]]:
     """The track cut as the worker cuts a stream into finals (its segmenter and default policy, in a VAD
-    variant of ``VAD_VARIANTS``), and the CPU seconds the VAD took."""
+    variant of ``VAD_VARIANTS``), and the CPU seconds the model (``vad``) and the whole segmenter
+    (``segmenter``: the model, windowing and the cutting logic) took."""
     from palaver.settings import Settings
     from stt_workers.local_transcriber import segmenter_policy
     from stt_workers.segmenter import Segmenter
@@ -95,9 +98,11 @@ def utterances(audio: np.ndarray, variant: str = "stateful") -> tuple[list[np.nd
     scorer = TimedScorer(SileroScorer(), fresh_each_call=variant == "windows")
     segmenter = Segmenter(scorer, policy)
     segments = []
+    began = time.thread_time()
     for start in range(0, len(audio), 1600):  # 100 ms frames, as clients send
         segments += segmenter.push(audio[start : start + 1600])
-    return [s.audio for s in segments + segmenter.flush()], scorer.cpu_s
+    segments += segmenter.flush()
+    return [s.audio for s in segments], {"vad": scorer.cpu_s, "segmenter": time.thread_time() - began}
 
 
 def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[str]:
@@ -129,49 +134,70 @@ def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.
     return [*pieces, audio[start:]]
 
 
-def run(data: Path, variants: list[str]) -> dict[str, Any]:
-    from faster_whisper import WhisperModel, decode_audio
+def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any]) -> dict[str, Any]:
+    """One track's row: speech each VAD variant kept, its CPU time, and the WER of every cut and decode mode."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    cuts, vad_cpu = {"pauses": pause_cuts(audio)}, {}
+    for variant in variants:
+        cuts[f"vad_{variant}"], vad_cpu[variant] = utterances(audio, variant)
+    fw_speech = get_speech_timestamps(audio, VadOptions())
+    offline = models["offline"].transcribe(audio, language="en", beam_size=1)[0]
+    texts = {"offline": " ".join(s.text for s in offline)}
+    for mode, engine in models["engines"].items():
+        for cut, pieces in cuts.items():
+            texts[f"{mode}_{cut}"] = " ".join(decode_bucketed(engine, pieces))
+    row: dict[str, Any] = {"track": name, "seconds": round(len(audio) / 16000, 1), "words": len(reference.split()),
+                           "faster_whisper_vad_speech_s": round(sum(s["end"] - s["start"] for s in fw_speech) / 16000, 1)}  # fmt: skip
+    for variant in variants:
+        pieces = cuts[f"vad_{variant}"]
+        row[f"utterances_{variant}"] = len(pieces)
+        row[f"vad_speech_s_{variant}"] = round(sum(map(len, pieces)) / 16000, 1)
+        row[f"longest_utterance_s_{variant}"] = round(max(map(len, pieces), default=0) / 16000, 1)
+        for part, cpu_s in vad_cpu[variant].items():
+            row[f"{part}_cpu_per_audio_s_{variant}"] = round(cpu_s / (len(audio) / 16000), 5)
+    for label, text in texts.items():
+        row[f"wer_{label}"] = round(word_error_rate(reference, clean(text)), 4)
+        row[f"text_{label}"] = text
+    kept = ", ".join(f"{v} {row[f'vad_speech_s_{v}']} s" for v in variants)
+    print(f"{name:<16} {row['seconds']:>5} s {row['words']:>4} words, VAD kept {kept} "
+          f"(faster-whisper {row['faster_whisper_vad_speech_s']} s): WER "
+          + ", ".join(f"{label} {row[f'wer_{label}']:.3f}" for label in texts), flush=True)  # fmt: skip
+    return row
+
+
+def word_weighted(rows: list[dict[str, Any]]) -> dict[str, float]:
+    words = sum(r["words"] for r in rows)
+    labels = [k.removeprefix("wer_") for k in rows[0] if k.startswith("wer_")]
+    return {label: round(sum(r[f"wer_{label}"] * r["words"] for r in rows) / words, 4) for label in labels}
+
+
+def run(data: Path, variants: list[str], tts_speakers: int = 0) -> dict[str, Any]:
+    from faster_whisper import WhisperModel, decode_audio
 
     from palaver.settings import bundled_whisper_model_dir
     from stt_workers.batched_whisper import DECODE_MODES, BatchedWhisper
 
     model_dir = bundled_whisper_model_dir()
-    offline = WhisperModel(model_dir, compute_type="int8", cpu_threads=2)
-    engines = {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in DECODE_MODES}
+    models = {"offline": WhisperModel(model_dir, compute_type="int8", cpu_threads=2),
+              "engines": {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in DECODE_MODES}}  # fmt: skip
     rows = []
     for name in TRACKS:
         audio = decode_audio(str(data / f"{name}.wav"), sampling_rate=16000)
-        reference = clean((data / f"{name}.lab").read_text())
-        cuts, vad_cpu = {"pauses": pause_cuts(audio)}, {}
-        for variant in variants:
-            cuts[f"vad_{variant}"], vad_cpu[variant] = utterances(audio, variant)
-        fw_speech = get_speech_timestamps(audio, VadOptions())
-        texts = {"offline": " ".join(s.text for s in offline.transcribe(audio, language="en", beam_size=1)[0])}
-        for mode, engine in engines.items():
-            for cut, pieces in cuts.items():
-                texts[f"{mode}_{cut}"] = " ".join(decode_bucketed(engine, pieces))
-        row: dict[str, Any] = {"track": name, "seconds": round(len(audio) / 16000, 1), "words": len(reference.split()),
-                               "faster_whisper_vad_speech_s": round(sum(s["end"] - s["start"] for s in fw_speech) / 16000, 1)}  # fmt: skip
-        for variant in variants:
-            pieces = cuts[f"vad_{variant}"]
-            row[f"utterances_{variant}"] = len(pieces)
-            row[f"vad_speech_s_{variant}"] = round(sum(map(len, pieces)) / 16000, 1)
-            row[f"vad_cpu_per_audio_s_{variant}"] = round(vad_cpu[variant] / (len(audio) / 16000), 5)
-        for label, text in texts.items():
-            row[f"wer_{label}"] = round(word_error_rate(reference, clean(text)), 4)
-            row[f"text_{label}"] = text
-        rows.append(row)
-        kept = ", ".join(f"{v} {row[f'vad_speech_s_{v}']} s" for v in variants)
-        print(f"{name:<16} {row['seconds']:>5} s {row['words']:>4} words, VAD kept {kept} "
-              f"(faster-whisper {row['faster_whisper_vad_speech_s']} s): WER "
-              + ", ".join(f"{label} {row[f'wer_{label}']:.3f}" for label in texts), flush=True)  # fmt: skip
-    words = sum(r["words"] for r in rows)
-    total = {label: round(sum(r[f"wer_{label}"] * r["words"] for r in rows) / words, 4)
-             for label in texts}  # fmt: skip
+        rows.append(measure(name, audio, clean((data / f"{name}.lab").read_text()), variants, models))
+    total = word_weighted(rows)
     print("all tracks, word-weighted WER: " + ", ".join(f"{k} {v:.3f}" for k, v in total.items()))
-    return {"package": PACKAGE, "vad_variants": {v: VAD_VARIANTS[v] for v in variants}, "tracks": rows,
-            "wer": total, "words": words}  # fmt: skip
+    result = {"package": PACKAGE, "vad_variants": {v: VAD_VARIANTS[v] for v in variants}, "tracks": rows,
+              "wer": total, "words": sum(r["words"] for r in rows)}  # fmt: skip
+    if tts_speakers:
+        from bench.speech import build_tracks
+
+        tts_rows = [measure(f"tts_{t.speaker_id}", t.pcm.astype(np.float32) / 32768, clean(t.script), variants, models)
+                    for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
+        result |= {"tts_tracks": tts_rows, "tts_wer": word_weighted(tts_rows)}
+        print("synthesized tracks, word-weighted WER: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in result["tts_wer"].items()))  # fmt: skip
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help=f"where the recordings are (default {DATA})")
     parser.add_argument("--vad", nargs="+", choices=list(VAD_VARIANTS), default=list(VAD_VARIANTS),
                         help="the segmenter's VAD variants to measure: " + "; ".join(f"{k}: {v}" for k, v in VAD_VARIANTS.items()))  # fmt: skip
+    parser.add_argument("--tts", type=int, default=0, metavar="N",
+                        help="also N synthesized speakers of 30 s (bench/speech.py, as palaver bench stt streams them)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.fetch:
         fetch(args.data)
@@ -188,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"no recordings in {args.data}: run with --fetch first", file=sys.stderr)
         return 2
-    path = write_results("real_speech", run(args.data, args.vad))
+    path = write_results("real_speech", run(args.data, args.vad, args.tts))
     print(f"wrote {path}")
     return 0
 
