@@ -3,23 +3,35 @@
 Pure logic around an injected window scorer (Silero in production, a fake in unit tests). Windows are
 aligned to absolute sample positions, so segment boundaries do not depend on how audio was framed.
 
-Resuming: a window is scored only when its VAD context lies inside the segmenter's audio, so a segmenter
-started at sample P scores exactly the windows, with exactly the audio, of any other segmenter of the
-same stream. ``keep_from`` is a sample P (advanced only in silence) at which a fresh ``Segmenter(P)``
-fed the same audio emits exactly the segments this one emits from then on, with the same boundaries,
-hence the same utterance ids: the STT worker commits Kafka offsets up to it and restarts there.
+VAD state: the scorer carries a recurrent state from window to window (Silero's LSTM), so a window's
+probability depends on the stream's audio before it. The state restarts from zero at *reset points*:
+the segmenter's first window, and every window on the absolute grid of ``state_reset_ms`` that is reached
+outside speech. Between reset points the state is carried across pushes, so framing does not matter.
+
+Resuming: a window is scored only when its VAD context lies inside the segmenter's audio, and a segmenter
+started at sample P begins with a fresh state at its first window. ``keep_from`` is a sample P (advanced
+only in silence, and only to just before a reset point R, ``R - CONTEXT``, once the audio scored from R
+on covers the pre-roll) at which a fresh ``Segmenter(P)`` fed the same audio scores the
+same windows from the same (zero) state as this one and emits exactly the segments this one emits from
+then on, with the same boundaries, hence the same utterance ids: the STT worker commits Kafka offsets up
+to it and restarts there. So ``keep_from`` moves in steps of ``state_reset_ms``, trailing the audio in
+silence by that and the pre-roll at most.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from stt_workers.vad import CONTEXT, WINDOW
 
-Scorer = Callable[[np.ndarray], np.ndarray]
+# (windows (n, CONTEXT + WINDOW) in time order, state before the first or None for a fresh one) ->
+# (n speech probabilities, state after the last); the state is the scorer's own, opaque here
+Scorer = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,10 @@ class SegmenterPolicy:
     # Silence after which ``ending_segment`` tells the utterance's final segment (at least the trailing
     # pad; from min_silence_ms on, never: the segment comes from ``push`` first).
     eager_silence_ms: int = 300
+    # Outside speech, the VAD state restarts from zero at every multiple of this (absolute samples, whole
+    # windows): the points a restarted worker can resume from. 0: never (one state for the whole stream,
+    # and ``keep_from`` never moves; for measurements only).
+    state_reset_ms: int = 1024
 
     def samples(self, ms: int) -> int:
         return self.sample_rate * ms // 1000
@@ -62,6 +78,8 @@ class Segmenter:
         self._voice_end = 0
         self._last_segment_end = first_sample
         self._quiet_windows: list[tuple[int, float]] = []  # (window start, prob) below threshold in speech
+        self._vad_state: Any = None  # the scorer's state after the last scored window; None: fresh
+        self._reset_at = self._scored_until  # the last window scored from a fresh state
 
     @property
     def end_sample(self) -> int:
@@ -109,17 +127,17 @@ class Segmenter:
     def push(self, audio: np.ndarray) -> list[Segment]:
         """Append audio (float32, contiguous with what came before) and return segments that ended."""
         self._buffer = np.concatenate([self._buffer, audio.astype(np.float32, copy=False)])
-        starts = list(range(self._scored_until, self.end_sample - WINDOW + 1, WINDOW))
-        if not starts:
-            return []
-        probs = self._scorer(np.stack([self._window(s) for s in starts]))
-        self._scored_until = starts[-1] + WINDOW
         segments: list[Segment] = []
-        for start, prob in zip(starts, probs, strict=True):
-            segment = self._step(start, float(prob))
-            if segment:
-                segments.append(segment)
-            self._advance_resume(start + WINDOW)
+        for run in self._runs(range(self._scored_until, self.end_sample - WINDOW + 1, WINDOW)):
+            if self._is_reset_point(run[0]):
+                self._vad_state, self._reset_at = None, run[0]
+            probs, self._vad_state = self._scorer(np.stack([self._window(s) for s in run]), self._vad_state)
+            for start, prob in zip(run, probs, strict=True):
+                self._scored_until = start + WINDOW
+                segment = self._step(start, float(prob))
+                if segment:
+                    segments.append(segment)
+                self._advance_resume(start + WINDOW)
         self._trim()
         return segments
 
@@ -142,15 +160,34 @@ class Segmenter:
         # end is detected, so boundaries do not depend on how the audio was framed.
         return min(self._pad, self._policy.samples(self._policy.min_silence_ms))
 
+    @property
+    def _reset_every(self) -> int:
+        return self._policy.samples(self._policy.state_reset_ms) // WINDOW * WINDOW
+
+    def _runs(self, starts: range) -> list[range]:
+        """Window starts split before every grid point of ``state_reset_ms`` (where the state may restart:
+        that depends on whether the windows before it end the speech, so they are scored first)."""
+        every = self._reset_every
+        if not every or not starts:
+            return [starts] if starts else []
+        cuts = [s for s in range(-(-starts.start // every) * every, starts.stop, every) if s > starts.start]
+        bounds = [starts.start, *cuts, starts.stop]
+        return [range(a, b, WINDOW) for a, b in itertools.pairwise(bounds) if b > a]
+
+    def _is_reset_point(self, start: int) -> bool:
+        every = self._reset_every
+        return bool(every) and start % every == 0 and not self._in_speech
+
     def _advance_resume(self, scored_until: int) -> None:
-        """After the window ending at ``scored_until``: in silence, a segmenter started ``back`` samples
-        earlier is in the same state from here on. Its first window lies in this silence (``back`` covers
-        the VAD context), every later speech start gets the same pre-roll (``back`` >= pad), and the end of
-        the last segment, which bounds the next one's pre-roll, is no later, so it bounds nothing either.
-        Speech shorter than ``min_speech_ms`` seen partly by the restart stays too short: no segment."""
-        if self._in_speech:
+        """After the window ending at ``scored_until``: a fresh ``Segmenter(R - CONTEXT)`` starts scoring
+        at the last reset point R, from a fresh state, as this one did, so it scores the same windows
+        with the same probabilities from R on. It is in the same state as this one outside speech once the
+        audio scored since R covers the pre-roll (every later speech start gets the same pre-roll) and the
+        last segment ended by R - CONTEXT (so it bounds no pre-roll either; speech since R too short for
+        a segment is too short for the fresh one as well)."""
+        if self._in_speech or scored_until < self._reset_at + self._pad:
             return
-        candidate = scored_until - max(self._pad, CONTEXT)
+        candidate = self._reset_at - CONTEXT
         if candidate >= self._last_segment_end and candidate > self._resume_from:
             self._resume_from = candidate
 

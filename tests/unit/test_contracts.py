@@ -372,9 +372,9 @@ def test_dialogue_examples_show_settled_and_tentative_words() -> None:
 # --- consumers: each returns what it made of one example (empty: it had nothing to do with it) ----------
 
 
-def _silence_scorer(windows: np.ndarray) -> np.ndarray:
+def _silence_scorer(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
     assert windows.shape[1:] == (CONTEXT + WINDOW,)
-    return np.zeros(len(windows), np.float32)
+    return np.zeros(len(windows), np.float32), state
 
 
 def _open_stream(info: StreamInfo, first_sample: int) -> StreamState:

@@ -113,7 +113,7 @@ def test_audio_time_of_a_sample_comes_from_the_newest_frame() -> None:
     from stt_workers.segmenter import Segmenter, SegmenterPolicy
 
     state = StreamState(
-        StreamInfo("m", "s", "m/s", 16000, 0), Segmenter(lambda w: np.zeros(len(w)), SegmenterPolicy()), 0
+        StreamInfo("m", "s", "m/s", 16000, 0), Segmenter(lambda w, state: (np.zeros(len(w)), state), SegmenterPolicy()), 0
     )
     state.last_frame = (1_000_000, 32_000)  # the frame ending at 2 s of audio reached Kafka at t = 1000 s
     assert state.audio_time_ms(32_000) == 1_000_000

@@ -22,8 +22,8 @@ FRAME = RATE // 10  # 100 ms frames
 INFO = StreamInfo("m1", "ana", "m1/ana", RATE, 0)
 
 
-def _loud(windows: np.ndarray) -> np.ndarray:
-    return np.where(np.abs(windows[:, -WINDOW:]).mean(axis=1) > 0.05, 0.9, 0.0).astype(np.float32)
+def _loud(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
+    return np.where(np.abs(windows[:, -WINDOW:]).mean(axis=1) > 0.05, 0.9, 0.0).astype(np.float32), state
 
 
 def _speech(*spans_s: tuple[float, float], total_s: float) -> np.ndarray:

@@ -21,13 +21,14 @@ from stt_workers.vad import CONTEXT, WINDOW
 RATE = 16000
 DEFAULT = SegmenterPolicy()
 PAD = DEFAULT.samples(DEFAULT.pad_ms)  # 3200
+RESET_EVERY = DEFAULT.samples(DEFAULT.state_reset_ms)  # 16384: whole windows
 MIN_SILENCE_WINDOWS = -(-DEFAULT.samples(DEFAULT.min_silence_ms) // WINDOW)  # 19 quiet windows end speech
 
 
-def loudness_scorer(windows: np.ndarray) -> np.ndarray:
+def loudness_scorer(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
     assert windows.ndim == 2 and windows.shape[1] == CONTEXT + WINDOW
     assert windows.dtype == np.float32
-    return np.where(np.abs(windows[:, -WINDOW:]).mean(axis=1) > 0.05, 0.9, 0.0).astype(np.float32)
+    return np.where(np.abs(windows[:, -WINDOW:]).mean(axis=1) > 0.05, 0.9, 0.0).astype(np.float32), state
 
 
 def track(n_windows: int, bursts: Iterable[tuple[int, int]], offset: int = 0) -> np.ndarray:
@@ -296,8 +297,9 @@ def test_keep_from_advances_in_silence() -> None:
     seg = Segmenter(loudness_scorer, DEFAULT)
     for _ in range(100):
         seg.push(np.zeros(320, np.float32))
-        assert seg.end_sample - seg.keep_from < WINDOW + PAD + CONTEXT
-    assert seg.keep_from > 0
+        # it trails by at most a reset interval (it moves from one VAD reset point to the next), the pre-roll
+        assert seg.end_sample - seg.keep_from < WINDOW + RESET_EVERY + PAD + CONTEXT
+    assert seg.keep_from == RESET_EVERY - CONTEXT  # 32000 samples: the reset point at 16384 is the last
 
 
 def test_keep_from_holds_open_utterance_pre_roll() -> None:
@@ -305,7 +307,8 @@ def test_keep_from_holds_open_utterance_pre_roll() -> None:
     seg = Segmenter(loudness_scorer, DEFAULT)
     seg.push(audio[: 100 * WINDOW])
     assert seg.in_speech
-    assert seg.keep_from == 20 * WINDOW - PAD
+    # before the pre-roll, at the last point where the VAD state restarted: the first window (512)
+    assert seg.keep_from == WINDOW - CONTEXT <= 20 * WINDOW - PAD
 
 
 # --- StreamState -----------------------------------------------------------------------------------------

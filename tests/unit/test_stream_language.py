@@ -142,8 +142,8 @@ async def test_worker_opens_a_stream_in_its_own_language_else_the_default(own: s
 # --- the local path -------------------------------------------------------------------------------------
 
 
-def _loud(windows: np.ndarray) -> np.ndarray:
-    return np.where(np.abs(windows[:, -WINDOW:]).mean(axis=1) > 0.05, 0.9, 0.0).astype(np.float32)
+def _loud(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
+    return np.where(np.abs(windows[:, -WINDOW:]).mean(axis=1) > 0.05, 0.9, 0.0).astype(np.float32), state
 
 
 class _FakeWhisper:

@@ -32,13 +32,20 @@ POLICIES = [
 ]
 
 
-def context_scorer(windows: np.ndarray) -> np.ndarray:
+def context_scorer(windows: np.ndarray, state: float | None) -> tuple[np.ndarray, float]:
     """Speech when the window is loud, or when its VAD context is very loud (so the context matters:
-    zeros standing in for real audio change the score)."""
+    zeros standing in for real audio change the score), or when a moving average of loudness carried from
+    window to window is (so the state matters, as Silero's does: a hangover after loud audio, a ramp-up
+    from a fresh state)."""
     assert windows.shape[1] == CONTEXT + WINDOW
     own = np.abs(windows[:, CONTEXT:]).mean(axis=1)
     context = np.abs(windows[:, :CONTEXT]).mean(axis=1)
-    return np.where((own > 0.05) | (context > 0.25), 0.9, 0.1).astype(np.float32)
+    average = 0.0 if state is None else state
+    probs = []
+    for loudness, before in zip(own, context, strict=True):
+        average = 0.7 * average + 0.3 * float(loudness)
+        probs.append(0.9 if loudness > 0.05 or before > 0.25 or average > 0.1 else 0.1)
+    return np.array(probs, np.float32), average
 
 
 def scene(bursts: list[tuple[int, int, float]], total: int, first_sample: int) -> np.ndarray:
@@ -139,11 +146,14 @@ def test_resume_point_stays_before_long_speech() -> None:
     assert seg.keep_from == before
 
 
-def test_keep_from_in_silence_trails_by_the_pre_roll() -> None:
-    seg = Segmenter(context_scorer, SegmenterPolicy())
+def test_keep_from_in_silence_is_the_last_reset_point_past_the_pre_roll() -> None:
+    policy = SegmenterPolicy()
+    every = policy.samples(policy.state_reset_ms)
+    seg = Segmenter(context_scorer, policy)
     seg.push(np.zeros(10 * RATE, np.float32))
     scored_until = (10 * RATE // WINDOW) * WINDOW
-    assert seg.keep_from == scored_until - SegmenterPolicy().samples(200)
+    reset = (scored_until - policy.samples(policy.pad_ms)) // every * every
+    assert seg.keep_from == reset - CONTEXT
 
 
 def test_first_window_has_its_whole_context() -> None:
@@ -151,9 +161,9 @@ def test_first_window_has_its_whole_context() -> None:
     scored as silence by a segmenter that starts later."""
     calls: list[int] = []
 
-    def spy(windows: np.ndarray) -> np.ndarray:
+    def spy(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
         calls.append(len(windows))
-        return np.zeros(len(windows), np.float32)
+        return np.zeros(len(windows), np.float32), state
 
     seg = Segmenter(spy, SegmenterPolicy(), first_sample=1000)
     seg.push(np.zeros(4 * WINDOW - 1000, np.float32))  # up to 2048
