@@ -111,8 +111,8 @@ async def send_stream(base_url: str, meeting_id: str, speaker: Participant, trac
 
 async def read_live(base_url: str, meeting: Meeting, events: list[tuple[float, dict[str, Any]]],
                     stop: asyncio.Event, connected: asyncio.Event) -> None:  # fmt: skip
-    """The meeting's live socket (as its owner), each event with its arrival time and the speaker's name
-    (the track's) in place of its user id."""
+    """The meeting's live socket (as its owner): each dialogue message with its arrival time and the
+    speaker's name (the track's) in place of its user id."""
     names = meeting.names()
     owner = next(iter(meeting.people.values()))
     ticket = await owner.ticket(meeting.meeting_id, "live")
@@ -125,6 +125,8 @@ async def read_live(base_url: str, meeting: Meeting, events: list[tuple[float, d
             except TimeoutError:
                 continue
             event = json.loads(message)
+            if event.get("type") != "dialogue":  # chat, participants, the meeting: not measured
+                continue
             if "speaker_id" in event:
                 event["speaker_id"] = names.get(event["speaker_id"], event["speaker_id"])
             events.append((time.time(), event))
