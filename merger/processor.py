@@ -6,7 +6,8 @@ Dialogues are ordered by start on the meeting's media timeline; overlapping spee
 dialogues, each updating.
 
 Finality comes from a watermark. Each stream is *settled* up to a media time before which it will emit no
-new utterance (its last final's end, its open partial's start, its progress events, its placement). The
+new utterance (its last final's end, its open partial's start, its progress events, its placement, its
+stop); a stream settled past its open partial ended that utterance without a final, so the partial goes. The
 meeting's watermark is the minimum over its active streams. A dialogue is final once the watermark has
 passed the point where anything could still change it: the start of the utterance after it, or its end
 plus the pause limit. Final dialogues are published one last time and dropped from the state, so the
@@ -169,6 +170,15 @@ def _fold(run: RunState, event: EventV) -> bool:
         _settle(run, event.stream_id, event.speaker_id, event.start_ms if partial else event.end_ms)
     elif isinstance(event, StreamProgressV1):
         _settle(run, event.stream_id, event.speaker_id, event.settled_ms)
+        stream = run["streams"][event.stream_id]
+        if stream["partial_uid"] is not None:
+            # A stream is settled at its open utterance's start at most: one settled past its partial ended
+            # that utterance without a final (nothing was said), so the partial goes, as at the stream's stop.
+            kept = [u for u in run["utts"] if not (u[PARTIAL] and u[STREAM] == event.stream_id
+                                                    and u[START] < stream["settled"])]  # fmt: skip
+            if len(kept) < len(run["utts"]):
+                run["utts"] = kept
+                stream["partial_uid"], stream["partial_seq"] = None, -1
     elif isinstance(event, StreamStartedV1):
         # A new session of a stream starts after the audio of every earlier one (ingest/clock.py), so a
         # start before the last stop, or while active, is a redelivery.
@@ -189,6 +199,8 @@ def _fold(run: RunState, event: EventV) -> bool:
         stream["stopped_at"] = max(
             stream["floor"], event.stream_start_ms + event.end_sample * 1000 // event.sample_rate
         )
+        # Its session's last events came before its stop, and a next session starts after its audio.
+        stream["settled"] = max(stream["settled"], stream["stopped_at"])
         # A partial that never got its final (the engine dropped it) ends with its stream.
         run["utts"] = [u for u in run["utts"] if not (u[PARTIAL] and u[STREAM] == event.stream_id)]
     return True

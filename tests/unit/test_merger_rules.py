@@ -228,6 +228,20 @@ def test_all_streams_stopped_finalizes_everything_and_state_is_emptied() -> None
     assert run["watermark"] == ALL_STOPPED
 
 
+def test_a_partial_its_stream_passed_without_a_final_is_dropped() -> None:
+    """Nothing was said after all: the partial's box goes, and a's boxes on either side of it join."""
+    state, out = fold([started("a"), started("b"), final("a", 0, 1000), partial("b", 1100, 1300, "", "hm", 0),
+                       final("a", 1400, 2000)])  # fmt: skip
+    assert sorted(d.speaker_id for d in latest(out).values()) == ["a", "a", "b"]
+    _, more = fold([progress("b", 2500)], state)
+    assert [(d.speaker_id, d.text) for d in latest(out + more).values()] == [("a", "a@0 a@1400")]
+
+
+def test_an_event_before_a_stopped_streams_end_is_a_redelivery() -> None:
+    state, _ = fold([started("a"), started("b"), final("a", 0, 1000), stopped("a", at_ms=3000)])
+    assert fold([final("a", 2000, 2500)], state)[1] == []
+
+
 def test_final_positions_follow_media_order() -> None:
     events = [started("a"), started("b"), final("b", 500, 900), final("a", 0, 1000), final("a", 3000, 3500),
               stopped("a"), stopped("b")]  # fmt: skip
