@@ -25,6 +25,7 @@ State (JSON-able; it lives in a changelog table, palaver/streams/changelog.py), 
                     "streams": {stream: {speaker, settled, active, floor, stopped_at, partial_uid,
                                          partial_seq}},
                     "emitted": {dialogue_id: [revision, signature, speaker, start_ms, end_ms]},
+                    "retracted": {dialogue_id: [revision, "retracted", speaker, start_ms, end_ms]},
                     "final_count": n, "watermark": ms}}}
 """
 
@@ -71,7 +72,7 @@ def new_state() -> MeetingState:
 
 
 def _new_run() -> RunState:
-    return {"utts": [], "streams": {}, "emitted": {}, "final_count": 0, "watermark": NO_WATERMARK}
+    return {"utts": [], "streams": {}, "emitted": {}, "retracted": {}, "final_count": 0, "watermark": NO_WATERMARK}
 
 
 def group(meeting_id: str, utts: list[list[Any]], pause_ms: int) -> list[Dialogue]:
@@ -237,6 +238,7 @@ def _copy_run(run: RunState) -> RunState:
         "utts": list(run["utts"]),
         "streams": {k: dict(v) for k, v in run["streams"].items()},
         "emitted": dict(run["emitted"]),
+        "retracted": dict(run.get("retracted", {})),  # states saved before it existed have none
         "final_count": run["final_count"],
         "watermark": run["watermark"],
     }
@@ -252,11 +254,13 @@ def _publish(
     while final_prefix < len(dialogues) and mark > dialogues[final_prefix].threshold_ms:
         final_prefix += 1
     out: list[DialogueUpdateV1 | MeetingWatermarkV1] = []
-    emitted = run["emitted"]
+    emitted, retracted = run["emitted"], run["retracted"]
     for index, d in enumerate(dialogues):
         status = "final" if index < final_prefix else "live"
         signature = _signature(d, status)
         known = emitted.get(d.dialogue_id)
+        if known is None and retracted:
+            known = retracted.pop(d.dialogue_id, None)  # back after a retraction: its revisions go on
         if known is None or known[1] != signature:
             revision = known[0] + 1 if known is not None else 1
             emitted[d.dialogue_id] = [revision, signature, d.speaker_id, d.start_ms, d.end_ms]
@@ -266,12 +270,19 @@ def _publish(
         for dialogue_id, (revision, _, speaker, start, end) in list(emitted.items()):
             if dialogue_id not in present:
                 del emitted[dialogue_id]
+                # Its first utterance may begin a dialogue again (a partial between it and the one before
+                # goes, then another speaker's utterance comes between them).
+                retracted[dialogue_id] = [revision + 1, "retracted", speaker, start, end]
                 out.append(_retraction(meeting_id, run_id, dialogue_id, revision + 1, speaker, start, end))
     if final_prefix:
         for d in dialogues[:final_prefix]:
             del emitted[d.dialogue_id]
         finished = {uid for d in dialogues[:final_prefix] for uid in d.utterance_ids}
         run["utts"] = [u for u in run["utts"] if u[UID] not in finished]
+        if retracted:  # one whose first utterance went can never begin a dialogue again
+            first_start = run["utts"][0][START] if run["utts"] else ALL_STOPPED
+            for dialogue_id in [k for k, v in retracted.items() if v[3] < first_start]:
+                del retracted[dialogue_id]
         run["final_count"] += final_prefix
         out.append(
             MeetingWatermarkV1(

@@ -276,6 +276,17 @@ def test_an_utterance_before_its_streams_settled_time_is_a_redelivery() -> None:
     assert fold([final("a", 600, 900)], state)[1] == []
 
 
+def test_a_dialogue_back_after_its_retraction_goes_on_with_its_revisions() -> None:
+    """c's partial splits b's box, its stop joins it again, a's utterance splits it again: b's second box
+    comes back with a revision above its retraction, so readers keeping the highest revision keep it."""
+    _, out = fold([started("a"), started("b"), started("c"), final("b", 0, 200), final("b", 201, 401),
+                   partial("c", 0, 66, "", "p", 0), stopped("c", at_ms=500), final("a", 201, 300)])  # fmt: skip
+    second = ids.dialogue_id(MEETING, final("b", 201, 401).utterance_id)
+    history = [(u.revision, u.status) for u in out if isinstance(u, DialogueUpdateV1) and u.dialogue_id == second]
+    assert history == [(1, "live"), (2, "retracted"), (3, "live")]
+    assert second in latest(out)
+
+
 def test_retraction_when_a_late_utterance_becomes_a_dialogues_first() -> None:
     # b's partial placed b's box at 1000; a's final at 900 arrives later and ... b keeps its id, but when
     # a partial's utterance is superseded by a final with another start, the old box is retracted.
