@@ -135,17 +135,19 @@ def _signature(d: Dialogue, status: str, placed: bool, position: int) -> str:
     """What a reader sees of a dialogue revision: a new revision is published when it changes. Kept whole,
     not hashed: it is compared on every event, and the state holds only the live tail.
 
-    Its status and each utterance as the event carries it (id, start, end, final or partial, stripped
-    text); the dialogue's start, end and text derive from those, so they need no place of their own. A
-    partial that becomes final with the same words and times is a change (the reader draws it settled).
-    A final dialogue's position and whether it is placed count too: its words no longer change, but its
-    place among the others may until the watermark passes it, and a reader that resumes by position must
-    be told (a live box's position is not: it changes with every box before it, and the box is drawn by
-    its start). A state saved with another format of this gives each of its live dialogues one extra
-    revision with the same content, once: harmless, readers keep the highest revision."""
-    head = status if status != "final" else f"final@{position}{'+' if placed else ''}"
-    return head + "".join([f"|{u[UID]},{u[START]},{u[END]},{'p' if u[PARTIAL] else 'f'},{u[TEXT].strip()}"
-                           for u in d.members])  # fmt: skip
+    A live dialogue's: its status and each utterance as the event carries it (id, start, end, final or
+    partial, stripped text); the dialogue's start, end and text derive from those, so they need no place
+    of their own. A partial that becomes final with the same words and times is a change (the reader draws
+    it settled). Its position is not: it changes with every box before it, and the box is drawn by its
+    start. A final dialogue's words no longer change (``words_final``), its place among the others may
+    until the watermark passes it, and a reader that resumes by position must be told: its signature is its
+    position and whether it is placed (and, being short, final dialogues waiting to be placed cost little).
+    A state saved with another format of this gives each of its live dialogues one extra revision with the
+    same content, once: harmless, readers keep the highest revision."""
+    if status == "final":
+        return f"final@{position}{'+' if placed else ''}"
+    return status + "".join([f"|{u[UID]},{u[START]},{u[END]},{'p' if u[PARTIAL] else 'f'},{u[TEXT].strip()}"
+                             for u in d.members])  # fmt: skip
 
 
 class SettledBounds(NamedTuple):
@@ -227,7 +229,10 @@ def _outside_sealed(sealed: dict[str, list[Any]], speaker: str, uid: str, start:
     while moved:
         moved = False
         for other, first_start, first_uid, last_start, last_uid in sealed.values():
-            if other != speaker and (first_start, other, first_uid) < (start, speaker, uid) < (last_start, other, last_uid):
+            # Runs per transcript event while final dialogues wait to be placed: integers first.
+            if first_start <= start <= last_start and other != speaker and (
+                (first_start, other, first_uid) < (start, speaker, uid) < (last_start, other, last_uid)
+            ):
                 start, moved = last_start + 1, True
     return start
 
