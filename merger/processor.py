@@ -202,8 +202,8 @@ def words_final(d: Dialogue, utts: list[list[Any]], first: int, settled: Settled
       speaker is settled at the partial's start.
 
     A stream that is not active yet (it starts, or starts again, after this) is not covered: its
-    utterances are kept out of final dialogues by ``_outside_sealed``. Costs O(1) plus the dialogue's
-    utterances and the partials right after it."""
+    utterances are kept out of final dialogues by ``_outside_sealed``. Costs O(1) plus the partials right
+    after it (at most one per other stream)."""
     members = d.members
     speaker = d.speaker_id
     if settled.others(speaker) <= members[-1][START]:
