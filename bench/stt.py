@@ -17,7 +17,9 @@ to a sample through the ``ready`` message's ``stream_start_ms``):
   (Kafka record timestamp) minus the send time of the audio up to their ``end_ms``;
 - for information: the same on the topic's ``transcript.partial`` events; words settled: per utterance,
   the first live-socket event that carries it ``final``; box final: per dialogue, its first ``final``
-  revision on the live socket (its words can no longer change), both against the audio up to their end.
+  revision on the live socket (its words can no longer change), both against the audio up to their end;
+  box wait: per dialogue, its first ``final`` revision against the first event that carried its last
+  utterance settled (what the merger's finality rule adds to the STT's lag).
 
 WER: each speaker's finals (by start time) against its script, and beside it the offline reference: the
 same tracks transcribed whole with plain faster-whisper and the same model (bench/offline_reference.py;
@@ -207,6 +209,21 @@ def _dialogue_final_lags(live: list[tuple[float, dict[str, Any]]], logs: dict[st
             if e["speaker_id"] in logs and (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]  # fmt: skip
 
 
+def _box_final_waits(live: list[tuple[float, dict[str, Any]]]) -> list[float]:
+    """Per dialogue box, the arrival of its first ``final`` revision minus the arrival of the first event
+    that carried its last utterance settled: how long the merger's finality rule held its settled words
+    back (the STT's lag left out)."""
+    settled: dict[str, float] = {}
+    waits: dict[str, float] = {}
+    for ts, e in live:
+        for u in e.get("utterances") or ():
+            if u["final"]:
+                settled.setdefault(u["utterance_id"], ts)
+        if e.get("status") == "final" and e["dialogue_id"] not in waits and e.get("utterances"):
+            waits[e["dialogue_id"]] = ts - max(settled[u["utterance_id"]] for u in e["utterances"])
+    return list(waits.values())
+
+
 def _words_settled_lags(live: list[tuple[float, dict[str, Any]]], logs: dict[str, SendLog]) -> list[float]:
     """Per utterance, the arrival of the first live-socket event that carries it settled (``final``: its
     words will not change) minus when the client sent the audio up to the utterance's end."""
@@ -273,6 +290,7 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
     topic_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in events if e["event"] == "transcript.partial"]
     live_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in live if e.get("status") == "live"]
     dialogue_final_lags = _dialogue_final_lags(live, logs)
+    box_final_waits = _box_final_waits(live)
     words_settled_lags = _words_settled_lags(live, logs)
     wers = {}
     for t in tracks:
@@ -298,6 +316,7 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
         "partial_lag": partial, "final_lag": final, "caption_delay": caption,
         "topic_partial_lag": _stats(_advancing_lags(topic_partials, logs)),
         "dialogue_final_lag": _stats(dialogue_final_lags), "words_settled_lag": _stats(words_settled_lags),
+        "box_final_wait": _stats(box_final_waits),
         "wer": round(float(np.mean(list(wers.values()))), 4), "wer_per_speaker": wers,
         "stt_cpu_percent": round(cpu_percent, 1), "stt_rss_max_mb": round(proc.rss_max_mb, 1),
         "sent_samples": sent, "acked_samples": acked, "lost_audio": lost, "drained": drained,
@@ -612,16 +631,17 @@ def print_table(results: dict[str, Any]) -> None:
 
     print(f"\n{'system':<9} {'N':>2} {'partial p50/p95 s':>18} {'final p50/p95 s':>16} {'WER':>6} "
           f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4} {'probe ms':>8} {'steal%':>6}"
-          f" {'settled p50/p95 s':>17} {'box final p50/p95 s':>19}")  # fmt: skip
+          f" {'settled p50/p95 s':>17} {'box final p50/p95 s':>19} {'box wait p50/p95 s':>18}")  # fmt: skip
     for r in results["palaver"]:
         p, fl = r["partial_lag"], r["final_lag"]
-        ws, bf = r["words_settled_lag"], r["dialogue_final_lag"]
+        ws, bf, bw = r["words_settled_lag"], r["dialogue_final_lag"], r["box_final_wait"]
         print(f"{'palaver':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} "
               f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {_offline_cells(r)} "
               f"{r['stt_cpu_percent']:>8.0f} "
               f"{r['stt_rss_max_mb']:>7.0f} {'yes' if r['lost_audio'] else 'no':>5} "
               f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8} {r['steal_percent']:>6.0f}"
-              f" {f(ws['p50_s']) + ' / ' + f(ws['p95_s']):>17} {f(bf['p50_s']) + ' / ' + f(bf['p95_s']):>19}")  # fmt: skip
+              f" {f(ws['p50_s']) + ' / ' + f(ws['p95_s']):>17} {f(bf['p50_s']) + ' / ' + f(bf['p95_s']):>19}"
+              f" {f(bw['p50_s']) + ' / ' + f(bw['p95_s']):>18}")  # fmt: skip
     for r in results["baseline"]:
         p = r["partial_lag"]
         print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
@@ -702,6 +722,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "carries it final minus the wall time the client sent the audio up to its end_ms",
             "dialogue_final_lag": "per dialogue, the arrival of its first 'final' revision on the live socket "
                                   "minus the wall time the client sent the audio up to its end_ms (its last word)",
+            "box_final_wait": "per dialogue, the arrival of its first 'final' revision minus the arrival of the "
+                              "first live-socket event that carried its last utterance settled (the merger's "
+                              "finality rule alone, without the STT's lag)",
             "order": "per N, a machine probe, the baseline's phase, then Palaver's (the pipeline idles "
                      "meanwhile: other_cpu_percent is the rest of the machine's CPU during the baseline phase); "
                      "steal_percent: CPU the hypervisor gave other guests during the phase (100 = one core)",

@@ -1,12 +1,13 @@
-"""The live-socket lags ``palaver bench stt`` reports beside its targets: words settled (per utterance) and box
-final (per dialogue), from the socket's dialogue messages and each stream's send log."""
+"""The live-socket lags ``palaver bench stt`` reports beside its targets: words settled (per utterance), box
+final (per dialogue) and the box's wait after its words settled, from the socket's dialogue messages and each
+stream's send log."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bench.speech import SAMPLE_RATE, SendLog
-from bench.stt import _dialogue_final_lags, _words_settled_lags
+from bench.stt import _box_final_waits, _dialogue_final_lags, _words_settled_lags
 
 FRAME = SAMPLE_RATE // 10  # 100 ms frames
 
@@ -31,6 +32,9 @@ def test_words_settle_when_their_utterance_first_comes_final_and_boxes_when_firs
     ]
     assert sorted(round(x, 3) for x in _words_settled_lags(live, logs)) == [1.0, 1.5]
     assert [round(x, 3) for x in _dialogue_final_lags(live, logs)] == [1.5]
+    assert [round(x, 3) for x in _box_final_waits(live)] == [0.0], "final with its last utterance's final"
+    waited = [live[0], live[1], (1002.5, _box("d1", "live", 1500, [("u1", 1000, True), ("u2", 1500, True)])), live[2]]
+    assert [round(x, 3) for x in _box_final_waits(waited)] == [0.5]
 
 
 def test_speakers_without_a_send_log_are_not_measured() -> None:
