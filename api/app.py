@@ -40,9 +40,10 @@ class DialogueOut(BaseModel):
     start_ms: int
     end_ms: int
     text: str  # the human's text when edited, else the machine's
-    status: str  # live | final
+    status: str  # live: the words may still change | final: they no longer do
     revision: int
     position: int
+    placed: bool  # the meeting's watermark has passed it: its position is fixed too (only final ones)
     edited: bool
     machine_text: str
     run: str
@@ -145,7 +146,7 @@ async def live_meeting(ws: WebSocket, meeting_id: str, ticket: str | None = None
     .../participants``).
 
     A reconnecting client says what it holds, and the snapshot and the remembered messages leave it out:
-    ``resume=N``, the meeting's first N final dialogues (``position`` below N; live boxes are sent again),
+    ``resume=N``, the meeting's first N placed dialogues (``position`` below N; the others are sent again),
     and ``chat_since_ms=T``, chat messages sent before T (the newest ``sent_at_ms`` it holds: messages sent
     at T come again). Human edits are not on the socket: an edited dialogue's text is in the snapshot
     (``edited``), and in ``GET .../dialogues``.
@@ -215,7 +216,7 @@ async def _snapshot(store: Store, meeting_id: str, held: ResumePoint) -> list[Li
     """The stored dialogues of the meeting's newest run and its newest chat messages, less what the client
     holds."""
     run = await queries.latest_run(store, meeting_id)
-    rows = await queries.dialogues(store, meeting_id, run, held.finals_held) if run else []
+    rows = await queries.dialogues(store, meeting_id, run, held.placed_held) if run else []
     chat = await queries.latest_chat_messages(store, meeting_id, held.chat_since_ms, CHAT_SNAPSHOT_LIMIT)
     return [*(stored_dialogue(meeting_id, row) for row in rows), *(chat_message(row) for row in chat)]
 

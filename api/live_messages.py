@@ -4,7 +4,8 @@ stored row in, the JSON text a browser gets out. Every message is a JSON object 
 - ``dialogue``: a dialogue box of a live run (never a replay's), created or revised (``DialogueUpdateV1``'s
   fields, ``event`` included, and ``utterances``). From the store's snapshot it also carries ``edited`` and ``machine_text`` (``text`` is
   the human's when edited), from a live event ``event_id`` and ``version``. Keep the highest ``revision``
-  per ``dialogue_id`` (and ``run``); drop ``retracted`` ones.
+  per ``dialogue_id`` (and ``run``); drop ``retracted`` ones. ``status`` ``final``: its words no longer
+  change; ``placed``: its ``position`` neither (what ``?resume`` counts).
 - ``chat``: a chat message, the fields ``GET .../chat`` returns (``message_id, meeting_id, user_id, text,
   sent_at_ms``). Immutable: keep one per ``message_id``.
 - ``participant``: a member's whole state after a change: ``user_id, role, status`` (active, left,
@@ -46,7 +47,7 @@ class LiveMessage:
     key: str  # the thing it describes: a newer message with the same type and key supersedes it
     order: int  # which of two messages with the same key is newer (revision, version; 0 for chat)
     text: str  # the JSON text sent
-    final_position: int | None = None  # a final dialogue's position: what ``?resume`` leaves out
+    placed_position: int | None = None  # a placed dialogue's position (fixed for good): what ``?resume`` leaves out
     sent_at_ms: int | None = None  # a chat message's: what ``?chat_since_ms`` leaves out
     close: tuple[int, str] | None = None  # after sending it, close the socket with this code and reason
 
@@ -60,9 +61,9 @@ def message_of(event: EventV) -> LiveMessage | None:
             return None
         # The event's own JSON with the type in front: one serialization, on the path of every revision.
         text = (_DIALOGUE_PREFIX + encode(event)[1:]).decode()
-        final = event.position if event.status == "final" else None
+        placed = event.position if event.placed else None
         return LiveMessage("dialogue", event.meeting_id, f"{event.run}/{event.dialogue_id}", event.revision, text,
-                           final_position=final)  # fmt: skip
+                           placed_position=placed)  # fmt: skip
     if isinstance(event, ChatMessageV1):
         return chat_message({"message_id": event.message_id, "meeting_id": event.meeting_id,
                              "user_id": event.user_id, "text": event.text, "sent_at_ms": event.sent_at_ms})  # fmt: skip
@@ -83,9 +84,9 @@ def message_of(event: EventV) -> LiveMessage | None:
 def stored_dialogue(meeting_id: str, row: dict[str, Any]) -> LiveMessage:
     """A dialogue of the store's snapshot (a row of ``api.queries.dialogues``)."""
     body = {"type": "dialogue", "event": "dialogue.update", "meeting_id": meeting_id, **row}
-    final = row["position"] if row["status"] == "final" else None
+    placed = row["position"] if row["placed"] else None
     return LiveMessage("dialogue", meeting_id, f"{row['run']}/{row['dialogue_id']}", row["revision"], _json(body),
-                       final_position=final)  # fmt: skip
+                       placed_position=placed)  # fmt: skip
 
 
 def chat_message(row: dict[str, Any]) -> LiveMessage:
@@ -102,15 +103,16 @@ def _json(body: dict[str, Any]) -> str:
 @dataclass(frozen=True, slots=True)
 class ResumePoint:
     """What a reconnecting client already holds, so the snapshot and the replay leave it out: the meeting's
-    first ``finals_held`` final dialogues (by ``position``, in the run the snapshot shows), and the chat
+    first ``placed_held`` placed dialogues (by ``position``, in the run the snapshot shows; a final dialogue
+    not yet placed may still move, so it is sent again), and the chat
     messages sent before ``chat_since_ms`` (ms since the epoch; one sent at it is sent again, as
     ``GET .../chat?since_ms=`` pages)."""
 
-    finals_held: int = 0
+    placed_held: int = 0
     chat_since_ms: int = 0
 
     def wants(self, message: LiveMessage) -> bool:
-        if message.final_position is not None and message.final_position < self.finals_held:
+        if message.placed_position is not None and message.placed_position < self.placed_held:
             return False
         return message.sent_at_ms is None or message.sent_at_ms >= self.chat_since_ms
 

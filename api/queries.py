@@ -38,22 +38,24 @@ async def latest_run(store: Store, meeting_id: str) -> str | None:
     return rows[0]["run"] if rows else None
 
 
-async def dialogues(store: Store, meeting_id: str, run: str, finals_held: int = 0) -> list[dict[str, Any]]:
+async def dialogues(store: Store, meeting_id: str, run: str, placed_held: int = 0) -> list[dict[str, Any]]:
     """Dialogues in media order; an edited dialogue shows the human's text (``edited`` true), a deleted
-    one is left out. ``utterances`` are the machine's, as its newest revision carried them. ``finals_held``
-    leaves out the final dialogues of ``position`` below it (those a reconnecting live client holds)."""
+    one is left out. ``utterances`` are the machine's, as its newest revision carried them. ``placed_held``
+    leaves out the placed dialogues of ``position`` below it (those a reconnecting live client holds: their
+    place is fixed, so the first N are the same N for everyone)."""
     rows = await store.aquery(
         f"""SELECT d.dialogue_id AS dialogue_id, d.speaker_id AS speaker_id, d.start_ms AS start_ms,
                    d.end_ms AS end_ms, d.dialogue_text AS machine_text, d.status AS status,
-                   d.revision AS revision, d.position AS position, d.run AS run, d.utterance_ids AS utterance_ids,
+                   d.revision AS revision, d.position AS position, d.placed AS placed, d.run AS run,
+                   d.utterance_ids AS utterance_ids,
                    d.utterances AS utterances, e.edit_action AS edit_action, e.edit_text AS edit_text
             FROM (SELECT * FROM {store.database}.dialogues FINAL
                   WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status != 'retracted'
-                    AND NOT (status = 'final' AND position < {{held:UInt32}})) AS d
+                    AND NOT (placed AND position < {{held:UInt32}})) AS d
             LEFT JOIN ({latest_edits_sql(store.database, "dialogue")}) AS e
                 ON e.target_id = d.dialogue_id
             ORDER BY start_ms, speaker_id, dialogue_id""",
-        {"m": meeting_id, "r": run, "held": finals_held},
+        {"m": meeting_id, "r": run, "held": placed_held},
     )
     out = []
     for row in rows:

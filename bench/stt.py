@@ -15,8 +15,11 @@ to a sample through the ``ready`` message's ``stream_start_ms``):
   the wait between updates (about one partial interval) to each update's lag;
 - final lag: per-utterance ``transcript.final`` events on the transcripts topic, their produce time
   (Kafka record timestamp) minus the send time of the audio up to their ``end_ms``;
-- for information: the same on the topic's ``transcript.partial`` events, and ``final`` dialogue events on
-  the live socket (these wait for the meeting's watermark and the merger's pause rule by design).
+- for information: the same on the topic's ``transcript.partial`` events; words settled: per utterance,
+  the first live-socket event that carries it ``final``; box final: per dialogue, its first ``final``
+  revision on the live socket (its words can no longer change), both against the audio up to their end;
+  box wait: per dialogue, its first ``final`` revision against the first event that carried its last
+  utterance settled (what the merger's finality rule adds to the STT's lag).
 
 WER: each speaker's finals (by start time) against its script, and beside it the offline reference: the
 same tracks transcribed whole with plain faster-whisper and the same model (bench/offline_reference.py;
@@ -110,8 +113,8 @@ async def send_stream(base_url: str, meeting_id: str, speaker: Participant, trac
 
 async def read_live(base_url: str, meeting: Meeting, events: list[tuple[float, dict[str, Any]]],
                     stop: asyncio.Event, connected: asyncio.Event) -> None:  # fmt: skip
-    """The meeting's live socket (as its owner), each event with its arrival time and the speaker's name
-    (the track's) in place of its user id."""
+    """The meeting's live socket (as its owner): each dialogue message with its arrival time and the
+    speaker's name (the track's) in place of its user id."""
     names = meeting.names()
     owner = next(iter(meeting.people.values()))
     ticket = await owner.ticket(meeting.meeting_id, "live")
@@ -124,6 +127,8 @@ async def read_live(base_url: str, meeting: Meeting, events: list[tuple[float, d
             except TimeoutError:
                 continue
             event = json.loads(message)
+            if event.get("type") != "dialogue":  # chat, participants, the meeting: not measured
+                continue
             if "speaker_id" in event:
                 event["speaker_id"] = names.get(event["speaker_id"], event["speaker_id"])
             events.append((time.time(), event))
@@ -193,6 +198,44 @@ def _advancing_lags(items: list[tuple[float, str, int]], logs: dict[str, SendLog
     return lags
 
 
+def _dialogue_final_lags(live: list[tuple[float, dict[str, Any]]], logs: dict[str, SendLog]) -> list[float]:
+    """Per dialogue box, the arrival of its first ``final`` revision on the live socket minus when the client
+    sent the audio up to the box's end (its last word)."""
+    first_final: dict[str, tuple[float, dict[str, Any]]] = {}
+    for ts, e in live:
+        if e.get("status") == "final":
+            first_final.setdefault(e["dialogue_id"], (ts, e))
+    return [ts - s for ts, e in first_final.values()
+            if e["speaker_id"] in logs and (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]  # fmt: skip
+
+
+def _box_final_waits(live: list[tuple[float, dict[str, Any]]]) -> list[float]:
+    """Per dialogue box, the arrival of its first ``final`` revision minus the arrival of the first event
+    that carried its last utterance settled: how long the merger's finality rule held its settled words
+    back (the STT's lag left out)."""
+    settled: dict[str, float] = {}
+    waits: dict[str, float] = {}
+    for ts, e in live:
+        for u in e.get("utterances") or ():
+            if u["final"]:
+                settled.setdefault(u["utterance_id"], ts)
+        if e.get("status") == "final" and e["dialogue_id"] not in waits and e.get("utterances"):
+            waits[e["dialogue_id"]] = ts - max(settled[u["utterance_id"]] for u in e["utterances"])
+    return list(waits.values())
+
+
+def _words_settled_lags(live: list[tuple[float, dict[str, Any]]], logs: dict[str, SendLog]) -> list[float]:
+    """Per utterance, the arrival of the first live-socket event that carries it settled (``final``: its
+    words will not change) minus when the client sent the audio up to the utterance's end."""
+    settled: dict[str, tuple[float, str, int]] = {}
+    for ts, e in live:
+        for u in e.get("utterances") or ():
+            if u["final"] and u["utterance_id"] not in settled:
+                settled[u["utterance_id"]] = (ts, e["speaker_id"], u["end_ms"])
+    return [ts - s for ts, speaker, end_ms in settled.values()
+            if speaker in logs and (s := logs[speaker].sent_by_media_ms(end_ms))]  # fmt: skip
+
+
 def _stats(values: list[float]) -> dict[str, Any]:
     return {"p50_s": _num(percentile(values, 50)), "p95_s": _num(percentile(values, 95)),
             "max_s": _num(max(values)) if values else None, "samples": len(values)}  # fmt: skip
@@ -246,12 +289,9 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
     final_lags = [ts - s for ts, e in finals.values() if (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]
     topic_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in events if e["event"] == "transcript.partial"]
     live_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in live if e.get("status") == "live"]
-    first_final: dict[str, tuple[float, dict[str, Any]]] = {}
-    for ts, e in live:
-        if e.get("status") == "final":
-            first_final.setdefault(e["dialogue_id"], (ts, e))
-    dialogue_final_lags = [ts - s for ts, e in first_final.values()
-                           if (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]  # fmt: skip
+    dialogue_final_lags = _dialogue_final_lags(live, logs)
+    box_final_waits = _box_final_waits(live)
+    words_settled_lags = _words_settled_lags(live, logs)
     wers = {}
     for t in tracks:
         said = sorted((e["start_ms"], e["text"]) for _, e in finals.values() if e["speaker_id"] == t.speaker_id)
@@ -275,7 +315,8 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
         "audio_s_per_speaker": round(float(np.mean([t.seconds for t in tracks])), 1),
         "partial_lag": partial, "final_lag": final, "caption_delay": caption,
         "topic_partial_lag": _stats(_advancing_lags(topic_partials, logs)),
-        "dialogue_final_lag": _stats(dialogue_final_lags),
+        "dialogue_final_lag": _stats(dialogue_final_lags), "words_settled_lag": _stats(words_settled_lags),
+        "box_final_wait": _stats(box_final_waits),
         "wer": round(float(np.mean(list(wers.values()))), 4), "wer_per_speaker": wers,
         "stt_cpu_percent": round(cpu_percent, 1), "stt_rss_max_mb": round(proc.rss_max_mb, 1),
         "sent_samples": sent, "acked_samples": acked, "lost_audio": lost, "drained": drained,
@@ -589,14 +630,18 @@ def print_table(results: dict[str, Any]) -> None:
         return "-" if x is None else f"{x:.2f}"
 
     print(f"\n{'system':<9} {'N':>2} {'partial p50/p95 s':>18} {'final p50/p95 s':>16} {'WER':>6} "
-          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4} {'probe ms':>8} {'steal%':>6}")  # fmt: skip
+          f"{'offline':>7} {'+pts':>6} {'<=1.5':>5} {'STT CPU%':>8} {'RSS MB':>7} {'lost':>5} {'ok':>4} {'probe ms':>8} {'steal%':>6}"
+          f" {'settled p50/p95 s':>17} {'box final p50/p95 s':>19} {'box wait p50/p95 s':>18}")  # fmt: skip
     for r in results["palaver"]:
         p, fl = r["partial_lag"], r["final_lag"]
+        ws, bf, bw = r["words_settled_lag"], r["dialogue_final_lag"], r["box_final_wait"]
         print(f"{'palaver':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} "
               f"{f(fl['p50_s']) + ' / ' + f(fl['p95_s']):>16} {r['wer']:>6.3f} {_offline_cells(r)} "
               f"{r['stt_cpu_percent']:>8.0f} "
               f"{r['stt_rss_max_mb']:>7.0f} {'yes' if r['lost_audio'] else 'no':>5} "
-              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8} {r['steal_percent']:>6.0f}")  # fmt: skip
+              f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8} {r['steal_percent']:>6.0f}"
+              f" {f(ws['p50_s']) + ' / ' + f(ws['p95_s']):>17} {f(bf['p50_s']) + ' / ' + f(bf['p95_s']):>19}"
+              f" {f(bw['p50_s']) + ' / ' + f(bw['p95_s']):>18}")  # fmt: skip
     for r in results["baseline"]:
         p = r["partial_lag"]
         print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
@@ -673,6 +718,13 @@ def main(argv: list[str] | None = None) -> int:
                              "between updates)",
             "final_lag": "transcripts topic transcript.final events (one per utterance): Kafka record "
                          "timestamp minus the wall time the client sent the audio up to end_ms",
+            "words_settled_lag": "per utterance, the arrival of the first live-socket dialogue event that "
+                                 "carries it final minus the wall time the client sent the audio up to its end_ms",
+            "dialogue_final_lag": "per dialogue, the arrival of its first 'final' revision on the live socket "
+                                  "minus the wall time the client sent the audio up to its end_ms (its last word)",
+            "box_final_wait": "per dialogue, the arrival of its first 'final' revision minus the arrival of the "
+                              "first live-socket event that carried its last utterance settled (the merger's "
+                              "finality rule alone, without the STT's lag)",
             "order": "per N, a machine probe, the baseline's phase, then Palaver's (the pipeline idles "
                      "meanwhile: other_cpu_percent is the rest of the machine's CPU during the baseline phase); "
                      "steal_percent: CPU the hypervisor gave other guests during the phase (100 = one core)",

@@ -31,7 +31,7 @@ async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None]
     connected again with ``reconnect``'s backoff, for as long as the meeting runs: the socket starts
     with the stored dialogues, and what was shown already is not shown again. ``tls``: the context that
     verifies a ``wss://`` server (default: the system's CAs)."""
-    shown: set[tuple[str, int]] = set()
+    shown: set[str] = set()
     names = meeting.names()
     watcher = next(iter(meeting.people.values()))
     attempt = 0
@@ -47,8 +47,9 @@ async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None]
                     except TimeoutError:
                         continue
                     d = json.loads(message)
-                    if d.get("status") == "final" and (d["dialogue_id"], d["revision"]) not in shown:
-                        shown.add((d["dialogue_id"], d["revision"]))
+                    # Once final its words never change (a later revision only places it): shown once.
+                    if d.get("status") == "final" and d["dialogue_id"] not in shown:
+                        shown.add(d["dialogue_id"])
                         say(f"  [{clock(d['start_ms'])}] {names.get(d['speaker_id'], '?'):>6}: {d['text']}")
         except (websockets.ConnectionClosed, OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError):
             attempt += 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from palaver.events.base import EventV
 
@@ -35,13 +35,27 @@ class DialogueUpdateV1(EventV):
     start_ms: int
     end_ms: int
     text: str
-    # live: the speaker may still add to it; final: it can no longer change;
-    # retracted: a late event regrouped its utterances into other dialogues.
+    # live: the speaker may still add to it, or its words change; final: its words (utterances, text,
+    # start, end) can no longer change, every later revision has them too and stays final (only
+    # ``position`` and ``placed`` may still change); retracted: a late event regrouped its utterances into
+    # other dialogues (never a final one).
     status: DialogueStatus
     revision: int
     position: int  # index among the meeting's dialogues ordered by start_ms when this revision was made
+    # True once the meeting's watermark has passed it: its position is fixed too, and it is one of the
+    # meeting's first ``final_dialogues`` (the merged transcript's). A final dialogue not yet placed may
+    # still move (a new revision says so) when a dialogue before it changes. Only final ones are placed.
+    placed: bool = False
     utterance_ids: tuple[str, ...]
     run: str
     # The utterances behind ``utterance_ids``, in the same order (empty for a retraction). Events written
     # before this field existed decode with none.
     utterances: tuple[DialogueUtterance, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _placed_before_it_existed(cls, data: Any) -> Any:
+        """Events written before ``placed`` existed were final only once placed: they decode so."""
+        if isinstance(data, dict) and "placed" not in data:
+            return {**data, "placed": data.get("status") == "final"}
+        return data

@@ -1,6 +1,7 @@
 """The merger's word that a meeting's transcript is final up to ``watermark_ms`` for one run: every
-dialogue that ends before it is final and will not change. ``final_dialogues`` counts them (the merged
-transcript's revision)."""
+dialogue before it is placed (``DialogueUpdateV1.placed``: its words and its position will not change).
+``final_dialogues`` counts them (the merged transcript's revision); dialogues whose words are final but
+that are not placed yet are not counted."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ UTTERANCE_COLUMNS = (
 )  # fmt: skip
 DIALOGUE_COLUMNS = (
     "dialogue_id", "meeting_id", "speaker_id", "transcript_id", "run", "start_ms", "end_ms", "dialogue_text",
-    "status", "revision", "position", "utterance_ids", "utterances", "event_id", "kafka_topic", "kafka_partition",
+    "status", "revision", "position", "placed", "utterance_ids", "utterances", "event_id", "kafka_topic",
+    "kafka_partition",
     "kafka_offset",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
@@ -104,7 +105,7 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         return [("dialogues", (
             event.dialogue_id, event.meeting_id, event.speaker_id, ids.transcript_id(event.meeting_id, event.run),
             event.run, event.start_ms, event.end_ms, event.text, event.status, event.revision, event.position,
-            list(event.utterance_ids), dumps([u.model_dump() for u in event.utterances]).decode(), event.event_id,
+            event.placed, list(event.utterance_ids), dumps([u.model_dump() for u in event.utterances]).decode(), event.event_id,
             *prov,
         ))]  # fmt: skip
     if isinstance(event, StreamStartedV1):

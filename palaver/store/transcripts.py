@@ -1,8 +1,9 @@
-"""The merged transcript of a meeting, rebuilt in ClickHouse from its final dialogues in media order.
+"""The merged transcript of a meeting, rebuilt in ClickHouse from its placed dialogues in media order (final,
+and the watermark has passed them: a dialogue whose words are final but whose place may still change waits).
 
 ``raw_transcript`` is the machine's text; ``processed_transcript`` overlays the latest human edit of each
 dialogue (an edited text, or the dialogue removed). Each line names its speaker by username (the speaker
-id is a user id), as the user was called when the transcript was rebuilt. The revision is the number of final dialogues, so it
+id is a user id), as the user was called when the transcript was rebuilt. The revision is the number of placed dialogues, so it
 grows with the watermark; the row's version is the rebuild time, so the newest rebuild wins.
 """
 
@@ -28,7 +29,7 @@ FROM (
                        concat(if(u.username = '', d.speaker_id, u.username), ': ', d.dialogue_text))
            ))) AS lines
     FROM (SELECT dialogue_id, speaker_id, dialogue_text, start_ms FROM {db}.dialogues FINAL
-          WHERE meeting_id = {{m:String}} AND run = {{run:String}} AND status = 'final') AS d
+          WHERE meeting_id = {{m:String}} AND run = {{run:String}} AND status = 'final' AND placed) AS d
     LEFT JOIN (SELECT user_id, argMax(username, version) AS username FROM {db}.users
                GROUP BY user_id) AS u ON u.user_id = d.speaker_id
     LEFT JOIN (SELECT target_id,

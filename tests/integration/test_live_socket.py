@@ -1,7 +1,7 @@
 """The live socket (``WS /v1/meetings/{meeting_id}/live``) on the real API, broker and store: typed chat,
 participant, meeting and dialogue messages (with their utterances) as they happen; what the store does not
 hold yet still reaches a socket opened after it was published; a reconnect with ``resume`` and
-``chat_since_ms`` gets no final dialogue or chat message it already holds; a bad resume value closes with
+``chat_since_ms`` gets no placed dialogue or chat message it already holds; a bad resume value closes with
 4000 without using up the ticket; a deleted meeting closes its sockets with 4404.
 
 Dialogue events are published as the merger would (no STT, no merger here): what is under test is the way
@@ -51,15 +51,17 @@ async def api_only(infra: Infra, clickhouse_client: object, tmp_path_factory: py
 
 
 def box(meeting_id: str, speaker_id: str, n: int, status: str, revision: int = 1, partial: bool = False,
-        position: int | None = None) -> DialogueUpdateV1:  # fmt: skip
-    """The ``n``-th dialogue of a speaker (one utterance, 5 s apart), as the merger would publish it."""
+        position: int | None = None, placed: bool | None = None) -> DialogueUpdateV1:  # fmt: skip
+    """The ``n``-th dialogue of a speaker (one utterance, 5 s apart), as the merger would publish it
+    (``placed`` by default when final)."""
     uid = ids.utterance_id(ids.stream_id(meeting_id, speaker_id), n * 5 * 16000)
     dialogue_id = ids.dialogue_id(meeting_id, uid)
     start, text = n * 5000, f"Sentence number {n}."
     return DialogueUpdateV1(
         event_id=ids.event_id("dialogue.update", dialogue_id, RUN, revision), dialogue_id=dialogue_id,
         meeting_id=meeting_id, speaker_id=speaker_id, start_ms=start, end_ms=start + 3000, text=text,
-        status=status, revision=revision, position=n if position is None else position, utterance_ids=(uid,),
+        status=status, revision=revision, position=n if position is None else position,
+        placed=status == "final" if placed is None else placed, utterance_ids=(uid,),
         run=RUN, utterances=(DialogueUtterance(utterance_id=uid, start_ms=start, end_ms=start + 3000, text=text,
                                                final=not partial),),
     )  # type: ignore[arg-type]  # fmt: skip
@@ -146,18 +148,19 @@ async def test_a_socket_gets_what_the_store_has_not_written_yet(api_only: Web) -
     assert replayed[-1] == seen[-1] == {"type": "dialogue", **spoken.model_dump(mode="json")}
 
 
-async def test_a_reconnect_gets_nothing_final_it_already_holds(web: Web) -> None:
+async def test_a_reconnect_gets_nothing_placed_it_already_holds(web: Web) -> None:
     meeting = await open_meeting(web.url, ["eve"])
     meeting_id, eve = meeting.meeting_id, meeting.people["eve"]
     finals = [box(meeting_id, eve.user_id, n, "final") for n in range(3)]
-    tail = box(meeting_id, eve.user_id, 3, "live", partial=True)
-    await publish(web.settings, *finals, tail)
+    words = box(meeting_id, eve.user_id, 3, "final", placed=False)  # its place may still change
+    tail = box(meeting_id, eve.user_id, 4, "live", partial=True)
+    await publish(web.settings, *finals, words, tail)
     early = await post_chat(eve, meeting_id, "first")
     later = await post_chat(eve, meeting_id, "second")
     assert early["sent_at_ms"] < later["sent_at_ms"]
     async with eve.client() as http:
         await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
-                   lambda r: len(r.json()["dialogues"]) == 4, "the boxes stored", timeout_s=60)  # fmt: skip
+                   lambda r: len(r.json()["dialogues"]) == 5, "the boxes stored", timeout_s=60)  # fmt: skip
         await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/chat"),
                    lambda r: len(r.json()["messages"]) == 2, "the chat stored", timeout_s=60)  # fmt: skip
 
@@ -169,18 +172,21 @@ async def test_a_reconnect_gets_nothing_final_it_already_holds(web: Web) -> None
             return (await until(live, lambda m: m.get("message_id") == marker["message_id"], "the marker"))[:-1]
 
     everything = await first_messages({})
-    assert {(d["position"], d["status"]) for d in of_type(everything, "dialogue")} == {
-        (0, "final"), (1, "final"), (2, "final"), (3, "live")}  # fmt: skip
+    assert {(d["position"], d["status"], d["placed"]) for d in of_type(everything, "dialogue")} == {
+        (0, "final", True), (1, "final", True), (2, "final", True), (3, "final", False), (4, "live", False)}  # fmt: skip
     assert {c["text"] for c in of_type(everything, "chat")} >= {"first", "second"}
     stored_first = next(d for d in of_type(everything, "dialogue") if "edited" in d and d["position"] == 0)
     assert stored_first["utterances"] == finals[0].model_dump(mode="json")["utterances"], "kept by the store"
 
     resumed = await first_messages({"resume": 2, "chat_since_ms": later["sent_at_ms"]})
     dialogues = of_type(resumed, "dialogue")
-    assert {(d["position"], d["status"]) for d in dialogues} == {(2, "final"), (3, "live")}
+    assert {(d["position"], d["status"]) for d in dialogues} == {(2, "final"), (3, "final"), (4, "live")}
     assert all(not u["final"] for d in dialogues if d["status"] == "live" for u in d["utterances"])
     chat = {c["message_id"] for c in of_type(resumed, "chat")}
     assert later["message_id"] in chat and early["message_id"] not in chat, "one sent at T comes again"
+    # A client that counted the final box at position 3 among those it holds still gets it: it may move.
+    beyond = of_type(await first_messages({"resume": 4}), "dialogue")
+    assert {(d["position"], d["status"]) for d in beyond} == {(3, "final"), (4, "live")}
 
 
 async def test_a_bad_resume_closes_with_4000_and_keeps_the_ticket(web: Web) -> None:

@@ -1,5 +1,6 @@
 """The store on real ClickHouse (chdb, or a server when the infrastructure has one): a retried batch insert
-is dropped in every table, and one slow query does not hold a fast one."""
+is dropped in every table, one slow query does not hold a fast one, and the merged transcript holds placed
+dialogues only."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 import palaver.events
+from palaver import ids
 from palaver.events import decode
 from palaver.store import Store
 from palaver.store.client import ClientPool
 from palaver.store.migrations import apply_migrations, migration_files
 from palaver.store.rows import COLUMNS, Provenance, rows_for
+from palaver.store.transcripts import rebuild_transcript
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +174,51 @@ def test_a_slow_query_does_not_hold_a_fast_one(store: Store, clickhouse_client: 
         with pytest.raises(DatabaseError, match="QUERY_WAS_CANCELLED"):
             slow.result()
     assert store.query("SELECT 1 AS one") == [{"one": 1}], "the killed query gave its client back"
+
+
+# --- the merged transcript holds placed dialogues only -------------------------------------------------------
+
+
+def _dialogue_example(name: str, meeting_id: str, **update: Any) -> Any:
+    event = decode((EXAMPLES / "dialogues" / "dialogue.update-v1" / f"{name}.json").read_bytes())
+    return event.model_copy(update={"meeting_id": meeting_id, **update})
+
+
+async def test_the_merged_transcript_holds_placed_dialogues_only(store: Store) -> None:
+    """A dialogue whose words are final but whose place may still change waits outside the transcript
+    until its placed revision comes."""
+    meeting_id = f"m{uuid.uuid4().hex[:8]}"
+    alice = _dialogue_example("final-alice", meeting_id)
+    bob = _dialogue_example("final-bob-words", meeting_id)
+    assert (alice.placed, bob.status, bob.placed) == (True, "final", False)
+
+    async def stored_then_rebuilt(*events: Any) -> dict[str, Any]:
+        rows = [row for offset, e in enumerate(events) for _, row in rows_for(e, Provenance("dialogues", 0, offset))]
+        await store.ainsert("dialogues", rows, COLUMNS["dialogues"], f"dialogues|{uuid.uuid4().hex}")
+        await rebuild_transcript(store, meeting_id, alice.run, 9000)
+        return (await store.aquery(f"SELECT raw_transcript, revision FROM {store.database}.transcripts FINAL "
+                                   "WHERE meeting_id = {m:String}", {"m": meeting_id}))[0]  # fmt: skip
+
+    first = await stored_then_rebuilt(alice, bob)
+    assert (first["raw_transcript"], first["revision"]) == (f"alice: {alice.text}", 1)
+    revision = bob.revision + 1
+    placed_bob = bob.model_copy(update={"revision": revision, "placed": True,
+                                        "event_id": ids.event_id("dialogue.update", bob.dialogue_id, bob.run, revision)})  # fmt: skip
+    second = await stored_then_rebuilt(placed_bob)
+    assert (second["raw_transcript"], second["revision"]) == (f"alice: {alice.text}\nbob: {bob.text}", 2)
+
+
+def test_dialogue_rows_stored_before_placed_existed_read_placed_when_final(store: Store) -> None:
+    """Before ``placed`` a dialogue was final only once the watermark had passed it: the column's default
+    says so for rows written without it."""
+    meeting_id = f"m{uuid.uuid4().hex[:8]}"
+    columns = [c for c in COLUMNS["dialogues"] if c != "placed"]
+    rows = []
+    for offset, status in enumerate(("final", "live")):
+        event = _dialogue_example("live-bob", meeting_id, status=status, dialogue_id=f"dlg_{status}")
+        ((_, row),) = rows_for(event, Provenance("dialogues", 0, offset))
+        rows.append([v for c, v in zip(COLUMNS["dialogues"], row, strict=True) if c != "placed"])
+    store.insert("dialogues", rows, columns, f"dialogues|{uuid.uuid4().hex}")
+    found = store.query(f"SELECT status, placed FROM {store.database}.dialogues FINAL WHERE meeting_id = {{m:String}}",
+                        {"m": meeting_id})  # fmt: skip
+    assert sorted((r["status"], r["placed"]) for r in found) == [("final", True), ("live", False)]

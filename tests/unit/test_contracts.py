@@ -364,6 +364,23 @@ def test_dialogue_update_from_before_utterances_still_decodes(key: str) -> None:
     assert event.model_dump(mode="json", exclude={"utterances"}) == old
 
 
+@pytest.mark.parametrize("key", DIALOGUE_EXAMPLES)
+def test_dialogue_update_from_before_placed_still_decodes(key: str) -> None:
+    """Dialogue events written before ``placed`` existed were final only once the watermark had passed
+    them: they decode placed when final."""
+    old = {k: v for k, v in orjson.loads(BY_ID[key].raw).items() if k != "placed"}
+    event = decode(orjson.dumps(old))
+    assert isinstance(event, DialogueUpdateV1) and event.placed == (old["status"] == "final")
+    assert event.model_dump(mode="json", exclude={"placed"}) == old
+
+
+def test_dialogue_examples_show_final_words_placed_and_not() -> None:
+    finals = [orjson.loads(BY_ID[k].raw) for k in DIALOGUE_EXAMPLES if orjson.loads(BY_ID[k].raw)["status"] == "final"]
+    assert {d["placed"] for d in finals} == {True, False}
+    assert not any(orjson.loads(BY_ID[k].raw)["placed"] for k in DIALOGUE_EXAMPLES
+                   if orjson.loads(BY_ID[k].raw)["status"] != "final"), "only final dialogues are placed"  # fmt: skip
+
+
 def test_dialogue_examples_show_settled_and_tentative_words() -> None:
     shown = {u["final"] for k in DIALOGUE_EXAMPLES for u in orjson.loads(BY_ID[k].raw)["utterances"]}
     assert shown == {True, False}

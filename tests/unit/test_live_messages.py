@@ -26,13 +26,15 @@ from palaver.events import DialogueUpdateV1, MeetingChangedV1, decode
 EXAMPLES = Path(palaver.events.__file__).parent / "examples"
 FINAL = decode((EXAMPLES / "dialogues/dialogue.update-v1/final-alice.json").read_bytes())
 LIVE = decode((EXAMPLES / "dialogues/dialogue.update-v1/live-bob.json").read_bytes())
+FINAL_WORDS = decode((EXAMPLES / "dialogues/dialogue.update-v1/final-bob-words.json").read_bytes())
 ENDED = decode((EXAMPLES / "meetings/meeting.changed-v1/standup-ended.json").read_bytes())
 
 
-def _dialogue(position: int, status: str = "final", revision: int = 1, dialogue_id: str = "dlg_1") -> LiveMessage:
+def _dialogue(position: int, status: str = "final", revision: int = 1, dialogue_id: str = "dlg_1",
+              placed: bool = True) -> LiveMessage:  # fmt: skip
     assert isinstance(FINAL, DialogueUpdateV1)
     message = message_of(FINAL.model_copy(update={"position": position, "status": status, "revision": revision,
-                                                  "dialogue_id": dialogue_id}))  # fmt: skip
+                                                  "dialogue_id": dialogue_id, "placed": placed}))  # fmt: skip
     assert message is not None
     return message
 
@@ -47,10 +49,12 @@ def _chat(message_id: str, sent_at_ms: int, meeting_id: str = "m1") -> LiveMessa
 
 def test_a_dialogue_event_is_its_own_json_with_a_type() -> None:
     message = message_of(LIVE)
-    assert message is not None and message.final_position is None
+    assert message is not None and message.placed_position is None
     assert orjson.loads(message.text) == {"type": "dialogue", **LIVE.model_dump(mode="json")}
     final = message_of(FINAL)
-    assert final is not None and final.final_position == FINAL.position  # type: ignore[attr-defined]
+    assert final is not None and final.placed_position == FINAL.position  # type: ignore[attr-defined]
+    words = message_of(FINAL_WORDS)
+    assert words is not None and words.placed_position is None, "final words, its place may still change"
 
 
 def test_a_replays_dialogues_never_go_out_on_the_live_socket() -> None:
@@ -63,13 +67,14 @@ def test_a_replays_dialogues_never_go_out_on_the_live_socket() -> None:
 def test_a_stored_dialogue_is_a_dialogue_message_too() -> None:
     row: dict[str, Any] = {"dialogue_id": "dlg_1", "speaker_id": "usr_1", "start_ms": 0, "end_ms": 900,
                            "machine_text": "hi", "text": "Hi!", "edited": True, "status": "final", "revision": 3,
-                           "position": 4, "run": "whisper:tiny.en", "utterance_ids": ["utt_1"],
+                           "position": 4, "placed": True, "run": "whisper:tiny.en", "utterance_ids": ["utt_1"],
                            "utterances": [{"utterance_id": "utt_1", "start_ms": 0, "end_ms": 900, "text": "hi",
                                            "final": True}]}  # fmt: skip
     message = stored_dialogue("m1", row)
     assert orjson.loads(message.text) == {"type": "dialogue", "event": "dialogue.update", "meeting_id": "m1", **row}
-    assert (message.key, message.order, message.final_position) == ("whisper:tiny.en/dlg_1", 3, 4)
-    assert stored_dialogue("m1", {**row, "status": "live"}).final_position is None
+    assert (message.key, message.order, message.placed_position) == ("whisper:tiny.en/dlg_1", 3, 4)
+    assert stored_dialogue("m1", {**row, "placed": False}).placed_position is None
+    assert stored_dialogue("m1", {**row, "status": "live", "placed": False}).placed_position is None
 
 
 def test_a_meeting_deletion_closes_the_socket_and_other_changes_do_not() -> None:
@@ -85,11 +90,12 @@ def test_a_meeting_deletion_closes_the_socket_and_other_changes_do_not() -> None
 # --- resume ----------------------------------------------------------------------------------------
 
 
-def test_resume_leaves_out_the_final_dialogues_and_the_chat_the_client_holds() -> None:
+def test_resume_leaves_out_the_placed_dialogues_and_the_chat_the_client_holds() -> None:
     held = resume_point("3", "5000")
-    assert held == ResumePoint(finals_held=3, chat_since_ms=5000)
+    assert held == ResumePoint(placed_held=3, chat_since_ms=5000)
     assert [held.wants(_dialogue(p)) for p in (0, 2, 3, 7)] == [False, False, True, True]
-    assert held.wants(_dialogue(0, status="live")), "a live box may have changed: it is sent again"
+    assert held.wants(_dialogue(0, status="live", placed=False)), "a live box may have changed: it is sent again"
+    assert held.wants(_dialogue(1, placed=False)), "final words whose place may still change are sent again"
     assert [held.wants(_chat("a", t)) for t in (4999, 5000, 5001)] == [False, True, True]
     assert ENDED is not None and held.wants(message_of(ENDED))  # type: ignore[arg-type]
 

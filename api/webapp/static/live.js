@@ -1,8 +1,9 @@
 // The meeting's live socket (WS /v1/meetings/{m}/live), opened with the session cookie. It sends the stored
 // dialogues, then every new revision; this keeps the newest revision of each dialogue, so a message seen
 // twice (a reconnect, the replay of recent events) changes nothing. A dropped socket reconnects by itself
-// with ?resume=N, N = the final dialogues already held in an unbroken run from the first, so the server
-// does not send the whole meeting again. Other messages (chat, participants, summary, task) go to their
+// with ?resume=N, N = the placed dialogues (final, and their position fixed) already held in an unbroken run
+// from the first, so the server does not send the whole meeting again. A final dialogue not yet placed may
+// still move, so it does not count. Other messages (chat, participants, summary, task) go to their
 // handlers by "type".
 import { socketUrl } from "./api.js";
 
@@ -13,15 +14,15 @@ export class LiveMeeting {
     // api/live_messages.py's. A type this page does not know goes to other().
     this.handlers = handlers;
     this.dialogues = new Map();
-    this.finalPositions = new Set();
+    this.placedPositions = new Set();
     this.chatSince = null; // the newest chat message's time: a resumed socket sends chat from then on
     this.closed = false;
     this.attempts = 0;
   }
 
-  heldFinals() {
+  heldPlaced() {
     let n = 0;
-    while (this.finalPositions.has(n)) n++;
+    while (this.placedPositions.has(n)) n++;
     return n;
   }
 
@@ -29,7 +30,7 @@ export class LiveMeeting {
     if (this.closed) return;
     this.handlers.state(this.attempts ? "reconnecting" : "connecting");
     const query = new URLSearchParams();
-    if (this.finalPositions.size) query.set("resume", String(this.heldFinals()));
+    if (this.placedPositions.size) query.set("resume", String(this.heldPlaced()));
     if (this.chatSince !== null) query.set("chat_since_ms", String(this.chatSince));
     const search = query.size ? `?${query}` : "";
     const ws = new WebSocket(socketUrl(`/v1/meetings/${this.meetingId}/live${search}`));
@@ -68,7 +69,8 @@ export class LiveMeeting {
       return;
     }
     this.dialogues.set(d.dialogue_id, d);
-    if (d.status === "final") this.finalPositions.add(d.position);
+    // A server from before "placed" sent final dialogues only once placed.
+    if (d.placed ?? d.status === "final") this.placedPositions.add(d.position);
     this.handlers.dialogue(d, known);
   }
 
