@@ -28,7 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
+from bench.harness import (
+    OUT,
+    Progress,
+    bench_settings,
+    percentile,
+    start_pipeline,
+    stop_pipeline,
+    wait_for_log,
+    wait_for_pipeline,
+    write_results,
+)
 from palaver.demo.accounts import create_meeting, invite, sign_up
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
@@ -171,19 +181,13 @@ async def amain(args: argparse.Namespace) -> int:
     with bench_settings("browser") as settings:
         ends = {name: word_ends_s(pcm, settings.model_dir) for name, pcm in tracks.items()}
         await ensure_topics(settings)
-        (OUT / "logs").mkdir(parents=True, exist_ok=True)
-        names = {"web": ("api", "ingest", "store"), "stt": ("stt",), "merger": ("merger",)}
-        logs = {name: OUT / "logs" / f"browser-bench-{name}.log" for name in names}
-        for log in logs.values():
-            log.unlink(missing_ok=True)
-        procs = {name: service(settings, *svc, log=logs[name]) for name, svc in names.items()}
+        started = start_pipeline(settings, "browser")
         url = f"http://127.0.0.1:{settings.api_port}"
         phases = []
         progress = Progress("browser bench", len(sizes))
         try:
-            await asyncio.to_thread(wait_for_log, logs["stt"], "consuming")
-            await asyncio.to_thread(wait_for_log, logs["merger"], "merger ready")
-            await asyncio.to_thread(wait_for_log, logs["web"], "Uvicorn running")
+            await asyncio.to_thread(wait_for_pipeline, started)
+            await asyncio.to_thread(wait_for_log, started["web"][1], "Uvicorn running")
             with tempfile.TemporaryDirectory(prefix="palaver-browser-bench-") as tmp:
                 for i, n in enumerate(sizes):
                     chosen = dict(list(tracks.items())[:n])
@@ -191,10 +195,7 @@ async def amain(args: argparse.Namespace) -> int:
                     progress.update(i + 1, f"{n} participant(s)")
         finally:
             progress.close()
-            for p in procs.values():
-                p.terminate()
-            for p in procs.values():
-                p.wait(timeout=30)
+            stop_pipeline(started)
     results = {"benchmark": "browser", "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "phases": phases,
                "method": __doc__.split("\n\n")[1:3]}  # fmt: skip
     print(f"\n{'participants':>12} {'tentative p50/p95 s':>20} {'settled p50/p95 s':>18} {'never settled':>14}")

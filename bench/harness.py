@@ -90,6 +90,33 @@ def service(settings: Settings, *services: str, log: Path, extra_env: dict[str, 
     return subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
 
 
+PIPELINE = {"web": ("api", "ingest", "store"), "stt": ("stt",), "merger": ("merger",)}
+
+
+def start_pipeline(settings: Settings, bench: str) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
+    """The whole pipeline as three processes (web, one STT worker, merger), each logging to a fresh
+    ``bench/out/logs/<bench>-bench-<name>.log``; ``wait_for_pipeline`` waits until they serve."""
+    (OUT / "logs").mkdir(parents=True, exist_ok=True)
+    started = {}
+    for name, services in PIPELINE.items():
+        log = OUT / "logs" / f"{bench}-bench-{name}.log"
+        log.unlink(missing_ok=True)
+        started[name] = (service(settings, *services, log=log), log)
+    return started
+
+
+def wait_for_pipeline(started: dict[str, tuple[subprocess.Popen[bytes], Path]]) -> None:
+    wait_for_log(started["stt"][1], "consuming")
+    wait_for_log(started["merger"][1], "merger ready")
+
+
+def stop_pipeline(started: dict[str, tuple[subprocess.Popen[bytes], Path]]) -> None:
+    for process, _ in started.values():
+        process.terminate()
+    for process, _ in started.values():
+        process.wait(timeout=30)
+
+
 def wait_for_log(log: Path, needle: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -51,7 +51,16 @@ import numpy as np
 import orjson
 import websockets
 
-from bench.harness import OUT, Progress, bench_settings, percentile, service, wait_for_log, write_results
+from bench.harness import (
+    OUT,
+    Progress,
+    bench_settings,
+    percentile,
+    start_pipeline,
+    stop_pipeline,
+    wait_for_pipeline,
+    write_results,
+)
 from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
 from palaver.demo.accounts import Meeting, Participant, open_meeting
@@ -334,21 +343,15 @@ async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track],
     """The running pipeline, warmed up, as a function that runs one phase of N speakers through it."""
     with bench_settings("stt") as settings:
         await ensure_topics(settings)
-        (OUT / "logs").mkdir(parents=True, exist_ok=True)
-        names = {"web": ("api", "ingest", "store"), "stt": ("stt",), "merger": ("merger",)}
-        logs = {name: OUT / "logs" / f"stt-bench-{name}.log" for name in names}
-        for log in logs.values():
-            log.unlink(missing_ok=True)
-        procs = {name: service(settings, *svc, log=logs[name]) for name, svc in names.items()}
+        started = start_pipeline(settings, "stt")
         url = f"http://127.0.0.1:{settings.api_port}"
         stop = asyncio.Event()
         transcripts = TranscriptsLog(settings)
         reader = asyncio.create_task(transcripts.run(stop))
         try:
-            await asyncio.to_thread(wait_for_log, logs["stt"], "consuming")
-            await asyncio.to_thread(wait_for_log, logs["merger"], "merger ready")
+            await asyncio.to_thread(wait_for_pipeline, started)
             await _wait_healthy(url)
-            proc = ProcSampler(procs["stt"].pid)
+            proc = ProcSampler(started["stt"][0].pid)
             # Warm-up (not measured): the worker joins its group and loads the model's caches.
             warm = Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")
             await palaver_phase(url, [warm], transcripts, proc, None, 120)
@@ -363,10 +366,7 @@ async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track],
         finally:
             stop.set()
             await reader
-            for p in procs.values():
-                p.terminate()
-            for p in procs.values():
-                p.wait(timeout=30)
+            stop_pipeline(started)
 
 
 async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any,

@@ -47,41 +47,18 @@ def _shell(request: Request) -> HTMLResponse:
     return HTMLResponse(shell_page(settings.picture_origins if settings else ()), headers=NO_CACHE)
 
 
-@router.get("/")
-async def home(request: Request) -> HTMLResponse:
-    """My meetings, or the sign-in page for a visitor (the page decides, from ``GET /v1/me``)."""
+# Every page is the shell; main.js draws the one its path names. An invite link is ``/join#<token>``: the
+# token stays in the fragment, which no request carries. ``/`` is my meetings, or the sign-in page for a
+# visitor (the page decides, from ``GET /v1/me``).
+PAGES = ("/", "/signin", "/register", "/join", "/search", "/meetings/{meeting_id}", "/meetings/{meeting_id}/review")
+
+
+async def page(request: Request) -> HTMLResponse:
     return _shell(request)
 
 
-@router.get("/signin")
-async def sign_in_page(request: Request) -> HTMLResponse:
-    return _shell(request)
-
-
-@router.get("/register")
-async def register_page(request: Request) -> HTMLResponse:
-    return _shell(request)
-
-
-@router.get("/join")
-async def join_page(request: Request) -> HTMLResponse:
-    """An invite link: ``/join#<token>``; the token stays in the fragment, which no request carries."""
-    return _shell(request)
-
-
-@router.get("/search")
-async def search_page(request: Request) -> HTMLResponse:
-    return _shell(request)
-
-
-@router.get("/meetings/{meeting_id}")
-async def room_page(request: Request, meeting_id: str) -> HTMLResponse:
-    return _shell(request)
-
-
-@router.get("/meetings/{meeting_id}/review")
-async def review_page(request: Request, meeting_id: str) -> HTMLResponse:
-    return _shell(request)
+for path in PAGES:
+    router.add_api_route(path, page, methods=["GET"])
 
 
 @router.get(f"{ASSETS_PATH}/{{name}}")
