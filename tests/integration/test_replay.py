@@ -43,13 +43,15 @@ async def palaver(settings: Settings, *argv: str) -> tuple[int, str, str]:
 
 
 def all_final(rows: list[dict[str, Any]], expected: int) -> bool:
-    return len(rows) == expected and all(r["status"] == "final" for r in rows)
+    """Every dialogue final and placed: no revision of the run is still to come (a final dialogue gets one
+    more revision when the watermark places it)."""
+    return len(rows) == expected and all(r["status"] == "final" and r["placed"] for r in rows)
 
 
 async def final_dialogues(p: Pipeline, meeting_id: str, run: str) -> list[dict[str, Any]]:
     """The run's dialogues, live and final (not retracted), in media order."""
     return await p.store.aquery(
-        f"SELECT dialogue_id, speaker_id, start_ms, dialogue_text, status, revision, utterance_ids "
+        f"SELECT dialogue_id, speaker_id, start_ms, dialogue_text, status, placed, revision, utterance_ids "
         f"FROM {p.store.database}.dialogues FINAL WHERE meeting_id = {{m:String}} AND run = {{r:String}} "
         "AND status != 'retracted' ORDER BY start_ms, dialogue_id",
         {"m": meeting_id, "r": run},
