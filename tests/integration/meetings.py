@@ -128,12 +128,17 @@ async def final_dialogue(settings: Settings, meeting_id: str, speaker_id: str) -
                               utterance_ids=[utterance])  # fmt: skip
     mark = MeetingWatermarkV1(event_id=ids.event_id("meeting.watermark", meeting_id, run, 2000), meeting_id=meeting_id,
                               run=run, watermark_ms=2000, final_dialogues=1)  # fmt: skip
+    await publish_dialogues(settings, update, mark)
+    return dialogue_id
+
+
+async def publish_dialogues(settings: Settings, *events: DialogueUpdateV1 | MeetingWatermarkV1) -> None:
+    """Events on the dialogues topic, keyed by meeting, as the merger publishes them."""
     producer = make_producer(settings)
     await producer.start()
     try:
-        for event in (update, mark):
+        for event in events:
             await producer.send_and_wait(topic_name(settings.topic_namespace, DIALOGUES.name), encode(event),
-                                         key=meeting_id.encode())  # fmt: skip
+                                         key=event.meeting_id.encode())  # fmt: skip
     finally:
         await producer.stop()
-    return dialogue_id

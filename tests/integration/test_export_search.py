@@ -19,12 +19,10 @@ import pytest
 
 from palaver import ids
 from palaver.demo.accounts import Participant, create_meeting, invite, sign_up
-from palaver.events import DialogueUpdateV1, encode
-from palaver.events.registry import DIALOGUES, topic_name
-from palaver.settings import Settings
-from palaver.streams.clients import make_producer
+from palaver.events import DialogueUpdateV1
 from tests.integration.conftest import Web, poll, running_web
 from tests.integration.infra import Infra
+from tests.integration.meetings import publish_dialogues
 
 pytestmark = pytest.mark.integration
 
@@ -58,21 +56,9 @@ def _dialogue(meeting_id: str, speaker_id: str, start_ms: int, end_ms: int, text
     )  # fmt: skip
 
 
-async def _publish(settings: Settings, events: list[DialogueUpdateV1]) -> None:
-    """The dialogues on the dialogues topic, as the merger publishes them."""
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(topic_name(settings.topic_namespace, DIALOGUES.name), encode(event),
-                                         key=event.meeting_id.encode())  # fmt: skip
-    finally:
-        await producer.stop()
-
-
 async def _meeting_with_dialogues(web: Web, owner: Participant, title: str,
                                   dialogues: list[DialogueUpdateV1]) -> None:  # fmt: skip
-    await _publish(web.settings, dialogues)
+    await publish_dialogues(web.settings, *dialogues)
     async with owner.client() as http:
         await poll(lambda: http.get(f"/v1/meetings/{dialogues[0].meeting_id}/dialogues"),
                    lambda r: len(r.json()["dialogues"]) == len(dialogues), f"the dialogues of {title}", 60)  # fmt: skip

@@ -21,13 +21,10 @@ import websockets
 from api.chat import ChatMessageOut
 from palaver import ids
 from palaver.demo.client import ws_url
-from palaver.events import DialogueUpdateV1, DialogueUtterance, encode
-from palaver.events.registry import DIALOGUES, topic_name
-from palaver.settings import Settings
-from palaver.streams.clients import make_producer
+from palaver.events import DialogueUpdateV1, DialogueUtterance
 from tests.integration.conftest import Web, poll, running_web
 from tests.integration.infra import Infra
-from tests.integration.meetings import live_socket, open_meeting, register, username
+from tests.integration.meetings import live_socket, open_meeting, publish_dialogues, register, username
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +62,6 @@ def box(meeting_id: str, speaker_id: str, n: int, status: str, revision: int = 1
         run=RUN, utterances=(DialogueUtterance(utterance_id=uid, start_ms=start, end_ms=start + 3000, text=text,
                                                final=not partial),),
     )  # type: ignore[arg-type]  # fmt: skip
-
-
-async def publish(settings: Settings, *events: DialogueUpdateV1) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(topic_name(settings.topic_namespace, DIALOGUES.name), encode(event),
-                                         key=event.meeting_id.encode())  # fmt: skip
-    finally:
-        await producer.stop()
 
 
 async def until(ws: Any, found: Callable[[Message], bool], what: str, timeout_s: float = 60) -> list[Message]:
@@ -121,7 +107,7 @@ async def test_chat_participants_the_meeting_and_dialogues_arrive_typed(web: Web
 
         speaking = box(meeting_id, ana.user_id, 0, "live", revision=1, partial=True)
         settled = box(meeting_id, ana.user_id, 0, "final", revision=2)
-        await publish(web.settings, speaking, settled)
+        await publish_dialogues(web.settings, speaking, settled)
         boxes = of_type(await until(live, lambda m: m.get("status") == "final", "ana's box, final"), "dialogue")
         assert [(b["revision"], [u["final"] for u in b["utterances"]]) for b in boxes] == [(1, [False]), (2, [True])]
         assert boxes[-1] == {"type": "dialogue", **settled.model_dump(mode="json")}
@@ -138,7 +124,7 @@ async def test_a_socket_gets_what_the_store_has_not_written_yet(api_only: Web) -
     dee = meeting.people["dee"]
     spoken = box(meeting.meeting_id, dee.user_id, 0, "final")
     async with live_socket(api_only.url, meeting) as first:
-        await publish(api_only.settings, spoken)
+        await publish_dialogues(api_only.settings, spoken)
         seen = await until(first, lambda m: m["type"] == "dialogue", "the box, live")  # the hub has it
     async with dee.client() as http:
         stored = (await http.get(f"/v1/meetings/{meeting.meeting_id}/dialogues")).json()["dialogues"]
@@ -154,7 +140,7 @@ async def test_a_reconnect_gets_nothing_placed_it_already_holds(web: Web) -> Non
     finals = [box(meeting_id, eve.user_id, n, "final") for n in range(3)]
     words = box(meeting_id, eve.user_id, 3, "final", placed=False)  # its place may still change
     tail = box(meeting_id, eve.user_id, 4, "live", partial=True)
-    await publish(web.settings, *finals, words, tail)
+    await publish_dialogues(web.settings, *finals, words, tail)
     early = await post_chat(eve, meeting_id, "first")
     later = await post_chat(eve, meeting_id, "second")
     assert early["sent_at_ms"] < later["sent_at_ms"]
