@@ -16,8 +16,10 @@ from enrichment.model import Enrichment, MeetingTranscript
 class EnrichmentBackend(Protocol):
     name: str
 
-    def enrich(self, transcript: MeetingTranscript) -> Enrichment:
-        """Summary, action items, keywords, mood, agenda and metrics of the whole meeting."""
+    def enrich(self, transcript: MeetingTranscript, on_summary_chunk: Callable[[str], None] | None = None) -> Enrichment:
+        """Summary, action items, keywords, mood, agenda and metrics of the whole meeting. The detailed summary
+        goes to ``on_summary_chunk`` piece by piece while it is made (the pieces joined are
+        ``summary.detailed``), before ``enrich`` returns."""
         ...
 
 

@@ -5,6 +5,9 @@ gives the same result."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from enrichment.agenda import agenda_topics
 from enrichment.keywords import keywords
 from enrichment.metrics import meeting_metrics
@@ -17,18 +20,27 @@ from enrichment.tasks import extract_action_items
 class LocalBackend:
     name = "local"
 
-    def enrich(self, transcript: MeetingTranscript) -> Enrichment:
+    def enrich(self, transcript: MeetingTranscript, on_summary_chunk: Callable[[str], None] | None = None) -> Enrichment:
         dialogues = sorted(transcript.dialogues, key=lambda d: (d.start_ms, d.end_ms))
         ordered = transcript.model_copy(update={"dialogues": tuple(dialogues)})
         people = ordered.people()
         items = extract_action_items(ordered)
         topics = agenda_topics(dialogues, ordered.agenda, people)
+        summary = summarize(dialogues, topics, items)
+        if on_summary_chunk is not None:
+            for piece in summary_pieces(summary.detailed):
+                on_summary_chunk(piece)
         return Enrichment(
             backend=self.name,
-            summary=summarize(dialogues, topics, items),
+            summary=summary,
             action_items=tuple(items),
             keywords=tuple(keywords(dialogues, people)),
             mood=meeting_mood(dialogues),
             agenda=tuple(topics),
             metrics=meeting_metrics(dialogues),
         )
+
+
+def summary_pieces(detailed: str) -> list[str]:
+    """The detailed summary cut before each section heading: the pieces joined are the whole summary."""
+    return [piece for piece in re.split(r"(?m)^(?=#{1,6} )", detailed) if piece]

@@ -8,7 +8,7 @@ In order:
    its id stays known as purged (the API answers 404), and store it at once, so the store writer and a
    replay know it before the writer has caught up (``palaver.store.erasure.is_purged``);
 2. publish a tombstone for every member and link key of the meeting on ``meetings`` and for its key on
-   ``merger.state``: the compacted topics that hold the meeting (``COMPACTED_KEYS``);
+   ``merger.state`` and ``enrichment.state``: the compacted topics that hold the meeting (``COMPACTED_KEYS``);
 3. delete the meeting's rows from every ClickHouse table holding meeting data but the marker, returning
    once they are gone.
 
@@ -25,7 +25,14 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from palaver import ids
 from palaver.events import MeetingChangedV1, decode_on, encode
-from palaver.events.registry import MEETINGS, MERGER_STATE, TopicSpec, meeting_partition, topic_name
+from palaver.events.registry import (
+    ENRICHMENT_STATE,
+    MEETINGS,
+    MERGER_STATE,
+    TopicSpec,
+    meeting_partition,
+    topic_name,
+)
 from palaver.settings import Settings
 from palaver.store.client import Store
 from palaver.store.erasure import delete_meeting_rows
@@ -37,6 +44,7 @@ from palaver.streams.clients import make_consumer
 COMPACTED_KEYS: dict[str, str] = {
     MEETINGS.name: "<meeting_id>, <meeting_id>/member/<user_id>, <meeting_id>/link/<link_id>",
     MERGER_STATE.name: "<meeting_id>",
+    ENRICHMENT_STATE.name: "<meeting_id>",
 }
 
 
@@ -106,6 +114,7 @@ async def purge_meeting(settings: Settings, producer: AIOKafkaProducer, store: S
     keys = [
         (MEETINGS, sorted(key for key, value in entities.items() if key != meeting_id and value is not None)),
         (MERGER_STATE, [meeting_id]),
+        (ENRICHMENT_STATE, [meeting_id]),
     ]
     for spec, spec_keys in keys:
         await _tombstones(settings, producer, spec, meeting_id, spec_keys)

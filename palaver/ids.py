@@ -59,3 +59,14 @@ def chat_message_id(meeting_id: str, user_id: str, idempotency_key: str) -> str:
 def meeting_id(owner_id: str, idempotency_key: str) -> str:
     """A meeting's id, made by the server: a retried create with the same key is the same meeting."""
     return "mtg_" + _digest("meeting", owner_id, idempotency_key)
+
+
+def enrichment_id(meeting_id: str, run: str, revision: int) -> str:
+    """One enrichment result: the same transcript revision enriched again by the same run is the same one."""
+    return "enr_" + _digest(meeting_id, run, revision)
+
+
+def action_item_id(meeting_id: str, run: str, first_dialogue_id: str, ordinal: int) -> str:
+    """A task found by an enrichment run: by the dialogue it starts in and its place among that dialogue's
+    tasks, so a later revision of the same run keeps its id (and the human edits made to it)."""
+    return "act_" + _digest(meeting_id, run, first_dialogue_id, ordinal)

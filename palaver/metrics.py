@@ -63,6 +63,17 @@ BACKGROUND_RESTARTS = Counter(
     ["task"],
 )
 API_LIVE_SOCKETS = Gauge("palaver_api_live_sockets", "Open live dialogue WebSockets")
+ENRICHMENT_JOBS = Counter(
+    "palaver_enrichment_jobs_total",
+    "Enrichments of meetings, by trigger and outcome (ok; fallback: the local backend stood in; failed: tried again)",
+    ["trigger", "outcome"],
+)
+ENRICHMENT_SECONDS = Histogram(
+    "palaver_enrichment_seconds",
+    "Time from an enrichment's start (reading the transcript) to its result delivered",
+    ["trigger"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 
 # The supervisor process (``palaver up``, ``palaver run stt --workers N``) serves only its own registry: the
 # services' metrics would read zero there.

@@ -162,6 +162,17 @@ class Settings(BaseSettings):
     openai_transcribe_model: str = "gpt-4o-transcribe"
 
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
+    # Enrichment (enrichment/service.py; docs/enrichment.md).
+    enrichment_backend: str = Field(default="local", description="The backend that enriches meetings (local, ...).")
+    enrichment_every_dialogues: int = Field(
+        default=5, ge=1, description="During a meeting, refresh its summary and tasks every this many placed dialogues."
+    )
+    meeting_idle_s: float = Field(
+        default=120.0, gt=0, description="No audio from any participant for this long ends a meeting's enrichment (an abrupt end)."
+    )
+    enrichment_settle_s: float = Field(
+        default=30.0, ge=0, description="How long an ended meeting's enrichment waits for its last words to be transcribed."
+    )
     store_batch_max: int = 500
     store_batch_wait_ms: int = 200
     store_retry_budget_s: float = Field(

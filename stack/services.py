@@ -27,7 +27,7 @@ from stt_workers.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingest", "api", "store", "stt", "merger")
+SERVICES = ("ingest", "api", "store", "enrichment", "stt", "merger")
 
 
 class UsageError(ValueError):

@@ -1,6 +1,6 @@
 """``palaver up``: the broker (unless external) and one process per service group, on one machine, supervised.
 
-Process groups: ``api ingest store`` share a process because chdb lets one process own the data dir;
+Process groups: ``api ingest store enrichment`` share a process because chdb lets one process own the data dir;
 ``stt`` and ``merger`` get their own. Every child logs to ``<data dir>/logs/<name>.log``; the embedded broker
 to ``<data dir>/kafka/broker.log``. A child that dies is restarted (``stack.supervisor``), the broker too
 when this command started it. Ctrl-C or SIGTERM stops the children (newest first), then that broker.
@@ -31,7 +31,7 @@ from stack.supervisor import (
 )
 
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("web", ("api", "ingest", "store")),
+    ("web", ("api", "ingest", "store", "enrichment")),
     ("stt", ("stt",)),
     ("merger", ("merger",)),
 )

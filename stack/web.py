@@ -36,7 +36,9 @@ from stack.metrics_access import metrics_app
 
 log = logging.getLogger(__name__)
 
-WEB_SERVICES = {"ingest", "api", "store"}
+# Enrichment reads the store (a meeting's text when it enriches it): with the embedded chdb, only the process
+# that owns the data dir can, so it runs beside the store writer.
+WEB_SERVICES = {"ingest", "api", "store", "enrichment"}
 
 CLICKHOUSE_DOWN = "unavailable"  # /healthz's clickhouse check when it does not answer (details in the log)
 
@@ -99,7 +101,7 @@ async def keep_running(name: str, run: Callable[[asyncio.Event], Awaitable[None]
 
 
 def create_app(settings: Settings, services: set[str], store: Store | None = None) -> FastAPI:
-    """``services`` is a subset of {"ingest", "api", "store"}. ``store`` may be passed in (tests share the
+    """``services`` is a subset of {"ingest", "api", "store", "enrichment"}. ``store`` may be passed in (tests share the
     process's one chdb connection); otherwise it is opened here when a service needs it."""
 
     @asynccontextmanager
@@ -128,7 +130,7 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name),
                                              app.state.secret, IngestLimits.from_settings(settings))  # fmt: skip
             app.state.meeting_ended.append(app.state.ingest.clock.forget)
-        if services & {"api", "store"}:
+        if services & {"api", "store", "enrichment"}:
             if store is None:
                 owned_store = await asyncio.to_thread(open_store, settings)
             app.state.store = store or owned_store
@@ -139,6 +141,10 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
 
         if "store" in services:
             background("store writer", lambda stop: run_store_writer(settings, app.state.store, stop))
+        if "enrichment" in services:
+            from enrichment.service import run_enrichment
+
+            background("enrichment", lambda stop: run_enrichment(settings, app.state.store, stop))
         if "api" in services:
             from api.access import MeetingDirectory
             from api.auth import Limits

@@ -21,6 +21,7 @@ from palaver.events.base import EventV
 from palaver.events.chat_v1 import ChatMessageV1
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
+from palaver.events.insights_v1 import EnrichmentRequestedV1, MeetingInsightsV1, SummaryChunkV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
 from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
 from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
@@ -91,6 +92,10 @@ ADMIN_TOOL = Consumer("palaver admin", service="palaver admin", group=None)
 # `palaver replay` (stt_workers/replay.py): reads a meeting's state (is it erased, when did it start) and
 # its audio, without a group, and writes a run of its own to the transcripts topic.
 REPLAY = Consumer("palaver replay", service="palaver replay", group=None)
+# Enrichment (enrichment/service.py): one consumer group reads the dialogues (activity, placed dialogues)
+# and the requests, co-partitioned, and restores its per-meeting state from its changelog like the merger.
+ENRICHMENT = Consumer("enrichment", service="enrichment", group="enrichment")
+ENRICHMENT_RESTORE = Consumer("enrichment", service="enrichment", group=None)
 # Commands run by people beside the services: they produce and consume like a service.
 TOOLS = ("palaver admin", "palaver dlq", "palaver replay")
 
@@ -149,7 +154,7 @@ DIALOGUES = TopicSpec(
     cleanup_policy="delete",
     events=(DialogueUpdateV1, MeetingWatermarkV1),
     producers=("merger",),
-    consumers=(STORE, LIVE),
+    consumers=(STORE, LIVE, ENRICHMENT),
     dlq="dialogues.dlq",
 )
 EDITS = TopicSpec(
@@ -238,8 +243,33 @@ NAME_DECISIONS = TopicSpec(
     consumers=(CLAIMANTS, ADMIN_TOOL),
 )
 
+ENRICHMENT_REQUESTS = TopicSpec(
+    name="enrichment.requests",
+    key="meeting_id",
+    # Co-partitioned with dialogues (same key, partitions and partitioner): one enrichment consumer owns a
+    # meeting's activity and its requests.
+    partitions=DIALOGUES.partitions,
+    retention_ms=7 * DAY_MS,  # requests are served within minutes; what they produced lives on in insights
+    cleanup_policy="delete",
+    events=(EnrichmentRequestedV1,),
+    producers=("api",),
+    consumers=(ENRICHMENT,),
+    dlq="enrichment.requests.dlq",
+)
+INSIGHTS = TopicSpec(
+    name="insights",
+    key="meeting_id",
+    partitions=3,
+    retention_ms=-1,  # derived, but a store rebuilt from the log keeps every result without re-enriching
+    cleanup_policy="delete",
+    events=(SummaryChunkV1, MeetingInsightsV1),
+    producers=("enrichment",),
+    consumers=(STORE,),
+    dlq="insights.dlq",
+)
+
 TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS,
-                                 NAME_CLAIMS, NAME_DECISIONS)  # fmt: skip
+                                 NAME_CLAIMS, NAME_DECISIONS, ENRICHMENT_REQUESTS, INSIGHTS)  # fmt: skip
 
 # The merger's per-meeting state (palaver/streams/changelog.py): not events, but the durable copy of
 # state derived from the transcripts topic, partitioned like it, compacted to the newest value per key.
@@ -264,7 +294,19 @@ NAME_OWNERS = TopicSpec(
     producers=("api",),
     consumers=(NAMES_RESTORE,),
 )
-STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE, NAME_OWNERS)
+# Enrichment's per-meeting state (enrichment/service.py): activity, progress and pending requests,
+# partitioned like dialogues and enrichment.requests.
+ENRICHMENT_STATE = TopicSpec(
+    name="enrichment.state",
+    key="meeting_id",
+    partitions=DIALOGUES.partitions,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    events=(),
+    producers=("enrichment",),
+    consumers=(ENRICHMENT_RESTORE,),
+)
+STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE, NAME_OWNERS, ENRICHMENT_STATE)
 
 # Which dead letters `palaver dlq replay` sent back (palaver/streams/dlq_tools.py): one record per replayed
 # DLQ offset, so a second replay skips them. A mark is written after its dead letter, so with the same

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from palaver import ids
@@ -19,6 +19,7 @@ from palaver.events import (
 )
 from palaver.events.base import EventV
 from palaver.events.codec import dumps
+from palaver.events.insights_v1 import MeetingInsightsV1
 from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
 from palaver.events.sessions_v1 import SessionRevokedV1
 
@@ -74,6 +75,19 @@ CHAT_MESSAGE_COLUMNS = (
     "message_id", "meeting_id", "user_id", "text", "sent_at", "idempotency_key", "version", "event_id",
     "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
+INSIGHT_COLUMNS = (
+    "enrichment_id", "meeting_id", "run", "transcript_run", "backend", "trigger", "final", "transcript_revision",
+    "revision", "result", "fallback", "produced_at_ms", "event_id", "kafka_topic", "kafka_partition", "kafka_offset",
+)  # fmt: skip
+SUMMARY_COLUMNS = (
+    "summary_id", "meeting_id", "run", "summary_type", "text", "revision", "event_id", "kafka_topic",
+    "kafka_partition", "kafka_offset",
+)  # fmt: skip
+ACTION_ITEM_COLUMNS = (
+    "action_item_id", "meeting_id", "run", "description", "assigned_to", "assignee_id", "status", "priority",
+    "start_date", "due_date", "source_dialogue_id", "dialogue_ids", "revision", "event_id", "kafka_topic",
+    "kafka_partition", "kafka_offset",
+)  # fmt: skip
 COLUMNS = {
     "utterances": UTTERANCE_COLUMNS,
     "dialogues": DIALOGUE_COLUMNS,
@@ -85,6 +99,9 @@ COLUMNS = {
     "meeting_members": MEMBER_COLUMNS,
     "meeting_links": LINK_COLUMNS,
     "revoked_sessions": REVOKED_SESSION_COLUMNS,
+    "meeting_insights": INSIGHT_COLUMNS,
+    "summaries": SUMMARY_COLUMNS,
+    "action_items": ACTION_ITEM_COLUMNS,
 }
 
 ACTION_ITEM_FIELDS = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
@@ -158,7 +175,38 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         return [("revoked_sessions", (
             event.session_id, event.user_id, event.revoked_at_ms, event.expires_at_ms, event.event_id, *prov,
         ))]  # fmt: skip
+    if isinstance(event, MeetingInsightsV1):
+        return _insight_rows(event, prov)
     return []
+
+
+def _insight_rows(event: MeetingInsightsV1, prov: tuple[str, int, int]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The whole result in meeting_insights; each summary and action item in its own table, under the
+    result's revision (reads keep the items of the newest revision: a dropped task is not listed again)."""
+    result = dumps({"keywords": event.keywords, "mood": event.mood, "agenda": event.agenda,
+                    "metrics": event.metrics}).decode()  # fmt: skip
+    fallback = "" if event.fallback is None else dumps(event.fallback).decode()
+    rows: list[tuple[str, tuple[Any, ...]]] = [("meeting_insights", (
+        event.enrichment_id, event.meeting_id, event.run, event.transcript_run, event.backend, event.trigger,
+        event.final, event.transcript_revision, event.revision, result, fallback, event.produced_at_ms,
+        event.event_id, *prov,
+    ))]  # fmt: skip
+    for kind, text in (("brief", event.summary_brief), ("detailed", event.summary_detailed)):
+        summary_id = f"{event.meeting_id}/{event.run}/{kind}"
+        rows.append(("summaries", (summary_id, event.meeting_id, event.run, kind, text, event.revision,
+                                   event.event_id, *prov)))  # fmt: skip
+    for item in event.action_items:
+        rows.append(("action_items", (
+            item.action_item_id, event.meeting_id, event.run, item.description, item.assignee, item.assignee_id,
+            item.status, item.priority, _date(item.start_date), _date(item.due_date),
+            item.dialogue_ids[0] if item.dialogue_ids else "", list(item.dialogue_ids), event.revision,
+            event.event_id, *prov,
+        )))  # fmt: skip
+    return rows
+
+
+def _date(iso: str | None) -> date | None:
+    return None if iso is None else date.fromisoformat(iso)
 
 
 def _utc(ms: int) -> datetime:

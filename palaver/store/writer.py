@@ -36,6 +36,7 @@ from palaver.events.registry import (
     CHAT,
     DIALOGUES,
     EDITS,
+    INSIGHTS,
     MEETINGS,
     SESSIONS,
     TRANSCRIPTS,
@@ -63,7 +64,7 @@ from palaver.streams.runner import (
 log = logging.getLogger(__name__)
 
 GROUP = "store"
-TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS)
+TOPICS = (TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS, INSIGHTS)
 # ClickHouse unreachable: retry, never dead-letter. The store raises StoreUnavailable (a ConnectionError, so
 # one of ENVIRONMENT_ERRORS too) when a connection is gone and reconnects on the next call; OperationalError
 # is a raw client's.

@@ -41,6 +41,10 @@ class ChangelogTable:
     def get(self, partition: int, key: str) -> Any | None:
         return self._data.get(partition, {}).get(key)
 
+    def items(self) -> list[tuple[int, str, Any]]:
+        """(partition, key, value) of every key held (the owned partitions')."""
+        return [(partition, key, value) for partition, table in self._data.items() for key, value in table.items()]
+
     def put(self, partition: int, key: str, value: Any) -> None:
         """``value`` must be JSON-able, and not mutated after it is put (it is encoded when written)."""
         self._data.setdefault(partition, {})[key] = value

@@ -39,6 +39,7 @@ from api.chat import ChatMessageOut
 from api.live import LiveHub
 from api.name_claims import NameClaims
 from api.names import decide, names_in_use, user_names
+from enrichment.progress import new_progress, note_dialogues, note_request
 from merger.processor import apply, new_state
 from palaver import ids
 from palaver.events import (
@@ -67,6 +68,7 @@ from palaver.events import (
 from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
 from palaver.events.base import EventV
 from palaver.events.codec import SCHEMAS, dumps
+from palaver.events.insights_v1 import EnrichmentRequestedV1, MeetingInsightsV1, SummaryChunkV1
 from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
 from palaver.events.registry import (
     LIVE,
@@ -545,15 +547,25 @@ STORE_TABLES: dict[type, tuple[str, ...]] = {
     MeetingMemberV1: ("meeting_members",),
     MeetingLinkV1: ("meeting_links",),
     SessionRevokedV1: ("revoked_sessions",),
+    SummaryChunkV1: (),  # pushed to live pages; the whole summary comes with the result
 }
+
+
+def _store_tables(event: EventV) -> tuple[str, ...]:
+    """The tables of STORE_TABLES, or of an enrichment result: the result, its two summaries, its items."""
+    if isinstance(event, MeetingInsightsV1):
+        return ("meeting_insights", "summaries", "summaries", *("action_items",) * len(event.action_items))
+    return STORE_TABLES[type(event)]
 
 
 def store_contract(example: Example) -> list[Any]:
     """``palaver.store.rows.rows_for``: rows that fit their tables and carry the event's provenance."""
     event: Any = decode(example.raw)
     out = rows_for(event, Provenance(topic=example.topic, partition=3, offset=42))
-    assert type(event) in STORE_TABLES, f"decide which tables the store keeps {type(event).__name__} in"
-    assert tuple(table for table, _ in out) == STORE_TABLES[type(event)]
+    assert type(event) in STORE_TABLES or isinstance(event, MeetingInsightsV1), (
+        f"decide which tables the store keeps {type(event).__name__} in"
+    )
+    assert tuple(table for table, _ in out) == _store_tables(event)
     for table, row in out:
         assert len(row) == len(COLUMNS[table])
         named = dict(zip(COLUMNS[table], row, strict=True))
@@ -648,6 +660,37 @@ def names_contract(example: Example) -> list[Any]:
     return out
 
 
+def enrichment_contract(example: Example) -> list[Any]:
+    """The enrichment service (enrichment/service.py): a live run's dialogue or watermark is the meeting's
+    activity (a watermark also its placed dialogues); a request is kept until served, once however often
+    it is delivered."""
+    event: Any = decode(example.raw)
+    before = new_progress()
+    if isinstance(event, EnrichmentRequestedV1):
+        after = note_request(before, event, 1000)
+        assert after["pending"] == [{"request_id": event.event_id, "trigger": event.reason, "backend": event.backend,
+                                     "since_ms": 1000}]  # fmt: skip
+        assert note_request(after, event, 2000) is after
+        return [after]
+    after = note_dialogues(before, event, 1000)
+    if after is before:
+        return []  # a replay run: not the meeting's activity
+    assert (after["run"], after["activity_ms"]) == (event.run, 1000)
+    if isinstance(event, MeetingWatermarkV1):
+        assert after["placed"] == event.final_dialogues
+    return [after]
+
+
+def enrichment_state_contract(example: Example) -> list[Any]:
+    """Enrichment's progress goes through its changelog (orjson both ways) unchanged."""
+    out = []
+    for progress in enrichment_contract(example):
+        restored = orjson.loads(orjson.dumps(progress))
+        assert restored == progress
+        out.append(restored)
+    return out
+
+
 def names_state_contract(example: Example) -> list[Any]:
     """The registry's state goes through its changelog (orjson both ways) unchanged, and a registry restored
     from it recognises the request as applied."""
@@ -719,6 +762,9 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("transcripts", "store"): store_contract,
     ("dialogues", "store"): store_contract,
     ("dialogues", "live"): live_contract,
+    ("dialogues", "enrichment"): enrichment_contract,
+    ("enrichment.requests", "enrichment"): enrichment_contract,
+    ("insights", "store"): store_contract,
     ("chat", "live"): live_contract,
     ("meetings", "live"): live_contract,
     ("edits", "store"): store_contract,
@@ -736,6 +782,7 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
 STATE_CONTRACTS: dict[tuple[str, str], tuple[str, Callable[[Example], list[Any]]]] = {
     ("merger.state", "merger"): ("transcripts", merger_state_contract),
     ("name.owners", "names"): ("name.claims", names_state_contract),
+    ("enrichment.state", "enrichment"): ("dialogues", enrichment_state_contract),
 }
 REGISTERED = [(spec.name, consumer.name) for spec in TOPICS for consumer in spec.consumers]
 REGISTERED_STATE = [(spec.name, consumer.name) for spec in STATE_TOPICS for consumer in spec.consumers]

@@ -292,13 +292,14 @@ def test_all_topics() -> None:
     names = [t.name for t in topics]
     assert names == [
         "audio.frames", "transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions",
-        "name.claims", "name.decisions",
+        "name.claims", "name.decisions", "enrichment.requests", "insights",
         "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "users.dlq", "chat.dlq",
-        "meetings.dlq", "sessions.dlq", "name.claims.dlq", "merger.state", "name.owners", "dlq.replays",
+        "meetings.dlq", "sessions.dlq", "name.claims.dlq", "enrichment.requests.dlq", "insights.dlq",
+        "merger.state", "name.owners", "enrichment.state", "dlq.replays",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
     by_name = {t.name: t for t in topics}
-    for spec in topics[10:19]:
+    for spec in topics[12:23]:
         assert spec.partitions == 1
         assert spec.dlq is None
         assert spec.consumers == ()
@@ -306,6 +307,10 @@ def test_all_topics() -> None:
     state = by_name["merger.state"]
     assert state.kafka_config()["cleanup.policy"] == "compact"  # newest state per meeting, forever
     assert state.partitions == TRANSCRIPTS.partitions  # co-partitioned with the input it derives from
+    progress = by_name["enrichment.state"]
+    assert progress.kafka_config()["cleanup.policy"] == "compact"
+    # One enrichment consumer owns a meeting's dialogues, requests and progress: all three co-partitioned.
+    assert progress.partitions == by_name["enrichment.requests"].partitions == by_name["dialogues"].partitions
     owners = by_name["name.owners"]
     assert owners.kafka_config()["cleanup.policy"] == "compact"  # each name's owner, forever
     assert owners.partitions == by_name["name.claims"].partitions
@@ -324,8 +329,8 @@ def test_dlq_spec_inherits_from_source() -> None:
     assert dlq.config == {"max.message.bytes": str(1 << 20)}  # a frame that failed must fit in its DLQ
     # The live fan-out reads dialogues without a group and commits nothing: it skips a bad message, so
     # only the store writer dead-letters there.
-    assert [c.name for c in DIALOGUES.consumers] == ["store", "live"]
-    assert dlq_spec(DIALOGUES).producers == ("store",)
+    assert [c.name for c in DIALOGUES.consumers] == ["store", "live", "enrichment"]
+    assert dlq_spec(DIALOGUES).producers == ("store", "enrichment")
 
 
 def test_topic_specs() -> None:

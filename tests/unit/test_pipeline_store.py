@@ -26,7 +26,7 @@ from palaver.streams.memory_broker import MemoryBroker
 from tests.runner_harness import Running, start, until
 
 EXAMPLES = Path(palaver.events.__file__).parent / "examples"
-TOPICS = ("transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions")
+TOPICS = ("transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions", "insights")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,122 @@
+"""When to enrich a meeting: pure bookkeeping of one meeting's progress, kept by the enrichment service in
+its changelog (a JSON dict per meeting, never mutated: each function returns a new one).
+
+Four triggers. ``rolling``: every ``every`` newly placed dialogues of the live run, while the meeting goes
+on. ``ended``: the API asked for the meeting's final result when it was ended; it waits until every stream
+of the meeting has stopped (the merger's watermark says so) or ``settle_ms`` passed. ``idle``: no record
+of the meeting on the dialogues topic (every stream's progress lands there, even silence's) for
+``idle_ms``, so a meeting whose clients simply vanished still gets its final result. ``requested``: someone
+asked (``POST /v1/meetings/{m}/enrichment``), served at once, with the backend they named.
+
+Time is the broker's (record timestamps), so a restarted service judges idleness as the first one did.
+A final result covers the placed dialogues it saw (``finished``); new dialogues after it (the meeting went
+on) make the meeting due again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from palaver.events.dialogue_update_v1 import DialogueUpdateV1
+from palaver.events.insights_v1 import EnrichmentRequestedV1, Trigger
+from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
+from palaver.runs import is_replay
+
+ALL_STOPPED_MS = 2**62  # the watermark once every stream of the run has stopped
+
+Progress = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Policy:
+    every: int  # placed dialogues between rolling results
+    idle_ms: int
+    settle_ms: int
+    default_backend: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One enrichment to run now. ``key`` tells jobs of one meeting apart (one of each runs at a time)."""
+
+    meeting_id: str
+    run: str  # the transcript run
+    trigger: Trigger
+    backend: str
+    placed: int  # placed dialogues known when it was started (the store may lag a little behind)
+    request_id: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.trigger != "rolling"
+
+    @property
+    def key(self) -> str:
+        return "final" if self.final else "rolling"
+
+
+def new_progress() -> Progress:
+    return {"run": None, "activity_ms": 0, "placed": 0, "stopped": False, "rolled": 0, "finished": -1, "pending": []}
+
+
+def note_dialogues(progress: Progress, event: DialogueUpdateV1 | MeetingWatermarkV1, at_ms: int) -> Progress:
+    """A record of the meeting on the dialogues topic, appended at ``at_ms``: the meeting is active; a
+    watermark of its live run says how many dialogues are placed and whether every stream stopped.
+    Replay runs are not the meeting's activity."""
+    if is_replay(event.run):
+        return progress
+    run = progress["run"] or event.run
+    if event.run != run:  # another engine's live run of the same meeting: the first one is enriched
+        return {**progress, "activity_ms": max(progress["activity_ms"], at_ms)}
+    out = {**progress, "run": run, "activity_ms": max(progress["activity_ms"], at_ms)}
+    if isinstance(event, MeetingWatermarkV1):
+        out["placed"] = max(progress["placed"], event.final_dialogues)
+        out["stopped"] = event.watermark_ms >= ALL_STOPPED_MS
+    return out
+
+
+def note_request(progress: Progress, request: EnrichmentRequestedV1, at_ms: int) -> Progress:
+    """A request, kept until served; the same request delivered twice is kept once."""
+    if any(p["request_id"] == request.event_id for p in progress["pending"]):
+        return progress
+    entry = {"request_id": request.event_id, "trigger": request.reason, "backend": request.backend, "since_ms": at_ms}
+    return {**progress, "pending": [*progress["pending"], entry]}
+
+
+def due(meeting_id: str, progress: Progress, now_ms: int, policy: Policy, running: set[str]) -> list[Job]:
+    """The jobs to start now; ``running``: the keys of this meeting's jobs still running."""
+    run = progress["run"]
+    jobs: list[Job] = []
+    if "final" not in running:
+        for entry in progress["pending"]:
+            if entry["trigger"] == "ended" and not (progress["stopped"] or now_ms - entry["since_ms"] >= policy.settle_ms):
+                continue
+            if run is None:
+                continue  # nothing said yet: the request waits for the first dialogue (or expires with the topic)
+            jobs.append(Job(meeting_id, run, entry["trigger"], entry["backend"] or policy.default_backend,
+                            progress["placed"], entry["request_id"]))  # fmt: skip
+            break  # one final job at a time per meeting
+        idle = now_ms - progress["activity_ms"] >= policy.idle_ms
+        if not jobs and run is not None and idle and progress["placed"] > progress["finished"]:
+            jobs.append(Job(meeting_id, run, "idle", policy.default_backend, progress["placed"]))
+    rolling_due = run is not None and progress["placed"] - progress["rolled"] >= policy.every
+    if "rolling" not in running and not jobs and rolling_due:
+        jobs.append(Job(meeting_id, run, "rolling", policy.default_backend, progress["placed"]))
+    return jobs
+
+
+def started(progress: Progress, job: Job) -> Progress:
+    """A rolling job started: the next one is due ``every`` dialogues later, whatever this one does."""
+    if job.final:
+        return progress
+    return {**progress, "rolled": job.placed}
+
+
+def finished(progress: Progress, job: Job, covered: int) -> Progress:
+    """A final job delivered its result, which covered ``covered`` placed dialogues: its request is served."""
+    if not job.final:
+        return progress
+    pending = [p for p in progress["pending"] if p["request_id"] != job.request_id] if job.request_id else progress["pending"]
+    return {**progress, "pending": pending, "finished": max(progress["finished"], covered),
+            "rolled": max(progress["rolled"], covered)}  # fmt: skip

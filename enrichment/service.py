@@ -1,0 +1,255 @@
+"""The enrichment service: a step of the consumer runner (``palaver.streams.runner``) that decides when to
+enrich each meeting (``enrichment.progress``, pure) and runs the enrichments as jobs beside it.
+
+Input: the ``dialogues`` topic (a meeting's activity and its placed dialogues, from the merger's
+watermarks) and ``enrichment.requests`` (the API's "the meeting ended" and "enrich it now"), co-partitioned
+(same key and partition count, the range assignor gives one member the same partitions of both), so one
+instance owns everything about a meeting. Its per-meeting progress lives in a changelog table
+(``enrichment.state``), restored when a partition is assigned, as the merger's state is.
+
+A job reads the meeting's text from the store (placed dialogues with human edits, names, title, agenda,
+date; ``enrichment.store_reads``), runs the backend in a thread (the local backend is CPU work; remote ones
+wait on the network), sends each piece of the detailed summary as a ``summary.chunk`` while the backend
+writes it, then the whole result as one ``meeting.insights``, waits until the broker has them, and only then
+tells the step it is done. A request leaves the state only after its result is delivered and the state is
+written: a crash in between runs the job again, with the same ids (no loss, no duplicate the store's upserts
+and the page's replace-by-id do not absorb).
+
+A backend that raises is not the meeting's loss: the ``local`` backend stands in, and the result says so
+(``fallback``), the failure counted in ``palaver_enrichment_jobs_total{outcome="fallback"}``.
+
+Why not a faust agent with a faust table and timer: see docs/architecture.md (Enrichment). In short, the
+runner already gives every consumer the commit, DLQ, rebalance and changelog rules, and a second framework
+with its own would be two houses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import ConsumerRecord
+
+from enrichment.backend import EnrichmentBackend, backend_named
+from enrichment.insights import chunk_event, enrichment_run, insights_event, result_revision
+from enrichment.model import Enrichment
+from enrichment.progress import (
+    Job,
+    Policy,
+    due,
+    finished,
+    new_progress,
+    note_dialogues,
+    note_request,
+    started,
+)
+from enrichment.store_reads import meeting_text
+from palaver import ids
+from palaver.events import decode_on, encode
+from palaver.events.insights_v1 import EnrichmentRequestedV1
+from palaver.events.registry import (
+    DIALOGUES,
+    ENRICHMENT_REQUESTS,
+    ENRICHMENT_STATE,
+    INSIGHTS,
+    meeting_partition,
+    topic_name,
+)
+from palaver.metrics import ENRICHMENT_JOBS, ENRICHMENT_SECONDS
+from palaver.settings import Settings
+from palaver.store import Store
+from palaver.store.erasure import is_purged
+from palaver.streams.changelog import ChangelogTable
+from palaver.streams.clients import make_consumer, make_producer
+from palaver.streams.runner import Checkpoint, Committed, ConsumerRunner, Offsets, RunnerConfig, Step
+
+log = logging.getLogger(__name__)
+
+GROUP = "enrichment"
+TICK_S = 1.0  # how often due jobs are looked for (idle meetings, ended ones whose streams stopped)
+MAX_JOBS = 2  # enrichments at once per process: the local backend is CPU work beside the pipeline
+READY = "enrichment ready"
+
+BackendFactory = Callable[[str], EnrichmentBackend]
+
+
+class EnrichStep(Step):
+    def __init__(self, settings: Settings, store: Store, producer: AIOKafkaProducer,
+                 backends: BackendFactory = backend_named,
+                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
+        self._store = store
+        self._producer = producer
+        self._backends = backends
+        ns = settings.topic_namespace
+        self._dialogues = topic_name(ns, DIALOGUES.name)
+        self._insights = topic_name(ns, INSIGHTS.name)
+        self._table = ChangelogTable(settings, ENRICHMENT_STATE, consumer_factory)
+        self._policy = Policy(every=settings.enrichment_every_dialogues, idle_ms=int(settings.meeting_idle_s * 1000),
+                              settle_ms=int(settings.enrichment_settle_s * 1000),
+                              default_backend=settings.enrichment_backend)  # fmt: skip
+        self._slots = asyncio.Semaphore(MAX_JOBS)
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}  # (meeting, job key) -> its task
+        self._done: list[tuple[int, Job, int]] = []  # (partition, job, placed it covered), applied after a batch
+        self._next_tick = 0.0
+        self._ready = False
+
+    # --- the runner's calls -------------------------------------------------------------------------
+
+    def process(self, record: ConsumerRecord) -> None:
+        meeting_id = record.key.decode() if record.key else None
+        if record.topic == self._dialogues:
+            event = decode_on(DIALOGUES, record.value)
+            meeting_id = event.meeting_id  # type: ignore[attr-defined]
+            before = self._table.get(record.partition, meeting_id) or new_progress()
+            after = note_dialogues(before, event, record.timestamp)  # type: ignore[arg-type]
+        else:
+            event = decode_on(ENRICHMENT_REQUESTS, record.value)
+            assert isinstance(event, EnrichmentRequestedV1)
+            meeting_id = event.meeting_id
+            before = self._table.get(record.partition, meeting_id) or new_progress()
+            after = note_request(before, event, record.timestamp)
+        if after is not before:
+            self._table.put(record.partition, meeting_id, after)
+
+    async def after_batch(self) -> None:
+        for partition, job, covered in self._done:
+            progress = self._table.get(partition, job.meeting_id)
+            if progress is not None:  # None: the partition was revoked meanwhile; its new owner runs it again
+                self._table.put(partition, job.meeting_id, finished(progress, job, covered))
+        self._done.clear()
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK_S
+        now_ms = int(time.time() * 1000)
+        for partition, meeting_id, progress in self._table.items():
+            running = {key for (m, key) in self._running if m == meeting_id}
+            for job in due(meeting_id, progress, now_ms, self._policy, running):
+                self._table.put(partition, meeting_id, started(progress, job))
+                task = asyncio.create_task(self._run(partition, job), name=f"enrich {meeting_id} {job.trigger}")
+                self._running[(meeting_id, job.key)] = task
+                task.add_done_callback(lambda _t, k=(meeting_id, job.key): self._running.pop(k, None))
+
+    async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
+        states = self._table.take_dirty()
+
+        async def persist() -> None:
+            await self._table.write(self._producer, states)
+
+        return Checkpoint(offsets, persist)
+
+    async def assigned(self, committed: dict[TopicPartition, Committed]) -> None:
+        await self._table.restore({tp.partition for tp in committed})
+        if not self._ready:
+            self._ready = True
+            log.info(READY)
+
+    async def closing(self, partitions: set[TopicPartition] | None) -> None:
+        # A job of a partition that goes elsewhere stops here; the new owner starts it again from the state.
+        for (meeting_id, _), task in list(self._running.items()):
+            if partitions is None or _in_partitions(meeting_id, partitions):
+                task.cancel()
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        self._table.forget({tp.partition for tp in partitions})
+
+    # --- a job ----------------------------------------------------------------------------------------
+
+    async def _run(self, partition: int, job: Job) -> None:
+        async with self._slots:
+            begun = time.monotonic()
+            try:
+                covered = await self._enrich(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The store or the broker failed (a backend's failure has its fallback): the job stays due
+                # (a final one in the state, a rolling one at the next refresh).
+                log.exception("enrichment of %s (%s) failed; it is tried again", job.meeting_id, job.trigger)
+                ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome="failed").inc()
+                await asyncio.sleep(5)
+                return
+            ENRICHMENT_SECONDS.labels(trigger=job.trigger).observe(time.monotonic() - begun)
+            self._done.append((partition, job, covered))
+
+    async def _enrich(self, job: Job) -> int:
+        if await is_purged(self._store, job.meeting_id):
+            log.info("%s was erased: not enriched", job.meeting_id)
+            return job.placed
+        text = await meeting_text(self._store, job.meeting_id, job.run)
+        if job.final and text.placed < job.placed:
+            # The store writer is a little behind the merger: wait a moment for the dialogues it has not written.
+            for _ in range(20):
+                await asyncio.sleep(0.5)
+                text = await meeting_text(self._store, job.meeting_id, job.run)
+                if text.placed >= job.placed:
+                    break
+        run = enrichment_run(job.run, job.backend)
+        enrichment_id = ids.enrichment_id(job.meeting_id, run, result_revision(text.placed, job.final))
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        seq = 0
+        reset = False
+
+        def send_chunk(piece: str) -> None:  # called from the backend's thread, in order
+            nonlocal seq, reset
+            event = chunk_event(job.meeting_id, run, enrichment_id, seq, piece, reset)
+            seq, reset = seq + 1, False
+            loop.call_soon_threadsafe(chunks.put_nowait, encode(event))
+
+        sender = asyncio.create_task(self._send_all(job.meeting_id, chunks))
+        fallback = None
+        try:
+            try:
+                backend = self._backends(job.backend)
+                result: Enrichment = await asyncio.to_thread(backend.enrich, text.transcript, send_chunk)
+                outcome = "ok"
+            except Exception as exc:  # the backend's failure: local stands in, and the result says so
+                log.warning("enrichment backend %s failed on %s (%r); the local backend stands in", job.backend,
+                            job.meeting_id, exc)  # fmt: skip
+                fallback = {"from": job.backend, "reason": f"{type(exc).__name__}: {exc}"[:500]}
+                reset = seq > 0  # the chunks sent so far are void: the next one says so
+                result = await asyncio.to_thread(self._backends("local").enrich, text.transcript, send_chunk)
+                outcome = "fallback"
+        finally:
+            # The thread's last chunk was queued before its result came back (both through the loop).
+            chunks.put_nowait(None)
+        await sender
+        event = insights_event(job.meeting_id, job.run, job.backend, job.trigger, text.placed, result, text.user_ids,
+                               int(time.time() * 1000), fallback)  # fmt: skip
+        await (await self._producer.send(self._insights, value=encode(event), key=job.meeting_id.encode()))
+        ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome=outcome).inc()
+        log.info("enriched %s (%s, %d dialogues, %s)", job.meeting_id, job.trigger, text.placed, run)
+        return text.placed
+
+    async def _send_all(self, meeting_id: str, values: asyncio.Queue[bytes | None]) -> None:
+        """Send queued values in order until None, then wait until the broker has them all."""
+        deliveries = []
+        while (value := await values.get()) is not None:
+            deliveries.append(await self._producer.send(self._insights, value=value, key=meeting_id.encode()))
+        await asyncio.gather(*deliveries)
+
+
+def _in_partitions(meeting_id: str, partitions: set[TopicPartition]) -> bool:
+    """Whether the meeting's records lie in one of ``partitions`` (of dialogues or its co-partitioned input)."""
+    return meeting_partition(meeting_id, DIALOGUES.partitions) in {tp.partition for tp in partitions}
+
+
+def runner_config() -> RunnerConfig:
+    return RunnerConfig(service=GROUP, topics=(DIALOGUES, ENRICHMENT_REQUESTS), group=GROUP, batch_max=500,
+                        poll_ms=int(TICK_S * 500), checkpoint_interval_s=1.0,
+                        consumer_config={"partition_assignment_strategy": (RangePartitionAssignor,)})  # fmt: skip
+
+
+async def run_enrichment(settings: Settings, store: Store, stop: asyncio.Event) -> None:
+    """Enrich meetings until ``stop`` is set."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await ConsumerRunner(settings, runner_config(), EnrichStep(settings, store, producer), producer).run(stop)
+    finally:
+        await producer.stop()
