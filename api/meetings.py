@@ -25,6 +25,7 @@ from api.access import (
     directory,
     not_found,
 )
+from api.enrichment_requests import request_enrichment
 from api.idempotency import KEY_MAX_LENGTH
 from api.identity import SignedIn, now_ms
 from api.meeting_state import LinkRecord, MeetingRecord, MeetingView, MemberRecord, role_in
@@ -217,8 +218,8 @@ async def update_meeting(request: Request, caller: SignedIn, view: CanManage, bo
 
 @router.post("/v1/meetings/{meeting_id}/end", response_model=MeetingOut, responses=MANAGE_DENIED)
 async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> dict[str, Any]:
-    """End the meeting (owner): no new audio streams; transcripts, edits and chat stay. Ending an ended
-    meeting changes nothing."""
+    """End the meeting (owner): no new audio streams; transcripts, edits and chat stay, and its final summary
+    and action items are made once its last words are transcribed. Ending an ended meeting changes nothing."""
     meetings = directory(request)
     async with meetings.lock:
         current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
@@ -227,6 +228,9 @@ async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> di
         now = now_ms()
         record = current.changed(now, ended_at_ms=now)
         await meetings.put_meeting(request, record, record.event("ended", caller.user_id))
+    # The meeting's final summary and tasks: enrichment runs once its last words are transcribed. (Were this
+    # lost in a crash, the meeting's idleness would still start it: PALAVER_MEETING_IDLE_S.)
+    await request_enrichment(request, record.meeting_id, "ended", caller.user_id, now)
     for forget in getattr(request.app.state, "meeting_ended", ()):
         forget(record.meeting_id)  # per-meeting state of services in this process (the ingest clock)
     return meeting_out(MeetingView(record, view.role))
