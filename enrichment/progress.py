@@ -98,7 +98,9 @@ def due(meeting_id: str, progress: Progress, now_ms: int, policy: Policy, runnin
                             progress["placed"], entry["request_id"]))  # fmt: skip
             break  # one final job at a time per meeting
         idle = now_ms - progress["activity_ms"] >= policy.idle_ms
-        if not jobs and run is not None and idle and progress["placed"] > progress["finished"]:
+        said = progress["placed"] > max(progress["finished"], 0)  # placed dialogues no final result covers
+        # A request waiting (an ended meeting whose streams have not stopped yet) is that final result.
+        if not jobs and not progress["pending"] and run is not None and idle and said:
             jobs.append(Job(meeting_id, run, "idle", policy.default_backend, progress["placed"]))
     rolling_due = run is not None and progress["placed"] - progress["rolled"] >= policy.every
     if "rolling" not in running and not jobs and rolling_due:

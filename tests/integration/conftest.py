@@ -163,6 +163,9 @@ async def engine_env(engine: str, peer_asr: object,
             yield {"PALAVER_STT_ENGINE": engine, "PALAVER_OPENAI_REALTIME_URL": oa.url, "PALAVER_OPENAI_API_KEY": key}
 
 
+WEB = frozenset({"ingest", "api", "store"})  # the pipeline's web part: enrichment only where a test wants it
+
+
 @pytest.fixture(scope="module")
 async def pipeline(request: pytest.FixtureRequest, infra: Infra, clickhouse_client: object,
                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:  # fmt: skip
@@ -186,9 +189,12 @@ async def scaled_pipeline(request: pytest.FixtureRequest, infra: Infra, clickhou
 @asynccontextmanager
 async def running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
                            stt_workers: int, engine: str = "whisper", request: pytest.FixtureRequest | None = None,
-                           peer_languages: frozenset[str] | None = None) -> AsyncIterator[Pipeline]:  # fmt: skip
+                           peer_languages: frozenset[str] | None = None, web: frozenset[str] = WEB,
+                           **overrides: Any) -> AsyncIterator[Pipeline]:  # fmt: skip
+    """``web``: the services of the in-process web part; ``overrides`` change settings (whisper only)."""
     if engine == "whisper":
-        async with _running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers, {}) as p:
+        async with _running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers, {}, web,
+                                     overrides) as p:  # fmt: skip
             yield p
         return
     assert request is not None
@@ -202,10 +208,12 @@ async def running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_fac
 
 @asynccontextmanager
 async def _running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
-                            stt_workers: int, env: dict[str, str]) -> AsyncIterator[Pipeline]:  # fmt: skip
+                            stt_workers: int, env: dict[str, str], web: frozenset[str] = WEB,
+                            overrides: dict[str, Any] | None = None) -> AsyncIterator[Pipeline]:  # fmt: skip
     tag = uuid.uuid4().hex[:10]
     data_dir = tmp_path_factory.mktemp(f"palaver-{tag}")
     settings = make_settings(infra, data_dir, f"t{tag}", f"t_{tag}")
+    settings = settings.model_copy(update=overrides) if overrides else settings
     store = Store(clickhouse_client, settings.clickhouse_database)
     apply_migrations(store)
     await ensure_topics(settings)
@@ -214,7 +222,7 @@ async def _running_pipeline(infra: Infra, clickhouse_client: object, tmp_path_fa
     for worker in workers:
         worker.start()
     merger.start()
-    server = uvicorn.Server(server_config(create_app(settings, {"ingest", "api", "store"}, store=store),
+    server = uvicorn.Server(server_config(create_app(settings, set(web), store=store),
                                           "127.0.0.1", settings.api_port, log_level="warning"))  # fmt: skip
     serving = asyncio.create_task(server.serve())
     url = f"http://127.0.0.1:{settings.api_port}"

@@ -1,0 +1,171 @@
+"""Enrichment through the real pipeline (broker, chdb, Whisper): a scripted meeting with tasks is streamed,
+ended, and its summary, action items with assignees and due dates, keywords, mood, agenda and metrics land
+in ClickHouse, the summary streamed in chunks first; rolling results come while it goes on; a meeting whose
+clients simply vanish gets its final result when it has been idle for PALAVER_MEETING_IDLE_S."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+
+from palaver.demo.script import Line
+from palaver.demo.synth import Voice, meeting_tracks
+from palaver.events import decode_on
+from palaver.events.insights_v1 import MeetingInsightsV1, SummaryChunkV1
+from palaver.events.registry import INSIGHTS, topic_name
+from palaver.settings import Settings
+from palaver.streams.clients import make_consumer
+from tests.integration.conftest import WEB, Infra, Pipeline, poll, running_pipeline
+from tests.integration.meetings import meeting_with, register, stream_tracks
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = (
+    Line("alice", "Good morning everyone. We need to ship the release notes this week."),
+    Line("bob", "Alice, I will write the release notes by Friday."),
+    Line("carol", "Bob, can you also update the pricing page by next Tuesday?"),
+    Line("bob", "Sure, I'll update the pricing page by next Tuesday."),
+    Line("alice", "Great. Carol, please send the invoice to the customer tomorrow."),
+    Line("carol", "Okay, I will send the invoice to the customer tomorrow."),
+)
+IDLE_S = 8
+
+
+@pytest.fixture(scope="module")
+async def enriching(infra: Infra, clickhouse_client: object,
+                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:  # fmt: skip
+    """The pipeline with enrichment in its web process: a rolling result every 2 placed dialogues, a short
+    idle time so the abrupt end shows within the test."""
+    async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=1, web=WEB | {"enrichment"},
+                                meeting_idle_s=IDLE_S, enrichment_every_dialogues=2,
+                                enrichment_settle_s=30) as p:  # fmt: skip
+        yield p
+
+
+@pytest.fixture(scope="module")
+def tracks() -> dict[str, Any]:
+    pcm, _ = meeting_tracks(SCRIPT, Voice())
+    return pcm
+
+
+async def _stream_meeting(pipeline: Pipeline, tracks: dict[str, Any], title: str) -> Any:
+    people = {name: await register(pipeline.url, name) for name in tracks}
+    meeting = await meeting_with(people, title=title)
+    results = await stream_tracks(pipeline.url, meeting, tracks, speed=2.0)
+    assert all(r.close_code == 1000 for r in results)
+    return meeting
+
+
+async def _insight_events(settings: Settings, meeting_id: str) -> list[MeetingInsightsV1 | SummaryChunkV1]:
+    """Every event of the meeting on the insights topic so far, in order."""
+    topic = topic_name(settings.topic_namespace, INSIGHTS.name)
+    consumer = make_consumer(settings, None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(INSIGHTS.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        events = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    if record.key == meeting_id.encode():
+                        events.append(decode_on(INSIGHTS, record.value))
+        return events  # type: ignore[return-value]
+    finally:
+        await consumer.stop()
+
+
+async def _final_row(pipeline: Pipeline, meeting_id: str, trigger: str) -> dict[str, Any]:
+    rows = await poll(
+        lambda: pipeline.store.aquery(
+            f"""SELECT * FROM {pipeline.store.database}.meeting_insights FINAL
+                WHERE meeting_id = {{m:String}} AND final""", {"m": meeting_id}),
+        lambda rows: any(r["trigger"] == trigger for r in rows),
+        what=f"the meeting's {trigger} result", timeout_s=240,
+    )  # fmt: skip
+    return next(r for r in rows if r["trigger"] == trigger)
+
+
+def _item(items: list[dict[str, Any]], words: str) -> dict[str, Any]:
+    found = [i for i in items if words in i["description"].lower()]
+    assert len(found) == 1, (words, items)
+    return found[0]
+
+
+async def test_an_ended_meeting_gets_its_summary_tasks_and_insights(enriching: Pipeline, tracks: dict[str, Any]) -> None:
+    meeting = await _stream_meeting(enriching, tracks, "release planning")
+    owner = meeting.people["alice"]
+    async with owner.client() as http:
+        ended = await http.post(f"/v1/meetings/{meeting.meeting_id}/end")
+        assert ended.status_code == 200, ended.text
+    row = await _final_row(enriching, meeting.meeting_id, "ended")
+    assert row["backend"] == "local" and row["fallback"] == ""
+    assert row["transcript_revision"] == len(SCRIPT)  # every line, placed, was enriched
+    result = orjson.loads(row["result"])
+    assert {"release notes", "pricing page", "invoice"} & set(result["keywords"])
+    assert result["mood"]["overall"]["label"] in {"positive", "neutral", "negative"}
+    assert set(result["mood"]["speakers"]) == {"alice", "bob", "carol"}
+    assert set(result["metrics"]["speakers"]) == {"alice", "bob", "carol"}
+    assert sum(s["share"] for s in result["metrics"]["speakers"].values()) == pytest.approx(1, abs=0.01)
+    assert result["agenda"] and all(t["start_ms"] <= t["end_ms"] for t in result["agenda"])
+
+    db = enriching.store.database
+    items = await enriching.store.aquery(
+        f"""SELECT description, assigned_to, assignee_id, toString(due_date) AS due, status FROM {db}.action_items FINAL
+            WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND revision = {{v:UInt64}}""",
+        {"m": meeting.meeting_id, "r": row["run"], "v": row["revision"]},
+    )  # fmt: skip
+    meeting_date = datetime.fromtimestamp(row["produced_at_ms"] / 1000, UTC).date()  # created minutes ago
+    notes, pricing, invoice = (_item(items, w) for w in ("release notes", "pricing page", "invoice"))
+    assert (notes["assigned_to"], pricing["assigned_to"], invoice["assigned_to"]) == ("bob", "bob", "carol")
+    assert invoice["assignee_id"] == meeting.people["carol"].user_id
+    assert date.fromisoformat(notes["due"]).weekday() == 4 and date.fromisoformat(notes["due"]) > meeting_date
+    assert date.fromisoformat(pricing["due"]).weekday() == 1 and date.fromisoformat(pricing["due"]) > meeting_date
+    assert date.fromisoformat(invoice["due"]) == meeting_date + timedelta(days=1)
+    assert {i["status"] for i in items} == {"pending"}
+    summaries = await enriching.store.aquery(
+        f"""SELECT summary_type, text FROM {db}.summaries FINAL WHERE meeting_id = {{m:String}} AND run = {{r:String}}""",
+        {"m": meeting.meeting_id, "r": row["run"]},
+    )
+    by_type = {s["summary_type"]: s["text"] for s in summaries}
+    assert by_type["brief"].startswith("- ") and "release notes" in by_type["detailed"].lower()
+
+    events = await _insight_events(enriching.settings, meeting.meeting_id)
+    results = [e for e in events if isinstance(e, MeetingInsightsV1)]
+    assert any(not r.final for r in results), "rolling results come while the meeting goes on"
+    final = next(r for r in results if r.trigger == "ended")
+    chunks = [e for e in events if isinstance(e, SummaryChunkV1) and e.enrichment_id == final.enrichment_id]
+    first = {}  # a job run again (at least once) sends its chunks again, the same ones
+    for chunk in chunks:
+        assert first.setdefault(chunk.seq, chunk.text) == chunk.text
+    assert len(first) >= 2, "the detailed summary arrives in several chunks"
+    assert sorted(first) == list(range(len(first)))
+    assert "".join(first[s] for s in sorted(first)) == final.summary_detailed == by_type["detailed"]
+    assert events.index(chunks[0]) < events.index(final)
+
+
+async def test_a_meeting_whose_clients_vanish_is_enriched_when_idle(enriching: Pipeline, tracks: dict[str, Any]) -> None:
+    meeting = await _stream_meeting(enriching, tracks, "abrupt end")
+    # Nobody ends it: the streams just close. PALAVER_MEETING_IDLE_S later, enrichment runs by itself.
+    row = await _final_row(enriching, meeting.meeting_id, "idle")
+    assert row["transcript_revision"] == len(SCRIPT)
+    items = await enriching.store.aquery(
+        f"""SELECT description FROM {enriching.store.database}.action_items FINAL
+            WHERE meeting_id = {{m:String}} AND revision = {{v:UInt64}}""",
+        {"m": meeting.meeting_id, "v": row["revision"]},
+    )
+    assert len(items) == 3
+    # It stays done: no second idle result of the same transcript.
+    await asyncio.sleep(IDLE_S + 2)
+    events = await _insight_events(enriching.settings, meeting.meeting_id)
+    finals = {e.enrichment_id for e in events if isinstance(e, MeetingInsightsV1) and e.final}
+    assert len(finals) == 1
+

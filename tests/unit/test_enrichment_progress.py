@@ -1,0 +1,108 @@
+"""When enrichment runs: the pure bookkeeping of enrichment/progress.py."""
+
+from __future__ import annotations
+
+from enrichment.progress import (
+    ALL_STOPPED_MS,
+    Job,
+    Policy,
+    due,
+    finished,
+    new_progress,
+    note_dialogues,
+    note_request,
+    started,
+)
+from palaver.events.insights_v1 import EnrichmentRequestedV1
+from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
+
+RUN = "whisper:tiny.en"
+POLICY = Policy(every=3, idle_ms=120_000, settle_ms=30_000, default_backend="local")
+
+
+def _watermark(placed: int, watermark_ms: int = 5000, run: str = RUN) -> MeetingWatermarkV1:
+    return MeetingWatermarkV1(event_id=f"evt_{placed}_{watermark_ms}", meeting_id="m", run=run,
+                              watermark_ms=watermark_ms, final_dialogues=placed)  # fmt: skip
+
+
+def _request(reason: str = "ended", backend: str | None = None, at: int = 1) -> EnrichmentRequestedV1:
+    return EnrichmentRequestedV1(event_id=f"evt_req_{reason}_{at}", meeting_id="m", reason=reason,  # type: ignore[arg-type]
+                                 backend=backend, requested_by="usr_a", requested_at_ms=at)  # fmt: skip
+
+
+def _meeting(placed: int, at_ms: int, stopped: bool = False) -> dict:
+    return note_dialogues(new_progress(), _watermark(placed, ALL_STOPPED_MS if stopped else 5000), at_ms)
+
+
+def test_a_rolling_result_every_few_placed_dialogues_one_at_a_time() -> None:
+    progress = _meeting(placed=2, at_ms=1000)
+    assert due("m", progress, 2000, POLICY, set()) == []
+    progress = note_dialogues(progress, _watermark(3), 1500)
+    [job] = due("m", progress, 2000, POLICY, set())
+    assert (job.trigger, job.backend, job.placed, job.final) == ("rolling", "local", 3, False)
+    assert due("m", progress, 2000, POLICY, {"rolling"}) == []  # one at a time
+    progress = started(progress, job)
+    assert due("m", progress, 2000, POLICY, set()) == []  # the next one is due 3 dialogues later
+    progress = note_dialogues(progress, _watermark(6), 1600)
+    assert [j.placed for j in due("m", progress, 2000, POLICY, set())] == [6]
+
+
+def test_an_idle_meeting_gets_its_final_result_once() -> None:
+    progress = _meeting(placed=2, at_ms=10_000)
+    assert due("m", progress, 10_000 + 119_999, POLICY, set()) == []
+    [job] = due("m", progress, 10_000 + 120_000, POLICY, set())
+    assert (job.trigger, job.final, job.placed) == ("idle", True, 2)
+    assert due("m", progress, 10_000 + 120_000, POLICY, {"final"}) == []  # already running
+    progress = finished(progress, job, covered=2)
+    assert due("m", progress, 10_000 + 500_000, POLICY, set()) == []  # done: nothing new since
+    # The meeting goes on: new dialogues make it due again once it is idle again.
+    progress = note_dialogues(progress, _watermark(3), 700_000)
+    assert due("m", progress, 700_000 + 120_000, POLICY, set())[0].trigger == "idle"
+
+
+def test_an_ended_meeting_waits_for_its_streams_to_stop_or_the_settle_time() -> None:
+    progress = note_request(_meeting(placed=4, at_ms=1000), _request("ended"), at_ms=2000)
+    assert [j.trigger for j in due("m", progress, 2000 + 29_999, POLICY, {"rolling"})] == []
+    [job] = due("m", progress, 2000 + 30_000, POLICY, {"rolling"})
+    assert (job.trigger, job.request_id) == ("ended", "evt_req_ended_1")
+    stopped = note_dialogues(progress, _watermark(4, ALL_STOPPED_MS), 2500)
+    assert [j.trigger for j in due("m", stopped, 2600, POLICY, set())] == ["ended"]
+    served = finished(stopped, job, covered=4)
+    assert served["pending"] == [] and served["finished"] == 4
+    assert due("m", served, 2600, POLICY, set()) == []
+
+
+def test_a_request_is_served_at_once_with_its_backend_and_kept_until_then() -> None:
+    progress = _meeting(placed=1, at_ms=1000)
+    progress = note_request(progress, _request("requested", backend="openai", at=5), at_ms=1100)
+    assert note_request(progress, _request("requested", backend="openai", at=5), at_ms=1200) is progress
+    [job] = due("m", progress, 1200, POLICY, set())
+    assert (job.trigger, job.backend, job.final) == ("requested", "openai", True)
+    assert finished(progress, Job("m", RUN, "rolling", "local", 1), 1) is progress  # a rolling job serves no request
+    assert finished(progress, job, 1)["pending"] == []
+
+
+def test_a_request_before_any_dialogue_waits_for_one() -> None:
+    progress = note_request(new_progress(), _request("requested"), at_ms=10)
+    assert due("m", progress, 10**9, POLICY, set()) == []
+    progress = note_dialogues(progress, _watermark(0), 20)
+    assert [j.trigger for j in due("m", progress, 30, POLICY, set())] == ["requested"]
+
+
+def test_replay_runs_are_not_the_meetings_activity_and_the_first_live_run_is_enriched() -> None:
+    progress = _meeting(placed=2, at_ms=1000)
+    assert note_dialogues(progress, _watermark(9, run=f"{RUN}~replay"), 9000) is progress
+    other = note_dialogues(progress, _watermark(9, run="deepgram:nova-3"), 9000)
+    assert (other["run"], other["placed"], other["activity_ms"]) == (RUN, 2, 9000)
+
+
+def test_a_silent_meeting_is_not_enriched_on_idle() -> None:
+    progress = _meeting(placed=0, at_ms=1000)
+    assert due("m", progress, 10**9, POLICY, set()) == []
+
+
+def test_an_ended_meeting_waiting_for_its_streams_is_not_also_enriched_on_idle() -> None:
+    progress = note_request(_meeting(placed=4, at_ms=1000), _request("ended"), at_ms=2000)
+    assert due("m", progress, 2000 + 29_999 + 120_000, POLICY, set())[0].trigger == "ended"  # settle time passed
+    policy = Policy(every=3, idle_ms=1000, settle_ms=60_000, default_backend="local")
+    assert [j for j in due("m", progress, 5000, policy, set()) if j.final] == []  # idle: the ended request is the final
