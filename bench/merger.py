@@ -26,7 +26,7 @@ from bench.harness import OUT, Progress, bench_settings, percentile, service, wa
 from bench.synthetic import synthetic_meeting
 from palaver.events import encode
 from palaver.events.base import EventV
-from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
+from palaver.events.registry import DIALOGUES, TRANSCRIPTS, TopicSpec, topic_name
 from palaver.settings import Settings
 from palaver.streams.clients import ensure_topics, make_admin, make_consumer, make_producer
 
@@ -230,12 +230,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def faust_ceiling(settings: Settings, events: int) -> float | None:
     """Events/s of a do-nothing faust agent over the same backlog, in its own consumer group."""
+    return faust_ceiling_on(settings, TRANSCRIPTS, events)
+
+
+def faust_ceiling_on(settings: Settings, spec: TopicSpec, events: int) -> float | None:
+    """Events/s of a do-nothing faust agent draining ``events`` of the topic, in its own consumer group."""
     import subprocess
     import sys
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.faust_noop", "--bootstrap", settings.bootstrap_servers,
-         "--topic", topic_name(settings.topic_namespace, TRANSCRIPTS.name), "--events", str(events),
+         "--topic", topic_name(settings.topic_namespace, spec.name), "--events", str(events),
          "--app-id", f"{settings.topic_namespace}.noop", "--data-dir", str(Path(settings.data_dir) / "noop")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Benchmarks measure performance goals; see bench/README.md.")  # fmt: skip
     bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     bench_sub.add_parser("merger", help="merger throughput and added latency", add_help=False)
+    bench_sub.add_parser("triggers", help="enrichment's consumer of the dialogues topic vs a faust agent",
+                         add_help=False)  # fmt: skip
     bench_sub.add_parser("stt", help="concurrent speakers within STT lag targets, vs a naive Whisper server",
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("decode", help="talking streams one machine's STT holds (CPU or GPU), no broker",
