@@ -39,7 +39,7 @@ class DialogueOut(BaseModel):
     speaker_id: str
     start_ms: int
     end_ms: int
-    text: str  # the human's text when edited, else the machine's
+    text: str  # the latest human edit's text, else auto-correct's (a machine edit), else the machine's
     status: str  # live: the words may still change | final: they no longer do
     revision: int
     position: int

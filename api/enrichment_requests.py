@@ -13,11 +13,13 @@ from palaver.events.registry import ENRICHMENT_REQUESTS, topic_name
 
 
 async def request_enrichment(request: Request, meeting_id: str, reason: RequestReason, user_id: str, at_ms: int,
-                             backend: str | None = None) -> EnrichmentRequestedV1:  # fmt: skip
+                             backend: str | None = None, dialogue_id: str | None = None) -> EnrichmentRequestedV1:  # fmt: skip
     """Publish the request and wait until the broker has it."""
-    event = EnrichmentRequestedV1(event_id=ids.event_id("enrichment.requested", meeting_id, reason, at_ms),
-                                  meeting_id=meeting_id, reason=reason, backend=backend, requested_by=user_id,
-                                  requested_at_ms=at_ms)  # fmt: skip
+    event = EnrichmentRequestedV1(
+        event_id=ids.event_id("enrichment.requested", meeting_id, reason, at_ms, dialogue_id or ""),
+        meeting_id=meeting_id, reason=reason, backend=backend, dialogue_id=dialogue_id, requested_by=user_id,
+        requested_at_ms=at_ms,
+    )  # fmt: skip
     settings = request.app.state.settings
     topic = topic_name(settings.topic_namespace, ENRICHMENT_REQUESTS.name)
     await request.app.state.producer.send_and_wait(topic, encode(event), key=meeting_id.encode())

@@ -1,5 +1,5 @@
 """Read-model queries. Every read uses FINAL, so no reader ever sees two versions of one row, and overlays
-the latest human edit of each target on the machine's text."""
+the edit a reader sees of each target (``palaver.store.edit_overlay``) on the machine's text."""
 
 from __future__ import annotations
 
@@ -10,20 +10,7 @@ import orjson
 from palaver import ids
 from palaver.runs import live_run_sql
 from palaver.store import Store
-
-
-def latest_edits_sql(db: str, kind: str, meetings: str = "meeting_id = {m:String}") -> str:
-    """A query of the latest edit of each target of ``kind`` in the meetings that the condition
-    ``meetings`` picks (by default the one ``{m:String}``): ``meeting_id, target_id, edit_action``
-    (``edit``, ``delete``, ``reset``) and ``edit_text``."""
-    return f"""
-        SELECT meeting_id, target_id,
-               argMax(action, (edited_at_ms, edit_id)) AS edit_action,
-               argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edit_text
-        FROM {db}.edits FINAL
-        WHERE {meetings} AND target_kind = '{kind}'
-        GROUP BY meeting_id, target_id
-    """
+from palaver.store.edit_overlay import latest_edits_sql
 
 
 async def latest_run(store: Store, meeting_id: str) -> str | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from api.meeting_queries import all_meetings_sql, meetings_of_sql
-from api.queries import latest_edits_sql
 from palaver.runs import live_run_sql
 from palaver.store import Store
+from palaver.store.edit_overlay import latest_edits_sql
 
 PHRASE_WEIGHT = 10  # an occurrence of the query as typed counts as this many occurrences of single words
 

@@ -6,7 +6,8 @@ on. ``ended``: the API asked for the meeting's final result when it was ended; i
 of the meeting has stopped (the merger's watermark says so) or ``settle_ms`` passed. ``idle``: no record
 of the meeting on the dialogues topic (every stream's progress lands there, even silence's) for
 ``idle_ms``, so a meeting whose clients simply vanished still gets its final result. ``requested``: someone
-asked (``POST /v1/meetings/{m}/enrichment``), served at once, with the backend they named.
+asked (``POST /v1/meetings/{m}/enrichment``), served at once, with the backend they named. Beside these,
+``autocorrect`` requests (``POST /v1/meetings/{m}/autocorrect``) are served at once, one at a time.
 
 Time is the broker's (record timestamps), so a restarted service judges idleness as the first one did.
 A final result covers the placed dialogues it saw (``finished``); new dialogues after it (the meeting went
@@ -46,14 +47,16 @@ class Job:
     backend: str
     placed: int  # placed dialogues known when it was started (the store may lag a little behind)
     request_id: str | None = None
+    dialogue_id: str | None = None  # autocorrect: the one dialogue (None: every dialogue)
 
     @property
     def final(self) -> bool:
-        return self.trigger != "rolling"
+        """The meeting's result (not a rolling one, not an auto-correct)."""
+        return self.trigger in ("ended", "idle", "requested")
 
     @property
     def key(self) -> str:
-        return "final" if self.final else "rolling"
+        return "final" if self.final else self.trigger
 
 
 def new_progress() -> Progress:
@@ -80,7 +83,8 @@ def note_request(progress: Progress, request: EnrichmentRequestedV1, at_ms: int)
     """A request, kept until served; the same request delivered twice is kept once."""
     if any(p["request_id"] == request.event_id for p in progress["pending"]):
         return progress
-    entry = {"request_id": request.event_id, "trigger": request.reason, "backend": request.backend, "since_ms": at_ms}
+    entry = {"request_id": request.event_id, "trigger": request.reason, "backend": request.backend, "since_ms": at_ms,
+             "dialogue_id": request.dialogue_id}  # fmt: skip
     return {**progress, "pending": [*progress["pending"], entry]}
 
 
@@ -88,22 +92,30 @@ def due(meeting_id: str, progress: Progress, now_ms: int, policy: Policy, runnin
     """The jobs to start now; ``running``: the keys of this meeting's jobs still running."""
     run = progress["run"]
     jobs: list[Job] = []
+    corrections = [p for p in progress["pending"] if p["trigger"] == "autocorrect"]
+    if corrections and run is not None and "autocorrect" not in running:
+        entry = corrections[0]
+        jobs.append(Job(meeting_id, run, "autocorrect", entry["backend"] or policy.default_backend, progress["placed"],
+                        entry["request_id"], entry.get("dialogue_id")))  # fmt: skip
+    results = [p for p in progress["pending"] if p["trigger"] != "autocorrect"]
     if "final" not in running:
-        for entry in progress["pending"]:
+        final_jobs: list[Job] = []
+        for entry in results:
             if entry["trigger"] == "ended" and not (progress["stopped"] or now_ms - entry["since_ms"] >= policy.settle_ms):
                 continue
             if run is None:
                 continue  # nothing said yet: the request waits for the first dialogue (or expires with the topic)
-            jobs.append(Job(meeting_id, run, entry["trigger"], entry["backend"] or policy.default_backend,
-                            progress["placed"], entry["request_id"]))  # fmt: skip
+            final_jobs.append(Job(meeting_id, run, entry["trigger"], entry["backend"] or policy.default_backend,
+                                  progress["placed"], entry["request_id"]))  # fmt: skip
             break  # one final job at a time per meeting
         idle = now_ms - progress["activity_ms"] >= policy.idle_ms
         said = progress["placed"] > max(progress["finished"], 0)  # placed dialogues no final result covers
         # A request waiting (an ended meeting whose streams have not stopped yet) is that final result.
-        if not jobs and not progress["pending"] and run is not None and idle and said:
-            jobs.append(Job(meeting_id, run, "idle", policy.default_backend, progress["placed"]))
+        if not final_jobs and not results and run is not None and idle and said:
+            final_jobs.append(Job(meeting_id, run, "idle", policy.default_backend, progress["placed"]))
+        jobs.extend(final_jobs)
     rolling_due = run is not None and progress["placed"] - progress["rolled"] >= policy.every
-    if "rolling" not in running and not jobs and rolling_due:
+    if "rolling" not in running and not any(j.final for j in jobs) and rolling_due:
         jobs.append(Job(meeting_id, run, "rolling", policy.default_backend, progress["placed"]))
     return jobs
 
@@ -116,9 +128,12 @@ def started(progress: Progress, job: Job) -> Progress:
 
 
 def finished(progress: Progress, job: Job, covered: int) -> Progress:
-    """A final job delivered its result, which covered ``covered`` placed dialogues: its request is served."""
-    if not job.final:
+    """A job delivered what it made: its request is served; a final result covered ``covered`` placed
+    dialogues."""
+    if job.request_id is None and not job.final:
         return progress
-    pending = [p for p in progress["pending"] if p["request_id"] != job.request_id] if job.request_id else progress["pending"]
-    return {**progress, "pending": pending, "finished": max(progress["finished"], covered),
-            "rolled": max(progress["rolled"], covered)}  # fmt: skip
+    out = {**progress, "pending": [p for p in progress["pending"] if p["request_id"] != job.request_id]}
+    if job.final:
+        out["finished"] = max(progress["finished"], covered)
+        out["rolled"] = max(progress["rolled"], covered)
+    return out

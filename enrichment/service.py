@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
+from enrichment.autocorrect import autocorrect, known_terms
 from enrichment.backend import EnrichmentBackend, backend_named
 from enrichment.insights import chunk_event, enrichment_run, insights_event, result_revision
 from enrichment.model import Enrichment
@@ -47,12 +48,14 @@ from enrichment.progress import (
     note_request,
     started,
 )
-from enrichment.store_reads import meeting_text
+from enrichment.store_reads import MeetingText, correctable, meeting_text
 from palaver import ids
 from palaver.events import decode_on, encode
+from palaver.events.edits_v1 import DialogueEditedV1
 from palaver.events.insights_v1 import EnrichmentRequestedV1
 from palaver.events.registry import (
     DIALOGUES,
+    EDITS,
     ENRICHMENT_REQUESTS,
     ENRICHMENT_STATE,
     INSIGHTS,
@@ -62,6 +65,7 @@ from palaver.events.registry import (
 from palaver.metrics import ENRICHMENT_JOBS, ENRICHMENT_SECONDS
 from palaver.settings import Settings
 from palaver.store import Store
+from palaver.store.edit_overlay import machine_editor
 from palaver.store.erasure import is_purged
 from palaver.streams.changelog import ChangelogTable
 from palaver.streams.clients import make_consumer, make_producer
@@ -73,6 +77,7 @@ GROUP = "enrichment"
 TICK_S = 1.0  # how often due jobs are looked for (idle meetings, ended ones whose streams stopped)
 MAX_JOBS = 2  # enrichments at once per process: the local backend is CPU work beside the pipeline
 READY = "enrichment ready"
+AUTOCORRECT = machine_editor("autocorrect")  # the editor of auto-correct's edits
 
 BackendFactory = Callable[[str], EnrichmentBackend]
 
@@ -87,6 +92,7 @@ class EnrichStep(Step):
         ns = settings.topic_namespace
         self._dialogues = topic_name(ns, DIALOGUES.name)
         self._insights = topic_name(ns, INSIGHTS.name)
+        self._edits = topic_name(ns, EDITS.name)
         self._table = ChangelogTable(settings, ENRICHMENT_STATE, consumer_factory)
         self._policy = Policy(every=settings.enrichment_every_dialogues, idle_ms=int(settings.meeting_idle_s * 1000),
                               settle_ms=int(settings.enrichment_settle_s * 1000),
@@ -181,6 +187,8 @@ class EnrichStep(Step):
             log.info("%s was erased: not enriched", job.meeting_id)
             return job.placed
         text = await meeting_text(self._store, job.meeting_id, job.run)
+        if job.trigger == "autocorrect":
+            return await self._autocorrect(job, text)
         if job.final and text.placed < job.placed:
             # The store writer is a little behind the merger: wait a moment for the dialogues it has not written.
             for _ in range(20):
@@ -225,6 +233,27 @@ class EnrichStep(Step):
         ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome=outcome).inc()
         log.info("enriched %s (%s, %d dialogues, %s)", job.meeting_id, job.trigger, text.placed, run)
         return text.placed
+
+    async def _autocorrect(self, job: Job, text: MeetingText) -> int:
+        """Correct the form of the dialogue (or of every dialogue) no human has edited, as machine edits on
+        the edits topic: the raw text stays, a human edit made later wins. The same correction made again is
+        the same edit (its id derives from the corrected text)."""
+        terms = known_terms(text.transcript.participants, text.transcript.title, text.transcript.agenda)
+        now = int(time.time() * 1000)
+        sent = []
+        for dialogue_id, raw in await correctable(self._store, job.meeting_id, job.run, job.dialogue_id):
+            corrected = autocorrect(raw, terms)
+            if corrected == raw:
+                continue
+            edit_id = ids.edit_id(job.meeting_id, f"dialogue/{dialogue_id}", f"{AUTOCORRECT}:{corrected}")
+            event = DialogueEditedV1(event_id=ids.event_id("dialogue.edited", edit_id), edit_id=edit_id,
+                                     meeting_id=job.meeting_id, dialogue_id=dialogue_id, action="edit", text=corrected,
+                                     editor=AUTOCORRECT, edited_at_ms=now)  # fmt: skip
+            sent.append(await self._producer.send(self._edits, value=encode(event), key=job.meeting_id.encode()))
+        await asyncio.gather(*sent)
+        ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome="ok").inc()
+        log.info("auto-corrected %d dialogues of %s", len(sent), job.meeting_id)
+        return job.placed
 
     async def _send_all(self, meeting_id: str, values: asyncio.Queue[bytes | None]) -> None:
         """Send queued values in order until None, then wait until the broker has them all."""

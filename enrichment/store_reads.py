@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from enrichment.model import Dialogue, MeetingTranscript
 from palaver.store import Store
+from palaver.store.edit_overlay import MACHINE_EDITOR_PREFIX, latest_edits_sql
 from palaver.store.runs import usernames
 
 
@@ -26,10 +27,8 @@ async def meeting_text(store: Store, meeting_id: str, run: str) -> MeetingText:
                    d.end_ms AS end_ms, d.dialogue_text AS text, e.action AS action, e.edited AS edited
             FROM (SELECT dialogue_id, speaker_id, start_ms, end_ms, dialogue_text FROM {db}.dialogues FINAL
                   WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status = 'final' AND placed) AS d
-            LEFT JOIN (SELECT target_id, argMax(action, (edited_at_ms, edit_id)) AS action,
-                              argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edited
-                       FROM {db}.edits FINAL WHERE meeting_id = {{m:String}} AND target_kind = 'dialogue'
-                       GROUP BY target_id) AS e ON e.target_id = d.dialogue_id
+            LEFT JOIN (SELECT target_id, edit_action AS action, edit_text AS edited
+                       FROM ({latest_edits_sql(db, "dialogue")})) AS e ON e.target_id = d.dialogue_id
             ORDER BY start_ms, speaker_id, dialogue_id""",
         {"m": meeting_id, "r": run},
     )
@@ -66,3 +65,20 @@ async def meeting_text(store: Store, meeting_id: str, run: str) -> MeetingText:
     )
     return MeetingText(transcript, {names.get(u, u): u for u in people_ids}, len(dialogues))
 
+
+
+async def correctable(store: Store, meeting_id: str, run: str, dialogue_id: str | None) -> list[tuple[str, str]]:
+    """(dialogue id, the machine's text) of the run's placed dialogues (or the one ``dialogue_id``) that no
+    human has edited: a human's text is never auto-corrected, and a machine edit would not show over it."""
+    db = store.database
+    return [(r["dialogue_id"], r["text"]) for r in await store.aquery(
+        f"""SELECT d.dialogue_id AS dialogue_id, d.dialogue_text AS text
+            FROM (SELECT dialogue_id, dialogue_text, start_ms FROM {db}.dialogues FINAL
+                  WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND status = 'final' AND placed
+                        AND ({{d:String}} = '' OR dialogue_id = {{d:String}})) AS d
+            LEFT JOIN (SELECT target_id, countIf(NOT startsWith(editor, {{machine:String}})) AS human
+                       FROM {db}.edits FINAL WHERE meeting_id = {{m:String}} AND target_kind = 'dialogue'
+                       GROUP BY target_id) AS e ON e.target_id = d.dialogue_id
+            WHERE e.human = 0 ORDER BY d.start_ms, d.dialogue_id""",
+        {"m": meeting_id, "r": run, "d": dialogue_id or "", "machine": MACHINE_EDITOR_PREFIX},
+    )]  # fmt: skip

@@ -20,14 +20,17 @@ from pydantic import BaseModel, ConfigDict
 
 from palaver.events.base import EventV
 
-RequestReason = Literal["ended", "requested"]
+# ended: the meeting's final result once it is complete; requested: a result now; autocorrect: correct the
+# form of one dialogue's text (``dialogue_id``) or of every dialogue, as machine edits.
+RequestReason = Literal["ended", "requested", "autocorrect"]
 # rolling: refreshed during the meeting every few final dialogues; ended: the meeting was ended; idle: no
 # audio for PALAVER_MEETING_IDLE_S (an abrupt end); requested: POST /v1/meetings/{m}/enrichment.
 Trigger = Literal["rolling", "ended", "idle", "requested"]
 
 
 class EnrichmentRequestedV1(EventV):
-    """Enrich this meeting now (``requested``) or as a whole once its transcript is complete (``ended``)."""
+    """Enrich this meeting now (``requested``) or as a whole once its transcript is complete (``ended``), or
+    auto-correct its text (``autocorrect``)."""
 
     event: Literal["enrichment.requested"] = "enrichment.requested"
     version: Literal[1] = 1
@@ -35,6 +38,7 @@ class EnrichmentRequestedV1(EventV):
     meeting_id: str
     reason: RequestReason
     backend: str | None = None  # None: the configured PALAVER_ENRICHMENT_BACKEND
+    dialogue_id: str | None = None  # autocorrect: only this dialogue (None: all)
     requested_by: str  # user id
     requested_at_ms: int
 

@@ -164,7 +164,7 @@ EDITS = TopicSpec(
     retention_ms=-1,  # human work: never expires
     cleanup_policy="delete",
     events=(DialogueEditedV1, TranscriptEditedV1, ActionItemEditedV1),
-    producers=("api",),
+    producers=("api", "enrichment"),  # enrichment: auto-correct's machine edits
     consumers=(STORE,),
     dlq="edits.dlq",
 )

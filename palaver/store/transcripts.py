@@ -1,8 +1,8 @@
 """The merged transcript of a meeting, rebuilt in ClickHouse from its placed dialogues in media order (final,
 and the watermark has passed them: a dialogue whose words are final but whose place may still change waits).
 
-``raw_transcript`` is the machine's text; ``processed_transcript`` overlays the latest human edit of each
-dialogue (an edited text, or the dialogue removed). Each line names its speaker by username (the speaker
+``raw_transcript`` is the machine's text; ``processed_transcript`` overlays the edit a reader sees of each
+dialogue (``palaver.store.edit_overlay``) (an edited text, or the dialogue removed). Each line names its speaker by username (the speaker
 id is a user id), as the user was called when the transcript was rebuilt. The revision is the number of placed dialogues, so it
 grows with the watermark; the row's version is the rebuild time, so the newest rebuild wins.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from palaver import ids
 from palaver.store.client import Store
+from palaver.store.edit_overlay import latest_edits_sql
 
 _REBUILD = """
 INSERT INTO {db}.transcripts
@@ -32,12 +33,8 @@ FROM (
           WHERE meeting_id = {{m:String}} AND run = {{run:String}} AND status = 'final' AND placed) AS d
     LEFT JOIN (SELECT user_id, argMax(username, version) AS username FROM {db}.users
                GROUP BY user_id) AS u ON u.user_id = d.speaker_id
-    LEFT JOIN (SELECT target_id,
-                      argMax(action, (edited_at_ms, edit_id)) AS action,
-                      argMax(ifNull(text, ''), (edited_at_ms, edit_id)) AS edited
-               FROM {db}.edits FINAL
-               WHERE meeting_id = {{m:String}} AND target_kind = 'dialogue'
-               GROUP BY target_id) AS e ON e.target_id = d.dialogue_id
+    LEFT JOIN (SELECT target_id, edit_action AS action, edit_text AS edited FROM ({edits})) AS e
+               ON e.target_id = d.dialogue_id
 )
 """
 
@@ -52,7 +49,7 @@ async def rebuild_transcript(store: Store, meeting_id: str, run: str, watermark_
         )
         watermark_ms = int(rows[0]["wm"]) if rows else -1
     await store.acommand(
-        _REBUILD.format(db=store.database),
+        _REBUILD.format(db=store.database, edits=latest_edits_sql(store.database, "dialogue")),
         {"tid": ids.transcript_id(meeting_id, run), "m": meeting_id, "run": run, "wm": watermark_ms},
     )
 

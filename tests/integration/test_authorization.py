@@ -193,6 +193,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("PUT", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}"): Row("write", _dialogue_text),
     ("DELETE", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}"): Row("write", _dialogue),
     ("POST", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/reset"): Row("write", _dialogue),
+    ("POST", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/autocorrect"): Row("write", _dialogue),
+    ("POST", "/v1/meetings/{meeting_id}/autocorrect"): Row("write", _meeting),
     ("PUT", "/v1/meetings/{meeting_id}/transcript"): Row("write", _with(json={"text": "All of it."})),
     ("DELETE", "/v1/meetings/{meeting_id}/transcript"): Row("write", _meeting),
     ("POST", "/v1/meetings/{meeting_id}/transcript/reset"): Row("write", _meeting),

@@ -14,15 +14,16 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 
+from palaver import ids
 from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
-from palaver.events import decode_on
+from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, decode_on
 from palaver.events.insights_v1 import MeetingInsightsV1, SummaryChunkV1
 from palaver.events.registry import INSIGHTS, topic_name
 from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
 from tests.integration.conftest import WEB, Infra, Pipeline, poll, running_pipeline
-from tests.integration.meetings import meeting_with, register, stream_tracks
+from tests.integration.meetings import meeting_with, publish_dialogues, register, stream_tracks
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,7 @@ SCRIPT = (
     Line("carol", "Okay, I will send the invoice to the customer tomorrow."),
 )
 IDLE_S = 8
+RUN = "whisper:tiny.en"
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +171,51 @@ async def test_a_meeting_whose_clients_vanish_is_enriched_when_idle(enriching: P
     finals = {e.enrichment_id for e in events if isinstance(e, MeetingInsightsV1) and e.final}
     assert len(finals) == 1
 
+
+
+def _dialogue(meeting_id: str, speaker_id: str, start_ms: int, text: str) -> DialogueUpdateV1:
+    utterance = ids.utterance_id(ids.stream_id(meeting_id, speaker_id), start_ms * 16)
+    dialogue_id = ids.dialogue_id(meeting_id, utterance)
+    return DialogueUpdateV1(event_id=ids.event_id("dialogue.update", dialogue_id, RUN, 1), dialogue_id=dialogue_id,
+                            meeting_id=meeting_id, speaker_id=speaker_id, run=RUN, start_ms=start_ms,
+                            end_ms=start_ms + 3000, text=text, status="final", revision=1, position=start_ms // 5000,
+                            utterance_ids=[utterance])  # fmt: skip
+
+
+async def test_autocorrect_writes_machine_edits_a_human_edit_always_overrides(enriching: Pipeline) -> None:
+    people = {name: await register(enriching.url, name) for name in ("dave", "erin")}
+    meeting = await meeting_with(people, title="Kubernetes rollout")
+    m, dave, erin = meeting.meeting_id, people["dave"].user_id, people["erin"].user_id
+    sloppy = _dialogue(m, dave, 0, "so i think the the kubernetes rollout works , erin")
+    mine = _dialogue(m, erin, 5000, "i wrote this one myself")
+    mark = MeetingWatermarkV1(event_id=ids.event_id("meeting.watermark", m, RUN, 9000), meeting_id=m, run=RUN,
+                              watermark_ms=9000, final_dialogues=2)  # fmt: skip
+    await publish_dialogues(enriching.settings, sloppy, mine, mark)
+    async with people["dave"].client() as http:
+
+        async def texts() -> dict[str, str]:
+            body = (await http.get(f"/v1/meetings/{m}/dialogues")).json()
+            return {d["dialogue_id"]: d["text"] for d in body["dialogues"]}
+
+        await poll(texts, lambda t: len(t) == 2, what="the two dialogues stored")
+        edited = await http.put(f"/v1/meetings/{m}/dialogues/{mine.dialogue_id}", json={"text": "Erin's own words"})
+        assert edited.status_code == 202, edited.text
+        await poll(texts, lambda t: t[mine.dialogue_id] == "Erin's own words", what="the human edit")
+        asked = await http.post(f"/v1/meetings/{m}/autocorrect")
+        assert asked.status_code == 202 and asked.json()["dialogue_id"] is None, asked.text
+        corrected = "So I think the Kubernetes rollout works, Erin."
+        shown = await poll(texts, lambda t: t[sloppy.dialogue_id] == corrected, what="the auto-correction")
+        assert shown[mine.dialogue_id] == "Erin's own words"  # a human's text is never auto-corrected
+        history = (await http.get(f"/v1/meetings/{m}/dialogues/{sloppy.dialogue_id}/history")).json()
+        assert [(e["editor"], e["text"]) for e in history["edits"]] == [("palaver:autocorrect", corrected)]
+        # A human edit after it wins, and asking again changes nothing of that dialogue.
+        await http.put(f"/v1/meetings/{m}/dialogues/{sloppy.dialogue_id}", json={"text": "Dave's version"})
+        await poll(texts, lambda t: t[sloppy.dialogue_id] == "Dave's version", what="the human edit over the machine's")
+        again = await http.post(f"/v1/meetings/{m}/dialogues/{sloppy.dialogue_id}/autocorrect")
+        assert again.status_code == 202
+        missing = await http.post(f"/v1/meetings/{m}/dialogues/dlg_nothing/autocorrect")
+        assert missing.status_code == 404
+        await asyncio.sleep(3)
+        assert (await texts())[sloppy.dialogue_id] == "Dave's version"
+        history = (await http.get(f"/v1/meetings/{m}/dialogues/{sloppy.dialogue_id}/history")).json()
+        assert [e["editor"] for e in history["edits"]] == ["palaver:autocorrect", dave]

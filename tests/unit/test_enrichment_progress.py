@@ -106,3 +106,15 @@ def test_an_ended_meeting_waiting_for_its_streams_is_not_also_enriched_on_idle()
     assert due("m", progress, 2000 + 29_999 + 120_000, POLICY, set())[0].trigger == "ended"  # settle time passed
     policy = Policy(every=3, idle_ms=1000, settle_ms=60_000, default_backend="local")
     assert [j for j in due("m", progress, 5000, policy, set()) if j.final] == []  # idle: the ended request is the final
+
+
+def test_an_autocorrect_request_runs_at_once_beside_results_and_changes_no_result_bookkeeping() -> None:
+    request = EnrichmentRequestedV1(event_id="evt_fix", meeting_id="m", reason="autocorrect", dialogue_id="dlg_1",
+                                    requested_by="usr_a", requested_at_ms=1)  # fmt: skip
+    progress = note_request(_meeting(placed=3, at_ms=1000), request, at_ms=1100)
+    jobs = due("m", progress, 1200, POLICY, set())
+    assert [(j.trigger, j.final, j.key) for j in jobs] == [("autocorrect", False, "autocorrect"), ("rolling", False, "rolling")]
+    assert jobs[0].dialogue_id == "dlg_1"
+    assert [j.trigger for j in due("m", progress, 1200, POLICY, {"autocorrect", "rolling"})] == []
+    done = finished(progress, jobs[0], covered=3)
+    assert done["pending"] == [] and (done["finished"], done["rolled"]) == (progress["finished"], progress["rolled"])
