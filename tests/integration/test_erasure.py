@@ -18,7 +18,7 @@ from aiokafka import TopicPartition
 from palaver.demo.accounts import Participant, sign_up
 from palaver.erasure import COMPACTED_KEYS
 from palaver.events import MeetingChangedV1, decode
-from palaver.events.registry import DIALOGUES, MEETINGS, MERGER_STATE, meeting_partition, topic_name
+from palaver.events.registry import DIALOGUES, ENRICHMENT_STATE, MEETINGS, MERGER_STATE, meeting_partition, topic_name
 from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.erasure import is_purged, meeting_tables
@@ -167,7 +167,10 @@ async def test_deleting_a_meeting_erases_it_and_it_stays_erased(web: Web) -> Non
     assert {k: after[k] for k in member_and_link_keys} == dict.fromkeys(member_and_link_keys)
     state = await _newest_by_key(web.settings, MERGER_STATE, meeting_partition(meeting_id, MERGER_STATE.partitions))
     assert meeting_id in state and state[meeting_id] is None
-    assert set(COMPACTED_KEYS) == {MEETINGS.name, MERGER_STATE.name}
+    progress = await _newest_by_key(web.settings, ENRICHMENT_STATE,
+                                    meeting_partition(meeting_id, ENRICHMENT_STATE.partitions))  # fmt: skip
+    assert meeting_id in progress and progress[meeting_id] is None
+    assert set(COMPACTED_KEYS) == {MEETINGS.name, MERGER_STATE.name, ENRICHMENT_STATE.name}
 
     # Old events of it consumed again (a lagging writer, a replay) bring nothing back.
     await final_dialogue(web.settings, meeting_id, guest.user_id)
