@@ -55,13 +55,15 @@ class ChatCompletions:
         return content
 
     def stream_text(self, system: str, user: str, on_delta: Callable[[str], None]) -> None:
-        """Streams the answer: each non-empty piece of text goes to ``on_delta`` as it arrives. Raises
-        RemoteCallError (or httpx's transport errors), also for an answer cut at the output limit."""
+        """Streams the answer: each non-empty piece of text goes to ``on_delta`` as it arrives. The stream must
+        end with ``data: [DONE]`` or a choice's ``finish_reason``. Raises RemoteCallError (or httpx's transport
+        errors), also for an answer cut at the output limit or a stream that ends before it is finished."""
         body = self.body(self.messages(system, user), stream=True)
         with self.client.stream("POST", self.url(stream=True), json=body, headers=self.headers()) as response:
             if response.status_code >= 400:
                 response.read()
                 check_status(response)
+            finished = False
             for event in server_sent_events(response.iter_lines()):
                 if event.data.strip() == "[DONE]":
                     return
@@ -77,3 +79,6 @@ class ChatCompletions:
                         on_delta(piece)
                     if choice.get("finish_reason") == "length":
                         raise RemoteCallError("invalid_output", "the summary was cut at the model's output limit")
+                    finished = finished or bool(choice.get("finish_reason"))
+            if not finished:  # the connection closed before the model said it was done
+                raise RemoteCallError("connection", "the stream ended before the answer was finished")

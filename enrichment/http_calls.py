@@ -23,7 +23,7 @@ from palaver.metrics import ENRICHMENT_BACKEND_ERRORS, ENRICHMENT_REQUEST_SECOND
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRYABLE_REASONS = frozenset({"rate_limited", "server_error", "timeout", "connection"})
+RETRYABLE_REASONS = frozenset({"rate_limited", "server_error", "timeout", "connection", "invalid_output"})
 
 
 class RemoteCallError(Exception):
