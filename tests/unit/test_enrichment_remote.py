@@ -239,3 +239,16 @@ def test_palaver_enrich_with_a_remote_backend(tmp_path: Path, capsys: pytest.Cap
     assert (out["backend"], out["fallback"]) == ("openai", None)
     assert (out["action_items"][0]["assignee"], out["action_items"][0]["due_date"]) == ("Bob Stone", "2026-03-06")
     assert out["summary"]["detailed"] == "".join(SUMMARY_PIECES)
+
+
+def test_the_benchmark_measures_a_remote_backend_and_counts_its_fallbacks(tmp_path: Path) -> None:
+    from bench.enrichment import MEETINGS, run
+
+    (tmp_path / "standup.json").write_text((MEETINGS / "standup.json").read_text())
+    with serving("openai") as fake:
+        results = run("openai", tmp_path, settings(fake))
+        assert results["backend"] == "openai" and results["fallbacks"] == 0
+        assert results["meetings"]["standup"]["predicted"] == 1  # the fake server's one task
+        fake.script = [Step(status=503)] * 3
+        failed = run("openai", tmp_path, settings(fake))
+    assert failed["fallbacks"] == 1 and "503" in failed["meetings"]["standup"]["fallback"]["reason"]
