@@ -28,6 +28,10 @@ class ChatCompletions:
     def headers(self) -> dict[str, str]:
         return {}
 
+    def secrets(self) -> tuple[str, ...]:
+        """What must never appear in an error message (keys, tokens): check_status redacts it."""
+        return ()
+
     def body(self, messages: list[dict[str, str]], stream: bool) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -42,13 +46,13 @@ class ChatCompletions:
         body["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": schema_name, "strict": True, "schema": schema}}  # fmt: skip
         response = self.client.post(self.url(stream=False), json=body, headers=self.headers())
-        check_status(response)
+        check_status(response, self.secrets())
         try:
             choice = response.json()["choices"][0]
-            content = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            content, finish_reason = choice["message"]["content"], choice.get("finish_reason")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise RemoteCallError("invalid_output", "the response is not a chat completion") from None
-        if choice.get("finish_reason") == "length":
+        if finish_reason == "length":
             raise RemoteCallError("invalid_output", "the answer was cut at the model's output limit")
         if not isinstance(content, str):
             raise RemoteCallError("invalid_output", "the chat completion has no text")
@@ -62,7 +66,7 @@ class ChatCompletions:
         with self.client.stream("POST", self.url(stream=True), json=body, headers=self.headers()) as response:
             if response.status_code >= 400:
                 response.read()
-                check_status(response)
+                check_status(response, self.secrets())
             finished = False
             for event in server_sent_events(response.iter_lines()):
                 if event.data.strip() == "[DONE]":
@@ -74,6 +78,8 @@ class ChatCompletions:
                 if event.event == "error" or (isinstance(chunk, dict) and ("error" in chunk or "errors" in chunk)):
                     raise RemoteCallError("server_error", f"the stream reported an error: {event.data[:200]}")
                 for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
+                    if not isinstance(choice, dict) or not isinstance(choice.get("delta") or {}, dict):
+                        raise RemoteCallError("invalid_output", "a streamed event is not a chat completion chunk")
                     piece = (choice.get("delta") or {}).get("content")
                     if isinstance(piece, str) and piece:
                         on_delta(piece)

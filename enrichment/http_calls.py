@@ -78,18 +78,26 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, when - (time.time() if now is None else now))
 
 
-def check_status(response: httpx.Response) -> None:
-    """Raises RemoteCallError for a response that is not 2xx (its body must have been read)."""
+def check_status(response: httpx.Response, secrets: tuple[str, ...] = ()) -> None:
+    """Raises RemoteCallError for a response that is not 2xx (its body must have been read). The start of
+    the body goes into the message, with any of ``secrets`` it echoes replaced by ``[secret]``."""
     status = response.status_code
     if status < 400:
         return
-    detail = _short(response.text)
+    detail = _short(redact(response.text, secrets))
     if status == 429:
         raise RemoteCallError("rate_limited", f"HTTP 429: {detail}",
                               retry_after_s=retry_after_s(response.headers.get("retry-after")))  # fmt: skip
     if status >= 500:
         raise RemoteCallError("server_error", f"HTTP {status}: {detail}")
     raise RemoteCallError("client_error", f"HTTP {status}: {detail}")
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[secret]")
+    return text
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -41,6 +41,9 @@ class OpenAIChat(ChatCompletions):
         key = self.config.api_key.get_secret_value() if self.config.api_key else ""
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def secrets(self) -> tuple[str, ...]:
+        return (self.config.api_key.get_secret_value(),) if self.config.api_key else ()
+
     def body(self, messages: list[dict[str, str]], stream: bool) -> dict[str, Any]:
         return {"model": self.config.model, "messages": messages, "stream": stream}
 

@@ -309,17 +309,24 @@ def action_items(raw: Sequence[RawItem], dialogues: Sequence[Dialogue], people: 
 
 def agenda(raw: Sequence[RawTopic], dialogues: Sequence[Dialogue], planned: Sequence[str]) -> list[AgendaTopic]:
     """Topics with turn numbers inside the transcript, as AgendaTopics in order of their first turn; a
-    topic's ``agenda_item`` kept only when it is one of the planned items (compared ignoring case)."""
+    topic's ``agenda_item`` kept only when it is one of the planned items (compared ignoring case). A topic
+    with the title of the one before it (a topic that went on across two parts of a long meeting) joins it."""
     by_key = {p.casefold(): p for p in planned}
-    out = []
+    spans: list[tuple[str, int, int, str | None]] = []  # title, first turn, last turn, planned item
     for topic in sorted(raw, key=lambda t: t.first_turn):
         first, last = max(topic.first_turn, 0), min(topic.last_turn, len(dialogues) - 1)
-        if first > last or not topic.title.strip():
+        title, item = topic.title.strip(), by_key.get((topic.agenda_item or "").strip().casefold())
+        if first > last or not title:
             continue
-        span = dialogues[first:last + 1]
-        out.append(AgendaTopic(title=topic.title.strip(), start_ms=span[0].start_ms, end_ms=max(d.end_ms for d in span),
-                               agenda_item=by_key.get((topic.agenda_item or "").strip().casefold()),
-                               dialogue_ids=tuple(d.dialogue_id for d in span)))  # fmt: skip
+        if spans and spans[-1][0].casefold() == title.casefold():
+            before = spans.pop()
+            first, last, item = min(before[1], first), max(before[2], last), before[3] or item
+        spans.append((title, first, last, item))
+    out = []
+    for title, first, last, item in spans:
+        turns = dialogues[first:last + 1]
+        out.append(AgendaTopic(title=title, start_ms=turns[0].start_ms, end_ms=max(d.end_ms for d in turns),
+                               agenda_item=item, dialogue_ids=tuple(d.dialogue_id for d in turns)))  # fmt: skip
     return out
 
 

@@ -59,6 +59,9 @@ class WatsonxChat(ChatCompletions):
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
 
+    def secrets(self) -> tuple[str, ...]:
+        return (self.config.api_key.get_secret_value(), self._token[0] if self._token else "")
+
     def body(self, messages: list[dict[str, str]], stream: bool) -> dict[str, Any]:
         return {"model_id": self.config.model, "project_id": self.config.project_id, "messages": messages,
                 "max_completion_tokens": self.config.max_tokens}  # fmt: skip
@@ -78,7 +81,7 @@ class WatsonxChat(ChatCompletions):
             finally:
                 ENRICHMENT_REQUEST_SECONDS.labels(self.name, "token").observe(time.perf_counter() - started)
             if response.status_code >= 400:
-                raise _iam_error(response)
+                raise _iam_error(response, (self.config.api_key.get_secret_value(),))
             try:
                 answer = response.json()
                 token = answer["access_token"]
@@ -104,9 +107,9 @@ class WatsonxChat(ChatCompletions):
             raise
 
 
-def _iam_error(response: httpx.Response) -> RemoteCallError:
+def _iam_error(response: httpx.Response, secrets: tuple[str, ...]) -> RemoteCallError:
     try:
-        check_status(response)
+        check_status(response, secrets)
     except RemoteCallError as exc:
         return RemoteCallError(exc.reason, f"IAM token: {exc}", retry_after_s=exc.retry_after_s)
     return RemoteCallError("client_error", "IAM token: unexpected answer")

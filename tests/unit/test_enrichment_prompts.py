@@ -110,6 +110,10 @@ def test_topics_keep_turns_inside_the_transcript_and_only_planned_agenda_items()
     assert [(x.title, x.dialogue_ids, x.agenda_item) for x in topics] == [("First", ("d0", "d1"), None),
                                                                           ("Later", ("d2",), "Hiring")]  # fmt: skip
     assert topics[1].start_ms == t.dialogues[2].start_ms and topics[1].end_ms == t.dialogues[2].end_ms
+    across_parts = [RawTopic(title="Budget", first_turn=0, last_turn=1, agenda_item="budget"),
+                    RawTopic(title="budget", first_turn=2, last_turn=2, agenda_item=None)]  # fmt: skip
+    [joined] = prompts.agenda(across_parts, t.dialogues, ("Budget",))
+    assert (joined.dialogue_ids, joined.agenda_item, joined.end_ms) == (("d0", "d1", "d2"), "Budget", t.dialogues[2].end_ms)
 
 
 def test_keywords_and_bullets() -> None:

@@ -103,6 +103,16 @@ def test_the_key_is_sent_as_a_bearer_header_and_never_logged(fake: FakeModelServ
         assert secret not in caplog.text and secret not in json.dumps(result.to_json())
 
 
+def test_a_secret_echoed_by_the_server_is_redacted(fake: FakeModelServer, caplog: pytest.LogCaptureFixture) -> None:
+    echoed = OPENAI_KEY if fake.kind == "openai" else f"{WATSONX_KEY} {WATSONX_TOKEN}"
+    fake.script = [Step(status=403, body=f'{{"error": "not allowed: {echoed}"}}')]
+    caplog.set_level(logging.DEBUG)
+    result = with_fallback(remote(fake, Sleeps())).enrich(TRANSCRIPT)
+    assert result.fallback is not None and "[secret]" in result.fallback.reason and "403" in caplog.text
+    for secret in (OPENAI_KEY, WATSONX_KEY, WATSONX_TOKEN):
+        assert secret not in caplog.text and secret not in result.fallback.reason
+
+
 def test_without_a_key_no_authorization_header_is_sent() -> None:
     with serving("openai") as fake:
         remote(fake, Sleeps(), enrichment_openai_api_key=None).enrich(TRANSCRIPT)
