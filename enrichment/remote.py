@@ -18,13 +18,13 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from enrichment import prompts
+from enrichment import answers, prompts
+from enrichment.answers import Extraction, InvalidOutput, Reduction
 from enrichment.backend import SummaryChunkCallback
 from enrichment.http_calls import RemoteCallError, RetryPolicy, call_with_retries
 from enrichment.metrics import meeting_metrics
 from enrichment.model import Enrichment, MeetingTranscript, Summary
 from enrichment.mood import meeting_mood
-from enrichment.prompts import Extraction, InvalidOutput, Reduction
 
 A = TypeVar("A")
 
@@ -54,20 +54,20 @@ class RemoteBackend:
         ordered = transcript.model_copy(update={"dialogues": tuple(dialogues)})
         people = ordered.people()
         parts = prompts.pack(prompts.transcript_lines(dialogues, self.max_chars), self.max_chars)
-        schema = prompts.extraction_schema(people)
+        schema = answers.extraction_schema(people)
         found: list[Extraction] = [
             self._json(prompts.extraction_prompt(ordered, part, i, len(parts)), "meeting_notes", schema, Extraction)
             for i, part in enumerate(parts)
         ]
-        items = prompts.action_items([it for e in found for it in e.action_items], dialogues, people)
-        topics = prompts.agenda([t for e in found for t in e.topics], dialogues, ordered.agenda)
+        items = answers.action_items([it for e in found for it in e.action_items], dialogues, people)
+        topics = answers.agenda([t for e in found for t in e.topics], dialogues, ordered.agenda)
         phrases = [k for e in found for k in e.keywords]
         if len(parts) == 1:
             brief, key_phrases = found[0].brief, phrases
             source = "Transcript:\n" + "\n".join(line.text for line in parts[0])
         else:
-            prompt = prompts.reduce_prompt(ordered, [e.brief for e in found], prompts.keyword_list(phrases, people, 60))
-            reduced = self._json(prompt, "meeting_brief", prompts.REDUCE_SCHEMA, Reduction)
+            prompt = prompts.reduce_prompt(ordered, [e.brief for e in found], answers.keyword_list(phrases, people, 60))
+            reduced = self._json(prompt, "meeting_brief", answers.REDUCE_SCHEMA, Reduction)
             brief, key_phrases = reduced.brief, reduced.keywords
             source = "Notes, part by part:\n" + "\n\n".join(
                 f"Part {i + 1}:\n" + "\n".join(f"- {n}" for n in e.notes) for i, e in enumerate(found))
@@ -77,9 +77,9 @@ class RemoteBackend:
         detailed = self._stream(prompts.summary_prompt(ordered, source, topics, items), on_summary_chunk)
         return Enrichment(
             backend=self.name,
-            summary=Summary(brief=prompts.bullets(brief), detailed=detailed),
+            summary=Summary(brief=answers.bullets(brief), detailed=detailed),
             action_items=tuple(items),
-            keywords=tuple(prompts.keyword_list(key_phrases, people)),
+            keywords=tuple(answers.keyword_list(key_phrases, people)),
             mood=meeting_mood(dialogues),
             agenda=tuple(topics),
             metrics=meeting_metrics(dialogues),
@@ -94,7 +94,7 @@ class RemoteBackend:
         def attempt() -> A:
             content = self.model.complete_json(prompts.SYSTEM, prompt, schema_name, schema)
             try:
-                return prompts.parse_answer(content, answer)  # type: ignore[arg-type, no-any-return]
+                return answers.parse_answer(content, answer)  # type: ignore[arg-type, no-any-return]
             except InvalidOutput as exc:
                 raise RemoteCallError("invalid_output", str(exc)) from None
 

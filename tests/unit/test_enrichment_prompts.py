@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enrichment import prompts
+from enrichment import answers, prompts
+from enrichment.answers import Extraction, InvalidOutput, RawItem, RawTopic, Reduction
 from enrichment.chunks import markdown_sections
 from enrichment.http_calls import RemoteCallError, RetryPolicy, retry_after_s, server_sent_events
 from enrichment.local import LocalBackend
-from enrichment.prompts import Extraction, InvalidOutput, Line, RawItem, RawTopic, Reduction
+from enrichment.prompts import Line
 from tests.unit.enrichment_helpers import meeting
 from tests.unit.llm_servers import good_extraction
 
@@ -54,16 +55,16 @@ def test_the_context_says_the_date_people_and_agenda() -> None:
 
 
 def test_the_schema_is_strict_and_limits_assignees_to_the_participants() -> None:
-    schema = prompts.extraction_schema(("Ann", "Bob"))
+    schema = answers.extraction_schema(("Ann", "Bob"))
     assert schema["additionalProperties"] is False and set(schema["required"]) == set(schema["properties"])
     item = schema["properties"]["action_items"]["items"]
     assert item["properties"]["assignee"]["enum"] == ["Ann", "Bob", ""] and set(item["required"]) == set(item["properties"])
 
 
 def test_a_good_answer_parses_even_inside_a_code_fence() -> None:
-    answer = prompts.parse_answer("```json\n" + json.dumps(good_extraction()) + "\n```", Extraction)
+    answer = answers.parse_answer("```json\n" + json.dumps(good_extraction()) + "\n```", Extraction)
     assert isinstance(answer, Extraction) and answer.action_items[0].due_date == "2026-03-06"
-    assert prompts.parse_answer('{"brief": ["a"], "keywords": [], "extra": 1}', Reduction).brief == ["a"]
+    assert answers.parse_answer('{"brief": ["a"], "keywords": [], "extra": 1}', Reduction).brief == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,7 @@ def test_a_good_answer_parses_even_inside_a_code_fence() -> None:
 )  # fmt: skip
 def test_invalid_answers_are_named(content: str, message: str) -> None:
     with pytest.raises(InvalidOutput, match=message.replace("(", r"\(").replace(".", r"\.")):
-        prompts.parse_answer(content, Extraction)
+        answers.parse_answer(content, Extraction)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_invalid_answers_are_named(content: str, message: str) -> None:
      ("Bob", ""), ("Stone", "Bob Stone"), ("Dave", ""), ("", ""), ("Ann Stone", "")],
 )  # fmt: skip
 def test_an_assignee_is_a_participant_or_nobody(said: str, expected: str) -> None:
-    assert prompts.resolve_assignee(said, PEOPLE) == expected
+    assert answers.resolve_assignee(said, PEOPLE) == expected
 
 
 def test_items_map_turns_to_dialogues_and_are_kept_once() -> None:
@@ -96,7 +97,7 @@ def test_items_map_turns_to_dialogues_and_are_kept_once() -> None:
     raw = [RawItem(description=" Book  the room ", assignee="bob", start_date=None, due_date="2026-03-10",
                    priority="low", turns=[1, 1, -1, 5]),
            RawItem(description="book the room.", assignee="", start_date=None, due_date=None, priority="normal", turns=[])]  # fmt: skip
-    [item] = prompts.action_items(raw, t.dialogues, ("Ann", "Bob"))
+    [item] = answers.action_items(raw, t.dialogues, ("Ann", "Bob"))
     assert (item.description, item.assignee, item.due_date, item.priority, item.dialogue_ids) == (
         "Book the room", "Bob", date(2026, 3, 10), "low", ("d1",))  # fmt: skip
 
@@ -106,19 +107,19 @@ def test_topics_keep_turns_inside_the_transcript_and_only_planned_agenda_items()
     raw = [RawTopic(title="Later", first_turn=2, last_turn=9, agenda_item="hiring"),
            RawTopic(title="First", first_turn=0, last_turn=1, agenda_item="Something else"),
            RawTopic(title="Backwards", first_turn=2, last_turn=1, agenda_item=None)]  # fmt: skip
-    topics = prompts.agenda(raw, t.dialogues, ("Budget", "Hiring"))
+    topics = answers.agenda(raw, t.dialogues, ("Budget", "Hiring"))
     assert [(x.title, x.dialogue_ids, x.agenda_item) for x in topics] == [("First", ("d0", "d1"), None),
                                                                           ("Later", ("d2",), "Hiring")]  # fmt: skip
     assert topics[1].start_ms == t.dialogues[2].start_ms and topics[1].end_ms == t.dialogues[2].end_ms
     across_parts = [RawTopic(title="Budget", first_turn=0, last_turn=1, agenda_item="budget"),
                     RawTopic(title="budget", first_turn=2, last_turn=2, agenda_item=None)]  # fmt: skip
-    [joined] = prompts.agenda(across_parts, t.dialogues, ("Budget",))
+    [joined] = answers.agenda(across_parts, t.dialogues, ("Budget",))
     assert (joined.dialogue_ids, joined.agenda_item, joined.end_ms) == (("d0", "d1", "d2"), "Budget", t.dialogues[2].end_ms)
 
 
 def test_keywords_and_bullets() -> None:
-    assert prompts.keyword_list(["Budget", "budget.", "Ann", "Lee", " hiring  plan ", "x"], ("Ann Lee",), limit=2) == ["Budget", "hiring plan"]
-    assert prompts.bullets(["- one", "", "* two", "three"], limit=2) == "- one\n- two"
+    assert answers.keyword_list(["Budget", "budget.", "Ann", "Lee", " hiring  plan ", "x"], ("Ann Lee",), limit=2) == ["Budget", "hiring plan"]
+    assert answers.bullets(["- one", "", "* two", "three"], limit=2) == "- one\n- two"
 
 
 def test_retry_after_is_seconds_or_a_date_and_the_wait_is_bounded() -> None:
