@@ -135,7 +135,9 @@ def resolve_assignee(name: str, people: Sequence[str]) -> str:
     for person in people:
         if person.casefold() == wanted:
             return person
-    fits = [p for p in people if wanted in (p.split()[0].casefold(), p.split()[-1].casefold())] if " " not in wanted else []
+    if " " in wanted:
+        return ""
+    fits = [p for p in people if wanted in (p.split()[0].casefold(), p.split()[-1].casefold())]
     return fits[0] if len(fits) == 1 else ""
 
 
@@ -151,9 +153,11 @@ def action_items(raw: Sequence[RawItem], dialogues: Sequence[Dialogue], people: 
             continue
         seen.add(key)
         ids = tuple(dict.fromkeys(dialogues[t].dialogue_id for t in item.turns if 0 <= t < len(dialogues)))
-        out.append(ActionItem(description=description, assignee=resolve_assignee(item.assignee, people),
-                              start_date=_iso(item.start_date, "start_date"), due_date=_iso(item.due_date, "due_date"),
-                              priority=item.priority, dialogue_ids=ids))  # fmt: skip
+        out.append(ActionItem(
+            description=description, assignee=resolve_assignee(item.assignee, people),
+            start_date=_iso(item.start_date, "start_date"), due_date=_iso(item.due_date, "due_date"),
+            priority=item.priority, dialogue_ids=ids,
+        ))  # fmt: skip
     return out
 
 

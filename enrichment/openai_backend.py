@@ -50,8 +50,10 @@ class OpenAIChat(ChatCompletions):
 
 def openai_backend(settings: Settings, sleep: Any = None) -> RemoteBackend:
     """The backend as the settings configure it (PALAVER_ENRICHMENT_OPENAI_*, PALAVER_ENRICHMENT_*)."""
-    config = OpenAIConfig(base_url=settings.enrichment_openai_base_url, model=settings.enrichment_openai_model,
-                          api_key=settings.enrichment_openai_api_key, timeout_s=settings.enrichment_timeout_s)  # fmt: skip
+    config = OpenAIConfig(
+        base_url=settings.enrichment_openai_base_url, model=settings.enrichment_openai_model,
+        api_key=settings.enrichment_openai_api_key, timeout_s=settings.enrichment_timeout_s,
+    )  # fmt: skip
     return RemoteBackend(OpenAIChat(config), settings.enrichment_max_chars, retry_policy(settings), sleep)
 
 

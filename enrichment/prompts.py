@@ -147,8 +147,10 @@ def summary_prompt(transcript: MeetingTranscript, source: str, topics: Sequence[
                    items: Sequence[ActionItem]) -> str:  # fmt: skip
     """The streamed detailed summary. ``source`` is the whole transcript (one part) or the parts' notes."""
     titles = "\n".join(f"- {t.title}" for t in topics) or "- (find them yourself)"
-    tasks = "\n".join(f"- {i.description} ({i.assignee or 'unassigned'}"
-                      f"{', due ' + i.due_date.isoformat() if i.due_date else ''})" for i in items) or "- none"  # fmt: skip
+    tasks = "\n".join(
+        f"- {i.description} ({i.assignee or 'unassigned'}{', due ' + i.due_date.isoformat() if i.due_date else ''})"
+        for i in items
+    ) or "- none"
     return (
         f"{context(transcript)}\n\nWrite the detailed summary of the meeting in Markdown: one '### ' section "
         "per topic below, in order, each a few bullet points naming who said what; then '### Decisions' "

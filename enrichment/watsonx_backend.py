@@ -57,7 +57,7 @@ class WatsonxChat(ChatCompletions):
         return f"{self.config.url.rstrip('/')}/ml/v1/text/{path}?version={self.config.version}"
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+        return {"Authorization": f"Bearer {self.token()}"}
 
     def secrets(self) -> tuple[str, ...]:
         return (self.config.api_key.get_secret_value(), self._token[0] if self._token else "")
@@ -92,10 +92,12 @@ class WatsonxChat(ChatCompletions):
             return self._token[0]
 
     def complete_json(self, system: str, user: str, schema_name: str, schema: dict[str, Any]) -> str:
-        return self._dropping_token_on_401(lambda: super(WatsonxChat, self).complete_json(system, user, schema_name, schema))
+        parent = super()
+        return self._dropping_token_on_401(lambda: parent.complete_json(system, user, schema_name, schema))
 
     def stream_text(self, system: str, user: str, on_delta: Any) -> None:
-        self._dropping_token_on_401(lambda: super(WatsonxChat, self).stream_text(system, user, on_delta))
+        parent = super()
+        self._dropping_token_on_401(lambda: parent.stream_text(system, user, on_delta))
 
     def _dropping_token_on_401(self, call: Any) -> Any:
         try:
@@ -119,14 +121,14 @@ def watsonx_backend(settings: Settings, sleep: Any = None) -> RemoteBackend:
     """The backend as the settings configure it (PALAVER_ENRICHMENT_WATSONX_*, PALAVER_ENRICHMENT_*)."""
     from enrichment.backend import UnknownBackendError
 
-    missing = [name for name, value in (("PALAVER_ENRICHMENT_WATSONX_API_KEY", settings.enrichment_watsonx_api_key),
-                                        ("PALAVER_ENRICHMENT_WATSONX_PROJECT_ID", settings.enrichment_watsonx_project_id))
-               if not value]  # fmt: skip
-    if missing:
+    key, project = settings.enrichment_watsonx_api_key, settings.enrichment_watsonx_project_id
+    missing = [name for name, value in (("PALAVER_ENRICHMENT_WATSONX_API_KEY", key),
+                                        ("PALAVER_ENRICHMENT_WATSONX_PROJECT_ID", project)) if not value]  # fmt: skip
+    if missing or key is None or project is None:
         raise UnknownBackendError(f"the watsonx backend needs {' and '.join(missing)}")
-    assert settings.enrichment_watsonx_api_key is not None and settings.enrichment_watsonx_project_id is not None
-    config = WatsonxConfig(url=settings.enrichment_watsonx_url, iam_url=settings.enrichment_watsonx_iam_url,
-                           api_key=settings.enrichment_watsonx_api_key, project_id=settings.enrichment_watsonx_project_id,
-                           model=settings.enrichment_watsonx_model, version=settings.enrichment_watsonx_version,
-                           max_tokens=settings.enrichment_watsonx_max_tokens, timeout_s=settings.enrichment_timeout_s)  # fmt: skip
+    config = WatsonxConfig(
+        url=settings.enrichment_watsonx_url, iam_url=settings.enrichment_watsonx_iam_url, api_key=key,
+        project_id=project, model=settings.enrichment_watsonx_model, version=settings.enrichment_watsonx_version,
+        max_tokens=settings.enrichment_watsonx_max_tokens, timeout_s=settings.enrichment_timeout_s,
+    )  # fmt: skip
     return RemoteBackend(WatsonxChat(config), settings.enrichment_max_chars, retry_policy(settings), sleep)
