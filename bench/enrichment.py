@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from bench.harness import OUT, write_results
-from enrichment.backend import backend_named
+from enrichment.backend import UnknownBackendError, backend_named
 from enrichment.model import ActionItem, Enrichment
 from enrichment.text import content_words, dice, words
 from enrichment.transcript_file import parse_transcript
+from palaver.settings import Settings
 
 MEETINGS = Path(__file__).resolve().parent / "enrichment_meetings"
 MATCH_SIMILARITY = 0.4
@@ -98,14 +100,18 @@ def figures(row: dict[str, Any]) -> dict[str, float | None]:
             "brief_key_point_coverage": _ratio(row["key_points_in_brief"], row["key_points"])}  # fmt: skip
 
 
-def run(backend_name: str, meetings_dir: Path = MEETINGS) -> dict[str, Any]:
-    backend = backend_named(backend_name)
+def run(backend_name: str, meetings_dir: Path = MEETINGS, settings: Settings | None = None) -> dict[str, Any]:
+    """Scores of ``backend_name`` (configured from ``settings``, which a remote backend needs) on every
+    meeting of ``meetings_dir``. A meeting a remote backend failed on and the local one enriched instead
+    counts in ``fallbacks`` (and its row says why), so such figures are never taken for the remote's."""
+    backend = backend_named(backend_name, settings)
     rows: dict[str, dict[str, Any]] = {}
     for path in sorted(meetings_dir.glob("*.json")):
         text = path.read_text(encoding="utf-8")
         meeting = json.loads(text)
         result = backend.enrich(parse_transcript(text))
         rows[path.stem] = score_meeting(meeting, result)
+        rows[path.stem]["fallback"] = result.fallback.model_dump() if result.fallback else None
         rows[path.stem]["held_out"] = bool(meeting.get("written_after_rules"))
         rows[path.stem]["figures"] = figures(rows[path.stem])
     total = _totals(rows.values())
@@ -115,7 +121,8 @@ def run(backend_name: str, meetings_dir: Path = MEETINGS) -> dict[str, Any]:
         part = _totals(r for r in rows.values() if r["held_out"] == held_out)
         groups[label] = {"meetings": sum(r["held_out"] == held_out for r in rows.values()), "totals": part,
                          "figures": figures(part)}  # fmt: skip
-    return {"backend": backend_name, "match_similarity": MATCH_SIMILARITY, "key_point_share": KEY_POINT_SHARE,
+    return {"backend": backend_name, "fallbacks": sum(r["fallback"] is not None for r in rows.values()),
+            "match_similarity": MATCH_SIMILARITY, "key_point_share": KEY_POINT_SHARE,
             "targets": TARGETS, "overall": overall, "totals": total, "groups": groups,
             "meets_targets": all(overall[k] is not None and overall[k] >= v for k, v in TARGETS.items()),  # type: ignore[operator]
             "meetings": rows}  # fmt: skip
@@ -168,10 +175,15 @@ def _fmt(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="palaver bench enrichment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--backend", default="local", help="enrichment backend to measure (default local)")
+    parser.add_argument("--backend", default="local", help="enrichment backend to measure: local, openai or watsonx "
+                        "(configured by the PALAVER_ENRICHMENT_* settings, as for palaver enrich; default local)")  # fmt: skip
     parser.add_argument("--meetings", type=Path, default=MEETINGS, help="folder of meeting JSON files")
     args = parser.parse_args(argv)
-    results = run(args.backend, args.meetings)
+    try:
+        results = run(args.backend, args.meetings, Settings())
+    except UnknownBackendError as exc:
+        print(f"palaver: {exc}", file=sys.stderr)
+        return 2
     print(f"{'meeting':<22} {'tasks p/e/m':>11} {'prec':>5} {'rec':>5} {'assg':>5} {'due':>5} {'keys':>5} {'brief':>5} "
           f"{'kept':>5}")  # fmt: skip
     for name, row in results["meetings"].items():
@@ -194,9 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         value = o[key]
         print(f"  {key.replace('_', ' ')}: {_fmt(value)} (target >= {target}) {'ok' if value is not None and value >= target else 'MISSED'}")
     OUT.mkdir(parents=True, exist_ok=True)
-    png = OUT / "enrichment.png"
+    name = "enrichment" if args.backend == "local" else f"enrichment-{args.backend}"  # each backend its own files
+    png = OUT / f"{name}.png"
     plot(results, png)
-    print(f"meets targets: {results['meets_targets']}; wrote {write_results('enrichment', results)} and {png}")
+    if results["fallbacks"]:
+        failed = ", ".join(f"{name} ({row['fallback']['reason']})" for name, row in results["meetings"].items() if row["fallback"])
+        print(f"FALLBACKS: {results['fallbacks']} meetings were enriched by the local backend, not {args.backend}: {failed}")
+    print(f"meets targets: {results['meets_targets']}; wrote {write_results(name, results)} and {png}")
     return 0
 
 

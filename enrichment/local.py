@@ -5,10 +5,9 @@ gives the same result."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from enrichment.agenda import agenda_topics
+from enrichment.backend import SummaryChunkCallback
+from enrichment.chunks import markdown_sections
 from enrichment.keywords import keywords
 from enrichment.metrics import meeting_metrics
 from enrichment.model import Enrichment, MeetingTranscript
@@ -20,7 +19,8 @@ from enrichment.tasks import extract_action_items
 class LocalBackend:
     name = "local"
 
-    def enrich(self, transcript: MeetingTranscript, on_summary_chunk: Callable[[str], None] | None = None) -> Enrichment:
+    def enrich(self, transcript: MeetingTranscript, on_summary_chunk: SummaryChunkCallback | None = None) -> Enrichment:
+        """As the interface says; the detailed summary goes to ``on_summary_chunk`` one section at a time."""
         dialogues = sorted(transcript.dialogues, key=lambda d: (d.start_ms, d.end_ms))
         ordered = transcript.model_copy(update={"dialogues": tuple(dialogues)})
         people = ordered.people()
@@ -28,8 +28,8 @@ class LocalBackend:
         topics = agenda_topics(dialogues, ordered.agenda, people)
         summary = summarize(dialogues, topics, items)
         if on_summary_chunk is not None:
-            for piece in summary_pieces(summary.detailed):
-                on_summary_chunk(piece)
+            for section in markdown_sections(summary.detailed):
+                on_summary_chunk(section)
         return Enrichment(
             backend=self.name,
             summary=summary,
@@ -40,7 +40,3 @@ class LocalBackend:
             metrics=meeting_metrics(dialogues),
         )
 
-
-def summary_pieces(detailed: str) -> list[str]:
-    """The detailed summary cut before each section heading: the pieces joined are the whole summary."""
-    return [piece for piece in re.split(r"(?m)^(?=#{1,6} )", detailed) if piece]

@@ -116,8 +116,17 @@ class Metrics(_Frozen):
     longest_silence_ms: int
 
 
+class Fallback(_Frozen):
+    """Why a result came from the local backend instead of the one asked for: ``backend`` is the one that
+    failed (after its retries), ``reason`` what went wrong, in words (never a secret)."""
+
+    backend: str
+    reason: str
+
+
 class Enrichment(_Frozen):
-    """Everything one backend derived from one transcript."""
+    """Everything one backend derived from one transcript. ``fallback`` is set when the backend asked for
+    failed and ``local`` made this result instead (``backend`` is then "local")."""
 
     backend: str
     summary: Summary
@@ -126,6 +135,7 @@ class Enrichment(_Frozen):
     mood: Mood
     agenda: tuple[AgendaTopic, ...]
     metrics: Metrics
+    fallback: Fallback | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict: dates as ISO strings, the keys of ``palaver enrich``'s output."""

@@ -15,8 +15,10 @@ tells the step it is done. A request leaves the state only after its result is d
 written: a crash in between runs the job again, with the same ids (no loss, no duplicate the store's upserts
 and the page's replace-by-id do not absorb).
 
-A backend that raises is not the meeting's loss: the ``local`` backend stands in, and the result says so
-(``fallback``), the failure counted in ``palaver_enrichment_jobs_total{outcome="fallback"}``.
+A remote backend comes wrapped in its fallback (``enrichment.fallback``): when it fails, ``local`` stands in
+and the result says so (``fallback``); an empty summary piece from it voids the chunks sent so far (the next
+chunk carries ``reset``). A backend that still raises (its fallback off, or a bug) gets the same treatment
+here, counted in ``palaver_enrichment_jobs_total{outcome="fallback"}``.
 
 Why not a faust agent with a faust table and timer: see docs/architecture.md (Enrichment). In short, the
 runner already gives every consumer the commit, DLQ, rebalance and changelog rules, and a second framework
@@ -35,7 +37,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
 from enrichment.autocorrect import autocorrect, known_terms
-from enrichment.backend import EnrichmentBackend, backend_named
+from enrichment.backend import SUMMARY_RESTART, EnrichmentBackend, backend_named
 from enrichment.insights import chunk_event, enrichment_run, insights_event, result_revision
 from enrichment.model import Enrichment
 from enrichment.progress import (
@@ -84,11 +86,12 @@ BackendFactory = Callable[[str], EnrichmentBackend]
 
 class EnrichStep(Step):
     def __init__(self, settings: Settings, store: Store, producer: AIOKafkaProducer,
-                 backends: BackendFactory = backend_named,
+                 backends: BackendFactory | None = None,
                  consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
+        """``backends`` makes a backend by name (default: ``backend_named`` with these settings)."""
         self._store = store
         self._producer = producer
-        self._backends = backends
+        self._backends = backends or (lambda name: backend_named(name, settings))
         ns = settings.topic_namespace
         self._dialogues = topic_name(ns, DIALOGUES.name)
         self._insights = topic_name(ns, INSIGHTS.name)
@@ -205,6 +208,9 @@ class EnrichStep(Step):
 
         def send_chunk(piece: str) -> None:  # called from the backend's thread, in order
             nonlocal seq, reset
+            if piece == SUMMARY_RESTART:  # the backend failed mid-summary: the next chunk says to start over
+                reset = seq > 0
+                return
             event = chunk_event(job.meeting_id, run, enrichment_id, seq, piece, reset)
             seq, reset = seq + 1, False
             loop.call_soon_threadsafe(chunks.put_nowait, encode(event))
@@ -215,11 +221,11 @@ class EnrichStep(Step):
             try:
                 backend = self._backends(job.backend)
                 result: Enrichment = await asyncio.to_thread(backend.enrich, text.transcript, send_chunk)
-                outcome = "ok"
+                outcome = "fallback" if result.fallback else "ok"
             except Exception as exc:  # the backend's failure: local stands in, and the result says so
                 log.warning("enrichment backend %s failed on %s (%r); the local backend stands in", job.backend,
                             job.meeting_id, exc)  # fmt: skip
-                fallback = {"from": job.backend, "reason": f"{type(exc).__name__}: {exc}"[:500]}
+                fallback = {"backend": job.backend, "reason": f"{type(exc).__name__}: {exc}"[:500]}
                 reset = seq > 0  # the chunks sent so far are void: the next one says so
                 result = await asyncio.to_thread(self._backends("local").enrich, text.transcript, send_chunk)
                 outcome = "fallback"

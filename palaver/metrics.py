@@ -75,6 +75,27 @@ ENRICHMENT_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
+# Enrichment's remote backends (enrichment/http_calls.py, enrichment/fallback.py).
+ENRICHMENT_REQUEST_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+ENRICHMENT_BACKEND_ERRORS = Counter(
+    "palaver_enrichment_backend_errors_total",
+    "Failed requests to a remote enrichment backend, each attempt (retried or not), by reason: rate_limited, "
+    "server_error, timeout, connection, client_error, invalid_output",
+    ["backend", "reason"],
+)
+ENRICHMENT_FALLBACKS = Counter(
+    "palaver_enrichment_fallbacks_total",
+    "Meetings a remote enrichment backend failed on (after its retries) and the local backend enriched",
+    ["backend"],
+)
+ENRICHMENT_REQUEST_SECONDS = Histogram(
+    "palaver_enrichment_request_seconds",
+    "Wall time of one request to a remote enrichment backend (a streamed one: to its last byte), by kind: "
+    "token, json, stream",
+    ["backend", "kind"],
+    buckets=ENRICHMENT_REQUEST_BUCKETS,
+)
+
 # The supervisor process (``palaver up``, ``palaver run stt --workers N``) serves only its own registry: the
 # services' metrics would read zero there.
 SUPERVISOR_REGISTRY = CollectorRegistry()

@@ -161,6 +161,52 @@ class Settings(BaseSettings):
     )
     openai_transcribe_model: str = "gpt-4o-transcribe"
 
+    # Enrichment (enrichment/backend.py): which backend, and the remote ones' endpoints (docs/enrichment.md).
+    enrichment_backend: Literal["local", "openai", "watsonx"] = Field(
+        default="local", description="Enrichment backend: local (offline), openai (any OpenAI-compatible "
+        "chat-completions endpoint) or watsonx (IBM watsonx.ai).",
+    )
+    enrichment_fallback: bool = Field(
+        default=True, description="A remote backend that fails (after its retries) hands the meeting to local; "
+        "the result's fallback field says so. Off: the failure is an error.",
+    )
+    enrichment_max_chars: int = Field(
+        default=24_000, ge=2_000, description="Most transcript characters in one request to a remote backend; a "
+        "longer meeting is read in parts and reduced (map-reduce), never cut.",
+    )
+    enrichment_timeout_s: float = Field(
+        default=120.0, gt=0, description="Timeout of one request to a remote backend (a stream: between pieces).",
+    )
+    enrichment_retries: int = Field(
+        default=3, ge=0, description="Further attempts after a 429, 5xx, timeout or connection error.",
+    )
+    enrichment_retry_max_wait_s: float = Field(
+        default=30.0, ge=0, description="Longest wait before a retry, a server's Retry-After included.",
+    )
+    enrichment_openai_base_url: str = Field(
+        default="https://api.openai.com/v1", description="OpenAI-compatible API root (POST {url}/chat/completions): "
+        "OpenAI, vLLM (http://host:8000/v1), Ollama (http://host:11434/v1), llama.cpp server.",
+    )
+    enrichment_openai_model: str = "gpt-4o-mini"
+    enrichment_openai_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key of the endpoint (unset: no Authorization header, for local servers).",
+    )
+    enrichment_watsonx_url: str = Field(
+        default="https://us-south.ml.cloud.ibm.com", description="watsonx.ai region endpoint.",
+    )
+    enrichment_watsonx_iam_url: str = Field(
+        default="https://iam.cloud.ibm.com/identity/token", description="IBM Cloud IAM token endpoint.",
+    )
+    enrichment_watsonx_api_key: SecretStr | None = Field(
+        default=None, description="IBM Cloud API key, exchanged for IAM tokens.",
+    )
+    enrichment_watsonx_project_id: str | None = None
+    enrichment_watsonx_model: str = "ibm/granite-3-3-8b-instruct"
+    enrichment_watsonx_version: str = Field(default="2025-02-11", description="watsonx.ai API version date.")
+    enrichment_watsonx_max_tokens: int = Field(
+        default=4096, ge=1, description="Most tokens of one watsonx.ai answer (max_completion_tokens).",
+    )
+
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
     # Enrichment (enrichment/service.py; docs/enrichment.md).
     enrichment_backend: str = Field(default="local", description="The backend that enriches meetings (local, ...).")

@@ -123,10 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and metrics (talk time and share per speaker, words per minute, overlap, interruptions, questions, "
         "longest monologue, silence). FILE is the JSON export of a meeting (an object with a 'dialogues' "
         "list of {speaker_name or speaker_id, start_ms, end_ms, text}) or plain text, one 'speaker: text' "
-        "line per turn (timings then estimated at 150 words a minute); '-' reads stdin. The local backend "
-        "is offline and deterministic. Exit status: 0 printed, 2 bad input.")  # fmt: skip
+        "line per turn (timings then estimated at 150 words a minute); '-' reads stdin. The output also "
+        "says the backend that made it, and fallback: null, or {backend, reason} when a remote backend failed "
+        "(after its retries) and the local one made the result instead. The local backend is offline and "
+        "deterministic; openai (an OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, llama.cpp) and watsonx "
+        "(IBM watsonx.ai) are configured by PALAVER_ENRICHMENT_* settings (README, docs/enrichment.md). "
+        "Exit status: 0 printed, 2 bad input or a remote backend's missing setting.")  # fmt: skip
     enrich.add_argument("file", metavar="FILE", help="transcript file (JSON export or 'speaker: text' lines), or -")
-    enrich.add_argument("--backend", default="local", help="enrichment backend (default local; available: local)")
+    enrich.add_argument("--backend", metavar="NAME", default=None,
+                        help="local, openai or watsonx (default PALAVER_ENRICHMENT_BACKEND, else local)")  # fmt: skip
     enrich.add_argument("--meeting-date", metavar="YYYY-MM-DD", default=None,
                         help="what 'by Friday' and 'next Tuesday' resolve against (default: the file's date, "
                         "else today)")  # fmt: skip
@@ -365,7 +370,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("replay", "runs"):
         return _replay_or_runs(args, settings)
     if args.command == "enrich":
-        return _enrich(args)
+        return _enrich(args, settings)
     if args.command == "bench":
         import importlib
 
@@ -386,7 +391,7 @@ def _replay_or_runs(args: argparse.Namespace, settings: Settings) -> int:
                           args.nice, args.quiet)  # fmt: skip
 
 
-def _enrich(args: argparse.Namespace) -> int:
+def _enrich(args: argparse.Namespace, settings: Settings) -> int:
     """``palaver enrich``: one JSON object on stdout; bad input is one ``palaver:`` line and exit 2."""
     import datetime
     import json
@@ -401,7 +406,7 @@ def _enrich(args: argparse.Namespace) -> int:
         return 2
     participants = tuple(p.strip() for p in (args.participants or "").split(",") if p.strip())
     try:
-        backend = backend_named(args.backend)
+        backend = backend_named(args.backend or settings.enrichment_backend, settings)
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
         transcript = parse_transcript(text, meeting_date, participants)
     except (UnknownBackendError, TranscriptFileError) as exc:
@@ -418,7 +423,7 @@ def _enrich(args: argparse.Namespace) -> int:
     if transcript.meeting_date is None:
         transcript = transcript.model_copy(update={"meeting_date": datetime.date.today()})
     result = backend.enrich(transcript).to_json()
-    keys = ("summary", "action_items", "keywords", "mood", "agenda", "metrics")
+    keys = ("summary", "action_items", "keywords", "mood", "agenda", "metrics", "backend", "fallback")
     print(json.dumps({key: result[key] for key in keys}, indent=2, ensure_ascii=False))
     return 0
 

@@ -97,5 +97,5 @@ class MeetingInsightsV1(EventV):
     mood: dict[str, Any]
     agenda: tuple[dict[str, Any], ...]
     metrics: dict[str, Any]
-    fallback: dict[str, Any] | None = None  # {"from": backend, "reason": ...} when local stood in
+    fallback: dict[str, Any] | None = None  # {"backend": the one that failed, "reason": ...} when local stood in
     produced_at_ms: int

@@ -18,7 +18,14 @@ from aiokafka import TopicPartition
 from palaver.demo.accounts import Participant, sign_up
 from palaver.erasure import COMPACTED_KEYS
 from palaver.events import MeetingChangedV1, decode
-from palaver.events.registry import DIALOGUES, ENRICHMENT_STATE, MEETINGS, MERGER_STATE, meeting_partition, topic_name
+from palaver.events.registry import (
+    DIALOGUES,
+    ENRICHMENT_STATE,
+    MEETINGS,
+    MERGER_STATE,
+    meeting_partition,
+    topic_name,
+)
 from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.erasure import is_purged, meeting_tables

@@ -21,7 +21,7 @@ KEYS = ["summary", "action_items", "keywords", "mood", "agenda", "metrics"]
 def test_the_local_backend_is_registered_and_implements_the_interface() -> None:
     backend = backend_named("local")
     assert isinstance(backend, LocalBackend) and isinstance(backend, EnrichmentBackend) and backend.name == "local"
-    with pytest.raises(UnknownBackendError, match="choose one of local"):
+    with pytest.raises(UnknownBackendError, match="choose one of local, openai, watsonx"):
         backend_named("gpt")
 
 
@@ -72,7 +72,7 @@ def test_palaver_enrich_prints_one_json_object(tmp_path: Path, capsys: pytest.Ca
     path.write_text("Ann: Bob, can you book the room for next Tuesday?\nBob: Sure.\n")
     assert main(["enrich", str(path), "--meeting-date", "2026-03-04", "--participants", "Ann,Bob"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert list(out) == KEYS
+    assert list(out) == [*KEYS, "backend", "fallback"] and (out["backend"], out["fallback"]) == ("local", None)
     [item] = out["action_items"]
     assert (item["assignee"], item["due_date"], item["status"]) == ("Bob", "2026-03-10", "pending")
 
