@@ -209,7 +209,6 @@ class Settings(BaseSettings):
 
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
     # Enrichment (enrichment/service.py; docs/enrichment.md).
-    enrichment_backend: str = Field(default="local", description="The backend that enriches meetings (local, ...).")
     enrichment_every_dialogues: int = Field(
         default=5, ge=1, description="During a meeting, refresh its summary and tasks every this many placed dialogues."
     )
