@@ -6,10 +6,11 @@ clients simply vanish gets its final result when it has been idle for PALAVER_ME
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from aiokafka import TopicPartition
@@ -24,6 +25,7 @@ from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
 from tests.integration.conftest import WEB, Infra, Pipeline, poll, running_pipeline
 from tests.integration.meetings import meeting_with, publish_dialogues, register, stream_tracks
+from tests.unit.llm_servers import SUMMARY_PIECES, FakeModelServer, Step, serving
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +42,21 @@ RUN = "whisper:tiny.en"
 
 
 @pytest.fixture(scope="module")
-async def enriching(infra: Infra, clickhouse_client: object,
-                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:  # fmt: skip
-    """The pipeline with enrichment in its web process: a rolling result every 2 placed dialogues, a short
-    idle time so the abrupt end shows within the test."""
+def model_server() -> Iterator[FakeModelServer]:
+    """An OpenAI-compatible endpoint written for the tests (tests/unit/llm_servers.py), answering from a script."""
+    with serving("openai") as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+async def enriching(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
+                    model_server: FakeModelServer) -> AsyncIterator[Pipeline]:  # fmt: skip
+    """The pipeline with enrichment in its web process: local by default, a rolling result every 2 placed
+    dialogues, a short idle time so the abrupt end shows within the test; ``openai`` at the test's server."""
     async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=1, web=WEB | {"enrichment"},
-                                meeting_idle_s=IDLE_S, enrichment_every_dialogues=2,
-                                enrichment_settle_s=30) as p:  # fmt: skip
+                                meeting_idle_s=IDLE_S, enrichment_every_dialogues=2, enrichment_settle_s=30,
+                                enrichment_openai_base_url=model_server.url + "/v1",
+                                enrichment_openai_model="test-model", enrichment_retries=1) as p:  # fmt: skip
         yield p
 
 
@@ -219,3 +229,47 @@ async def test_autocorrect_writes_machine_edits_a_human_edit_always_overrides(en
         assert (await texts())[sloppy.dialogue_id] == "Dave's version"
         history = (await http.get(f"/v1/meetings/{m}/dialogues/{sloppy.dialogue_id}/history")).json()
         assert [e["editor"] for e in history["edits"]] == ["palaver:autocorrect", dave]
+
+
+async def test_a_remote_backend_failing_mid_summary_leaves_a_complete_local_result(
+        enriching: Pipeline, model_server: FakeModelServer) -> None:  # fmt: skip
+    people = {name: await register(enriching.url, name) for name in ("fay", "gus")}
+    meeting = await meeting_with(people, title="remote failure")
+    m, fay, gus = meeting.meeting_id, people["fay"].user_id, people["gus"].user_id
+    lines = [_dialogue(m, fay, 0, "Gus, can you fix the flaky checkout test by Friday?"),
+             _dialogue(m, gus, 5000, "Sure, I will fix the flaky checkout test by Friday."),
+             _dialogue(m, fay, 10000, "Great, then the release can go out next week.")]  # fmt: skip
+    mark = MeetingWatermarkV1(event_id=ids.event_id("meeting.watermark", m, RUN, 14000), meeting_id=m, run=RUN,
+                              watermark_ms=14000, final_dialogues=3)  # fmt: skip
+    await publish_dialogues(enriching.settings, *lines, mark)
+    await poll(lambda: enriching.store.aquery(
+        f"SELECT count() AS n FROM {enriching.store.database}.dialogues FINAL WHERE meeting_id = {{m:String}}",
+        {"m": m}), lambda rows: rows[0]["n"] == 3, what="the dialogues stored")  # fmt: skip
+    # The endpoint answers the extraction, then breaks its summary stream after two pieces.
+    model_server.script = [Step(), Step(pieces=SUMMARY_PIECES[:2], finish=False)]
+    async with people["fay"].client() as http:
+        asked = await http.post(f"/v1/meetings/{m}/enrichment", json={"backend": "openai"})
+        assert asked.status_code == 202, asked.text
+    row = await _final_row(enriching, m, "requested")
+    assert row["backend"] == "openai" and row["run"] == f"{RUN}/openai"
+    fallback = orjson.loads(row["fallback"])
+    assert fallback["backend"] == "openai" and "before the answer was finished" in fallback["reason"]
+    items = await enriching.store.aquery(
+        f"""SELECT description, assigned_to FROM {enriching.store.database}.action_items FINAL
+            WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND revision = {{v:UInt64}}""",
+        {"m": m, "r": row["run"], "v": row["revision"]},
+    )  # fmt: skip
+    assert [(i["assigned_to"], "checkout test" in i["description"].lower()) for i in items] == [("gus", True)]
+
+    events = await _insight_events(enriching.settings, m)
+    final = next(e for e in events if isinstance(e, MeetingInsightsV1) and e.trigger == "requested")
+    chunks = [e for e in events if isinstance(e, SummaryChunkV1) and e.enrichment_id == final.enrichment_id]
+    assert [c.text for c in chunks[:2]] == SUMMARY_PIECES[:2] and not chunks[0].reset
+    restart = next(i for i, c in enumerate(chunks) if c.reset)
+    assert restart == 2
+    assert "".join(c.text for c in chunks[restart:]) == final.summary_detailed  # local's, whole
+
+    async with httpx.AsyncClient(base_url=enriching.url) as http:
+        metrics = (await http.get("/metrics/")).text
+    assert 'palaver_enrichment_fallbacks_total{backend="openai"} 1.0' in metrics
+    assert 'palaver_enrichment_jobs_total{outcome="fallback",trigger="requested"} 1.0' in metrics
