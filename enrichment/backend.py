@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from enrichment.model import Enrichment, MeetingTranscript
+from palaver.enrichment_backends import unknown_backend
 
 
 @runtime_checkable
@@ -37,9 +38,9 @@ BACKENDS: dict[str, Callable[[], EnrichmentBackend]] = {"local": _local}
 
 
 def backend_named(name: str) -> EnrichmentBackend:
-    """The backend registered as ``name``; raises UnknownBackendError naming the ones there are."""
-    try:
-        factory = BACKENDS[name]
-    except KeyError:
-        raise UnknownBackendError(f"unknown enrichment backend {name!r}; choose one of {', '.join(BACKENDS)}") from None
-    return factory()
+    """The backend registered as ``name``; raises UnknownBackendError naming the ones there are (the names
+    of ``palaver.enrichment_backends``, which the API checks requests against)."""
+    refused = unknown_backend(name)
+    if refused is not None or name not in BACKENDS:
+        raise UnknownBackendError(refused or f"enrichment backend {name!r} is named but not registered")
+    return BACKENDS[name]()
