@@ -1,12 +1,17 @@
-"""Read-model queries of enrichment's results (``meeting_insights``, ``summaries``, ``action_items``, written
-by the store writer from ``meeting.insights`` events; ``palaver.store.rows``).
+"""Read-model queries of enrichment's results (``meeting_insights``, written by the store writer from
+``meeting.insights`` events; ``palaver.store.rows``) and the human edits of their action items.
 
 Which result a read shows: one enrichment run (``<transcript run>/<backend>``) of the meeting, the newest
 revision of it (``FINAL``: the table's version is the revision). Without ``?run=`` it is the run whose
 transcript run is a live run (``palaver.runs``) with the newest ``produced_at_ms``; a replay's result only
 when the meeting has no live one, as the transcript routes choose their run. The action items shown are
-those of that run's newest revision only: a task the newer result no longer lists is gone (its row keeps
-its older revision), a task it lists again keeps its id and so its human edits.
+those of that run's newest result only: a task the newer result no longer lists is gone, a task it lists
+again keeps its id and so its human edits.
+
+Everything a read shows of a result comes from its one ``meeting_insights`` row (the whole result: summary,
+action items, keywords, mood, agenda, metrics), so a read never mixes two revisions while the store writer
+is between its inserts into ``meeting_insights``, ``summaries`` and ``action_items`` (those two tables serve
+edits, which check that an item exists, and search).
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     row["fallback"] = orjson.loads(row["fallback"]) if row["fallback"] else None
     row["live"] = not is_replay(row["transcript_run"])
     if "result" in row:
-        row.update(orjson.loads(row.pop("result") or "{}"))
+        row.update({"summary": {"brief": "", "detailed": ""}, "action_items": [],
+                    **orjson.loads(row.pop("result") or "{}")})  # fmt: skip
     return row
 
 
@@ -56,38 +62,26 @@ async def result(store: Store, meeting_id: str, run: str | None) -> dict[str, An
     return chosen(await results(store, meeting_id, with_result=True), run)
 
 
-async def summary_texts(store: Store, meeting_id: str, run: str) -> dict[str, str]:
-    """The run's newest summaries by type (``brief``, ``detailed``)."""
-    rows = await store.aquery(
-        f"""SELECT summary_type, text FROM {store.database}.summaries FINAL
-            WHERE meeting_id = {{m:String}} AND run = {{r:String}}""",
-        {"m": meeting_id, "r": run},
-    )
-    return {row["summary_type"]: row["text"] for row in rows}
-
-
-async def action_items(store: Store, meeting_id: str, run: str, revision: int) -> list[dict[str, Any]]:
-    """The action items of the run's result of ``revision`` (its newest), in the order of their first
-    dialogue, with human edits folded in (``fold_edits``)."""
-    rows = await store.aquery(
-        f"""SELECT action_item_id, run, description, assigned_to, assignee_id, status, priority,
-                   toString(start_date) AS start_date, toString(due_date) AS due_date, source_dialogue_id,
-                   dialogue_ids, revision
-            FROM {store.database}.action_items FINAL
-            WHERE meeting_id = {{m:String}} AND run = {{r:String}} AND revision = {{v:UInt64}}
-            ORDER BY action_item_id""",
-        {"m": meeting_id, "r": run, "v": revision},
-    )
+async def action_items(store: Store, found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The action items of the result ``found`` (a row of ``results`` with its result), in the result's
+    order, with the meeting's human edits folded in (``fold_edits``)."""
     edits = await store.aquery(
         f"""SELECT target_id, action, fields FROM {store.database}.edits FINAL
             WHERE meeting_id = {{m:String}} AND target_kind = 'action_item' ORDER BY edited_at_ms, edit_id""",
-        {"m": meeting_id},
+        {"m": found["meeting_id"]},
     )
-    for row in rows:
-        row["start_date"] = row["start_date"] or None  # toString(NULL) is NULL; keep '' out too
-        row["due_date"] = row["due_date"] or None
-        row["dialogue_ids"] = list(row["dialogue_ids"])
-    return fold_edits(rows, edits)
+    return fold_edits([item_out(item, found["run"], found["revision"]) for item in found["action_items"]], edits)
+
+
+def item_out(item: dict[str, Any], run: str, revision: int) -> dict[str, Any]:
+    """An action item of a result (``InsightActionItem``'s JSON) with the fields of an ``action_items`` row."""
+    dialogue_ids = list(item.get("dialogue_ids", ()))
+    return {"action_item_id": item["action_item_id"], "run": run, "description": item["description"],
+            "assigned_to": item.get("assignee", ""), "assignee_id": item.get("assignee_id", ""),
+            "status": item.get("status", "pending"), "priority": item.get("priority", "normal"),
+            "start_date": item.get("start_date"), "due_date": item.get("due_date"),
+            "source_dialogue_id": dialogue_ids[0] if dialogue_ids else "", "dialogue_ids": dialogue_ids,
+            "revision": revision}  # fmt: skip
 
 
 def fold_edits(items: list[dict[str, Any]], edits: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -179,11 +179,10 @@ async def get_summary(request: Request, view: CanRead, run: RunQuery = None) -> 
     enrichment has summarized the meeting: a page shows "no summary yet" and waits for the live socket's
     ``insights`` message."""
     meeting_id = view.meeting.meeting_id
-    found = insight_queries.chosen(await insight_queries.results(_store(request), meeting_id), run)
+    found = await insight_queries.result(_store(request), meeting_id, run)
     if found is None:
         raise _no_result(meeting_id, run, "summary")
-    texts = await insight_queries.summary_texts(_store(request), meeting_id, found["run"])
-    return {**found, "brief": texts.get("brief", ""), "detailed": texts.get("detailed", "")}
+    return {**found, **found["summary"]}
 
 
 @router.get("/v1/meetings/{meeting_id}/insights", response_model=InsightsOut, responses=NO_RESULT)
@@ -195,10 +194,8 @@ async def get_insights(request: Request, view: CanRead, run: RunQuery = None) ->
     found = await insight_queries.result(store, meeting_id, run)
     if found is None:
         raise _no_result(meeting_id, run, "insights")
-    texts = await insight_queries.summary_texts(store, meeting_id, found["run"])
-    items = await insight_queries.action_items(store, meeting_id, found["run"], found["revision"])
-    return {**found, "summary": {"brief": texts.get("brief", ""), "detailed": texts.get("detailed", "")},
-            "action_item_count": len(items)}  # fmt: skip
+    items = await insight_queries.action_items(store, found)
+    return {**found, "action_item_count": len(items)}
 
 
 @router.get("/v1/meetings/{meeting_id}/insights/runs", response_model=InsightRuns, responses=NOT_FOUND)
@@ -216,10 +213,8 @@ async def get_action_items(request: Request, view: CanRead, run: RunQuery = None
     empty list when there is no result (of that run) yet."""
     meeting_id = view.meeting.meeting_id
     store = _store(request)
-    found = insight_queries.chosen(await insight_queries.results(store, meeting_id), run)
-    if found is None:
-        return []
-    return await insight_queries.action_items(store, meeting_id, found["run"], found["revision"])
+    found = await insight_queries.result(store, meeting_id, run)
+    return [] if found is None else await insight_queries.action_items(store, found)
 
 
 IdempotencyKey = Annotated[str | None, Header(
