@@ -66,20 +66,6 @@ class TranscriptOut(BaseModel):
     deleted: bool
 
 
-class ActionItemOut(BaseModel):
-    action_item_id: str
-    run: str
-    description: str
-    assigned_to: str
-    status: str
-    priority: str
-    start_date: str | None
-    due_date: str | None
-    source_dialogue_id: str
-    revision: int
-    edited: bool
-
-
 class MeetingDialogues(BaseModel):
     meeting_id: str
     run: str | None
@@ -118,12 +104,6 @@ async def get_transcript(
     return found
 
 
-@router.get("/v1/meetings/{meeting_id}/action-items", response_model=list[ActionItemOut], responses=NOT_FOUND)
-async def get_action_items(request: Request, view: CanRead) -> list[dict[str, Any]]:
-    """Action items with human edits applied (deleted ones left out)."""
-    return await queries.action_items(request.app.state.store, view.meeting.meeting_id)
-
-
 # The newest chat messages a live socket's snapshot sends (GET .../chat's default page): a page shows the
 # recent conversation at once and pages further back over REST.
 CHAT_SNAPSHOT_LIMIT = 500
@@ -134,8 +114,10 @@ async def live_meeting(ws: WebSocket, meeting_id: str, ticket: str | None = None
                        chat_since_ms: str | None = None) -> None:  # fmt: skip
     """Pushes what a meeting page shows as it happens: JSON text messages, each with a ``type``:
     ``dialogue`` (a box created or revised, with its ``utterances``), ``chat``, ``participant`` (joined,
-    invited, role changed, left, removed) and ``meeting`` (updated, ended, deleted); ``summary`` and ``task``
-    are reserved. Their fields: ``api.live_messages``.
+    invited, role changed, left, removed), ``meeting`` (updated, ended, deleted), ``summary`` (a piece of
+    the detailed summary enrichment is writing) and ``insights`` (an enrichment's whole result); ``task`` is
+    reserved. Their fields: ``api.live_messages``. Summaries and results are not in the snapshot: a page
+    GETs ``.../insights`` when it (re)connects.
 
     First a snapshot from the store: the meeting's dialogues (of its newest run) in media order, then its
     newest 500 chat messages, oldest first; then the messages of the last minute that this server

@@ -24,7 +24,7 @@ from fastapi import HTTPException
 from api.user_state import RecentWrites
 
 KEY_MAX_LENGTH = 255  # Stripe's limit too
-Scope = Literal["chat", "edits"]
+Scope = Literal["chat", "edits", "enrichment"]
 KEY_REUSED = "The Idempotency-Key was already used in this meeting for a different request"
 
 

@@ -1,8 +1,8 @@
-"""Fans a meeting's dialogue, chat and membership events out from Kafka to the live WebSockets of the
-meeting, as typed messages (``api.live_messages``).
+"""Fans a meeting's dialogue, chat, membership and enrichment events out from Kafka to the live WebSockets of
+the meeting, as typed messages (``api.live_messages``).
 
 One group-less consumer runner per API process (``palaver.streams.runner``) reads the topics the registry
-names for ``live`` (dialogues, chat, meetings) from their end; each event becomes one message, encoded once
+names for ``live`` (dialogues, chat, meetings, insights) from their end; each event becomes one message, encoded once
 for every socket. Each socket gets a bounded queue, and a socket too slow to keep up is closed (1013)
 rather than slowing everyone else. The hub also remembers each meeting's recent messages
 (``api.live_buffer``) and hands them to a new subscriber, for what the store may not hold yet. A message

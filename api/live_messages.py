@@ -14,8 +14,20 @@ stored row in, the JSON text a browser gets out. Every message is a JSON object 
 - ``meeting``: the meeting's state after a change: ``action`` (updated: a new title, agenda or start;
   ended; deleted), ``title, scheduled_start_ms, agenda, ended_at_ms, version``. Keep the highest
   ``version``. After ``deleted`` the socket closes with 4404.
-- ``summary`` and ``task``: reserved for enrichment (meeting summaries and action items); a client ignores
-  a type it does not know.
+- ``summary``: a piece of the detailed summary (Markdown) that enrichment is writing: ``meeting_id, run``
+  (the enrichment run), ``enrichment_id, seq`` (from 0, in order), ``text`` and ``reset`` (true: drop the
+  pieces of this ``enrichment_id`` before this one; the backend failed and its stand-in starts over). The
+  pieces of one ``enrichment_id`` joined in ``seq`` order are its detailed summary so far; its ``insights``
+  message replaces them.
+- ``insights``: an enrichment's whole result (``MeetingInsightsV1``'s fields, ``event`` included:
+  ``run, enrichment_id, trigger, final, revision, summary_brief, summary_detailed, action_items`` (the
+  machine's, without human edits: ``GET .../action-items`` has those), ``keywords, mood, agenda,
+  metrics, fallback, produced_at_ms``...). Keep the highest ``revision`` per ``run``; a page shows the run
+  of the newest ``produced_at_ms`` (what ``GET .../insights`` shows by default). Not in the socket's
+  snapshot: a page GETs ``.../insights`` (and ``.../action-items``) when it (re)connects.
+- ``task``: reserved (changes of single action items); a client ignores a type it does not know.
+
+Results of a replay's transcript run are not sent (as its dialogues are not).
 
 Every kind of message may come twice (the snapshot and the hub's replay overlap, Kafka redelivers): the
 "keep" rules above make a repeat harmless. Share links are not sent (only the owner may see them).
@@ -29,13 +41,15 @@ from typing import Any, Literal
 from palaver.events import ChatMessageV1, DialogueUpdateV1, MeetingChangedV1, MeetingMemberV1, encode
 from palaver.events.base import EventV
 from palaver.events.codec import dumps
+from palaver.events.insights_v1 import MeetingInsightsV1, SummaryChunkV1
 from palaver.runs import is_replay
 
-MessageType = Literal["dialogue", "chat", "participant", "meeting"]
-RESERVED_TYPES = ("summary", "task")  # enrichment's, later: clients must ignore types they do not know
+MessageType = Literal["dialogue", "chat", "participant", "meeting", "summary", "insights"]
+RESERVED_TYPES = ("task",)  # later: clients must ignore types they do not know
 MEETING_DELETED = (4404, "the meeting was deleted")
 
 _DIALOGUE_PREFIX = b'{"type":"dialogue",'
+_INSIGHTS_PREFIX = b'{"type":"insights",'
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +67,7 @@ class LiveMessage:
 
 
 def message_of(event: EventV) -> LiveMessage | None:
-    """The live socket's message for an event of the dialogues, chat or meetings topic; None for events no
+    """The live socket's message for an event of the dialogues, chat, meetings or insights topic; None for events no
     client sees (watermarks, share links, a meeting's creation, a replay's dialogues: the socket shows the
     meeting as it happens, its live run; ``palaver.runs``)."""
     if isinstance(event, DialogueUpdateV1):
@@ -71,6 +85,13 @@ def message_of(event: EventV) -> LiveMessage | None:
         body = {"type": "participant", "meeting_id": event.meeting_id, "user_id": event.user_id,
                 "role": event.role, "status": event.status, "action": event.change, "version": event.member_version}  # fmt: skip
         return LiveMessage("participant", event.meeting_id, event.user_id, event.member_version, _json(body))
+    if isinstance(event, SummaryChunkV1):
+        return None if is_replay(event.run) else summary_message(event)
+    if isinstance(event, MeetingInsightsV1):
+        if is_replay(event.transcript_run):
+            return None
+        text = (_INSIGHTS_PREFIX + encode(event)[1:]).decode()
+        return LiveMessage("insights", event.meeting_id, event.run, event.revision, text)
     if isinstance(event, MeetingChangedV1) and event.change != "created":  # sockets open on existing meetings
         body = {"type": "meeting", "meeting_id": event.meeting_id, "action": event.change, "title": event.title,
                 "scheduled_start_ms": event.scheduled_start_ms, "agenda": event.agenda,
@@ -79,6 +100,13 @@ def message_of(event: EventV) -> LiveMessage | None:
         return LiveMessage("meeting", event.meeting_id, event.meeting_id, event.meeting_version, _json(body),
                            close=close)  # fmt: skip
     return None
+
+
+def summary_message(chunk: SummaryChunkV1) -> LiveMessage:
+    """A piece of a detailed summary being written; each piece is its own thing (``enrichment_id/seq``)."""
+    body = {"type": "summary", "meeting_id": chunk.meeting_id, "run": chunk.run, "enrichment_id": chunk.enrichment_id,
+            "seq": chunk.seq, "text": chunk.text, "reset": chunk.reset}  # fmt: skip
+    return LiveMessage("summary", chunk.meeting_id, f"{chunk.enrichment_id}/{chunk.seq}", chunk.seq, _json(body))
 
 
 def stored_dialogue(meeting_id: str, row: dict[str, Any]) -> LiveMessage:

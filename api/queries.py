@@ -102,42 +102,6 @@ async def transcript(store: Store, meeting_id: str, run: str) -> dict[str, Any] 
     return row
 
 
-async def action_items(store: Store, meeting_id: str) -> list[dict[str, Any]]:
-    """The meeting's action items with human edits folded in, in order: an edit changes the fields it
-    names, a reset drops earlier edits, a delete hides the item (until a later edit or reset)."""
-    rows = await store.aquery(
-        f"""SELECT action_item_id, run, description, assigned_to, status, priority,
-                   toString(start_date) AS start_date, toString(due_date) AS due_date, source_dialogue_id, revision
-            FROM {store.database}.action_items FINAL WHERE meeting_id = {{m:String}}
-            ORDER BY action_item_id""",
-        {"m": meeting_id},
-    )
-    edits = await store.aquery(
-        f"""SELECT target_id, action, fields FROM {store.database}.edits FINAL
-            WHERE meeting_id = {{m:String}} AND target_kind = 'action_item' ORDER BY edited_at_ms, edit_id""",
-        {"m": meeting_id},
-    )
-    overlay: dict[str, tuple[bool, dict[str, Any]]] = {}
-    for e in edits:
-        deleted, fields = overlay.get(e["target_id"], (False, {}))
-        if e["action"] == "reset":
-            overlay[e["target_id"]] = (False, {})
-        elif e["action"] == "delete":
-            overlay[e["target_id"]] = (True, fields)
-        else:
-            overlay[e["target_id"]] = (False, {**fields, **orjson.loads(e["fields"] or "{}")})
-    out = []
-    for row in rows:
-        deleted, fields = overlay.get(row["action_item_id"], (False, {}))
-        if deleted:
-            continue
-        row.update(fields)
-        row["edited"] = bool(fields)
-        out.append(row)
-    return out
-
-
-
 USER_FIELDS = """user_id, username, email, password_hash, role, profile_pic_url, deleted,
                  toUnixTimestamp64Milli(created_at) AS created_at_ms,
                  toUnixTimestamp64Milli(updated_at) AS updated_at_ms, version AS user_version"""

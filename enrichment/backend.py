@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from enrichment.model import Enrichment, MeetingTranscript
+from palaver.enrichment_backends import unknown_backend
 
 if TYPE_CHECKING:
     from palaver.settings import Settings
@@ -75,8 +76,7 @@ def backend_named(name: str, settings: Settings | None = None) -> EnrichmentBack
     """The backend registered as ``name``, configured from ``settings`` (read once by the entrypoint; the
     remote backends need them, ``local`` does not). Raises UnknownBackendError naming the ones there are,
     or naming the missing setting of a remote backend."""
-    try:
-        factory = BACKENDS[name]
-    except KeyError:
-        raise UnknownBackendError(f"unknown enrichment backend {name!r}; choose one of {', '.join(BACKENDS)}") from None
-    return factory(settings)
+    refused = unknown_backend(name)
+    if refused is not None or name not in BACKENDS:
+        raise UnknownBackendError(refused or f"enrichment backend {name!r} is named but not registered")
+    return BACKENDS[name](settings)

@@ -201,6 +201,7 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.chat import router as chat_router
         from api.edits import router as edits_router
         from api.exports import router as exports_router
+        from api.insights import router as insights_router
         from api.meetings import router as meetings_router
         from api.runs import router as runs_router
         from api.search import router as search_router
@@ -209,7 +210,8 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         from api.webapp import router as webapp_router
 
         for router in (auth_router, meetings_router, api_router, edits_router, users_router, chat_router,
-                       exports_router, search_router, runs_router, autocorrect_router):
+                       exports_router, search_router, runs_router, autocorrect_router,
+                       insights_router):
             app.include_router(router, responses=declared(503))
         app.include_router(webapp_router)
 

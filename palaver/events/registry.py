@@ -264,7 +264,7 @@ INSIGHTS = TopicSpec(
     cleanup_policy="delete",
     events=(SummaryChunkV1, MeetingInsightsV1),
     producers=("enrichment",),
-    consumers=(STORE,),
+    consumers=(STORE, LIVE),
     dlq="insights.dlq",
 )
 

@@ -181,9 +181,12 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
 
 
 def _insight_rows(event: MeetingInsightsV1, prov: tuple[str, int, int]) -> list[tuple[str, tuple[Any, ...]]]:
-    """The whole result in meeting_insights; each summary and action item in its own table, under the
-    result's revision (reads keep the items of the newest revision: a dropped task is not listed again)."""
-    result = dumps({"keywords": event.keywords, "mood": event.mood, "agenda": event.agenda,
+    """The whole result in meeting_insights (summaries and action items included, so a read of one row sees
+    one result whole, whatever the other tables hold yet); each summary and action item also in its own
+    table, under the result's revision (edits and search address them by id)."""
+    result = dumps({"summary": {"brief": event.summary_brief, "detailed": event.summary_detailed},
+                    "action_items": [item.model_dump(mode="json") for item in event.action_items],
+                    "keywords": event.keywords, "mood": event.mood, "agenda": event.agenda,
                     "metrics": event.metrics}).decode()  # fmt: skip
     fallback = "" if event.fallback is None else dumps(event.fallback).decode()
     rows: list[tuple[str, tuple[Any, ...]]] = [("meeting_insights", (

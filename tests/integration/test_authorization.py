@@ -11,6 +11,7 @@ participant succeeds on reads and writes, and only the owner on what manages the
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,8 +24,14 @@ import websockets
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
+from enrichment.insights import insights_event
+from enrichment.local import LocalBackend
+from enrichment.model import Dialogue, MeetingTranscript
 from palaver.demo.accounts import Participant, sign_up
+from palaver.events import encode
+from palaver.events.registry import INSIGHTS, topic_name
 from palaver.settings import Settings
+from palaver.streams.clients import make_producer
 from stack.web import create_app
 from tests.integration.conftest import poll, running_web
 from tests.integration.infra import Infra
@@ -181,6 +188,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/v1/meetings/{meeting_id}/dialogues"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/transcript"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/action-items"): Row("read", _meeting),
+    ("GET", "/v1/meetings/{meeting_id}/summary"): Row("read", _meeting),
+    ("GET", "/v1/meetings/{meeting_id}/insights"): Row("read", _meeting),
+    ("GET", "/v1/meetings/{meeting_id}/insights/runs"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/export"): Row("read", _with(params={"format": "markdown"})),
     ("GET", "/v1/meetings/{meeting_id}/chat"): Row("read", _meeting),
     ("GET", "/v1/meetings/{meeting_id}/runs"): Row("read", _meeting),
@@ -190,6 +200,7 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/v1/meetings/{meeting_id}/leave"): Row("read", _own_meeting),
     ("POST", "/v1/meetings/{meeting_id}/ingest-tickets"): Row("write", _meeting),
     ("POST", "/v1/meetings/{meeting_id}/chat"): Row("write", _with(json={"text": "hello"})),
+    ("POST", "/v1/meetings/{meeting_id}/enrichment"): Row("write", _with(json={"backend": "local"})),
     ("PUT", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}"): Row("write", _dialogue_text),
     ("DELETE", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}"): Row("write", _dialogue),
     ("POST", "/v1/meetings/{meeting_id}/dialogues/{dialogue_id}/reset"): Row("write", _dialogue),
@@ -222,6 +233,21 @@ EXPECTED: dict[Access, dict[Caller, str | None]] = {
     "write": {"anonymous": "401", "stranger": "404", "viewer": "403", "participant": "success"},
     "manage": {"anonymous": "401", "stranger": "404", "viewer": "403", "participant": "403", "owner": "success"},
 }
+
+
+async def publish_insights(settings: Settings, meeting_id: str, dialogue_id: str) -> None:
+    """An enrichment's result of the meeting, as the enrichment service publishes it (a real local one)."""
+    transcript = MeetingTranscript(dialogues=(Dialogue(dialogue_id=dialogue_id, speaker="participant", start_ms=0,
+                                                       end_ms=1500, text="Hello there."),))  # fmt: skip
+    event = insights_event(meeting_id, "whisper:tiny.en", "local", "rolling", 1, LocalBackend().enrich(transcript),
+                           {}, int(time.time() * 1000))  # fmt: skip
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic_name(settings.topic_namespace, INSIGHTS.name), encode(event),
+                                     key=meeting_id.encode())  # fmt: skip
+    finally:
+        await producer.stop()
 
 
 def _routes(routes: list[BaseRoute]) -> list[BaseRoute]:
@@ -264,9 +290,12 @@ async def world(infra: Infra, clickhouse_client: object, tmp_path_factory: pytes
                                         json={"user_id": people[who].user_id, "role": role})  # fmt: skip
                 assert added.status_code == 201, added.text
         dialogue_id = await final_dialogue(settings, meeting_id, people["participant"].user_id)
+        await publish_insights(settings, meeting_id, dialogue_id)
         async with people["participant"].client() as http:
             await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/transcript"), lambda r: r.status_code == 200,
                        "the transcript of the injected dialogue", timeout_s=60)  # fmt: skip
+            await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/summary"), lambda r: r.status_code == 200,
+                       "the summary of the injected result", timeout_s=60)  # fmt: skip
         yield World(url, settings, people, meeting_id, dialogue_id)
 
 

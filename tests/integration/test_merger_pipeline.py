@@ -17,7 +17,8 @@ from palaver.demo.accounts import Meeting
 from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events import DialogueUpdateV1, encode
-from palaver.events.registry import DIALOGUES, topic_name
+from palaver.events.insights_v1 import InsightActionItem, MeetingInsightsV1
+from palaver.events.registry import DIALOGUES, INSIGHTS, topic_name
 from palaver.streams.clients import make_producer
 from palaver.textmetrics import word_error_rate
 from tests.integration.conftest import Pipeline, poll
@@ -179,23 +180,35 @@ async def test_human_edits_survive_machine_revisions(pipeline: Pipeline, meeting
 
 async def test_transcript_and_action_item_edits(pipeline: Pipeline, meeting: dict[str, Any]) -> None:
     meeting_id = meeting["id"]
-    db = pipeline.store.database
-    # Enrichment is not built yet: stand in for its output with one machine-made action item row.
-    await pipeline.store.acommand(
-        f"INSERT INTO {db}.action_items (action_item_id, meeting_id, run, description, assigned_to, status, "
-        "priority, due_date, source_dialogue_id, revision) VALUES ('ai_1', {m:String}, 'test', "
-        "'Write the announcement', 'cho', 'open', 'medium', '2026-12-01', {d:String}, 1)",
-        {"m": meeting_id, "d": meeting["dialogues"][2]["dialogue_id"]},
-    )
+    # An enrichment's result with one task, as the enrichment service would publish it (under a run of its
+    # own, read with ?run=, so a real enrichment of the meeting cannot stand in its way).
+    task = InsightActionItem(action_item_id="ai_1", description="Write the announcement", assignee="cho",
+                             due_date="2026-12-01", dialogue_ids=(meeting["dialogues"][2]["dialogue_id"],))  # fmt: skip
+    result = MeetingInsightsV1(
+        event_id=ids.event_id("meeting.insights", meeting_id, "test"), enrichment_id="enr_test", meeting_id=meeting_id,
+        run="test/local", transcript_run="test", backend="local", trigger="rolling", final=False,
+        transcript_revision=1, revision=2, summary_brief="", summary_detailed="", action_items=(task,), keywords=(),
+        mood={}, agenda=(), metrics={}, produced_at_ms=int(time.time() * 1000),
+    )  # fmt: skip
+    producer = make_producer(pipeline.settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic_name(pipeline.settings.topic_namespace, INSIGHTS.name), encode(result),
+                                     key=meeting_id.encode())  # fmt: skip
+    finally:
+        await producer.stop()
     async with client(meeting, "cho") as http:
-        items = f"/v1/meetings/{meeting_id}/action-items"
-        assert (await http.patch(f"{items}/ai_1", json={"status": "done", "priority": "high"})).status_code == 202
+        items = f"/v1/meetings/{meeting_id}/action-items?run=test/local"
+        await poll(lambda: http.get(items), lambda r: len(r.json()) == 1, what="the task")
+        patched = await http.patch(f"/v1/meetings/{meeting_id}/action-items/ai_1", json={"status": "done", "priority": "high"})
+        assert patched.status_code == 202, patched.text
         got = await poll(lambda: http.get(items), lambda r: r.json() and r.json()[0]["edited"], what="item edit")
         assert (got.json()[0]["status"], got.json()[0]["priority"], got.json()[0]["description"]) == (
             "done", "high", "Write the announcement")  # fmt: skip
-        assert (await http.patch(f"{items}/ai_nope", json={"status": "done"})).status_code == 404
-        assert (await http.patch(f"{items}/ai_1", json={})).status_code == 422
-        assert (await http.patch(f"{items}/ai_1", json={"due_date": "soon"})).status_code == 422
+        item = f"/v1/meetings/{meeting_id}/action-items/ai_1"
+        assert (await http.patch(f"/v1/meetings/{meeting_id}/action-items/ai_nope", json={"status": "done"})).status_code == 404
+        assert (await http.patch(item, json={})).status_code == 422
+        assert (await http.patch(item, json={"due_date": "soon"})).status_code == 422
 
         transcript = f"/v1/meetings/{meeting_id}/transcript"
         assert (await http.put(transcript, json={"text": "Launch Tuesday; cho writes."})).status_code == 202

@@ -3,8 +3,8 @@ broker, real chdb) from ``/openapi.json`` and finds no contract violation: every
 is declared, schema-valid requests are accepted, schema-invalid ones rejected, 405s list the right
 ``Allow``.
 
-Requests reach real data: the run is given ids that exist (users, a meeting with a dialogue and an action
-item), bound to the path and body parameters that take them, and sends ``caller_headers`` with every
+Requests reach real data: the run is given ids that exist (users, a meeting with a dialogue and an
+enrichment's result with an action item), bound to the path and body parameters that take them, and sends ``caller_headers`` with every
 request: a signed-in user's bearer token (``caller_headers``), who owns the meeting, so the run exercises
 the API as a signed-in client does, beyond the 401 its routes give anonymous callers (anonymous and
 foreign callers are the authorization matrix's, tests/integration/test_authorization.py)."""
@@ -22,10 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
+from enrichment.insights import insights_event
+from enrichment.local import LocalBackend
+from enrichment.model import Dialogue, MeetingTranscript
 from palaver import ids
 from palaver.demo.accounts import Participant, create_meeting, invite, sign_up
 from palaver.events import DialogueUpdateV1, StreamStartedV1, encode
-from palaver.events.registry import DIALOGUES, TRANSCRIPTS, topic_name
+from palaver.events.registry import DIALOGUES, INSIGHTS, TRANSCRIPTS, topic_name
 from palaver.streams.clients import make_producer
 from tests.integration.conftest import Web, poll, running_web
 from tests.integration.infra import Infra
@@ -71,16 +74,11 @@ async def real_ids(web: Web, caller: Participant, caller_headers: dict[str, str]
         link = (await http.post(f"/v1/meetings/{meeting_id}/links", json={"role": "viewer"})).json()
         users = [bob.user_id]
         dialogue_id = await _start_meeting(web, meeting_id, caller.user_id)
-        action_item_id = "ai_1"
-        # Enrichment is not built yet: stand in for its output with one machine-made action item row.
-        await web.store.acommand(
-            f"INSERT INTO {web.store.database}.action_items (action_item_id, meeting_id, run, description, "
-            "assigned_to, status, priority, source_dialogue_id, revision) VALUES ({a:String}, {m:String}, "
-            "'test', 'Send the minutes', 'ada', 'open', 'medium', {d:String}, 1)",
-            {"a": action_item_id, "m": meeting_id, "d": dialogue_id},
-        )  # fmt: skip
+        action_item_id = await _enrich(web, meeting_id, dialogue_id, caller.username)
         await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
                    lambda r: len(r.json()["dialogues"]) == 1, "the dialogue in the store")  # fmt: skip
+        await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/action-items"),
+                   lambda r: len(r.json()) == 1, "the enrichment's result in the store")  # fmt: skip
         await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/chat", params={"limit": 1}),
                    lambda r: r.status_code == 200, "the meeting in the store")  # fmt: skip
     return {
@@ -119,6 +117,24 @@ async def _start_meeting(web: Web, meeting_id: str, speaker: str) -> str:
     finally:
         await producer.stop()
     return dialogue_id
+
+
+async def _enrich(web: Web, meeting_id: str, dialogue_id: str, speaker: str) -> str:
+    """What the enrichment service would publish for the meeting: a real local result with one task.
+    Returns the task's id."""
+    said = Dialogue(dialogue_id=dialogue_id, speaker=speaker, start_ms=0, end_ms=900,
+                    text="I will send the minutes to everyone by Friday.")  # fmt: skip
+    result = LocalBackend().enrich(MeetingTranscript(dialogues=(said,)))
+    event = insights_event(meeting_id, RUN, "local", "rolling", 1, result, {}, 1)
+    assert len(event.action_items) == 1, event.action_items
+    producer = make_producer(web.settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic_name(web.settings.topic_namespace, INSIGHTS.name), encode(event),
+                                     key=meeting_id.encode())  # fmt: skip
+    finally:
+        await producer.stop()
+    return event.action_items[0].action_item_id
 
 
 def schemathesis_config(headers: dict[str, str], known: dict[str, list[str]]) -> str:

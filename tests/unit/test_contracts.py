@@ -600,6 +600,8 @@ LIVE_TYPES: dict[type, str | None] = {
     MeetingMemberV1: "participant",
     MeetingChangedV1: "meeting",
     MeetingLinkV1: None,  # share links are the owner's to see
+    SummaryChunkV1: "summary",
+    MeetingInsightsV1: "insights",  # its action items inside (``task`` is reserved)
 }
 
 
@@ -624,6 +626,11 @@ def live_contract(example: Example) -> list[Any]:
     assert (message.type, body["type"], body["meeting_id"]) == (expected, expected, event.meeting_id)
     if isinstance(event, DialogueUpdateV1):
         assert {k: v for k, v in body.items() if k != "type"} == orjson.loads(example.raw)
+    if isinstance(event, MeetingInsightsV1):
+        assert {k: v for k, v in body.items() if k != "type"} == orjson.loads(example.raw)
+    if isinstance(event, SummaryChunkV1):
+        assert body == {"type": "summary", **event.model_dump(include={"meeting_id", "run", "enrichment_id", "seq",
+                                                                       "text", "reset"})}  # fmt: skip
     if isinstance(event, ChatMessageV1):  # what GET .../chat returns of it
         assert body == {"type": "chat", **event.model_dump(include=set(ChatMessageOut.model_fields))}
     remembered = hub.recent.recent(event.meeting_id)
@@ -765,6 +772,7 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("dialogues", "enrichment"): enrichment_contract,
     ("enrichment.requests", "enrichment"): enrichment_contract,
     ("insights", "store"): store_contract,
+    ("insights", "live"): live_contract,
     ("chat", "live"): live_contract,
     ("meetings", "live"): live_contract,
     ("edits", "store"): store_contract,

@@ -3,15 +3,15 @@
 // twice (a reconnect, the replay of recent events) changes nothing. A dropped socket reconnects by itself
 // with ?resume=N, N = the placed dialogues (final, and their position fixed) already held in an unbroken run
 // from the first, so the server does not send the whole meeting again. A final dialogue not yet placed may
-// still move, so it does not count. Other messages (chat, participants, summary, task) go to their
-// handlers by "type".
+// still move, so it does not count. Other messages (chat, participants, meeting, summary, insights) go to
+// their handlers by "type".
 import { socketUrl } from "./api.js";
 
 export class LiveMeeting {
   constructor(meetingId, handlers) {
     this.meetingId = meetingId;
-    // {dialogue(d), removed(id), chat(m), participant(p), meeting(m), other(m), state(s, why)}; the types are
-    // api/live_messages.py's. A type this page does not know goes to other().
+    // {dialogue(d), removed(id), chat(m), participant(p), meeting(m), summary(m)?, insights(m)?, other(m),
+    // state(s, why)}; the types are api/live_messages.py's. A type this page does not know goes to other().
     this.handlers = handlers;
     this.dialogues = new Map();
     this.placedPositions = new Set();
@@ -57,6 +57,8 @@ export class LiveMeeting {
       this.handlers.chat(message);
     } else if (type === "participant") this.handlers.participant(message);
     else if (type === "meeting") this.handlers.meeting(message);
+    else if (type === "summary" && this.handlers.summary) this.handlers.summary(message);
+    else if (type === "insights" && this.handlers.insights) this.handlers.insights(message);
     else this.handlers.other(message);
   }
 

@@ -2,7 +2,7 @@
 import { api, get, explain, ApiError } from "./api.js";
 import { h, append, clear, dateTime } from "./dom.js";
 import { DialogueBoxes } from "./boxes.js";
-import { markdown } from "./markdown.js";
+import { reviewInsights } from "./insights.js";
 
 const FORMATS = [["markdown", "Markdown"], ["json", "JSON"], ["srt", "SRT"], ["vtt", "WebVTT"]];
 const TASK_STATUSES = ["open", "in_progress", "done", "cancelled"];
@@ -40,13 +40,19 @@ function taskRow(meetingId, item, people, canWrite) {
     h("span", { class: "muted" }, ` · ${assignee}${item.due_date ? ` · due ${item.due_date}` : ""} · ${item.priority}`), status);
 }
 
+function taskList(meetingId, tasks, people, canWrite) {
+  return tasks && tasks.length
+    ? h("ul", { class: "tasks task-list" }, tasks.map((t) => taskRow(meetingId, t, people, canWrite)))
+    : h("p", { class: "muted task-list" }, "No action items yet.");
+}
+
 export async function reviewPage(root, me, meetingId) {
-  const [meeting, roster, dialogues, tasks, summary] = await Promise.all([
+  const [meeting, roster, dialogues, tasks, insights] = await Promise.all([
     get(`/v1/meetings/${meetingId}`),
     get(`/v1/meetings/${meetingId}/participants`),
     get(`/v1/meetings/${meetingId}/dialogues`),
     optional(`/v1/meetings/${meetingId}/action-items`),
-    optional(`/v1/meetings/${meetingId}/summary`),
+    optional(`/v1/meetings/${meetingId}/insights`),
   ]);
   document.title = `${meeting.title} · review · Palaver`;
   const people = new Map(roster.participants.map((p) => [p.user_id, p]));
@@ -105,18 +111,19 @@ export async function reviewPage(root, me, meetingId) {
 
   const exports = h("div", { class: "exports" }, "Export: ",
     FORMATS.map(([format, label]) => h("a", { class: "button secondary", href: `/v1/meetings/${meetingId}/export?format=${format}`, download: "" }, label)));
-  const summaryPanel = h("section", { class: "card", id: "summary" }, h("h2", {}, "Summary"),
-    summary ? markdown(summary.detailed || summary.brief || summary.markdown || "") : h("p", { class: "muted" }, "No summary yet."));
   const taskPanel = h("section", { class: "card", id: "tasks" }, h("h2", {}, "Action items"),
-    tasks && tasks.length ? h("ul", { class: "tasks" }, tasks.map((t) => taskRow(meetingId, t, people, canWrite)))
-                          : h("p", { class: "muted" }, "No action items yet."));
+    taskList(meetingId, tasks, people, canWrite));
+  const result = reviewInsights(meetingId, insights, { canWrite, onResult: async (found) => {
+    const fresh = await get(`/v1/meetings/${meetingId}/action-items?run=${encodeURIComponent(found.run)}`).catch(() => null);
+    if (fresh) taskPanel.querySelector(".task-list").replaceWith(taskList(meetingId, fresh, people, canWrite));
+  } });
 
   append(root, h("div", { class: "review-page" },
     h("div", { class: "room-head" }, h("h1", {}, meeting.title),
       h("span", { class: "muted" }, `${dateTime(meeting.created_at_ms)} · ${meeting.status}`),
       meeting.status === "open" && h("a", { class: "button", href: `/meetings/${meetingId}` }, "Back to the room")),
     exports, status,
-    h("div", { class: "room-body" }, transcript, h("aside", { class: "side" }, summaryPanel, taskPanel))));
+    h("div", { class: "room-body" }, transcript, h("aside", { class: "side" }, result.summary, taskPanel, result.details))));
 
   const target = location.hash.match(/^#d=([A-Za-z0-9._-]+)$/);
   const box = target && document.getElementById(`d-${target[1]}`);

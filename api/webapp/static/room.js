@@ -3,6 +3,7 @@ import { get, post, explain } from "./api.js";
 import { h, append, avatar, clear, wallTime } from "./dom.js";
 import { DialogueBoxes } from "./boxes.js";
 import { LiveMeeting } from "./live.js";
+import { LiveInsights } from "./insights.js";
 import { MicStream, microphones } from "./mic.js";
 
 const SPEAKING_WINDOW_MS = 2500; // a live box updated this recently means its speaker is talking
@@ -42,6 +43,7 @@ export async function roomPage(root, me, meetingId) {
   const boxes = new DialogueBoxes(transcript, { me, people, epochMs: () => epochMs });
   const peopleList = h("ul", { class: "people", "aria-label": "Participants" });
   const chatList = h("ol", { class: "chat", "aria-label": "Chat" });
+  const insights = new LiveInsights(meetingId);
   const chatIds = new Set();
 
   function drawPeople() {
@@ -91,8 +93,13 @@ export async function roomPage(root, me, meetingId) {
       if (m.action === "ended") ended.textContent = "The meeting has ended.";
       if (m.action === "deleted") location.assign("/");
     },
+    summary: (m) => insights.summary(m),
+    insights: (m) => insights.result(m),
     other: () => {},
-    state: (s, why) => liveState.set(s, why),
+    state: (s, why) => {
+      liveState.set(s, why);
+      if (s === "live") insights.refresh(); // the socket's snapshot has no result: read the stored one
+    },
   });
   live.open();
   setInterval(drawPeople, 1000);
@@ -170,6 +177,6 @@ export async function roomPage(root, me, meetingId) {
     canSpeak ? h("div", { class: "controls" }, micButton, muteButton, devices, meter, micError)
              : h("p", { class: "muted" }, meeting.status === "open" ? "You are a viewer: you can listen in, not speak." : "This meeting has ended."),
     h("div", { class: "room-body" }, transcript,
-      h("aside", { class: "side" }, h("h2", {}, "Participants"), peopleList,
+      h("aside", { class: "side" }, insights.summaryPanel, insights.taskPanel, h("h2", {}, "Participants"), peopleList,
         h("h2", {}, "Chat"), chatList, meeting.role !== "viewer" && meeting.status === "open" && chatForm))));
 }
