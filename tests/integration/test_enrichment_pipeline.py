@@ -24,7 +24,7 @@ from palaver.events.registry import INSIGHTS, topic_name
 from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
 from tests.integration.conftest import WEB, Infra, Pipeline, poll, running_pipeline
-from tests.integration.meetings import meeting_with, publish_dialogues, register, stream_tracks
+from tests.integration.meetings import live_socket, meeting_with, publish_dialogues, register, stream_tracks
 from tests.unit.llm_servers import SUMMARY_PIECES, FakeModelServer, Step, serving
 
 pytestmark = pytest.mark.integration
@@ -113,12 +113,30 @@ def _item(items: list[dict[str, Any]], words: str) -> dict[str, Any]:
 
 
 async def test_an_ended_meeting_gets_its_summary_tasks_and_insights(enriching: Pipeline, tracks: dict[str, Any]) -> None:
-    meeting = await _stream_meeting(enriching, tracks, "release planning")
-    owner = meeting.people["alice"]
-    async with owner.client() as http:
-        ended = await http.post(f"/v1/meetings/{meeting.meeting_id}/end")
-        assert ended.status_code == 200, ended.text
-    row = await _final_row(enriching, meeting.meeting_id, "ended")
+    people = {name: await register(enriching.url, name) for name in tracks}
+    meeting = await meeting_with(people, title="release planning")
+    pushed: list[dict[str, Any]] = []
+    async with live_socket(enriching.url, meeting) as socket:
+
+        async def watch() -> None:
+            async for message in socket:
+                body = orjson.loads(message)
+                if body.get("type") in ("summary", "insights"):
+                    pushed.append(body)
+
+        watcher = asyncio.create_task(watch())
+        results = await stream_tracks(enriching.url, meeting, tracks, speed=2.0)
+        assert all(r.close_code == 1000 for r in results)
+        async with meeting.people["alice"].client() as http:
+            ended = await http.post(f"/v1/meetings/{meeting.meeting_id}/end")
+            assert ended.status_code == 200, ended.text
+        row = await _final_row(enriching, meeting.meeting_id, "ended")
+        await poll(lambda: asyncio.sleep(0, pushed), lambda p: any(
+            m["type"] == "insights" and m.get("enrichment_id") == row["enrichment_id"] for m in p),
+            what="the final result on the live socket", timeout_s=30)  # fmt: skip
+        watcher.cancel()
+    live_chunks = [m for m in pushed if m["type"] == "summary" and m["enrichment_id"] == row["enrichment_id"]]
+    assert len({m["seq"] for m in live_chunks}) >= 2, "the summary reaches the page in several chunks"
     assert row["backend"] == "local" and row["fallback"] == ""
     assert row["transcript_revision"] == len(SCRIPT)  # every line, placed, was enriched
     result = orjson.loads(row["result"])
