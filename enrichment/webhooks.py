@@ -5,11 +5,13 @@ the enrichment service's process, and only when URLs are configured (stack/web.p
 
 - **At-least-once.** A result's deliveries start when it is read; the checkpoint that takes its offset
   persists by awaiting them (each accepted or given up), so the offset is committed only then. A crash in
-  between sends it again with the same ``X-Palaver-Delivery`` id, which the receiver dedupes on.
-- **Bounded.** Each delivery is given up ``PALAVER_WEBHOOK_RETRY_BUDGET_S`` after its result was read (its
-  deadline), so a checkpoint completes within about that plus one attempt. Each URL has its own
-  ``PER_URL_CONCURRENCY`` slots: a slow receiver holds only its own. While ``max_pending_checkpoints``
-  checkpoints wait for deliveries the runner pauses fetching (backpressure).
+  between sends it again with the same ``X-Palaver-Delivery`` id, which the receiver dedupes on. A
+  rebalance waits for the deliveries pending, as the store writer's waits for its inserts.
+- **Bounded.** A delivery is not retried past ``PALAVER_WEBHOOK_RETRY_BUDGET_S`` after its result was read
+  (its deadline); it makes at least one attempt, each bounded by ``PALAVER_WEBHOOK_TIMEOUT_S``. Each URL
+  has its own ``PER_URL_CONCURRENCY`` slots: a slow receiver holds only its own. While
+  ``max_pending_checkpoints`` checkpoints wait for deliveries the runner pauses fetching (backpressure), so
+  the deliveries waiting are at most a few batches' results times the URLs.
 - **Where it starts.** A group that has committed nothing yet starts at the topic's end: configuring
   webhooks does not send every result the log holds. A bad message is dead-lettered (``insights.dlq``).
 """
