@@ -104,7 +104,8 @@ async def run_webhooks(settings: Settings, stop: asyncio.Event) -> None:
     producer: AIOKafkaProducer = make_producer(settings)  # dead-letters bad messages
     await producer.start()
     client = make_client(settings.webhook_timeout_s)
-    step = WebhookStep(settings, Sender(client, settings.webhook_secret.get_secret_value()))
+    secret = settings.webhook_secret.get_secret_value()
+    step = WebhookStep(settings, Sender(client, secret, settings.webhook_timeout_s))
     try:
         await ConsumerRunner(settings, runner_config(), step, producer).run(stop)
     finally:

@@ -49,11 +49,12 @@ def make_client(timeout_s: float, transport: httpx.AsyncBaseTransport | None = N
 
 @dataclass
 class Sender:
-    """Sends deliveries with ``client``, signed with ``secret``. ``clock`` (Unix seconds, signed into each
+    """Sends deliveries with ``client``, signed with ``secret``, each attempt within ``timeout_s``. ``clock`` (Unix seconds, signed into each
     attempt), ``monotonic``, ``sleep`` and ``jitter`` are injectable for tests."""
 
     client: httpx.AsyncClient
     secret: str
+    timeout_s: float = 10.0  # one attempt, all in all
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -83,13 +84,17 @@ class Sender:
             await self.sleep(delay)
 
     async def _attempt(self, url: str, delivery_id: str, body: bytes) -> tuple[int | None, str | None, str]:
-        """(status or None, its Retry-After, what happened in words) of one POST."""
+        """(status or None, its Retry-After, what happened in words) of one POST, in at most ``timeout_s``
+        in all. The response's body is not read: its status and headers say everything."""
         headers = signed_headers(self.secret, delivery_id, int(self.clock()), body)
         try:
-            response = await self.client.post(url, content=body, headers=headers)
-        except httpx.TransportError as exc:  # connection refused or reset, DNS, TLS, a timeout
+            async with asyncio.timeout(self.timeout_s):
+                async with self.client.stream("POST", url, content=body, headers=headers) as response:
+                    return response.status_code, response.headers.get("Retry-After"), f"HTTP {response.status_code}"
+        except httpx.RequestError as exc:  # connection refused or reset, DNS, TLS, a protocol error
             return None, None, type(exc).__name__
-        return response.status_code, response.headers.get("Retry-After"), f"HTTP {response.status_code}"
+        except TimeoutError:
+            return None, None, f"no answer within {self.timeout_s:g} s"
 
     def _done(self, outcome: Outcome, begun: float, shown: str, delivery_id: str, attempts: int,
               reason: str) -> Outcome:  # fmt: skip

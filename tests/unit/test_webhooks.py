@@ -219,6 +219,30 @@ def test_delivery_retries_5xx_and_connection_errors_until_accepted() -> None:
     assert {o: _count(o) - before[o] for o in before} == {"ok": 1, "retried": 3, "failed": 0}
 
 
+def test_delivery_retries_a_timeout_and_a_receiver_that_does_not_answer_in_time() -> None:
+    answered: list[str] = []
+
+    async def slow_then_fine(request: httpx.Request) -> httpx.Response:
+        answered.append("asked")
+        if len(answered) == 2:
+            await asyncio.sleep(30)  # past the sender's 0.05 s for one attempt: cut short
+        return httpx.Response(200)
+
+    clock = Clock()
+
+    async def go() -> str:
+        async with make_client(10.0, httpx.MockTransport(slow_then_fine)) as client:
+            sender = Sender(client, SECRET, timeout_s=0.05, clock=lambda: 1_733_300_000.0,
+                            monotonic=lambda: clock.now, sleep=clock.sleep, jitter=lambda: 1.0)  # fmt: skip
+            first = await sender.deliver("https://hooks.example.com/h", "enr_1", b"{}", clock.now + 60)
+            return first + " " + await sender.deliver("https://hooks.example.com/h", "enr_2", b"{}", clock.now + 60)
+
+    assert asyncio.run(go()) == "ok ok"
+    assert (len(answered), clock.slept) == (3, [1.0])
+    outcome, clock = _deliver(Script(httpx.ReadTimeout, 200))
+    assert (outcome, clock.slept) == ("ok", [1.0])
+
+
 def test_delivery_waits_as_429_asks() -> None:
     outcome, clock = _deliver(Script((429, {"Retry-After": "12"}), 204))
     assert (outcome, clock.slept) == ("ok", [12.0])
