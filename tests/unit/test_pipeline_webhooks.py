@@ -7,8 +7,8 @@ dead-lettered."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from typing import Any
 
 from aiokafka import TopicPartition
 from pydantic import SecretStr
@@ -117,8 +117,7 @@ async def test_stopping_cancels_deliveries_and_commits_none_of_them() -> None:
     broker = MemoryBroker(partitions=1)
     sender = GatedSender()
     step = WebhookStep(SETTINGS, sender)  # type: ignore[arg-type]
-    config: Any = runner_config()
-    config = type(config)(**{**config.__dict__, "shutdown_timeout_s": 0.2})
+    config = dataclasses.replace(runner_config(), shutdown_timeout_s=0.2)  # the deliveries outlast it
     result = _result(2)
     broker.append(TOPIC, encode(result), key=b"m-1")
     async with running(broker, SETTINGS, config, step) as run:
