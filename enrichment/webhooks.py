@@ -59,7 +59,8 @@ class WebhookStep(Step):
         deadline = time.monotonic() + self._budget_s
         delivery_id = payload["enrichment_id"]
         for url in self._urls:
-            task = asyncio.create_task(self._deliver(url, delivery_id, body, deadline), name=f"webhook {url}")
+            delivery = self._deliver(url, delivery_id, body, deadline)
+            task = asyncio.create_task(delivery, name=f"webhook {delivery_id}")  # the URL may hold a token
             self._started.append(task)
             self._live.add(task)
             task.add_done_callback(self._live.discard)

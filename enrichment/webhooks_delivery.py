@@ -49,8 +49,8 @@ def make_client(timeout_s: float, transport: httpx.AsyncBaseTransport | None = N
 
 @dataclass
 class Sender:
-    """Sends deliveries with ``client``, signed with ``secret``, each attempt within ``timeout_s``. ``clock`` (Unix seconds, signed into each
-    attempt), ``monotonic``, ``sleep`` and ``jitter`` are injectable for tests."""
+    """Sends deliveries with ``client``, signed with ``secret``, each attempt within ``timeout_s``. ``clock``
+    (Unix seconds, signed into each attempt), ``monotonic``, ``sleep`` and ``jitter`` are for tests."""
 
     client: httpx.AsyncClient
     secret: str
