@@ -74,6 +74,18 @@ ENRICHMENT_SECONDS = Histogram(
     ["trigger"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+WEBHOOK_DELIVERIES = Counter(
+    "palaver_webhook_deliveries_total",
+    "Webhook deliveries of meetings' final results (one per result and URL), by outcome: ok (accepted), failed "
+    "(given up: a permanent refusal or the retry budget spent); retried counts each attempt tried again",
+    ["outcome"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "palaver_webhook_delivery_seconds",
+    "Time from a webhook delivery's first attempt to its end (accepted or given up), retries included",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
 
 # Enrichment's remote backends (enrichment/http_calls.py, enrichment/fallback.py).
 ENRICHMENT_REQUEST_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)

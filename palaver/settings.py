@@ -218,6 +218,59 @@ class Settings(BaseSettings):
     enrichment_settle_s: float = Field(
         default=30.0, ge=0, description="How long an ended meeting's enrichment waits for its last words to be transcribed."
     )
+    # Webhooks (enrichment/webhooks.py; docs/enrichment.md "Webhooks"): each meeting's final result is POSTed,
+    # signed, to the operator's URLs, and to no other address.
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="The only URLs a meeting's final summary and tasks are sent to; comma-separated in the "
+        "environment. https:// unless the host is loopback (localhost, 127.0.0.0/8, ::1). Empty: no webhooks.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs every webhook (HMAC-SHA256); required with webhook_urls, 16+ characters."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="How long one webhook attempt may take.")
+    webhook_retry_budget_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a webhook is retried (connection errors, timeouts, 408, 429, 5xx) after its result "
+        "was read before it is given up.",
+    )
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _webhook_url_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls_allowed(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        """Absolute http(s) URLs with a host; plain http only to a loopback host (the body is a meeting's
+        content). Duplicates are sent to once."""
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        for url in urls:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            if parts.scheme not in ("https", "http") or not host:
+                raise ValueError(f"webhook URL {url!r}: an absolute https:// URL with a host is required")
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if parts.scheme == "http" and not loopback:
+                raise ValueError(f"webhook URL {url!r}: https:// is required unless the host is loopback")
+        return tuple(dict.fromkeys(urls))
+
+    @model_validator(mode="after")
+    def _webhook_secret_given(self) -> Settings:
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if self.webhook_urls and len(secret) < 16:
+            raise ValueError("PALAVER_WEBHOOK_URLS needs PALAVER_WEBHOOK_SECRET (at least 16 characters) to sign with")
+        return self
+
     store_batch_max: int = 500
     store_batch_wait_ms: int = 200
     store_retry_budget_s: float = Field(

@@ -145,6 +145,10 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
             from enrichment.service import run_enrichment
 
             background("enrichment", lambda stop: run_enrichment(settings, app.state.store, stop))
+            if settings.webhook_urls:  # the operator's URLs: each meeting's final result is sent to them
+                from enrichment.webhooks import run_webhooks
+
+                background("webhooks", lambda stop: run_webhooks(settings, stop))
         if "api" in services:
             from api.access import MeetingDirectory
             from api.auth import Limits

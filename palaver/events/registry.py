@@ -96,6 +96,9 @@ REPLAY = Consumer("palaver replay", service="palaver replay", group=None)
 # and the requests, co-partitioned, and restores its per-meeting state from its changelog like the merger.
 ENRICHMENT = Consumer("enrichment", service="enrichment", group="enrichment")
 ENRICHMENT_RESTORE = Consumer("enrichment", service="enrichment", group=None)
+# The webhook sender (enrichment/webhooks.py): in the enrichment process when PALAVER_WEBHOOK_URLS is set, its
+# own group on insights POSTs each meeting's final result to the operator's URLs.
+WEBHOOKS = Consumer("webhooks", service="enrichment", group="webhooks")
 # Commands run by people beside the services: they produce and consume like a service.
 TOOLS = ("palaver admin", "palaver dlq", "palaver replay")
 
@@ -264,7 +267,7 @@ INSIGHTS = TopicSpec(
     cleanup_policy="delete",
     events=(SummaryChunkV1, MeetingInsightsV1),
     producers=("enrichment",),
-    consumers=(STORE, LIVE),
+    consumers=(STORE, LIVE, WEBHOOKS),
     dlq="insights.dlq",
 )
 

@@ -40,6 +40,8 @@ from api.live import LiveHub
 from api.name_claims import NameClaims
 from api.names import decide, names_in_use, user_names
 from enrichment.progress import new_progress, note_dialogues, note_request
+from enrichment.webhooks import GROUP as WEBHOOKS_GROUP
+from enrichment.webhooks_message import payload_body, webhook_payload
 from merger.processor import apply, new_state
 from palaver import ids
 from palaver.events import (
@@ -80,6 +82,7 @@ from palaver.events.registry import (
     STT,
     TOOLS,
     TOPICS,
+    WEBHOOKS,
     EventClass,
     TopicSpec,
     json_event_classes,
@@ -231,6 +234,7 @@ def test_consumer_groups_are_the_services_groups() -> None:
     )
     assert LIVE.group is None  # api/live.py reads without a group, from the end
     assert NAMES.group == api.name_registry.GROUP
+    assert WEBHOOKS.group == WEBHOOKS_GROUP
 
 
 def _event_classes(annotation: Any) -> set[type]:
@@ -688,6 +692,31 @@ def enrichment_contract(example: Example) -> list[Any]:
     return [after]
 
 
+def webhooks_contract(example: Example) -> list[Any]:
+    """The webhook sender (enrichment/webhooks.py): a meeting's final result becomes the payload it POSTs,
+    what the result says about the meeting and nothing else; a rolling result and a summary chunk send
+    nothing."""
+    event: Any = decode(example.raw)
+    payload = webhook_payload(event)
+    rolling = isinstance(event, MeetingInsightsV1) and not event.final
+    if not isinstance(event, MeetingInsightsV1) or rolling:
+        assert payload is None
+        if isinstance(event, MeetingInsightsV1):  # the same result made final would be sent
+            assert webhook_payload(event.model_copy(update={"final": True})) is not None
+        return []
+    assert payload is not None
+    assert orjson.loads(payload_body(payload)) == payload
+    assert payload == {
+        "event": "meeting.enriched", "meeting_id": event.meeting_id, "enrichment_id": event.enrichment_id,
+        "run": event.run, "trigger": event.trigger, "revision": event.revision,
+        "summary": {"brief": event.summary_brief, "detailed": event.summary_detailed},
+        "action_items": orjson.loads(example.raw)["action_items"], "keywords": list(event.keywords),
+        "produced_at_ms": event.produced_at_ms,
+    }  # fmt: skip
+    assert webhook_payload(event.model_copy(update={"final": False})) is None
+    return [payload]
+
+
 def enrichment_state_contract(example: Example) -> list[Any]:
     """Enrichment's progress goes through its changelog (orjson both ways) unchanged."""
     out = []
@@ -773,6 +802,7 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("enrichment.requests", "enrichment"): enrichment_contract,
     ("insights", "store"): store_contract,
     ("insights", "live"): live_contract,
+    ("insights", "webhooks"): webhooks_contract,
     ("chat", "live"): live_contract,
     ("meetings", "live"): live_contract,
     ("edits", "store"): store_contract,
