@@ -24,6 +24,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
+def _checked_settings(args: argparse.Namespace) -> Settings:
+    """The settings, or a UsageError naming each bad one as its environment variable (no traceback)."""
+    from pydantic import ValidationError
+
+    from stack.services import UsageError
+
+    try:
+        return _settings(args)
+    except ValidationError as exc:
+        bad = "; ".join(f"PALAVER_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"bad setting: {bad}") from None
+
+
 def _default(setting: str) -> object:
     return Settings.model_fields[setting].default
 
@@ -334,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _checked_settings(args)
     if args.command == "up":
         from stack.supervisor import interrupt_on_signals, stop_on_signals
         from stack.up import Stack

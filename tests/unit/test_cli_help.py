@@ -113,3 +113,11 @@ def test_replay_refuses_bad_input_before_it_reads_anything(argv: list[str], said
 def test_runs_compare_takes_two_runs_or_none(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "compare", "--meeting", "mtg_1", "whisper:tiny.en"]) == 2
     assert "compare takes two runs (RUN_A RUN_B) or none" in capsys.readouterr().err
+
+
+def test_a_bad_setting_is_one_palaver_line_naming_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from stack.cli import main
+
+    monkeypatch.setenv("PALAVER_MEETING_IDLE_S", "-1")
+    assert main(["topics"]) == 2
+    assert capsys.readouterr().err.strip() == "palaver: bad setting: PALAVER_MEETING_IDLE_S: Input should be greater than 0"
