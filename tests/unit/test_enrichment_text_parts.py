@@ -6,8 +6,9 @@ from enrichment.agenda import agenda_topics, boundaries
 from enrichment.keywords import keywords
 from enrichment.model import ActionItem, AgendaTopic
 from enrichment.mood import meeting_mood
-from enrichment.summary import clean, summarize, textrank
+from enrichment.summary import MIN_WORDS, WORD_SHARE, clean, summarize, textrank, worth
 from enrichment.text import split_sentences
+from enrichment.text import words as word_list
 from tests.unit.enrichment_helpers import meeting
 
 DATABASE = [
@@ -95,3 +96,23 @@ def test_topics_split_where_the_vocabulary_changes_and_match_the_agenda() -> Non
     assert (first.title, first.agenda_item, second.title) == ("Database migration", "Database migration", "Mobile hiring")
     assert first.start_ms == 0 and first.end_ms <= second.start_ms and second.end_ms == transcript.dialogues[-1].end_ms
     assert isinstance(first, AgendaTopic) and first.dialogue_ids == ("d0", "d1", "d2", "d3", "d4")
+
+
+def test_clean_compresses_hedges_and_tags() -> None:
+    assert clean("I think we should just roll it back, right?") == "We should roll it back?"
+    assert clean("The goal I'd like us to agree on is the beta.") == "The goal I'd like us to agree on is the beta."
+
+
+def test_substance_outweighs_small_talk_and_a_decision_or_figure_counts() -> None:
+    plain = worth("The team looked at the dashboard together.", 1.0)
+    assert worth("The error rate jumped to forty percent after the release.", 1.0) > plain
+    assert worth("We decided to postpone the launch to May.", 1.0) > plain
+    assert worth("Sounds good, thanks.", 1.0) < plain and worth("Which dashboard do we use?", 1.0) < plain
+
+
+def test_the_topic_sections_keep_within_their_share_of_the_meetings_words() -> None:
+    transcript = meeting(*DATABASE, *HIRING, *DATABASE[:2], *HIRING[:2])
+    summary = summarize(transcript.dialogues, agenda_topics(transcript.dialogues), [])
+    total = sum(len(word_list(d.text)) for d in transcript.dialogues)
+    assert len(word_list(summary.detailed)) <= max(MIN_WORDS, WORD_SHARE * total)
+    assert len(set(summary.detailed.splitlines())) == len(summary.detailed.splitlines())  # nothing said twice
