@@ -60,6 +60,16 @@ _OPENERS = re.compile(r"^(?:(?:so|yeah|yes|okay|ok|right|well|and|alright|oh|hon
 _HEDGES = re.compile(r"\b(?:basically|honestly|actually|really|kind of|sort of|just)\s+(?=\w)", re.IGNORECASE)
 _SPECIFIC = re.compile(r"(?<=\w[ ,])(?:[A-Z][a-z]*[A-Z0-9]\w*|[A-Z]{2,}\w*|[A-Z][a-z]+)\b")  # Samsung, WMS, Q2, p95
 _FLOOR = re.compile(r"^(?:next|last|first|moving on|now|then|finally|lastly)\b[^.?!]{0,40}[.?!]?$", re.IGNORECASE)
+_TASKLIKE = re.compile(r"^(?:\w+, )?(?:i'll|i will|i can|i'm going to|we'll|can you|could you|would you|please)\b",
+                       re.IGNORECASE)  # fmt: skip
+# Dialogue acts that carry no content of their own: reactions to what was said, talk about the meeting itself.
+_REACTION = re.compile(r"^(?:(?:i|we) (?:noticed|agree|see|hear|like|love that|get it|hear you)|that(?:'s| is)? "
+                       r"(?:matches|makes sense|works|sounds|would|helps|fair|true|right|interesting|useful)|"
+                       r"this is (?:useful|helpful|great)|same (?:here|for me)|no promises)\b", re.IGNORECASE)  # fmt: skip
+_META = re.compile(r"\b(?:let's (?:talk about|look at|start with|go through|get started|debrief|do the|keep it)|"
+                   r"i (?:wanted|want) to (?:share|talk|go over|walk)|this is the (?:review|meeting|sync|call) for|"
+                   r"quick (?:update|sync|weekly)|(?:first|next|last) (?:thing|item|up|topic)s? (?:is|today)|"
+                   r"things today)\b", re.IGNORECASE)  # fmt: skip
 _RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall)\b", re.IGNORECASE)
 _TAG = re.compile(r",\s*(?:right|you know|i think|i guess|or something|though)\s*(?=[.?!]$)", re.IGNORECASE)
 
@@ -138,15 +148,22 @@ def worth(text: str, centrality: float, names: frozenset[str] = frozenset(), tas
     value *= 1 + 0.15 * min(len(specific), 3)
     if _RECAP.search(text):
         value *= 1.5
-    if own and any(len(own & task) >= 0.6 * len(own) for task in tasks if task):
-        value *= 0.6
+    if own and any(len(own & task) >= 0.5 * len(task) for task in tasks if task):
+        value *= 0.6  # the action items say it
+    elif _TASKLIKE.search(text):
+        value *= 0.7  # a commitment or a request: the action items' business, not the summary's
+    first = text.split(maxsplit=1)[0].rstrip(",") if text.split() else ""
+    if first in names and text[len(first):].startswith(","):
+        value *= 0.6  # "Felix, crash rate first.": the floor handed over, or a request
     for cue, factor in _CUES:
         if cue.search(text):
             value *= factor
     if _FIGURE.search(text):
         value *= 1.5  # figures are what people come back for
-    if _SMALL_TALK.match(text) and content < 4:
+    if _SMALL_TALK.match(text) and len(own - {n.lower() for n in names}) < 5:
         value *= 0.2
+    if _REACTION.match(text) or _META.search(text):
+        value *= 0.4
     if text.rstrip().endswith("?"):
         value *= 0.4
     if content < 3:
@@ -191,7 +208,7 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
             used += line_cost[best.order]
     while True:  # then the best of the rest, anywhere, each as new as it is good (MMR)
         candidates = [(score[s.order] * (1 - MMR_REDUNDANCY * max((similarity[s.order, c] for c in chosen), default=0))
-                       / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
+                       * len(content_words(s.text)) ** 0.5 / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
                       for s in sentences if s.order not in chosen and s.order in worthy
                       and used + line_cost[s.order] <= budget]  # fmt: skip
         candidates = [c for c in candidates if c[0] > 0]
