@@ -29,7 +29,8 @@ BRIEF_SHARE = 0.12  # of the meeting's words the brief may use
 MIN_WORDS = 40  # the least either budget is, for very short meetings
 BRIEF_MAX = 5
 LENGTH_EXPONENT = 0.3  # worth per word**this: a long sentence must say more to be chosen over two short ones
-MMR_REDUNDANCY = 0.7  # how much a sentence's overlap with those already chosen costs it
+MMR_REDUNDANCY = 0.7
+SAME = 0.8  # cosine similarity at which a sentence says what a chosen one says: never chosen  # how much a sentence's overlap with those already chosen costs it
 _NUMBER_WORDS = ("two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
                  "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
                  "million billion percent half double doubled twice triple tripled dozen")  # fmt: skip
@@ -210,6 +211,7 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
         candidates = [(score[s.order] * (1 - MMR_REDUNDANCY * max((similarity[s.order, c] for c in chosen), default=0))
                        * len(content_words(s.text)) ** 0.5 / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
                       for s in sentences if s.order not in chosen and s.order in worthy
+                      and max((similarity[s.order, c] for c in chosen), default=0) < SAME
                       and used + line_cost[s.order] <= budget]  # fmt: skip
         candidates = [c for c in candidates if c[0] > 0]
         if not candidates:
