@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from enrichment.dates import find_dates
 from enrichment.model import ActionItem, AgendaTopic, Dialogue, Summary
 from enrichment.text import content_words, split_sentences, words
 
@@ -172,9 +173,15 @@ def worth(text: str, centrality: float, names: frozenset[str] = frozenset(), tas
     return value
 
 
+def _without_dates(text: str) -> str:
+    for mention in reversed(find_dates(text, None)):
+        text = text[: mention.span[0]] + text[mention.end:]
+    return text
+
+
 def _says_something(text: str) -> bool:
-    """At least three content words, and not an acknowledgement or a turn of the floor ("Next, pricing page.")."""
-    content = content_words(text)
+    """At least three content words besides its dates ("Ideally by next Friday." is a task's date), and not an acknowledgement or a turn of the floor ("Next, pricing page.")."""
+    content = content_words(_without_dates(text))
     return len(content) >= 3 and not (_SMALL_TALK.match(text) and len(content) < 5) and not _FLOOR.match(text)
 
 
@@ -202,9 +209,11 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
     chosen: list[int] = []
     used = 0.0
     worthy = {s.order for s in sentences if _says_something(s.text)}
+    bar = float(np.median([score[o] for o in worthy])) if worthy else 0.0  # a topic's best must be worth a line
     for _, part in sections:  # every topic keeps its best sentence, unless another topic's says it already
         best = max(part, key=lambda s: (s.order in worthy, score[s.order]))
-        if all(similarity[best.order, c] < 0.5 for c in chosen) and used + line_cost[best.order] <= budget:
+        if (score[best.order] >= bar and all(similarity[best.order, c] < 0.5 for c in chosen)
+                and used + line_cost[best.order] <= budget):  # fmt: skip
             chosen.append(best.order)
             used += line_cost[best.order]
     while True:  # then the best of the rest, anywhere, each as new as it is good (MMR)
