@@ -29,6 +29,7 @@ WORD_SHARE = 0.38  # of the meeting's words the topic sections may use, headings
 BRIEF_SHARE = 0.12  # of the meeting's words the brief may use
 MIN_WORDS = 40  # the least either budget is, for very short meetings
 BRIEF_MAX = 5
+MIN_SECTION_WORDS = 150  # found topics (no agenda) averaging fewer words than this get no sections of their own
 LENGTH_EXPONENT = 0.3  # worth per word**this: a long sentence must say more to be chosen over two short ones
 MMR_REDUNDANCY = 0.7
 SAME = 0.8  # cosine similarity at which a sentence says what a chosen one says: never chosen  # how much a sentence's overlap with those already chosen costs it
@@ -44,8 +45,8 @@ _CUES: list[tuple[re.Pattern[str], float]] = [
                 r"won't|no longer|approved|the goal|headline|is planned|standard step)\b", re.IGNORECASE), 1.6),
     (re.compile(r"\b(?:risk\w*|problem\w*|issue\w*|concern\w*|worr\w*|block\w*|stuck|slow\w*|flak\w*|broke\w*|"
                 r"fail\w*|crash\w*|bug\w*|outage\w*|delay\w*|slipp\w*|missing|bypass\w*|stale|expensive|tight\w*|"
-                r"pain\w*|hurt\w*|never|nobody|lowest|confus\w*|late|overdue|over budget|sustainable|"
-                r"doesn't|didn't|isn't|wasn't|weren't|can't)\b", re.IGNORECASE), 1.5),
+                r"pain\w*|hurt\w*|never|nobody|lowest|confus\w*|late|overdue|over budget|sustainable|tricky|"
+                r"difficult|hard part|doesn't|didn't|isn't|wasn't|weren't|can't|don't have|haven't)\b", re.IGNORECASE), 1.5),
     (re.compile(r"\b(?:has to|have to|must|needs? to be|at least|at most|no more than|deadline|signs? off|"
                 r"requires?|only if|unless)\b", re.IGNORECASE), 1.3),
     (re.compile(r"\b(?:finished|done|shipped|closed|confirmed|in review|released|moved|caught|saved|went up|"
@@ -57,7 +58,10 @@ _SMALL_TALK = re.compile(r"^(?:thanks|thank you|hey|hi|hello|morning|good mornin
 _FILLER = re.compile(r"\b(?:um+|uh+|erm)\b,?\s*|(?:^|(?<=,))\s*(?:you know|i mean|like),\s*|,\s*(?:like|you know)(?=,)",
                      re.IGNORECASE)  # fmt: skip
 _OPENERS = re.compile(r"^(?:(?:so|yeah|yes|okay|ok|right|well|and|alright|oh|honestly|basically|great|good|hm+|"
-                      r"look|anyway|also|plus one|i think|i guess|i'd say|to be honest)\b[,.:]?\s+)+",
+                      r"look|anyway|also|plus one|i think|i guess|i'd say|to be honest|actually|meanwhile|"
+                      r"before we go further|on that|one note|one more thing|last thing|i'll be honest|"
+                      r"for what it's worth|as i said|like i said|i can confirm(?: from [\w ]{1,20})?|"
+                      r"here's what i'd suggest|if you ask me)\b[,.:]?\s+)+",
                       re.IGNORECASE)  # fmt: skip
 _HEDGES = re.compile(r"\b(?:basically|honestly|actually|really|kind of|sort of|just)\s+(?=\w)", re.IGNORECASE)
 _SPECIFIC = re.compile(r"(?<=\w[ ,])(?:[A-Z][a-z]*[A-Z0-9]\w*|[A-Z]{2,}\w*|[A-Z][a-z]+)\b")  # Samsung, WMS, Q2, p95
@@ -150,7 +154,7 @@ def worth(text: str, centrality: float, names: frozenset[str] = frozenset(), tas
     value *= 1 + 0.15 * min(len(specific), 3)
     if _RECAP.search(text):
         value *= 1.5
-    if own and any(len(own & task) >= 0.5 * len(task) for task in tasks if task):
+    if own and any(len(own & task) >= 0.5 * max(len(task), len(own)) for task in tasks if task):
         value *= 0.6  # the action items say it
     elif _TASKLIKE.search(text):
         value *= 0.7  # a commitment or a request: the action items' business, not the summary's
@@ -202,8 +206,10 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
     unit = _unit_vectors([s.text for s in sentences])
     similarity = unit @ unit.T
     names = _short_names([d.speaker for d in dialogues])
-    sections = _sections(sentences, topics)
     total = sum(len(words(d.text)) for d in dialogues)
+    if not any(t.agenda_item for t in topics) and total < MIN_SECTION_WORDS * len(topics):
+        topics = []  # found topics of a short meeting: a few turns each, where a heading costs more than it tells
+    sections = _sections(sentences, topics)
     budget = max(MIN_WORDS, WORD_SHARE * total) - sum(len(words(_heading(t))) for t, _ in sections)
     line_cost = {s.order: s.size + len(words(names[s.speaker])) for s in sentences}
     chosen: list[int] = []
