@@ -40,7 +40,7 @@ def test_textrank_ranks_the_central_sentence_first() -> None:
 
 def test_the_summary_has_a_brief_and_one_section_per_topic_then_the_items() -> None:
     transcript = meeting(*DATABASE, *HIRING)
-    topics = agenda_topics(transcript.dialogues)
+    topics = agenda_topics(transcript.dialogues, ["Database migration", "Mobile hiring"])
     item = ActionItem(description="Move the backup to its own disk", assignee="Ann")
     summary = summarize(transcript.dialogues, topics, [item])
     brief = summary.brief.splitlines()
@@ -63,7 +63,7 @@ def test_a_long_meeting_is_summarized_whole_every_subject_has_its_section() -> N
                       f"Bob: About the {first}, the {rest[0]} and the {rest[1]} are on track.",
                       f"Ann: Good, {first} {rest[2]} done for now.", f"Bob: {first.title()} {rest[3]} noted."]
     transcript = meeting(*turns)
-    topics = agenda_topics(transcript.dialogues)
+    topics = agenda_topics(transcript.dialogues, [words.split()[0] for words in subjects])
     summary = summarize(transcript.dialogues, topics, [])
     covered = {d for t in topics for d in t.dialogue_ids}
     assert covered == {d.dialogue_id for d in transcript.dialogues}  # every turn is in a topic
@@ -71,6 +71,15 @@ def test_a_long_meeting_is_summarized_whole_every_subject_has_its_section() -> N
     assert len(topics) > 6 and len(sections) >= 6  # each subject has its section; a verbatim repeat adds none
     assert all(any(h.startswith(f"### {t.title} (") for h in sections) for t in topics[:6])
     assert summary == summarize(transcript.dialogues, topics, [])  # deterministic
+
+
+def test_found_topics_of_a_short_meeting_share_one_section() -> None:
+    """Without an agenda, topics of a few turns get no headings of their own: they would cost more than they tell."""
+    transcript = meeting(*DATABASE, *HIRING)
+    topics = agenda_topics(transcript.dialogues)
+    assert len(topics) == 2 and all(t.agenda_item is None for t in topics)
+    summary = summarize(transcript.dialogues, topics, [])
+    assert [line for line in summary.detailed.splitlines() if line.startswith("### ")] == ["### Discussion"]
 
 
 def test_clean_drops_fillers_but_keeps_words() -> None:
