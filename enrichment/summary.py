@@ -65,7 +65,9 @@ _OPENERS = re.compile(r"^(?:(?:so|yeah|yes|okay|ok|right|well|and|alright|oh|hon
                       re.IGNORECASE)  # fmt: skip
 _HEDGES = re.compile(r"\b(?:basically|honestly|actually|really|kind of|sort of|just)\s+(?=\w)", re.IGNORECASE)
 _SPECIFIC = re.compile(r"(?<=\w[ ,])(?:[A-Z][a-z]*[A-Z0-9]\w*|[A-Z]{2,}\w*|[A-Z][a-z]+)\b")  # Samsung, WMS, Q2, p95
-_FLOOR = re.compile(r"^(?:next|last|first|moving on|now|then|finally|lastly)\b[^.?!]{0,40}[.?!]?$", re.IGNORECASE)
+_FLOOR = re.compile(r"^(?:(?i:next|last|first|moving on|now|then|finally|lastly)\b[^.?!]{0,40}|"
+                    r"[A-Z]\w+, [\w\s'-]{1,30}\b(?i:first|next|now|please|go ahead|you're up)|"
+                    r"[\w\s'-]{1,30}, [A-Z][a-z]+)[.?!]?$")  # "Support backlog, Kate."
 _TASKLIKE = re.compile(r"^(?:\w+, )?(?:i'll|i will|i can|i'm going to|we'll|can you|could you|would you|please)\b",
                        re.IGNORECASE)  # fmt: skip
 # Dialogue acts that carry no content of their own: reactions to what was said, talk about the meeting itself.
@@ -166,6 +168,8 @@ def worth(text: str, centrality: float, names: frozenset[str] = frozenset(), tas
             value *= factor
     if _FIGURE.search(text):
         value *= 1.5  # figures are what people come back for
+    if find_dates(text, None):
+        value *= 1.25  # and dates
     if _SMALL_TALK.match(text) and len(own - {n.lower() for n in names}) < 5:
         value *= 0.2
     if _REACTION.match(text) or _META.search(text):
