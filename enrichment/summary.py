@@ -78,6 +78,9 @@ _META = re.compile(r"\b(?:let's (?:talk about|look at|start with|go through|get 
                    r"i (?:wanted|want) to (?:share|talk|go over|walk)|this is the (?:review|meeting|sync|call) for|"
                    r"quick (?:update|sync|weekly)|(?:first|next|last) (?:thing|item|up|topic)s? (?:is|today)|"
                    r"things today)\b", re.IGNORECASE)  # fmt: skip
+# A reply that leans on the question before it: a yes or no, or a pronoun early on ("let's move it").
+_ANSWER = re.compile(r"^(?:yes|yeah|yep|no|nope|agreed|sure|correct|right|definitely|probably|not)\b|"
+                     r"^(?:\S+\s+){0,5}(?:it|that|this|them|those)\b", re.IGNORECASE)  # fmt: skip
 _RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall)\b", re.IGNORECASE)
 _TAG = re.compile(r",\s*(?:right|you know|i think|i guess|or something|though)\s*(?=[.?!]$)", re.IGNORECASE)
 
@@ -88,10 +91,16 @@ class _Sentence:
     speaker: str
     text: str  # compressed
     dialogue_id: str
+    asked: tuple[str, str] | None = None  # (speaker, question) an answer needs to be understood
 
     @property
     def size(self) -> int:
         return len(words(self.text))
+
+    @property
+    def whole(self) -> str:
+        """The sentence with the question it answers, if any: what a reader needs."""
+        return f"{self.asked[1]} {self.text}" if self.asked else self.text
 
 
 def clean(sentence: str) -> str:
@@ -103,12 +112,20 @@ def clean(sentence: str) -> str:
 
 
 def _sentences(dialogues: Sequence[Dialogue]) -> list[_Sentence]:
-    out = []
+    """The meeting's sentences, compressed; a turn's first sentence that answers the question just asked by
+    someone else ("Agreed, let's move it to next sprint.") carries that question along."""
+    out: list[_Sentence] = []
     for d in dialogues:
-        for s in split_sentences(d.text):
+        for index, s in enumerate(split_sentences(d.text)):
             text = clean(s)
-            if words(text):
-                out.append(_Sentence(len(out), d.speaker, text, d.dialogue_id))
+            if not words(text):
+                continue
+            asked = None
+            if index == 0 and out and out[-1].speaker != d.speaker and out[-1].text.endswith("?") and (
+                _ANSWER.match(text) and len(content_words(out[-1].text)) >= 3
+            ):
+                asked = (out[-1].speaker, out[-1].text)
+            out.append(_Sentence(len(out), d.speaker, text, d.dialogue_id, asked))
     return out
 
 
@@ -198,16 +215,16 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
     sentences = _sentences(sorted(dialogues, key=lambda d: (d.start_ms, d.end_ms)))
     if not sentences:
         return Summary(brief="", detailed="")
-    ranks = textrank([s.text for s in sentences])
+    ranks = textrank([s.whole for s in sentences])
     people = frozenset(part for d in dialogues for part in d.speaker.split())
     tasks = [set(content_words(item.description)) for item in items]
-    score = [worth(s.text, r * len(sentences), people, tasks) for s, r in zip(sentences, ranks, strict=True)]
+    score = [worth(s.whole, r * len(sentences), people, tasks) for s, r in zip(sentences, ranks, strict=True)]
     titled = {w for t in topics for w in content_words(t.title)}
     for s in sentences:  # "Four things today: the crash rate, the pricing page..." is what the headings say
-        own = set(content_words(s.text))
+        own = set(content_words(s.whole))
         if len(own) >= 3 and len(own & titled) >= 0.5 * len(own):
             score[s.order] *= 0.5
-    unit = _unit_vectors([s.text for s in sentences])
+    unit = _unit_vectors([s.whole for s in sentences])
     similarity = unit @ unit.T
     names = _short_names([d.speaker for d in dialogues])
     total = sum(len(words(d.text)) for d in dialogues)
@@ -215,10 +232,11 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
         topics = []  # found topics of a short meeting: a few turns each, where a heading costs more than it tells
     sections = _sections(sentences, topics)
     budget = max(MIN_WORDS, WORD_SHARE * total) - sum(len(words(_heading(t))) for t, _ in sections)
-    line_cost = {s.order: s.size + len(words(names[s.speaker])) for s in sentences}
+    line_cost = {s.order: len(words(s.whole)) + len(words(names[s.speaker])) * (2 if s.asked else 1)
+                 for s in sentences}  # fmt: skip
     chosen: list[int] = []
     used = 0.0
-    worthy = {s.order for s in sentences if _says_something(s.text)}
+    worthy = {s.order for s in sentences if _says_something(s.whole)}
     bar = float(np.median([score[o] for o in worthy])) if worthy else 0.0  # a topic's best must be worth a line
     for _, part in sections:  # every topic keeps its best sentence, unless another topic's says it already
         best = max(part, key=lambda s: (s.order in worthy, score[s.order]))
@@ -228,7 +246,7 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
             used += line_cost[best.order]
     while True:  # then the best of the rest, anywhere, each as new as it is good (MMR)
         candidates = [(score[s.order] * (1 - MMR_REDUNDANCY * max((similarity[s.order, c] for c in chosen), default=0))
-                       * len(content_words(s.text)) ** 0.5 / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
+                       * len(content_words(s.whole)) ** 0.5 / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
                       for s in sentences if s.order not in chosen and s.order in worthy
                       and max((similarity[s.order, c] for c in chosen), default=0) < SAME
                       and used + line_cost[s.order] <= budget]  # fmt: skip
@@ -253,14 +271,14 @@ def _brief(sentences: Sequence[_Sentence], chosen: Sequence[int], score: Sequenc
     brief: list[int] = []
     used = 0
     for order in sorted(chosen, key=lambda o: (-score[o], o)):
-        size = sentences[order].size
+        size = len(words(sentences[order].whole))
         if len(brief) == BRIEF_MAX:
             break
         if (brief and used + size > budget) or any(similarity[order, b] > 0.5 for b in brief):
             continue
         brief.append(order)
         used += size
-    return "\n".join(f"- {sentences[o].text}" for o in sorted(brief))
+    return "\n".join(f"- {sentences[o].whole}" for o in sorted(brief))
 
 
 def _sections(sentences: Sequence[_Sentence], topics: Sequence[AgendaTopic]
@@ -289,14 +307,16 @@ def _heading(topic: AgendaTopic | None) -> str:
 def _section(topic: AgendaTopic | None, part: Sequence[_Sentence], names: dict[str, str]) -> str:
     """A topic's heading, then its chosen sentences; one speaker's consecutive sentences share a line."""
     lines: list[tuple[str, list[str]]] = []
-    previous = -2
+    previous, exchange = -2, False
     for s in part:
-        if lines and lines[-1][0] == s.speaker and s.order == previous + 1:
+        if lines and lines[-1][0] == s.speaker and s.order == previous + 1 and not s.asked and not exchange:
             lines[-1][1].append(s.text)
+        elif s.asked and not (lines and s.order == previous + 1):  # the exchange on one line
+            lines.append((s.asked[0], [s.asked[1], f"**{names[s.speaker]}:** {s.text}"]))
         else:
             lines.append((s.speaker, [s.text]))
-        previous = s.order
-    return _heading(topic) + "\n" + "\n".join(f"- **{names[who]}:** {' '.join(said)}" for who, said in lines)
+        previous, exchange = s.order, bool(s.asked)
+    return _heading(topic) + "\n" + "\n".join(f"- **{names.get(who, who)}:** {' '.join(said)}" for who, said in lines)
 
 
 def _item_line(item: ActionItem) -> str:

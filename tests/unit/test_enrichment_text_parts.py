@@ -127,3 +127,12 @@ def test_the_topic_sections_keep_within_their_share_of_the_meetings_words() -> N
     assert len(word_list(summary.detailed)) <= max(MIN_WORDS, WORD_SHARE * total)
     lines = [line for line in summary.detailed.splitlines() if line]
     assert len(set(lines)) == len(lines)  # the repeated sentences are kept once
+
+
+def test_an_answer_that_leans_on_a_question_carries_it() -> None:
+    transcript = meeting("Ann: Are we still doing the database index cleanup this sprint?",
+                         "Bob: No, let's move it to the next sprint, the release matters more.",
+                         "Ann: The release goes out on the twelfth with the new billing export.")  # fmt: skip
+    summary = summarize(transcript.dialogues, [], [])
+    assert ("- **Ann:** Are we still doing the database index cleanup this sprint? **Bob:** No, let's move it to the next "
+            "sprint, the release matters more.") in summary.detailed.splitlines()
