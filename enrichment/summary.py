@@ -5,11 +5,13 @@ sentence it is: decisions, problems and risks, constraints, outcomes and figures
 "up eighteen percent") count more; questions, acknowledgements and small talk less. Sentences are lightly
 compressed first (fillers, openers and hedges out: "so, um, I think we should" -> "we should").
 
-The detailed summary has one section per topic (enrichment/agenda.py: the agenda's items, else TextTiling):
-every section keeps its best sentence, then the rest of the budget (WORD_SHARE of the meeting's words,
-headings and names included) goes to the best sentences anywhere, by maximal marginal relevance (MMR), so a
-point said twice is kept once. The action items follow. ``brief`` is the best few of those, within
-BRIEF_SHARE of the meeting's words, in the order they were said. Deterministic and offline."""
+The detailed summary has one section per topic (enrichment/agenda.py: the agenda's items, else TextTiling;
+found topics of a short meeting share one section): every section keeps its best sentence when it is worth
+a line, then the rest of the budget (WORD_SHARE of the meeting's words, headings and names included) goes to
+the best sentences anywhere, by maximal marginal relevance (MMR), so a point said twice is kept once. An
+answer that leans on the question before it is kept with that question. The action items follow. ``brief``
+is the best few of those, within BRIEF_SHARE of the meeting's words, in the order they were said.
+Deterministic and offline."""
 
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ MIN_WORDS = 40  # the least either budget is, for very short meetings
 BRIEF_MAX = 5
 MIN_SECTION_WORDS = 150  # found topics (no agenda) averaging fewer words than this get no sections of their own
 LENGTH_EXPONENT = 0.3  # worth per word**this: a long sentence must say more to be chosen over two short ones
-MMR_REDUNDANCY = 0.7
-SAME = 0.8  # cosine similarity at which a sentence says what a chosen one says: never chosen  # how much a sentence's overlap with those already chosen costs it
+MMR_REDUNDANCY = 0.7  # how much a sentence's overlap with those already chosen costs it
+SAME = 0.8  # cosine similarity at which a sentence says what a chosen one says: never chosen
 _NUMBER_WORDS = ("two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
                  "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
                  "million billion percent half double doubled twice triple tripled dozen")  # fmt: skip
@@ -205,7 +207,8 @@ def _without_dates(text: str) -> str:
 
 
 def _says_something(text: str) -> bool:
-    """At least three content words besides its dates ("Ideally by next Friday." is a task's date), and not an acknowledgement or a turn of the floor ("Next, pricing page.")."""
+    """At least three content words besides its dates ("Ideally by next Friday." is a task's date), and not an
+    acknowledgement or a turn of the floor ("Next, pricing page.")."""
     content = content_words(_without_dates(text))
     return len(content) >= 3 and not (_SMALL_TALK.match(text) and len(content) < 5) and not _FLOOR.match(text)
 
