@@ -207,10 +207,15 @@ def _without_dates(text: str) -> str:
 
 
 def _says_something(text: str) -> bool:
-    """At least three content words besides its dates ("Ideally by next Friday." is a task's date), and not an
-    acknowledgement or a turn of the floor ("Next, pricing page.")."""
+    """At least three content words, a date counting as one, and not an acknowledgement or a turn of the floor
+    ("Next, pricing page."); a sentence with a date needs six words, as a short one is only a task's deadline
+    ("Ideally confirmed by next Friday.")."""
+    dated = bool(find_dates(text, None))
     content = content_words(_without_dates(text))
-    return len(content) >= 3 and not (_SMALL_TALK.match(text) and len(content) < 5) and not _FLOOR.match(text)
+    if dated and len(words(text)) < 6:
+        return False
+    return (len(content) + dated >= 3 and not (_SMALL_TALK.match(text) and len(content) < 5)
+            and not _FLOOR.match(text))  # fmt: skip
 
 
 def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], items: Sequence[ActionItem]) -> Summary:
@@ -222,8 +227,8 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
     people = frozenset(part for d in dialogues for part in d.speaker.split())
     tasks = [set(content_words(item.description)) for item in items]
     score = [worth(s.whole, r * len(sentences), people, tasks) for s, r in zip(sentences, ranks, strict=True)]
-    titled = {w for t in topics for w in content_words(t.title)}
-    for s in sentences:  # "Four things today: the crash rate, the pricing page..." is what the headings say
+    titled = {w for t in topics for w in content_words(t.title)}  # the agenda's words, else the topics' keywords
+    for s in sentences:  # "Four things today: the crash rate, the pricing page..." restates the topics
         own = set(content_words(s.whole))
         if len(own) >= 3 and len(own & titled) >= 0.5 * len(own):
             score[s.order] *= 0.5
