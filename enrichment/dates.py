@@ -50,7 +50,8 @@ _PATTERNS: list[tuple[str, str]] = [
     ("end_of_day_tomorrow", r"(?:the )?end of (?:the )?day tomorrow|tomorrow (?:eod|end of day)"),
     ("day_after_tomorrow", r"(?:the )?day after tomorrow"),
     ("from_now", _COUNT.replace("?P<count>", "?P<fncount>") + r" (?P<fnunit>day|week|month)s? from (?:now|today)"),
-    ("today", r"today|tonight|(?:the )?close of business|\bcob\b|this (?:morning|afternoon|evening)|(?:the )?end of (?:the )?day|\beod\b|"
+    ("today", r"today|tonight|(?:the )?close of business|\bcob\b|this (?:morning|afternoon|evening)|"
+              r"(?:the )?end of (?:the )?day|\beod\b|"
               r"(?:right |directly |straight |just )?after (?:this|the) (?:meeting|call)|"
               r"(?:right |directly |straight )after this"),
     ("tomorrow", r"tomorrow(?: (?:morning|afternoon|evening|night))?"),

@@ -11,7 +11,10 @@ around a mention decides the rest:
 - a pronoun ("I'll do it", "send them") refers to a task of the last three turns, else to the thing just
   named ("The moving company needs the final floor plan." "I'll send it to them.");
 - dates said next to a task ("Ideally by Friday.", "Give me until next Wednesday.") set its due date; a
-  later explicit date replaces an earlier one; "same deadline as the screens" copies another task's;
+  later explicit date replaces an earlier one, but a bare date does not replace a deadline said with "by",
+  "before" or "until" ("I'll email them today" is a first step); a date in reported speech ("they said they
+  need to decide by Monday") is someone else's, and days named together ("Wednesday and Thursday") are
+  slots, not a deadline; "same deadline as the screens" copies another task's;
 - restatements merge into one item; a task the meeting cancels ("forget the registration page", "let's not
   do that after all") is dropped.
 """
