@@ -11,7 +11,10 @@ meeting's script expects.
   lines count until DETAILED_SHARE of the transcript's words are spent, the brief's until BRIEF_SHARE are;
   lines past the budget count for nothing. A summary that pastes the transcript therefore covers only what
   its first 40 % holds (the "transcript" baseline printed beside the figures). The share of the
-  transcript's words each summary uses is printed too.
+  transcript's words each summary uses is printed too. Beside it, not instead of it, "with items" counts a key
+  point also covered by one action item's description, outside the budget: the task list's length is held in
+  check by task precision, and a point said only as a request ("can you stub it behind a flag?") is carried
+  by the task it became.
 
 Meetings marked ``written_after_rules`` were written once the local backend's rules were done and were not
 used to develop them; their figures are also given apart ("held out"), next to those of the meetings the
@@ -99,6 +102,7 @@ def score_meeting(meeting: dict[str, Any], result: Enrichment) -> dict[str, Any]
         "key_points": len(keys), "key_points_covered": sum(covered(k, lines) for k in keys),
         "key_points_in_brief": sum(covered(k, brief_lines) for k in keys),
         "key_points_in_pasted_transcript": sum(covered(k, pasted) for k in keys),
+        "key_points_with_items": sum(covered(k, lines + [i["description"] for i in predicted]) for k in keys),
         "detailed_word_share": round(len(words(result.summary.detailed)) / max(transcript_words, 1), 3),
         "brief_word_share": round(len(words(result.summary.brief)) / max(transcript_words, 1), 3),
         "pairs": [{"predicted": predicted[i], "expected": expected[j], "similarity": s} for i, j, s in pairs],
@@ -118,7 +122,8 @@ def figures(row: dict[str, Any]) -> dict[str, float | None]:
             "due_date_accuracy": _ratio(row["due_date_right"], row["matched"]),
             "key_point_coverage": _ratio(row["key_points_covered"], row["key_points"]),
             "brief_key_point_coverage": _ratio(row["key_points_in_brief"], row["key_points"]),
-            "pasted_transcript_key_point_coverage": _ratio(row["key_points_in_pasted_transcript"], row["key_points"])}  # fmt: skip
+            "pasted_transcript_key_point_coverage": _ratio(row["key_points_in_pasted_transcript"], row["key_points"]),
+            "key_point_coverage_with_items": _ratio(row["key_points_with_items"], row["key_points"])}  # fmt: skip
 
 
 def run(backend_name: str, meetings_dir: Path = MEETINGS) -> dict[str, Any]:
@@ -152,7 +157,8 @@ def _meets(figures_: dict[str, float | None]) -> bool:
 def _totals(rows: Any) -> dict[str, int]:
     rows = list(rows)
     keys = ("predicted", "expected", "matched", "assignee_right", "due_date_right", "key_points",
-            "key_points_covered", "key_points_in_brief", "key_points_in_pasted_transcript")  # fmt: skip
+            "key_points_covered", "key_points_in_brief", "key_points_in_pasted_transcript",
+            "key_points_with_items")  # fmt: skip
     return {k: sum(r[k] for r in rows) for k in keys}
 
 
@@ -201,14 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = run(args.backend, args.meetings)
     print(f"{'meeting':<22} {'tasks p/e/m':>11} {'prec':>5} {'rec':>5} {'assg':>5} {'due':>5} {'keys':>5} {'brief':>5} "
-          f"{'paste':>5} {'kept':>5} {'bkept':>5}")  # fmt: skip
+          f"{'paste':>5} {'+item':>5} {'kept':>5} {'bkept':>5}")  # fmt: skip
     for name, row in results["meetings"].items():
         f = row["figures"]
         name = f"{name}{' *' if row['held_out'] else ''}"
         print(f"{name:<22} {row['predicted']:>3}/{row['expected']:>3}/{row['matched']:>3} {_fmt(f['precision']):>5} "
               f"{_fmt(f['recall']):>5} {_fmt(f['assignee_accuracy']):>5} {_fmt(f['due_date_accuracy']):>5} "
               f"{_fmt(f['key_point_coverage']):>5} {_fmt(f['brief_key_point_coverage']):>5} "
-              f"{_fmt(f['pasted_transcript_key_point_coverage']):>5} {row['detailed_word_share']:>5.2f} "
+              f"{_fmt(f['pasted_transcript_key_point_coverage']):>5} {_fmt(f['key_point_coverage_with_items']):>5} "
+              f"{row['detailed_word_share']:>5.2f} "
               f"{row['brief_word_share']:>5.2f}")  # fmt: skip
     rows = [("developed on", results["groups"]["developed_on"]["figures"], results["groups"]["developed_on"]["totals"]),
             ("held out *", results["groups"]["held_out"]["figures"], results["groups"]["held_out"]["totals"]),
@@ -217,11 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<22} {t['predicted']:>3}/{t['expected']:>3}/{t['matched']:>3} {_fmt(o['precision']):>5} "
               f"{_fmt(o['recall']):>5} {_fmt(o['assignee_accuracy']):>5} {_fmt(o['due_date_accuracy']):>5} "
               f"{_fmt(o['key_point_coverage']):>5} {_fmt(o['brief_key_point_coverage']):>5} "
-              f"{_fmt(o['pasted_transcript_key_point_coverage']):>5}")  # fmt: skip
+              f"{_fmt(o['pasted_transcript_key_point_coverage']):>5} {_fmt(o['key_point_coverage_with_items']):>5}")  # fmt: skip
     print(f"(* written after the rules, not used to develop them; p/e/m: predicted, expected, matched tasks; keys and "
           f"brief: key points covered within the length budget ({DETAILED_SHARE:.0%} of the transcript's words for "
           f"the detailed summary, {BRIEF_SHARE:.0%} for the brief); paste: the same for the transcript itself cut "
-          f"at {DETAILED_SHARE:.0%}; kept, bkept: detailed and brief summary words / transcript words)")  # fmt: skip
+          f"at {DETAILED_SHARE:.0%}; +item: keys, or one action item's description; kept, bkept: detailed and brief "
+          f"summary words / transcript words)")  # fmt: skip
     for label, o in (("overall", results["overall"]), ("held out", results["groups"]["held_out"]["figures"])):
         for key, target in TARGETS.items():
             value = o[key]

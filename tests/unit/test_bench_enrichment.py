@@ -23,7 +23,7 @@ def test_a_key_point_is_covered_by_one_line_holding_half_its_words() -> None:
 
 def test_figures_of_a_meeting_without_tasks() -> None:
     row = {"predicted": 0, "expected": 0, "matched": 0, "assignee_right": 0, "due_date_right": 0,
-           "key_points": 4, "key_points_covered": 3, "key_points_in_brief": 1,
+           "key_points": 4, "key_points_covered": 3, "key_points_in_brief": 1, "key_points_with_items": 3,
            "key_points_in_pasted_transcript": 2}  # fmt: skip
     f = figures(row)
     assert (f["precision"], f["recall"], f["assignee_accuracy"], f["key_point_coverage"]) == (1.0, 1.0, None, 0.75)
