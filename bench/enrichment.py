@@ -8,13 +8,13 @@ meeting's script expects.
   the matched pairs (an empty assignee or no date is a value that must match too).
 - Key points: a key point is covered when one line of the summary holds at least half of its content words.
   The summary is read within a length budget, so that length cannot buy coverage: the detailed summary's
-  lines count until DETAILED_SHARE of the transcript's words are spent, the brief's until BRIEF_SHARE are;
-  lines past the budget count for nothing. A summary that pastes the transcript therefore covers only what
-  its first 40 % holds (the "transcript" baseline printed beside the figures). The share of the
-  transcript's words each summary uses is printed too. Beside it, not instead of it, "with items" counts a key
-  point also covered by one action item's description, outside the budget: the task list's length is held in
-  check by task precision, and a point said only as a request ("can you stub it behind a flag?") is carried
-  by the task it became.
+  lines count while their words stay within 40% of the transcript's (DETAILED_SHARE), the brief's within 15%
+  (BRIEF_SHARE); a line past the budget, and all after it, counts for nothing. A summary that pastes the
+  transcript therefore covers only what its first 40% holds: column "paste", that baseline. "kept" and
+  "bkept" are the summaries' words over the transcript's. Beside coverage, not instead of it, "+item" counts
+  a key point also covered by one predicted action item's description, outside the budget: the task list's
+  length is held in check by task precision, and a point said only as a request ("can you stub it behind a
+  flag?") is carried by the task it became.
 
 Meetings marked ``written_after_rules`` were written once the local backend's rules were done and were not
 used to develop them; their figures are also given apart ("held out"), next to those of the meetings the
