@@ -4,8 +4,10 @@
 Conventions (docs/enrichment.md):
 - a bare weekday ("Friday", "by Friday", "this Friday") is the first such day after the meeting's date;
 - "next <weekday>" is that weekday in the next calendar week (weeks start on Monday);
-- "this week" / "end of the week" is this week's Friday, "next week" / "end of next week" next week's Friday;
-- "end of the month / quarter / year" is its last day; "in N days / weeks / months" adds them;
+- "this week" / "end of the week" / "EOW" is this week's Friday (said at a weekend: the coming one), "next
+  week" / "end of next week" next week's Friday; "close of business" / "COB" is the meeting's day;
+- "end of the month / quarter / year" is its last day; "in N days / weeks / months" and "N weeks from now"
+  add them;
 - a day of the month without a month ("the tenth") is the next such day on or after the meeting;
   a month and day without a year is this year's, or next year's when it has passed;
 - vague phrases ("early next month", "in a few days", "in April", "soon") are recognised and resolve to
@@ -47,12 +49,14 @@ _PATTERNS: list[tuple[str, str]] = [
     ("week_from", rf"a week from (?:(?:this|next) )?(?P<wf>{_WEEKDAY}|today|tomorrow)"),
     ("end_of_day_tomorrow", r"(?:the )?end of (?:the )?day tomorrow|tomorrow (?:eod|end of day)"),
     ("day_after_tomorrow", r"(?:the )?day after tomorrow"),
-    ("today", r"today|tonight|this (?:morning|afternoon|evening)|(?:the )?end of (?:the )?day|\beod\b|"
+    ("from_now", _COUNT.replace("?P<count>", "?P<fncount>") + r" (?P<fnunit>day|week|month)s? from (?:now|today)"),
+    ("today", r"today|tonight|(?:the )?close of business|\bcob\b|this (?:morning|afternoon|evening)|"
+              r"(?:the )?end of (?:the )?day|\beod\b|"
               r"(?:right |directly |straight |just )?after (?:this|the) (?:meeting|call)|"
               r"(?:right |directly |straight )after this"),
     ("tomorrow", r"tomorrow(?: (?:morning|afternoon|evening|night))?"),
     ("end_of_next", r"(?:the )?end of next (?P<eon>week|month|quarter|year)"),
-    ("end_of", r"(?:the )?end of (?:the |this )?(?P<eo>week|month|quarter|year)"),
+    ("end_of", r"(?:the )?end of (?:the |this )?(?P<eo>week|month|quarter|year)|(?P<eow>\beow\b)"),
     ("this_week", r"this week"),
     ("next_week", r"next week"),
     ("next_month", r"next month"),
@@ -127,7 +131,9 @@ def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
             base = today if anchor == "today" else today + timedelta(1) if anchor == "tomorrow" else _after(today, anchor)
             return base + timedelta(days=7)
         case "end_of":
-            return _end_of(g["eo"].lower(), today, 0)
+            return _end_of((g["eo"] or "week").lower(), today, 0)
+        case "from_now":
+            return _add(today, _count(g["fncount"]), g["fnunit"].lower())
         case "end_of_next":
             return _end_of(g["eon"].lower(), today, 1)
         case "this_week":
@@ -180,8 +186,9 @@ def _next_week_day(today: date, weekday: str) -> date:
 
 
 def _end_of(unit: str, today: date, ahead: int) -> date:
-    if unit == "week":
-        return today + timedelta(days=4 - today.weekday() + 7 * ahead)
+    if unit == "week":  # its Friday; said at a weekend, the coming week's
+        friday = today + timedelta(days=4 - today.weekday() + 7 * ahead)
+        return friday if friday >= today else friday + timedelta(days=7)
     if unit == "month":
         year, month = divmod(today.month - 1 + ahead, 12)
         year, month = today.year + year, month + 1

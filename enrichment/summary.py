@@ -1,10 +1,17 @@
-"""Extractive summary in Markdown: the meeting's own sentences, chosen by centrality.
+"""Extractive summary in Markdown: the meeting's own sentences, the ones that carry its substance.
 
-Sentences are ranked by TextRank (PageRank over their TF-IDF cosine similarities), with decisions and
-commitments favoured and small talk held back. Map-reduce over the meeting's topics (enrichment/agenda.py):
-each topic keeps its best sentences (map), so no part of a long meeting is cut; ``brief`` takes the best
-of all those (reduce), in the order they were said. ``detailed`` has one section per topic, then the
-decisions and the action items."""
+A sentence's worth is its centrality (TextRank: PageRank over TF-IDF cosine similarities) times what kind of
+sentence it is: decisions, problems and risks, constraints, outcomes and figures ("forty times per render",
+"up eighteen percent") count more; questions, acknowledgements and small talk less. Sentences are lightly
+compressed first (fillers, openers and hedges out: "so, um, I think we should" -> "we should").
+
+The detailed summary has one section per topic (enrichment/agenda.py: the agenda's items, else TextTiling;
+found topics of a short meeting share one section): every section keeps its best sentence when it is worth
+a line, then the rest of the budget (WORD_SHARE of the meeting's words, headings and names included) goes to
+the best sentences anywhere, by maximal marginal relevance (MMR), so a point said twice is kept once. An
+answer that leans on the question before it is kept with that question. The action items follow. ``brief``
+is the best few of those, within BRIEF_SHARE of the meeting's words, in the order they were said.
+Deterministic and offline."""
 
 from __future__ import annotations
 
@@ -16,37 +23,111 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from enrichment.keywords import keywords
+from enrichment.dates import find_dates
 from enrichment.model import ActionItem, AgendaTopic, Dialogue, Summary
-from enrichment.text import content_words, dice, split_sentences, words
+from enrichment.text import content_words, split_sentences, words
 
-WORD_SHARE = 0.25  # of the meeting's words the topic sections of the detailed summary may use
-MIN_WORDS = 60
-SECTION_MAX = 8
+WORD_SHARE = 0.38  # of the meeting's words the topic sections may use, headings and speaker names included
+BRIEF_SHARE = 0.12  # of the meeting's words the brief may use
+MIN_WORDS = 40  # the least either budget is, for very short meetings
 BRIEF_MAX = 5
-_DECISION = re.compile(r"\b(?:decided|decision|agreed|agree on|let's go with|we'll go with|the plan is|going forward|"
-                       r"we're prioriti[sz]ing|moves? to|is off|not do the|the goal|headline|is planned|"
-                       r"we'll|let's (?:not|move|run|have)|instead)\b", re.IGNORECASE)  # fmt: skip
-_FILLER = re.compile(r"\b(?:um+|uh+|erm)\b,?\s*|(?:^|(?<=,))\s*(?:you know|i mean|like),\s*", re.IGNORECASE)
-_SMALL_TALK = re.compile(r"^(?:thanks|thank you|hey|hi|hello|morning|good morning|welcome|bye|see you)\b", re.IGNORECASE)
-_OPENERS = re.compile(r"^(?:(?:so|yeah|yes|okay|ok|right|well|and|alright|oh|honestly|basically|great|good|hm+)\b[,.]?\s+)+",
+MIN_SECTION_WORDS = 150  # found topics (no agenda) averaging fewer words than this get no sections of their own
+LENGTH_EXPONENT = 0.3  # worth per word**this: a long sentence must say more to be chosen over two short ones
+MMR_REDUNDANCY = 0.7  # how much a sentence's overlap with those already chosen costs it
+SAME = 0.8  # cosine similarity at which a sentence says what a chosen one says: never chosen
+_NUMBER_WORDS = ("two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+                 "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand "
+                 "million billion percent half double doubled twice triple tripled dozen")  # fmt: skip
+_FIGURE = re.compile(r"\d|\b(?:" + "|".join(_NUMBER_WORDS.split()) + r")(?:-\w+)?\b", re.IGNORECASE)
+# Kinds of sentence that carry a meeting's substance; each is worth the factor beside it.
+_CUES: list[tuple[re.Pattern[str], float]] = [
+    (re.compile(r"\b(?:decided|decision|agreed|agree on|let's go with|we'll go with|the plan is|going forward|"
+                r"from now on|prioriti[sz]\w*|moves? to|postpone\w*|cancel\w*|is off|instead|freeze|"
+                r"we'll (?:keep|drop|hold|go|use|move|stop|start)|let's (?:not|move|drop|keep|go|hold)|"
+                r"won't|no longer|approved|the goal|headline|is planned|standard step)\b", re.IGNORECASE), 1.6),
+    (re.compile(r"\b(?:risk\w*|problem\w*|issue\w*|concern\w*|worr\w*|block\w*|stuck|slow\w*|flak\w*|broke\w*|"
+                r"fail\w*|crash\w*|bug\w*|outage\w*|delay\w*|slipp\w*|missing|bypass\w*|stale|expensive|tight\w*|"
+                r"pain\w*|hurt\w*|never|nobody|lowest|confus\w*|late|overdue|over budget|sustainable|tricky|"
+                r"difficult|hard part|doesn't|didn't|isn't|wasn't|weren't|can't|don't have|haven't)\b", re.IGNORECASE), 1.5),
+    (re.compile(r"\b(?:has to|have to|must|needs? to be|at least|at most|no more than|deadline|signs? off|"
+                r"requires?|only if|unless)\b", re.IGNORECASE), 1.3),
+    (re.compile(r"\b(?:finished|done|shipped|closed|confirmed|in review|released|moved|caught|saved|went up|"
+                r"went down|up from|down from|jumped|dropped|grew|growing|rate[sd]?)\b", re.IGNORECASE), 1.25),
+]
+_SMALL_TALK = re.compile(r"^(?:thanks|thank you|hey|hi|hello|morning|good morning|welcome|bye|see you|that's it|"
+                         r"sounds good|great|perfect|cool|got it|makes sense|sure|understood|agreed|fine|okay|"
+                         r"plus one|good idea|will do)\b", re.IGNORECASE)  # fmt: skip
+_FILLER = re.compile(r"\b(?:um+|uh+|erm)\b,?\s*|(?:^|(?<=,))\s*(?:you know|i mean|like),\s*|,\s*(?:like|you know)(?=,)",
+                     re.IGNORECASE)  # fmt: skip
+_OPENERS = re.compile(r"^(?:(?:so|yeah|yes|okay|ok|right|well|and|alright|oh|honestly|basically|great|good|hm+|"
+                      r"look|anyway|also|plus one|i think|i guess|i'd say|to be honest|actually|meanwhile|"
+                      r"before we go further|on that|one note|one more thing|last thing|i'll be honest|"
+                      r"for what it's worth|as i said|like i said|i can confirm(?: from [\w ]{1,20})?|"
+                      r"here's what i'd suggest|if you ask me)\b[,.:]?\s+)+",
                       re.IGNORECASE)  # fmt: skip
+_HEDGES = re.compile(r"\b(?:basically|honestly|actually|really|kind of|sort of|just)\s+(?=\w)", re.IGNORECASE)
+_SPECIFIC = re.compile(r"(?<=\w[ ,])(?:[A-Z][a-z]*[A-Z0-9]\w*|[A-Z]{2,}\w*|[A-Z][a-z]+)\b")  # Samsung, WMS, Q2, p95
+_FLOOR = re.compile(r"^(?:(?i:next|last|first|moving on|now|then|finally|lastly)\b[^.?!]{0,40}|"
+                    r"[A-Z]\w+, [\w\s'-]{1,30}\b(?i:first|next|now|please|go ahead|you're up)|"
+                    r"[\w\s'-]{1,30}, [A-Z][a-z]+)[.?!]?$")  # "Support backlog, Kate."
+_TASKLIKE = re.compile(r"^(?:\w+, )?(?:i'll|i will|i can|i'm going to|we'll|can you|could you|would you|please)\b",
+                       re.IGNORECASE)  # fmt: skip
+# Dialogue acts that carry no content of their own: reactions to what was said, talk about the meeting itself.
+_REACTION = re.compile(r"^(?:(?:i|we) (?:noticed|agree|see|hear|like|love that|get it|hear you)|that(?:'s| is)? "
+                       r"(?:matches|makes sense|works|sounds|would|helps|fair|true|right|interesting|useful)|"
+                       r"this is (?:useful|helpful|great)|same (?:here|for me)|no promises)\b", re.IGNORECASE)  # fmt: skip
+_META = re.compile(r"\b(?:let's (?:talk about|look at|start with|go through|get started|debrief|do the|keep it)|"
+                   r"i (?:wanted|want) to (?:share|talk|go over|walk)|this is the (?:review|meeting|sync|call) for|"
+                   r"quick (?:update|sync|weekly)|(?:first|next|last) (?:thing|item|up|topic)s? (?:is|today)|"
+                   r"things today)\b", re.IGNORECASE)  # fmt: skip
+# A reply that leans on the question before it: a yes or no, or a pronoun early on ("let's move it").
+_ANSWER = re.compile(r"^(?:yes|yeah|yep|no|nope|agreed|sure|correct|right|definitely|probably|not)\b|"
+                     r"^(?:\S+\s+){0,5}(?:it|that|this|them|those)\b", re.IGNORECASE)  # fmt: skip
+_RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall)\b", re.IGNORECASE)
+_TAG = re.compile(r",\s*(?:right|you know|i think|i guess|or something|though)\s*(?=[.?!]$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class _Sentence:
     order: int
     speaker: str
-    text: str
+    text: str  # compressed
     dialogue_id: str
-    start_ms: int
+    asked: tuple[str, str] | None = None  # (speaker, question) an answer needs to be understood
+
+    @property
+    def size(self) -> int:
+        return len(words(self.text))
+
+    @property
+    def whole(self) -> str:
+        """The sentence with the question it answers, if any: what a reader needs."""
+        return f"{self.asked[1]} {self.text}" if self.asked else self.text
+
+
+def clean(sentence: str) -> str:
+    """A spoken sentence made readable and shorter: fillers, openers ("so, yeah, um"), hedges ("just",
+    "kind of") and tags (", right?") dropped; every word that carries meaning kept."""
+    text = _OPENERS.sub("", _FILLER.sub("", sentence)).strip()
+    text = _TAG.sub("", _HEDGES.sub("", text)).strip()
+    return text[:1].upper() + text[1:]
 
 
 def _sentences(dialogues: Sequence[Dialogue]) -> list[_Sentence]:
-    out = []
+    """The meeting's sentences, compressed; a turn's first sentence that answers the question just asked by
+    someone else ("Agreed, let's move it to next sprint.") carries that question along."""
+    out: list[_Sentence] = []
     for d in dialogues:
-        for s in split_sentences(d.text):
-            out.append(_Sentence(len(out), d.speaker, s, d.dialogue_id, d.start_ms))
+        for index, s in enumerate(split_sentences(d.text)):
+            text = clean(s)
+            if not words(text):
+                continue
+            asked = None
+            if index == 0 and out and out[-1].speaker != d.speaker and out[-1].text.endswith("?") and (
+                _ANSWER.match(text) and len(content_words(out[-1].text)) >= 3
+            ):
+                asked = (out[-1].speaker, out[-1].text)
+            out.append(_Sentence(len(out), d.speaker, text, d.dialogue_id, asked))
     return out
 
 
@@ -55,15 +136,7 @@ def textrank(texts: Sequence[str], damping: float = 0.85, iterations: int = 60) 
     n = len(texts)
     if n == 0:
         return []
-    bags = [Counter(content_words(t)) for t in texts]
-    df = Counter(w for bag in bags for w in bag)
-    vocab = {w: i for i, w in enumerate(sorted(df))}
-    matrix = np.zeros((n, max(len(vocab), 1)))
-    for i, bag in enumerate(bags):
-        for w, c in bag.items():
-            matrix[i, vocab[w]] = c * math.log((1 + n) / (1 + df[w]) + 1)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    unit = _unit_vectors(texts)
     similarity = unit @ unit.T
     np.fill_diagonal(similarity, 0.0)
     sums = similarity.sum(axis=1, keepdims=True)
@@ -74,42 +147,151 @@ def textrank(texts: Sequence[str], damping: float = 0.85, iterations: int = 60) 
     return [float(r) for r in rank / rank.sum()]
 
 
-def _weight(sentence: _Sentence, tasks: list[set[str]]) -> float:
-    """Decisions and figures up; questions, small talk and what the action items already say down."""
-    n = len(words(sentence.text))
-    weight = 1.0
-    if _DECISION.search(sentence.text):
-        weight *= 1.6
-    own = set(content_words(sentence.text))
-    if own and any(len(own & task) >= 0.5 * len(task) for task in tasks if task):
-        weight *= 0.4  # the Action items section says it already
-    if _SMALL_TALK.match(sentence.text):
-        weight *= 0.3
-    if sentence.text.rstrip().endswith("?"):
-        weight *= 0.5
-    if n < 6:
-        weight *= 0.3
-    if re.search(r"\d", sentence.text):
-        weight *= 1.2  # figures are what people come back for
-    return weight
+def _unit_vectors(texts: Sequence[str]) -> np.ndarray:
+    """Unit-length TF-IDF vectors of the texts' content words (a row of zeros for a text without any)."""
+    bags = [Counter(content_words(t)) for t in texts]
+    df = Counter(w for bag in bags for w in bag)
+    vocab = {w: i for i, w in enumerate(sorted(df))}
+    matrix = np.zeros((len(texts), max(len(vocab), 1)))
+    for i, bag in enumerate(bags):
+        for w, c in bag.items():
+            matrix[i, vocab[w]] = c * math.log((1 + len(texts)) / (1 + df[w]) + 1)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
-def clean(sentence: str) -> str:
-    """A spoken sentence made readable: fillers and openers ("so, yeah, um") dropped."""
-    text = _OPENERS.sub("", _FILLER.sub("", sentence)).strip()
-    return text[:1].upper() + text[1:]
+def worth(text: str, centrality: float, names: frozenset[str] = frozenset(), tasks: Sequence[set[str]] = ()) -> float:
+    """How much a (compressed) sentence is worth to a summary: its centrality (1 = average) times its kind.
+
+    Substance (a decision, a problem, a constraint, an outcome, a figure) multiplies; questions, short
+    acknowledgements and small talk divide. Content words per word count too: a dense sentence says more, and so
+    does one that names specific things (products, systems, codes: not the meeting's people). A sentence the
+    action items already say (``tasks``: their content words) is worth less, as the summary lists them."""
+    n = len(words(text))
+    own = set(content_words(text))
+    content = len(content_words(text))
+    value = (0.7 + 0.3 * min(centrality, 3.0)) * (0.5 + content / max(n, 1))
+    specific = {m.group(0) for m in _SPECIFIC.finditer(text)} - names
+    value *= 1 + 0.15 * min(len(specific), 3)
+    if _RECAP.search(text):
+        value *= 1.5
+    if own and any(len(own & task) >= 0.5 * max(len(task), len(own)) for task in tasks if task):
+        value *= 0.6  # the action items say it
+    elif _TASKLIKE.search(text):
+        value *= 0.7  # a commitment or a request: the action items' business, not the summary's
+    first = text.split(maxsplit=1)[0].rstrip(",") if text.split() else ""
+    if first in names and text[len(first):].startswith(","):
+        value *= 0.6  # "Felix, crash rate first.": the floor handed over, or a request
+    for cue, factor in _CUES:
+        if cue.search(text):
+            value *= factor
+    if _FIGURE.search(text):
+        value *= 1.5  # figures are what people come back for
+    if find_dates(text, None):
+        value *= 1.25  # and dates
+    if _SMALL_TALK.match(text) and len(own - {n.lower() for n in names}) < 5:
+        value *= 0.2
+    if _REACTION.match(text) or _META.search(text):
+        value *= 0.4
+    if text.rstrip().endswith("?"):
+        value *= 0.4
+    if content < 3:
+        value *= 0.3
+    return value
+
+
+def _without_dates(text: str) -> str:
+    for mention in reversed(find_dates(text, None)):
+        text = text[: mention.span[0]] + text[mention.end:]
+    return text
+
+
+def _says_something(text: str) -> bool:
+    """At least three content words, a date counting as one, and not an acknowledgement or a turn of the floor
+    ("Next, pricing page."); a sentence with a date needs six words, as a short one is only a task's deadline
+    ("Ideally confirmed by next Friday.")."""
+    dated = bool(find_dates(text, None))
+    content = content_words(_without_dates(text))
+    if dated and len(words(text)) < 6:
+        return False
+    return (len(content) + dated >= 3 and not (_SMALL_TALK.match(text) and len(content) < 5)
+            and not _FLOOR.match(text))  # fmt: skip
 
 
 def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], items: Sequence[ActionItem]) -> Summary:
-    """Brief and detailed Markdown summaries of the whole meeting."""
+    """Brief and detailed Markdown summaries of the whole meeting (pure; the same input gives the same text)."""
     sentences = _sentences(sorted(dialogues, key=lambda d: (d.start_ms, d.end_ms)))
     if not sentences:
         return Summary(brief="", detailed="")
+    ranks = textrank([s.whole for s in sentences])
+    people = frozenset(part for d in dialogues for part in d.speaker.split())
     tasks = [set(content_words(item.description)) for item in items]
-    ranks = textrank([s.text for s in sentences])
-    key_words = {w for phrase in keywords(dialogues, limit=15) for w in content_words(phrase)}
-    score = {s.order: ranks[s.order] * _weight(s, tasks) * (1 + 0.5 * len(key_words & set(content_words(s.text))))
-             for s in sentences}  # fmt: skip
+    score = [worth(s.whole, r * len(sentences), people, tasks) for s, r in zip(sentences, ranks, strict=True)]
+    titled = {w for t in topics for w in content_words(t.title)}  # the agenda's words, else the topics' keywords
+    for s in sentences:  # "Four things today: the crash rate, the pricing page..." restates the topics
+        own = set(content_words(s.whole))
+        if len(own) >= 3 and len(own & titled) >= 0.5 * len(own):
+            score[s.order] *= 0.5
+    unit = _unit_vectors([s.whole for s in sentences])
+    similarity = unit @ unit.T
+    names = _short_names([d.speaker for d in dialogues])
+    total = sum(len(words(d.text)) for d in dialogues)
+    if not any(t.agenda_item for t in topics) and total < MIN_SECTION_WORDS * len(topics):
+        topics = []  # found topics of a short meeting: a few turns each, where a heading costs more than it tells
+    sections = _sections(sentences, topics)
+    budget = max(MIN_WORDS, WORD_SHARE * total) - sum(len(words(_heading(t))) for t, _ in sections)
+    line_cost = {s.order: len(words(s.whole)) + len(words(names[s.speaker])) * (2 if s.asked else 1)
+                 for s in sentences}  # fmt: skip
+    chosen: list[int] = []
+    used = 0.0
+    worthy = {s.order for s in sentences if _says_something(s.whole)}
+    bar = float(np.median([score[o] for o in worthy])) if worthy else 0.0  # a topic's best must be worth a line
+    for _, part in sections:  # every topic keeps its best sentence, unless another topic's says it already
+        best = max(part, key=lambda s: (s.order in worthy, score[s.order]))
+        if (score[best.order] >= bar and all(similarity[best.order, c] < 0.5 for c in chosen)
+                and used + line_cost[best.order] <= budget):  # fmt: skip
+            chosen.append(best.order)
+            used += line_cost[best.order]
+    while True:  # then the best of the rest, anywhere, each as new as it is good (MMR)
+        candidates = [(score[s.order] * (1 - MMR_REDUNDANCY * max((similarity[s.order, c] for c in chosen), default=0))
+                       * len(content_words(s.whole)) ** 0.5 / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
+                      for s in sentences if s.order not in chosen and s.order in worthy
+                      and max((similarity[s.order, c] for c in chosen), default=0) < SAME
+                      and used + line_cost[s.order] <= budget]  # fmt: skip
+        candidates = [c for c in candidates if c[0] > 0]
+        if not candidates:
+            break
+        order = -max(candidates)[1]
+        chosen.append(order)
+        used += line_cost[order]
+    picked = set(chosen)
+    detailed = [_section(topic, [s for s in part if s.order in picked], names) for topic, part in sections
+                if any(s.order in picked for s in part)]
+    if items:
+        detailed.append("### Action items\n" + "\n".join(_item_line(i) for i in items))
+    return Summary(brief=_brief(sentences, chosen, score, similarity, total), detailed="\n\n".join(detailed))
+
+
+def _brief(sentences: Sequence[_Sentence], chosen: Sequence[int], score: Sequence[float], similarity: np.ndarray,
+           total: int) -> str:  # fmt: skip
+    """The best of the detailed summary's sentences, not two alike, within BRIEF_SHARE, in the order said."""
+    budget = max(MIN_WORDS, BRIEF_SHARE * total)
+    brief: list[int] = []
+    used = 0
+    for order in sorted(chosen, key=lambda o: (-score[o], o)):
+        size = len(words(sentences[order].whole))
+        if len(brief) == BRIEF_MAX:
+            break
+        if (brief and used + size > budget) or any(similarity[order, b] > 0.5 for b in brief):
+            continue
+        brief.append(order)
+        used += size
+    return "\n".join(f"- {sentences[o].whole}" for o in sorted(brief))
+
+
+def _sections(sentences: Sequence[_Sentence], topics: Sequence[AgendaTopic]
+              ) -> list[tuple[AgendaTopic | None, list[_Sentence]]]:  # fmt: skip
+    """The sentences cut into runs of one topic each, in meeting order."""
     section_of = {d: t for t in topics for d in t.dialogue_ids}
     sections: list[tuple[AgendaTopic | None, list[_Sentence]]] = []
     for s in sentences:
@@ -117,46 +299,32 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
         if not sections or sections[-1][0] is not topic:
             sections.append((topic, []))
         sections[-1][1].append(s)
-    total_words = sum(len(words(s.text)) for s in sentences)
-    budget = max(MIN_WORDS, WORD_SHARE * total_words)
-    picked: list[tuple[AgendaTopic | None, list[_Sentence]]] = []
-    for topic, part in sections:  # map: every section keeps its best sentences, within its share of words
-        allowance = budget * sum(len(words(s.text)) for s in part) / max(total_words, 1)
-        best: list[_Sentence] = []
-        used = 0
-        for s in sorted(part, key=lambda s: -score[s.order]):
-            size = len(words(s.text))
-            if len(best) == SECTION_MAX or (best and used + size > allowance):
-                break
-            own = set(content_words(s.text))
-            if all(dice(own, set(content_words(b.text))) < 0.5 for b in best):  # no sentence twice in other words
-                best.append(s)
-                used += size
-        picked.append((topic, sorted(best, key=lambda s: s.order)))
-    pool = [s for _, part in picked for s in part]  # reduce: the best of the best, one per section first
-    brief_n = min(BRIEF_MAX, len(pool))
-    firsts = sorted((max(part, key=lambda s: score[s.order]) for _, part in picked if part), key=lambda s: -score[s.order])
-    chosen = firsts[:brief_n]
-    for s in sorted(pool, key=lambda s: -score[s.order]):
-        if len(chosen) >= brief_n:
-            break
-        if s not in chosen:
-            chosen.append(s)
-    brief = "\n".join(f"- {clean(s.text)}" for s in sorted(chosen, key=lambda s: s.order))
-    detailed = [_section(topic, part) for topic, part in picked]
-    decisions = [s for s in sentences if _DECISION.search(s.text) and s not in pool and len(words(s.text)) >= 5]
-    if decisions:
-        detailed.append("### Decisions\n" + "\n".join(f"- {clean(s.text)} ({s.speaker})" for s in decisions[:8]))
-    if items:
-        detailed.append("### Action items\n" + "\n".join(_item_line(i) for i in items))
-    return Summary(brief=brief, detailed="\n\n".join(detailed))
+    return sections
 
 
-def _section(topic: AgendaTopic | None, part: Sequence[_Sentence]) -> str:
-    title = topic.title if topic else "Discussion"
-    span = f" ({_clock(topic.start_ms)}–{_clock(topic.end_ms)})" if topic else ""
-    lines = [f"- **{s.speaker}:** {clean(s.text)}" for s in part]
-    return f"### {title}{span}\n" + "\n".join(lines)
+def _short_names(speakers: Sequence[str]) -> dict[str, str]:
+    """Each speaker by first name, or by full name where two share a first name."""
+    firsts = Counter(s.split()[0] if s.split() else s for s in set(speakers))
+    return {s: s.split()[0] if s.split() and firsts[s.split()[0]] == 1 else s for s in speakers}
+
+
+def _heading(topic: AgendaTopic | None) -> str:
+    return f"### {topic.title} ({_clock(topic.start_ms)})" if topic else "### Discussion"
+
+
+def _section(topic: AgendaTopic | None, part: Sequence[_Sentence], names: dict[str, str]) -> str:
+    """A topic's heading, then its chosen sentences; one speaker's consecutive sentences share a line."""
+    lines: list[tuple[str, list[str]]] = []
+    previous, exchange = -2, False
+    for s in part:
+        if lines and lines[-1][0] == s.speaker and s.order == previous + 1 and not s.asked and not exchange:
+            lines[-1][1].append(s.text)
+        elif s.asked and not (lines and s.order == previous + 1):  # the exchange on one line
+            lines.append((s.asked[0], [s.asked[1], f"**{names[s.speaker]}:** {s.text}"]))
+        else:
+            lines.append((s.speaker, [s.text]))
+        previous, exchange = s.order, bool(s.asked)
+    return _heading(topic) + "\n" + "\n".join(f"- **{names.get(who, who)}:** {' '.join(said)}" for who, said in lines)
 
 
 def _item_line(item: ActionItem) -> str:

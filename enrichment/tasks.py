@@ -11,7 +11,10 @@ around a mention decides the rest:
 - a pronoun ("I'll do it", "send them") refers to a task of the last three turns, else to the thing just
   named ("The moving company needs the final floor plan." "I'll send it to them.");
 - dates said next to a task ("Ideally by Friday.", "Give me until next Wednesday.") set its due date; a
-  later explicit date replaces an earlier one; "same deadline as the screens" copies another task's;
+  later explicit date replaces an earlier one, but a bare date does not replace a deadline said with "by",
+  "before" or "until" ("I'll email them today" is a first step); a date in reported speech ("they said they
+  need to decide by Monday") is someone else's, and days named together ("Wednesday and Thursday") are
+  slots, not a deadline; "same deadline as the screens" copies another task's;
 - restatements merge into one item; a task the meeting cancels ("forget the registration page", "let's not
   do that after all") is dropped.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 
 from enrichment.dates import find_dates
 from enrichment.model import ActionItem, MeetingTranscript
@@ -57,6 +61,9 @@ _HIGH = re.compile(r"\b(?<!not )(?:urgent(?:ly)?|asap|as soon as (?:possible|you
 _LOW = re.compile(r"\b(?:when(?:ever)? you (?:have|get) (?:the |some )?(?:time|a chance|a minute)|no (?:huge |big |real )?"
                   r"rush|no pressure|low priority|nice to have|not urgent|if you have time|at some point)\b",
                   re.IGNORECASE)  # fmt: skip
+# Reported speech: what follows is someone else's words, so a date there is theirs ("they said ... by Monday").
+_REPORTED = re.compile(r"\b(?:they|he|she|[A-Z][a-z]+) (?:said|says|mentioned|told (?:us|me|you|them))\b")
+_SLOTS = re.compile(r",?\s*(?:and|or|,)\s*(?:on\s+)?", re.IGNORECASE)  # "Wednesday and Thursday", "Monday or Tuesday"
 _SAME_DEADLINE = re.compile(r"\bsame (?:deadline|timeframe|time ?frame|due date|date)(?: as (?:the )?(?P<x>[\w -]+))?",
                             re.IGNORECASE)  # fmt: skip
 _CLAUSES = re.compile(r";\s*|:\s+|(?=,\s*so\b)|(?=,\s*(?:and|but)\s+(?:I|I'm|I'll|we)\b)")
@@ -79,6 +86,7 @@ class _Draft:
     assignee: str = ""
     requested_of: str = ""
     due: date | None = None
+    due_firm: bool = False  # said with "by", "before", "until": a later bare date does not replace it
     start: date | None = None
     priority: str = "normal"
     dialogue_ids: list[str] = field(default_factory=list)
@@ -110,6 +118,7 @@ class _Meeting:
         self.names = sorted(self.aliases, key=len, reverse=True)
         self.drafts: list[_Draft] = []
         self.said: list[_Said] = []
+        self.firm = False  # whether the last due date read was said with "by", "before", "until"
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -136,7 +145,7 @@ class _Meeting:
                 for mention in mentions:
                     for part in _conjuncts(mention):
                         self._apply(part, clause, context, speaker, turn, dialogue_id, previous)
-                if not mentions:  # "the cap needs a window, so realistically by next week": the cap's date
+                if all(m.hedged for m in mentions):  # "the cap needs a window, so by next week": the cap's date
                     topic = clauses[position - 1] if position and clause.lower().startswith("so ") else ""
                     self._follow_up(clause, topic, turn, dialogue_id)
             self.said.append(_Said(turn, speaker, sentence))
@@ -225,9 +234,10 @@ class _Meeting:
             draft.requested_of = requested_of
         if m.kind in ("commit", "volunteer", "request", "imperative", "third", "need"):
             draft.confirmed = True
-        if due and (draft.due is None or m.pronoun or not m.anaphoric or draft.assignee != speaker
-                    or not self.answering):  # fmt: skip
-            draft.due = due
+        later_bare = draft.due_firm and not self.firm  # "by Friday", then "I'll email them today": a step
+        if due and not later_bare and (draft.due is None or m.pronoun or not m.anaphoric or draft.assignee != speaker
+                                       or not self.answering):  # fmt: skip
+            draft.due, draft.due_firm = due, self.firm
         if start:
             draft.start = start
         if priority != "normal":
@@ -319,13 +329,15 @@ class _Meeting:
         if target is None or target.cancelled or (not sharing and not answer and len(words) > 2):
             return  # a clause about something else ("please log off at a normal hour tonight")
         if due:
-            target.due = due
+            target.due, target.due_firm = due, self.firm
         if start:
             target.start = start
         self._touch(target, turn, dialogue_id)
 
     def _dates(self, text: str, clause: str) -> tuple[date | None, date | None]:
-        """(due, start) said in ``text``: a date after "by"/"before"/"until" wins over a bare one."""
+        """(due, start) said in ``text``: a date after "by"/"before"/"until" wins over a bare one (``self.firm``
+        tells which it was)."""
+        self.firm = False
         same = _SAME_DEADLINE.search(clause)
         if same:
             return self._same_deadline_as(same.group("x") or ""), None
@@ -333,11 +345,17 @@ class _Meeting:
         if owner and self.aliases.get(owner.group(1)):
             dated = [d for d in self.drafts if d.assignee == self.aliases[owner.group(1)] and d.due]
             return (dated[-1].due if dated else None), None
+        reported = _REPORTED.search(text)
+        if reported:  # "..., they said they need to decide by Monday": their date, not the task's
+            text = text[: reported.start()]
         mentions = [d for d in find_dates(text, self.meeting_date) if d.value]
         starts = [d.value for d in mentions if d.role == "start"]
         dues = [d for d in mentions if d.role == "due"]
         firm = [d for d in dues if re.match(r"(?:by|before|until|till|due|no later than)\b", text[d.span[0]:], re.IGNORECASE)]
+        if not firm and any(_SLOTS.fullmatch(text[a.end:b.start]) for a, b in pairwise(dues)):
+            return None, (starts[-1] if starts else None)  # "for Wednesday and Thursday": slots, not a deadline
         due = (firm or dues)[-1].value if dues else None
+        self.firm = bool(firm)
         return due, (starts[-1] if starts else None)
 
     def _same_deadline_as(self, what: str) -> date | None:

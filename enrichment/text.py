@@ -58,7 +58,10 @@ def words(text: str) -> list[str]:
 
 
 def stem(word: str) -> str:
-    """A light English stem, enough to join plurals and simple verb forms (tickets/ticket, ads/ad)."""
+    """A light English stem, enough to join plurals, possessives and simple verb forms (tickets/ticket, ads/ad,
+    provider's/provider)."""
+    if word.endswith("'s") and len(word) > 3:
+        word = word[:-2]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 5 and word.endswith("ing"):

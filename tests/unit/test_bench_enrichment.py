@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bench.enrichment import MEETINGS, covered, figures, match_tasks
+from bench.enrichment import DETAILED_SHARE, MEETINGS, covered, figures, match_tasks, within_budget
+from enrichment.text import words
 
 
 def test_tasks_match_by_description_one_to_one_best_first() -> None:
@@ -22,7 +23,8 @@ def test_a_key_point_is_covered_by_one_line_holding_half_its_words() -> None:
 
 def test_figures_of_a_meeting_without_tasks() -> None:
     row = {"predicted": 0, "expected": 0, "matched": 0, "assignee_right": 0, "due_date_right": 0,
-           "key_points": 4, "key_points_covered": 3, "key_points_in_brief": 1}  # fmt: skip
+           "key_points": 4, "key_points_covered": 3, "key_points_in_brief": 1, "key_points_with_items": 3,
+           "key_points_in_pasted_transcript": 2}  # fmt: skip
     f = figures(row)
     assert (f["precision"], f["recall"], f["assignee_accuracy"], f["key_point_coverage"]) == (1.0, 1.0, None, 0.75)
 
@@ -37,3 +39,21 @@ def test_the_scripted_meetings_are_well_formed() -> None:
             assert task["assignee"] == "" or task["assignee"] in m["participants"]
     assert len(kinds) >= 8 and {"stand-up", "planning", "incident review", "sales call", "one-on-one",
                                 "cancels a task", "ambiguous assignees", "no tasks"} <= kinds  # fmt: skip
+
+
+def test_summary_lines_count_only_within_the_length_budget() -> None:
+    summary = "### Budget\n- one two three four\n- five six seven eight\n- nine ten"
+    assert within_budget(summary, 8) == ["Budget", "one two three four"]
+    assert within_budget(summary, 100) == ["Budget", "one two three four", "five six seven eight", "nine ten"]
+
+
+def test_pasting_the_transcript_does_not_cover_every_key_point() -> None:
+    """Length cannot buy coverage: the whole transcript as the summary is read only up to the budget."""
+    meeting = json.loads((MEETINGS / "product_review.json").read_text())
+    transcript = [d["text"] for d in meeting["dialogues"]]
+    budget = DETAILED_SHARE * sum(len(words(t)) for t in transcript)
+    lines = within_budget("\n".join(transcript), budget)
+    keys = meeting["expected"]["key_points"]
+    cut = sum(covered(k, lines) for k in keys)
+    assert cut < 0.8 * len(keys)
+    assert sum(covered(k, transcript) for k in keys) > cut  # uncut, it would cover more

@@ -50,3 +50,20 @@ def test_start_and_due_roles_and_the_span_that_cuts_them_out() -> None:
 def test_a_weekday_is_the_first_one_after_the_meeting_never_the_same_day() -> None:
     assert find_dates("by Wednesday", WEDNESDAY)[0].value == date(2026, 3, 11)
     assert find_dates("by Friday", None)[0].value is None
+
+
+def test_n_units_from_now_add_them_like_in_n_units() -> None:
+    assert [m.value for m in find_dates("two weeks from now", WEDNESDAY)] == [date(2026, 3, 18)]
+    assert [m.value for m in find_dates("3 days from today", WEDNESDAY)] == [date(2026, 3, 7)]
+
+
+def test_close_of_business_is_the_meetings_day_and_eow_its_friday() -> None:
+    assert [m.value for m in find_dates("by close of business", WEDNESDAY)] == [WEDNESDAY]
+    assert [m.value for m in find_dates("by COB", WEDNESDAY)] == [WEDNESDAY]
+    assert [m.value for m in find_dates("by EOW", WEDNESDAY)] == [date(2026, 3, 6)]
+
+
+def test_the_end_of_the_week_said_at_a_weekend_is_the_coming_friday() -> None:
+    saturday = date(2026, 3, 7)
+    assert [m.value for m in find_dates("by the end of the week", saturday)] == [date(2026, 3, 13)]
+    assert [m.value for m in find_dates("by the end of next week", saturday)] == [date(2026, 3, 13)]

@@ -112,3 +112,20 @@ def test_no_meeting_date_leaves_dates_unresolved_and_the_result_is_deterministic
     transcript = meeting("Ann Lee: I'll send the report by Friday.", participants=PEOPLE, day=None)
     assert extract_action_items(transcript)[0].due_date is None
     assert extract_action_items(transcript) == extract_action_items(transcript)
+
+
+def test_a_date_in_reported_speech_is_not_the_tasks() -> None:
+    [item] = items("Ann Lee: Bob, give the candidate a heads-up on timing, they said they need to decide by Friday.")
+    assert (item.assignee, item.due_date) == ("Bob Stone", None)
+
+
+def test_two_days_named_together_are_slots_and_keep_the_deadline_asked_for() -> None:
+    [item] = items("Ann Lee: Bob, can you do the reference calls this week?",
+                   "Bob Stone: Sure, I'll set them up for Thursday and Friday.")  # fmt: skip
+    assert (item.assignee, item.due_date) == ("Bob Stone", date(2026, 3, 6))  # this week's Friday, not Friday's slot
+
+
+def test_a_deadline_in_a_wish_after_the_request_dates_it() -> None:
+    [item] = items("Ann Lee: Bob, would you get a quote from the agency? I'd like to see it before the end of next week.",
+                   "Bob Stone: Yeah, I'll email them today.")  # fmt: skip
+    assert (item.assignee, item.due_date) == ("Bob Stone", date(2026, 3, 13))

@@ -6,8 +6,9 @@ from enrichment.agenda import agenda_topics, boundaries
 from enrichment.keywords import keywords
 from enrichment.model import ActionItem, AgendaTopic
 from enrichment.mood import meeting_mood
-from enrichment.summary import clean, summarize, textrank
+from enrichment.summary import MIN_WORDS, WORD_SHARE, clean, summarize, textrank, worth
 from enrichment.text import split_sentences
+from enrichment.text import words as word_list
 from tests.unit.enrichment_helpers import meeting
 
 DATABASE = [
@@ -39,7 +40,7 @@ def test_textrank_ranks_the_central_sentence_first() -> None:
 
 def test_the_summary_has_a_brief_and_one_section_per_topic_then_the_items() -> None:
     transcript = meeting(*DATABASE, *HIRING)
-    topics = agenda_topics(transcript.dialogues)
+    topics = agenda_topics(transcript.dialogues, ["Database migration", "Mobile hiring"])
     item = ActionItem(description="Move the backup to its own disk", assignee="Ann")
     summary = summarize(transcript.dialogues, topics, [item])
     brief = summary.brief.splitlines()
@@ -50,7 +51,7 @@ def test_the_summary_has_a_brief_and_one_section_per_topic_then_the_items() -> N
     assert "database" in summary.detailed.lower() and "mobile" in summary.detailed.lower()
 
 
-def test_a_long_meeting_is_summarized_whole_every_topic_has_its_section() -> None:
+def test_a_long_meeting_is_summarized_whole_every_subject_has_its_section() -> None:
     subjects = ["database migration replica backup disk", "mobile hiring candidates interviews offers",
                 "pricing page discount annual plan", "office move desks parking elevator",
                 "security audit passwords tokens rotation", "conference venue speakers catering budget"]  # fmt: skip
@@ -62,13 +63,23 @@ def test_a_long_meeting_is_summarized_whole_every_topic_has_its_section() -> Non
                       f"Bob: About the {first}, the {rest[0]} and the {rest[1]} are on track.",
                       f"Ann: Good, {first} {rest[2]} done for now.", f"Bob: {first.title()} {rest[3]} noted."]
     transcript = meeting(*turns)
-    topics = agenda_topics(transcript.dialogues)
+    topics = agenda_topics(transcript.dialogues, [words.split()[0] for words in subjects])
     summary = summarize(transcript.dialogues, topics, [])
     covered = {d for t in topics for d in t.dialogue_ids}
     assert covered == {d.dialogue_id for d in transcript.dialogues}  # every turn is in a topic
     sections = [line for line in summary.detailed.splitlines() if line.startswith("### ")]
-    assert len(sections) == len(topics) > 6
+    assert len(topics) > 6 and len(sections) >= 6  # each subject has its section; a verbatim repeat adds none
+    assert all(any(h.startswith(f"### {t.title} (") for h in sections) for t in topics[:6])
     assert summary == summarize(transcript.dialogues, topics, [])  # deterministic
+
+
+def test_found_topics_of_a_short_meeting_share_one_section() -> None:
+    """Without an agenda, topics of a few turns get no headings of their own: they would cost more than they tell."""
+    transcript = meeting(*DATABASE, *HIRING)
+    topics = agenda_topics(transcript.dialogues)
+    assert len(topics) == 2 and all(t.agenda_item is None for t in topics)
+    summary = summarize(transcript.dialogues, topics, [])
+    assert [line for line in summary.detailed.splitlines() if line.startswith("### ")] == ["### Discussion"]
 
 
 def test_clean_drops_fillers_but_keeps_words() -> None:
@@ -95,3 +106,33 @@ def test_topics_split_where_the_vocabulary_changes_and_match_the_agenda() -> Non
     assert (first.title, first.agenda_item, second.title) == ("Database migration", "Database migration", "Mobile hiring")
     assert first.start_ms == 0 and first.end_ms <= second.start_ms and second.end_ms == transcript.dialogues[-1].end_ms
     assert isinstance(first, AgendaTopic) and first.dialogue_ids == ("d0", "d1", "d2", "d3", "d4")
+
+
+def test_clean_compresses_hedges_and_tags() -> None:
+    assert clean("I think we should just roll it back, right?") == "We should roll it back?"
+    assert clean("The goal I'd like us to agree on is the beta.") == "The goal I'd like us to agree on is the beta."
+
+
+def test_substance_outweighs_small_talk_and_a_decision_or_figure_counts() -> None:
+    plain = worth("The team looked at the dashboard together.", 1.0)
+    assert worth("The error rate jumped to forty percent after the release.", 1.0) > plain
+    assert worth("We decided to postpone the launch to May.", 1.0) > plain
+    assert worth("Sounds good, thanks.", 1.0) < plain and worth("Which dashboard do we use?", 1.0) < plain
+
+
+def test_the_topic_sections_keep_within_their_share_of_the_meetings_words() -> None:
+    transcript = meeting(*DATABASE, *HIRING, *DATABASE[:2], *HIRING[:2])
+    summary = summarize(transcript.dialogues, agenda_topics(transcript.dialogues), [])
+    total = sum(len(word_list(d.text)) for d in transcript.dialogues)
+    assert len(word_list(summary.detailed)) <= max(MIN_WORDS, WORD_SHARE * total)
+    lines = [line for line in summary.detailed.splitlines() if line]
+    assert len(set(lines)) == len(lines)  # the repeated sentences are kept once
+
+
+def test_an_answer_that_leans_on_a_question_carries_it() -> None:
+    transcript = meeting("Ann: Are we still doing the database index cleanup this sprint?",
+                         "Bob: No, let's move it to the next sprint, the release matters more.",
+                         "Ann: The release goes out on the twelfth with the new billing export.")  # fmt: skip
+    summary = summarize(transcript.dialogues, [], [])
+    assert ("- **Ann:** Are we still doing the database index cleanup this sprint? **Bob:** No, let's move it to the next "
+            "sprint, the release matters more.") in summary.detailed.splitlines()
