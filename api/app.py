@@ -18,6 +18,7 @@ from api.responses import declared
 from api.socket_auth import socket_reader
 from palaver import ids
 from palaver.auth.tickets import TicketRefused
+from palaver.events.edits_v1 import TaskStatus
 from palaver.metrics import API_LIVE_SOCKETS
 from palaver.store import Store, StoreUnavailable
 
@@ -71,7 +72,7 @@ class ActionItemOut(BaseModel):
     run: str
     description: str
     assigned_to: str
-    status: str
+    status: TaskStatus  # pending: not started
     priority: str
     start_date: str | None
     due_date: str | None

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import orjson
 
 from palaver import ids
+from palaver.events.edits_v1 import task_status
 from palaver.runs import live_run_sql
 from palaver.store import Store
 
@@ -145,6 +146,7 @@ async def action_items(store: Store, meeting_id: str) -> list[dict[str, Any]]:
         if deleted:
             continue
         row.update(fields)
+        row["status"] = task_status(row["status"])  # an edit stored with the old word for pending
         row["edited"] = bool(fields)
         out.append(row)
     return out

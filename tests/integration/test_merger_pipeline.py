@@ -184,7 +184,7 @@ async def test_transcript_and_action_item_edits(pipeline: Pipeline, meeting: dic
     await pipeline.store.acommand(
         f"INSERT INTO {db}.action_items (action_item_id, meeting_id, run, description, assigned_to, status, "
         "priority, due_date, source_dialogue_id, revision) VALUES ('ai_1', {m:String}, 'test', "
-        "'Write the announcement', 'cho', 'open', 'medium', '2026-12-01', {d:String}, 1)",
+        "'Write the announcement', 'cho', 'pending', 'medium', '2026-12-01', {d:String}, 1)",
         {"m": meeting_id, "d": meeting["dialogues"][2]["dialogue_id"]},
     )
     async with client(meeting, "cho") as http:
@@ -193,6 +193,17 @@ async def test_transcript_and_action_item_edits(pipeline: Pipeline, meeting: dic
         got = await poll(lambda: http.get(items), lambda r: r.json() and r.json()[0]["edited"], what="item edit")
         assert (got.json()[0]["status"], got.json()[0]["priority"], got.json()[0]["description"]) == (
             "done", "high", "Write the announcement")  # fmt: skip
+        assert (await http.patch(f"{items}/ai_1", json={"status": "open"})).status_code == 422, "not started is pending"
+        # An edit stored before "pending" replaced "open" (edits are kept forever) reads as pending.
+        await pipeline.store.acommand(
+            f"INSERT INTO {db}.edits (edit_id, meeting_id, target_kind, target_id, action, text, fields, editor, "
+            "edited_at_ms, idempotency_key, event_id, kafka_topic, kafka_partition, kafka_offset) VALUES ('edt_old', "
+            "{m:String}, 'action_item', 'ai_1', 'edit', NULL, '{\"status\": \"open\"}', 'cho', 4102444800000, '', "
+            "'evt_old', 'edits', 0, 0)",
+            {"m": meeting_id},
+        )
+        got = await poll(lambda: http.get(items), lambda r: r.json()[0]["status"] != "done", what="the old edit")
+        assert (got.json()[0]["status"], got.json()[0]["priority"]) == ("pending", "high")
         assert (await http.patch(f"{items}/ai_nope", json={"status": "done"})).status_code == 404
         assert (await http.patch(f"{items}/ai_1", json={})).status_code == 422
         assert (await http.patch(f"{items}/ai_1", json={"due_date": "soon"})).status_code == 422

@@ -76,7 +76,7 @@ async def real_ids(web: Web, caller: Participant, caller_headers: dict[str, str]
         await web.store.acommand(
             f"INSERT INTO {web.store.database}.action_items (action_item_id, meeting_id, run, description, "
             "assigned_to, status, priority, source_dialogue_id, revision) VALUES ({a:String}, {m:String}, "
-            "'test', 'Send the minutes', 'ada', 'open', 'medium', {d:String}, 1)",
+            "'test', 'Send the minutes', 'ada', 'pending', 'medium', {d:String}, 1)",
             {"a": action_item_id, "m": meeting_id, "d": dialogue_id},
         )  # fmt: skip
         await poll(lambda: http.get(f"/v1/meetings/{meeting_id}/dialogues"),
