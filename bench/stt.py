@@ -299,12 +299,15 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
     for ts, e in events:
         if e["event"] == "transcript.final":
             finals.setdefault(e["utterance_id"], (ts, e))
-    final_lags = [ts - s for ts, e in finals.values() if (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]
+    # The talkers' figures, comparable with runs without quiet speakers; the quiet ones' come apart.
+    heard = {t.speaker_id: logs[t.speaker_id] for t in talkers}
+    final_lags = [ts - s for ts, e in finals.values()
+                  if e["speaker_id"] in heard and (s := heard[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]  # fmt: skip
     topic_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in events if e["event"] == "transcript.partial"]
     live_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in live if e.get("status") == "live"]
-    dialogue_final_lags = _dialogue_final_lags(live, logs)
-    box_final_waits = _box_final_waits(live)
-    words_settled_lags = _words_settled_lags(live, logs)
+    dialogue_final_lags = _dialogue_final_lags(live, heard)
+    box_final_waits = _box_final_waits([(ts, e) for ts, e in live if e.get("speaker_id") in heard])
+    words_settled_lags = _words_settled_lags(live, heard)
     quiet_lags = quiet_box_lags(live, logs, list(quiet))
     wers = {}
     for t in tracks:
@@ -313,7 +316,7 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
     sent = sum(s["sent"] for s in streamed)
     acked = sum(s["acked"] for s in streamed)
     visible, missed = [], 0
-    for t in tracks:
+    for t in talkers:
         log = logs[t.speaker_id]
         updates = [(ts, (e["end_ms"] - log.stream_start_ms) * SAMPLE_RATE // 1000) for ts, e in live
                    if e["speaker_id"] == t.speaker_id and e.get("status") in ("live", "final")]  # fmt: skip
@@ -321,7 +324,7 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
         visible += lags
         missed += not_reached
     caption = {**_stats(visible), "instants_never_shown": missed}
-    partial = _stats(_advancing_lags(live_partials, logs))
+    partial = _stats(_advancing_lags(live_partials, heard))
     final = _stats(final_lags)
     lost = acked != sent or any(s["close_code"] != 1000 for s in streamed)
     talking = [t.speaker_id for t in talkers]
@@ -342,7 +345,7 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
         "speakers": len(talkers), **quiet_rows, "meeting_id": meeting_id,
         "audio_s_per_speaker": round(float(np.mean([t.seconds for t in talkers])), 1),
         "partial_lag": partial, "final_lag": final, "caption_delay": caption,
-        "topic_partial_lag": _stats(_advancing_lags(topic_partials, logs)),
+        "topic_partial_lag": _stats(_advancing_lags(topic_partials, heard)),
         "dialogue_final_lag": _stats(dialogue_final_lags), "words_settled_lag": _stats(words_settled_lags),
         "box_final_wait": _stats(box_final_waits),
         "wer": round(float(np.mean([wers[name] for name in talking])), 4), "wer_per_speaker": wers,
