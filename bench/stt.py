@@ -20,6 +20,10 @@ to a sample through the ``ready`` message's ``stream_start_ms``):
   revision on the live socket (its words can no longer change), both against the audio up to their end;
   box wait: per dialogue, its first ``final`` revision against the first event that carried its last
   utterance settled (what the merger's finality rule adds to the STT's lag).
+- quiet speakers (``--quiet``, ``--quiet-stop``; bench/quiet.py): extra participants who say a line and
+  fall quiet (their stream carries silence, or ends) while the N talk on; per line, the arrival of their
+  box's first ``final`` event on the live socket minus when the client sent the line's last word (target
+  p95 <= 3 s). The figures above are the talkers'.
 
 WER: each speaker's finals (by start time) against its script, and beside it the offline reference: the
 same tracks transcribed whole with plain faster-whisper and the same model (bench/offline_reference.py;
