@@ -21,7 +21,7 @@ from api.identity import SignedIn
 from api.responses import declared
 from palaver import ids
 from palaver.events import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1, encode
-from palaver.events.edits_v1 import EditAction
+from palaver.events.edits_v1 import EditAction, TaskPriority, TaskStatus
 from palaver.store import Store
 from palaver.store.rows import COLUMNS, Provenance, rows_for
 
@@ -56,8 +56,8 @@ class ActionItemEdit(BaseModel):
 
     description: str = fields.omittable(max_length=10_000)
     assigned_to: str = fields.omittable(max_length=128)
-    status: Literal["open", "in_progress", "done", "cancelled"] = fields.omittable()
-    priority: Literal["low", "medium", "high"] = fields.omittable()
+    status: TaskStatus = fields.omittable(description="pending (not started), in_progress, done or cancelled")
+    priority: TaskPriority = fields.omittable(description="high, normal or low")
     start_date: fields.CalendarDate = fields.omittable()
     due_date: fields.CalendarDate = fields.omittable()
 

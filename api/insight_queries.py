@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from palaver.events.edits_v1 import task_priority, task_status
 from palaver.runs import is_replay, live_run_sql
 from palaver.store import Store
 
@@ -102,5 +103,10 @@ def fold_edits(items: list[dict[str, Any]], edits: list[dict[str, Any]]) -> list
         deleted, fields = overlay.get(item["action_item_id"], (False, {}))
         if deleted:
             continue
-        out.append({**item, **fields, "edited": bool(fields)})
+        shown = {**item, **fields, "edited": bool(fields)}
+        # Edits are kept forever: ones made with an older word for a status or priority read in today's.
+        for key, current in (("status", task_status), ("priority", task_priority)):
+            if key in shown:
+                shown[key] = current(shown[key])
+        out.append(shown)
     return out

@@ -22,6 +22,7 @@ from api.idempotency import KEY_MAX_LENGTH, KEY_REUSED, KeyedWrites, earlier_wri
 from api.identity import SignedIn
 from api.responses import declared
 from palaver.enrichment_backends import BACKEND_NAMES, unknown_backend
+from palaver.events.edits_v1 import TaskPriority, TaskStatus
 from palaver.store import Store
 
 router = APIRouter(tags=["insights"])
@@ -131,8 +132,8 @@ class ActionItemOut(BaseModel):
     description: str
     assigned_to: str = Field(description="A participant's name, or empty")
     assignee_id: str = Field(description="That participant's user id, when known")
-    status: str
-    priority: str
+    status: TaskStatus = Field(description="pending (not started, as enrichment makes every item), in_progress, done or cancelled")
+    priority: TaskPriority
     start_date: str | None
     due_date: str | None
     source_dialogue_id: str

@@ -20,6 +20,10 @@ to a sample through the ``ready`` message's ``stream_start_ms``):
   revision on the live socket (its words can no longer change), both against the audio up to their end;
   box wait: per dialogue, its first ``final`` revision against the first event that carried its last
   utterance settled (what the merger's finality rule adds to the STT's lag).
+- quiet speakers (``--quiet``, ``--quiet-stop``; bench/quiet.py): extra participants who say a line and
+  fall quiet (their stream carries silence, or ends) while the N talk on; per line, the arrival of their
+  box's first ``final`` event on the live socket minus when the client sent the line's last word (target
+  p95 <= 3 s). The figures above are the talkers'.
 
 WER: each speaker's finals (by start time) against its script, and beside it the offline reference: the
 same tracks transcribed whole with plain faster-whisper and the same model (bench/offline_reference.py;
@@ -62,6 +66,7 @@ from bench.harness import (
     write_results,
 )
 from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
+from bench.quiet import GAP_S, STOP_TAIL_MS, QuietTrack, build_quiet_tracks, quiet_box_lags
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
 from palaver.demo.accounts import Meeting, Participant, open_meeting
 from palaver.demo.client import ws_url
@@ -71,6 +76,7 @@ from palaver.streams.clients import ensure_topics, make_consumer
 from palaver.textmetrics import word_error_rate
 
 TARGET_LAG_S = 1.5
+TARGET_QUIET_BOX_S = 3.0  # a quiet speaker's box final within this of the last word, p95
 FRAME_MS = 100
 
 
@@ -254,10 +260,12 @@ def _num(x: float) -> float | None:
     return None if x is None or math.isnan(x) else round(x, 3)
 
 
-async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsLog, proc: ProcSampler,
-                        on_frame: Any, drain_timeout_s: float) -> dict[str, Any]:  # fmt: skip
+async def palaver_phase(url: str, talkers: list[Track], transcripts: TranscriptsLog, proc: ProcSampler,
+                        on_frame: Any, drain_timeout_s: float, quiet: list[QuietTrack] = ()) -> dict[str, Any]:  # fmt: skip
+    """One meeting: the talkers, and the quiet speakers beside them (bench/quiet.py)."""
     # One account per speaker (named after its track), the first owns the meeting: made before the clock
     # starts. Events carry user ids as speaker ids; they are read back as the tracks' names.
+    tracks = [*talkers, *(q.track for q in quiet)]
     meeting = await open_meeting(url, [t.speaker_id for t in tracks], f"STT bench, {len(tracks)} speakers")
     meeting_id, names = meeting.meeting_id, meeting.names()
     live: list[tuple[float, dict[str, Any]]] = []
@@ -295,12 +303,16 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
     for ts, e in events:
         if e["event"] == "transcript.final":
             finals.setdefault(e["utterance_id"], (ts, e))
-    final_lags = [ts - s for ts, e in finals.values() if (s := logs[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]
+    # The talkers' figures, comparable with runs without quiet speakers; the quiet ones' come apart.
+    heard = {t.speaker_id: logs[t.speaker_id] for t in talkers}
+    final_lags = [ts - s for ts, e in finals.values()
+                  if e["speaker_id"] in heard and (s := heard[e["speaker_id"]].sent_by_media_ms(e["end_ms"]))]  # fmt: skip
     topic_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in events if e["event"] == "transcript.partial"]
     live_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in live if e.get("status") == "live"]
-    dialogue_final_lags = _dialogue_final_lags(live, logs)
-    box_final_waits = _box_final_waits(live)
-    words_settled_lags = _words_settled_lags(live, logs)
+    dialogue_final_lags = _dialogue_final_lags(live, heard)
+    box_final_waits = _box_final_waits([(ts, e) for ts, e in live if e.get("speaker_id") in heard])
+    words_settled_lags = _words_settled_lags(live, heard)
+    quiet_lags = quiet_box_lags(live, logs, list(quiet))
     wers = {}
     for t in tracks:
         said = sorted((e["start_ms"], e["text"]) for _, e in finals.values() if e["speaker_id"] == t.speaker_id)
@@ -308,7 +320,7 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
     sent = sum(s["sent"] for s in streamed)
     acked = sum(s["acked"] for s in streamed)
     visible, missed = [], 0
-    for t in tracks:
+    for t in talkers:
         log = logs[t.speaker_id]
         updates = [(ts, (e["end_ms"] - log.stream_start_ms) * SAMPLE_RATE // 1000) for ts, e in live
                    if e["speaker_id"] == t.speaker_id and e.get("status") in ("live", "final")]  # fmt: skip
@@ -316,17 +328,31 @@ async def palaver_phase(url: str, tracks: list[Track], transcripts: TranscriptsL
         visible += lags
         missed += not_reached
     caption = {**_stats(visible), "instants_never_shown": missed}
-    partial = _stats(_advancing_lags(live_partials, logs))
+    partial = _stats(_advancing_lags(live_partials, heard))
     final = _stats(final_lags)
     lost = acked != sent or any(s["close_code"] != 1000 for s in streamed)
+    talking = [t.speaker_id for t in talkers]
+    quiet_rows = {}
+    if quiet:
+        quiet_rows = {
+            "quiet_speakers": sum(not q.stops for q in quiet), "leaving_speakers": sum(q.stops for q in quiet),
+            "quiet_box_final_lag": {**_stats(quiet_lags["muted_box_final"]), "never_final": quiet_lags["muted_never"]},
+            "quiet_words_settled_lag": _stats(quiet_lags["muted_settled"]),
+            "quiet_box_final_wait": _stats(quiet_lags["muted_wait"]),
+            "leaving_box_final_lag": {**_stats(quiet_lags["leaving_box_final"]),
+                                      "never_final": quiet_lags["leaving_never"]},
+            "leaving_words_settled_lag": _stats(quiet_lags["leaving_settled"]),
+            "leaving_box_final_wait": _stats(quiet_lags["leaving_wait"]),
+            "quiet_wer": round(float(np.mean([wers[q.track.speaker_id] for q in quiet])), 4),
+        }
     return {
-        "speakers": len(tracks), "meeting_id": meeting_id,
-        "audio_s_per_speaker": round(float(np.mean([t.seconds for t in tracks])), 1),
+        "speakers": len(talkers), **quiet_rows, "meeting_id": meeting_id,
+        "audio_s_per_speaker": round(float(np.mean([t.seconds for t in talkers])), 1),
         "partial_lag": partial, "final_lag": final, "caption_delay": caption,
-        "topic_partial_lag": _stats(_advancing_lags(topic_partials, logs)),
+        "topic_partial_lag": _stats(_advancing_lags(topic_partials, heard)),
         "dialogue_final_lag": _stats(dialogue_final_lags), "words_settled_lag": _stats(words_settled_lags),
         "box_final_wait": _stats(box_final_waits),
-        "wer": round(float(np.mean(list(wers.values()))), 4), "wer_per_speaker": wers,
+        "wer": round(float(np.mean([wers[name] for name in talking])), 4), "wer_per_speaker": wers,
         "stt_cpu_percent": round(cpu_percent, 1), "stt_rss_max_mb": round(proc.rss_max_mb, 1),
         "sent_samples": sent, "acked_samples": acked, "lost_audio": lost, "drained": drained,
         "holds_targets": bool(drained and not lost and _within(partial) and _within(final)),
@@ -338,9 +364,10 @@ def _within(stats: dict[str, Any]) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track],
-                           progress: Any) -> AsyncIterator[Callable[[list[Track]], Awaitable[dict[str, Any]]]]:  # fmt: skip
-    """The running pipeline, warmed up, as a function that runs one phase of N speakers through it."""
+async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track], progress: Any,
+                           quiet: list[QuietTrack]) -> AsyncIterator[Callable[[list[Track]], Awaitable[dict[str, Any]]]]:  # fmt: skip
+    """The running pipeline, warmed up, as a function that runs one phase of N talking speakers through it,
+    with the ``quiet`` speakers beside them."""
     with bench_settings("stt") as settings:
         await ensure_topics(settings)
         started = start_pipeline(settings, "stt")
@@ -357,8 +384,8 @@ async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track],
             await palaver_phase(url, [warm], transcripts, proc, None, 120)
 
             async def phase(speakers: list[Track]) -> dict[str, Any]:
-                row = await palaver_phase(url, speakers, transcripts, proc, progress.frame, args.drain_timeout)
-                progress.phase_done(speakers)
+                row = await palaver_phase(url, speakers, transcripts, proc, progress.frame, args.drain_timeout, quiet)
+                progress.phase_done([*speakers, *(q.track for q in quiet)])
                 await asyncio.sleep(2)
                 return row
 
@@ -370,7 +397,7 @@ async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track],
 
 
 async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any,
-                    probe: MachineProbe) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+                    probe: MachineProbe, quiet: list[QuietTrack] = ()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
     """(Palaver rows, baseline rows). Each N runs the baseline and then Palaver back to back, after a probe
     of the machine's speed, so the two systems of one N meet the same host (these machines are shared, and
     their speed drifts by 2x within an hour). The pipeline stands idle while the baseline runs: the other
@@ -378,7 +405,7 @@ async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any
     server = await asyncio.to_thread(naive_server, args) if args.system != "palaver" else None
     palaver: list[dict[str, Any]] = []
     baseline: list[dict[str, Any]] = []
-    pipeline = palaver_pipeline(args, tracks, progress) if args.system != "baseline" else _no_pipeline()
+    pipeline = palaver_pipeline(args, tracks, progress, list(quiet)) if args.system != "baseline" else _no_pipeline()
     async with pipeline as phase:
         for n in args.speakers:
             probe_ms = (await asyncio.to_thread(probe.measure, 3))["min_ms"]
@@ -592,7 +619,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
                                     (naive, "caption_delay", "naive baseline caption delay", "^:")):  # fmt: skip
         if rows:
             lags.plot(*series(rows, key), style, label=label)
+    for key, label, style in (("quiet_box_final_lag", "Palaver quiet speaker's box final (muted)", "D-"),
+                              ("leaving_box_final_lag", "Palaver quiet speaker's box final (stream ends)", "D:")):
+        rows = [r for r in pal if r.get(key) and r[key]["p95_s"] is not None]
+        if rows:
+            lags.plot(*series(rows, key), style, label=label)
     lags.axhline(TARGET_LAG_S, color="tab:red", linestyle=":", label="target p95 1.5 s")
+    if any(r.get("quiet_box_final_lag") or r.get("leaving_box_final_lag") for r in pal):
+        lags.axhline(TARGET_QUIET_BOX_S, color="tab:purple", linestyle=":", label="quiet box final target p95 3 s")
     lags.set_yscale("log")
     lags.set_xlabel("concurrent speakers (N)")
     lags.set_ylabel("lag p95 (s)")
@@ -647,6 +681,19 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{'baseline':<9} {r['speakers']:>2} {f(p['p50_s']) + ' / ' + f(p['p95_s']):>18} {'-':>16} "
               f"{f(r['wer']):>6} {'-':>7} {'-':>6} {'-':>5} {r['process_cpu_percent']:>8.0f} {'-':>7} {'-':>5} "
               f"{'yes' if r['holds_targets'] else 'no':>4} {r['machine_probe_ms']:>8} {r['steal_percent']:>6.0f}")  # fmt: skip
+    quiet = [r for r in results["palaver"] if "quiet_box_final_lag" in r]
+    if quiet:
+        print(f"\nquiet speakers beside the N talkers, box final on the live socket after their line's last word "
+              f"(target p95 <= {TARGET_QUIET_BOX_S} s); words settled likewise; never: lines whose box never showed final")
+        print("and box wait: box final minus words settled, per line (the merger's part)")
+        print(f"{'N':>2} {'kind':>7} {'speakers':>8} {'box final p50/p95 s':>19} {'settled p50/p95 s':>17} "
+              f"{'box wait p50/p95 s':>18} {'lines':>5} {'never':>5}")  # fmt: skip
+        for r in quiet:
+            for kind, key in (("muted", "quiet"), ("leaving", "leaving")):
+                bf, ws, bw = r[f"{key}_box_final_lag"], r[f"{key}_words_settled_lag"], r[f"{key}_box_final_wait"]
+                print(f"{r['speakers']:>2} {kind:>7} {r[f'{key}_speakers']:>8} {f(bf['p50_s']) + ' / ' + f(bf['p95_s']):>19} "
+                      f"{f(ws['p50_s']) + ' / ' + f(ws['p95_s']):>17} {f(bw['p50_s']) + ' / ' + f(bw['p95_s']):>18} "
+                      f"{bf['samples']:>5} {bf['never_final']:>5}")  # fmt: skip
     s = results["summary"]
     print(f"\nlargest N within targets (p95 lags <= {TARGET_LAG_S} s, no lost audio): Palaver {s['palaver_max_speakers']}, "
           f"naive baseline {s['baseline_max_speakers']}; ratio {s['ratio'] if s['ratio'] is not None else '-'}")  # fmt: skip
@@ -674,6 +721,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speakers", default="1,2,3,4,6,8,12,16",
                         help="sweep of concurrent speakers (default 1,2,3,4,6,8,12,16)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30, help="seconds of speech per speaker (default 30)")
+    parser.add_argument("--quiet", type=int, default=0, metavar="K",
+                        help="K more speakers in each Palaver phase who say a line, then send silence (a muted "
+                             "browser) while the others talk, and so on; measures their box-final latency "
+                             "(default 0; bench/quiet.py)")  # fmt: skip
+    parser.add_argument("--quiet-stop", type=int, default=0, metavar="K",
+                        help="K more speakers in each Palaver phase who say one line and end their stream "
+                             "(default 0)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: --speakers 1,2 --seconds 15")
     parser.add_argument("--system", choices=("both", "palaver", "baseline"), default="both",
                         help="which systems to run (default both)")  # fmt: skip
@@ -691,13 +745,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--speakers: a comma-separated list of positive integers")
 
     tracks = build_tracks(max(args.speakers), args.seconds)
+    quiet = build_quiet_tracks(args.quiet, args.quiet_stop, min(t.seconds for t in tracks))
     systems = 2 if args.system == "both" else 1
-    progress = SweepProgress(systems * sum(sum(t.seconds for t in tracks[:n]) for n in args.speakers))
+    quiet_s = sum(q.track.seconds for q in quiet) if args.system != "baseline" else 0
+    progress = SweepProgress(sum(systems * sum(t.seconds for t in tracks[:n]) + quiet_s for n in args.speakers))
     started = time.monotonic()
     offline = run_offline(tracks) if args.system != "baseline" else None  # before the timed phases
     probe = MachineProbe()
     probe_before = probe.measure()
-    palaver, baseline = asyncio.run(run_sweep(args, tracks, progress, probe))
+    palaver, baseline = asyncio.run(run_sweep(args, tracks, progress, probe, quiet))
     progress.close()
     probe_after = probe.measure()
     if offline is not None:
@@ -708,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
         "target_lag_p95_s": TARGET_LAG_S,
         "speakers": args.speakers,
         "speech_s_per_speaker": args.seconds,
+        "quiet_speakers": args.quiet,
+        "leaving_speakers": args.quiet_stop,
+        "target_quiet_box_final_p95_s": TARGET_QUIET_BOX_S,
         "cpu_count": os.cpu_count(),
         "wall_s": round(time.monotonic() - started, 1),
         "method": {
@@ -722,6 +781,15 @@ def main(argv: list[str] | None = None) -> int:
                                  "carries it final minus the wall time the client sent the audio up to its end_ms",
             "dialogue_final_lag": "per dialogue, the arrival of its first 'final' revision on the live socket "
                                   "minus the wall time the client sent the audio up to its end_ms (its last word)",
+            "quiet_box_final_lag": "per line of a quiet speaker (--quiet: says a line, then its open stream "
+                                   f"carries silence for {GAP_S:.0f} s while the talkers talk), the arrival of the first "
+                                   "'final' live-socket event of the speaker's box holding the line minus the wall "
+                                   "time the client sent the line's last word (the last sample >= 1% of full "
+                                   "scale of the synthesized audio); quiet_words_settled_lag: the same for the "
+                                   "first event carrying an utterance of the line final; quiet_box_final_wait: the "
+                                   "first minus the second, per line (the merger's part)",
+            "leaving_box_final_lag": "the same for --quiet-stop speakers: one line, then the stream ends "
+                                     f"{STOP_TAIL_MS} ms after its last word",
             "box_final_wait": "per dialogue, the arrival of its first 'final' revision minus the arrival of the "
                               "first live-socket event that carried its last utterance settled (the merger's "
                               "finality rule alone, without the STT's lag)",

@@ -11,9 +11,11 @@ a stream settled past its open partial ended that utterance without a final, so 
 
 - A dialogue's *words* are final (``status: final``) once no event that can still come may change its
   utterances: its speaker is settled past the point where a next utterance could still join it, every
-  other active speaker is settled past its last utterance's start (nothing can split it any more), and it
-  holds no partial (``words_final`` says exactly when). So a box does not wait for the meeting's slowest
-  stream to be past its end, only past its last utterance's start.
+  other active speaker is settled past its last utterance's start (nothing can split it any more) unless
+  it is one utterance that can join no earlier box of its speaker, and it holds no partial
+  (``words_final`` says exactly when). So a box does not wait for the meeting's slowest stream to be past
+  its end, only past its last utterance's start; and a quiet speaker's last line waits for its speaker
+  alone.
 - Its *place* among the others (``position``) is fixed once the meeting's *watermark*, the minimum over
   its active streams, has passed the point where anything could still change it or any dialogue before
   it: the start of the dialogue after it, or its end plus the pause limit (``placed``). Placed dialogues
@@ -188,35 +190,61 @@ def settled_bounds(streams: dict[str, dict[str, Any]]) -> SettledBounds:
 def words_final(d: Dialogue, utts: list[list[Any]], first: int, settled: SettledBounds, pause_ms: int) -> bool:
     """Whether no event that can still come may change the dialogue's utterances (hence its id, text,
     start and end), its place among the others aside. ``first``: the index of its first utterance in the
-    sorted ``utts`` it was grouped from. Holds, for every arrival order, once all of these hold:
+    sorted ``utts`` it was grouped from. Holds, for every arrival order, once both of these hold:
 
-    - every other speaker's active stream is settled past its last utterance's start, so no utterance of
-      theirs can still start among its utterances (splitting it) or before it, and none of their
-      partials lies before it (an open partial sits at its stream's settled time: ``_fold`` drops one
-      that its stream passed without a final), whose going could join it to an earlier box;
     - its speaker's next utterance cannot join it: the speaker's first utterance after it, or failing one
       the speaker's settled time (its next utterance starts no earlier: a stream's events arrive in
       order), lies more than the pause past its end, or past another speaker's final after its last
       utterance (a final stays; a partial in between may be dropped, so it does not count). This also
       keeps out a dialogue that ends with its speaker's open partial, whose words may still change: the
-      speaker is settled at the partial's start.
+      speaker is settled at the partial's start. Once this holds the speaker is settled past its last
+      utterance's start, so no utterance of the speaker can still come before it either;
+    - no other speaker can still change it, for either of two reasons. Every other speaker's active stream
+      is settled past its last utterance's start, so no utterance of theirs can still start among its
+      utterances (splitting it) or before it, and none of their partials lies before it (an open partial
+      sits at its stream's settled time: ``_fold`` drops one that its stream passed without a final), whose
+      going could join it to an earlier box. Or, needing nothing of the others (``_stands_alone``): it is
+      one utterance, which nothing can split, and every earlier utterance of its speaker ended more than
+      the pause before it starts, so it can join no earlier box whatever comes between them or goes.
+      That is the box of a speaker who says a line and falls quiet while the others talk on: it is final
+      once its speaker is past the pause (or another speaker's final), however long their sentences are.
 
     A stream that is not active yet (it starts, or starts again, after this) is not covered: its
     utterances are kept out of final dialogues by ``_outside_sealed``. Costs O(1) plus the partials right
-    after it (at most one per other stream)."""
+    after it (at most one per other stream), and for a one-utterance dialogue that the others do not let
+    go yet, its speaker's earlier utterances in the live tail."""
     members = d.members
     speaker = d.speaker_id
-    if settled.others(speaker) <= members[-1][START]:
+    others_past = settled.others(speaker) > members[-1][START]
+    if not others_past and len(members) > 1:
         return False
-    own = settled.own.get(speaker, ALL_STOPPED)
-    end = d.end_ms
-    for j in range(first + len(members), len(utts)):
+    if not _speaker_past(d, utts, first + len(members), settled.own.get(speaker, ALL_STOPPED), pause_ms):
+        return False
+    return others_past or _stands_alone(utts, first, speaker, members[0][START], pause_ms)
+
+
+def _speaker_past(d: Dialogue, utts: list[list[Any]], after: int, own: int, pause_ms: int) -> bool:
+    """Whether the speaker's next utterance can no longer join ``d`` (``words_final``, first condition);
+    ``after``: the index in ``utts`` just past its utterances; ``own``: the speaker's settled time."""
+    speaker, end = d.speaker_id, d.end_ms
+    for j in range(after, len(utts)):
         u = utts[j]
         if u[SPEAKER] == speaker:
             return min(u[START], own) - end > pause_ms
         if not u[PARTIAL]:
             return own > min(end + pause_ms, u[START])
     return own - end > pause_ms
+
+
+def _stands_alone(utts: list[list[Any]], first: int, speaker: str, start: int, pause_ms: int) -> bool:
+    """Whether every utterance of ``speaker`` before index ``first`` of ``utts`` ended more than the pause
+    before ``start``: an utterance there can then join none of them (the dialogue rule), whatever other
+    speakers' utterances come between or go."""
+    for j in range(first - 1, -1, -1):
+        u = utts[j]
+        if u[SPEAKER] == speaker and start - u[END] <= pause_ms:
+            return False
+    return True
 
 
 def _outside_sealed(sealed: dict[str, list[Any]], speaker: str, uid: str, start: int) -> int:

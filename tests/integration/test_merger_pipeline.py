@@ -206,6 +206,19 @@ async def test_transcript_and_action_item_edits(pipeline: Pipeline, meeting: dic
         assert (got.json()[0]["status"], got.json()[0]["priority"], got.json()[0]["description"]) == (
             "done", "high", "Write the announcement")  # fmt: skip
         item = f"/v1/meetings/{meeting_id}/action-items/ai_1"
+        assert (await http.patch(item, json={"status": "open"})).status_code == 422, "not started is pending"
+        assert (await http.patch(item, json={"priority": "medium"})).status_code == 422, "one vocabulary: normal"
+        # Edits stored with the older words (edits are kept forever) read in today's: open as pending, medium
+        # as normal.
+        await pipeline.store.acommand(
+            f"INSERT INTO {pipeline.store.database}.edits (edit_id, meeting_id, target_kind, target_id, action, text, "
+            "fields, editor, edited_at_ms, idempotency_key, event_id, kafka_topic, kafka_partition, kafka_offset) "
+            "VALUES ('edt_old', {m:String}, 'action_item', 'ai_1', 'edit', NULL, "
+            "'{\"status\": \"open\", \"priority\": \"medium\"}', 'cho', 4102444800000, '', 'evt_old', 'edits', 0, 0)",
+            {"m": meeting_id},
+        )  # fmt: skip
+        got = await poll(lambda: http.get(items), lambda r: r.json()[0]["status"] != "done", what="the old edit")
+        assert (got.json()[0]["status"], got.json()[0]["priority"]) == ("pending", "normal")
         assert (await http.patch(f"/v1/meetings/{meeting_id}/action-items/ai_nope", json={"status": "done"})).status_code == 404
         assert (await http.patch(item, json={})).status_code == 422
         assert (await http.patch(item, json={"due_date": "soon"})).status_code == 422

@@ -84,7 +84,7 @@ def test_action_item_edits_compare_their_fields() -> None:
 
     assert differing(edit(status="done", priority="high"), edit(priority="high", status="done"),
                      EDIT_REQUEST_FIELDS) == []  # fmt: skip
-    assert differing(edit(status="done"), edit(status="open"), EDIT_REQUEST_FIELDS) == ["fields"]
+    assert differing(edit(status="done"), edit(status="pending"), EDIT_REQUEST_FIELDS) == ["fields"]
 
 
 # --- memory, store, lock ---------------------------------------------------------------------------------

@@ -265,6 +265,40 @@ def test_an_utterance_starting_with_the_boxs_last_may_still_split_it() -> None:
     _assert_final_words_never_change(out + more)
 
 
+def test_a_quiet_speakers_line_is_final_once_its_speaker_is_past_the_pause_while_others_talk_on() -> None:
+    """One utterance, its speaker silent before it: nothing another speaker says can split it or join it
+    to an earlier box, so it does not wait for b's sentence, open since before it, to end."""
+    state, out = fold([started("a"), started("b"), partial("b", 0, 2500, "", "and so on", 0), final("a", 1000, 2000),
+                       progress("a", 2000 + PAUSE)])  # fmt: skip
+    assert {d.speaker_id: d.status for d in latest(out).values()} == {"a": "live", "b": "live"}
+    state, out = fold([progress("a", 2000 + PAUSE + 1)], state)
+    assert [(u.speaker_id, u.text, u.status, u.placed) for u in _updates(out)] == [("a", "a@1000", "final", False)]
+    # b's sentence ends however it does (its final may start later than its partial): a's words stay.
+    _, more = fold([final("b", 1500, 4000), progress("b", 6000)], state)
+    assert [(u.text, u.status, u.placed) for u in _updates(more) if u.speaker_id == "a"] == [("a@1000", "final", True)]
+    _assert_final_words_never_change(out + more)
+
+
+def test_a_one_utterance_box_near_its_speakers_earlier_one_waits_for_the_others() -> None:
+    """b's partial between a's two utterances may end without a final: a's utterances then join."""
+    state, out = fold([started("a"), started("b"), final("a", 0, 1000), partial("b", 1100, 1300, "", "hm", 0),
+                       final("a", 1500, 2500), progress("a", 2500 + PAUSE + 1)])  # fmt: skip
+    assert [(d.text, d.status) for d in sorted(latest(out).values(), key=lambda d: d.start_ms)] == [
+        ("a@0", "live"), ("hm", "live"), ("a@1500", "live")]  # fmt: skip
+    _, more = fold([progress("b", 1600)], state)
+    assert [(d.text, d.status) for d in latest(out + more).values()] == [("a@0 a@1500", "final")]
+    _assert_final_words_never_change(out + more)
+
+
+def test_a_quiet_speakers_box_of_two_utterances_still_waits_for_the_others() -> None:
+    """Another speaker's next utterance may still start between its two utterances."""
+    state, out = fold([started("a"), started("b"), partial("b", 0, 1200, "", "well", 0), final("a", 1000, 2000),
+                       final("a", 2300, 3000), progress("a", 3000 + PAUSE + 1), final("b", 0, 2100)])  # fmt: skip
+    assert [(d.text, d.status) for d in latest(out).values() if d.speaker_id == "a"] == [("a@1000 a@2300", "live")]
+    _, more = fold([progress("b", 2301)], state)
+    assert [(u.text, u.status) for u in _updates(more) if u.speaker_id == "a"] == [("a@1000 a@2300", "final")]
+
+
 def test_a_box_ending_with_its_speakers_open_partial_stays_live() -> None:
     _, out = fold([started("a"), final("a", 0, 1000), partial("a", 1200, 1500, "", "and", 0)])
     assert [(d.text, d.status) for d in latest(out).values()] == [("a@0 and", "live")]

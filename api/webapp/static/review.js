@@ -5,7 +5,7 @@ import { DialogueBoxes } from "./boxes.js";
 import { reviewInsights } from "./insights.js";
 
 const FORMATS = [["markdown", "Markdown"], ["json", "JSON"], ["srt", "SRT"], ["vtt", "WebVTT"]];
-const TASK_STATUSES = ["open", "in_progress", "done", "cancelled"];
+const TASK_STATUSES = ["pending", "in_progress", "done", "cancelled"];  // pending: not started
 
 async function optional(path) {
   try {
@@ -26,7 +26,7 @@ function historyList(edits, people) {
 function taskRow(meetingId, item, people, canWrite) {
   const patch = (fields) => api("PATCH", `/v1/meetings/${meetingId}/action-items/${item.action_item_id}`, fields);
   const done = h("input", { type: "checkbox", checked: item.status === "done", disabled: !canWrite, "aria-label": "Done" });
-  done.addEventListener("change", () => patch({ status: done.checked ? "done" : "open" }).catch((e) => alert(explain(e))));
+  done.addEventListener("change", () => patch({ status: done.checked ? "done" : "pending" }).catch((e) => alert(explain(e))));
   const description = h("span", { class: "task-text", contenteditable: canWrite ? "plaintext-only" : false }, item.description);
   description.addEventListener("blur", () => {
     const text = description.textContent.trim();
