@@ -53,10 +53,15 @@ def clock_ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int | str = "self") -> float:
-    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15, after the command's parens)."""
+def cpu_times(pid: int | str = "self") -> tuple[float, float]:
+    """utime and stime of a process in seconds, from /proc/<pid>/stat (fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / clock_ticks()
+    return int(fields[11]) / clock_ticks(), int(fields[12]) / clock_ticks()
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process."""
+    return sum(cpu_times(pid))
 
 
 def speech_like_frame(seed: int) -> bytes:
@@ -77,10 +82,12 @@ class StreamLoad:
         self.window = window
         self.sent_at: list[float] = []  # by frame index; frame i ends at sample (i + 1) * FRAME_SAMPLES
         self.acked = 0  # frames covered by an ack so far
+        self.acks = 0  # ack messages received
         self.latencies_ms: list[float] = []  # frames sent inside the window
         self.closed: int | None = None
 
     def on_ack(self, samples: int, now: float) -> None:
+        self.acks += 1
         covered = min(samples // FRAME_SAMPLES, len(self.sent_at))
         start, end = self.window
         for i in range(self.acked, covered):
@@ -155,6 +162,7 @@ def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str
             "sent": sum(len(load.sent_at) for load in loads),
             "sent_in_window": sum(window[0] <= t < window[1] for load in loads for t in load.sent_at),
             "acked": sum(load.acked for load in loads),
+            "acks": sum(load.acks for load in loads),
             "closed_1000": sum(load.closed == 1000 for load in loads),
             "errors": errors[:5],
             "error_count": len(errors),
@@ -231,15 +239,17 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
     window = (go_at + args.warmup, go_at + args.warmup + args.duration)
     total = window[1] - time.time()
     progress = Progress(f"{label} {streams} streams", int(total))
-    cpu_start = None
+    cpu_start: tuple[float, float] | None = None
     while time.time() < window[1]:
         now = time.time()
         if cpu_start is None and now >= window[0]:
-            cpu_start = cpu_seconds(pid)
+            cpu_start = cpu_times(pid)
         phase = "connecting" if now < go_at else "warm-up" if now < window[0] else "measuring"
         progress.update(int(total - (window[1] - now)), phase)
         time.sleep(min(0.25, max(0.01, (window[0] if cpu_start is None else window[1]) - now)))
-    ingest_cpu = cpu_seconds(pid) - (cpu_start if cpu_start is not None else cpu_seconds(pid))
+    cpu_end = cpu_times(pid)
+    user_s, sys_s = (end - start for end, start in zip(cpu_end, cpu_start or cpu_end, strict=True))
+    ingest_cpu = user_s + sys_s
     progress.update(int(total), "draining")
     progress.close()
     parts = [results.get(timeout=args.drain + 120) for _ in procs]
@@ -257,6 +267,7 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
         "frames_sent": sent,
         "frames_acked": acked,
         "acked_fraction": round(acked / sent, 4) if sent else 0.0,
+        "acks_per_frame": round(sum(p["acks"] for p in parts) / sent, 3) if sent else 0.0,
         "streams_closed_1000": sum(p["closed_1000"] for p in parts),
         "errors": sum(p["error_count"] for p in parts),
         "error_examples": [e for p in parts for e in p["errors"]][:5],
@@ -267,14 +278,17 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
         "max_ms": round(max(latencies), 1) if latencies else None,
         "ingest_cpu_s": round(ingest_cpu, 3),
         "ingest_cpu_us_per_frame": round(ingest_cpu / in_window * 1e6, 1) if in_window else None,
+        "ingest_user_us_per_frame": round(user_s / in_window * 1e6, 1) if in_window else None,
+        "ingest_sys_us_per_frame": round(sys_s / in_window * 1e6, 1) if in_window else None,
         "ingest_cores": round(ingest_cpu / args.duration, 3),
         "generator_cpu_us_per_frame": round(gen_cpu / in_window * 1e6, 1) if in_window else None,
         "load_average": os.getloadavg(),
         "_latencies": latencies,
     }
     print(f"{label}: {streams} streams: frame->ack p50 {point['p50_ms']} ms, p95 {point['p95_ms']} ms, p99 "
-          f"{point['p99_ms']} ms; acked {acked}/{sent}; ingest {point['ingest_cpu_us_per_frame']} us/frame "
-          f"({point['ingest_cores']} cores); generators {point['generator_cpu_us_per_frame']} us/frame; "
+          f"{point['p99_ms']} ms; acked {acked}/{sent}; ingest {point['ingest_cpu_us_per_frame']} us/frame (user "
+          f"{point['ingest_user_us_per_frame']}, sys {point['ingest_sys_us_per_frame']}) "
+          f"({point['ingest_cores']} cores); {point['acks_per_frame']} acks/frame; generators {point['generator_cpu_us_per_frame']} us/frame; "
           f"errors {point['errors']}; load {point['load_average'][0]:.2f}")  # fmt: skip
     return point
 
