@@ -135,7 +135,7 @@ async def run_stream(url: str, frame: bytes, load: StreamLoad, go_at: float, pha
 
 
 def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str, str]], go_at: float,
-              warmup_s: float, duration_s: float, drain_s: float, deflate: bool, results: Any, ready: Any) -> None:  # fmt: skip
+              warmup_s: float, duration_s: float, drain_s: float, deflate: bool, results: Any) -> None:  # fmt: skip
     """One load-generator process: its share of the streams; puts its figures on ``results``."""
     import uvloop
 
@@ -147,10 +147,9 @@ def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str
         tasks = [
             asyncio.create_task(run_stream(f"{base_url}/v1/meetings/{m}/stream?ticket={ticket(secret, m, u)}", frame,
                                            load, go_at, rng.random() * FRAME_MS / 1000, warmup_s + duration_s,
-                                           drain_s, deflate))  # fmt: skip
+                                           drain_s, deflate))
             for (m, u), load in zip(streams, loads, strict=True)
         ]
-        ready.put(worker)
         await asyncio.sleep(max(0.0, window[0] - time.time()))
         cpu_start = cpu_seconds()
         await asyncio.sleep(max(0.0, window[1] - time.time()))
@@ -225,13 +224,13 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
     workers = max(1, min(args.generators, streams))
     shares = [pairs[w::workers] for w in range(workers)]
     ctx = multiprocessing.get_context("fork")
-    results, ready = ctx.Queue(), ctx.Queue()
+    results = ctx.Queue()
     connect_s = 5 + streams / 50  # time to open every socket before the frames start
     go_at = time.time() + connect_s
     base_url = f"ws://127.0.0.1:{settings.api_port}"
     procs = [
         ctx.Process(target=generator, args=(w, base_url, secret, shares[w], go_at, args.warmup, args.duration,
-                                            args.drain, not args.no_deflate, results, ready), daemon=True)  # fmt: skip
+                                            args.drain, not args.no_deflate, results), daemon=True)
         for w in range(workers)
     ]
     for proc in procs:
@@ -379,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "targets": {"ingest_cpu_us_per_frame": TARGET_CPU_US_PER_FRAME, "streams": TARGET_STREAMS,
-                    "p99_ms": TARGET_P99_MS, "acked_fraction": 1.0},  # fmt: skip
+                    "p99_ms": TARGET_P99_MS, "acked_fraction": 1.0},
         "cpus": os.cpu_count(),
     }
     path = write_results("ingest", results)
