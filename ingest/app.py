@@ -177,7 +177,7 @@ async def _take_frames(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, fir
     encoded once per connection, the frames go to ``partition`` (where stream.started went: the producer's
     partition for ``key``), and nothing is awaited but the next message (the batcher and the acker do the
     rest)."""
-    add_frame = ctx.batcher.add
+    batcher = ctx.batcher
     next_sample = first_sample
     loop = asyncio.get_running_loop()
     bucket = RateBucket(fmt.sample_rate, ctx.limits.max_speed, ctx.limits.burst_s, loop.time())
@@ -195,7 +195,9 @@ async def _take_frames(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, fir
                     check_stream_length(next_sample + samples, fmt.sample_rate, ctx.limits)
                     bucket.take(samples, loop.time())
                     short_frame = samples if is_short_frame(samples, fmt) else None
-                    delivery = add_frame(partition, key, pcm, headers.at(next_sample))
+                    if batcher.backlogged:  # the broker falls behind: stop reading, TCP pushes back
+                        await batcher.room()
+                    delivery = batcher.add(partition, key, pcm, headers.at(next_sample))
                     next_sample = reached.sample = next_sample + samples
                     acker.track(delivery, next_sample)
                     INGEST_FRAMES.inc()

@@ -22,6 +22,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LINGER_S = 0.010  # how long a batch stays open: more frames per batch, at most this much later an ack
+# Full batches waiting for the flusher (it waits on the producer, which waits on the broker) beyond which
+# the sockets stop reading (``room``): about 1 MiB of audio, then TCP pushes back on the clients, as
+# ``producer.send`` did per frame.
+MAX_WAITING_BATCHES = 64
 
 
 class _OpenBatch:
@@ -36,10 +40,14 @@ class FrameBatcher:
     """One per ingest process (``IngestContext.batcher``); ``add`` is called from the sockets' handlers,
     on the event loop that runs them."""
 
-    def __init__(self, producer: Any, topic: str, linger_s: float = LINGER_S):
+    def __init__(self, producer: Any, topic: str, linger_s: float = LINGER_S,
+                 max_waiting: int = MAX_WAITING_BATCHES):  # fmt: skip
         self._producer = producer
         self._topic = topic
         self._linger_s = linger_s
+        self._max_waiting = max_waiting
+        self._room: asyncio.Future[None] | None = None
+        self.backlogged = False  # True: call ``room`` before adding more
         self._open: dict[int, _OpenBatch] = {}
         self._sealed: list[tuple[int, _OpenBatch]] = []  # full before their linger ended: sent first
         self._flusher: asyncio.Task[None] | None = None
@@ -52,6 +60,7 @@ class FrameBatcher:
             batch = self._open[partition] = self._new_batch()
         if batch.builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
             self._sealed.append((partition, batch))  # full: sent with the next flush, in order
+            self.backlogged = len(self._sealed) >= self._max_waiting
             batch = self._open[partition] = self._new_batch()
             if batch.builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 raise ValueError(f"a frame of {len(value)} bytes does not fit in an empty record batch")
@@ -60,6 +69,13 @@ class FrameBatcher:
         elif self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._run(), name="ingest frame batcher")
         return batch.delivered
+
+    async def room(self) -> None:
+        """Return once the flusher has taken the waiting batches (at once when it has)."""
+        if self.backlogged:
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room)
 
     def _new_batch(self) -> _OpenBatch:
         # The producer's own batch size (max_batch_size, 16 KiB: five 100 ms frames) and compression (none:
@@ -77,6 +93,9 @@ class FrameBatcher:
             await asyncio.sleep(self._linger_s)
             due = self._sealed + list(self._open.items())
             self._sealed, self._open = [], {}
+            self.backlogged = False
+            if self._room is not None and not self._room.done():
+                self._room.set_result(None)
             await self._send(due)
 
     async def _send(self, due: Iterable[tuple[int, _OpenBatch]]) -> None:

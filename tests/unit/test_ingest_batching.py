@@ -103,3 +103,50 @@ async def test_a_failed_delivery_stops_the_acks_and_drain_raises_it() -> None:
         await asyncio.wait_for(acker.drain(), 5)
     assert all('"samples":960' not in text and '"samples":640' not in text for text in sent)
     await acker.close()
+
+
+class _OneFrameBatch:
+    """A record batch with room for one frame."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]] = []
+
+    def append(self, key, value, timestamp, headers):  # type: ignore[no-untyped-def]
+        if self.messages:
+            return None
+        self.messages.append((key, value, tuple(headers)))
+        return object()
+
+
+class _StalledProducer(MemoryProducer):
+    """A broker that takes nothing until ``go`` is set."""
+
+    def __init__(self, broker: MemoryBroker):
+        super().__init__(broker)
+        self.go = asyncio.Event()
+
+    def create_batch(self):  # type: ignore[no-untyped-def]
+        return _OneFrameBatch()
+
+    async def send_batch(self, batch, topic, partition):  # type: ignore[no-untyped-def]
+        await self.go.wait()
+        return await super().send_batch(batch, topic, partition)
+
+
+async def test_while_the_producer_is_stalled_full_batches_pile_up_only_to_the_limit_then_the_sockets_wait() -> None:
+    broker = MemoryBroker(partitions=1)
+    producer = _StalledProducer(broker)
+    batcher = FrameBatcher(producer, TOPIC, linger_s=0.001, max_waiting=2)
+    first = batcher.add(0, b"s", b"a", [])
+    await asyncio.sleep(0.05)  # the flusher took the first batch and waits on the producer
+    for value in (b"b", b"c", b"d"):
+        assert not batcher.backlogged
+        batcher.add(0, b"s", value, [])
+    assert batcher.backlogged, "two full batches wait: the limit"
+    room = asyncio.create_task(batcher.room())
+    await asyncio.sleep(0.05)
+    assert not room.done(), "no room while the producer takes nothing"
+    producer.go.set()
+    await asyncio.wait_for(room, 5)
+    await asyncio.wait_for(first, 5)
+    assert not batcher.backlogged
