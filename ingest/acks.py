@@ -61,7 +61,10 @@ class Acker:
                 if samples <= self._acked or not due:
                     break
                 self._acked, self._last_sent = samples, now
-                await self._send_text(ack_message(samples))
+                try:
+                    await self._send_text(ack_message(samples))
+                except Exception:  # the client is gone (a disconnect, a closed socket): its audio still
+                    self._send_text = _no_client  # counts, so drain returns it for stream.stopped
             if not self._pending and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
             self._wake = loop.create_future()
@@ -82,3 +85,7 @@ class Acker:
             await self._task
         except (asyncio.CancelledError, Exception):
             pass
+
+
+async def _no_client(text: str) -> None:
+    """Where acks go once the client is gone."""

@@ -100,6 +100,12 @@ class FrameBatcher:
 
     async def _send(self, due: Iterable[tuple[int, _OpenBatch]]) -> None:
         for partition, batch in due:
+            # Closed, the batch is complete: aiokafka sends it without lingering on it again (its linger_ms
+            # counts from send_batch) and appends no other record to it. (The in-memory test producer's
+            # batches have no close.)
+            close = getattr(batch.builder, "close", None)
+            if close is not None:
+                close()
             try:
                 delivery = await self._producer.send_batch(batch.builder, self._topic, partition=partition)
             except Exception as exc:  # the producer refused it (closed, timed out waiting for room)

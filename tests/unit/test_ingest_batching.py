@@ -150,3 +150,21 @@ async def test_while_the_producer_is_stalled_full_batches_pile_up_only_to_the_li
     await asyncio.wait_for(room, 5)
     await asyncio.wait_for(first, 5)
     assert not batcher.backlogged
+
+
+async def test_a_client_gone_while_acks_are_sent_leaves_the_durable_count_to_drain() -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    async def gone(text: str) -> None:
+        raise WebSocketDisconnect(1006)
+
+    loop = asyncio.get_running_loop()
+    acker = Acker(gone)
+    first, second = loop.create_future(), loop.create_future()
+    acker.track(first, 320)
+    acker.track(second, 640)
+    first.set_result(None)
+    await asyncio.sleep(0.01)
+    second.set_result(None)
+    assert await asyncio.wait_for(acker.drain(), 5) == 640
+    await acker.close()
