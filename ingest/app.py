@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -14,7 +13,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ingest.acks import Acker
+from ingest.batcher import FrameBatcher
 from ingest.clock import MeetingClock, Placement
+from ingest.frames import FrameHeaders
+from ingest.idle import IdleWatch
 from ingest.limits import ActiveStreams, IngestLimits, RateBucket, check_start_sample, check_stream_length
 from ingest.protocol import (
     CloseCode,
@@ -48,10 +50,12 @@ class IngestContext:
     used_tickets: UsedTickets = field(default_factory=UsedTickets)
     clock: MeetingClock = field(default_factory=MeetingClock)
     active: ActiveStreams = field(init=False)
+    batcher: FrameBatcher = field(init=False)  # the audio frames' way to the producer
     next_sweep_ms: int = 0
 
     def __post_init__(self) -> None:
         self.active = ActiveStreams(self.limits)
+        self.batcher = FrameBatcher(self.producer, self.audio_topic)
 
     def release_idle_meetings(self, now_ms: int) -> None:
         """Drop the timelines of meetings idle longer than the limit; scans at most once a minute."""
@@ -138,48 +142,21 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
         language=fmt.language,
     )
     try:
-        await _send_event(ctx, stream, started)
+        partition = await _send_event(ctx, stream, started)
     except KafkaError as exc:
         await _reject(ws, ProtocolError(CloseCode.BROKER_UNAVAILABLE, f"broker unavailable: {exc}"))
         return
 
     await ws.send_text(ready_message(placed.first_sample, start_ms, ctx.limits.wire()))
     acker = Acker(ws.send_text)
-    next_sample = placed.first_sample
-    failure: ProtocolError | None = None
-    reason = "end"
-    loop = asyncio.get_running_loop()
-    bucket = RateBucket(fmt.sample_rate, ctx.limits.max_speed, ctx.limits.burst_s, loop.time())
-    short_frame: int | None = None  # the samples of the frame before, when it was shorter than 20 ms
-    try:
-        while True:
-            message = await _receive(ws, ctx.limits.idle_s, "audio")
-            if message["type"] == "websocket.disconnect":
-                reason = "disconnect"
-                break
-            if message.get("bytes") is not None:
-                samples = check_frame(len(message["bytes"]), fmt)
-                check_after_short_frame(short_frame, fmt)
-                check_stream_length(next_sample + samples, fmt.sample_rate, ctx.limits)
-                bucket.take(samples, loop.time())
-                short_frame = samples if is_short_frame(samples, fmt) else None
-                frame = AudioFrameV1(
-                    meeting_id, speaker_id, stream, fmt.sample_rate, next_sample, start_ms, message["bytes"],
-                    language=fmt.language,
-                )
-                delivery = await ctx.producer.send(
-                    ctx.audio_topic, frame.pcm, key=stream.encode(), headers=frame.kafka_headers()
-                )
-                next_sample = reached.sample = next_sample + samples
-                acker.track(delivery, next_sample)
-                INGEST_FRAMES.inc()
-            elif parse_control(message.get("text") or "") == "end":
-                break
-    except ProtocolError as err:
-        failure, reason = err, "error"
-    except WebSocketDisconnect:
-        reason = "disconnect"
-
+    headers = FrameHeaders(AudioFrameV1(meeting_id, speaker_id, stream, fmt.sample_rate, placed.first_sample,
+                                        start_ms, b"", language=fmt.language))  # fmt: skip
+    # In a task of its own: each message then resumes the few frames of that task, not the twenty-odd
+    # coroutines of the ASGI stack (middlewares, router) above this handler. Cancelling the handler
+    # cancels it too.
+    reason, failure = await asyncio.create_task(
+        _take_frames(ws, ctx, fmt, placed.first_sample, stream.encode(), partition, headers, acker, reached)
+    )
     try:
         durable = await acker.drain()
         await _send_event(ctx, stream, _stopped(started, durable, reason))
@@ -193,17 +170,48 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
         await ws.close(code=1000, reason="all audio durable")
 
 
-async def _receive(ws: WebSocket, idle_s: float, awaited: str) -> dict[str, Any]:
-    """The next message; raises ProtocolError(IDLE) when none comes within ``idle_s`` (an idle socket would
-    hold its speaker's slot forever)."""
+async def _take_frames(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, first_sample: int, key: bytes,
+                       partition: int, headers: FrameHeaders, acker: Acker, reached: _Reached) -> tuple[str, ProtocolError | None]:  # fmt: skip
+    """Take the connection's frames until ``end``, a disconnect or bad input; return why it ended (end,
+    disconnect, error) and the error. Per frame only what changes is made: the headers' constant part is
+    encoded once per connection, the frames go to ``partition`` (where stream.started went: the producer's
+    partition for ``key``), and nothing is awaited but the next message (the batcher and the acker do the
+    rest)."""
+    batcher = ctx.batcher
+    next_sample = first_sample
+    loop = asyncio.get_running_loop()
+    bucket = RateBucket(fmt.sample_rate, ctx.limits.max_speed, ctx.limits.burst_s, loop.time())
+    short_frame: int | None = None  # the samples of the frame before, when it was shorter than 20 ms
     try:
-        return await asyncio.wait_for(ws.receive(), timeout=idle_s)
-    except TimeoutError:
-        raise ProtocolError(CloseCode.IDLE, f"no {awaited} for {idle_s:g} s") from None
+        with IdleWatch(ctx.limits.idle_s) as idle:
+            while True:
+                message = await idle.receive(ws.receive, "audio")
+                if message["type"] == "websocket.disconnect":
+                    return "disconnect", None
+                pcm = message.get("bytes")
+                if pcm is not None:
+                    samples = check_frame(len(pcm), fmt)
+                    check_after_short_frame(short_frame, fmt)
+                    check_stream_length(next_sample + samples, fmt.sample_rate, ctx.limits)
+                    bucket.take(samples, loop.time())
+                    short_frame = samples if is_short_frame(samples, fmt) else None
+                    if batcher.backlogged:  # the broker falls behind: stop reading, TCP pushes back
+                        await batcher.room()
+                    delivery = batcher.add(partition, key, pcm, headers.at(next_sample))
+                    next_sample = reached.sample = next_sample + samples
+                    acker.track(delivery, next_sample)
+                    INGEST_FRAMES.inc()
+                elif parse_control(message.get("text") or "") == "end":
+                    return "end", None
+    except ProtocolError as err:
+        return "error", err
+    except WebSocketDisconnect:
+        return "disconnect", None
 
 
 async def _receive_header(ws: WebSocket, idle_s: float) -> StreamFormat:
-    message = await _receive(ws, idle_s, "header")
+    with IdleWatch(idle_s) as idle:
+        message = await idle.receive(ws.receive, "header")
     if message["type"] == "websocket.disconnect":
         raise _EndOfStream("disconnect")
     if message.get("bytes") is not None:
@@ -224,9 +232,11 @@ def _stopped(started: StreamStartedV1, end_sample: int, reason: str) -> StreamSt
     )
 
 
-async def _send_event(ctx: IngestContext, stream: str, event: StreamStartedV1 | StreamStoppedV1) -> None:
+async def _send_event(ctx: IngestContext, stream: str, event: StreamStartedV1 | StreamStoppedV1) -> int:
+    """Produce a lifecycle event of ``stream`` and wait until the broker has it; return its partition."""
     headers = [("event", event.event.encode()), ("version", b"1")]
-    await ctx.producer.send_and_wait(ctx.audio_topic, encode(event), key=stream.encode(), headers=headers)
+    meta = await ctx.producer.send_and_wait(ctx.audio_topic, encode(event), key=stream.encode(), headers=headers)
+    return meta.partition
 
 
 async def _reject(ws: WebSocket, err: ProtocolError) -> None:

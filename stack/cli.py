@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub.add_parser("decode", help="talking streams one machine's STT holds (CPU or GPU), no broker",
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("browser", help="mic-to-screen latency in chromium, 1 and 3 participants", add_help=False)
+    bench_sub.add_parser("ingest", help="frame->ack latency and CPU per 100 ms frame of one ingest process, "
+                         "100 and 300 streams", add_help=False)  # fmt: skip
     bench_sub.add_parser("enrichment", help="task precision/recall, assignee and due-date accuracy, summary key "
                          "points, over the scripted meetings", add_help=False)  # fmt: skip
 

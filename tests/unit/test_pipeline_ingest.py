@@ -139,7 +139,11 @@ def test_acks_come_only_after_the_broker_has_the_audio() -> None:
     with ingest.client.websocket_connect(_url()) as ws:
         _connect(ws)
         ws.portal.call(ingest.producer.hold)
-        for n in range(3):
+        # The first frame alone, then two more: frames sent together may share a record batch, which the
+        # broker takes whole; this one is in flight before the others are sent, so it has a batch of its own.
+        ws.send_bytes(_frame(0))
+        _until(lambda: len(ingest.producer.held) == 1, "the first frame in flight")
+        for n in (1, 2):
             ws.send_bytes(_frame(n))
         _until(lambda: len(ingest.producer.held) == 3, "three frames in flight")
         assert ingest.acks == [], "no ack while nothing is delivered"
@@ -343,3 +347,17 @@ def test_streams_beyond_the_meetings_and_the_servers_limits_are_refused_before_a
     assert ingest.context.active.count == 0
     with ingest.client.websocket_connect(_url("m1", "usr_" + "c" * 24)) as c:  # the slots are free again
         _connect(c)
+
+
+def test_audio_the_broker_does_not_take_is_never_acknowledged_and_the_socket_closes_with_1011() -> None:
+    ingest = _Ingest()
+    with ingest.client.websocket_connect(_url()) as ws:
+        _connect(ws)
+        ws.portal.call(ingest.producer.fail_next, 100)  # every delivery from now on fails
+        for n in range(3):
+            ws.send_bytes(_frame(n))
+        ws.send_json({"type": "end"})
+        acks, close = _until_closed(ws)
+
+    assert (acks, close["code"]) == ([], CloseCode.BROKER_UNAVAILABLE)
+    assert ingest.frames() == []
