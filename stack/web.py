@@ -60,12 +60,14 @@ DESCRIPTION = """Live meeting transcription.
 
 def server_config(app: FastAPI, host: str, port: int, log_level: str = "info", **options: Any) -> uvicorn.Config:
     """How uvicorn serves the web process: WebSocket messages bounded by the largest legal ingest message
-    (uvicorn's default is 16 MiB; a larger message closes its socket with 1009), pings every 20 s.
-    ``options``: more of uvicorn's (TLS files, ``log_config``)."""
+    (uvicorn's default is 16 MiB; a larger message closes its socket with 1009), pings every 20 s, and no
+    permessage-deflate: browsers always offer it, and PCM does not compress, so it cost the ingest about
+    20 µs of CPU a frame for nothing (`palaver bench ingest --no-deflate`; the live socket's messages are
+    small). ``options``: more of uvicorn's (TLS files, ``log_config``)."""
     from ingest.protocol import MAX_MESSAGE_BYTES
 
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, ws_ping_interval=20,
-                          ws_max_size=MAX_MESSAGE_BYTES, **options)  # fmt: skip
+                          ws_max_size=MAX_MESSAGE_BYTES, ws_per_message_deflate=False, **options)  # fmt: skip
 
 
 class Health(BaseModel):
