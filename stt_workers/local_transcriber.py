@@ -47,7 +47,7 @@ from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Qu
 log = logging.getLogger(__name__)
 
 PARTIAL_INTERVAL_MS = 1000  # re-decode the open utterance after this much new audio
-PROGRESS_INTERVAL_MS = 1000  # publish a silent stream's progress at most this often (media time)
+PROGRESS_INTERVAL_MS = 250  # publish a silent stream's progress at most this often (media time): a quiet speaker's box is final about this soon after the pause rule (bench/README.md, "A quiet speaker's box")
 
 
 def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
