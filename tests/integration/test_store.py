@@ -76,6 +76,8 @@ def value_for(column_type: str) -> Any:
         return date(2024, 6, 3)
     if column_type == "Array(String)":
         return ["x"]
+    if column_type == "Bool":
+        return True
     raise AssertionError(f"no test value for the column type {column_type}: add one")
 
 
