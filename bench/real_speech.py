@@ -17,6 +17,15 @@ as a final (with word timings) by ``BatchedWhisper`` in each decode mode (batche
 scheduler does), and the finals are joined per track. Offline: faster-whisper
 ``transcribe`` on the whole track (greedy, no VAD filter). References and hypotheses lose the
 transcripts' markers (``[...]``, ``<...>``) and filled pauses (uh, um, ...), which Whisper does not write.
+
+Segmenter policies (``--policy``, ``POLICY_VARIANTS``): the stateful VAD cuts each track again with other
+thresholds, hysteresis, pads, minimum silences or maximum lengths, decoded the same way. For each cut, the
+row also has when the worker would ask for each final's decode (``ask_after_last_word_ms``: from the end
+of the final's last word, by its word timings, to the end of the 100 ms frame after which the segmenter
+told the final's segment, eagerly or not): the part of a final's latency the policy decides. ``--prompt``
+decodes some cuts again one final at a time, in order, each with the finals before it as Whisper's
+previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). Every run also cuts ``NOISES`` (30 s of
+stationary noise, no speech) and counts the speech each policy keeps and the words decoded from it.
 """
 
 from __future__ import annotations
@@ -75,7 +84,12 @@ POLICY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "t30h15p600-300": _policy(0.3, 0.15, 500, 600, 300),
     "t30h15p200-300": _policy(0.3, 0.15, 500, 200, 300),
     "t30h10p400-300": _policy(0.3, 0.10, 500, 400, 300),
+    "worker_max15s": ("the worker's policy, utterances up to 15 s", {"max_utterance_ms": 15_000}),
+    "worker_max20s": ("the worker's policy, utterances up to 20 s", {"max_utterance_ms": 20_000}),
+    "worker_max30s": ("the worker's policy, utterances up to 30 s", {"max_utterance_ms": 30_000}),
 }
+# The cuts ``--prompt`` also decodes with previous text: every word, the worker's VAD cuts, and the base policy.
+PROMPTED_CUTS = ("pauses", *(f"vad_{v}" for v in VAD_VARIANTS), "policy_base", "policy_worker")
 NOISE_S = 30.0
 NOISES = ("white -50 dBFS", "white -40 dBFS", "white -30 dBFS", "brown -30 dBFS", "brown -20 dBFS")
 
@@ -225,7 +239,7 @@ def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], m
         for cut, pieces in cuts.items():
             finals = decode_bucketed(engine, [p[2] for p in pieces])
             texts[f"{mode}_{cut}"] = " ".join(f.text for f in finals)
-            if prompt:
+            if prompt and cut in PROMPTED_CUTS:
                 texts[f"{mode}_{cut}_prompt"] = " ".join(f.text for f in decode_prompted(engine, pieces))
             if cut in asked and mode == next(iter(models["engines"])):
                 row[f"ask_after_last_word_ms_{cut}"] = ask_delays(pieces, finals, asked[cut])
@@ -356,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", choices=["aligned", "timestamps"], default=None,
                         help="decode modes (default both)")
     parser.add_argument("--prompt", action="store_true",
-                        help="also decode every cut's finals in order with the previous finals' text as prompt")
+                        help="also decode the finals of " + ", ".join(PROMPTED_CUTS) + " in order, with the "
+                        "previous finals' text as prompt")  # fmt: skip
     args = parser.parse_args(argv)
     if args.fetch:
         fetch(args.data)
