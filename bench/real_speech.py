@@ -17,6 +17,15 @@ as a final (with word timings) by ``BatchedWhisper`` in each decode mode (batche
 scheduler does), and the finals are joined per track. Offline: faster-whisper
 ``transcribe`` on the whole track (greedy, no VAD filter). References and hypotheses lose the
 transcripts' markers (``[...]``, ``<...>``) and filled pauses (uh, um, ...), which Whisper does not write.
+
+Segmenter policies (``--policy``, ``POLICY_VARIANTS``): the stateful VAD cuts each track again with other
+thresholds, hysteresis, pads, minimum silences or maximum lengths, decoded the same way. For each cut, the
+row also has when the worker would ask for each final's decode (``ask_after_last_word_ms``: from the end
+of the final's last word, by its word timings, to the end of the 100 ms frame after which the segmenter
+told the final's segment, eagerly or not): the part of a final's latency the policy decides. ``--prompt``
+decodes some cuts again one final at a time, in order, each with the finals before it as Whisper's
+previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). Every run also cuts ``NOISES`` (30 s of
+stationary noise, no speech) and counts the speech each policy keeps and the words decoded from it.
 """
 
 from __future__ import annotations
@@ -46,6 +55,43 @@ VAD_VARIANTS = {
     "unbroken": "Silero's state carried over the whole track, never restarted (as faster-whisper runs it)",
     "windows": "before 2026-12-04: each frame's windows scored from a fresh state",
 }
+# Segmenter policies measured side by side (the stateful VAD): name -> (what it is, the fields it sets on
+# the worker's policy). Names: t<threshold> h<hysteresis> s<min silence ms> p<pre-roll ms>-<trailing pad ms>.
+def _policy(threshold: float, hysteresis: float, silence_ms: int, pre_ms: int, trailing_ms: int) -> tuple[str, dict[str, Any]]:
+    what = (f"threshold {threshold}, hysteresis {hysteresis}, {silence_ms} ms silence ends an utterance, "
+            f"{pre_ms} ms pre-roll, {trailing_ms} ms trailing pad")  # fmt: skip
+    return what, {"threshold": threshold, "hysteresis": hysteresis, "min_silence_ms": silence_ms, "pad_ms": pre_ms,
+                  "trailing_pad_ms": trailing_ms}  # fmt: skip
+
+
+POLICY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "worker": ("the worker's policy (the settings' defaults)", {}),
+    "base": _policy(0.5, 0.0, 500, 200, 200),  # the worker's before 2026-12-04
+    "hyst": _policy(0.5, 0.15, 500, 200, 200),
+    "thr35": _policy(0.35, 0.0, 500, 200, 200),
+    "pad400": _policy(0.5, 0.0, 500, 400, 400),
+    "hyst_pad400": _policy(0.5, 0.15, 500, 400, 400),
+    "thr35_hyst": _policy(0.35, 0.15, 500, 200, 200),
+    "thr35_hyst_pad400": _policy(0.35, 0.15, 500, 400, 400),
+    "hyst_sil1000": _policy(0.5, 0.15, 1000, 200, 200),
+    "t35h15p400-200": _policy(0.35, 0.15, 500, 400, 200),
+    "t35h15p400-300": _policy(0.35, 0.15, 500, 400, 300),
+    "t35h15p600-300": _policy(0.35, 0.15, 500, 600, 300),
+    "t30h15p400-300": _policy(0.3, 0.15, 500, 400, 300),
+    "t50h15p400-300": _policy(0.5, 0.15, 500, 400, 300),
+    "t35h15s700p400-300": _policy(0.35, 0.15, 700, 400, 300),
+    "t25h15p400-300": _policy(0.25, 0.15, 500, 400, 300),
+    "t30h15p600-300": _policy(0.3, 0.15, 500, 600, 300),
+    "t30h15p200-300": _policy(0.3, 0.15, 500, 200, 300),
+    "t30h10p400-300": _policy(0.3, 0.10, 500, 400, 300),
+    "worker_max15s": ("the worker's policy, utterances up to 15 s", {"max_utterance_ms": 15_000}),
+    "worker_max20s": ("the worker's policy, utterances up to 20 s", {"max_utterance_ms": 20_000}),
+    "worker_max30s": ("the worker's policy, utterances up to 30 s", {"max_utterance_ms": 30_000}),
+}
+# The cuts ``--prompt`` also decodes with previous text: every word, the worker's VAD cuts, and the base policy.
+PROMPTED_CUTS = ("pauses", *(f"vad_{v}" for v in VAD_VARIANTS), "policy_base", "policy_worker")
+NOISE_S = 30.0
+NOISES = ("white -50 dBFS", "white -40 dBFS", "white -30 dBFS", "brown -30 dBFS", "brown -20 dBFS")
 
 
 def fetch(data: Path = DATA) -> None:
@@ -87,40 +133,74 @@ def utterances(audio: np.ndarray, variant: str = "stateful") -> tuple[list[np.nd
     """The track cut as the worker cuts a stream into finals (its segmenter and default policy, in a VAD
     variant of ``VAD_VARIANTS``), and the CPU seconds the model (``vad``) and the whole segmenter
     (``segmenter``: the model, windowing and the cutting logic) took."""
+    segments, _, cpu = segment_track(audio, variant)
+    return [s.audio for s in segments], cpu
+
+
+def segment_track(audio: np.ndarray, variant: str = "stateful", policy_changes: dict[str, Any] | None = None
+                  ) -> tuple[list[Any], list[int], dict[str, float]]:  # fmt: skip
+    """The track's segments as the worker cuts them (the default policy with ``policy_changes``, in a VAD
+    variant), the sample at which the worker asks for each one's final decode (the end of the 100 ms frame
+    after which ``ending_segment`` first told it, an eager final, else after which ``push`` returned it),
+    and the CPU seconds the model and the whole segmenter took (``utterances``)."""
     from palaver.settings import Settings
     from stt_workers.local_transcriber import segmenter_policy
     from stt_workers.segmenter import Segmenter
     from stt_workers.vad import SileroScorer
 
-    policy = segmenter_policy(Settings(), 16000)
+    policy = dataclasses.replace(segmenter_policy(Settings(), 16000), **(policy_changes or {}))
     if variant != "stateful":
         policy = dataclasses.replace(policy, state_reset_ms=0)
     scorer = TimedScorer(SileroScorer(), fresh_each_call=variant == "windows")
     segmenter = Segmenter(scorer, policy)
-    segments = []
+    segments, asked, told = [], [], {}
     began = time.thread_time()
     for start in range(0, len(audio), 1600):  # 100 ms frames, as clients send
-        segments += segmenter.push(audio[start : start + 1600])
-    segments += segmenter.flush()
-    return [s.audio for s in segments], {"vad": scorer.cpu_s, "segmenter": time.thread_time() - began}
+        for segment in segmenter.push(audio[start : start + 1600]):
+            segments.append(segment)
+            asked.append(told.get((segment.start_sample, segment.end_sample), segmenter.end_sample))
+        ending = segmenter.ending_segment()
+        if ending is not None:
+            told.setdefault((ending.start_sample, ending.end_sample), segmenter.end_sample)
+    for segment in segmenter.flush():
+        segments.append(segment)
+        asked.append(segmenter.end_sample)
+    return segments, asked, {"vad": scorer.cpu_s, "segmenter": time.thread_time() - began}
 
 
-def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[str]:
-    """Each utterance's final text, decoded in batches of one length bucket, as the scheduler batches."""
+def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[Any]:
+    """Each utterance's final (a ``Transcription``), decoded in batches of one length bucket, as the
+    scheduler batches."""
     from stt_workers.batched_whisper import bucket_for
 
-    texts = [""] * len(pieces)
+    results: list[Any] = [None] * len(pieces)
     buckets: dict[int, list[int]] = {}
     for i, piece in enumerate(pieces):
         buckets.setdefault(bucket_for(len(piece) / 16000), []).append(i)
     for members in buckets.values():
         for i, result in zip(members, engine.decode([pieces[i] for i in members], "en", True), strict=True):
-            texts[i] = result.text
-    return texts
+            results[i] = result
+    return results
 
 
-def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.5) -> list[np.ndarray]:
-    """The whole track cut at its quietest 20 ms between ``shortest_s`` and ``longest_s`` after the last cut:
+def decode_prompted(engine: Any, pieces: list[tuple[int, int, np.ndarray]]) -> list[Any]:
+    """Each utterance's final decoded in order, one at a time, with the stream's recent final text as its
+    prompt (``stt_workers.local_transcriber.PromptHistory``, as the worker keeps it): the best case of the
+    worker, where each final is decoded before the next is asked for. ``pieces``: (start, end, audio)."""
+    from stt_workers.local_transcriber import PromptHistory
+
+    history, results = PromptHistory(16000), []
+    for start, end, audio in pieces:
+        result = engine.decode([audio], "en", True, [history.prompt(start)])[0]
+        history.add(start, end, result.text)
+        results.append(result)
+    return results
+
+
+def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.5
+               ) -> list[tuple[int, int, np.ndarray]]:  # fmt: skip
+    """(start, end, audio) of the whole track cut at its quietest 20 ms between ``shortest_s`` and
+    ``longest_s`` after the last cut:
     every word is in some piece, so the decode modes are compared without the VAD's choices."""
     frame = 320
     energy = np.convolve((audio[: len(audio) // frame * frame].reshape(-1, frame) ** 2).mean(axis=1),
@@ -129,41 +209,66 @@ def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.
     while len(audio) - start > longest_s * 16000:
         lo, hi = (start + int(shortest_s * 16000)) // frame, (start + int(longest_s * 16000)) // frame
         cut = (lo + int(np.argmin(energy[lo:hi]))) * frame
-        pieces.append(audio[start:cut])
+        pieces.append((start, cut, audio[start:cut]))
         start = cut
-    return [*pieces, audio[start:]]
+    return [*pieces, (start, len(audio), audio[start:])]
 
 
-def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any]) -> dict[str, Any]:
-    """One track's row: speech each VAD variant kept, its CPU time, and the WER of every cut and decode mode."""
+def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any],
+            policies: list[str] = (), prompt: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One track's row: speech each VAD variant and segmenter policy kept, its CPU time, when each final
+    is asked for after its last word, and the WER of every cut and decode mode (``_prompt``: with the
+    previous finals' text as the decoder's prompt)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    cuts, vad_cpu = {"pauses": pause_cuts(audio)}, {}
+    cuts: dict[str, list[tuple[int, int, np.ndarray]]] = {"pauses": pause_cuts(audio)}
+    asked: dict[str, list[int]] = {}
+    vad_cpu = {}
     for variant in variants:
-        cuts[f"vad_{variant}"], vad_cpu[variant] = utterances(audio, variant)
+        segments, asked[f"vad_{variant}"], vad_cpu[variant] = segment_track(audio, variant)
+        cuts[f"vad_{variant}"] = [(s.start_sample, s.end_sample, s.audio) for s in segments]
+    for policy in policies:
+        segments, asked[f"policy_{policy}"], _ = segment_track(audio, "stateful", POLICY_VARIANTS[policy][1])
+        cuts[f"policy_{policy}"] = [(s.start_sample, s.end_sample, s.audio) for s in segments]
     fw_speech = get_speech_timestamps(audio, VadOptions())
     offline = models["offline"].transcribe(audio, language="en", beam_size=1)[0]
     texts = {"offline": " ".join(s.text for s in offline)}
-    for mode, engine in models["engines"].items():
-        for cut, pieces in cuts.items():
-            texts[f"{mode}_{cut}"] = " ".join(decode_bucketed(engine, pieces))
     row: dict[str, Any] = {"track": name, "seconds": round(len(audio) / 16000, 1), "words": len(reference.split()),
                            "faster_whisper_vad_speech_s": round(sum(s["end"] - s["start"] for s in fw_speech) / 16000, 1)}  # fmt: skip
-    for variant in variants:
-        pieces = cuts[f"vad_{variant}"]
-        row[f"utterances_{variant}"] = len(pieces)
-        row[f"vad_speech_s_{variant}"] = round(sum(map(len, pieces)) / 16000, 1)
-        row[f"longest_utterance_s_{variant}"] = round(max(map(len, pieces), default=0) / 16000, 1)
-        for part, cpu_s in vad_cpu[variant].items():
-            row[f"{part}_cpu_per_audio_s_{variant}"] = round(cpu_s / (len(audio) / 16000), 5)
+    for mode, engine in models["engines"].items():
+        for cut, pieces in cuts.items():
+            finals = decode_bucketed(engine, [p[2] for p in pieces])
+            texts[f"{mode}_{cut}"] = " ".join(f.text for f in finals)
+            if prompt and cut in PROMPTED_CUTS:
+                texts[f"{mode}_{cut}_prompt"] = " ".join(f.text for f in decode_prompted(engine, pieces))
+            if cut in asked and mode == next(iter(models["engines"])):
+                row[f"ask_after_last_word_ms_{cut}"] = ask_delays(pieces, finals, asked[cut])
+    for cut, pieces in cuts.items():
+        if cut == "pauses":
+            continue
+        label = cut.removeprefix("vad_").removeprefix("policy_")
+        row[f"utterances_{cut}"] = len(pieces)
+        row[f"speech_s_{cut}"] = round(sum(len(p[2]) for p in pieces) / 16000, 1)
+        row[f"longest_utterance_s_{cut}"] = round(max((len(p[2]) for p in pieces), default=0) / 16000, 1)
+        if cut.startswith("vad_"):
+            for part, cpu_s in vad_cpu[label].items():
+                row[f"{part}_cpu_per_audio_s_{label}"] = round(cpu_s / (len(audio) / 16000), 5)
     for label, text in texts.items():
         row[f"wer_{label}"] = round(word_error_rate(reference, clean(text)), 4)
         row[f"text_{label}"] = text
-    kept = ", ".join(f"{v} {row[f'vad_speech_s_{v}']} s" for v in variants)
-    print(f"{name:<16} {row['seconds']:>5} s {row['words']:>4} words, VAD kept {kept} "
+    kept = ", ".join(f"{c} {row[f'speech_s_{c}']} s" for c in cuts if c != "pauses")
+    print(f"{name:<16} {row['seconds']:>5} s {row['words']:>4} words, kept {kept} "
           f"(faster-whisper {row['faster_whisper_vad_speech_s']} s): WER "
           + ", ".join(f"{label} {row[f'wer_{label}']:.3f}" for label in texts), flush=True)  # fmt: skip
     return row
+
+
+def ask_delays(pieces: list[tuple[int, int, np.ndarray]], finals: list[Any], asked: list[int]) -> list[int]:
+    """Per utterance with words: milliseconds from the end of its last word (the final's word timing) to
+    the end of the frame after which the worker asks for its final decode; the final's latency is this
+    plus the decode and the publish."""
+    return [round((ask - start - 16000 * final.words[-1].end_s) / 16)
+            for (start, _, _), final, ask in zip(pieces, finals, asked, strict=True) if final.words]  # fmt: skip
 
 
 def word_weighted(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -172,7 +277,49 @@ def word_weighted(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {label: round(sum(r[f"wer_{label}"] * r["words"] for r in rows) / words, 4) for label in labels}
 
 
-def run(data: Path, variants: list[str], tts_speakers: int = 0) -> dict[str, Any]:
+def noise(kind: str, seconds: float = NOISE_S, seed: int = 0) -> np.ndarray:
+    """``seconds`` of white or brown (integrated white) noise at an RMS level in dBFS, float32."""
+    color, level = kind.split(" ", 1)
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal(int(seconds * 16000))
+    if color == "brown":
+        audio = np.cumsum(audio)
+        audio -= np.convolve(audio, np.ones(1601) / 1601, mode="same")  # no drift below 10 Hz
+    rms = 10 ** (float(level.removesuffix(" dBFS")) / 20)
+    return (audio * rms / np.sqrt(np.mean(audio**2))).astype(np.float32)
+
+
+def false_speech(variants: list[str], policies: list[str], engine: Any) -> list[dict[str, Any]]:
+    """Per noise of ``NOISES`` (no speech at all): the seconds each VAD variant and policy keeps as speech,
+    and the words the engine decodes from it (every one a false word)."""
+    rows = []
+    for kind in NOISES:
+        audio, row = noise(kind), {"noise": kind, "seconds": NOISE_S}
+        cuts = {f"vad_{v}": segment_track(audio, v)[0] for v in variants}
+        cuts |= {f"policy_{p}": segment_track(audio, "stateful", POLICY_VARIANTS[p][1])[0] for p in policies}
+        for cut, segments in cuts.items():
+            row[f"speech_s_{cut}"] = round(sum(len(s.audio) for s in segments) / 16000, 1)
+            row[f"words_{cut}"] = sum(len(f.text.split()) for f in decode_bucketed(engine, [s.audio for s in segments]))
+        print(f"{kind:<16} kept (s, words): "
+              + ", ".join(f"{c} {row[f'speech_s_{c}']} {row[f'words_{c}']}" for c in cuts), flush=True)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def ask_summary(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per cut, over every track's utterances: median, p90 and max of ``ask_after_last_word_ms``."""
+    keys = [k for k in rows[0] if k.startswith("ask_after_last_word_ms_")]
+    out = {}
+    for key in keys:
+        delays = sorted(d for r in rows for d in r[key])
+        if delays:
+            out[key.removeprefix("ask_after_last_word_ms_")] = [
+                int(np.percentile(delays, 50)), int(np.percentile(delays, 90)), delays[-1]]
+    return out
+
+
+def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[str] = (),
+        modes: list[str] | None = None, prompt: bool = False) -> dict[str, Any]:  # fmt: skip
     from faster_whisper import WhisperModel, decode_audio
 
     from palaver.settings import bundled_whisper_model_dir
@@ -180,21 +327,29 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0) -> dict[str, Any
 
     model_dir = bundled_whisper_model_dir()
     models = {"offline": WhisperModel(model_dir, compute_type="int8", cpu_threads=2),
-              "engines": {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in DECODE_MODES}}  # fmt: skip
+              "engines": {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in modes or DECODE_MODES}}  # fmt: skip
     rows = []
     for name in TRACKS:
         audio = decode_audio(str(data / f"{name}.wav"), sampling_rate=16000)
-        rows.append(measure(name, audio, clean((data / f"{name}.lab").read_text()), variants, models))
+        reference = clean((data / f"{name}.lab").read_text())
+        rows.append(measure(name, audio, reference, variants, models, policies, prompt))
     total = word_weighted(rows)
     print("all tracks, word-weighted WER: " + ", ".join(f"{k} {v:.3f}" for k, v in total.items()))
-    result = {"package": PACKAGE, "vad_variants": {v: VAD_VARIANTS[v] for v in variants}, "tracks": rows,
-              "wer": total, "words": sum(r["words"] for r in rows)}  # fmt: skip
+    noise_rows = false_speech(variants, policies, next(iter(models["engines"].values())))
+    result = {"noise": noise_rows, "package": PACKAGE, "vad_variants": {v: VAD_VARIANTS[v] for v in variants},
+              "policies": {p: POLICY_VARIANTS[p] for p in policies}, "tracks": rows, "wer": total,
+              "words": sum(r["words"] for r in rows), "ask_after_last_word_ms": ask_summary(rows)}  # fmt: skip
+    print("final asked after the last word, ms (median / p90 / max): "
+          + ", ".join(f"{k} {v}" for k, v in result["ask_after_last_word_ms"].items()))  # fmt: skip
     if tts_speakers:
         from bench.speech import build_tracks
 
-        tts_rows = [measure(f"tts_{t.speaker_id}", t.pcm.astype(np.float32) / 32768, clean(t.script), variants, models)
-                    for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
-        result |= {"tts_tracks": tts_rows, "tts_wer": word_weighted(tts_rows)}
+        tts_rows = [measure(f"tts_{t.speaker_id}", t.pcm.astype(np.float32) / 32768, clean(t.script), variants,
+                            models, policies, prompt) for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
+        result |= {"tts_tracks": tts_rows, "tts_wer": word_weighted(tts_rows),
+                   "tts_ask_after_last_word_ms": ask_summary(tts_rows)}  # fmt: skip
+        print("synthesized, final asked after the last word, ms (median / p90 / max): "
+              + ", ".join(f"{k} {v}" for k, v in result["tts_ask_after_last_word_ms"].items()))  # fmt: skip
         print("synthesized tracks, word-weighted WER: "
               + ", ".join(f"{k} {v:.3f}" for k, v in result["tts_wer"].items()))  # fmt: skip
     return result
@@ -209,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the segmenter's VAD variants to measure: " + "; ".join(f"{k}: {v}" for k, v in VAD_VARIANTS.items()))  # fmt: skip
     parser.add_argument("--tts", type=int, default=0, metavar="N",
                         help="also N synthesized speakers of 30 s (bench/speech.py, as palaver bench stt streams them)")  # fmt: skip
+    parser.add_argument("--policy", nargs="*", choices=list(POLICY_VARIANTS), default=["base", "worker"],
+                        help="segmenter policies to measure beside them, with the stateful VAD (default: base "
+                        "worker): " + "; ".join(f"{k}: {v[0]}" for k, v in POLICY_VARIANTS.items()))  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=["aligned", "timestamps"], default=None,
+                        help="decode modes (default both)")
+    parser.add_argument("--prompt", action="store_true",
+                        help="also decode the finals of " + ", ".join(PROMPTED_CUTS) + " in order, with the "
+                        "previous finals' text as prompt")  # fmt: skip
     args = parser.parse_args(argv)
     if args.fetch:
         fetch(args.data)
@@ -216,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"no recordings in {args.data}: run with --fetch first", file=sys.stderr)
         return 2
-    path = write_results("real_speech", run(args.data, args.vad, args.tts))
+    path = write_results("real_speech", run(args.data, args.vad, args.tts, args.policy, args.modes, args.prompt))
     print(f"wrote {path}")
     return 0
 

@@ -121,10 +121,16 @@ class Settings(BaseSettings):
         'rules applied per step) or "aligned" (no timestamp tokens; one alignment pass cuts run-on words).',
     )
     stt_language: str = "en"
-    vad_threshold: float = 0.5
+    vad_threshold: float = Field(default=0.3, description="Silero speech probability at which speech starts.")
+    vad_hysteresis: float = Field(
+        default=0.15, description="Once in speech, windows down to vad_threshold - this still count as speech."
+    )
     vad_min_silence_ms: int = 500
     vad_min_speech_ms: int = 200
-    vad_pad_ms: int = 200
+    vad_pad_ms: int = Field(default=400, description="Audio kept before an utterance's first voiced window.")
+    vad_trailing_pad_ms: int = Field(
+        default=300, description="Audio kept after an utterance's last voiced window (at most vad_min_silence_ms)."
+    )
     max_utterance_ms: int = 10_000
     vad_eager_silence_ms: int = Field(
         default=300,
@@ -140,6 +146,10 @@ class Settings(BaseSettings):
         ge=0,
         description="Decode lanes kept free of partials, so a final never waits for a partial batch to end "
         "(partials always keep at least one lane; 0: partials may take every lane).",
+    )
+    stt_prompt: bool = Field(
+        default=False,
+        description="Decode each utterance with its stream's recent final text as Whisper's previous text (prompt).",
     )
     stt_max_batch: int = Field(default=8, description="Most open utterances decoded in one batched call.")
     stt_partial_batch_audio_s: float = Field(

@@ -52,6 +52,9 @@ _MAX_LENGTH = 448  # the decoder's context
 # loops on a repetition would hold the whole batch for 448 decoder steps.
 _TOKENS_PER_AUDIO_SECOND = 12
 _TOKEN_SLACK = 16  # tokens allowed beyond that, so a very short clip still has room for its words
+# Most previous-text tokens a prompt carries (Whisper itself allows 223): a long prompt costs decoder steps
+# and invites the decoder to continue the prompt instead of the audio.
+MAX_PROMPT_TOKENS = 64
 _PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 _APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
@@ -120,7 +123,8 @@ class BatchedWhisper:
         return self.decode([audio], language)[0]
 
     def decode(
-        self, batch: list[np.ndarray], language: str, with_words: bool | Sequence[bool] = True
+        self, batch: list[np.ndarray], language: str, with_words: bool | Sequence[bool] = True,
+        prompts: Sequence[str] | None = None,
     ) -> list[Transcription]:
         """Decode float32 16 kHz mono clips (each at most 30 s) in one encoder/decoder pass, greedily.
 
@@ -129,7 +133,12 @@ class BatchedWhisper:
         they cost an alignment pass over the clips that want them; aligned mode aligns every clip anyway).
         Without them the words are empty and confidence is the geometric mean of the token probabilities;
         with them it is the geometric mean of the word probabilities. An empty clip gives an empty
-        transcription. Raises ``ValueError`` for a clip over 30 s. Blocking and CPU-bound."""
+        transcription. Raises ``ValueError`` for a clip over 30 s. Blocking and CPU-bound.
+
+        ``prompts`` (one per clip, "" for none): the text said just before each clip, given to the decoder as
+        Whisper's previous text (``prompt_tokens``). CTranslate2 needs the same prompt length for every
+        item of a call, so every live clip's prompt is cut to the last tokens that all of them have, at most
+        ``MAX_PROMPT_TOKENS``: a clip without previous text decodes its whole batch without prompts."""
         for audio in batch:
             if len(audio) > MAX_SECONDS * SAMPLE_RATE:
                 raise ValueError(
@@ -151,7 +160,8 @@ class BatchedWhisper:
             audio[row, : len(batch[i])] = batch[i]
         encoded = self._encode(audio, width)
         decode = self._decode_aligned if self.decode_mode == "aligned" else self._decode_timestamps
-        decoded = decode(tokenizer, encoded, frames, width, [wanted[i] for i in live])
+        previous = prompt_tokens(tokenizer, [prompts[i] if prompts else "" for i in live])
+        decoded = decode(tokenizer, encoded, frames, width, [wanted[i] for i in live], previous)
         for i, result in zip(live, decoded, strict=True):
             results[i] = result
         return results
@@ -165,32 +175,36 @@ class BatchedWhisper:
             return self._whisper.encode(StorageView.from_array(mel))
         return self._whisper.encode(StorageView.from_array(log_mel(audio, width)))
 
-    def _generate(self, tokenizer, encoded, prompt: list[int], new_tokens: int, items: int) -> list:
+    def _generate(self, tokenizer, encoded, prompt: list[int], new_tokens: int, previous: list[list[int]]) -> list:
+        """Greedy generation after ``prompt`` (the sot sequence and after), each item's previous text
+        before it (all of one length)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
+        prompts = [[tokenizer.sot_prev, *p, *prompt] if p else prompt for p in previous]
         return self._whisper.generate(
             encoded,
-            [prompt] * items,
+            prompts,
             beam_size=1,
-            max_length=min(_MAX_LENGTH, len(prompt) + new_tokens),
+            max_length=min(_MAX_LENGTH, len(prompts[0]) + new_tokens),
             return_scores=True,
             suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
         )
 
     def _decode_timestamps(
-        self, tokenizer, encoded, frames: list[int], width: int, wanted: list[bool]
+        self, tokenizer, encoded, frames: list[int], width: int, wanted: list[bool], previous: list[list[int]]
     ) -> list[Transcription]:
         """With timestamps: on a trimmed window the decoder tends to start the text over once the speech
         ends; the segment timestamps show where, and ``_speech_tokens`` cuts there."""
         new_tokens = math.ceil(width / _FRAMES_PER_SECOND * _TOKENS_PER_AUDIO_SECOND) + _TOKEN_SLACK
-        generated = self._generate(tokenizer, encoded, list(tokenizer.sot_sequence), new_tokens, len(frames))
+        generated = self._generate(tokenizer, encoded, list(tokenizer.sot_sequence), new_tokens, previous)
         tokens = [
             self._speech_tokens(
                 tokenizer, g.sequences_ids[0], max(0.0, n / _FRAMES_PER_SECOND - self._tail_guard_s)
             )
             for g, n in zip(generated, frames, strict=True)
         ]
+        tokens = [_loop_free_tokens(tokenizer, t, p) if p else t for t, p in zip(tokens, previous, strict=True)]
         # On the CPU only the items that want word timings are aligned: copying their encoder rows out
         # costs less than aligning the others. A StorageView on a GPU cannot be indexed from here (a host
         # copy would defeat the point), so there every item is aligned and the unwanted timings are dropped.
@@ -213,19 +227,18 @@ class BatchedWhisper:
         return out
 
     def _decode_aligned(
-        self, tokenizer, encoded, frames: list[int], width: int, wanted: list[bool]
+        self, tokenizer, encoded, frames: list[int], width: int, wanted: list[bool], previous: list[list[int]]
     ) -> list[Transcription]:
         """Without timestamps: tokens capped by each clip's own length, restarts and loops cut, then one
         alignment of every item over the whole padded window, so that words the decoder ran on with land
         in the padding and are cut by their start time."""
         caps = [math.ceil(n / _FRAMES_PER_SECOND * _TOKENS_PER_AUDIO_SECOND) + _TOKEN_SLACK for n in frames]
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        generated = self._generate(tokenizer, encoded, prompt, max(caps), len(frames))
-        tokens = []
-        for g, cap in zip(generated, caps, strict=True):
-            capped = cut_restart([t for t in g.sequences_ids[0] if t < tokenizer.eot][:cap])
-            words, word_tokens = tokenizer.split_to_word_tokens(capped) if capped else ([], [])
-            tokens.append([t for i in loop_free(words) for t in word_tokens[i]])
+        generated = self._generate(tokenizer, encoded, prompt, max(caps), previous)
+        tokens = [
+            _loop_free_tokens(tokenizer, cut_restart([t for t in g.sequences_ids[0] if t < tokenizer.eot][:cap]), p)
+            for g, cap, p in zip(generated, caps, previous, strict=True)
+        ]
         out = []
         for k, (timed, probs) in enumerate(self._align(tokenizer, encoded, tokens, [width] * len(frames))):
             duration = frames[k] / _FRAMES_PER_SECOND
@@ -317,6 +330,25 @@ class BatchedWhisper:
             merge_punctuations(timed, _PREPEND_PUNCTUATIONS, _APPEND_PUNCTUATIONS)
             out.append((timed, probs))
         return out
+
+
+def prompt_tokens(tokenizer, texts: Sequence[str], limit: int = MAX_PROMPT_TOKENS) -> list[list[int]]:
+    """Each text's last tokens as Whisper's previous text, all cut to one length (CTranslate2 decodes a
+    batch only with its start-of-transcript token at one position): the fewest any text has, at most
+    ``limit``. An empty text leaves every prompt empty."""
+    encoded = [tokenizer.encode(" " + " ".join(text.split())) if text.strip() else [] for text in texts]
+    length = min([limit, *map(len, encoded)])
+    return [tokens[len(tokens) - length :] if length else [] for tokens in encoded]
+
+
+def _loop_free_tokens(tokenizer, tokens: list[int], previous: list[int]) -> list[int]:
+    """``tokens`` without the words of decoder loops (``loop_free``), counting the previous text before
+    them: a prompted decoder often says the prompt's last sentence again first, a loop across the seam."""
+    if not tokens:
+        return []
+    said = tokenizer.split_to_word_tokens(previous)[0] if previous else []
+    words, word_tokens = tokenizer.split_to_word_tokens(tokens)
+    return [t for i in loop_free([*said, *words]) if i >= len(said) for t in word_tokens[i - len(said)]]
 
 
 def _words(timed: list[dict], duration: float) -> tuple[Word, ...]:

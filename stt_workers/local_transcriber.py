@@ -50,13 +50,49 @@ PARTIAL_INTERVAL_MS = 1000  # re-decode the open utterance after this much new a
 PROGRESS_INTERVAL_MS = 250  # publish a silent stream's progress at most this often (media time): a quiet speaker's box is final about this soon after the pause rule (bench/README.md, "A quiet speaker's box")
 
 
+PROMPT_RESET_MS = 10_000  # after this much silence an utterance decodes without the text before it
+PROMPT_KEEP_CHARS = 400  # previous text kept per stream: more than the decoder's prompt takes (64 tokens)
+
+
+class PromptHistory:
+    """A stream's recent final text, the prompt its next utterance decodes with (Whisper's previous-text
+    conditioning: words said just before help with names, casing and the first words of a piece). Finals
+    are added in the stream's order; the prompt for an utterance starting at a sample is the text of the
+    finals that ended before it, empty after ``reset_ms`` of silence (a new turn of talk, and a decoder
+    that loops on a phrase does not feed that loop to the next utterance forever)."""
+
+    def __init__(self, sample_rate: int, reset_ms: int = PROMPT_RESET_MS, keep_chars: int = PROMPT_KEEP_CHARS):
+        self._reset = sample_rate * reset_ms // 1000
+        self._keep = keep_chars
+        self._text = ""
+        self._end = 0  # end sample of the last final added
+
+    def add(self, start_sample: int, end_sample: int, text: str) -> None:
+        """The final of the utterance from ``start_sample`` to ``end_sample``, after every final added
+        before; after a long silence it starts the text over."""
+        if not text.strip():
+            return
+        if not self.prompt(start_sample):
+            self._text = ""
+        self._text = f"{self._text} {text.strip()}".strip()[-self._keep :]
+        self._end = max(self._end, end_sample)
+
+    def prompt(self, start_sample: int) -> str:
+        """The previous text for an utterance starting at ``start_sample`` ("" for none)."""
+        if not self._text or start_sample - self._end > self._reset:
+            return ""
+        return self._text
+
+
 def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
     return SegmenterPolicy(
         sample_rate=sample_rate,
         threshold=settings.vad_threshold,
+        hysteresis=settings.vad_hysteresis,
         min_silence_ms=settings.vad_min_silence_ms,
         min_speech_ms=settings.vad_min_speech_ms,
         pad_ms=settings.vad_pad_ms,
+        trailing_pad_ms=settings.vad_trailing_pad_ms,
         max_utterance_ms=settings.max_utterance_ms,
         eager_silence_ms=settings.vad_eager_silence_ms,
     )
@@ -108,7 +144,7 @@ class LocalTranscriber:
         lanes = settings.stt_decode_lanes
         self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="decode")
         decode_batch = getattr(engine, "decode", None) or (
-            lambda batch, language, with_words: [engine.transcribe(a, language) for a in batch]
+            lambda batch, language, with_words, prompts: [engine.transcribe(a, language) for a in batch]
         )
         self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch,
                                           partial_deadline_s=settings.stt_partial_deadline_ms / 1000,
@@ -116,6 +152,10 @@ class LocalTranscriber:
                                           partial_batch_audio_s=settings.stt_partial_batch_audio_s)  # fmt: skip
         self._multilingual = bool(getattr(engine, "multilingual", True))
         self._eager: dict[str, EagerFinal] = {}  # stream -> its eager final decode, while it may be one
+        # stream -> its recent final text, each decode's prompt; only live: which finals are published
+        # when a later decode is asked for depends on timing, and a replay must make the same events
+        self._prompting = settings.stt_prompt and live
+        self._history: dict[str, PromptHistory] = {}
 
     def holds(self, stream_id: str) -> bool:
         return stream_id in self._streams
@@ -124,6 +164,7 @@ class LocalTranscriber:
         if info.stream_id not in self._streams:
             info = self._decodable(info)
             self._streams[info.stream_id] = StreamState(info, self._new_segmenter(info, first_sample), partition)
+            self._history[info.stream_id] = PromptHistory(info.sample_rate)
             STT_ACTIVE_STREAMS.set(len(self._streams))
 
     def _decodable(self, info: StreamInfo) -> StreamInfo:
@@ -156,6 +197,7 @@ class LocalTranscriber:
             if segments:
                 self._preempt()
         self._eager.pop(stream_id, None)
+        self._history.pop(stream_id, None)
         self._queue.emit(stream_id, last)
 
     def forward(self, stream_id: str, event: KeyedEvent) -> None:
@@ -185,6 +227,7 @@ class LocalTranscriber:
             if state.partition in partitions:
                 del self._streams[stream]
                 self._eager.pop(stream, None)
+                self._history.pop(stream, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))
 
     def pending(self) -> Pending:
@@ -242,7 +285,7 @@ class LocalTranscriber:
         asked_before, open_utt.decoded_until = open_utt.decoded_until, segment.end_sample
         info = state.info
         kind = "partial" if eager is None else "final"
-        request = DecodeRequest(kind, segment.audio, info.sample_rate, info.language)
+        request = DecodeRequest(kind, segment.audio, info.sample_rate, info.language, self._prompt(info, segment))
         decode = Decode(request, _Partial(state, open_utt, segment, asked_before, eager))
         if eager is not None:
             eager.decode = decode
@@ -302,8 +345,14 @@ class LocalTranscriber:
             return
         if ended_open:
             self._queue.drop_partial(info.stream_id)
-        request = DecodeRequest("final", segment.audio, info.sample_rate, info.language)
+        request = DecodeRequest("final", segment.audio, info.sample_rate, info.language, self._prompt(info, segment))
         self._queue.decode(info.stream_id, Decode(request, _Final(info, segment, speech_ended_ms)))
+
+    def _prompt(self, info: StreamInfo, segment: Segment) -> str:
+        """The decoder's previous text for ``segment``: the stream's finals published so far (none while
+        prompts are off, and after a long silence, ``PromptHistory``)."""
+        history = self._history.get(info.stream_id)
+        return history.prompt(segment.start_sample) if self._prompting and history is not None else ""
 
     def _preempt(self) -> None:
         """A final waits for the next round (``Pending.final``): the running rounds start no more partials
@@ -317,6 +366,8 @@ class LocalTranscriber:
                             run=self.run)  # fmt: skip
         if event is None:
             return None
+        if (history := self._history.get(info.stream_id)) is not None:
+            history.add(segment.start_sample, segment.end_sample, event.text)
         STT_UTTERANCES.labels(engine=self.name).inc()
         STT_FINAL_LATENCY.observe(max(0.0, time.time() - speech_ended_ms / 1000))
         log.info("%s %d-%d ms: %s", info.stream_id, event.start_ms, event.end_ms, event.text)

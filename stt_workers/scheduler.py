@@ -42,8 +42,9 @@ from stt_workers.batched_whisper import bucket_for
 from stt_workers.engine import Transcription
 
 Kind = Literal["final", "partial"]
-# (clips, language, with_words per clip) -> one transcription per clip; word timings only where asked for
-BatchDecoder = Callable[[list[np.ndarray], str, list[bool]], list[Transcription]]
+# (clips, language, with_words per clip, prompt per clip) -> one transcription per clip; word timings only
+# where asked for; a prompt is the text said before the clip ("" for none; ``BatchedWhisper.decode``)
+BatchDecoder = Callable[[list[np.ndarray], str, list[bool], list[str]], list[Transcription]]
 Told = tuple[int, "Transcription | None"]  # (request index, its result; None: a partial dropped as stale)
 # Most audio (clips x bucket length) one partial batch holds by default: ~0.4 s on 2 cores
 # (PALAVER_STT_PARTIAL_BATCH_AUDIO_S; a GPU's default is far larger).
@@ -56,6 +57,7 @@ class DecodeRequest:
     audio: np.ndarray  # float32, 16 kHz
     sample_rate: int = 16000
     language: str = "en"  # what to decode it as: requests of different languages never share a batch
+    prompt: str = ""  # the stream's text before this audio, the decoder's previous text ("" for none)
 
     @property
     def bucket(self) -> int:
@@ -204,7 +206,8 @@ class DecodeScheduler:
         with_words = [requests[i].kind == "final" for i in batch]
         language = requests[batch[0]].language  # one per batch (plan_batches)
         decoded = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._decode, [requests[i].audio for i in batch], language, with_words
+            self._executor, self._decode, [requests[i].audio for i in batch], language, with_words,
+            [requests[i].prompt for i in batch],
         )
         elapsed = time.perf_counter() - t0
         STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)

@@ -37,10 +37,15 @@ Scorer = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
 @dataclass(frozen=True)
 class SegmenterPolicy:
     sample_rate: int = 16000
-    threshold: float = 0.5
+    threshold: float = 0.5  # a window at or above it starts speech
+    # Hysteresis: once in speech, a window counts as voiced down to ``threshold - hysteresis`` (Silero's and
+    # faster-whisper's rule, with 0.15); only windows below that count towards ``min_silence_ms``.
+    hysteresis: float = 0.0
     min_silence_ms: int = 600
     min_speech_ms: int = 200
-    pad_ms: int = 200
+    pad_ms: int = 200  # pre-roll: audio kept before the first voiced window
+    # Audio kept after the last voiced window (never more than ``min_silence_ms``); None: ``pad_ms``.
+    trailing_pad_ms: int | None = None
     max_utterance_ms: int = 20_000
     # Silence after which ``ending_segment`` tells the utterance's final segment (at least the trailing
     # pad; from min_silence_ms on, never: the segment comes from ``push`` first).
@@ -158,7 +163,9 @@ class Segmenter:
     def _trailing_pad(self) -> int:
         # Never more than the silence that ended the utterance: that audio has always arrived when the
         # end is detected, so boundaries do not depend on how the audio was framed.
-        return min(self._pad, self._policy.samples(self._policy.min_silence_ms))
+        p = self._policy
+        trailing = p.samples(p.trailing_pad_ms) if p.trailing_pad_ms is not None else self._pad
+        return min(trailing, p.samples(p.min_silence_ms))
 
     @property
     def _reset_every(self) -> int:
@@ -208,7 +215,9 @@ class Segmenter:
             self._voice_end = end
         elif self._in_speech:
             self._quiet_windows.append((start, prob))
-            if end - self._voice_end >= p.samples(p.min_silence_ms):
+            if prob >= p.threshold - p.hysteresis:
+                self._voice_end = end  # still speech: hysteresis
+            elif end - self._voice_end >= p.samples(p.min_silence_ms):
                 self._in_speech = False
                 return self._cut(self._speech_start, self._voice_end, self._voice_end + self._trailing_pad)
         if self._in_speech and end - self._speech_start >= p.samples(p.max_utterance_ms):

@@ -159,3 +159,23 @@ def test_a_batch_mixing_partials_and_finals_decodes_each(
         assert final.words and " ".join(w.word for w in final.words) == final.text
         assert all(0.0 <= w.start_s <= w.end_s <= len(audio) / SAMPLE_RATE + 1e-6 for w in final.words)
         assert 0.5 < final.confidence <= 1.0
+
+
+def test_clips_decode_with_previous_text_of_different_lengths(
+    engine: BatchedWhisper, clips: list[np.ndarray], scripts: list[str]
+) -> None:
+    # Each clip with the scripts before it as its prompt (of different lengths: cut to one in the batch).
+    prompts = [" ".join(SCRIPTS[max(0, i - k) : i]) or SCRIPTS[-1] for i, k in enumerate((1, 1, 2, 3, 1, 2))]
+    results = engine.decode(clips, "en", True, prompts)
+    for script, result, prompt in zip(scripts, results, prompts, strict=True):
+        assert word_error_rate(script, result.text) <= 0.2, (prompt, script, result.text)
+        assert result.words and " ".join(w.word for w in result.words) == result.text
+
+
+def test_empty_prompts_decode_as_no_prompts(engine: BatchedWhisper, clips: list[np.ndarray],
+                                            batch: list[Transcription]) -> None:  # fmt: skip
+    with_empty = engine.decode(clips, "en", True, [""] * len(clips))
+    assert [r.text for r in with_empty] == [r.text for r in batch]
+    # one clip without previous text: the whole batch decodes without prompts
+    one_missing = engine.decode(clips, "en", True, ["", *SCRIPTS[: len(clips) - 1]])
+    assert [r.text for r in one_missing] == [r.text for r in batch]

@@ -58,7 +58,9 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
     calls: list[int] = []
     with_words_asked: list[list[bool]] = []
 
-    def slow_decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def slow_decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         calls.append(len(batch))
         with_words_asked.append(with_words)
         time.sleep(0.2)
@@ -82,7 +84,9 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
 def test_only_finals_ask_for_word_timings() -> None:
     asked: list[list[bool]] = []
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         asked.append(with_words)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 
@@ -99,7 +103,9 @@ def test_batches_are_measured() -> None:
 
     before_batches, before_rtf = count(STT_BATCH_SIZE), count(STT_REAL_TIME_FACTOR)
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         return [Transcription(text="", words=(), confidence=0.0) for _ in batch]
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake")
@@ -143,7 +149,9 @@ def test_languages_never_share_a_batch() -> None:
 def test_each_batch_is_decoded_in_its_language() -> None:
     seen: list[tuple[str, int]] = []
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         seen.append((language, len(batch)))
         return [Transcription(text=language, words=(), confidence=0.5) for _ in batch]
 
@@ -157,7 +165,9 @@ def test_each_result_is_ready_when_its_batch_is_done() -> None:
     told: list[tuple[int, str | None, int]] = []  # (request, text, batches decoded when told)
     batches = 0
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         nonlocal batches
         time.sleep(0.2)
         batches += 1
@@ -181,7 +191,9 @@ def test_a_waiting_final_preempts_the_rounds_partials_not_its_finals() -> None:
     final_comes = True
     scheduler: DecodeScheduler
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         decoded.extend(len(a) for a in batch)
         if final_comes:
             scheduler.final_waiting = True  # a final was queued for the next round while this batch ran
@@ -237,7 +249,9 @@ def test_lanes_decode_batches_at_once_finals_first() -> None:
     both_running = threading.Barrier(2, timeout=5)  # breaks (fails the test) unless two batches run at once
     started: list[str] = []
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         started.append("final" if with_words[0] else "partial")
         if len(started) <= 2:
             both_running.wait()
@@ -252,7 +266,9 @@ def test_lanes_decode_batches_at_once_finals_first() -> None:
 
 
 def test_a_failing_lane_fails_the_round() -> None:
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         if len(batch[0]) > 16000:
             raise RuntimeError("decoder broke")
         time.sleep(0.1)
@@ -273,7 +289,9 @@ def test_a_newer_round_overtakes_and_lanes_are_shared() -> None:
     busy = 0
     lock = threading.Lock()
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         nonlocal at_once, busy
         with lock:
             busy += 1
@@ -308,7 +326,9 @@ def test_idle_lane_only_once_every_planned_batch_has_started() -> None:
     release = {1: threading.Event(), 2: threading.Event()}  # by clip length in seconds
     seen: list[bool] = []
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         release[len(batch[0]) // 16000].wait(5)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 
@@ -342,7 +362,9 @@ def test_a_closed_round_starts_no_more_batches_and_leaves_none_planned() -> None
     go = threading.Event()
     decoded: list[int] = []
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         decoded.append(len(batch[0]))
         go.wait(5)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
@@ -361,7 +383,9 @@ def test_a_closed_round_starts_no_more_batches_and_leaves_none_planned() -> None
 
 
 def test_a_failed_round_leaves_no_planned_batches() -> None:
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         raise RuntimeError("decoder broke")
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", max_batch=1, lanes=1)
@@ -381,7 +405,9 @@ def test_a_final_lane_is_kept_free_of_partials() -> None:
     lock = threading.Lock()
     final_ran_during_partial = threading.Event()
 
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         nonlocal partials_at_once, partials_busy
         kind = "final" if with_words[0] else "partial"
         with lock:
@@ -422,7 +448,9 @@ def test_a_final_lane_is_kept_free_of_partials() -> None:
 
 
 def test_final_lanes_leave_partials_at_least_one_lane() -> None:
-    def decode(batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+    ) -> list[Transcription]:
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 
     scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", lanes=1, final_lanes=1)

@@ -79,11 +79,15 @@ class _Whisper:
     def __init__(self) -> None:
         self.decoded: list[tuple[int, bool]] = []  # (clip length, with words)
         self.heard: list[int] = []  # per decoded clip: how much of the stream the worker had then (samples)
+        self.prompts: list[str] = []  # per decoded clip: its previous text
         self.sample = 0
 
-    def decode(self, batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None
+    ) -> list[Transcription]:
         self.decoded += [(len(a), w) for a, w in zip(batch, with_words, strict=True)]
         self.heard += [self.sample] * len(batch)
+        self.prompts += list(prompts) if isinstance(prompts, list) else [""] * len(batch)
         return [Transcription("hello there", (Word("hello", 0.1, 0.4, 0.9), Word("there", 0.5, 0.9, 0.9)), 0.9)
                 for _ in batch]  # fmt: skip
 
@@ -91,9 +95,9 @@ class _Whisper:
 class _Worker:
     """Feeds frames and runs publish rounds the way the STT worker does, keeping what was published."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None, live: bool = True) -> None:
         self.whisper = _Whisper()
-        self.t = LocalTranscriber(Settings(), self.whisper, _loud)  # type: ignore[arg-type]
+        self.t = LocalTranscriber(settings or Settings(), self.whisper, _loud, live=live)  # type: ignore[arg-type]
         self.published: list[object] = []
         self.sample = 0
 
@@ -169,6 +173,30 @@ async def test_speech_that_resumes_after_a_short_pause_keeps_one_utterance() -> 
     finals = w.finals()
     assert len(finals) == 1, "the pause did not end the utterance"
     assert finals[0].start_sample < int(0.3 * RATE) and finals[0].end_sample > int(3.0 * RATE)
-    assert any(n < int(1.8 * RATE) and words for n, words in w.whisper.decoded), "an eager decode ran in the pause"
+    # the clips start at the stream's start (the pre-roll is clipped there): this one ends in the pause
+    assert any(n < int(1.92 * RATE) and words for n, words in w.whisper.decoded), "an eager decode ran in the pause"
     assert [n for n, _ in w.whisper.decoded].count(finals[0].end_sample - finals[0].start_sample) == 1
     await w.t.close()
+
+
+async def test_with_prompts_each_decode_carries_the_finals_published_before_it() -> None:
+    w = _Worker(Settings(stt_prompt=True))
+    await w.t.open(INFO, 0, 0)
+    await w.feed(_speech((0.3, 1.5), (3.0, 4.0), (16.0, 17.0), total_s=18.0), rounds=True)
+    assert len(w.finals()) == 3
+    # (when each clip was decoded, its prompt): the decoder keeps up, so a decode belongs to the
+    # utterance being spoken or just ended
+    by_time = list(zip(w.whisper.heard, w.whisper.prompts, strict=True))
+    assert {p for heard, p in by_time if heard < 3 * RATE} == {""}, "nothing was said before the first"
+    assert {p for heard, p in by_time if 3 * RATE < heard < 16 * RATE} == {"hello there"}
+    # 11 s of silence before the third utterance (more than PROMPT_RESET_MS): no previous text
+    assert {p for heard, p in by_time if heard > 16 * RATE} == {""}
+    await w.t.close()
+
+
+async def test_prompts_are_off_by_default_and_in_replays() -> None:
+    for worker in (_Worker(), _Worker(Settings(stt_prompt=True), live=False)):
+        await worker.t.open(INFO, 0, 0)
+        await worker.feed(_speech((0.3, 1.5), (3.0, 4.0), total_s=5.0), rounds=True)
+        assert len(worker.finals()) == 2 and set(worker.whisper.prompts) == {""}
+        await worker.t.close()

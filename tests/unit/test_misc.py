@@ -383,7 +383,8 @@ def test_settings_defaults(tmp_path: Path, clean_env: None) -> None:
     assert s.topic_namespace == ""
     assert s.group_id("merger") == "merger"
     assert s.log_dir == tmp_path / "logs"
-    assert (s.vad_threshold, s.vad_min_silence_ms, s.vad_min_speech_ms, s.vad_pad_ms) == (0.5, 500, 200, 200)
+    assert (s.vad_threshold, s.vad_hysteresis, s.vad_min_silence_ms, s.vad_min_speech_ms) == (0.3, 0.15, 500, 200)
+    assert (s.vad_pad_ms, s.vad_trailing_pad_ms, s.stt_prompt) == (400, 300, False)
     assert s.max_utterance_ms == 10_000
     assert s.merger_pause_ms == 1500
     assert s.stt_language == "en"

@@ -172,7 +172,9 @@ def _loud(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
 class _Whisper:
     name, model, multilingual = "whisper", "tiny.en", False
 
-    def decode(self, batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None
+    ) -> list[Transcription]:
         return [Transcription(f"{len(a)} samples", (Word(str(len(a)), 0.1, 0.4, 0.9),), 0.9) for a in batch]
 
 

@@ -271,6 +271,102 @@ def test_boundaries_do_not_depend_on_framing_when_pad_exceeds_min_silence() -> N
     assert bounds(framed) == bounds(whole)
 
 
+# --- hysteresis and padding ------------------------------------------------------------------------------
+
+
+def level_scorer(windows: np.ndarray, state: None) -> tuple[np.ndarray, None]:
+    """A window's probability is the amplitude of its own samples (max |x|): a level sets it exactly."""
+    return np.abs(windows[:, -WINDOW:]).max(axis=1).astype(np.float32), state
+
+
+def levels(n_windows: int, spans: Iterable[tuple[int, int, float]]) -> np.ndarray:
+    """Silence with constant-amplitude spans [a, b) of whole windows at a level (the fake probability)."""
+    audio = np.zeros(n_windows * WINDOW, np.float32)
+    for a, b, level in spans:
+        audio[a * WINDOW : b * WINDOW] = level
+    return audio
+
+
+def cut(audio: np.ndarray, policy: SegmenterPolicy, sizes: Sequence[int] = (320,)) -> list[tuple[int, int, int]]:
+    seg = Segmenter(level_scorer, policy)
+    out: list[Segment] = []
+    at = 0
+    for size in cycle(sizes):
+        if at >= len(audio):
+            break
+        out += seg.push(audio[at : at + size])
+        at += size
+    return bounds(out + seg.flush())
+
+
+def test_hysteresis_keeps_speech_that_fades_below_the_threshold() -> None:
+    """Speech at 0.9, then 40 windows (1.28 s, longer than the minimum silence) at 0.4: without
+    hysteresis the utterance ends with the 0.9 part; with 0.15 the fading part (0.4 >= 0.5 - 0.15) is
+    speech too, and only the silence after it ends the utterance."""
+    audio = levels(200, [(20, 40, 0.9), (40, 80, 0.4)])
+    plain = SegmenterPolicy(pad_ms=0, min_silence_ms=500)
+    assert cut(audio, plain) == [(20 * WINDOW, 40 * WINDOW, 20 * WINDOW)]
+    assert cut(audio, SegmenterPolicy(pad_ms=0, min_silence_ms=500, hysteresis=0.15)) == [
+        (20 * WINDOW, 80 * WINDOW, 20 * WINDOW)
+    ]
+
+
+def test_hysteresis_does_not_start_speech() -> None:
+    """Windows between threshold - hysteresis and the threshold never start an utterance."""
+    audio = levels(200, [(20, 80, 0.4)])
+    assert cut(audio, SegmenterPolicy(hysteresis=0.15)) == []
+
+
+def test_speech_below_threshold_minus_hysteresis_counts_as_silence() -> None:
+    """0.3 < 0.5 - 0.15: the gap of 40 windows at 0.3 splits the speech as silence would."""
+    audio = levels(300, [(20, 40, 0.9), (40, 80, 0.3), (80, 100, 0.9)])
+    policy = SegmenterPolicy(pad_ms=0, min_silence_ms=500, hysteresis=0.15)
+    assert cut(audio, policy) == [(20 * WINDOW, 40 * WINDOW, 20 * WINDOW), (80 * WINDOW, 100 * WINDOW, 80 * WINDOW)]
+
+
+def test_trailing_pad_apart_from_pre_roll() -> None:
+    policy = SegmenterPolicy(pad_ms=400, trailing_pad_ms=300, min_silence_ms=500)
+    audio = levels(200, [(40, 80, 0.9)])
+    pre, trailing = policy.samples(400), policy.samples(300)
+    assert cut(audio, policy) == [(40 * WINDOW - pre, 80 * WINDOW + trailing, 40 * WINDOW)]
+
+
+def test_trailing_pad_never_longer_than_the_silence_that_ends_speech() -> None:
+    policy = SegmenterPolicy(pad_ms=200, trailing_pad_ms=800, min_silence_ms=500)
+    audio = levels(200, [(40, 80, 0.9)])
+    assert cut(audio, policy)[0][1] == 80 * WINDOW + policy.samples(500)
+
+
+@pytest.mark.parametrize("sizes", [[97], [333], [4096], [160, 7, 2500, 511, 513]])
+def test_hysteresis_and_pads_do_not_depend_on_framing(sizes: list[int]) -> None:
+    policy = SegmenterPolicy(threshold=0.3, hysteresis=0.15, pad_ms=400, trailing_pad_ms=300, min_silence_ms=500)
+    audio = levels(400, [(20, 40, 0.9), (40, 70, 0.2), (70, 75, 0.1), (75, 90, 0.5), (150, 200, 0.35),
+                         (200, 230, 0.16), (300, 320, 0.9)])  # fmt: skip
+    whole = cut(audio, policy, [len(audio)])
+    assert len(whole) == 3
+    assert cut(audio, policy, sizes) == whole
+
+
+def test_ending_segment_with_hysteresis_is_the_segment_push_returns() -> None:
+    policy = SegmenterPolicy(hysteresis=0.15, pad_ms=400, trailing_pad_ms=300, min_silence_ms=500,
+                             eager_silence_ms=300)  # fmt: skip
+    audio = levels(200, [(20, 40, 0.9), (40, 60, 0.4)])
+    seg = Segmenter(level_scorer, policy)
+    told = None
+    for at in range(0, len(audio), 320):
+        pushed = seg.push(audio[at : at + 320])
+        if told is None and (ending := seg.ending_segment()) is not None:
+            told = ending
+            assert seg.end_sample - 60 * WINDOW < policy.samples(500), "told before the end of speech is sure"
+        if pushed:
+            (segment,) = pushed
+            assert told is not None
+            assert (told.start_sample, told.end_sample) == (segment.start_sample, segment.end_sample)
+            np.testing.assert_array_equal(told.audio, segment.audio)
+            return
+    raise AssertionError("no segment")
+
+
 # --- keep_from -------------------------------------------------------------------------------------------
 
 

@@ -154,7 +154,9 @@ class _FakeWhisper:
         self.multilingual = multilingual
         self.calls: list[tuple[int, str]] = []
 
-    def decode(self, batch: list[np.ndarray], language: str, with_words: list[bool]) -> list[Transcription]:
+    def decode(
+        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None
+    ) -> list[Transcription]:
         self.calls.append((len(batch), language))
         return [Transcription("hallo zusammen", (Word("hallo", 0.1, 0.4, 0.9), Word("zusammen", 0.5, 0.9, 0.9)), 0.9)
                 for _ in batch]  # fmt: skip

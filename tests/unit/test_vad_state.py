@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from palaver.settings import Settings
+from stt_workers.local_transcriber import segmenter_policy
 from stt_workers.segmenter import Segmenter, SegmenterPolicy
 from stt_workers.vad import CONTEXT, WINDOW, SileroScorer
 
@@ -98,12 +100,20 @@ def test_segmenter_probabilities_do_not_depend_on_frame_size(silero: SileroScore
         assert bounds == reference_bounds
 
 
+# The dataclass's own policy, and the worker's (settings defaults: threshold 0.3, hysteresis 0.15, 400 ms
+# pre-roll, 300 ms trailing pad)
+POLICIES = {"plain": SegmenterPolicy(), "worker": segmenter_policy(Settings(), RATE)}
+
+
+@pytest.mark.parametrize("policy_name", list(POLICIES))
 @pytest.mark.parametrize("frame", [320, 1600])
-def test_a_restart_at_keep_from_scores_like_the_segmenter_before_it(silero: SileroScorer, frame: int) -> None:
+def test_a_restart_at_keep_from_scores_like_the_segmenter_before_it(
+    silero: SileroScorer, frame: int, policy_name: str
+) -> None:
     """Each keep_from the first segmenter reported: a fresh segmenter there (a fresh VAD state) gives every
     window it scores the probability the first gave it, and emits the same segments from then on."""
     audio = voice_like(16.0)
-    policy = SegmenterPolicy()
+    policy = POLICIES[policy_name]
     first = Recording(silero)
     original = Segmenter(first, policy)
     resume_points, emitted = [], []
