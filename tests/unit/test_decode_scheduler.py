@@ -164,17 +164,18 @@ def test_each_batch_is_decoded_in_its_language() -> None:
 def test_each_result_is_ready_when_its_batch_is_done() -> None:
     told: list[tuple[int, str | None, int]] = []  # (request, text, batches decoded when told)
     batches = 0
+    now = [0.0]  # the scheduler's clock: each decode takes 0.2 s of it, whatever the machine's load
 
     def decode(
         batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
     ) -> list[Transcription]:
         nonlocal batches
-        time.sleep(0.2)
+        now[0] += 0.2
         batches += 1
         return [Transcription(text=f"{len(a)}", words=(), confidence=0.9) for a in batch]
 
     requests = [req("partial", 8.0), req("final", 1.0), req("partial", 25.0)]
-    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=0.3)
+    scheduler = DecodeScheduler(decode, ThreadPoolExecutor(1), "fake", partial_deadline_s=0.3, clock=lambda: now[0])
 
     async def scenario() -> None:
         async for i, r in scheduler.start(requests):
