@@ -109,7 +109,6 @@ class EnrichStep(Step):
     # --- the runner's calls -------------------------------------------------------------------------
 
     def process(self, record: ConsumerRecord) -> None:
-        meeting_id = record.key.decode() if record.key else None
         if record.topic == self._dialogues:
             event = decode_on(DIALOGUES, record.value)
             meeting_id = event.meeting_id  # type: ignore[attr-defined]
