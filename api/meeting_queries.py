@@ -28,6 +28,17 @@ async def meetings(store: Store, meeting_ids: list[str]) -> dict[str, MeetingRec
     return {r["meeting_id"]: _meeting(r) for r in rows}
 
 
+async def media_epochs(store: Store, meeting_ids: list[str]) -> dict[str, int]:
+    """The wall time of each meeting's media time 0, for those among ``meeting_ids`` whose audio has started
+    (the earliest its streams were placed on: a restarted ingest places resumed streams on a new timeline)."""
+    rows = await store.aquery(
+        f"""SELECT meeting_id, min(timeline_epoch_ms) AS epoch_ms FROM {store.database}.participants FINAL
+            WHERE has({{ids:Array(String)}}, meeting_id) GROUP BY meeting_id""",
+        {"ids": meeting_ids},
+    )
+    return {r["meeting_id"]: r["epoch_ms"] for r in rows if r["epoch_ms"] is not None}
+
+
 async def members(store: Store, meeting_id: str, user_id: str | None = None) -> dict[str, MemberRecord]:
     """The meeting's members (every status), or only ``user_id``'s membership."""
     rows = await store.aquery(

@@ -80,6 +80,9 @@ class MeetingOut(BaseModel):
     ended_at_ms: int | None
     status: Literal["open", "ended"]
     role: Literal["owner", "participant", "viewer", "admin"] = Field(description="The caller's role in it")
+    media_epoch_ms: int | None = Field(
+        None, description="Wall time (ms since the Unix epoch) of the meeting's media time 0, once its audio has "
+        "started (null before): a dialogue's start_ms plus this is when it was said")
 
 
 class MeetingList(BaseModel):
@@ -146,8 +149,14 @@ class TicketOut(BaseModel):
     url: str = Field(description="The socket's path")
 
 
-def meeting_out(view: MeetingView) -> dict[str, Any]:
-    return {**view.meeting.public(), "role": view.role}
+async def meetings_out(request: Request, views: list[MeetingView]) -> list[dict[str, Any]]:
+    """The meetings as the API shows them to a caller in the role each view says."""
+    epochs = await meeting_queries.media_epochs(request.app.state.store, [v.meeting.meeting_id for v in views])
+    return [{**v.meeting.public(), "role": v.role, "media_epoch_ms": epochs.get(v.meeting.meeting_id)} for v in views]
+
+
+async def meeting_out(request: Request, view: MeetingView) -> dict[str, Any]:
+    return (await meetings_out(request, [view]))[0]
 
 
 @router.post("/v1/meetings", status_code=201, response_model=MeetingOut, responses=declared(400, 401))
@@ -164,7 +173,7 @@ async def create_meeting(request: Request, caller: SignedIn, body: MeetingCreate
             existing = MeetingRecord(meeting_id, body.title, caller.user_id, now, now, body.scheduled_start_ms,
                                      tuple(body.agenda))  # fmt: skip
             await meetings.put_meeting(request, existing, existing.event("created", caller.user_id))
-    return meeting_out(MeetingView(existing, "owner"))
+    return await meeting_out(request, MeetingView(existing, "owner"))
 
 
 @router.get("/v1/meetings", response_model=MeetingList, responses=declared(401, 403, notes={403: "all=true needs an admin"}))
@@ -188,18 +197,18 @@ async def list_meetings(
     candidates = list(dict.fromkeys([*meeting_ids, *(recent if offset == 0 else [])]))
     found = await meetings.meetings_by_id(request, candidates)
     members = await meetings.memberships(request, caller.user_id, candidates)
-    out = []
+    views = []
     for meeting_id, meeting in found.items():
         role = role_in(meeting, members.get(meeting_id), caller.user_id, caller.is_admin)
         if role is not None:
-            out.append(meeting_out(MeetingView(meeting, role)))
-    out.sort(key=lambda m: (-m["created_at_ms"], m["meeting_id"]))
-    return {"meetings": out[:limit], "limit": limit, "offset": offset}
+            views.append(MeetingView(meeting, role))
+    views.sort(key=lambda v: (-v.meeting.created_at_ms, v.meeting.meeting_id))
+    return {"meetings": await meetings_out(request, views[:limit]), "limit": limit, "offset": offset}
 
 
 @router.get("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=NOT_FOUND)
-async def get_meeting(view: CanRead) -> dict[str, Any]:
-    return meeting_out(view)
+async def get_meeting(request: Request, view: CanRead) -> dict[str, Any]:
+    return await meeting_out(request, view)
 
 
 @router.patch("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=MANAGE_WITH_BODY)
@@ -213,7 +222,7 @@ async def update_meeting(request: Request, caller: SignedIn, view: CanManage, bo
         current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
         record = current.changed(now_ms(), **changes)
         await meetings.put_meeting(request, record, record.event("updated", caller.user_id))
-    return meeting_out(MeetingView(record, view.role))
+    return await meeting_out(request, MeetingView(record, view.role))
 
 
 @router.post("/v1/meetings/{meeting_id}/end", response_model=MeetingOut, responses=MANAGE_DENIED)
@@ -224,7 +233,7 @@ async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> di
     async with meetings.lock:
         current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
         if current.ended:
-            return meeting_out(MeetingView(current, view.role))
+            return await meeting_out(request, MeetingView(current, view.role))
         now = now_ms()
         record = current.changed(now, ended_at_ms=now)
         await meetings.put_meeting(request, record, record.event("ended", caller.user_id))
@@ -233,7 +242,7 @@ async def end_meeting(request: Request, caller: SignedIn, view: CanManage) -> di
     await request_enrichment(request, record.meeting_id, "ended", caller.user_id, now)
     for forget in getattr(request.app.state, "meeting_ended", ()):
         forget(record.meeting_id)  # per-meeting state of services in this process (the ingest clock)
-    return meeting_out(MeetingView(record, view.role))
+    return await meeting_out(request, MeetingView(record, view.role))
 
 
 @router.delete("/v1/meetings/{meeting_id}", status_code=204, responses=MANAGE_DENIED)
@@ -400,9 +409,9 @@ async def join_with_link(request: Request, caller: SignedIn, body: JoinLink) -> 
     member = await meetings.member(request, meeting.meeting_id, caller.user_id)
     role = role_in(meeting, member, caller.user_id, caller.is_admin)
     if role in ("owner", "participant") or (role == "viewer" and link.role == "viewer"):
-        return meeting_out(MeetingView(meeting, role))
+        return await meeting_out(request, MeetingView(meeting, role))
     record = await _set_member(request, caller.user_id, meeting, caller.user_id, link.role, "joined", link.link_id)
-    return meeting_out(MeetingView(meeting, record.role))
+    return await meeting_out(request, MeetingView(meeting, record.role))
 
 
 def issue_ticket(request: Request, meeting_id: str, user_id: str, use: Literal["ingest", "live"]) -> dict[str, Any]:

@@ -139,6 +139,7 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
         sample_rate=fmt.sample_rate,
         stream_start_ms=start_ms,
         first_sample=placed.first_sample,
+        timeline_epoch_ms=placed.timeline.epoch_ms if placed.timeline else None,
         language=fmt.language,
     )
     try:

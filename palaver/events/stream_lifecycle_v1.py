@@ -23,6 +23,9 @@ class StreamStartedV1(EventV):
     channels: Literal[1] = 1
     stream_start_ms: int  # where sample 0 of this stream sits on the meeting's media timeline
     first_sample: int = 0  # > 0 when a client reconnects and resumes
+    # Wall time (ms since the Unix epoch) of the meeting's media time 0 on the timeline the ingest placed
+    # this stream on: a time on that timeline plus this is when it was said. None from older producers.
+    timeline_epoch_ms: int | None = None
     # The stream's spoken language (a Whisper code) when its client chose one; None: the STT worker's
     # default (PALAVER_STT_LANGUAGE). The language actually decoded is on each transcript event.
     language: str | None = None

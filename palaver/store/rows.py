@@ -43,8 +43,8 @@ DIALOGUE_COLUMNS = (
     "kafka_offset",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
-    "meeting_id", "user_id", "role", "stream_id", "stream_start_ms", "version", "event_id", "kafka_topic",
-    "kafka_partition", "kafka_offset",
+    "meeting_id", "user_id", "role", "stream_id", "stream_start_ms", "timeline_epoch_ms", "version", "event_id",
+    "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
 MEETING_COLUMNS = (
     "meeting_id", "title", "description", "agenda", "date_time", "duration_ms", "organizer_id", "created_at_ms",
@@ -130,7 +130,7 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         # a meeting created or edited through the API (a higher version) always wins.
         return [
             ("participants", (event.meeting_id, event.speaker_id, "speaker", event.stream_id,
-                              event.stream_start_ms, 0, event.event_id, *prov)),
+                              event.stream_start_ms, event.timeline_epoch_ms, 0, event.event_id, *prov)),
             ("meetings", (event.meeting_id, "", "", [], None, 0, "", 0, None, 0, 1, 0, event.event_id, *prov)),
         ]  # fmt: skip
     if isinstance(event, DialogueEditedV1):

@@ -50,6 +50,7 @@ async def test_three_people_see_each_other_live_in_their_browsers(
     pipeline: Pipeline, tracks: tuple[dict[str, Path], dict[str, str]]
 ) -> None:
     wavs, words = tracks
+    before_ms = int(time.time() * 1000)  # no stream of the meeting has connected yet
     meeting = await open_meeting(pipeline.url, wavs, title="Release planning")
     names = {person.user_id: person.username for person in meeting.people.values()}
     room = f"/meetings/{meeting.meeting_id}"
@@ -87,6 +88,13 @@ async def test_three_people_see_each_other_live_in_their_browsers(
         await review.goto(f"{room}/review")
         await review.wait_for_selector(".dialogues .box")
         await review.screenshot(path=browser.artifact("review.png"), full_page=True)
+        # The review page streams no audio: each box's wall-clock time comes from the meeting's media epoch,
+        # which the server learned from the ingest.
+        said_at = await review.eval_on_selector_all(
+            ".dialogues .box", "els => els.map(e => { const t = e.querySelector('time.wall'); "
+            "return t ? Date.parse(t.getAttribute('datetime')) : null; })")
+        assert said_at and None not in said_at, said_at
+        assert before_ms <= said_at[0] and said_at == sorted(said_at) and said_at[-1] <= time.time() * 1000, said_at
 
 
 async def _watch_live_boxes(pages: list, words: dict[str, str], timeout_s: float) -> int:

@@ -98,7 +98,8 @@ export async function reviewPage(root, me, meetingId) {
   };
 
   const transcript = h("section", { class: "transcript review" });
-  const boxes = new DialogueBoxes(transcript, { me, people, actions });
+  const epochMs = meeting.media_epoch_ms ?? null;
+  const boxes = new DialogueBoxes(transcript, { me, people, actions, epochMs: () => epochMs });
   const draw = (rows) => {
     for (const d of rows.dialogues) boxes.upsert(d);
     const present = new Set(rows.dialogues.map((d) => d.dialogue_id));

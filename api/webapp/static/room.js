@@ -7,6 +7,7 @@ import { LiveInsights } from "./insights.js";
 import { MicStream, microphones } from "./mic.js";
 
 const SPEAKING_WINDOW_MS = 2500; // a live box updated this recently means its speaker is talking
+const EPOCH_RETRY_MS = 3000;
 
 function stateBadge(label) {
   const el = h("span", { class: "state", dataset: { state: "idle" } }, `${label}: off`);
@@ -25,7 +26,10 @@ export async function roomPage(root, me, meetingId) {
   ]);
   document.title = `${meeting.title} · Palaver`;
   const people = new Map(roster.participants.map((p) => [p.user_id, p]));
-  let epochMs = null;
+  // Wall time of media time 0: the server knows it once the meeting's audio has started (a page with no
+  // microphone of its own learns it from there too); asked again, at most every few seconds, until known.
+  let epochMs = meeting.media_epoch_ms ?? null;
+  let epochAskedAt = -Infinity;
   const lastLive = new Map(); // speaker_id -> time a live revision of theirs arrived
 
   const title = h("h1", {}, meeting.title);
@@ -69,6 +73,16 @@ export async function roomPage(root, me, meetingId) {
   }
   history.messages.forEach(addChat);
 
+  async function learnEpoch() {
+    if (epochMs !== null || performance.now() - epochAskedAt < EPOCH_RETRY_MS) return;
+    epochAskedAt = performance.now();
+    const fresh = await get(`/v1/meetings/${meetingId}`).catch(() => null);
+    if (fresh && fresh.media_epoch_ms != null && epochMs === null) {
+      epochMs = fresh.media_epoch_ms;
+      boxes.refreshAll();
+    }
+  }
+
   async function refreshPeople() {
     const fresh = await get(`/v1/meetings/${meetingId}/participants`).catch(() => null);
     if (!fresh) return;
@@ -82,6 +96,7 @@ export async function roomPage(root, me, meetingId) {
     dialogue: (d) => {
       if (!people.has(d.speaker_id)) refreshPeople();
       if (d.status === "live") lastLive.set(d.speaker_id, performance.now());
+      learnEpoch();
       boxes.upsert(d);
     },
     removed: (id) => boxes.remove(id),
@@ -120,10 +135,7 @@ export async function roomPage(root, me, meetingId) {
     mic = new MicStream(meetingId, {
       onState: (s, why) => { micState.set(s, why); if (s === "failed") micError.textContent = why || ""; },
       onLevel: (level) => { meter.value = level; },
-      onReady: (ready) => {
-        epochMs = Date.now() - ready.stream_start_ms - ready.first_sample / 16;
-        boxes.refreshAll();
-      },
+      onReady: () => learnEpoch(),
     });
     try {
       await mic.start(devices.value || undefined);
