@@ -322,16 +322,22 @@ def _fold(run: RunState, event: EventV) -> bool:
                 run["utts"] = kept
                 stream["partial_uid"], stream["partial_seq"] = None, -1
     elif isinstance(event, StreamStartedV1):
-        # A new session of a stream starts after the audio of every earlier one (ingest/clock.py), so a
-        # start before the last stop, or while active, is a redelivery.
-        floor = event.stream_start_ms + event.first_sample * 1000 // event.sample_rate
+        # Each session of a stream starts after the start of every earlier one, so a start while active, or
+        # before the last session's, is a redelivery. A resumed session may start before the last one's
+        # stop: the client resumes at its last ack, and the server had durable audio past it. That audio
+        # is transcribed already (the STT worker skips it), so the session counts from the stop.
+        begins = event.stream_start_ms + event.first_sample * 1000 // event.sample_rate
         stream = run["streams"].get(event.stream_id)
         if stream is not None and (
-            stream["active"] or floor < stream["stopped_at"] or event.event_id == stream.get("started_id")
+            stream["active"]
+            or begins < stream.get("session_start", stream["floor"])
+            or event.event_id == stream.get("started_id")
         ):
             return False
-        stream = _stream(run, event.stream_id, event.speaker_id, floor)
-        stream["active"], stream["floor"], stream["started_id"] = True, floor, event.event_id
+        stream = _stream(run, event.stream_id, event.speaker_id, begins)
+        floor = max(begins, stream["stopped_at"])
+        stream["active"], stream["floor"], stream["session_start"] = True, floor, begins
+        stream["started_id"] = event.event_id
         _settle(run, event.stream_id, event.speaker_id, floor)
     elif isinstance(event, StreamStoppedV1):
         stream = _stream(run, event.stream_id, event.speaker_id, event.stream_start_ms)

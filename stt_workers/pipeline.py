@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 GROUP = "stt"
 # Rounds overlap (a final overtakes the running round); fetching pauses only when this many are unfinished.
 MAX_ROUNDS_IN_FLIGHT = 16
+STOPS_KEPT = 100_000  # stopped streams whose end a resumed session is checked against (a few MB)
 RUNNER = RunnerConfig(service=GROUP, topics=(AUDIO_FRAMES,), group=GROUP, batch_max=500, poll_ms=100,
                       max_pending_checkpoints=MAX_ROUNDS_IN_FLIGHT)  # fmt: skip
 
@@ -94,6 +95,9 @@ class SttWorker(Step):
         # again yet (carried into every commit until their audio comes)
         self._pending: dict[int, dict[str, int]] = {}
         self._touched: set[str] = set()  # streams that got audio in this batch
+        # stream -> the end of its last stopped session: a resumed session resends audio from the client's
+        # last ack, which can be before it (the server had more durable), and that audio is transcribed
+        self._stopped_at: dict[str, int] = {}
         self._round: asyncio.Future[None] | None = None  # the newest publish round
         # stream -> done when its events of the newest round holding it are published (the next round's
         # wait for it)
@@ -241,8 +245,9 @@ class SttWorker(Step):
         if resume is not None and event.first_sample > resume:  # a session after the one that was resumed
             self._drop_resume_point(event.stream_id, partition)
             resume = None
+        already = self._stopped_at.pop(event.stream_id, 0)
         if resume is None:  # else the resumed stream starts with the first frame it needs
-            await self._transcriber.open(info, partition, event.first_sample)
+            await self._transcriber.open(info, partition, max(event.first_sample, already))
         started = KeyedEvent(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
         self._transcriber.forward(event.stream_id, started)
 
@@ -267,6 +272,10 @@ class SttWorker(Step):
             self._drop_resume_point(event.stream_id, record.partition)
         last = KeyedEvent(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
         await self._transcriber.stop(event.stream_id, record.offset, last)
+        ended = self._stopped_at.pop(event.stream_id, 0)  # re-inserted: the oldest stop is dropped first
+        self._stopped_at[event.stream_id] = max(ended, event.end_sample)
+        if len(self._stopped_at) > STOPS_KEPT:
+            del self._stopped_at[next(iter(self._stopped_at))]
 
     def committable(self) -> dict[TopicPartition, tuple[int, str]]:
         """Per partition handled: (offset, metadata). The offset is the first frame still needed by a

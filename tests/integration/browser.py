@@ -99,7 +99,8 @@ async def boxes(page: Page) -> list[dict[str, Any]]:
         ".dialogues .box",
         """els => els.map(el => ({id: el.dataset.dialogueId, speaker_id: el.dataset.speakerId,
              name: el.querySelector('.speaker').textContent, text: el.querySelector('.words').textContent.trim(),
-             live: el.classList.contains('live')}))""",
+             live: el.classList.contains('live'),
+             said_at: el.querySelector('time.wall') && Date.parse(el.querySelector('time.wall').getAttribute('datetime'))}))""",
     )
 
 

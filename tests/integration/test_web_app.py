@@ -81,6 +81,7 @@ async def test_three_people_see_each_other_live_in_their_browsers(
                 assert word_error_rate(text, said[speaker]) <= 0.15, (name, speaker, said[speaker])
             assert await browser.violations(page) == [], name
             assert log.errors == [], (name, log.errors)
+            _wall_clock_times_are_right([b["said_at"] for b in shown], before_ms)
         assert most_live_at_once >= 2, "the overlapping lines were never live in two boxes at once"
         await pages["ana"][0].screenshot(path=browser.artifact("meeting-room.png"), full_page=True)
 
@@ -90,11 +91,13 @@ async def test_three_people_see_each_other_live_in_their_browsers(
         await review.screenshot(path=browser.artifact("review.png"), full_page=True)
         # The review page streams no audio: each box's wall-clock time comes from the meeting's media epoch,
         # which the server learned from the ingest.
-        said_at = await review.eval_on_selector_all(
-            ".dialogues .box", "els => els.map(e => { const t = e.querySelector('time.wall'); "
-            "return t ? Date.parse(t.getAttribute('datetime')) : null; })")
-        assert said_at and None not in said_at, said_at
-        assert before_ms <= said_at[0] and said_at == sorted(said_at) and said_at[-1] <= time.time() * 1000, said_at
+        _wall_clock_times_are_right([b["said_at"] for b in await browser.boxes(review)], before_ms)
+
+
+def _wall_clock_times_are_right(said_at: list[int | None], before_ms: int) -> None:
+    """Every box has a wall-clock time, in order, between the meeting's first connection and now."""
+    assert said_at and None not in said_at, said_at
+    assert before_ms <= said_at[0] and said_at == sorted(said_at) and said_at[-1] <= time.time() * 1000, said_at
 
 
 async def _watch_live_boxes(pages: list, words: dict[str, str], timeout_s: float) -> int:
@@ -184,7 +187,11 @@ async def test_a_page_whose_sockets_drop_recovers_and_the_transcript_has_every_l
             await page.wait_for_selector(".state[data-state=live]")
             pages.append((name, page, log))
         await asyncio.gather(*(page.click("#start-mic") for _, page, _ in pages))
-        await asyncio.sleep(LEAD_IN_S + 6.5)  # ben is speaking his first line
+        await asyncio.sleep(LEAD_IN_S + 5.0)  # ben is speaking his first line
+        # His acks stop coming back before the cut: the server holds durable audio past his last ack,
+        # which he sends again when he resumes.
+        proxy.hold_replies()
+        await asyncio.sleep(1.5)
         assert proxy.cut() >= 2  # the live socket and the microphone's, at least
         ben_page = pages[1][1]
         await ben_page.wait_for_selector(".state[data-state=reconnecting]", timeout=5000)
@@ -204,11 +211,17 @@ async def test_a_page_whose_sockets_drop_recovers_and_the_transcript_has_every_l
 
 class CuttingProxy:
     """A TCP proxy in front of the server whose ``cut`` aborts every connection it carries (as a network
-    that drops), and which keeps accepting new ones."""
+    that drops), and which keeps accepting new ones. ``hold_replies`` stops what the server sends from
+    reaching the client until the cut (which loses it)."""
 
     def __init__(self, upstream: str):
         self.host, self.port = upstream.removeprefix("http://").split(":")
         self.connections: set[asyncio.StreamWriter] = set()
+        self.replying = asyncio.Event()
+        self.replying.set()
+
+    def hold_replies(self) -> None:
+        self.replying.clear()
 
     async def __aenter__(self) -> CuttingProxy:
         self.server = await asyncio.start_server(self._carry, "127.0.0.1", 0)
@@ -224,15 +237,19 @@ class CuttingProxy:
         for writer in list(self.connections):
             writer.transport.abort()
         self.connections.clear()
+        self.replying.set()  # new connections are carried both ways
         return carried
 
     async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(self.host, int(self.port))
         self.connections |= {writer, up_writer}
 
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, held: asyncio.Event | None) -> None:
             try:
                 while data := await source.read(65536):
+                    if held is not None and not held.is_set():
+                        await held.wait()  # till the cut, which aborts ``sink``: these bytes are lost
+                        return
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -241,7 +258,7 @@ class CuttingProxy:
                 sink.transport.abort()
                 self.connections.discard(sink)
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, self.replying))
 
 
 async def test_the_review_page_edits_resets_shows_history_exports_and_search_finds_it(pipeline: Pipeline) -> None:

@@ -764,3 +764,20 @@ def test_every_revision_is_its_utterances(streams: dict[str, list[EventV]], seed
             assert (u.start_ms, u.end_ms) == (u.utterances[0].start_ms, max(x.end_ms for x in u.utterances))
             assert u.text == " ".join(x.text for x in u.utterances if x.text)
             assert u.status == "live" or all(x.final for x in u.utterances)
+
+
+def test_a_session_resumed_before_the_last_stop_goes_on_from_the_stop() -> None:
+    """The client resumes at its last ack (4 s), the server had audio up to 5 s: the new session is live, so
+    it holds the watermark until its words come, its stop counts, and a redelivered start changes nothing."""
+    stream = ids.stream_id(MEETING, "a")
+    resumed = StreamStartedV1(event_id=ids.event_id("stream.started", stream, 4 * RATE), meeting_id=MEETING,
+                              speaker_id="a", stream_id=stream, sample_rate=RATE, stream_start_ms=0,
+                              first_sample=4 * RATE, run=RUN)  # fmt: skip
+    state, out = fold([started("a"), started("b"), final("a", 0, 4900), stopped("a", at_ms=5000), resumed,
+                       final("b", 8000, 9000), stopped("b", at_ms=9000)])  # fmt: skip
+    assert not any(d.placed and d.speaker_id == "b" for d in latest(out).values()), "a's words may come first"
+    assert fold([started("a")], state)[1] == [] and fold([resumed], state)[1] == []
+    _, more = fold([final("a", 5000, 7000), stopped("a", at_ms=7500)], state)
+    finals = [d for d in latest(out + more).values() if d.placed]
+    assert [(d.speaker_id, d.start_ms, d.text) for d in sorted(finals, key=lambda d: d.position)] == [
+        ("a", 0, "a@0 a@5000"), ("b", 8000, "b@8000")]
