@@ -316,6 +316,9 @@ def run_code(code: Path, label: str, args: argparse.Namespace) -> list[dict[str,
         log = OUT / "logs" / f"ingest-bench-{label}.log"
         log.unlink(missing_ok=True)
         load_secret(settings)  # made before the ingest starts, so both sides read the same key file
+        if args.client_log:
+            print(f"{label}: acks go to {args.client_log}; the audio to topics of namespace "
+                  f"{settings.topic_namespace} (PALAVER_TOPIC_NAMESPACE for palaver check)")  # fmt: skip
         profile = args.profile.with_suffix(f".{label}.prof") if args.profile else None
         proc = start_ingest(settings, code, log, profile)
         try:

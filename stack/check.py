@@ -17,6 +17,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from palaver import ids
 from palaver.ack_log import AckedRange, AckLogError, acked_ranges
@@ -35,6 +36,7 @@ from palaver.events.registry import (
 )
 from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
+from palaver.store.client import scrub
 from palaver.store.consistency import stored_dialogues, stored_utterances
 from palaver.streams.clients import headers_dict, make_consumer, wait_for_broker
 
@@ -188,6 +190,9 @@ def check_command(settings: Settings, meeting_id: str, client_logs: Sequence[str
         report = asyncio.run(go())
     except (StoreUnavailable, KafkaError) as exc:
         raise CheckError(str(exc)) from None
+    except DatabaseError as exc:  # no such database or table: another PALAVER_CLICKHOUSE_DATABASE, or none yet
+        first_line = (scrub(str(exc), settings.clickhouse_dsn).splitlines() or [""])[0][:300]
+        raise CheckError(f"the store cannot be read: {first_line}") from None
     finally:
         store.close()
     print(json.dumps(to_json(report), indent=2) if as_json else to_text(report))
