@@ -19,6 +19,7 @@ from palaver.check.report import (
     AUDIO_DUPLICATED,
     AUDIO_LOST,
     DIALOGUES_OUT_OF_ORDER,
+    KINDS,
     UTTERANCES_DUPLICATED,
     UTTERANCES_LOST,
     Report,
@@ -320,3 +321,15 @@ def test_check_refuses_bad_input_with_exit_2(tmp_path: Path, capsys: pytest.Capt
     bad.write_text("{}\n")
     assert main(["check", "--meeting", MEETING, "--client-log", str(bad)]) == 2
     assert "line 1: not an ack log record" in capsys.readouterr().err
+
+
+def test_the_help_names_every_anomaly_and_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(kind in out for kind in KINDS), out
+    assert "Exit status: 0 valid, 1 anomalies found, 2 bad input" in out and "--client-log FILE" in out
+    for command in (["demo", "--help"], ["bench", "ingest", "--help"]):
+        with pytest.raises(SystemExit):
+            main(command)
+        assert "--client-log FILE" in capsys.readouterr().out
