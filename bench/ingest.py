@@ -35,6 +35,8 @@ from typing import Any
 import orjson
 
 from bench.harness import OUT, Progress, bench_settings, percentile, write_results
+from palaver import ids
+from palaver.ack_log import AckLog, ConnectionLog
 from palaver.auth.secret import load_secret
 from palaver.auth.tokens import sign
 from palaver.settings import Settings
@@ -97,7 +99,8 @@ class StreamLoad:
 
 
 async def run_stream(url: str, frame: bytes, load: StreamLoad, go_at: float, phase: float, send_s: float,
-                     drain_s: float, deflate: bool) -> None:  # fmt: skip
+                     drain_s: float, deflate: bool, logged: ConnectionLog | None = None) -> None:  # fmt: skip
+    """One stream; ``logged``: its connection's lines of the ack log (``--client-log``)."""
     from websockets.asyncio.client import connect
 
     compression = "deflate" if deflate else None  # browsers offer permessage-deflate; the server may accept it
@@ -105,12 +108,16 @@ async def run_stream(url: str, frame: bytes, load: StreamLoad, go_at: float, pha
         await ws.send(orjson.dumps({"sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le", "channels": 1}).decode())
         ready = orjson.loads(await ws.recv())
         assert ready["type"] == "ready", ready
+        if logged is not None:
+            logged.ready(ready["first_sample"])
 
         async def read_acks() -> None:
             async for message in ws:
                 body = orjson.loads(message)
                 if body.get("type") == "ack":
                     load.on_ack(body["samples"], time.time())
+                    if logged is not None:
+                        logged.ack(body["samples"])
 
         reader = asyncio.create_task(read_acks())
         await asyncio.sleep(max(0.0, go_at - time.time()))
@@ -132,12 +139,18 @@ async def run_stream(url: str, frame: bytes, load: StreamLoad, go_at: float, pha
         except TimeoutError:
             pass
         load.closed = ws.close_code
+        if logged is not None:
+            logged.closed(ws.close_code or 1006)
 
 
 def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str, str]], go_at: float,
-              warmup_s: float, duration_s: float, drain_s: float, deflate: bool, results: Any) -> None:  # fmt: skip
-    """One load-generator process: its share of the streams; puts its figures on ``results``."""
+              warmup_s: float, duration_s: float, drain_s: float, deflate: bool, results: Any,
+              client_log: Path | None = None) -> None:  # fmt: skip
+    """One load-generator process: its share of the streams; puts its figures on ``results``. ``client_log``:
+    the ack log its streams append to (every generator writes whole lines to the one file)."""
     import uvloop
+
+    ack_log = AckLog(client_log) if client_log else None
 
     async def main() -> dict[str, Any]:
         window = (go_at + warmup_s, go_at + warmup_s + duration_s)
@@ -147,7 +160,7 @@ def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str
         tasks = [
             asyncio.create_task(run_stream(f"{base_url}/v1/meetings/{m}/stream?ticket={ticket(secret, m, u)}", frame,
                                            load, go_at, rng.random() * FRAME_MS / 1000, warmup_s + duration_s,
-                                           drain_s, deflate))
+                                           drain_s, deflate, ack_log.connection(m, ids.stream_id(m, u)) if ack_log else None))
             for (m, u), load in zip(streams, loads, strict=True)
         ]
         await asyncio.sleep(max(0.0, window[0] - time.time()))
@@ -168,7 +181,11 @@ def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str
             "cpu_s": cpu_used,
         }
 
-    results.put(uvloop.run(main()))
+    try:
+        results.put(uvloop.run(main()))
+    finally:
+        if ack_log is not None:
+            ack_log.close()
 
 
 PROFILED = """import cProfile, runpy, sys, time
@@ -230,7 +247,7 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
     base_url = f"ws://127.0.0.1:{settings.api_port}"
     procs = [
         ctx.Process(target=generator, args=(w, base_url, secret, shares[w], go_at, args.warmup, args.duration,
-                                            args.drain, not args.no_deflate, results), daemon=True)
+                                            args.drain, not args.no_deflate, results, args.client_log), daemon=True)
         for w in range(workers)
     ]
     for proc in procs:
@@ -299,6 +316,9 @@ def run_code(code: Path, label: str, args: argparse.Namespace) -> list[dict[str,
         log = OUT / "logs" / f"ingest-bench-{label}.log"
         log.unlink(missing_ok=True)
         load_secret(settings)  # made before the ingest starts, so both sides read the same key file
+        if args.client_log:
+            print(f"{label}: acks go to {args.client_log}; the audio to topics of namespace "
+                  f"{settings.topic_namespace} (PALAVER_TOPIC_NAMESPACE for palaver check)")  # fmt: skip
         profile = args.profile.with_suffix(f".{label}.prof") if args.profile else None
         proc = start_ingest(settings, code, log, profile)
         try:
@@ -362,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the ingest from this checkout; repeat to compare (default: this one)")  # fmt: skip
     parser.add_argument("--no-deflate", action="store_true",
                         help="clients do not offer permessage-deflate (browsers do)")  # fmt: skip
+    parser.add_argument("--client-log", type=Path, metavar="FILE",
+                        help="append each stream's ready, acks and close to FILE (JSON lines, palaver.ack_log), "
+                        "as `palaver check --client-log` reads them")  # fmt: skip
     parser.add_argument("--profile", type=Path, help="run the ingest under cProfile, writing FILE.<label>.prof "
                         "(its figures then include the profiler's cost)")  # fmt: skip
     args = parser.parse_args(argv)

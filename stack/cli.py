@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "meeting room, and keep Palaver running until Ctrl-C (make demo does this)")  # fmt: skip
     demo.add_argument("--ca-file", metavar="FILE", help="also trust this CA bundle (PEM) for an https:// --url, e.g. "
                       "a self-signed certificate (env PALAVER_TLS_CA_FILE; default: the system's CAs only)")  # fmt: skip
+    demo.add_argument("--client-log", metavar="FILE", help="append each stream connection's ready, acks and "
+                      "close to FILE (JSON lines), for `palaver check --client-log FILE`")  # fmt: skip
     _add_data_dir(demo)
 
     broker = sub.add_parser("broker", help="manage the embedded Kafka broker",
@@ -160,7 +162,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dlq(sub)
     _add_admin(sub)
     _add_replay(sub)
+    _add_check(sub)
     return parser
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    check = sub.add_parser(
+        "check", help="whether a meeting went through the pipeline whole: lost or duplicated audio, "
+        "utterances, dialogues out of order",
+        description="Check one meeting end to end and report in Jepsen's words. It reads the meeting's records "
+        "on the audio topic, its finals on the transcripts topic, its utterances and dialogues in ClickHouse "
+        "(every run), and the streaming clients' ack logs (--client-log), and reports, each with its ids: "
+        "acked audio lost (samples a client was acknowledged that no frame on the audio topic holds), audio "
+        "lost (samples inside a connection that its stream.stopped says are durable, missing), audio "
+        "duplicated (samples of a stream on the topic twice, unless a resumed connection sent the same frame "
+        "again, which the protocol allows and the report notes), utterances lost (a final on the transcripts "
+        "topic or in a final dialogue that the store lacks; once every stream stopped and every dialogue of a "
+        "run is placed, a final in none of them), utterances duplicated (two utterances of one stream and "
+        "run over the same samples, or one in two final dialogues) and dialogues out of order (placed "
+        "dialogues whose positions are not 0, 1, 2 ... in start order). Run it once the meeting has "
+        "settled. It reads without a consumer group and writes nothing; with the embedded ClickHouse (chdb) "
+        "stop Palaver first. Exit status: 0 valid, 1 anomalies found, 2 bad input, no broker or store, or "
+        "nothing of the meeting anywhere.")  # fmt: skip
+    check.add_argument("--meeting", required=True, metavar="ID", help="the meeting's id (mtg_...)")
+    check.add_argument("--client-log", dest="client_logs", action="append", default=[], metavar="FILE",
+                       help="an ack log written by `palaver demo --client-log` or `palaver bench ingest "
+                       "--client-log` (repeatable); without one, acknowledged audio is not judged")  # fmt: skip
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object: meeting_id, "
+                       "valid, anomaly_types, anomalies {kind: [{ids, detail}]}, checked, notes")  # fmt: skip
+    _add_data_dir(check)
 
 
 REPLAY_SOURCES = ("audio", "transcripts", "dialogues")
@@ -318,9 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     log_redaction.install()  # tickets, tokens, cookies: never in a log line of any process
     for noisy in ("aiokafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.command in ("dlq", "admin", "replay", "runs"):  # a broker that does not answer: one palaver: line
+    if args.command in ("dlq", "admin", "replay", "runs", "check"):  # a broker that does not answer: one palaver: line
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    if args.command in ("replay", "runs"):  # their own output, and the progress bar, are what they say
+    if args.command in ("replay", "runs", "check"):  # their own output, and the progress bar, are what they say
         logging.getLogger().setLevel(logging.WARNING)
     if args.command == "admin":
         logging.getLogger().setLevel(logging.WARNING)
@@ -328,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     from palaver.streams.dlq_tools import DlqToolError
     from palaver.streams.kafka_security import KafkaSecurityError
     from stack.admin import AdminError
+    from stack.check import CheckError
     from stack.https import TlsSettingsError
     from stack.runs import RunsError
     from stack.services import UsageError
@@ -338,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AdminError, RunsError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (BrokerError, UsageError, DlqToolError, KafkaSecurityError, TlsSettingsError) as exc:
+    except (BrokerError, UsageError, DlqToolError, KafkaSecurityError, TlsSettingsError, CheckError) as exc:
         print(f"palaver: {exc}", file=sys.stderr)
         return 2
     except StackError as exc:  # a child that keeps dying, a taken port, no health in time
@@ -386,6 +417,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _replay_or_runs(args, settings)
     if args.command == "enrich":
         return _enrich(args, settings)
+    if args.command == "check":
+        from stack.check import check_command
+
+        return check_command(settings, args.meeting, args.client_logs, args.json)
     if args.command == "bench":
         import importlib
 
@@ -450,6 +485,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from palaver.tls_client import client_context
     from stack.up import Stack
 
+    client_log = Path(args.client_log).expanduser() if args.client_log else None
+    if client_log is not None:
+        try:
+            client_log.open("ab").close()  # a log it cannot write is said before anything starts
+        except OSError as exc:
+            print(f"palaver: --client-log {args.client_log}: {exc.strerror}", file=sys.stderr)
+            return 2
     own = Stack(settings)
     url = args.url or own.url
     tls = client_context(settings.tls_ca_file)
@@ -465,7 +507,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         stack = Stack(settings.model_copy(update={"ingest_max_speed": pace}))
         stack.start(serve_supervisor_metrics=False)
     try:
-        status = asyncio.run(run_demo(url, args.speed, tls=tls, web_app=args.serve))
+        status = asyncio.run(run_demo(url, args.speed, tls=tls, web_app=args.serve, client_log=client_log))
         if status == 0 and args.serve and stack is not None:
             print("Palaver keeps running; Ctrl-C stops it.", flush=True)
             from stack.supervisor import stop_on_signals

@@ -22,6 +22,8 @@ import httpx
 import numpy as np
 import websockets
 
+from palaver import ids
+from palaver.ack_log import AckLog, ConnectionLog
 from palaver.tls_client import websocket_options
 
 log = logging.getLogger(__name__)
@@ -158,9 +160,11 @@ class _Ended:
 
 
 class Speaker(Protocol):
-    """Who streams: a name for the log and a source of single-use tickets (``palaver.demo.accounts``)."""
+    """Who streams: a name for the log, the user id the server makes the stream's speaker (the ticket's
+    user) and a source of single-use tickets (``palaver.demo.accounts``)."""
 
     username: str
+    user_id: str
 
     async def ticket(self, meeting_id: str, use: Literal["ingest", "live"] = "ingest") -> str: ...
 
@@ -168,7 +172,7 @@ class Speaker(Protocol):
 async def stream_pcm(
     base_url: str, meeting_id: str, speaker: Speaker, pcm: np.ndarray, *, frame_ms: int = 100,
     speed: float = 1.0, sample_rate: int = 16000, language: str | None = None,
-    reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None,
+    reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None, ack_log: AckLog | None = None,
 ) -> StreamResult:  # fmt: skip
     """Send int16 ``pcm`` at ``speed`` x real time, then ``end``; return once the server closed the socket
     with 1000 (all audio durable), with a close that sending again cannot mend (a 4xxx), or when
@@ -181,7 +185,8 @@ async def stream_pcm(
     again. Only a stream that started reconnects: when the first connection cannot be opened (a wrong URL,
     nothing listening) this raises what ``websockets.connect`` raises. Every connection takes a fresh ticket
     from ``speaker`` (a ticket opens one socket). ``tls``: the context that verifies a ``wss://`` server
-    (default: the system's CAs)."""
+    (default: the system's CAs). ``ack_log``: where each connection's ready, acks and close are written
+    (``palaver.ack_log``), for ``palaver check``."""
     url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/stream"
     speaker_id = speaker.username
     header: dict[str, object] = {"sample_rate": sample_rate, "encoding": "pcm_s16le", "channels": 1}
@@ -206,9 +211,13 @@ async def stream_pcm(
             ticket = await speaker.ticket(meeting_id)
         except httpx.HTTPError as exc:  # the API is away too (a web restart): like a refused connection
             return _Ended(ABNORMAL_CLOSURE, f"no ticket: {type(exc).__name__}", ready=False)
+        logged = ack_log.connection(meeting_id, ids.stream_id(meeting_id, speaker.user_id)) if ack_log else None
         async with websockets.connect(f"{url}?ticket={ticket}", max_size=None, **websocket_options(url, tls)) as ws:
-            return await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage),
-                               sample_rate)  # fmt: skip
+            ended = await _send(ws, header, pcm, progress, step, due, lambda first: on_ready(first, outage),
+                                sample_rate, logged)  # fmt: skip
+        if logged is not None:
+            logged.closed(ended.close_code)
+        return ended
 
     ended = await connect(None)
     while ended.close_code != 1000 and retryable(ended.close_code) and reconnect.attempts > 0:
@@ -235,10 +244,10 @@ async def stream_pcm(
 
 async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm: np.ndarray, progress: _Progress,
                 step: int, due: Callable[[int], float], on_ready: Callable[[int], None],
-                sample_rate: int) -> _Ended:  # fmt: skip
+                sample_rate: int, logged: ConnectionLog | None = None) -> _Ended:  # fmt: skip
     """One connection: the header (resuming at ``progress.acked`` when the stream has begun), and once the
     server is ``ready`` the audio from there at its due times, within the server's send-rate limit, then
-    ``end``; returns how the connection ended."""
+    ``end``; returns how the connection ended. ``logged``: the connection's lines of an ack log."""
     offset = 0
     if progress.base is not None:
         header = {**header, "start_sample": progress.acked}
@@ -257,8 +266,12 @@ async def _send(ws: websockets.ClientConnection, header: dict[str, object], pcm:
                         ready.update(body, received_at=loop.time())
                         got_ready.set()
                         on_ready(body["first_sample"])
+                        if logged is not None:
+                            logged.ready(body["first_sample"])
                     elif body.get("type") == "ack":
                         progress.acked = max(progress.acked, body["samples"])
+                        if logged is not None:
+                            logged.ack(body["samples"])
         except websockets.ConnectionClosed:
             pass
 

@@ -9,10 +9,13 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
 
 import httpx
 import websockets
 
+from palaver.ack_log import AckLog
 from palaver.demo.accounts import Meeting, Participant, create_meeting, invite, open_meeting, sign_up
 from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
@@ -93,9 +96,11 @@ async def open_web_app(base_url: str, meeting: Meeting, say: Callable[[str], Non
 
 
 async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = print,
-                   tls: ssl.SSLContext | None = None, web_app: bool = False) -> int:  # fmt: skip
+                   tls: ssl.SSLContext | None = None, web_app: bool = False,
+                   client_log: Path | None = None) -> int:  # fmt: skip
     """``tls``: the context that verifies an ``https://`` server (default: the system's CAs). ``web_app``:
-    end by opening the web app for a demo user (``open_web_app``)."""
+    end by opening the web app for a demo user (``open_web_app``). ``client_log``: the streams' ack log
+    (``palaver.ack_log``), appended to."""
     say("synthesizing the demo meeting (hibari-tts) ...")
     tracks, placed = meeting_tracks(DEMO_MEETING, Voice())
     seconds = len(next(iter(tracks.values()))) / SAMPLE_RATE
@@ -107,10 +112,14 @@ async def run_demo(base_url: str, speed: float, say: Callable[[str], None] = pri
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_live(base_url, meeting, say, stop, tls=tls))
     await asyncio.sleep(0.3)
-    results = await asyncio.gather(
-        *(stream_pcm(base_url, meeting_id, meeting.people[speaker], pcm, speed=speed, tls=tls)
-          for speaker, pcm in tracks.items())
-    )  # fmt: skip
+    with AckLog(client_log) if client_log else nullcontext() as ack_log:
+        results = await asyncio.gather(
+            *(stream_pcm(base_url, meeting_id, meeting.people[speaker], pcm, speed=speed, tls=tls, ack_log=ack_log)
+              for speaker, pcm in tracks.items())
+        )  # fmt: skip
+    if client_log:
+        say(f"acks logged to {client_log}; once the meeting settles: palaver check --meeting {meeting_id} "
+            f"--client-log {client_log}")  # fmt: skip
     for (speaker, pcm), result in zip(tracks.items(), results, strict=True):
         for r in result.reconnects:
             say(f"stream {speaker} reconnected ({r.after}; {r.attempts} attempts) at sample {r.first_sample}")

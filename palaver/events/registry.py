@@ -92,6 +92,9 @@ ADMIN_TOOL = Consumer("palaver admin", service="palaver admin", group=None)
 # `palaver replay` (stt_workers/replay.py): reads a meeting's state (is it erased, when did it start) and
 # its audio, without a group, and writes a run of its own to the transcripts topic.
 REPLAY = Consumer("palaver replay", service="palaver replay", group=None)
+# `palaver check` (stack/check.py): reads a meeting's state (when it began), its audio and its finals,
+# without a group, and writes nothing.
+CHECK = Consumer("palaver check", service="palaver check", group=None)
 # Enrichment (enrichment/service.py): one consumer group reads the dialogues (activity, placed dialogues)
 # and the requests, co-partitioned, and restores its per-meeting state from its changelog like the merger.
 ENRICHMENT = Consumer("enrichment", service="enrichment", group="enrichment")
@@ -100,7 +103,7 @@ ENRICHMENT_RESTORE = Consumer("enrichment", service="enrichment", group=None)
 # own group on insights POSTs each meeting's final result to the operator's URLs.
 WEBHOOKS = Consumer("webhooks", service="enrichment", group="webhooks")
 # Commands run by people beside the services: they produce and consume like a service.
-TOOLS = ("palaver admin", "palaver dlq", "palaver replay")
+TOOLS = ("palaver admin", "palaver dlq", "palaver replay", "palaver check")
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ AUDIO_FRAMES = TopicSpec(
     cleanup_policy="delete",
     events=(AudioFrameV1, StreamStartedV1, StreamStoppedV1),
     producers=("ingest",),
-    consumers=(STT, REPLAY),
+    consumers=(STT, REPLAY, CHECK),
     dlq="audio.frames.dlq",
     config={"max.message.bytes": str(1 << 20)},
 )
@@ -146,7 +149,7 @@ TRANSCRIPTS = TopicSpec(
     # The STT worker forwards each stream's lifecycle events here, in order with its transcripts.
     events=(TranscriptPartialV1, TranscriptFinalV1, StreamStartedV1, StreamStoppedV1, StreamProgressV1),
     producers=("stt", "palaver replay"),
-    consumers=(MERGER, STORE),
+    consumers=(MERGER, STORE, CHECK),
     dlq="transcripts.dlq",
 )
 DIALOGUES = TopicSpec(
@@ -206,7 +209,7 @@ MEETINGS = TopicSpec(
     cleanup_policy="compact",
     events=(MeetingChangedV1, MeetingMemberV1, MeetingLinkV1),
     producers=("api",),
-    consumers=(STORE, LIVE, REPLAY),
+    consumers=(STORE, LIVE, REPLAY, CHECK),
     dlq="meetings.dlq",
 )
 SESSIONS = TopicSpec(

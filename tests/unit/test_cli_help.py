@@ -13,7 +13,7 @@ from stack.cli import build_parser, main
      ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["bench", "decode"],
      ["bench", "enrichment"], ["bench", "ingest"], ["enrich"], ["dlq"],
      ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"], ["admin"], ["admin", "create-user"], ["admin", "invite"],
-     ["replay"], ["runs"], ["runs", "list"], ["runs", "compare"]],
+     ["replay"], ["runs"], ["runs", "list"], ["runs", "compare"], ["check"]],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

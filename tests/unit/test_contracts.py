@@ -44,6 +44,8 @@ from enrichment.webhooks import GROUP as WEBHOOKS_GROUP
 from enrichment.webhooks_message import payload_body, webhook_payload
 from merger.processor import apply, new_state
 from palaver import ids
+from palaver.check.audio import AudioSeen
+from palaver.check.transcripts import final_seen
 from palaver.events import (
     ActionItemEditedV1,
     AudioFrameV1,
@@ -789,11 +791,48 @@ def replay_meetings_contract(example: Example) -> list[Any]:
     return [(event.deleted, event.created_at_ms)]
 
 
+def check_audio_contract(example: Example) -> list[Any]:
+    """``palaver check`` (stack/check.py) on the audio topic: ``palaver.check.audio.AudioSeen.note`` takes a
+    frame as its stream's samples, a start or stop as the bounds of one of its connections."""
+    value, headers = _kafka_message(example)
+    stream = headers["stream_id"].decode() if event_type(headers) == AUDIO_EVENT else decode(value).stream_id  # type: ignore[attr-defined]
+    audio = AudioSeen(stream.split("/")[0])
+    audio.note(stream.encode(), value, headers, 4, 42)
+    assert audio.unreadable == 0
+    if event_type(headers) == AUDIO_EVENT:
+        (frame,) = audio.frames
+        assert (frame.stream_id, frame.first_sample, frame.samples) == (
+            stream, int(headers["first_sample"]), len(value) // 2)
+        return [(frame.first_sample, frame.samples)]
+    event = decode(value)
+    if isinstance(event, StreamStartedV1):
+        assert [c.first_sample for c in audio.connections[stream]] == [event.first_sample]
+    return [[(c.first_sample, c.end_sample) for c in connections] for connections in audio.connections.values()]
+
+
+def check_transcripts_contract(example: Example) -> list[Any]:
+    """``palaver check`` on the transcripts topic: a final is an utterance over its samples, of its run;
+    every other event is passed over."""
+    event = decode(example.raw)
+    seen = final_seen(event.meeting_id, example.raw, "4@42")  # type: ignore[attr-defined]
+    if not isinstance(event, TranscriptFinalV1):
+        assert seen is None
+        return []
+    assert seen is not None
+    assert (seen.utterance_id, seen.run, seen.stream_id, seen.start_sample, seen.end_sample) == (
+        event.utterance_id, event.run, event.stream_id, event.start_sample, event.end_sample)
+    assert final_seen("mtg_another", example.raw, "4@42") is None
+    return [seen]
+
+
 # (topic, consumer name) -> what the consumer makes of one example of the topic.
 CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("audio.frames", "stt"): stt_contract,
     ("audio.frames", "palaver replay"): replay_audio_contract,
     ("meetings", "palaver replay"): replay_meetings_contract,
+    ("audio.frames", "palaver check"): check_audio_contract,
+    ("transcripts", "palaver check"): check_transcripts_contract,
+    ("meetings", "palaver check"): replay_meetings_contract,  # the same read (stack/check.meeting_created_ms)
     ("transcripts", "merger"): merger_contract,
     ("transcripts", "store"): store_contract,
     ("dialogues", "store"): store_contract,
