@@ -43,14 +43,18 @@ from enrichment.model import Enrichment
 from enrichment.progress import (
     Job,
     Policy,
+    Progress,
     due,
+    expired,
     finished,
+    needs_run,
     new_progress,
     note_dialogues,
     note_request,
+    note_run,
     started,
 )
-from enrichment.store_reads import MeetingText, correctable, meeting_text
+from enrichment.store_reads import MeetingText, correctable, first_live_run, meeting_text
 from palaver import ids
 from palaver.events import decode_on, encode
 from palaver.events.edits_v1 import DialogueEditedV1
@@ -100,6 +104,8 @@ class EnrichStep(Step):
         self._policy = Policy(every=settings.enrichment_every_dialogues, idle_ms=int(settings.meeting_idle_s * 1000),
                               settle_ms=int(settings.enrichment_settle_s * 1000),
                               default_backend=settings.enrichment_backend)  # fmt: skip
+        self._retention_ms = int(settings.enrichment_state_retention_s * 1000)
+        self._runs_looked_up: set[str] = set()  # meetings whose waiting request had the store asked for the run
         self._slots = asyncio.Semaphore(MAX_JOBS)
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}  # (meeting, job key) -> its task
         self._done: list[tuple[int, Job, int]] = []  # (partition, job, placed it covered), applied after a batch
@@ -120,6 +126,7 @@ class EnrichStep(Step):
             meeting_id = event.meeting_id
             before = self._table.get(record.partition, meeting_id) or new_progress()
             after = note_request(before, event, record.timestamp)
+            self._runs_looked_up.discard(meeting_id)  # a new request: the store may know the run by now
         if after is not before:
             self._table.put(record.partition, meeting_id, after)
 
@@ -134,13 +141,39 @@ class EnrichStep(Step):
             return
         self._next_tick = now + TICK_S
         now_ms = int(time.time() * 1000)
+        forgotten = 0
         for partition, meeting_id, progress in self._table.items():
             running = {key for (m, key) in self._running if m == meeting_id}
+            if not running and expired(progress, now_ms, self._retention_ms):
+                self._table.delete(partition, meeting_id)  # a tombstone at the next checkpoint
+                self._runs_looked_up.discard(meeting_id)
+                forgotten += 1
+                continue
+            if needs_run(progress) and meeting_id not in self._runs_looked_up:
+                progress = await self._look_up_run(partition, meeting_id, progress)
             for job in due(meeting_id, progress, now_ms, self._policy, running):
                 self._table.put(partition, meeting_id, started(progress, job))
                 task = asyncio.create_task(self._run(partition, job), name=f"enrich {meeting_id} {job.trigger}")
                 self._running[(meeting_id, job.key)] = task
                 task.add_done_callback(lambda _t, k=(meeting_id, job.key): self._running.pop(k, None))
+        if forgotten:
+            log.info("forgot the progress of %d meetings: nothing owed, idle past the retention", forgotten)
+
+    async def _look_up_run(self, partition: int, meeting_id: str, progress: Progress) -> Progress:
+        """Progress with the meeting's live run from the store, for a request that waits without one (its
+        progress expired, or nobody has spoken yet: then it keeps waiting for the first dialogue). Asked once
+        per waiting request; a store that fails is asked again at the next tick."""
+        try:
+            run = await first_live_run(self._store, meeting_id)
+        except Exception:
+            log.exception("the live run of %s could not be read; asked again", meeting_id)
+            return progress
+        if run is None:
+            self._runs_looked_up.add(meeting_id)
+            return progress
+        after = note_run(progress, run)
+        self._table.put(partition, meeting_id, after)
+        return after
 
     async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
         states = self._table.take_dirty()

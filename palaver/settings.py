@@ -228,6 +228,10 @@ class Settings(BaseSettings):
     enrichment_settle_s: float = Field(
         default=30.0, ge=0, description="How long an ended meeting's enrichment waits for its last words to be transcribed."
     )
+    enrichment_state_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="Enrichment forgets a meeting's progress once nothing is owed "
+        "(no request waits, its final result is delivered) and it has been idle this long.",
+    )
     # Webhooks (enrichment/webhooks.py; docs/enrichment.md "Webhooks"): each meeting's final result is POSTed,
     # signed, to the operator's URLs, and to no other address.
     webhook_urls: Annotated[tuple[str, ...], NoDecode] = Field(
