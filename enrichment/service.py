@@ -36,10 +36,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
-from enrichment.autocorrect import autocorrect, known_terms
 from enrichment.backend import SUMMARY_RESTART, EnrichmentBackend, backend_named
+from enrichment.correction import Correction, Corrector, LocalCorrector, corrector_named
 from enrichment.insights import chunk_event, enrichment_run, insights_event, result_revision
-from enrichment.model import Enrichment
+from enrichment.model import Dialogue, Enrichment, MeetingTranscript
 from enrichment.progress import (
     Job,
     Policy,
@@ -68,7 +68,7 @@ from palaver.events.registry import (
     meeting_partition,
     topic_name,
 )
-from palaver.metrics import ENRICHMENT_JOBS, ENRICHMENT_SECONDS
+from palaver.metrics import ENRICHMENT_AUTOCORRECTIONS, ENRICHMENT_JOBS, ENRICHMENT_SECONDS
 from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.edit_overlay import machine_editor
@@ -86,16 +86,20 @@ READY = "enrichment ready"
 AUTOCORRECT = machine_editor("autocorrect")  # the editor of auto-correct's edits
 
 BackendFactory = Callable[[str], EnrichmentBackend]
+CorrectorFactory = Callable[[str], Corrector]
 
 
 class EnrichStep(Step):
     def __init__(self, settings: Settings, store: Store, producer: AIOKafkaProducer,
                  backends: BackendFactory | None = None,
-                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
-        """``backends`` makes a backend by name (default: ``backend_named`` with these settings)."""
+                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer,
+                 correctors: CorrectorFactory | None = None):  # fmt: skip
+        """``backends`` makes a backend by name (default: ``backend_named`` with these settings),
+        ``correctors`` an auto-correct backend (default: ``corrector_named`` with these settings)."""
         self._store = store
         self._producer = producer
         self._backends = backends or (lambda name: backend_named(name, settings))
+        self._correctors = correctors or (lambda name: corrector_named(name, settings))
         ns = settings.topic_namespace
         self._dialogues = topic_name(ns, DIALOGUES.name)
         self._insights = topic_name(ns, INSIGHTS.name)
@@ -273,25 +277,52 @@ class EnrichStep(Step):
         return text.placed
 
     async def _autocorrect(self, job: Job, text: MeetingText) -> int:
-        """Correct the form of the dialogue (or of every dialogue) no human has edited, as machine edits on
-        the edits topic: the raw text stays, a human edit made later wins. The same correction made again is
-        the same edit (its id derives from the corrected text)."""
-        terms = known_terms(text.transcript.participants, text.transcript.title, text.transcript.agenda)
+        """Correct the form of the dialogue (or of every dialogue) no human has edited, with the job's backend
+        (enrichment/correction.py), as machine edits on the edits topic: the raw text stays, a human edit
+        made later wins. The same correction made again is the same edit (its id derives from the corrected
+        text). Where the backend cannot give a correction, the local one stands in, logged and counted."""
+        rows = await correctable(self._store, job.meeting_id, job.run, job.dialogue_id)
+        # The machine's text of each, with its speaker and times (a dialogue no human edited is in the
+        # transcript, which shows it as edited by the machine, if it was).
+        said = {d.dialogue_id: d for d in text.transcript.dialogues}
+        unknown = Dialogue(dialogue_id="", speaker="", start_ms=0, end_ms=0, text="")
+        dialogues = tuple(said.get(dialogue_id, unknown).model_copy(update={"dialogue_id": dialogue_id, "text": raw})
+                          for dialogue_id, raw in rows)  # fmt: skip
+        corrections = await self._corrections(job, text.transcript.model_copy(update={"dialogues": dialogues}))
         now = int(time.time() * 1000)
         sent = []
-        for dialogue_id, raw in await correctable(self._store, job.meeting_id, job.run, job.dialogue_id):
-            corrected = autocorrect(raw, terms)
-            if corrected == raw:
+        for correction, (dialogue_id, raw) in zip(corrections, rows, strict=True):
+            ENRICHMENT_AUTOCORRECTIONS.labels(job.backend, correction.outcome).inc()
+            if correction.text == raw or not correction.text.strip():
                 continue
-            edit_id = ids.edit_id(job.meeting_id, f"dialogue/{dialogue_id}", f"{AUTOCORRECT}:{corrected}")
+            edit_id = ids.edit_id(job.meeting_id, f"dialogue/{dialogue_id}", f"{AUTOCORRECT}:{correction.text}")
             event = DialogueEditedV1(event_id=ids.event_id("dialogue.edited", edit_id), edit_id=edit_id,
-                                     meeting_id=job.meeting_id, dialogue_id=dialogue_id, action="edit", text=corrected,
-                                     editor=AUTOCORRECT, edited_at_ms=now)  # fmt: skip
+                                     meeting_id=job.meeting_id, dialogue_id=dialogue_id, action="edit",
+                                     text=correction.text, editor=AUTOCORRECT, edited_at_ms=now)  # fmt: skip
             sent.append(await self._producer.send(self._edits, value=encode(event), key=job.meeting_id.encode()))
         await asyncio.gather(*sent)
-        ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome="ok").inc()
-        log.info("auto-corrected %d dialogues of %s", len(sent), job.meeting_id)
+        stood_in = sum(c.outcome in ("rejected", "failed") for c in corrections)
+        ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome="fallback" if stood_in else "ok").inc()
+        log.info("auto-corrected %d dialogues of %s with %s (%d corrected locally in its stead)", len(sent),
+                 job.meeting_id, job.backend, stood_in)  # fmt: skip
         return job.placed
+
+    async def _corrections(self, job: Job, transcript: MeetingTranscript) -> list[Correction]:
+        """The job's backend's corrections; when it cannot be made or raises (a bug: a corrector falls back
+        on its own), the local ones, each saying so."""
+        if not transcript.dialogues:
+            return []
+        try:
+            corrector = self._correctors(job.backend)
+            return await asyncio.to_thread(corrector.correct, transcript)
+        except Exception as exc:
+            if job.backend == "local":
+                raise
+            note = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("auto-correct backend %s failed on %s (%s); the local one stands in", job.backend,
+                        job.meeting_id, note)  # fmt: skip
+            local = await asyncio.to_thread(LocalCorrector().correct, transcript)
+            return [Correction(c.dialogue_id, c.text, "failed", note) for c in local]
 
     async def _send_all(self, meeting_id: str, values: asyncio.Queue[bytes | None]) -> None:
         """Send queued values in order until None, then wait until the broker has them all."""

@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     enrichment_watsonx_max_tokens: int = Field(
         default=4096, ge=1, description="Most tokens of one watsonx.ai answer (max_completion_tokens).",
     )
+    enrichment_autocorrect_max_change: float = Field(
+        default=0.3, ge=0, le=1, description="Auto-correct by a remote backend: a dialogue whose corrected words "
+        "differ from the said ones by more than this share (word edit distance over the words said) is "
+        "corrected locally instead.",
+    )
 
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
     # Enrichment (enrichment/service.py; docs/enrichment.md).
