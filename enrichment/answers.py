@@ -93,15 +93,21 @@ class Reduction(_Answer):
     keywords: list[str]
 
 
-def parse_answer(content: str, model: type[_Answer]) -> Any:
-    """The model's JSON answer as ``model``; raises InvalidOutput. A Markdown code fence around the JSON
-    (some servers without structured output add one) is tolerated."""
+def unfenced(content: str) -> str:
+    """``content`` without a Markdown code fence around it (some servers without structured output add
+    one)."""
     text = content.strip()
     if text.startswith("```"):
         text = text.split("\n", 1)[1] if "\n" in text else ""
         text = text.rsplit("```", 1)[0]
+    return text
+
+
+def parse_answer(content: str, model: type[_Answer]) -> Any:
+    """The model's JSON answer as ``model``; raises InvalidOutput. A Markdown code fence around the JSON
+    (some servers without structured output add one) is tolerated."""
     try:
-        data = json.loads(text)
+        data = json.loads(unfenced(content))
     except json.JSONDecodeError as exc:
         raise InvalidOutput(f"not JSON: {exc.msg} at character {exc.pos}") from None
     try:

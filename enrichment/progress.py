@@ -12,6 +12,11 @@ asked (``POST /v1/meetings/{m}/enrichment``), served at once, with the backend t
 Time is the broker's (record timestamps), so a restarted service judges idleness as the first one did.
 A final result covers the placed dialogues it saw (``finished``); new dialogues after it (the meeting went
 on) make the meeting due again.
+
+Progress does not live forever (``expired``): once nothing is owed (no request waits, a final result covers
+every placed dialogue, or nothing was said) and the meeting has had no record for the retention time, the
+service forgets it (a tombstone in its changelog). A later record starts fresh progress; a later request
+finds none and waits for the run (``needs_run``), which the service then looks up in the store.
 """
 
 from __future__ import annotations
@@ -118,6 +123,30 @@ def due(meeting_id: str, progress: Progress, now_ms: int, policy: Policy, runnin
     if "rolling" not in running and not any(j.final for j in jobs) and rolling_due:
         jobs.append(Job(meeting_id, run, "rolling", policy.default_backend, progress["placed"]))
     return jobs
+
+
+def needs_run(progress: Progress) -> bool:
+    """A request waits and the live run is not known: no record of the meeting's live run came since its
+    progress began (a meeting nobody has spoken in yet, or one whose progress expired). The run is the
+    one of the meeting's placed dialogues, if the store has any."""
+    return progress["run"] is None and bool(progress["pending"])
+
+
+def note_run(progress: Progress, run: str) -> Progress:
+    """The meeting's live run, as the store knows it, for progress that has none (else unchanged)."""
+    if progress["run"] is not None or is_replay(run):
+        return progress
+    return {**progress, "run": run}
+
+
+def expired(progress: Progress, now_ms: int, retention_ms: int) -> bool:
+    """Whether the meeting's progress may be forgotten at ``now_ms``: nothing is owed (no request waits,
+    however old; every placed dialogue is covered by a delivered final result, or none was placed) and the
+    meeting has had no record on the dialogues topic for ``retention_ms``."""
+    if progress["pending"]:
+        return False
+    owed = progress["placed"] > max(progress["finished"], 0)
+    return not owed and now_ms - progress["activity_ms"] >= retention_ms
 
 
 def started(progress: Progress, job: Job) -> Progress:

@@ -36,21 +36,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
-from enrichment.autocorrect import autocorrect, known_terms
 from enrichment.backend import SUMMARY_RESTART, EnrichmentBackend, backend_named
+from enrichment.correction import Correction, Corrector, LocalCorrector, corrector_named
 from enrichment.insights import chunk_event, enrichment_run, insights_event, result_revision
-from enrichment.model import Enrichment
+from enrichment.model import Dialogue, Enrichment, MeetingTranscript
 from enrichment.progress import (
     Job,
     Policy,
+    Progress,
     due,
+    expired,
     finished,
+    needs_run,
     new_progress,
     note_dialogues,
     note_request,
+    note_run,
     started,
 )
-from enrichment.store_reads import MeetingText, correctable, meeting_text
+from enrichment.store_reads import MeetingText, correctable, first_live_run, meeting_text
 from palaver import ids
 from palaver.events import decode_on, encode
 from palaver.events.edits_v1 import DialogueEditedV1
@@ -64,7 +68,7 @@ from palaver.events.registry import (
     meeting_partition,
     topic_name,
 )
-from palaver.metrics import ENRICHMENT_JOBS, ENRICHMENT_SECONDS
+from palaver.metrics import ENRICHMENT_AUTOCORRECTIONS, ENRICHMENT_JOBS, ENRICHMENT_SECONDS
 from palaver.settings import Settings
 from palaver.store import Store
 from palaver.store.edit_overlay import machine_editor
@@ -82,16 +86,20 @@ READY = "enrichment ready"
 AUTOCORRECT = machine_editor("autocorrect")  # the editor of auto-correct's edits
 
 BackendFactory = Callable[[str], EnrichmentBackend]
+CorrectorFactory = Callable[[str], Corrector]
 
 
 class EnrichStep(Step):
     def __init__(self, settings: Settings, store: Store, producer: AIOKafkaProducer,
                  backends: BackendFactory | None = None,
-                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer):  # fmt: skip
-        """``backends`` makes a backend by name (default: ``backend_named`` with these settings)."""
+                 consumer_factory: Callable[..., AIOKafkaConsumer] = make_consumer,
+                 correctors: CorrectorFactory | None = None):  # fmt: skip
+        """``backends`` makes a backend by name (default: ``backend_named`` with these settings),
+        ``correctors`` an auto-correct backend (default: ``corrector_named`` with these settings)."""
         self._store = store
         self._producer = producer
         self._backends = backends or (lambda name: backend_named(name, settings))
+        self._correctors = correctors or (lambda name: corrector_named(name, settings))
         ns = settings.topic_namespace
         self._dialogues = topic_name(ns, DIALOGUES.name)
         self._insights = topic_name(ns, INSIGHTS.name)
@@ -100,6 +108,8 @@ class EnrichStep(Step):
         self._policy = Policy(every=settings.enrichment_every_dialogues, idle_ms=int(settings.meeting_idle_s * 1000),
                               settle_ms=int(settings.enrichment_settle_s * 1000),
                               default_backend=settings.enrichment_backend)  # fmt: skip
+        self._retention_ms = int(settings.enrichment_state_retention_s * 1000)
+        self._runs_looked_up: set[str] = set()  # meetings whose waiting request had the store asked for the run
         self._slots = asyncio.Semaphore(MAX_JOBS)
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}  # (meeting, job key) -> its task
         self._done: list[tuple[int, Job, int]] = []  # (partition, job, placed it covered), applied after a batch
@@ -120,6 +130,7 @@ class EnrichStep(Step):
             meeting_id = event.meeting_id
             before = self._table.get(record.partition, meeting_id) or new_progress()
             after = note_request(before, event, record.timestamp)
+            self._runs_looked_up.discard(meeting_id)  # a new request: the store may know the run by now
         if after is not before:
             self._table.put(record.partition, meeting_id, after)
 
@@ -134,13 +145,39 @@ class EnrichStep(Step):
             return
         self._next_tick = now + TICK_S
         now_ms = int(time.time() * 1000)
+        forgotten = 0
         for partition, meeting_id, progress in self._table.items():
             running = {key for (m, key) in self._running if m == meeting_id}
+            if not running and expired(progress, now_ms, self._retention_ms):
+                self._table.delete(partition, meeting_id)  # a tombstone at the next checkpoint
+                self._runs_looked_up.discard(meeting_id)
+                forgotten += 1
+                continue
+            if needs_run(progress) and meeting_id not in self._runs_looked_up:
+                progress = await self._look_up_run(partition, meeting_id, progress)
             for job in due(meeting_id, progress, now_ms, self._policy, running):
                 self._table.put(partition, meeting_id, started(progress, job))
                 task = asyncio.create_task(self._run(partition, job), name=f"enrich {meeting_id} {job.trigger}")
                 self._running[(meeting_id, job.key)] = task
                 task.add_done_callback(lambda _t, k=(meeting_id, job.key): self._running.pop(k, None))
+        if forgotten:
+            log.info("forgot the progress of %d meetings: nothing owed, idle past the retention", forgotten)
+
+    async def _look_up_run(self, partition: int, meeting_id: str, progress: Progress) -> Progress:
+        """Progress with the meeting's live run from the store, for a request that waits without one (its
+        progress expired, or nobody has spoken yet: then it keeps waiting for the first dialogue). Asked once
+        per waiting request; a store that fails is asked again at the next tick."""
+        try:
+            run = await first_live_run(self._store, meeting_id)
+        except Exception:
+            log.exception("the live run of %s could not be read; asked again", meeting_id)
+            return progress
+        if run is None:
+            self._runs_looked_up.add(meeting_id)
+            return progress
+        after = note_run(progress, run)
+        self._table.put(partition, meeting_id, after)
+        return after
 
     async def snapshot(self, offsets: Offsets, final: bool) -> Checkpoint:
         states = self._table.take_dirty()
@@ -240,25 +277,52 @@ class EnrichStep(Step):
         return text.placed
 
     async def _autocorrect(self, job: Job, text: MeetingText) -> int:
-        """Correct the form of the dialogue (or of every dialogue) no human has edited, as machine edits on
-        the edits topic: the raw text stays, a human edit made later wins. The same correction made again is
-        the same edit (its id derives from the corrected text)."""
-        terms = known_terms(text.transcript.participants, text.transcript.title, text.transcript.agenda)
+        """Correct the form of the dialogue (or of every dialogue) no human has edited, with the job's backend
+        (enrichment/correction.py), as machine edits on the edits topic: the raw text stays, a human edit
+        made later wins. The same correction made again is the same edit (its id derives from the corrected
+        text). Where the backend cannot give a correction, the local one stands in, logged and counted."""
+        rows = await correctable(self._store, job.meeting_id, job.run, job.dialogue_id)
+        # The machine's text of each, with its speaker and times (a dialogue no human edited is in the
+        # transcript, which shows it as edited by the machine, if it was).
+        said = {d.dialogue_id: d for d in text.transcript.dialogues}
+        unknown = Dialogue(dialogue_id="", speaker="", start_ms=0, end_ms=0, text="")
+        dialogues = tuple(said.get(dialogue_id, unknown).model_copy(update={"dialogue_id": dialogue_id, "text": raw})
+                          for dialogue_id, raw in rows)  # fmt: skip
+        corrections = await self._corrections(job, text.transcript.model_copy(update={"dialogues": dialogues}))
         now = int(time.time() * 1000)
         sent = []
-        for dialogue_id, raw in await correctable(self._store, job.meeting_id, job.run, job.dialogue_id):
-            corrected = autocorrect(raw, terms)
-            if corrected == raw:
+        for correction, (dialogue_id, raw) in zip(corrections, rows, strict=True):
+            ENRICHMENT_AUTOCORRECTIONS.labels(job.backend, correction.outcome).inc()
+            if correction.text == raw or not correction.text.strip():
                 continue
-            edit_id = ids.edit_id(job.meeting_id, f"dialogue/{dialogue_id}", f"{AUTOCORRECT}:{corrected}")
+            edit_id = ids.edit_id(job.meeting_id, f"dialogue/{dialogue_id}", f"{AUTOCORRECT}:{correction.text}")
             event = DialogueEditedV1(event_id=ids.event_id("dialogue.edited", edit_id), edit_id=edit_id,
-                                     meeting_id=job.meeting_id, dialogue_id=dialogue_id, action="edit", text=corrected,
-                                     editor=AUTOCORRECT, edited_at_ms=now)  # fmt: skip
+                                     meeting_id=job.meeting_id, dialogue_id=dialogue_id, action="edit",
+                                     text=correction.text, editor=AUTOCORRECT, edited_at_ms=now)  # fmt: skip
             sent.append(await self._producer.send(self._edits, value=encode(event), key=job.meeting_id.encode()))
         await asyncio.gather(*sent)
-        ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome="ok").inc()
-        log.info("auto-corrected %d dialogues of %s", len(sent), job.meeting_id)
+        stood_in = sum(c.outcome in ("rejected", "failed") for c in corrections)
+        ENRICHMENT_JOBS.labels(trigger=job.trigger, outcome="fallback" if stood_in else "ok").inc()
+        log.info("auto-corrected %d dialogues of %s with %s (%d corrected locally in its stead)", len(sent),
+                 job.meeting_id, job.backend, stood_in)  # fmt: skip
         return job.placed
+
+    async def _corrections(self, job: Job, transcript: MeetingTranscript) -> list[Correction]:
+        """The job's backend's corrections; when it cannot be made or raises (a bug: a corrector falls back
+        on its own), the local ones, each saying so."""
+        if not transcript.dialogues:
+            return []
+        try:
+            corrector = self._correctors(job.backend)
+            return await asyncio.to_thread(corrector.correct, transcript)
+        except Exception as exc:
+            if job.backend == "local":
+                raise
+            note = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("auto-correct backend %s failed on %s (%s); the local one stands in", job.backend,
+                        job.meeting_id, note)  # fmt: skip
+            local = await asyncio.to_thread(LocalCorrector().correct, transcript)
+            return [Correction(c.dialogue_id, c.text, "failed", note) for c in local]
 
     async def _send_all(self, meeting_id: str, values: asyncio.Queue[bytes | None]) -> None:
         """Send queued values in order until None, then wait until the broker has them all."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from enrichment.model import Dialogue, MeetingTranscript
+from palaver.runs import live_run_sql
 from palaver.store import Store
 from palaver.store.edit_overlay import MACHINE_EDITOR_PREFIX, latest_edits_sql
 from palaver.store.runs import usernames
@@ -66,7 +67,6 @@ async def meeting_text(store: Store, meeting_id: str, run: str) -> MeetingText:
     return MeetingText(transcript, {names.get(u, u): u for u in people_ids}, len(dialogues))
 
 
-
 async def correctable(store: Store, meeting_id: str, run: str, dialogue_id: str | None) -> list[tuple[str, str]]:
     """(dialogue id, the machine's text) of the run's placed dialogues (or the one ``dialogue_id``) that no
     human has edited: a human's text is never auto-corrected, and a machine edit would not show over it."""
@@ -82,3 +82,15 @@ async def correctable(store: Store, meeting_id: str, run: str, dialogue_id: str 
             WHERE e.human = 0 ORDER BY d.start_ms, d.dialogue_id""",
         {"m": meeting_id, "r": run, "d": dialogue_id or "", "machine": MACHINE_EDITOR_PREFIX},
     )]  # fmt: skip
+
+
+async def first_live_run(store: Store, meeting_id: str) -> str | None:
+    """The meeting's first live run that placed a dialogue (the one enrichment follows), or None when the
+    store has none (nobody has spoken yet)."""
+    rows = await store.aquery(
+        f"""SELECT run FROM {store.database}.dialogues FINAL
+            WHERE meeting_id = {{m:String}} AND status = 'final' AND placed AND {live_run_sql()}
+            GROUP BY run ORDER BY min(inserted_at), run LIMIT 1""",
+        {"m": meeting_id},
+    )
+    return rows[0]["run"] if rows else None

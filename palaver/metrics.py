@@ -100,6 +100,13 @@ ENRICHMENT_FALLBACKS = Counter(
     "Meetings a remote enrichment backend failed on (after its retries) and the local backend enriched",
     ["backend"],
 )
+ENRICHMENT_AUTOCORRECTIONS = Counter(
+    "palaver_enrichment_autocorrections_total",
+    "Dialogues auto-corrected, by the backend asked and whose correction was kept: remote (the model's), "
+    "rejected (the model's changed too many words: the local one instead), failed (the model failed after its "
+    "retries, or the dialogue is too long for one request: the local one), local (the local backend was asked)",
+    ["backend", "outcome"],
+)
 ENRICHMENT_REQUEST_SECONDS = Histogram(
     "palaver_enrichment_request_seconds",
     "Wall time of one request to a remote enrichment backend (a streamed one: to its last byte), by kind: "

@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     enrichment_watsonx_max_tokens: int = Field(
         default=4096, ge=1, description="Most tokens of one watsonx.ai answer (max_completion_tokens).",
     )
+    enrichment_autocorrect_max_change: float = Field(
+        default=0.3, ge=0, le=1, description="Auto-correct by a remote backend: a dialogue whose corrected words "
+        "differ from the said ones by more than this share (word edit distance over the words said) is "
+        "corrected locally instead.",
+    )
 
     merger_pause_ms: int = Field(default=1500, description="A longer pause starts a new dialogue.")
     # Enrichment (enrichment/service.py; docs/enrichment.md).
@@ -227,6 +232,10 @@ class Settings(BaseSettings):
     )
     enrichment_settle_s: float = Field(
         default=30.0, ge=0, description="How long an ended meeting's enrichment waits for its last words to be transcribed."
+    )
+    enrichment_state_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="Enrichment forgets a meeting's progress once nothing is owed "
+        "(no request waits, its final result is delivered) and it has been idle this long.",
     )
     # Webhooks (enrichment/webhooks.py; docs/enrichment.md "Webhooks"): each meeting's final result is POSTed,
     # signed, to the operator's URLs, and to no other address.

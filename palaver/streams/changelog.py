@@ -50,14 +50,23 @@ class ChangelogTable:
         self._data.setdefault(partition, {})[key] = value
         self._dirty[(partition, key)] = value
 
+    def delete(self, partition: int, key: str) -> None:
+        """Forget ``key``: gone from memory now, a tombstone in the changelog when written (compaction then
+        drops its records, and a restore does not bring it back)."""
+        self._data.get(partition, {}).pop(key, None)
+        self._dirty[(partition, key)] = None
+
     def take_dirty(self) -> dict[tuple[int, str], Any]:
-        """The (partition, key) -> newest value written since the last call, to ``write`` later."""
+        """The (partition, key) -> newest value written since the last call (None: deleted), to ``write``
+        later."""
         dirty, self._dirty = self._dirty, {}
         return dirty
 
     async def write(self, producer: AIOKafkaProducer, values: dict[tuple[int, str], Any]) -> int:
-        """Produce ``values`` to the changelog and wait until all are delivered. Returns how many."""
-        messages: list[Message] = [(partition, key.encode(), orjson.dumps(value), []) for (partition, key), value in values.items()]
+        """Produce ``values`` to the changelog (None as a tombstone) and wait until all are delivered. Returns
+        how many."""
+        messages: list[Message] = [(partition, key.encode(), None if value is None else orjson.dumps(value), [])
+                                   for (partition, key), value in values.items()]  # fmt: skip
         deliveries = await send_batched(producer, self.topic, messages)
         if deliveries:
             await asyncio.gather(*deliveries)

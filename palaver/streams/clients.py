@@ -33,7 +33,8 @@ def make_producer(settings: Settings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**{**config, **overrides})  # type: ignore[arg-type]
 
 
-Message = tuple[int, bytes | None, bytes, list[tuple[str, bytes]]]  # partition, key, value, headers
+# partition, key, value (None: a tombstone), headers
+Message = tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 async def send_batched(producer: AIOKafkaProducer, topic: str, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:

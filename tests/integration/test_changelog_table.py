@@ -45,3 +45,24 @@ async def test_flushed_state_is_restored_per_partition_newest_value_wins(infra: 
     assert successor.get(3, "m2") == {"runs": {}}
     successor.forget({0})
     assert successor.get(0, "m1") is None and successor.get(3, "m2") == {"runs": {}}
+
+
+async def test_a_deleted_key_is_a_tombstone_that_a_restore_does_not_bring_back(infra: Infra, tmp_path: Path) -> None:
+    settings = make_settings(infra, tmp_path, f"t{uuid.uuid4().hex[:8]}", "unused")
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        owner = ChangelogTable(settings, MERGER_STATE)
+        owner.put(1, "old", {"runs": {"r": 1}})
+        owner.put(1, "kept", {"runs": {"r": 2}})
+        await owner.write(producer, owner.take_dirty())
+        owner.delete(1, "old")
+        assert owner.get(1, "old") is None and [k for _, k, _ in owner.items()] == ["kept"]
+        assert await owner.write(producer, owner.take_dirty()) == 1  # the tombstone
+    finally:
+        await producer.stop()
+
+    successor = ChangelogTable(settings, MERGER_STATE)
+    assert await successor.restore({1}) == 3
+    assert successor.get(1, "old") is None and successor.get(1, "kept") == {"runs": {"r": 2}}

@@ -1,7 +1,9 @@
 """Enrichment through the real pipeline (broker, chdb, Whisper): a scripted meeting with tasks is streamed,
 ended, and its summary, action items with assignees and due dates, keywords, mood, agenda and metrics land
 in ClickHouse, the summary streamed in chunks first; rolling results come while it goes on; a meeting whose
-clients simply vanish gets its final result when it has been idle for PALAVER_MEETING_IDLE_S."""
+clients simply vanish gets its final result when it has been idle for PALAVER_MEETING_IDLE_S; auto-correct
+writes machine edits (a remote backend's where its guard accepts them) and the progress of a meeting that
+is done is forgotten after PALAVER_ENRICHMENT_STATE_RETENTION_S without losing a later request."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from palaver.demo.script import Line
 from palaver.demo.synth import Voice, meeting_tracks
 from palaver.events import DialogueUpdateV1, MeetingWatermarkV1, decode_on
 from palaver.events.insights_v1 import MeetingInsightsV1, SummaryChunkV1
-from palaver.events.registry import INSIGHTS, topic_name
+from palaver.events.registry import ENRICHMENT_STATE, INSIGHTS, meeting_partition, topic_name
 from palaver.settings import Settings
 from palaver.streams.clients import make_consumer
 from tests.integration.conftest import WEB, Infra, Pipeline, poll, running_pipeline
@@ -38,6 +40,7 @@ SCRIPT = (
     Line("carol", "Okay, I will send the invoice to the customer tomorrow."),
 )
 IDLE_S = 8
+RETENTION_S = 20
 RUN = "whisper:tiny.en"
 
 
@@ -52,9 +55,11 @@ def model_server() -> Iterator[FakeModelServer]:
 async def enriching(infra: Infra, clickhouse_client: object, tmp_path_factory: pytest.TempPathFactory,
                     model_server: FakeModelServer) -> AsyncIterator[Pipeline]:  # fmt: skip
     """The pipeline with enrichment in its web process: local by default, a rolling result every 2 placed
-    dialogues, a short idle time so the abrupt end shows within the test; ``openai`` at the test's server."""
+    dialogues, a short idle time so the abrupt end shows within the test, progress forgotten soon after;
+    ``openai`` at the test's server."""
     async with running_pipeline(infra, clickhouse_client, tmp_path_factory, stt_workers=1, web=WEB | {"enrichment"},
                                 meeting_idle_s=IDLE_S, enrichment_every_dialogues=2, enrichment_settle_s=30,
+                                enrichment_state_retention_s=RETENTION_S,
                                 enrichment_openai_base_url=model_server.url + "/v1",
                                 enrichment_openai_model="test-model", enrichment_retries=1) as p:  # fmt: skip
         yield p
@@ -291,3 +296,67 @@ async def test_a_remote_backend_failing_mid_summary_leaves_a_complete_local_resu
         metrics = (await http.get("/metrics/")).text
     assert 'palaver_enrichment_fallbacks_total{backend="openai"} 1.0' in metrics
     assert 'palaver_enrichment_jobs_total{outcome="fallback",trigger="requested"} 1.0' in metrics
+
+
+async def _progress_record(settings: Settings, meeting_id: str) -> tuple[bool, bytes | None]:
+    """(whether the meeting has a record, its newest value: None for a tombstone) on enrichment.state."""
+    tp = TopicPartition(topic_name(settings.topic_namespace, ENRICHMENT_STATE.name),
+                        meeting_partition(meeting_id, ENRICHMENT_STATE.partitions))  # fmt: skip
+    consumer = make_consumer(settings, None)
+    await consumer.start()
+    found: tuple[bool, bytes | None] = (False, None)
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                if record.key == meeting_id.encode():
+                    found = (True, record.value)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_progress_is_forgotten_when_done_and_a_later_remote_autocorrect_is_still_served(
+        enriching: Pipeline, model_server: FakeModelServer) -> None:  # fmt: skip
+    people = {name: await register(enriching.url, name) for name in ("omar", "nina")}
+    meeting = await meeting_with(people, title="Quarterly roadmap")
+    m, omar, nina = meeting.meeting_id, people["omar"].user_id, people["nina"].user_id
+    late = _dialogue(m, omar, 0, "we was going to ship the roadmap friday")
+    agreed = _dialogue(m, nina, 5000, "ok omar lets do it")
+    mark = MeetingWatermarkV1(event_id=ids.event_id("meeting.watermark", m, RUN, 9000), meeting_id=m, run=RUN,
+                              watermark_ms=9000, final_dialogues=2)  # fmt: skip
+    await publish_dialogues(enriching.settings, late, agreed, mark)
+    await _final_row(enriching, m, "idle")
+    # Its final result delivered and idle past the retention: its progress becomes a tombstone.
+    await poll(lambda: _progress_record(enriching.settings, m), lambda found: found == (True, None),
+               what="the meeting's progress tombstoned", timeout_s=120)  # fmt: skip
+
+    # A later request finds no progress; the service reads the run from the store and serves it. The model
+    # fixes the first dialogue and rewrites the second, which its guard rejects: the local rules fix that one.
+    fixed = "We were going to ship the roadmap on Friday."
+    model_server.script = [Step(content=orjson.dumps({late.dialogue_id: fixed,
+                                                      agreed.dialogue_id: "Let us rewrite the whole plan, Omar."}).decode())]  # fmt: skip
+    async with people["nina"].client() as http:
+        asked = await http.post(f"/v1/meetings/{m}/autocorrect", json={"backend": "openai"})
+        assert asked.status_code == 202 and asked.json()["backend"] == "openai", asked.text
+        unknown = await http.post(f"/v1/meetings/{m}/autocorrect", json={"backend": "gpt"})
+        assert unknown.status_code == 422 and "choose one of" in unknown.text
+
+        async def texts() -> dict[str, str]:
+            body = (await http.get(f"/v1/meetings/{m}/dialogues")).json()
+            return {d["dialogue_id"]: d["text"] for d in body["dialogues"]}
+
+        shown = await poll(texts, lambda t: t[late.dialogue_id] == fixed, what="the model's correction", timeout_s=60)
+        assert shown[agreed.dialogue_id] == "Ok Omar lets do it."  # the local correction, not the rewrite
+        history = (await http.get(f"/v1/meetings/{m}/dialogues/{agreed.dialogue_id}/history")).json()
+        assert [(e["editor"], e["text"]) for e in history["edits"]] == [("palaver:autocorrect", "Ok Omar lets do it.")]
+    [request] = [r for r in model_server.chat_requests()
+                 if r.body.get("response_format", {}).get("json_schema", {}).get("name") == "dialogue_corrections"]  # fmt: skip
+    prompt = request.body["messages"][1]["content"]
+    assert "Meeting title: Quarterly roadmap" in prompt and "Participants: " in prompt and "omar" in prompt
+    async with httpx.AsyncClient(base_url=enriching.url) as http:
+        metrics = (await http.get("/metrics/")).text
+    for outcome in ("remote", "rejected"):
+        assert f'palaver_enrichment_autocorrections_total{{backend="openai",outcome="{outcome}"}} 1.0' in metrics

@@ -3,8 +3,8 @@ OpenAI-compatible chat-completions endpoint (JSON answers, server-sent event str
 and watsonx.ai (IAM token endpoint; /ml/v1/text/chat and /chat_stream, events without [DONE]).
 
 Each server answers from a script: a list of steps taken one per request, in order; with the script empty
-it answers well (``good_extraction`` for a structured request, ``SUMMARY_PIECES`` streamed for a streamed
-one). Every request is recorded (path, headers, JSON or form body)."""
+it answers well (``good_extraction`` for a structured request, ``good_corrections`` for an auto-correct
+one, ``SUMMARY_PIECES`` streamed for a streamed one). Every request is recorded (path, headers, JSON or form body)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ def good_extraction() -> dict[str, Any]:
         "keywords": ["flaky checkout test", "Bob", "release"],
         "topics": [{"title": "Checkout test", "first_turn": 0, "last_turn": 2, "agenda_item": None}],
     }  # fmt: skip
+
+
+def sent_dialogues(body: dict[str, Any]) -> list[dict[str, str]]:
+    """The dialogues (id, speaker, text) an auto-correct request sent: its prompt's JSON lines."""
+    prompt = body["messages"][1]["content"]
+    return [json.loads(line) for line in prompt.split("one JSON object per line:\n", 1)[1].splitlines()]
+
+
+def good_corrections(body: dict[str, Any]) -> dict[str, str]:
+    """A valid auto-correct answer to the request ``body``: each text with a capital first letter and a
+    final full stop, its words kept."""
+    out = {}
+    for dialogue in sent_dialogues(body):
+        text = dialogue["text"].strip()
+        out[dialogue["id"]] = (text[:1].upper() + text[1:]).rstrip(".") + "."
+    return out
 
 
 @dataclass
@@ -151,6 +167,8 @@ WATSONX_TOKEN = "iam-access-token-zyxwvu"
 
 def _answer_for(body: dict[str, Any]) -> dict[str, Any]:
     name = body["response_format"]["json_schema"]["name"]
+    if name == "dialogue_corrections":
+        return good_corrections(body)
     if name == "meeting_brief":
         return {"brief": ["Release blocked on the flaky checkout test"], "keywords": ["checkout test", "release"]}
     return good_extraction()

@@ -7,10 +7,13 @@ from enrichment.progress import (
     Job,
     Policy,
     due,
+    expired,
     finished,
+    needs_run,
     new_progress,
     note_dialogues,
     note_request,
+    note_run,
     started,
 )
 from palaver.events.insights_v1 import EnrichmentRequestedV1
@@ -118,3 +121,48 @@ def test_an_autocorrect_request_runs_at_once_beside_results_and_changes_no_resul
     assert [j.trigger for j in due("m", progress, 1200, POLICY, {"autocorrect", "rolling"})] == []
     done = finished(progress, jobs[0], covered=3)
     assert done["pending"] == [] and (done["finished"], done["rolled"]) == (progress["finished"], progress["rolled"])
+
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def test_progress_expires_once_its_final_result_is_delivered_and_it_was_idle_past_the_retention() -> None:
+    progress = _meeting(placed=4, at_ms=1000)
+    assert not expired(progress, 1000 + 10 * WEEK_MS, WEEK_MS)  # its final result is owed
+    [job] = due("m", progress, 1000 + 120_000, POLICY, set())
+    done = finished(progress, job, covered=4)
+    assert not expired(done, 1000 + WEEK_MS - 1, WEEK_MS)
+    assert expired(done, 1000 + WEEK_MS, WEEK_MS)
+    later = note_dialogues(done, _watermark(5), 1000 + WEEK_MS - 1)  # the meeting went on: owed again
+    assert not expired(later, 1000 + 10 * WEEK_MS, WEEK_MS)
+    assert expired(_meeting(placed=0, at_ms=1000), 1000 + WEEK_MS, WEEK_MS)  # nothing was said: nothing owed
+
+
+def test_a_pending_request_is_never_dropped_however_old() -> None:
+    progress = _meeting(placed=2, at_ms=1000)
+    done = finished(progress, due("m", progress, 200_000, POLICY, set())[0], covered=2)
+    assert expired(done, 100 * WEEK_MS, WEEK_MS)
+    for reason in ("autocorrect", "requested", "ended"):
+        waiting = note_request(done, _request(reason, at=7), at_ms=2000)
+        assert not expired(waiting, 100 * WEEK_MS, WEEK_MS)
+    unspoken = note_request(new_progress(), _request("ended"), at_ms=10)  # waits for a first dialogue
+    assert not expired(unspoken, 100 * WEEK_MS, WEEK_MS)
+
+
+def test_a_request_after_the_progress_expired_waits_for_the_run_then_is_served() -> None:
+    fresh = note_request(new_progress(), _request("autocorrect", at=9), at_ms=10 * WEEK_MS)
+    assert needs_run(fresh) and due("m", fresh, 10 * WEEK_MS, POLICY, set()) == []
+    assert not needs_run(new_progress()) and not needs_run(_meeting(placed=1, at_ms=1))
+    assert note_run(fresh, f"{RUN}~replay") is fresh  # a replay is not the meeting's run
+    known = note_run(fresh, RUN)
+    assert note_run(known, "deepgram:nova-3") is known
+    [job] = due("m", known, 10 * WEEK_MS, POLICY, set())
+    assert (job.trigger, job.run, job.request_id) == ("autocorrect", RUN, "evt_req_autocorrect_9")
+    served = finished(known, job, covered=0)
+    assert expired(served, 10 * WEEK_MS, WEEK_MS)  # served, nothing owed, idle since long before
+
+
+def test_a_dialogue_of_an_expired_meeting_starts_fresh_progress() -> None:
+    progress = note_dialogues(new_progress(), _watermark(7), 5 * WEEK_MS)
+    assert (progress["run"], progress["placed"], progress["finished"], progress["activity_ms"]) == (RUN, 7, -1, 5 * WEEK_MS)
+    assert due("m", progress, 5 * WEEK_MS + 120_000, POLICY, {"rolling"})[0].trigger == "idle"
