@@ -34,7 +34,7 @@ def test_backoff_doubles_up_to_its_ceiling() -> None:
     assert [policy.delay_s(n) for n in range(1, 8)] == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
-@pytest.mark.parametrize(("code", "again"), [(1006, True), (1011, True), (1012, True), (4009, True), (4011, True),
+@pytest.mark.parametrize(("code", "again"), [(1006, True), (1011, True), (1012, True), (4009, True), (1013, True),
                                              (1000, False), (4001, False), (4004, False), (4005, False),
                                              (4007, False), (4008, False), (4010, False), (4013, False),
                                              (4029, False)])  # fmt: skip
