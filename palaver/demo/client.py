@@ -189,9 +189,9 @@ async def stream_pcm(
     A dropped socket (a retryable close, ``RETRYABLE_CLOSES``) is reconnected with ``start_sample`` = the
     samples acknowledged so far, and the audio is sent again from there. The pace keeps to the first
     connection's start: audio an outage held back goes as fast as the socket takes it, then real time
-    again. A connection refused with 1013 (a full server; the first one too) is tried again after the wait
-    its reason asks for (``retry after N s``, plus up to half again at random), or the backoff if longer.
-    Otherwise only a stream that started reconnects: when the first connection cannot be opened (a wrong
+    again. A connection the server closes with a retryable code (the first one too) is tried again; after a
+    full server's 1013, once the wait its reason asks for has passed (``retry after N s``, plus up to half
+    again at random) or the backoff if longer. When the first connection cannot be opened at all (a wrong
     URL, nothing listening) this raises what ``websockets.connect`` raises. Every connection takes a fresh ticket
     from ``speaker`` (a ticket opens one socket). ``tls``: the context that verifies a ``wss://`` server
     (default: the system's CAs)."""
