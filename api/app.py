@@ -17,8 +17,9 @@ from api.live_messages import BadResume, LiveMessage, ResumePoint, chat_message,
 from api.responses import declared
 from api.socket_auth import socket_reader
 from palaver import ids
+from palaver.admission import Full
 from palaver.auth.tickets import TicketRefused
-from palaver.metrics import API_LIVE_SOCKETS
+from palaver.metrics import API_LIVE_SOCKETS, SOCKETS_REFUSED
 from palaver.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,10 @@ async def live_meeting(ws: WebSocket, meeting_id: str, ticket: str | None = None
     page of this server's origin or of ``PALAVER_ALLOWED_ORIGINS``. Closes before sending anything with
     4000 (a bad meeting id, ``resume`` or ``chat_since_ms``: the reason names it; the ticket is not used up),
     4401 (not signed in, or a bad ticket), 4403 (a foreign page, or a ticket for something else) or 4404
-    (no such meeting for this caller); with 1013 (try again later) when the store cannot be read or the
-    client reads too slowly to keep up; with 4404 after a ``meeting`` message of its deletion."""
+    (no such meeting for this caller); with 1013 (try again later) when the store cannot be read, when the
+    process holds ``PALAVER_LIVE_MAX_SOCKETS`` live sockets (the reason ends in ``retry after N s``; before
+    anything is sent) or when the client reads too slowly to keep up; with 4404 after a ``meeting`` message
+    of its deletion."""
     await ws.accept()
     if not ids.is_valid_id_part(meeting_id):
         await ws.close(code=4000, reason="meeting id: 1-64 of [A-Za-z0-9._-]")
@@ -159,7 +162,12 @@ async def live_meeting(ws: WebSocket, meeting_id: str, ticket: str | None = None
         return
     hub: LiveHub = ws.app.state.live
     store: Store | None = getattr(ws.app.state, "store", None)
-    subscription = hub.subscribe(meeting_id)  # before the snapshot: what the store lacks comes after it
+    try:
+        subscription = hub.subscribe(meeting_id)  # before the snapshot: what the store lacks comes after it
+    except Full as full:
+        SOCKETS_REFUSED.labels(socket="live").inc()
+        await ws.close(code=full.code, reason=full.reason)
+        return
     API_LIVE_SOCKETS.inc()
     receiver = asyncio.create_task(_wait_for_close(ws))
     try:

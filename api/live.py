@@ -4,7 +4,8 @@ the meeting, as typed messages (``api.live_messages``).
 One group-less consumer runner per API process (``palaver.streams.runner``) reads the topics the registry
 names for ``live`` (dialogues, chat, meetings, insights) from their end; each event becomes one message, encoded once
 for every socket. Each socket gets a bounded queue, and a socket too slow to keep up is closed (1013)
-rather than slowing everyone else. The hub also remembers each meeting's recent messages
+rather than slowing everyone else; one socket beyond ``PALAVER_LIVE_MAX_SOCKETS`` is refused (1013, with a
+retry hint: ``palaver.admission``). The hub also remembers each meeting's recent messages
 (``api.live_buffer``) and hands them to a new subscriber, for what the store may not hold yet. A message
 the hub cannot decode, or an event that does not belong on its topic, is counted and skipped (the store
 writer's group dead-letters it); a tombstone (an erased meeting's key on the compacted meetings topic) is
@@ -24,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 from api.live_buffer import RecentMessages
 from api.live_messages import LiveMessage, message_of
+from palaver.admission import Capacity
 from palaver.events import decode_on
 from palaver.events.registry import LIVE, topic_name, topics_consumed_by
 from palaver.settings import Settings
@@ -57,6 +59,7 @@ class LiveHub(Step):
         self._topics = {topic_name(settings.topic_namespace, spec.name): spec for spec in RUNNER.topics}
         self._consumer_factory = consumer_factory
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self.capacity = Capacity("live sockets", settings.live_max_sockets)  # one slot per subscription
         self.recent = recent if recent is not None else RecentMessages()
         self.ready = asyncio.Event()
 
@@ -67,15 +70,19 @@ class LiveHub(Step):
 
     def subscribe(self, meeting_id: str) -> Subscription:
         """Follow a meeting: what the hub remembers of it now, and a queue of what comes next (nothing is
-        in neither, nothing in both: this runs between two messages)."""
+        in neither, nothing in both: this runs between two messages). Raises ``palaver.admission.Full``
+        when the process holds its most live sockets (``PALAVER_LIVE_MAX_SOCKETS``); the slot is held until
+        ``unsubscribe``."""
+        self.capacity.take()
         subscription = Subscription(meeting_id, self.recent.recent(meeting_id))
         self._subscribers[meeting_id].add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscribers = self._subscribers.get(subscription.meeting_id)
-        if subscribers is None:
+        if subscribers is None or subscription not in subscribers:
             return
+        self.capacity.release()
         subscribers.discard(subscription)
         if not subscribers:
             del self._subscribers[subscription.meeting_id]

@@ -13,6 +13,14 @@ Figures per point, over the steady window (after a warm-up, before the drain):
   sent in it; the same for the generators (their own CPU, all processes together).
 Targets: <= 80 us of ingest CPU per frame; 300 streams at frame->ack p99 <= 300 ms, every frame acked.
 
+``--capacity N`` (overload): the ingest process admits N streams (``PALAVER_INGEST_MAX_STREAMS``; without
+it, no limit is in the way) and each load level offers its S streams all the same. Per point then also:
+streams admitted (got ``ready``) and refused with 1013 (and how long after the socket opened), any other
+close, the frames the ingest read (its ``palaver_ingest_frames_total``, which must equal the frames the
+admitted streams sent: nothing of a refused stream is read) and what ``/readyz`` answered, once a second,
+over the window. The latency figures are the admitted streams' (only they send frames). Done when, at
+capacity 100 and 150 offered: 50 refused with 1013, and the 100 admitted keep frame->ack p99 <= 300 ms.
+
 ``--code DIR`` runs the ingest process from another checkout (e.g. an older commit, ``git archive``d),
 so two versions can be measured back to back on the same noisy machine.
 """
@@ -87,6 +95,9 @@ class StreamLoad:
         self.acks = 0  # ack messages received
         self.latencies_ms: list[float] = []  # frames sent inside the window
         self.closed: int | None = None
+        self.close_reason = ""
+        self.admitted = False  # got ``ready``
+        self.refused_ms: float | None = None  # socket open -> refusal (a close before ``ready``)
 
     def on_ack(self, samples: int, now: float) -> None:
         self.acks += 1
@@ -102,14 +113,22 @@ async def run_stream(url: str, frame: bytes, load: StreamLoad, go_at: float, pha
                      drain_s: float, deflate: bool, logged: ConnectionLog | None = None) -> None:  # fmt: skip
     """One stream; ``logged``: its connection's lines of the ack log (``--client-log``)."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     compression = "deflate" if deflate else None  # browsers offer permessage-deflate; the server may accept it
     async with connect(url, max_size=None, open_timeout=60, ping_interval=None, compression=compression) as ws:
-        await ws.send(orjson.dumps({"sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le", "channels": 1}).decode())
-        ready = orjson.loads(await ws.recv())
+        opened = time.time()
+        try:
+            await ws.send(orjson.dumps({"sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le", "channels": 1}).decode())
+            ready = orjson.loads(await ws.recv())
+        except ConnectionClosed:  # refused (a full process: 1013) before the header or in reply to it
+            load.refused_ms = (time.time() - opened) * 1000
+            load.closed, load.close_reason = ws.close_code, ws.close_reason or ""
+            return
         assert ready["type"] == "ready", ready
         if logged is not None:
             logged.ready(ready["first_sample"])
+        load.admitted = True
 
         async def read_acks() -> None:
             async for message in ws:
@@ -176,6 +195,13 @@ def generator(worker: int, base_url: str, secret: bytes, streams: list[tuple[str
             "acked": sum(load.acked for load in loads),
             "acks": sum(load.acks for load in loads),
             "closed_1000": sum(load.closed == 1000 for load in loads),
+            "admitted": sum(load.admitted for load in loads),
+            "refused_1013": sum(not load.admitted and load.closed == 1013 for load in loads),
+            "refused_other": [f"{load.closed} {load.close_reason}" for load in loads
+                              if not load.admitted and load.closed not in (None, 1013)][:5],
+            "refused_ms": [load.refused_ms for load in loads if load.refused_ms is not None],
+            "refusal_reasons": sorted({load.close_reason for load in loads if load.closed == 1013 and not load.admitted}),
+            "frames_sent_by_refused": sum(len(load.sent_at) for load in loads if not load.admitted),
             "errors": errors[:5],
             "error_count": len(errors),
             "cpu_s": cpu_used,
@@ -200,9 +226,10 @@ finally:
 """
 
 
-def start_ingest(settings: Settings, code: Path, log: Path, profile: Path | None = None) -> subprocess.Popen[bytes]:
-    """``palaver run ingest`` alone, from checkout ``code``, on the benchmark's broker and topics; under
-    cProfile, writing ``profile`` when it stops, if given."""
+def start_ingest(settings: Settings, code: Path, log: Path, profile: Path | None = None,
+                 capacity: int | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    """``palaver run ingest`` alone, from checkout ``code``, on the benchmark's broker and topics, admitting
+    ``capacity`` streams (None: no limit); under cProfile, writing ``profile`` when it stops, if given."""
     env = {
         **os.environ,
         "PYTHONPATH": str(code),
@@ -211,7 +238,8 @@ def start_ingest(settings: Settings, code: Path, log: Path, profile: Path | None
         "PALAVER_KAFKA_REPLICATION_FACTOR": str(settings.replication_factor),
         "PALAVER_TOPIC_NAMESPACE": settings.topic_namespace,
         "PALAVER_CLICKHOUSE_URL": settings.clickhouse_dsn,
-        "PALAVER_INGEST_MAX_STREAMS": "100000",  # the benchmark measures cost, not the admission limit
+        # Without a capacity the benchmark measures cost, and no admission limit is in the way.
+        "PALAVER_INGEST_MAX_STREAMS": str(capacity or 100000),
         "PALAVER_LOG_LEVEL": "WARNING",
     }
     args = ["run", "ingest", "--port", str(settings.api_port)]
@@ -233,8 +261,32 @@ def wait_for_port(port: int, timeout_s: float = 120) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+COUNTED = {"frames_read": "palaver_ingest_frames_total", "refused": 'palaver_sockets_refused_total{socket="ingest"}'}
+
+
+def ingest_counts(port: int) -> dict[str, float | None]:
+    """The ingest process's own counts (its /metrics): frames it read, streams it refused for capacity."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics/", timeout=10).text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(values[metric]) if metric in values else None for name, metric in COUNTED.items()}
+
+
+def readiness(port: int) -> str:
+    """What /readyz answers: ``200``, or ``503 <the ingest check>``; an error's name if it does not answer."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return "200" if answer.status_code == 200 else f"{answer.status_code} {answer.json()['checks'].get('ingest')}"
+
+
 def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """One load level against the running ingest process ``pid``."""
+    counts_before = ingest_counts(settings.api_port) if args.capacity else {}
     secret = load_secret(settings)
     run_id = secrets.token_hex(3)
     pairs = [(f"bench-{run_id}-m{i // SPEAKERS_PER_MEETING:04d}", f"u{i % SPEAKERS_PER_MEETING}") for i in range(streams)]
@@ -256,10 +308,16 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
     total = window[1] - time.time()
     progress = Progress(f"{label} {streams} streams", int(total))
     cpu_start: tuple[float, float] | None = None
+    readyz: dict[str, int] = {}  # answer -> how often, once a second over the window (with --capacity)
+    next_probe = window[0]
     while time.time() < window[1]:
         now = time.time()
         if cpu_start is None and now >= window[0]:
             cpu_start = cpu_times(pid)
+        if args.capacity and now >= next_probe:
+            answer = readiness(settings.api_port)
+            readyz[answer] = readyz.get(answer, 0) + 1
+            next_probe += 1.0
         phase = "connecting" if now < go_at else "warm-up" if now < window[0] else "measuring"
         progress.update(int(total - (window[1] - now)), phase)
         time.sleep(min(0.25, max(0.01, (window[0] if cpu_start is None else window[1]) - now)))
@@ -301,6 +359,29 @@ def measure_point(settings: Settings, pid: int, streams: int, args: argparse.Nam
         "load_average": os.getloadavg(),
         "_latencies": latencies,
     }
+    if args.capacity:
+        counts = ingest_counts(settings.api_port)
+        refused_ms = [ms for p in parts for ms in p["refused_ms"]]
+        # A labelled counter has no sample before its first count; an older checkout (--code) none at all.
+        delta = {k: None if counts[k] is None else counts[k] - (counts_before[k] or 0.0) for k in counts}
+        point.update({
+            "capacity": args.capacity,
+            "offered": streams,
+            "admitted": sum(p["admitted"] for p in parts),
+            "refused_1013": sum(p["refused_1013"] for p in parts),
+            "refused_by_ingest_metric": delta["refused"],
+            "refused_other": [r for p in parts for r in p["refused_other"]][:5],
+            "refusal_reasons": sorted({r for p in parts for r in p["refusal_reasons"]}),
+            "refused_ms_p50": round(percentile(refused_ms, 50), 1) if refused_ms else None,
+            "refused_ms_p99": round(percentile(refused_ms, 99), 1) if refused_ms else None,
+            "frames_sent_by_refused": sum(p["frames_sent_by_refused"] for p in parts),
+            "frames_read_by_ingest": delta["frames_read"],
+            "readyz_during_window": readyz,
+        })  # fmt: skip
+        print(f"{label}: capacity {args.capacity}, {streams} offered: {point['admitted']} admitted, "
+              f"{point['refused_1013']} refused with 1013 (ingest counted {delta['refused']}; {refused_ms and point['refused_ms_p50']} ms "
+              f"p50 after the socket opened), other closes {point['refused_other']}; ingest read {delta['frames_read']} "
+              f"frames, the admitted sent {sent}; /readyz over the window {readyz}")  # fmt: skip
     print(f"{label}: {streams} streams: frame->ack p50 {point['p50_ms']} ms, p95 {point['p95_ms']} ms, p99 "
           f"{point['p99_ms']} ms; acked {acked}/{sent}; ingest {point['ingest_cpu_us_per_frame']} us/frame (user "
           f"{point['ingest_user_us_per_frame']}, sys {point['ingest_sys_us_per_frame']}) "
@@ -320,7 +401,7 @@ def run_code(code: Path, label: str, args: argparse.Namespace) -> list[dict[str,
             print(f"{label}: acks go to {args.client_log}; the audio to topics of namespace "
                   f"{settings.topic_namespace} (PALAVER_TOPIC_NAMESPACE for palaver check)")  # fmt: skip
         profile = args.profile.with_suffix(f".{label}.prof") if args.profile else None
-        proc = start_ingest(settings, code, log, profile)
+        proc = start_ingest(settings, code, log, profile, args.capacity)
         try:
             wait_for_port(settings.api_port)
             return [measure_point(settings, proc.pid, s, args, label) for s in args.streams]
@@ -351,8 +432,7 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     for point in points:
         lat = sorted(point["_latencies"])
         if lat:
-            right.plot(lat, [i / len(lat) for i in range(len(lat))],
-                       label=f"{point['label']}, {point['streams']} streams")  # fmt: skip
+            right.plot(lat, [i / len(lat) for i in range(len(lat))], label=_series(point))
     right.axvline(TARGET_P99_MS, color="tab:red", linestyle="--", label="p99 target 300 ms")
     right.axhline(0.99, color="tab:gray", linestyle=":")
     right.set_xscale("log")
@@ -360,7 +440,7 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     right.set_ylabel("fraction of frames")
     right.set_title("Frame sent -> first ack covering it")
     right.legend(fontsize=8)
-    names = [f"{p['label']}\n{p['streams']}" for p in points]
+    names = [f"{p['label']}\n{p['streams']}" + (f" ({p['admitted']} in)" if "capacity" in p else "") for p in points]
     left.bar(names, [p["ingest_cpu_us_per_frame"] or 0 for p in points], color="tab:blue")
     left.axhline(TARGET_CPU_US_PER_FRAME, color="tab:red", linestyle="--", label="target 80 us")
     left.set_ylabel("ingest CPU per 100 ms frame (us)")
@@ -368,6 +448,13 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     left.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _series(point: dict[str, Any]) -> str:
+    if "capacity" not in point:
+        return f"{point['label']}, {point['streams']} streams"
+    return (f"{point['label']}, {point['admitted']} admitted of {point['offered']} offered (capacity "
+            f"{point['capacity']}; {point['refused_1013']} refused with 1013)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-log", type=Path, metavar="FILE",
                         help="append each stream's ready, acks and close to FILE (JSON lines, palaver.ack_log), "
                         "as `palaver check --client-log` reads them")  # fmt: skip
+    parser.add_argument("--capacity", type=int, help="overload: the ingest admits this many streams "
+                        "(PALAVER_INGEST_MAX_STREAMS) and the load levels offer more; default: no limit")  # fmt: skip
     parser.add_argument("--profile", type=Path, help="run the ingest under cProfile, writing FILE.<label>.prof "
                         "(its figures then include the profiler's cost)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -403,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"ingest_cpu_us_per_frame": TARGET_CPU_US_PER_FRAME, "streams": TARGET_STREAMS,
                     "p99_ms": TARGET_P99_MS, "acked_fraction": 1.0},
         "cpus": os.cpu_count(),
+        "capacity": args.capacity,
     }
     path = write_results("ingest", results)
     print(f"wrote {path} and {png}")

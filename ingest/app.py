@@ -32,7 +32,7 @@ from ingest.protocol import (
 from palaver import ids
 from palaver.auth.tickets import TicketRefused, UsedTickets, redeem
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, encode
-from palaver.metrics import INGEST_ACTIVE_STREAMS, INGEST_FRAMES, INGEST_REJECTED
+from palaver.metrics import INGEST_ACTIVE_STREAMS, INGEST_FRAMES, INGEST_REJECTED, SOCKETS_REFUSED
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
@@ -90,27 +90,26 @@ async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None
         return
     stream = ids.stream_id(meeting_id, speaker_id)
     try:
-        ctx.active.admit(meeting_id, stream)
-    except ProtocolError as err:
-        await _reject(ws, err)
-        return
-    INGEST_ACTIVE_STREAMS.inc()
-    try:
-        await _serve_stream(ws, ctx, meeting_id, speaker_id, stream)
-    finally:
-        ctx.active.release(meeting_id, stream)
-        INGEST_ACTIVE_STREAMS.dec()
-
-
-async def _serve_stream(ws: WebSocket, ctx: IngestContext, meeting_id: str, speaker_id: str, stream: str) -> None:
-    try:
+        ctx.active.check(meeting_id, stream)  # a full process reads nothing of a new socket
         fmt = await _receive_header(ws, ctx.limits.idle_s)
         check_start_sample(fmt.start_sample, fmt.sample_rate, ctx.limits)
+        # Admitted from here until the connection ends; the process may have filled while the header came.
+        ctx.active.admit(meeting_id, stream)
     except ProtocolError as err:
         await _reject(ws, err)
         return
     except _EndOfStream:
         return
+    INGEST_ACTIVE_STREAMS.inc()
+    try:
+        await _serve_stream(ws, ctx, fmt, meeting_id, speaker_id, stream)
+    finally:
+        ctx.active.release(meeting_id, stream)
+        INGEST_ACTIVE_STREAMS.dec()
+
+
+async def _serve_stream(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, meeting_id: str, speaker_id: str,
+                        stream: str) -> None:  # fmt: skip
     now_ms = int(time.time() * 1000)
     ctx.release_idle_meetings(now_ms)
     placed = ctx.clock.place(meeting_id, stream, now_ms, fmt.start_sample, fmt.sample_rate)
@@ -242,6 +241,8 @@ async def _send_event(ctx: IngestContext, stream: str, event: StreamStartedV1 | 
 
 async def _reject(ws: WebSocket, err: ProtocolError) -> None:
     INGEST_REJECTED.labels(code=str(err.code)).inc()
+    if err.code == CloseCode.SERVER_FULL:
+        SOCKETS_REFUSED.labels(socket="ingest").inc()
     log.info("closing stream with %s: %s", err.code, err.reason)
     if ws.application_state == WebSocketState.CONNECTED:
         await ws.close(code=err.code, reason=err.reason)

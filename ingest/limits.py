@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ingest.protocol import CloseCode, ProtocolError
+from palaver.admission import Capacity, Full
 from palaver.settings import Settings
 
 
@@ -16,7 +17,7 @@ class IngestLimits:
     """One ingest process's limits (PALAVER_INGEST_*, PALAVER_MAX_STREAM_S); the defaults are the settings'."""
 
     max_streams_per_meeting: int = 32
-    max_streams: int = 256  # connected at once in this process, over all meetings
+    max_streams: int = 256  # admitted at once in this process, over all meetings (more: 1013)
     max_speed: float = 1.5  # sustained audio seconds per wall second one connection may send
     burst_s: float = 10.0  # audio seconds a connection may send ahead of max_speed (a catch-up)
     idle_s: float = 60.0  # a socket that sends nothing for this long is closed (before its header too)
@@ -84,21 +85,31 @@ def check_stream_length(end_sample: int, sample_rate: int, limits: IngestLimits)
 
 @dataclass
 class ActiveStreams:
-    """The streams connected to this process, by meeting. ``admit`` decides whether a new connection may
-    have a slot; ``release`` frees it when the connection ends."""
+    """The streams admitted to this process, by meeting. A stream is admitted once its header is accepted
+    and holds its slot until its connection ends: ``check`` (before the header, so that a full process
+    reads nothing of a new socket) and ``admit`` (once the header is accepted) decide, ``release`` frees
+    the slot. The process-wide slots are ``capacity`` (``palaver.admission``: its refusal is 1013 with a
+    retry hint, and ``/readyz`` reads it)."""
 
     limits: IngestLimits
     by_meeting: dict[str, set[str]] = field(default_factory=dict)
-    count: int = 0
+    capacity: Capacity = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.capacity = Capacity("streams", self.limits.max_streams)
+
+    @property
+    def count(self) -> int:
+        return self.capacity.held
 
     def __contains__(self, stream: str) -> bool:
         meeting = stream.split("/", 1)[0]
         return stream in self.by_meeting.get(meeting, ())
 
-    def admit(self, meeting_id: str, stream: str) -> None:
-        """Take a slot for ``stream`` of ``meeting_id`` or raise: STREAM_BUSY when that stream is connected
-        already (first: a reconnect that the server has not yet seen drop is told to retry), MEETING_FULL
-        (the meeting's own limit, whatever the server's load), SERVER_FULL."""
+    def check(self, meeting_id: str, stream: str) -> None:
+        """Raise what ``admit`` would, taking nothing: STREAM_BUSY when that stream is connected already
+        (first: a reconnect that the server has not yet seen drop is told to retry), MEETING_FULL (the
+        meeting's own limit, whatever the server's load), SERVER_FULL (1013, with a retry hint)."""
         streams = self.by_meeting.get(meeting_id, set())
         if stream in streams:
             raise ProtocolError(CloseCode.STREAM_BUSY, f"stream {stream} is already connected")
@@ -107,18 +118,22 @@ class ActiveStreams:
                 CloseCode.MEETING_FULL,
                 f"meeting {meeting_id} has its maximum of {self.limits.max_streams_per_meeting} streams",
             )
-        if self.count >= self.limits.max_streams:
-            raise ProtocolError(
-                CloseCode.SERVER_FULL, f"this ingest server has its maximum of {self.limits.max_streams} streams"
-            )
+        try:
+            self.capacity.check()
+        except Full as full:
+            raise ProtocolError(CloseCode.SERVER_FULL, full.reason) from None
+
+    def admit(self, meeting_id: str, stream: str) -> None:
+        """Take a slot for ``stream`` of ``meeting_id`` or raise as ``check`` does (nothing taken)."""
+        self.check(meeting_id, stream)
+        self.capacity.take()
         self.by_meeting.setdefault(meeting_id, set()).add(stream)
-        self.count += 1
 
     def release(self, meeting_id: str, stream: str) -> None:
         streams = self.by_meeting.get(meeting_id)
         if streams is None or stream not in streams:
             return
         streams.discard(stream)
-        self.count -= 1
+        self.capacity.release()
         if not streams:
             del self.by_meeting[meeting_id]

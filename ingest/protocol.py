@@ -5,7 +5,8 @@ Client -> server: a text header ``{"sample_rate":16000,"encoding":"pcm_s16le","c
 language), then binary frames of 20-250 ms of audio (only the last one before ``end`` may be shorter), then
 the text ``{"type":"end"}``. Server -> client: ``{"type":"ready","first_sample":F,"stream_start_ms":T,
 "limits":{...}}`` once the header is accepted, ``{"type":"ack","samples":N}`` once the stream's first N samples are durable in Kafka, and a
-close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input.
+close: 1000 after ``end`` when everything is durable, 4xxx with a reason on bad input, 1013 (try again
+later; the reason ends in ``retry after N s``) when the process holds its most streams.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from palaver import admission
 from palaver.auth import tickets
 from palaver.languages import is_language
 
@@ -41,7 +43,7 @@ class CloseCode:
     IDLE = 4008  # nothing received for PALAVER_INGEST_IDLE_S (as HTTP 408)
     STREAM_BUSY = 4009
     MEETING_FULL = 4010
-    SERVER_FULL = 4011
+    SERVER_FULL = admission.TRY_AGAIN_LATER  # 1013: the process holds its most streams; the reason says when to retry
     STREAM_TOO_LONG = 4013  # PALAVER_MAX_STREAM_S reached (as HTTP 413)
     TOO_FAST = 4029  # sustained send rate above PALAVER_INGEST_MAX_SPEED (as HTTP 429)
     UNAUTHENTICATED = tickets.UNAUTHENTICATED  # no ticket, or a forged, expired or used one

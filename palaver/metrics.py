@@ -11,6 +11,12 @@ INGEST_FRAMES = Counter("palaver_ingest_frames_total", "Audio frames accepted by
 INGEST_REJECTED = Counter(
     "palaver_ingest_rejected_streams_total", "Streams closed for bad input, by close code", ["code"]
 )
+SOCKETS_REFUSED = Counter(
+    "palaver_sockets_refused_total",
+    "New sockets refused with 1013 (try again later) because the process held its most of them, by socket: "
+    "ingest (PALAVER_INGEST_MAX_STREAMS), live (PALAVER_LIVE_MAX_SOCKETS)",
+    ["socket"],
+)
 STT_UTTERANCES = Counter("palaver_stt_utterances_total", "Final utterances emitted", ["engine"])
 STT_DECODE_SECONDS = Histogram(
     "palaver_stt_decode_seconds", "Wall time of one decode call", ["engine"], buckets=LATENCY_BUCKETS

@@ -314,8 +314,21 @@ class Settings(BaseSettings):
     ingest_max_streams_per_meeting: int = Field(
         default=32, ge=1, description="Streams one meeting may have connected to an ingest process at once."
     )
+    # The capacities (palaver.admission): one more socket is refused with 1013 and a retry hint, and /readyz
+    # answers 503 while a process is full. Sized from `palaver bench ingest` (bench/README.md): 157 us of the
+    # event loop's CPU per 100 ms frame at 100 streams (106 at 300), so 256 streams take about 40% of one core,
+    # a load at which waits for the loop stay short.
     ingest_max_streams: int = Field(
-        default=256, ge=1, description="Streams one ingest process holds at once, over all meetings."
+        default=256,
+        ge=1,
+        description="Streams one ingest process admits at once, over all meetings (from its header to its end); "
+        "one more is refused with 1013 (try again later) and /readyz answers 503.",
+    )
+    live_max_sockets: int = Field(
+        default=1000,
+        ge=1,
+        description="Live sockets (WS /v1/meetings/{id}/live) one API process holds at once; one more is refused "
+        "with 1013 (try again later) and /readyz answers 503.",
     )
     ingest_max_speed: float = Field(
         default=1.5,

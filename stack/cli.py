@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("browser", help="mic-to-screen latency in chromium, 1 and 3 participants", add_help=False)
     bench_sub.add_parser("ingest", help="frame->ack latency and CPU per 100 ms frame of one ingest process, "
-                         "100 and 300 streams", add_help=False)  # fmt: skip
+                         "100 and 300 streams; --capacity: streams offered beyond it are refused (1013)",
+                         add_help=False)  # fmt: skip
     bench_sub.add_parser("enrichment", help="task precision/recall, assignee and due-date accuracy, summary key "
                          "points, over the scripted meetings", add_help=False)  # fmt: skip
 

@@ -7,10 +7,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from api.responses import STORE_RETRY_AFTER_S, STORE_UNAVAILABLE_DETAIL, declared
 from palaver import __version__
+from palaver.admission import Capacity
 from palaver.auth.secret import load_secret
 from palaver.auth.tickets import UsedTickets
 from palaver.events.registry import AUDIO_FRAMES, CHAT, EDITS, MEETINGS, SESSIONS, USERS, topic_name
@@ -56,6 +57,21 @@ DESCRIPTION = """Live meeting transcription.
 * **Edits, users, chat**: writes become events on Kafka (the system of record); the store writer makes
   them readable a moment later.
 """
+
+
+class Readiness(BaseModel):
+    status: str  # ready | full
+    checks: dict[str, str]  # socket kind (ingest, live) -> "ok" or "full: N of N ..."
+
+
+def _capacities(app: FastAPI) -> dict[str, Capacity]:
+    """The admission capacities of the services this process hosts (those started: none before the lifespan)."""
+    found = {}
+    if (ingest := getattr(app.state, "ingest", None)) is not None:
+        found["ingest"] = ingest.active.capacity
+    if (live := getattr(app.state, "live", None)) is not None:
+        found["live"] = live.capacity
+    return found
 
 
 def server_config(app: FastAPI, host: str, port: int, log_level: str = "info", **options: Any) -> uvicorn.Config:
@@ -255,6 +271,24 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         status = 200 if all(v == "ok" for v in checks.values()) else 503
         return JSONResponse({"status": "ok" if status == 200 else "degraded", "services": sorted(services),
                              "checks": checks}, status_code=status)  # fmt: skip
+
+    @app.get("/readyz", tags=["ops"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "Full: new sockets are refused (see `checks`)"}})  # fmt: skip
+    async def readyz(
+        socket: Annotated[Literal["ingest", "live"] | None, Query(description="Ask about one kind of socket only")] = None,
+    ) -> JSONResponse:
+        """Whether this process takes new sockets: 200 while it does, 503 with `Retry-After` while it holds
+        its most ingest streams (`PALAVER_INGEST_MAX_STREAMS`) or live sockets (`PALAVER_LIVE_MAX_SOCKETS`),
+        which it then refuses with 1013. For a load balancer: send new sockets elsewhere meanwhile; the ones
+        this process holds keep being served. Says nothing of the broker or the store (`/healthz` does)."""
+        capacities = {name: capacity for name, capacity in _capacities(app).items() if socket in (None, name)}
+        checks = {name: capacity.readiness() for name, capacity in capacities.items()}
+        full = [capacity for capacity in capacities.values() if capacity.full]
+        body = {"status": "full" if full else "ready", "checks": checks}
+        if not full:
+            return JSONResponse(body)
+        retry = max(capacity.retry_after_s for capacity in full)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry)})
 
     metrics = metrics_app(settings)
     if metrics is not None:

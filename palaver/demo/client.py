@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import websockets
 
 from palaver import ids
 from palaver.ack_log import AckLog, ConnectionLog
+from palaver.admission import TRY_AGAIN_LATER, retry_after_s
 from palaver.tls_client import websocket_options
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,8 @@ log = logging.getLogger(__name__)
 ABNORMAL_CLOSURE = 1006  # the websocket code for "the connection ended without a close frame"
 # Closes that say "try again": going away, no close frame (the server died), the broker is unavailable,
 # service restart, try again later, this stream still connected (the server has not yet noticed that
-# the old socket is gone), and the ingest server holding its most streams (others will end).
-RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, 1013, 4009, 4011})
+# the old socket is gone). 1013 is also a full server's (palaver.admission): its reason says how long to wait.
+RETRYABLE_CLOSES = frozenset({1001, ABNORMAL_CLOSURE, 1011, 1012, TRY_AGAIN_LATER, 4009})
 
 
 @dataclass(frozen=True)
@@ -46,18 +48,27 @@ class ReconnectPolicy:
     first_delay_s: float = 0.25
     max_delay_s: float = 4.0
 
-    def delay_s(self, attempt: int) -> float:
-        """The wait before connection attempt ``attempt`` (1-based) of an outage."""
-        return min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
+    def delay_s(self, attempt: int, asked_s: float | None = None, spread: float = 0.0) -> float:
+        """The wait before connection attempt ``attempt`` (1-based) of an outage. When the server asked for
+        a wait (``asked_s``: a full server's 1013 says ``retry after N s``), at least that, stretched by up to
+        half again by ``spread`` (a random number in [0, 1)), so that the clients a full server refused at
+        once do not all come back at once."""
+        backoff = min(self.max_delay_s, self.first_delay_s * 2 ** (attempt - 1))
+        return backoff if asked_s is None else max(backoff, asked_s * (1 + 0.5 * spread))
 
 
 RECONNECT = ReconnectPolicy()
 NO_RECONNECT = ReconnectPolicy(attempts=0)  # one connection: a drop ends the stream (its close code says so)
 
 
+def asked_wait_s(close_code: int, close_reason: str) -> float | None:
+    """The wait a close asks for before trying again: a full server's 1013 says ``retry after N s``."""
+    return retry_after_s(close_reason) if close_code == TRY_AGAIN_LATER else None
+
+
 def retryable(close_code: int) -> bool:
     """Whether a connection that ended with ``close_code`` is worth trying again. 1000 is the end of the
-    stream; any other 4xxx than 4009 and 4011 is about the client's input or a limit it passed, which
+    stream; any other 4xxx than 4009 is about the client's input or a limit it passed, which
     sending again cannot mend."""
     return close_code in RETRYABLE_CLOSES
 
@@ -182,8 +193,10 @@ async def stream_pcm(
     A dropped socket (a retryable close, ``RETRYABLE_CLOSES``) is reconnected with ``start_sample`` = the
     samples acknowledged so far, and the audio is sent again from there. The pace keeps to the first
     connection's start: audio an outage held back goes as fast as the socket takes it, then real time
-    again. Only a stream that started reconnects: when the first connection cannot be opened (a wrong URL,
-    nothing listening) this raises what ``websockets.connect`` raises. Every connection takes a fresh ticket
+    again. A connection the server closes with a retryable code (the first one too) is tried again; after a
+    full server's 1013, once the wait its reason asks for has passed (``retry after N s``, plus up to half
+    again at random) or the backoff if longer. When the first connection cannot be opened at all (a wrong
+    URL, nothing listening) this raises what ``websockets.connect`` raises. Every connection takes a fresh ticket
     from ``speaker`` (a ticket opens one socket). ``tls``: the context that verifies a ``wss://`` server
     (default: the system's CAs). ``ack_log``: where each connection's ready, acks and close are written
     (``palaver.ack_log``), for ``palaver check``."""
@@ -227,7 +240,8 @@ async def stream_pcm(
         dropped_at = loop.time()
         while True:
             outage.attempts += 1
-            await asyncio.sleep(reconnect.delay_s(outage.attempts))
+            asked = asked_wait_s(ended.close_code, ended.close_reason)
+            await asyncio.sleep(reconnect.delay_s(outage.attempts, asked, random.random()))
             try:
                 ended = await connect(outage)
             except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import secrets
 import ssl
 import time
@@ -17,7 +18,7 @@ import websockets
 
 from palaver.ack_log import AckLog
 from palaver.demo.accounts import Meeting, Participant, create_meeting, invite, open_meeting, sign_up
-from palaver.demo.client import RECONNECT, ReconnectPolicy, stream_pcm, ws_url
+from palaver.demo.client import RECONNECT, ReconnectPolicy, asked_wait_s, stream_pcm, ws_url
 from palaver.demo.script import DEMO_MEETING
 from palaver.demo.synth import SAMPLE_RATE, Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
@@ -31,7 +32,8 @@ def clock(ms: int) -> str:
 async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None], stop: asyncio.Event,
                      reconnect: ReconnectPolicy = RECONNECT, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
     """Print each dialogue once it is final, until ``stop``. A dropped socket (the web process restarted) is
-    connected again with ``reconnect``'s backoff, for as long as the meeting runs: the socket starts
+    connected again with ``reconnect``'s backoff (or the wait a full server's 1013 asks for), for as long as
+    the meeting runs: the socket starts
     with the stored dialogues, and what was shown already is not shown again. ``tls``: the context that
     verifies a ``wss://`` server (default: the system's CAs)."""
     shown: set[str] = set()
@@ -54,9 +56,11 @@ async def watch_live(base_url: str, meeting: Meeting, say: Callable[[str], None]
                     if d.get("status") == "final" and d["dialogue_id"] not in shown:
                         shown.add(d["dialogue_id"])
                         say(f"  [{clock(d['start_ms'])}] {names.get(d['speaker_id'], '?'):>6}: {d['text']}")
-        except (websockets.ConnectionClosed, OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError):
+        except (websockets.ConnectionClosed, OSError, TimeoutError, websockets.InvalidHandshake, httpx.HTTPError) as exc:
             attempt += 1
-            await asyncio.sleep(reconnect.delay_s(attempt))
+            close = exc.rcvd if isinstance(exc, websockets.ConnectionClosed) else None
+            asked = asked_wait_s(close.code, close.reason) if close is not None else None  # a full server's 1013
+            await asyncio.sleep(reconnect.delay_s(attempt, asked, random.random()))
 
 
 async def wait_until_settled(reader: Participant, meeting_id: str, speakers: int,

@@ -151,6 +151,7 @@ async def _dialogue_text(world: World, caller: Caller) -> dict[str, Any]:
 
 ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row("public"),
+    ("GET", "/readyz"): Row("public"),
     ("GET", "/openapi.json"): Row("public"),
     ("GET", "/docs"): Row("public"),
     ("GET", "/docs/api-docs.js"): Row("public"),

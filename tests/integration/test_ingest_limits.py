@@ -156,9 +156,9 @@ async def test_streams_beyond_the_meeting_and_server_limits_are_refused_before_a
         for ws in (a, b, c):
             await ws.send(json.dumps({"type": "end"}))
             await _until_closed(ws)
-    assert (meeting_full.close_code, server_full.close_code) == (CloseCode.MEETING_FULL, CloseCode.SERVER_FULL)
+    assert (meeting_full.close_code, server_full.close_code) == (CloseCode.MEETING_FULL, 1013)
     assert meeting_full.close_reason == f"meeting {first.meeting_id} has its maximum of 2 streams"
-    assert server_full.close_reason == "this ingest server has its maximum of 3 streams"
+    assert server_full.close_reason == "this process holds its maximum of 3 streams; retry after 5 s"
 
 
 async def test_a_short_frame_in_the_middle_closes_with_4007(web: Web) -> None:

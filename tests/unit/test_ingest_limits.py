@@ -151,6 +151,24 @@ def test_active_streams_admit_within_the_limits_and_free_slots_on_release() -> N
     assert (active.count, active.by_meeting) == (0, {})
 
 
+def test_check_refuses_as_admit_would_and_takes_nothing() -> None:
+    active = ActiveStreams(IngestLimits(max_streams_per_meeting=2, max_streams=2))
+    active.check("m1", "m1/a")
+    active.check("m1", "m1/a")
+    assert active.count == 0, "checking takes no slot"
+    active.admit("m1", "m1/a")
+    active.admit("m2", "m2/a")
+    for meeting, stream, code in (("m1", "m1/a", CloseCode.STREAM_BUSY), ("m3", "m3/a", CloseCode.SERVER_FULL)):
+        with pytest.raises(ProtocolError) as info:
+            active.check(meeting, stream)
+        assert info.value.code == code
+    assert info.value.code == 1013 and info.value.reason == "this process holds its maximum of 2 streams; retry after 5 s"
+    assert (active.count, active.capacity.readiness()) == (2, "full: 2 of 2 streams")
+    active.release("m2", "m2/a")
+    active.check("m3", "m3/a")
+    assert active.capacity.readiness() == "ok"
+
+
 def test_limits_come_from_the_settings() -> None:
     from palaver.settings import Settings
 

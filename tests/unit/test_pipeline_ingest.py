@@ -349,6 +349,28 @@ def test_streams_beyond_the_meetings_and_the_servers_limits_are_refused_before_a
         _connect(c)
 
 
+def test_a_socket_whose_header_comes_after_the_process_filled_is_refused_with_1013_before_any_audio() -> None:
+    """A stream is admitted when its header is accepted: a socket opened while a slot was free, whose header
+    comes once others took the last one, is refused then, and nothing of it reaches the broker."""
+    ingest = _Ingest(IngestLimits(max_streams=2))
+    late_stream = "m2/usr_" + "c" * 24
+    with ingest.client.websocket_connect(_url("m2", "usr_" + "c" * 24)) as late, \
+            ingest.client.websocket_connect(_url("m1", "usr_" + "a" * 24)) as a, \
+            ingest.client.websocket_connect(_url("m1", "usr_" + "b" * 24)) as b:  # fmt: skip
+        _connect(a), _connect(b)
+        assert ingest.context.active.capacity.full
+        late.send_text(orjson.dumps(HEADER).decode())
+        late.send_bytes(_frame(0))
+        refused = late.receive()
+        for ws in (a, b):
+            ws.send_json({"type": "end"})
+            _until_closed(ws)
+    assert (refused["type"], refused["code"]) == ("websocket.close", CloseCode.SERVER_FULL)
+    assert refused["reason"] == "this process holds its maximum of 2 streams; retry after 5 s"
+    assert late_stream.encode() not in {r.key for r in ingest.broker.records(TOPIC)}
+    assert ingest.context.active.count == 0 and not ingest.context.active.capacity.full
+
+
 def test_audio_the_broker_does_not_take_is_never_acknowledged_and_the_socket_closes_with_1011() -> None:
     ingest = _Ingest()
     with ingest.client.websocket_connect(_url()) as ws:

@@ -20,6 +20,7 @@ import palaver.events
 from api.live import LiveHub, Subscription
 from api.live_buffer import RecentMessages
 from api.live_messages import LiveMessage
+from palaver.admission import Full
 from palaver.events import (
     ChatMessageV1,
     DialogueUpdateV1,
@@ -214,3 +215,25 @@ async def test_a_message_the_hub_cannot_decode_is_skipped() -> None:
     assert _texts(_drain(subscription)) == ["after"]
     assert (skipped("dialogues"), skipped("meetings")) == (before[0] + 2, before[1])
     assert broker.records("dialogues.dlq") == [], "the hub dead-letters nothing (the store's group does)"
+
+
+async def test_a_hub_holds_at_most_its_capacity_of_sockets() -> None:
+    """One subscription is one live socket: the one beyond PALAVER_LIVE_MAX_SOCKETS is refused (1013), and
+    an ended one frees its slot, once however often it is ended."""
+    broker = MemoryBroker(partitions=1)
+    for topic in ("dialogues", "chat", "meetings"):
+        broker.create(topic)
+    hub = LiveHub(Settings(live_max_sockets=2), consumer_factory=broker.consumer)
+    first, second = hub.subscribe("m1"), hub.subscribe("m2")
+    with pytest.raises(Full) as refused:
+        hub.subscribe("m1")
+    assert (refused.value.code, hub.capacity.readiness()) == (1013, "full: 2 of 2 live sockets")
+    assert refused.value.reason.endswith("retry after 5 s")
+    hub.unsubscribe(first)
+    hub.unsubscribe(first)
+    third = hub.subscribe("m1")
+    with pytest.raises(Full):
+        hub.subscribe("m3")
+    hub.unsubscribe(second)
+    hub.unsubscribe(third)
+    assert hub.capacity.held == 0

@@ -34,7 +34,7 @@ def test_backoff_doubles_up_to_its_ceiling() -> None:
     assert [policy.delay_s(n) for n in range(1, 8)] == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
-@pytest.mark.parametrize(("code", "again"), [(1006, True), (1011, True), (1012, True), (4009, True), (4011, True),
+@pytest.mark.parametrize(("code", "again"), [(1006, True), (1011, True), (1012, True), (4009, True), (1013, True),
                                              (1000, False), (4001, False), (4004, False), (4005, False),
                                              (4007, False), (4008, False), (4010, False), (4013, False),
                                              (4029, False)])  # fmt: skip
@@ -143,6 +143,32 @@ async def test_a_busy_stream_and_a_restarting_server_are_waited_for() -> None:
     assert (result.close_code, result.acked_samples) == (1000, len(PCM))
     assert result.reconnects == (Reconnect("close 1006", 3, 2 * STEP, 2 * STEP),)
     assert [c.header.get("start_sample") for c in peer.connections] == [None, 2 * STEP, 2 * STEP, 2 * STEP]
+
+
+@dataclass(frozen=True)
+class WaitsNoted(ReconnectPolicy):
+    """FAST's attempts, noting the wait each retry was asked for (a 1013's hint) instead of waiting it."""
+
+    asked: list[float | None] = field(default_factory=list)
+
+    def delay_s(self, attempt: int, asked_s: float | None = None, spread: float = 0.0) -> float:
+        self.asked.append(asked_s)
+        return 0.01
+
+
+async def test_a_full_server_is_tried_again_after_the_wait_its_refusal_asks_for() -> None:
+    """Refused at its first connection (1013 with a hint) and on a resume, the stream waits the asked time
+    each time, then goes on; a close without a hint gets the backoff."""
+
+    async def full(ws: ServerConnection, connection: Connection, index: int) -> None:
+        await ws.close(1013, "this process holds its maximum of 3 streams; retry after 5 s")
+
+    peer = Peer([full, dropping_after(2), full, closing_with(1011), serve_stream])
+    policy = WaitsNoted(attempts=3, give_up_after_s=30)
+    result = await stream_to(peer, PCM, policy)
+    assert (result.close_code, result.acked_samples, result.first_sample) == (1000, len(PCM), 0)
+    assert policy.asked == [5.0, None, 5.0, None]
+    assert result.reconnects == (Reconnect("close 1006", 3, 2 * STEP, 2 * STEP),)
 
 
 async def test_reconnecting_gives_up_after_its_attempts() -> None:

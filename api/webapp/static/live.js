@@ -45,7 +45,12 @@ export class LiveMeeting {
       }
       this.attempts += 1;
       this.handlers.state("reconnecting", event.reason);
-      setTimeout(() => this.open(), Math.min(4000, 250 * 2 ** Math.min(this.attempts - 1, 4)));
+      const backoff = Math.min(4000, 250 * 2 ** Math.min(this.attempts - 1, 4));
+      // A full server's 1013 ends in "retry after N s" (palaver/admission.py): wait that, plus up to half again
+      // at random, so the sockets it refused at once do not all come back at once.
+      const hint = event.code === 1013 && /retry after (\d+(?:\.\d+)?) s$/.exec(event.reason || "");
+      const delay = hint ? Math.max(backoff, Number(hint[1]) * 1000 * (1 + 0.5 * Math.random())) : backoff;
+      setTimeout(() => this.open(), delay);
     };
   }
 

@@ -10,7 +10,9 @@ import { post, socketUrl } from "./api.js";
 
 const RATE = 16000;
 // Close codes after which the same audio can be sent again (docs/ingest-protocol.md, "Reconnecting").
-const TRANSIENT = new Set([1001, 1005, 1006, 1011, 1012, 1013, 4009, 4011]);
+// 1013 is also a full server's: its reason ends in "retry after N s" (palaver/admission.py).
+const TRANSIENT = new Set([1001, 1005, 1006, 1011, 1012, 1013, 4009]);
+const RETRY_HINT = /retry after (\d+(?:\.\d+)?) s$/;
 const MAX_BACKLOG_SAMPLES = RATE * 60 * 30; // a longer outage drops the oldest audio, loudly
 
 export async function microphones() {
@@ -186,16 +188,20 @@ export class MicStream {
       return;
     }
     if (TRANSIENT.has(event.code) || event.code === 4401) {
-      this.retry();
+      const hint = event.code === 1013 && RETRY_HINT.exec(event.reason || "");
+      this.retry(hint ? Number(hint[1]) * 1000 : 0);
     } else {
       this.fail(`the server closed the microphone stream: ${event.code} ${event.reason}`);
     }
   }
 
-  retry() {
+  // askedMs: the wait a full server asked for; stretched by up to half again at random, so the clients it
+  // refused at once do not all come back at once.
+  retry(askedMs = 0) {
     if (this.stopped) return;
     this.attempts += 1;
-    const delay = Math.min(4000, 250 * 2 ** Math.min(this.attempts - 1, 4));
+    const backoff = Math.min(4000, 250 * 2 ** Math.min(this.attempts - 1, 4));
+    const delay = askedMs ? Math.max(backoff, askedMs * (1 + 0.5 * Math.random())) : backoff;
     this.onState("reconnecting");
     setTimeout(() => this.connect(), delay);
   }
