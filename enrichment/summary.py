@@ -88,7 +88,9 @@ _ANSWER = re.compile(r"^(?:yes|yeah|yep|no|nope|agreed|sure|correct|right|defini
 _CLAUSE = re.compile(r"\b(?:i|we|you|he|she|it|they|there|let's|is|are|was|were|be|been|do|does|did|have|has|had|"
                      r"will|can|could|should|would|need|needs|go|get|got)\b|\w'(?:s|re|ll|ve|d|m|t)\b",
                      re.IGNORECASE)  # fmt: skip
-_RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall)\b", re.IGNORECASE)
+_CONCESSION = re.compile(r"^([^,.?!]{2,40}), but (?=\w)", re.IGNORECASE)
+_RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall|the headline|long story short|"
+                    r"in a nutshell|the (?:main|key|big) (?:point|takeaway|one|issue)|the takeaway)\b", re.IGNORECASE)
 _TAG = re.compile(r",\s*(?:right|you know|i think|i guess|or something|though)\s*(?=[.?!]$)", re.IGNORECASE)
 
 
@@ -112,9 +114,13 @@ class _Sentence:
 
 def clean(sentence: str) -> str:
     """A spoken sentence made readable and shorter: fillers, openers ("so, yeah, um"), hedges ("just",
-    "kind of") and tags (", right?") dropped; every word that carries meaning kept."""
+    "kind of"), tags (", right?") and a concession without content words before "but" ("I won't go through
+    all of it, but", "I know, but") dropped; every word that carries meaning kept."""
     text = _OPENERS.sub("", _FILLER.sub("", sentence)).strip()
     text = _TAG.sub("", _HEDGES.sub("", text)).strip()
+    concession = _CONCESSION.match(text)
+    if concession and not content_words(concession.group(1)):
+        text = text[concession.end():]
     return text[:1].upper() + text[1:]
 
 

@@ -175,3 +175,15 @@ def test_a_request_is_worth_less_than_the_fact_it_is_about() -> None:
     fact = worth("The survey went out to the whole team last week.", 1.0)
     assert worth("Could one of you send the survey to the whole team?", 1.0) < fact
     assert worth("Can you send the survey to the whole team this week?", 1.0) < fact
+
+
+def test_clean_drops_a_concession_without_content_before_but_and_keeps_one_with_content() -> None:
+    assert clean("I won't go through all of it, but the headline is that we're prioritizing reliability.") == (
+        "The headline is that we're prioritizing reliability.")
+    assert clean("It's about eighty percent done, but I'm blocked on credentials.") == (
+        "It's about eighty percent done, but I'm blocked on credentials.")
+
+
+def test_a_sentence_that_says_it_is_the_headline_counts_more() -> None:
+    assert worth("The headline is that we're prioritizing reliability and the reports rewrite.", 1.0) > worth(
+        "We're prioritizing reliability and the reports rewrite.", 1.0)
