@@ -154,14 +154,20 @@ def task_verb(phrase: str) -> str | None:
     return lemma
 
 
+_TIME_NOUNS = {"morning", "afternoon", "evening", "week", "weekend", "month", "quarter", "year", "time", "sprint"}
+
+
 def demonstrative_noun(phrase: str) -> str:
-    """The noun of a demonstrative object ("write that article": "article"), or ""."""
+    """The noun of a demonstrative object ("write that article": "article"), or ""; a time ("send it this
+    afternoon", "this week") is none."""
     m = re.search(r"\b(?:that|this|those|these) (\w+)", phrase, re.IGNORECASE)
     if not m:
         return ""
     noun = m.group(1).lower()
     if noun.endswith("ed") or noun in _PARTICLES or noun in {"to", "for", "on", "done", "ready", "at", "with"}:
         return ""  # "get that provisioned", "have that in": the pronoun itself
+    if noun in _TIME_NOUNS:
+        return ""
     return noun
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from enrichment.model import ActionItem
+from enrichment.task_cues import demonstrative_noun
 from enrichment.tasks import extract_action_items, priority_of
 from tests.unit.enrichment_helpers import meeting
 
@@ -129,3 +130,17 @@ def test_a_deadline_in_a_wish_after_the_request_dates_it() -> None:
     [item] = items("Ann Lee: Bob, would you get a quote from the agency? I'd like to see it before the end of next week.",
                    "Bob Stone: Yeah, I'll email them today.")  # fmt: skip
     assert (item.assignee, item.due_date) == ("Bob Stone", date(2026, 3, 13))
+
+
+def test_a_request_taken_with_it_and_a_time_of_day_goes_to_its_taker_with_that_day() -> None:
+    """"This afternoon" is a time, not the thing "it" stands for: the pronoun still finds the request."""
+    [item] = items("Ann Lee: Budget requests are due in October, on the new template.",
+                   "Bob Stone: Can you send the template around again? I can't find it.",
+                   "Ann Lee: I'll send it to everyone this afternoon.")
+    assert (item.description, item.assignee, item.due_date) == ("Send the template around", "Ann Lee", date(2026, 3, 4))
+
+
+def test_a_time_is_no_demonstrative_object() -> None:
+    assert demonstrative_noun("write that article") == "article"
+    assert demonstrative_noun("send it to everyone this afternoon") == ""
+    assert demonstrative_noun("finish it this week") == ""
