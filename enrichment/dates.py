@@ -101,9 +101,9 @@ _PATTERNS: list[tuple[str, str]] = [
 _FINDER = re.compile(
     r"\b(?:" + "|".join(f"(?P<k_{name}>{pattern})" for name, pattern in _PATTERNS) + r")\b", re.IGNORECASE
 )
-_START_PREFIX = re.compile(r"(?:start(?:ing)?(?: on| from)?|from|beginning|begin(?: on)?|kick(?:ing)? off(?: on)?)\s*$",
+_START_PREFIX = re.compile(r"\b(?:start(?:ing)?(?: on| from)?|from|beginning|begin(?: on)?|kick(?:ing)? off(?: on)?)\s*$",
                            re.IGNORECASE)  # fmt: skip
-_DUE_PREFIX = re.compile(r"(?:by|before|until|till|due|no later than|for|on|at)\s*$", re.IGNORECASE)
+_DUE_PREFIX = re.compile(r"\b(?:by|before|until|till|due|no later than|for|on|at)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,12 @@ def test_a_middle_is_vague_and_never_read_as_the_end(text: str) -> None:
 def test_a_quarter_already_past_is_next_years_and_a_day_of_a_month_without_of_leaves_may_alone() -> None:
     assert [m.value for m in find_dates("by the end of Q1", date(2026, 5, 4))] == [date(2027, 3, 31)]
     assert [m.text for m in find_dates("the first may be tricky", WEDNESDAY)] == ["the first"]  # not "first may"
+
+
+def test_a_due_word_is_a_whole_word_not_the_end_of_another() -> None:
+    """"introduction next week": the "on" of "introduction" is no "on next week", so cutting the date out of
+    a description leaves the word whole."""
+    [mention] = find_dates("make an introduction next week", WEDNESDAY)
+    assert mention.span == (mention.start, mention.end)
+    [by] = find_dates("send it by Friday", WEDNESDAY)
+    assert "send it by Friday"[slice(*by.span)] == "by Friday"
