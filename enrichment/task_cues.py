@@ -183,10 +183,13 @@ def object_pronoun(phrase: str) -> str:
 
 
 def new_content(phrase: str) -> int:
-    """Content words of a verb phrase besides its verb, pronouns and dates."""
+    """Content words of a verb phrase besides its verb, pronouns and dates. The verb is the phrase's first word,
+    whether or not it is a content word: in "make an introduction" the stop word "make" is the verb and
+    "introduction" is new."""
     for mention in reversed(find_dates(phrase, None)):
         phrase = phrase[: mention.start] + phrase[mention.end:]
-    return len([w for w in content_words(phrase)[1:] if w not in PRONOUNS])
+    rest = phrase.strip().partition(" ")[2]  # after the verb
+    return len([w for w in content_words(rest) if w not in PRONOUNS])
 
 
 def strip_intro(clause: str) -> str:

@@ -291,7 +291,8 @@ class _Meeting:
             if said.turn < turn - 1:
                 break
             phrases = noun_phrases(said.text)
-            if noun:
+            phrases = [p for p in phrases if not any(q != p and q.endswith(f" {p}") for q in phrases)]  # "our side"
+            if noun:  # is part of "a validation bug on our side", not a thing of its own
                 phrases = [p for p in phrases if noun in p.lower() or noun.rstrip("s") in p.lower()]
             elif m.kind != "yours" and phrases:
                 phrases = phrases[:1] if _has_need(said.text) else phrases[-1:]

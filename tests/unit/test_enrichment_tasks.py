@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from enrichment.model import ActionItem
-from enrichment.task_cues import demonstrative_noun
+from enrichment.task_cues import demonstrative_noun, new_content
 from enrichment.tasks import extract_action_items, priority_of
 from tests.unit.enrichment_helpers import meeting
 
@@ -144,3 +144,16 @@ def test_a_time_is_no_demonstrative_object() -> None:
     assert demonstrative_noun("write that article") == "article"
     assert demonstrative_noun("send it to everyone this afternoon") == ""
     assert demonstrative_noun("finish it this week") == ""
+
+
+def test_a_verb_that_is_a_stop_word_still_leaves_its_object_as_new_content() -> None:
+    assert new_content("make an introduction next week") == 1 and new_content("do it") == 0
+    [item] = items("Ann Lee: I can make an introduction next week if that helps.", "Bob Stone: That would help a lot.")
+    assert (item.description, item.assignee, item.due_date) == ("Make an introduction", "Ann Lee", date(2026, 3, 13))
+
+
+def test_it_stands_for_the_whole_thing_named_not_the_part_after_its_preposition() -> None:
+    [item] = items("Ann Lee: The export fails for long names. That's a validation bug on our side.",
+                   "Bob Stone: I can fix it tomorrow.")  # fmt: skip
+    assert (item.description, item.assignee, item.due_date) == (
+        "Fix a validation bug on our side", "Bob Stone", date(2026, 3, 5))
