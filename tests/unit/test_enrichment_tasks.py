@@ -7,7 +7,7 @@ from datetime import date
 from enrichment.model import ActionItem
 from enrichment.task_cues import demonstrative_noun, new_content
 from enrichment.tasks import extract_action_items, priority_of
-from tests.unit.enrichment_helpers import meeting
+from tests.unit.enrichment_helpers import WEDNESDAY, meeting
 
 PEOPLE = ("Ann Lee", "Bob Stone", "Carol White")
 
@@ -157,3 +157,12 @@ def test_it_stands_for_the_whole_thing_named_not_the_part_after_its_preposition(
                    "Bob Stone: I can fix it tomorrow.")  # fmt: skip
     assert (item.description, item.assignee, item.due_date) == (
         "Fix a validation bug on our side", "Bob Stone", date(2026, 3, 5))
+
+
+def test_it_stands_for_the_thing_named_earlier_in_its_sentence_not_an_unrelated_earlier_task() -> None:
+    first, second = items("Ann Lee: Bob, please send Carol the contact details for the hospital deal today.",
+                          "Bob Stone: Sure, right after this call.",
+                          "Carol White: Our biggest customer renews on the 30th and wants a discount.",
+                          "Ann Lee: Bob, you own that renewal, so let's get it signed before the 30th.")  # fmt: skip
+    assert (first.description, first.due_date) == ("Send Carol the contact details for the hospital deal", WEDNESDAY)
+    assert (second.description, second.due_date) == ("Get that renewal signed", date(2026, 3, 30))
