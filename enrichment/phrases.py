@@ -28,16 +28,18 @@ _TRAILING = re.compile(
 )
 
 
-def noun_phrases(sentence: str) -> list[str]:
+def noun_phrases(sentence: str, demonstratives: bool = False) -> list[str]:
     """Candidate noun phrases of a sentence: the object of need/want first, then determiner phrases in
-    order; phrases that are dates ("the tenth") are left out."""
+    order; phrases that are dates ("the tenth") are left out. With ``demonstratives``, "that renewal" and
+    "this draft" count too ("that" alone, as in "said that we", is no phrase)."""
     found: list[str] = []
     need = _NEED.search(sentence)
     if need:
         phrase = _phrase_from(sentence[need.end():], require_determiner=False)
         if phrase:
             found.append(phrase)
-    for m in re.finditer(rf"\b{_DETERMINER}\b", sentence, re.IGNORECASE):
+    determiner = _DETERMINER[:-1] + "|that|this)" if demonstratives else _DETERMINER
+    for m in re.finditer(rf"\b{determiner}\b", sentence, re.IGNORECASE):
         phrase = _phrase_from(sentence[m.start():], require_determiner=True)
         if phrase and phrase not in found and not _is_date(phrase) and not _TIME_ADVERBIAL.match(phrase):
             found.append(phrase)

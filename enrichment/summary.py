@@ -19,7 +19,8 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import takewhile
 
 import numpy as np
 
@@ -70,8 +71,8 @@ _SPECIFIC = re.compile(r"(?<=\w[ ,])(?:[A-Z][a-z]*[A-Z0-9]\w*|[A-Z]{2,}\w*|[A-Z]
 _FLOOR = re.compile(r"^(?:(?i:next|last|first|moving on|now|then|finally|lastly)\b[^.?!]{0,40}|"
                     r"[A-Z]\w+, [\w\s'-]{1,30}\b(?i:first|next|now|please|go ahead|you're up)|"
                     r"[\w\s'-]{1,30}, [A-Z][a-z]+)[.?!]?$")  # "Support backlog, Kate."
-_TASKLIKE = re.compile(r"^(?:\w+, )?(?:i'll|i will|i can|i'm going to|we'll|can you|could you|would you|please)\b",
-                       re.IGNORECASE)  # fmt: skip
+_TASKLIKE = re.compile(r"^(?:\w+, )?(?:i'll|i will|i can|i'm going to|we'll|please|"
+                       r"(?:can|could|would) (?:you|one of you|someone|somebody|anyone))\b", re.IGNORECASE)  # fmt: skip
 # Dialogue acts that carry no content of their own: reactions to what was said, talk about the meeting itself.
 _REACTION = re.compile(r"^(?:(?:i|we) (?:noticed|agree|see|hear|like|love that|get it|hear you)|that(?:'s| is)? "
                        r"(?:matches|makes sense|works|sounds|would|helps|fair|true|right|interesting|useful)|"
@@ -83,7 +84,13 @@ _META = re.compile(r"\b(?:let's (?:talk about|look at|start with|go through|get 
 # A reply that leans on the question before it: a yes or no, or a pronoun early on ("let's move it").
 _ANSWER = re.compile(r"^(?:yes|yeah|yep|no|nope|agreed|sure|correct|right|definitely|probably|not)\b|"
                      r"^(?:\S+\s+){0,5}(?:it|that|this|them|those)\b", re.IGNORECASE)  # fmt: skip
-_RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall)\b", re.IGNORECASE)
+# A subject or a verb form that makes a few words a clause rather than a fragment ("Let's go through it.").
+_CLAUSE = re.compile(r"\b(?:i|we|you|he|she|it|they|there|let's|is|are|was|were|be|been|do|does|did|have|has|had|"
+                     r"will|can|could|should|would|need|needs|go|get|got)\b|\w'(?:s|re|ll|ve|d|m|t)\b",
+                     re.IGNORECASE)  # fmt: skip
+_CONCESSION = re.compile(r"^([^,.?!]{2,40}), but (?=\w)", re.IGNORECASE)
+_RECAP = re.compile(r"\b(?:to recap|to sum up|in short|bottom line|the upshot|so overall|the headline|long story short|"
+                    r"in a nutshell|the (?:main|key|big) (?:point|takeaway|one|issue)|the takeaway)\b", re.IGNORECASE)
 _TAG = re.compile(r",\s*(?:right|you know|i think|i guess|or something|though)\s*(?=[.?!]$)", re.IGNORECASE)
 
 
@@ -107,28 +114,64 @@ class _Sentence:
 
 def clean(sentence: str) -> str:
     """A spoken sentence made readable and shorter: fillers, openers ("so, yeah, um"), hedges ("just",
-    "kind of") and tags (", right?") dropped; every word that carries meaning kept."""
+    "kind of"), tags (", right?") and a concession without content words before "but" ("I won't go through
+    all of it, but", "I know, but") dropped; every word that carries meaning kept."""
     text = _OPENERS.sub("", _FILLER.sub("", sentence)).strip()
     text = _TAG.sub("", _HEDGES.sub("", text)).strip()
+    concession = _CONCESSION.match(text)
+    if concession and not content_words(concession.group(1)):
+        text = text[concession.end():]
     return text[:1].upper() + text[1:]
 
 
 def _sentences(dialogues: Sequence[Dialogue]) -> list[_Sentence]:
-    """The meeting's sentences, compressed; a turn's first sentence that answers the question just asked by
-    someone else ("Agreed, let's move it to next sprint.") carries that question along."""
+    """The meeting's sentences, compressed. A fragment that trails a sentence of the same turn ("The chat widget
+    especially.") is joined to it, as alone it says nothing. A turn's opening that answers a question someone
+    else asked ("Agreed, let's move it to next sprint.") carries that question along (``_question_answered``),
+    and so does the sentence after a short answer ("Yes, pause those. Actually, cancel them outright.")."""
     out: list[_Sentence] = []
     for d in dialogues:
-        for index, s in enumerate(split_sentences(d.text)):
+        turn_start = len(out)
+        for s in split_sentences(d.text):
             text = clean(s)
             if not words(text):
                 continue
+            if len(out) > turn_start and out[-1].speaker == d.speaker and _is_fragment(text, out[-1].text):
+                out[-1] = replace(out[-1], text=f"{out[-1].text} {text}")
+                continue
             asked = None
-            if index == 0 and out and out[-1].speaker != d.speaker and out[-1].text.endswith("?") and (
-                _ANSWER.match(text) and len(content_words(out[-1].text)) >= 3
-            ):
-                asked = (out[-1].speaker, out[-1].text)
+            if len(out) == turn_start and _ANSWER.match(text):
+                asked = _question_answered(out[:turn_start], d.speaker)
+            elif len(out) == turn_start + 1 and out[-1].asked and out[-1].size <= 4 and _ANSWER.match(text):
+                asked = out[-1].asked  # "Yes, pause those. Actually, cancel them outright."
             out.append(_Sentence(len(out), d.speaker, text, d.dialogue_id, asked))
     return out
+
+
+def _is_fragment(text: str, before: str) -> bool:
+    """A few words that are no clause of their own, trailing a statement:
+    "The chat widget especially.", "No blockers."; not "Let's go through it." (a clause), an acknowledgement, a
+    question or a date of its own, and never after a question ("Can you take it? Ideally by Friday." stays a
+    question and its deadline)."""
+    return (len(words(text)) <= 4 and not _CLAUSE.search(text)
+            and not text.endswith("?") and not before.endswith("?") and not _SMALL_TALK.match(text)
+            and not find_dates(text, None))  # fmt: skip
+
+
+def _question_answered(before: Sequence[_Sentence], speaker: str) -> tuple[str, str] | None:
+    """(asker, question) that a turn by ``speaker`` opening with an answer replies to: a question of three
+    content words or more among the last two sentences of the turn before ("Should we cut the ads? I'd set up a
+    budget for them."), asked by someone else; else the question that turn itself answered, when its opening
+    carried one and was short ("Are we still doing the cleanup?" "I'd push it." "Agreed, let's move it.")."""
+    if not before or before[-1].speaker == speaker:
+        return None
+    turn = list(takewhile(lambda s: s.speaker == before[-1].speaker, reversed(before)))
+    for s in turn[:2]:
+        if s.text.endswith("?") and len(content_words(s.text)) >= 3:
+            return s.speaker, s.text
+    opening = turn[-1]
+    short = len(turn) <= 2 and sum(t.size for t in turn) <= 12
+    return opening.asked if short and opening.asked and opening.asked[0] != speaker else None
 
 
 def textrank(texts: Sequence[str], damping: float = 0.85, iterations: int = 60) -> list[float]:
@@ -178,7 +221,7 @@ def worth(text: str, centrality: float, names: frozenset[str] = frozenset(), tas
     if own and any(len(own & task) >= 0.5 * max(len(task), len(own)) for task in tasks if task):
         value *= 0.6  # the action items say it
     elif _TASKLIKE.search(text):
-        value *= 0.7  # a commitment or a request: the action items' business, not the summary's
+        value *= 0.4  # a commitment or a request: the action items' business, not the summary's
     first = text.split(maxsplit=1)[0].rstrip(",") if text.split() else ""
     if first in names and text[len(first):].startswith(","):
         value *= 0.6  # "Felix, crash rate first.": the floor handed over, or a request
@@ -239,31 +282,46 @@ def summarize(dialogues: Sequence[Dialogue], topics: Sequence[AgendaTopic], item
     if not any(t.agenda_item for t in topics) and total < MIN_SECTION_WORDS * len(topics):
         topics = []  # found topics of a short meeting: a few turns each, where a heading costs more than it tells
     sections = _sections(sentences, topics)
-    budget = max(MIN_WORDS, WORD_SHARE * total) - sum(len(words(_heading(t))) for t, _ in sections)
-    line_cost = {s.order: len(words(s.whole)) + len(words(names[s.speaker])) * (2 if s.asked else 1)
-                 for s in sentences}  # fmt: skip
+    budget = max(MIN_WORDS, WORD_SHARE * total)
+    section_of = {s.order: k for k, (_, part) in enumerate(sections) for s in part}
+    heading_cost = [len(words(_heading(t))) for t, _ in sections]
+    length = {s.order: len(words(s.whole)) + len(words(names[s.speaker])) * (2 if s.asked else 1)
+              for s in sentences}  # what a sentence costs alone, which its worth is weighed against
     chosen: list[int] = []
+
+    def cost(s: _Sentence) -> int:
+        """The words ``s`` adds to the summary as it stands: its text and speaker name, not the name when it
+        joins the line of the same turn's sentence before it, and its section's heading when it is the first."""
+        size = length[s.order]
+        before = sentences[s.order - 1] if s.order else None
+        if before and before.order in chosen and before.dialogue_id == s.dialogue_id and not (s.asked or before.asked):
+            size -= len(words(names[s.speaker]))
+        if not any(section_of[c] == section_of[s.order] for c in chosen):
+            size += heading_cost[section_of[s.order]]
+        return size
+
     used = 0.0
     worthy = {s.order for s in sentences if _says_something(s.whole)}
     bar = float(np.median([score[o] for o in worthy])) if worthy else 0.0  # a topic's best must be worth a line
     for _, part in sections:  # every topic keeps its best sentence, unless another topic's says it already
         best = max(part, key=lambda s: (s.order in worthy, score[s.order]))
         if (score[best.order] >= bar and all(similarity[best.order, c] < 0.5 for c in chosen)
-                and used + line_cost[best.order] <= budget):  # fmt: skip
+                and used + cost(best) <= budget):  # fmt: skip
+            used += cost(best)
             chosen.append(best.order)
-            used += line_cost[best.order]
     while True:  # then the best of the rest, anywhere, each as new as it is good (MMR)
+        costs = {s.order: cost(s) for s in sentences if s.order not in chosen and s.order in worthy}
         candidates = [(score[s.order] * (1 - MMR_REDUNDANCY * max((similarity[s.order, c] for c in chosen), default=0))
-                       * len(content_words(s.whole)) ** 0.5 / line_cost[s.order] ** LENGTH_EXPONENT, -s.order)
-                      for s in sentences if s.order not in chosen and s.order in worthy
+                       * len(content_words(s.whole)) ** 0.5 / length[s.order] ** LENGTH_EXPONENT, -s.order)
+                      for s in sentences if s.order in costs
                       and max((similarity[s.order, c] for c in chosen), default=0) < SAME
-                      and used + line_cost[s.order] <= budget]  # fmt: skip
+                      and used + costs[s.order] <= budget]  # fmt: skip
         candidates = [c for c in candidates if c[0] > 0]
         if not candidates:
             break
         order = -max(candidates)[1]
         chosen.append(order)
-        used += line_cost[order]
+        used += costs[order]
     picked = set(chosen)
     detailed = [_section(topic, [s for s in part if s.order in picked], names) for topic, part in sections
                 if any(s.order in picked for s in part)]

@@ -154,14 +154,20 @@ def task_verb(phrase: str) -> str | None:
     return lemma
 
 
+_TIME_NOUNS = {"morning", "afternoon", "evening", "week", "weekend", "month", "quarter", "year", "time", "sprint"}
+
+
 def demonstrative_noun(phrase: str) -> str:
-    """The noun of a demonstrative object ("write that article": "article"), or ""."""
+    """The noun of a demonstrative object ("write that article": "article"), or ""; a time ("send it this
+    afternoon", "this week") is none."""
     m = re.search(r"\b(?:that|this|those|these) (\w+)", phrase, re.IGNORECASE)
     if not m:
         return ""
     noun = m.group(1).lower()
     if noun.endswith("ed") or noun in _PARTICLES or noun in {"to", "for", "on", "done", "ready", "at", "with"}:
         return ""  # "get that provisioned", "have that in": the pronoun itself
+    if noun in _TIME_NOUNS:
+        return ""
     return noun
 
 
@@ -177,10 +183,13 @@ def object_pronoun(phrase: str) -> str:
 
 
 def new_content(phrase: str) -> int:
-    """Content words of a verb phrase besides its verb, pronouns and dates."""
+    """Content words of a verb phrase besides its verb, pronouns and dates. The verb is the phrase's first word,
+    whether or not it is a content word: in "make an introduction" the stop word "make" is the verb and
+    "introduction" is new."""
     for mention in reversed(find_dates(phrase, None)):
         phrase = phrase[: mention.start] + phrase[mention.end:]
-    return len([w for w in content_words(phrase)[1:] if w not in PRONOUNS])
+    rest = phrase.strip().partition(" ")[2]  # after the verb
+    return len([w for w in content_words(rest) if w not in PRONOUNS])
 
 
 def strip_intro(clause: str) -> str:

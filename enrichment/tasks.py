@@ -119,6 +119,7 @@ class _Meeting:
         self.drafts: list[_Draft] = []
         self.said: list[_Said] = []
         self.firm = False  # whether the last due date read was said with "by", "before", "until"
+        self.earlier = ""  # the clauses of the sentence being read before the current one
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class _Meeting:
             context = " ".join(sentences[max(0, index - 2): index + 1])
             clauses = split_clauses(sentence)
             for position, clause in enumerate(clauses):
+                self.earlier = " ".join(clauses[:position])  # what this sentence said before the clause
                 named = vocative(clause, self.names)
                 if named:
                     self.addressed = self.aliases[named]
@@ -201,6 +203,8 @@ class _Meeting:
             draft = self._antecedent(turn, assignee or speaker if m.kind in ("commit", "volunteer") else assignee,
                                      clause, m)  # fmt: skip
             noun = demonstrative_noun(m.verb_phrase)
+            if draft is not None and m.pronoun and not noun and draft.turn < turn:
+                draft = self._named_in_sentence(draft, m, clause, turn, dialogue_id) or draft
             if draft is None and m.kind in ("commit", "request", "third", "imperative", "yours", "open"):
                 draft = self._from_referent(m, turn, dialogue_id)  # "send it" -> "send the floor plan"
             if draft is None and m.verb_phrase and new_content(m.verb_phrase) >= (1 if noun else 2):
@@ -284,6 +288,16 @@ class _Meeting:
         best = max(scored)
         return candidates[best[1]]
 
+    def _named_in_sentence(self, earlier: _Draft, m: Mention, clause: str, turn: int, dialogue_id: str) -> _Draft | None:
+        """A new task for a pronoun that stands for a thing named earlier in its own sentence, when the task of
+        an earlier turn it would otherwise take shares no word with that sentence ("Grace, you own that
+        renewal, so let's get it signed": the renewal, not the task said before)."""
+        sentence_words = set(content_words(f"{self.earlier} {clause}")) - PRONOUNS
+        phrases = noun_phrases(self.earlier, demonstratives=True) if self.earlier else []
+        if not phrases or sentence_words & earlier.words():
+            return None
+        return self._new(substitute(m.verb_phrase, m.pronoun, phrases[-1]), turn, dialogue_id)
+
     def _from_referent(self, m: Mention, turn: int, dialogue_id: str) -> _Draft | None:
         """A new task whose pronoun is replaced by the thing last named ("send it" -> "send the floor plan")."""
         noun = demonstrative_noun(m.verb_phrase) if task_verb(m.verb_phrase) else ""
@@ -291,7 +305,8 @@ class _Meeting:
             if said.turn < turn - 1:
                 break
             phrases = noun_phrases(said.text)
-            if noun:
+            phrases = [p for p in phrases if not any(q != p and q.endswith(f" {p}") for q in phrases)]  # "our side"
+            if noun:  # is part of "a validation bug on our side", not a thing of its own
                 phrases = [p for p in phrases if noun in p.lower() or noun.rstrip("s") in p.lower()]
             elif m.kind != "yours" and phrases:
                 phrases = phrases[:1] if _has_need(said.text) else phrases[-1:]

@@ -67,3 +67,46 @@ def test_the_end_of_the_week_said_at_a_weekend_is_the_coming_friday() -> None:
     saturday = date(2026, 3, 7)
     assert [m.value for m in find_dates("by the end of the week", saturday)] == [date(2026, 3, 13)]
     assert [m.value for m in find_dates("by the end of next week", saturday)] == [date(2026, 3, 13)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("by end of day Friday", date(2026, 3, 6)), ("Friday EOD", date(2026, 3, 6)), ("COB tomorrow", date(2026, 3, 5)),
+     ("Monday next week", date(2026, 3, 9)), ("next week on Tuesday", date(2026, 3, 10)),
+     ("Friday of this week", date(2026, 3, 6)), ("Thursday week", date(2026, 3, 12)),
+     ("Friday after next", date(2026, 3, 13)), ("a week today", date(2026, 3, 11)),
+     ("a week tomorrow", date(2026, 3, 12)), ("a week on Friday", date(2026, 3, 13)),
+     ("this time next week", date(2026, 3, 11)), ("by the weekend", date(2026, 3, 6)),
+     ("over the weekend", date(2026, 3, 8)), ("the week after next", date(2026, 3, 20)),
+     ("start of next week", date(2026, 3, 9)), ("beginning of next month", date(2026, 4, 1)),
+     ("by the end of Q3", date(2026, 9, 30)), ("end of the first quarter", date(2026, 3, 31)),
+     ("month end", date(2026, 3, 31)), ("by EOM", date(2026, 3, 31)), ("in a fortnight", date(2026, 3, 18)),
+     ("within 48 hours", date(2026, 3, 6)), ("in twenty-four hours", date(2026, 3, 5)),
+     ("in three working days", date(2026, 3, 9)), ("in 5 business days", date(2026, 3, 11)),
+     ("in fifteen days", date(2026, 3, 19)), ("the first of next month", date(2026, 4, 1)),
+     ("the 15th of this month", date(2026, 3, 15)), ("3rd December", date(2026, 12, 3)),
+     ("the 14th of April", date(2026, 4, 14)), ("by lunch", WEDNESDAY), ("before noon", WEDNESDAY),
+     ("by end of play", WEDNESDAY), ("first thing in the morning", date(2026, 3, 5)), ("overnight", date(2026, 3, 5))],
+)  # fmt: skip
+def test_more_spoken_deadlines_resolve(text: str, expected: date) -> None:
+    assert [m.value for m in find_dates(text, WEDNESDAY) if m.value] == [expected]
+
+
+@pytest.mark.parametrize("text", ["mid next week", "the middle of the month", "by the end of this sprint"])
+def test_a_middle_is_vague_and_never_read_as_the_end(text: str) -> None:
+    mentions = find_dates(text, WEDNESDAY)
+    assert mentions and all(m.value is None for m in mentions)
+
+
+def test_a_quarter_already_past_is_next_years_and_a_day_of_a_month_without_of_leaves_may_alone() -> None:
+    assert [m.value for m in find_dates("by the end of Q1", date(2026, 5, 4))] == [date(2027, 3, 31)]
+    assert [m.text for m in find_dates("the first may be tricky", WEDNESDAY)] == ["the first"]  # not "first may"
+
+
+def test_a_due_word_is_a_whole_word_not_the_end_of_another() -> None:
+    """"introduction next week": the "on" of "introduction" is no "on next week", so cutting the date out of
+    a description leaves the word whole."""
+    [mention] = find_dates("make an introduction next week", WEDNESDAY)
+    assert mention.span == (mention.start, mention.end)
+    [by] = find_dates("send it by Friday", WEDNESDAY)
+    assert "send it by Friday"[slice(*by.span)] == "by Friday"

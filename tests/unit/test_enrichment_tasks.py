@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 from enrichment.model import ActionItem
+from enrichment.task_cues import demonstrative_noun, new_content
 from enrichment.tasks import extract_action_items, priority_of
-from tests.unit.enrichment_helpers import meeting
+from tests.unit.enrichment_helpers import WEDNESDAY, meeting
 
 PEOPLE = ("Ann Lee", "Bob Stone", "Carol White")
 
@@ -129,3 +130,39 @@ def test_a_deadline_in_a_wish_after_the_request_dates_it() -> None:
     [item] = items("Ann Lee: Bob, would you get a quote from the agency? I'd like to see it before the end of next week.",
                    "Bob Stone: Yeah, I'll email them today.")  # fmt: skip
     assert (item.assignee, item.due_date) == ("Bob Stone", date(2026, 3, 13))
+
+
+def test_a_request_taken_with_it_and_a_time_of_day_goes_to_its_taker_with_that_day() -> None:
+    """"This afternoon" is a time, not the thing "it" stands for: the pronoun still finds the request."""
+    [item] = items("Ann Lee: Budget requests are due in October, on the new template.",
+                   "Bob Stone: Can you send the template around again? I can't find it.",
+                   "Ann Lee: I'll send it to everyone this afternoon.")
+    assert (item.description, item.assignee, item.due_date) == ("Send the template around", "Ann Lee", date(2026, 3, 4))
+
+
+def test_a_time_is_no_demonstrative_object() -> None:
+    assert demonstrative_noun("write that article") == "article"
+    assert demonstrative_noun("send it to everyone this afternoon") == ""
+    assert demonstrative_noun("finish it this week") == ""
+
+
+def test_a_verb_that_is_a_stop_word_still_leaves_its_object_as_new_content() -> None:
+    assert new_content("make an introduction next week") == 1 and new_content("do it") == 0
+    [item] = items("Ann Lee: I can make an introduction next week if that helps.", "Bob Stone: That would help a lot.")
+    assert (item.description, item.assignee, item.due_date) == ("Make an introduction", "Ann Lee", date(2026, 3, 13))
+
+
+def test_it_stands_for_the_whole_thing_named_not_the_part_after_its_preposition() -> None:
+    [item] = items("Ann Lee: The export fails for long names. That's a validation bug on our side.",
+                   "Bob Stone: I can fix it tomorrow.")  # fmt: skip
+    assert (item.description, item.assignee, item.due_date) == (
+        "Fix a validation bug on our side", "Bob Stone", date(2026, 3, 5))
+
+
+def test_it_stands_for_the_thing_named_earlier_in_its_sentence_not_an_unrelated_earlier_task() -> None:
+    first, second = items("Ann Lee: Bob, please send Carol the contact details for the hospital deal today.",
+                          "Bob Stone: Sure, right after this call.",
+                          "Carol White: Our biggest customer renews on the 30th and wants a discount.",
+                          "Ann Lee: Bob, you own that renewal, so let's get it signed before the 30th.")  # fmt: skip
+    assert (first.description, first.due_date) == ("Send Carol the contact details for the hospital deal", WEDNESDAY)
+    assert (second.description, second.due_date) == ("Get that renewal signed", date(2026, 3, 30))

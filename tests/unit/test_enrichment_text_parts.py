@@ -6,7 +6,7 @@ from enrichment.agenda import agenda_topics, boundaries
 from enrichment.keywords import keywords
 from enrichment.model import ActionItem, AgendaTopic
 from enrichment.mood import meeting_mood
-from enrichment.summary import MIN_WORDS, WORD_SHARE, clean, summarize, textrank, worth
+from enrichment.summary import MIN_WORDS, WORD_SHARE, _sentences, clean, summarize, textrank, worth
 from enrichment.text import split_sentences
 from enrichment.text import words as word_list
 from tests.unit.enrichment_helpers import meeting
@@ -136,3 +136,54 @@ def test_an_answer_that_leans_on_a_question_carries_it() -> None:
     summary = summarize(transcript.dialogues, [], [])
     assert ("- **Ann:** Are we still doing the database index cleanup this sprint? **Bob:** No, let's move it to the next "
             "sprint, the release matters more.") in summary.detailed.splitlines()
+
+
+def test_a_trailing_fragment_joins_its_sentence_and_a_short_clause_does_not() -> None:
+    sentences = _sentences(meeting("Ann: What drove that?",
+                                   "Bob: The answers mention the faster support replies. The chat widget especially.",
+                                   "Ann: The office move is three weeks out. Let's go through it.").dialogues)  # fmt: skip
+    assert [s.text for s in sentences] == ["What drove that?",
+                                           "The answers mention the faster support replies. The chat widget especially.",
+                                           "The office move is three weeks out.", "Let's go through it."]  # fmt: skip
+
+
+def test_a_decision_after_a_short_reply_carries_the_question_both_answered() -> None:
+    sentences = _sentences(meeting("Sofia: One question: are we still doing the database index cleanup this sprint?",
+                                   "Daniel: I'd push it. We're tight.",
+                                   "Aisha: Agreed, let's move it to next sprint.").dialogues)  # fmt: skip
+    decision = next(s for s in sentences if s.text.startswith("Agreed"))
+    assert decision.asked == ("Sofia", "One question: are we still doing the database index cleanup this sprint?")
+
+
+def test_a_long_turn_between_breaks_the_chain_to_the_question() -> None:
+    sentences = _sentences(meeting("Amara: Does the reports feature still get complaints?",
+                                   "Carlos: It does. Reports is the lowest-rated area. People say exports are slow and "
+                                   "the filters are confusing.",
+                                   "Yuki: That matches what I hear on sales calls.").dialogues)  # fmt: skip
+    assert next(s for s in sentences if s.text.startswith("It does")).asked is not None
+    assert next(s for s in sentences if s.text.startswith("That matches")).asked is None
+
+
+def test_a_question_followed_by_its_context_is_carried_by_the_answer_and_the_sentence_after_a_short_one() -> None:
+    sentences = _sentences(meeting("Zara: Should we also cut the paid ads for the webinar? I set up a budget for them.",
+                                   "Olivia: Yes, pause those. Actually, don't pause, cancel them outright.").dialogues)  # fmt: skip
+    question = ("Zara", "Should we also cut the paid ads for the webinar?")
+    assert [s.asked for s in sentences if s.speaker == "Olivia"] == [question, question]
+
+
+def test_a_request_is_worth_less_than_the_fact_it_is_about() -> None:
+    fact = worth("The survey went out to the whole team last week.", 1.0)
+    assert worth("Could one of you send the survey to the whole team?", 1.0) < fact
+    assert worth("Can you send the survey to the whole team this week?", 1.0) < fact
+
+
+def test_clean_drops_a_concession_without_content_before_but_and_keeps_one_with_content() -> None:
+    assert clean("I won't go through all of it, but the headline is that we're prioritizing reliability.") == (
+        "The headline is that we're prioritizing reliability.")
+    assert clean("It's about eighty percent done, but I'm blocked on credentials.") == (
+        "It's about eighty percent done, but I'm blocked on credentials.")
+
+
+def test_a_sentence_that_says_it_is_the_headline_counts_more() -> None:
+    assert worth("The headline is that we're prioritizing reliability and the reports rewrite.", 1.0) > worth(
+        "We're prioritizing reliability and the reports rewrite.", 1.0)
