@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -165,11 +166,16 @@ def test_each_result_is_ready_when_its_batch_is_done() -> None:
     told: list[tuple[int, str | None, int]] = []  # (request, text, batches decoded when told)
     batches = 0
     now = [0.0]  # the scheduler's clock: each decode takes 0.2 s of it, whatever the machine's load
+    # Later batches wait until the first result is told: a scheduler that told results only once every
+    # batch was done would keep them waiting (and the timeout shows in ``told``).
+    first_told = threading.Event()
 
     def decode(
         batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
     ) -> list[Transcription]:
         nonlocal batches
+        if batches:
+            first_told.wait(timeout=10)
         now[0] += 0.2
         batches += 1
         return [Transcription(text=f"{len(a)}", words=(), confidence=0.9) for a in batch]
@@ -180,6 +186,7 @@ def test_each_result_is_ready_when_its_batch_is_done() -> None:
     async def scenario() -> None:
         async for i, r in scheduler.start(requests):
             told.append((i, r.text if r else None, batches))
+            first_told.set()
 
     asyncio.run(scenario())
     # The final's batch first, told before the next batch was done; the 8 s partial next; the 25 s
