@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import websockets
 from aiokafka import TopicPartition
 
@@ -24,11 +22,8 @@ from ingest.protocol import CloseCode
 from palaver import ids
 from palaver.events.registry import AUDIO_FRAMES, topic_name
 from palaver.settings import Settings
-from palaver.store import Store
-from palaver.store.migrations import apply_migrations
-from palaver.streams.clients import ensure_topics, make_consumer
-from stack.web import create_app, server_config
-from tests.integration.conftest import _wait_http, make_settings, poll
+from palaver.streams.clients import make_consumer
+from tests.integration.conftest import poll, running_web
 from tests.integration.infra import Infra
 from tests.integration.meetings import Meeting, ingest_url, live_socket, open_meeting
 
@@ -53,22 +48,8 @@ class Web:
 async def web(infra: Infra, clickhouse_client: object,
               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Web]:  # fmt: skip
     """Ingest and API in this process with room for 3 streams and 2 live sockets, on fresh topics."""
-    tag = uuid.uuid4().hex[:10]
-    settings = make_settings(infra, tmp_path_factory.mktemp(f"admission-{tag}"), f"t{tag}", f"t_{tag}")
-    settings = settings.model_copy(update=CAPACITY)
-    store = Store(clickhouse_client, settings.clickhouse_database)
-    apply_migrations(store)
-    await ensure_topics(settings)
-    app = create_app(settings, {"ingest", "api"}, store=store)
-    server = uvicorn.Server(server_config(app, "127.0.0.1", settings.api_port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{settings.api_port}"
-    try:
-        await _wait_http(url)
-        yield Web(url, settings)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
+    async with running_web(infra, clickhouse_client, tmp_path_factory, frozenset({"ingest", "api"}), **CAPACITY) as served:
+        yield Web(served.url, served.settings)
 
 
 async def _until_closed(ws: websockets.ClientConnection) -> list[dict[str, Any]]:

@@ -17,17 +17,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import websockets
 
 from ingest.protocol import MAX_MESSAGE_BYTES, CloseCode
 from palaver.demo.accounts import Participant
 from palaver.demo.client import stream_pcm
-from palaver.store import Store
-from palaver.store.migrations import apply_migrations
-from palaver.streams.clients import ensure_topics
-from stack.web import create_app, server_config
-from tests.integration.conftest import _wait_http, make_settings
+from tests.integration.conftest import running_web
 from tests.integration.infra import Infra
 from tests.integration.meetings import Meeting, ingest_url, meeting_with, open_meeting
 
@@ -52,22 +47,8 @@ class Web:
 async def web(infra: Infra, clickhouse_client: object,
               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Web]:  # fmt: skip
     """Ingest and API in this process with small limits, on fresh topics and a fresh database."""
-    tag = uuid.uuid4().hex[:10]
-    settings = make_settings(infra, tmp_path_factory.mktemp(f"limits-{tag}"), f"t{tag}", f"t_{tag}")
-    settings = settings.model_copy(update=LIMITS)
-    store = Store(clickhouse_client, settings.clickhouse_database)
-    apply_migrations(store)
-    await ensure_topics(settings)
-    app = create_app(settings, {"ingest", "api"}, store=store)
-    server = uvicorn.Server(server_config(app, "127.0.0.1", settings.api_port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{settings.api_port}"
-    try:
-        await _wait_http(url)
-        yield Web(url)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
+    async with running_web(infra, clickhouse_client, tmp_path_factory, frozenset({"ingest", "api"}), **LIMITS) as served:
+        yield Web(served.url)
 
 
 async def _meeting(web: Web, *names: str) -> Meeting:
