@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -12,9 +13,9 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from ingest import clock
 from ingest.acks import Acker
 from ingest.batcher import FrameBatcher
-from ingest.clock import MeetingClock, Placement
 from ingest.frames import FrameHeaders
 from ingest.idle import IdleWatch
 from ingest.limits import ActiveStreams, IngestLimits, RateBucket, check_start_sample, check_stream_length
@@ -29,6 +30,7 @@ from ingest.protocol import (
     parse_header,
     ready_message,
 )
+from ingest.timeline_log import TimelineLog
 from palaver import ids
 from palaver.auth.tickets import TicketRefused, UsedTickets, redeem
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, encode
@@ -46,25 +48,41 @@ class IngestContext:
     producer: AIOKafkaProducer
     audio_topic: str
     secret: bytes  # verifies tickets (palaver.auth.tickets)
+    timelines: TimelineLog  # the meetings' timelines, shared with every ingest process through Kafka
     limits: IngestLimits = field(default_factory=IngestLimits)
     used_tickets: UsedTickets = field(default_factory=UsedTickets)
-    clock: MeetingClock = field(default_factory=MeetingClock)
     active: ActiveStreams = field(init=False)
     batcher: FrameBatcher = field(init=False)  # the audio frames' way to the producer
+    connected: Counter[str] = field(default_factory=Counter)  # meeting -> this process's connections
     next_sweep_ms: int = 0
 
     def __post_init__(self) -> None:
         self.active = ActiveStreams(self.limits)
         self.batcher = FrameBatcher(self.producer, self.audio_topic)
 
-    def release_idle_meetings(self, now_ms: int) -> None:
-        """Drop the timelines of meetings idle longer than the limit; scans at most once a minute."""
+    async def release_idle_meetings(self, now_ms: int) -> None:
+        """Drop (tombstone) the timelines of meetings idle longer than the limit; scans at most once a
+        minute. Every process may drop the same one: the tombstones agree."""
         if now_ms < self.next_sweep_ms:
             return
         self.next_sweep_ms = now_ms + SWEEP_EVERY_MS
-        released = self.clock.release_idle(now_ms, int(self.limits.meeting_idle_s * 1000))
+        connected = {m for m, n in self.connected.items() if n > 0}
+        released = clock.idle(self.timelines.timelines, connected, now_ms, int(self.limits.meeting_idle_s * 1000))
+        for meeting_id in released:
+            await self.timelines.write(meeting_id, None)
         if released:
             log.info("released the timelines of %d idle meeting(s)", len(released))
+
+    def forget(self, meeting_id: str) -> None:
+        """The meeting ended: drop its timeline in every process (a tombstone, written in the background).
+        Connections still open keep their placement; a stream connecting later starts a new timeline."""
+        asyncio.get_running_loop().create_task(self._forget(meeting_id))
+
+    async def _forget(self, meeting_id: str) -> None:
+        try:
+            await self.timelines.write(meeting_id, None)
+        except KafkaError as exc:  # the timeline stays until the meeting is idle long enough
+            log.warning("could not drop the timeline of ended meeting %s: %r", meeting_id, exc)
 
 
 class _EndOfStream(Exception):
@@ -110,14 +128,43 @@ async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None
 
 async def _serve_stream(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, meeting_id: str, speaker_id: str,
                         stream: str) -> None:  # fmt: skip
-    now_ms = int(time.time() * 1000)
-    ctx.release_idle_meetings(now_ms)
-    placed = ctx.clock.place(meeting_id, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    try:
+        await ctx.release_idle_meetings(int(time.time() * 1000))
+        placed = await _place(ctx, meeting_id, stream, fmt)
+    except KafkaError as exc:
+        await _reject(ws, ProtocolError(CloseCode.BROKER_UNAVAILABLE, f"broker unavailable: {exc}"))
+        return
+    ctx.connected[meeting_id] += 1
     reached = _Reached(placed.first_sample)
     try:
-        await _stream_placed(ws, ctx, fmt, placed, speaker_id, reached)
+        await _stream_placed(ws, ctx, fmt, placed, meeting_id, stream, speaker_id, reached)
     finally:  # whatever ended the connection: a later one of the stream starts after its audio
-        ctx.clock.note_end(placed, reached.sample, int(time.time() * 1000))
+        ctx.connected[meeting_id] -= 1
+        if not ctx.connected[meeting_id]:
+            del ctx.connected[meeting_id]
+        await _note_end(ctx, meeting_id, stream, reached.sample)
+
+
+async def _place(ctx: IngestContext, meeting_id: str, stream: str, fmt: StreamFormat) -> clock.Placement:
+    """Place the connection on its meeting's shared timeline: write the proposal, answer from the fold
+    read back (ingest/timeline_log.py). Raises KafkaError."""
+    now_ms = int(time.time() * 1000)
+    proposal = clock.propose(ctx.timelines.timelines.get(meeting_id), stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    before, after = await ctx.timelines.write(meeting_id, proposal)
+    assert after is not None  # the fold after a record that is not a tombstone
+    return clock.place(before, after, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+
+
+async def _note_end(ctx: IngestContext, meeting_id: str, stream: str, end_sample: int) -> None:
+    """Record where the stream's audio reached (a later fresh connection starts after it); nothing when the
+    meeting's timeline was dropped meanwhile."""
+    held = ctx.timelines.timelines.get(meeting_id)
+    if held is None or stream not in held.streams:
+        return
+    try:
+        await ctx.timelines.write(meeting_id, clock.ended(held, stream, end_sample, int(time.time() * 1000)))
+    except KafkaError as exc:  # a later fresh connection then starts at the current time only
+        log.warning("could not record the end of stream %s: %r", stream, exc)
 
 
 @dataclass
@@ -125,10 +172,9 @@ class _Reached:
     sample: int  # the stream sample this connection's audio reached
 
 
-async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, placed: Placement,
-                         speaker_id: str, reached: _Reached) -> None:  # fmt: skip
+async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, placed: clock.Placement,
+                         meeting_id: str, stream: str, speaker_id: str, reached: _Reached) -> None:  # fmt: skip
     """The connection once its header is accepted and placed."""
-    meeting_id, stream = placed.meeting_id, placed.stream
     start_ms = placed.stream_start_ms
     started = StreamStartedV1(
         event_id=ids.event_id("stream.started", stream, placed.first_sample),
@@ -138,7 +184,7 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
         sample_rate=fmt.sample_rate,
         stream_start_ms=start_ms,
         first_sample=placed.first_sample,
-        timeline_epoch_ms=placed.timeline.epoch_ms if placed.timeline else None,
+        timeline_epoch_ms=placed.epoch_ms,
         language=fmt.language,
     )
     try:

@@ -19,9 +19,11 @@ from starlette.types import Message, Receive, Scope, Send
 from ingest.app import IngestContext, router
 from ingest.limits import IngestLimits
 from ingest.protocol import CloseCode
+from ingest.timeline_log import TimelineLog
 from palaver.auth.tokens import sign
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, decode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT
+from palaver.settings import Settings
 from palaver.streams.memory_broker import MemoryBroker, MemoryProducer
 
 TOPIC = "audio.frames"
@@ -53,7 +55,9 @@ class _Ingest:
         self.producer = MemoryProducer(self.broker)
         app = FastAPI()
         app.include_router(router)
-        app.state.ingest = self.context = IngestContext(self.producer, TOPIC, SECRET, limits or IngestLimits())  # type: ignore[arg-type]
+        timelines = TimelineLog(Settings(), self.producer, self.broker.consumer)  # type: ignore[arg-type]
+        app.state.ingest = self.context = IngestContext(self.producer, TOPIC, SECRET, timelines,  # type: ignore[arg-type]
+                                                        limits or IngestLimits())  # fmt: skip
         self.acks: list[tuple[int, int]] = []
 
         async def journaled(scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +69,7 @@ class _Ingest:
             await app(scope, receive, send_and_note)
 
         self.client = TestClient(journaled)
+        self.client.__enter__()  # one event loop for all connections: the timelines' follower runs on it
 
     def frames(self) -> list[AudioFrameV1]:
         return [AudioFrameV1.from_kafka(r.value, dict(r.headers)) for r in self._records(AUDIO_EVENT)]
