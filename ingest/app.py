@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -150,9 +150,10 @@ async def _place(ctx: IngestContext, meeting_id: str, stream: str, fmt: StreamFo
     read back (ingest/timeline_log.py). Raises KafkaError."""
     now_ms = int(time.time() * 1000)
     proposal = clock.propose(ctx.timelines.timelines.get(meeting_id), stream, now_ms, fmt.start_sample, fmt.sample_rate)
-    before, after = await ctx.timelines.write(meeting_id, proposal)
-    assert after is not None  # the fold after a record that is not a tombstone
-    return clock.place(before, after, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    written = await ctx.timelines.write(meeting_id, proposal)
+    assert written.after is not None  # the fold after a record that is not a tombstone
+    placed = clock.place(written.before, written.after, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    return replace(placed, connection=written.where)
 
 
 async def _note_end(ctx: IngestContext, meeting_id: str, stream: str, end_sample: int) -> None:
@@ -186,6 +187,7 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
         first_sample=placed.first_sample,
         timeline_epoch_ms=placed.epoch_ms,
         language=fmt.language,
+        connection=placed.connection,
     )
     try:
         partition = await _send_event(ctx, stream, started)
@@ -196,7 +198,7 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
     await ws.send_text(ready_message(placed.first_sample, start_ms, ctx.limits.wire()))
     acker = Acker(ws.send_text)
     headers = FrameHeaders(AudioFrameV1(meeting_id, speaker_id, stream, fmt.sample_rate, placed.first_sample,
-                                        start_ms, b"", language=fmt.language))  # fmt: skip
+                                        start_ms, b"", language=fmt.language, connection=placed.connection))  # fmt: skip
     # In a task of its own: each message then resumes the few frames of that task, not the twenty-odd
     # coroutines of the ASGI stack (middlewares, router) above this handler. Cancelling the handler
     # cancels it too.
@@ -275,6 +277,7 @@ def _stopped(started: StreamStartedV1, end_sample: int, reason: str) -> StreamSt
         end_sample=end_sample,
         sample_rate=started.sample_rate,
         reason=reason,  # type: ignore[arg-type]
+        connection=started.connection,
     )
 
 

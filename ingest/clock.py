@@ -54,6 +54,7 @@ class Placement:
     stream_start_ms: int  # media time of the stream's sample 0
     first_sample: int  # stream position of this connection's first sample
     epoch_ms: int  # wall time of the meeting's media time 0
+    connection: str = ""  # the connection's id: where its placement record is ("partition@offset")
 
 
 def merge(held: Timeline | None, record: Timeline | None) -> Timeline | None:

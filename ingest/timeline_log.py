@@ -25,6 +25,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -40,7 +41,13 @@ log = logging.getLogger(__name__)
 
 READ_BACK_TIMEOUT_S = 15.0  # a write not read back by then fails like an unreachable broker
 
-Fold = tuple[Timeline | None, Timeline | None]  # the meeting's timeline just before and just after a record
+class Written(NamedTuple):
+    before: Timeline | None  # the meeting's timeline just before the record
+    after: Timeline | None  # and just after it
+    where: str  # the record's place in the topic, "partition@offset": unique, durable
+
+
+Fold = tuple[Timeline | None, Timeline | None]
 
 
 class TimelineLog:
@@ -72,9 +79,9 @@ class TimelineLog:
             await asyncio.gather(self._following, return_exceptions=True)
             self._following = None
 
-    async def write(self, meeting_id: str, timeline: Timeline | None) -> Fold:
+    async def write(self, meeting_id: str, timeline: Timeline | None) -> Written:
         """Write ``timeline`` as the meeting's record (None: a tombstone), wait until it is read back, and
-        return the fold just before and just after it. Raises KafkaError when the broker does not take it
+        return the fold just before and just after it, and where it is. Raises KafkaError when the broker does not take it
         or it is not read back within ``READ_BACK_TIMEOUT_S``."""
         if self._following is None:  # not started with the app (a test's app has no lifespan)
             await self.start()
@@ -83,12 +90,13 @@ class TimelineLog:
         self._waiting[mark] = waiter
         try:
             value = None if timeline is None else orjson.dumps(timeline.to_json())
-            await self._producer.send_and_wait(self.topic, value, key=meeting_id.encode(),
-                                               headers=[("writer", self._writer), ("mark", mark)])  # fmt: skip
+            sent = await self._producer.send_and_wait(self.topic, value, key=meeting_id.encode(),
+                                                      headers=[("writer", self._writer), ("mark", mark)])  # fmt: skip
             try:
-                return await asyncio.wait_for(asyncio.shield(waiter), READ_BACK_TIMEOUT_S)
+                before, after = await asyncio.wait_for(asyncio.shield(waiter), READ_BACK_TIMEOUT_S)
             except TimeoutError:
                 raise KafkaTimeoutError(f"{self.topic}: own record not read back in {READ_BACK_TIMEOUT_S:.0f}s") from None
+            return Written(before, after, f"{sent.partition}@{sent.offset}")
         finally:
             self._waiting.pop(mark, None)
 

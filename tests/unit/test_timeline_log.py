@@ -46,7 +46,8 @@ async def test_two_processes_placing_at_once_agree_on_the_first_record() -> None
         # Both propose before either has read anything of the meeting.
         alice = propose(None, "m1/alice", 10_000, 0, RATE)
         bob = propose(None, "m1/bob", 10_040, 0, RATE)
-        (a_before, a_after), (b_before, b_after) = await one.write("m1", alice), await two.write("m1", bob)
+        (a_before, a_after, a_at), (b_before, b_after, b_at) = await one.write("m1", alice), await two.write("m1", bob)
+        assert a_at != b_at, "each record has its own place: a connection's id"
         assert a_after is not None and b_after is not None
         placed_alice = place(a_before, a_after, "m1/alice", 10_000, 0, RATE)
         placed_bob = place(b_before, b_after, "m1/bob", 10_040, 0, RATE)
@@ -66,7 +67,7 @@ async def test_two_processes_placing_at_once_agree_on_the_first_record() -> None
         try:
             await _settled(one, restarted)
             # The restarted process places a resumed stream where the first placed it.
-            before, after = await restarted.write("m1", propose(restarted.timelines["m1"], "m1/bob", 90_000, 32_000, RATE))
+            before, after, _ = await restarted.write("m1", propose(restarted.timelines["m1"], "m1/bob", 90_000, 32_000, RATE))
             assert after is not None
             resumed = place(before, after, "m1/bob", 90_000, 32_000, RATE)
             assert (resumed.epoch_ms, resumed.stream_start_ms, resumed.first_sample) == (10_000, 40, 32_000)
