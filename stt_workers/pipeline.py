@@ -280,7 +280,6 @@ class SttWorker(Step):
             log.info("stream %s: a late stop of connection %s (the stream goes on in %s) ends nothing",
                      event.stream_id, event.connection, newest)  # fmt: skip
             return
-        self._connection.pop(event.stream_id, None)
         resume = self._resume_point(event.stream_id, record.partition)
         if resume is not None and event.end_sample >= resume:  # else an earlier session's stop
             self._drop_resume_point(event.stream_id, record.partition)

@@ -27,6 +27,7 @@ class _Sessions:
         self.queue = OutputQueue()
         self.open_streams: set[str] = set()
         self.opened_at: list[int] = []
+        self.stops = 0
 
     def forward(self, stream_id: str, event: KeyedEvent) -> None:
         self.queue.emit(stream_id, event)
@@ -40,6 +41,7 @@ class _Sessions:
 
     async def stop(self, stream_id: str, offset: int, last: KeyedEvent) -> None:
         self.open_streams.discard(stream_id)
+        self.stops += 1
 
 
 def _started(first_sample: int, connection: str | None = None) -> StreamStartedV1:
@@ -78,3 +80,7 @@ async def test_a_late_stop_of_a_connection_on_another_ingest_process_ends_nothin
     assert sessions.holds(STREAM)
     await worker._on_stopped(_stopped(9 * RATE, "0@2"), record)  # type: ignore[arg-type]
     assert not sessions.holds(STREAM)
+    await worker._on_started(_started(9 * RATE, "0@3"), 0)
+    await worker._on_stopped(_stopped(12 * RATE, "0@3"), record)  # type: ignore[arg-type]
+    await worker._on_stopped(_stopped(5 * RATE, "0@1"), record)  # later still: after the newest one's stop
+    assert sessions.stops == 2, "only the stops of the newest connections ended the stream"
