@@ -16,11 +16,14 @@ ben where he was, after the audio he has.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -39,7 +42,7 @@ from palaver.events.registry import AUDIO_FRAMES
 from palaver.streams.clients import headers_dict
 from palaver.textmetrics import word_error_rate
 from stack.check import check_meeting, read_topic
-from tests.integration.conftest import Pipeline, ServiceProcess, _wait_http, poll
+from tests.integration.conftest import Pipeline, ServiceProcess, _wait_http, child_env, poll
 from tests.integration.infra import free_port
 from tests.integration.meetings import ingest_url, open_meeting
 from tests.integration.test_replay import LIVE, all_final, final_dialogues, settled
@@ -258,3 +261,33 @@ async def test_round_robin_and_a_move_mid_line_give_one_process_transcript(pipel
         assert later["first_sample"] >= len(tracks["ben"]), later
         epochs = {s.timeline_epoch_ms for s in await started_events(pipeline, two.meeting_id)}
         assert len(epochs) == 1, epochs
+
+
+async def test_run_ingest_workers_share_one_port(pipeline: Pipeline, tmp_path: Path) -> None:
+    """``palaver run ingest --workers 2``: two supervised ingest processes bound to one port (SO_REUSEPORT);
+    the kernel hands new connections to both, and a stream through the port is placed on the meeting's
+    timeline like any other."""
+    port = free_port()
+    env = {**child_env(pipeline.settings), "PALAVER_DATA_DIR": str(pipeline.settings.data_dir),
+           "PALAVER_INGEST_MAX_SPEED": str(pipeline.settings.ingest_max_speed)}  # fmt: skip
+    logs = [pipeline.settings.log_dir / f"ingest-{i}.log" for i in range(2)]  # the processes share the secret key
+    with open(tmp_path / "workers.log", "ab") as out:
+        parent = subprocess.Popen([sys.executable, "-m", "stack", "run", "ingest", "--workers", "2", "--port", str(port)],
+                                  stdout=out, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_http(url, timeout_s=90)
+        for _ in range(30):  # each on a new connection: the kernel picks a process per connection
+            async with httpx.AsyncClient() as http:
+                await http.get(f"{url}/healthz")
+            await asyncio.sleep(0.05)
+        served = [log.read_text(errors="replace").count("GET /healthz") if log.exists() else 0 for log in logs]
+        assert all(served), (served, (tmp_path / "workers.log").read_text(errors="replace"))
+        tracks, _ = meeting_tracks(SCRIPT[:1], Voice())
+        meeting = await open_meeting(pipeline.url, tracks)
+        with AckLog(tmp_path / "acks.jsonl") as log:
+            [ready] = await whole(url, meeting, "ana", tracks["ana"], log)
+        assert (ready["first_sample"], ready["stream_start_ms"]) == (0, 0)
+    finally:
+        parent.terminate()
+        parent.wait(timeout=30)
