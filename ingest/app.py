@@ -55,34 +55,40 @@ class IngestContext:
     batcher: FrameBatcher = field(init=False)  # the audio frames' way to the producer
     connected: Counter[str] = field(default_factory=Counter)  # meeting -> this process's connections
     next_sweep_ms: int = 0
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # tombstones in flight (tasks are weak)
 
     def __post_init__(self) -> None:
         self.active = ActiveStreams(self.limits)
         self.batcher = FrameBatcher(self.producer, self.audio_topic)
 
-    async def release_idle_meetings(self, now_ms: int) -> None:
-        """Drop (tombstone) the timelines of meetings idle longer than the limit; scans at most once a
-        minute. Every process may drop the same one: the tombstones agree."""
+    def release_idle_meetings(self, now_ms: int) -> None:
+        """Drop (tombstone, in the background) the timelines of meetings idle longer than the limit; scans
+        at most once a minute. Every process may drop the same one: the tombstones agree."""
         if now_ms < self.next_sweep_ms:
             return
         self.next_sweep_ms = now_ms + SWEEP_EVERY_MS
         connected = {m for m, n in self.connected.items() if n > 0}
         released = clock.idle(self.timelines.timelines, connected, now_ms, int(self.limits.meeting_idle_s * 1000))
         for meeting_id in released:
-            await self.timelines.write(meeting_id, None)
+            self._drop(meeting_id, "idle")
         if released:
-            log.info("released the timelines of %d idle meeting(s)", len(released))
+            log.info("releasing the timelines of %d idle meeting(s)", len(released))
 
     def forget(self, meeting_id: str) -> None:
         """The meeting ended: drop its timeline in every process (a tombstone, written in the background).
         Connections still open keep their placement; a stream connecting later starts a new timeline."""
-        asyncio.get_running_loop().create_task(self._forget(meeting_id))
+        self._drop(meeting_id, "ended")
 
-    async def _forget(self, meeting_id: str) -> None:
+    def _drop(self, meeting_id: str, why: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._tombstone(meeting_id, why))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _tombstone(self, meeting_id: str, why: str) -> None:
         try:
             await self.timelines.write(meeting_id, None)
-        except KafkaError as exc:  # the timeline stays until the meeting is idle long enough
-            log.warning("could not drop the timeline of ended meeting %s: %r", meeting_id, exc)
+        except KafkaError as exc:  # the timeline stays until the meeting is idle long enough (again)
+            log.warning("could not drop the timeline of %s meeting %s: %r", why, meeting_id, exc)
 
 
 class _EndOfStream(Exception):
@@ -129,7 +135,7 @@ async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None
 async def _serve_stream(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, meeting_id: str, speaker_id: str,
                         stream: str) -> None:  # fmt: skip
     try:
-        await ctx.release_idle_meetings(int(time.time() * 1000))
+        ctx.release_idle_meetings(int(time.time() * 1000))
         placed = await _place(ctx, meeting_id, stream, fmt)
     except KafkaError as exc:
         await _reject(ws, ProtocolError(CloseCode.BROKER_UNAVAILABLE, f"broker unavailable: {exc}"))

@@ -63,9 +63,11 @@ class TimelineLog:
         self._seq = itertools.count()
         self._waiting: dict[bytes, asyncio.Future[Fold]] = {}
         self._following: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # restatements in flight (held: tasks are weak)
 
     async def start(self) -> None:
         """Start following the topic from its beginning (returns at once; ``write`` waits for the fold)."""
+        self.timelines = {}
         consumer = self._consumer_factory(self._settings, None)
         await consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(INGEST_TIMELINES.partitions)]
@@ -83,8 +85,8 @@ class TimelineLog:
         """Write ``timeline`` as the meeting's record (None: a tombstone), wait until it is read back, and
         return the fold just before and just after it, and where it is. Raises KafkaError when the broker does not take it
         or it is not read back within ``READ_BACK_TIMEOUT_S``."""
-        if self._following is None:  # not started with the app (a test's app has no lifespan)
-            await self.start()
+        if self._following is None or self._following.done():  # not started with the app (a test's app has
+            await self.start()  # no lifespan), or the follower failed (logged): fold the topic again
         mark = b"%d" % next(self._seq)
         waiter: asyncio.Future[Fold] = asyncio.get_running_loop().create_future()
         self._waiting[mark] = waiter
@@ -109,7 +111,7 @@ class TimelineLog:
                         self._apply(record)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bad environment: every placement fails until the process is restarted
+        except Exception:  # a bad environment: the next write starts following again
             log.exception("following %s failed", self.topic)
             raise
         finally:
@@ -135,7 +137,9 @@ class TimelineLog:
         if waiter is not None and not waiter.done():
             waiter.set_result((before, after))
         if after != stated:  # our record stated less than the fold: compaction must not keep it last
-            asyncio.get_running_loop().create_task(self._repair(meeting_id))
+            task = asyncio.get_running_loop().create_task(self._repair(meeting_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _repair(self, meeting_id: str) -> None:
         """Write the meeting's fold as it is now (read back, it is checked as any own record is)."""
