@@ -261,6 +261,8 @@ class SttWorker(Step):
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         if not self._transcriber.holds(frame.stream_id):
+            if frame.end_sample <= self._stopped_at.get(frame.stream_id, 0):
+                return  # an older connection's frame landing after the stream stopped: transcribed already
             first_sample = frame.first_sample
             resume = self._resume_point(frame.stream_id, record.partition)
             if resume is not None:

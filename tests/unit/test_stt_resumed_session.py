@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from palaver import ids
-from palaver.events import StreamStartedV1, StreamStoppedV1
+from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1
 from palaver.settings import Settings
 from palaver.streams.memory_broker import MemoryBroker
 from stt_workers.pipeline import SttWorker
@@ -84,3 +84,17 @@ async def test_a_late_stop_of_a_connection_on_another_ingest_process_ends_nothin
     await worker._on_stopped(_stopped(12 * RATE, "0@3"), record)  # type: ignore[arg-type]
     await worker._on_stopped(_stopped(5 * RATE, "0@1"), record)  # later still: after the newest one's stop
     assert sessions.stops == 2, "only the stops of the newest connections ended the stream"
+
+
+async def test_a_late_frame_of_an_older_connection_after_the_stop_opens_nothing() -> None:
+    """The old process's last frames can land even after the stream's newest connection stopped: audio
+    before that stop was transcribed, so it opens no session."""
+    sessions = _Sessions()
+    worker = SttWorker(Settings(), sessions, MemoryBroker().producer())  # type: ignore[arg-type]
+    record = SimpleNamespace(partition=0, offset=1)
+    await worker._on_started(_started(0, "0@1"), 0)
+    await worker._on_started(_started(4 * RATE, "0@2"), 0)
+    await worker._on_stopped(_stopped(9 * RATE, "0@2"), record)  # type: ignore[arg-type]
+    late = AudioFrameV1("m1", "ana", STREAM, RATE, 4 * RATE, 0, b"\0\0" * 1600, connection="0@1")
+    await worker._on_frame(late, record)  # type: ignore[arg-type]
+    assert not sessions.holds(STREAM) and sessions.opened_at == [0, 4 * RATE]
