@@ -30,7 +30,8 @@ async def meetings(store: Store, meeting_ids: list[str]) -> dict[str, MeetingRec
 
 async def media_epochs(store: Store, meeting_ids: list[str]) -> dict[str, int]:
     """The wall time of each meeting's media time 0, for those among ``meeting_ids`` whose audio has started
-    (the earliest its streams were placed on: a restarted ingest places resumed streams on a new timeline)."""
+    (the earliest its streams were placed on: a meeting whose timeline was dropped while idle and that took
+    streams again has a second one)."""
     rows = await store.aquery(
         f"""SELECT meeting_id, min(timeline_epoch_ms) AS epoch_ms FROM {store.database}.participants FINAL
             WHERE has({{ids:Array(String)}}, meeting_id) GROUP BY meeting_id""",

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from ingest import clock
 from ingest.acks import Acker
 from ingest.batcher import FrameBatcher
-from ingest.clock import MeetingClock, Placement
 from ingest.frames import FrameHeaders
 from ingest.idle import IdleWatch
 from ingest.limits import ActiveStreams, IngestLimits, RateBucket, check_start_sample, check_stream_length
@@ -29,6 +30,7 @@ from ingest.protocol import (
     parse_header,
     ready_message,
 )
+from ingest.timeline_log import TimelineLog
 from palaver import ids
 from palaver.auth.tickets import TicketRefused, UsedTickets, redeem
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, encode
@@ -46,25 +48,47 @@ class IngestContext:
     producer: AIOKafkaProducer
     audio_topic: str
     secret: bytes  # verifies tickets (palaver.auth.tickets)
+    timelines: TimelineLog  # the meetings' timelines, shared with every ingest process through Kafka
     limits: IngestLimits = field(default_factory=IngestLimits)
     used_tickets: UsedTickets = field(default_factory=UsedTickets)
-    clock: MeetingClock = field(default_factory=MeetingClock)
     active: ActiveStreams = field(init=False)
     batcher: FrameBatcher = field(init=False)  # the audio frames' way to the producer
+    connected: Counter[str] = field(default_factory=Counter)  # meeting -> this process's connections
     next_sweep_ms: int = 0
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # tombstones in flight (tasks are weak)
 
     def __post_init__(self) -> None:
         self.active = ActiveStreams(self.limits)
         self.batcher = FrameBatcher(self.producer, self.audio_topic)
 
     def release_idle_meetings(self, now_ms: int) -> None:
-        """Drop the timelines of meetings idle longer than the limit; scans at most once a minute."""
+        """Drop (tombstone, in the background) the timelines of meetings idle longer than the limit; scans
+        at most once a minute. Every process may drop the same one: the tombstones agree."""
         if now_ms < self.next_sweep_ms:
             return
         self.next_sweep_ms = now_ms + SWEEP_EVERY_MS
-        released = self.clock.release_idle(now_ms, int(self.limits.meeting_idle_s * 1000))
+        connected = {m for m, n in self.connected.items() if n > 0}
+        released = clock.idle(self.timelines.timelines, connected, now_ms, int(self.limits.meeting_idle_s * 1000))
+        for meeting_id in released:
+            self._drop(meeting_id, "idle")
         if released:
-            log.info("released the timelines of %d idle meeting(s)", len(released))
+            log.info("releasing the timelines of %d idle meeting(s)", len(released))
+
+    def forget(self, meeting_id: str) -> None:
+        """The meeting ended: drop its timeline in every process (a tombstone, written in the background).
+        Connections still open keep their placement; a stream connecting later starts a new timeline."""
+        self._drop(meeting_id, "ended")
+
+    def _drop(self, meeting_id: str, why: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._tombstone(meeting_id, why))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _tombstone(self, meeting_id: str, why: str) -> None:
+        try:
+            await self.timelines.write(meeting_id, None)
+        except KafkaError as exc:  # the timeline stays until the meeting is idle long enough (again)
+            log.warning("could not drop the timeline of %s meeting %s: %r", why, meeting_id, exc)
 
 
 class _EndOfStream(Exception):
@@ -110,14 +134,44 @@ async def stream_audio(ws: WebSocket, meeting_id: str, ticket: str | None = None
 
 async def _serve_stream(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, meeting_id: str, speaker_id: str,
                         stream: str) -> None:  # fmt: skip
-    now_ms = int(time.time() * 1000)
-    ctx.release_idle_meetings(now_ms)
-    placed = ctx.clock.place(meeting_id, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    try:
+        ctx.release_idle_meetings(int(time.time() * 1000))
+        placed = await _place(ctx, meeting_id, stream, fmt)
+    except KafkaError as exc:
+        await _reject(ws, ProtocolError(CloseCode.BROKER_UNAVAILABLE, f"broker unavailable: {exc}"))
+        return
+    ctx.connected[meeting_id] += 1
     reached = _Reached(placed.first_sample)
     try:
-        await _stream_placed(ws, ctx, fmt, placed, speaker_id, reached)
+        await _stream_placed(ws, ctx, fmt, placed, meeting_id, stream, speaker_id, reached)
     finally:  # whatever ended the connection: a later one of the stream starts after its audio
-        ctx.clock.note_end(placed, reached.sample, int(time.time() * 1000))
+        ctx.connected[meeting_id] -= 1
+        if not ctx.connected[meeting_id]:
+            del ctx.connected[meeting_id]
+        await _note_end(ctx, meeting_id, stream, reached.sample)
+
+
+async def _place(ctx: IngestContext, meeting_id: str, stream: str, fmt: StreamFormat) -> clock.Placement:
+    """Place the connection on its meeting's shared timeline: write the proposal, answer from the fold
+    read back (ingest/timeline_log.py). Raises KafkaError."""
+    now_ms = int(time.time() * 1000)
+    proposal = clock.propose(ctx.timelines.timelines.get(meeting_id), stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    written = await ctx.timelines.write(meeting_id, proposal)
+    assert written.after is not None  # the fold after a record that is not a tombstone
+    placed = clock.place(written.before, written.after, stream, now_ms, fmt.start_sample, fmt.sample_rate)
+    return replace(placed, connection=written.where)
+
+
+async def _note_end(ctx: IngestContext, meeting_id: str, stream: str, end_sample: int) -> None:
+    """Record where the stream's audio reached (a later fresh connection starts after it); nothing when the
+    meeting's timeline was dropped meanwhile."""
+    held = ctx.timelines.timelines.get(meeting_id)
+    if held is None or stream not in held.streams:
+        return
+    try:
+        await ctx.timelines.write(meeting_id, clock.ended(held, stream, end_sample, int(time.time() * 1000)))
+    except KafkaError as exc:  # a later fresh connection then starts at the current time only
+        log.warning("could not record the end of stream %s: %r", stream, exc)
 
 
 @dataclass
@@ -125,10 +179,9 @@ class _Reached:
     sample: int  # the stream sample this connection's audio reached
 
 
-async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, placed: Placement,
-                         speaker_id: str, reached: _Reached) -> None:  # fmt: skip
+async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, placed: clock.Placement,
+                         meeting_id: str, stream: str, speaker_id: str, reached: _Reached) -> None:  # fmt: skip
     """The connection once its header is accepted and placed."""
-    meeting_id, stream = placed.meeting_id, placed.stream
     start_ms = placed.stream_start_ms
     started = StreamStartedV1(
         event_id=ids.event_id("stream.started", stream, placed.first_sample),
@@ -138,8 +191,9 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
         sample_rate=fmt.sample_rate,
         stream_start_ms=start_ms,
         first_sample=placed.first_sample,
-        timeline_epoch_ms=placed.timeline.epoch_ms if placed.timeline else None,
+        timeline_epoch_ms=placed.epoch_ms,
         language=fmt.language,
+        connection=placed.connection,
     )
     try:
         partition = await _send_event(ctx, stream, started)
@@ -150,7 +204,7 @@ async def _stream_placed(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, p
     await ws.send_text(ready_message(placed.first_sample, start_ms, ctx.limits.wire()))
     acker = Acker(ws.send_text)
     headers = FrameHeaders(AudioFrameV1(meeting_id, speaker_id, stream, fmt.sample_rate, placed.first_sample,
-                                        start_ms, b"", language=fmt.language))  # fmt: skip
+                                        start_ms, b"", language=fmt.language, connection=placed.connection))  # fmt: skip
     # In a task of its own: each message then resumes the few frames of that task, not the twenty-odd
     # coroutines of the ASGI stack (middlewares, router) above this handler. Cancelling the handler
     # cancels it too.
@@ -229,6 +283,7 @@ def _stopped(started: StreamStartedV1, end_sample: int, reason: str) -> StreamSt
         end_sample=end_sample,
         sample_rate=started.sample_rate,
         reason=reason,  # type: ignore[arg-type]
+        connection=started.connection,
     )
 
 

@@ -8,7 +8,8 @@ In order:
    its id stays known as purged (the API answers 404), and store it at once, so the store writer and a
    replay know it before the writer has caught up (``palaver.store.erasure.is_purged``);
 2. publish a tombstone for every member and link key of the meeting on ``meetings`` and for its key on
-   ``merger.state`` and ``enrichment.state``: the compacted topics that hold the meeting (``COMPACTED_KEYS``);
+   ``merger.state``, ``enrichment.state`` and ``ingest.timelines``: the compacted topics that hold the
+   meeting (``COMPACTED_KEYS``);
 3. delete the meeting's rows from every ClickHouse table holding meeting data but the marker, returning
    once they are gone.
 
@@ -27,6 +28,7 @@ from palaver import ids
 from palaver.events import MeetingChangedV1, decode_on, encode
 from palaver.events.registry import (
     ENRICHMENT_STATE,
+    INGEST_TIMELINES,
     MEETINGS,
     MERGER_STATE,
     TopicSpec,
@@ -45,6 +47,7 @@ COMPACTED_KEYS: dict[str, str] = {
     MEETINGS.name: "<meeting_id>, <meeting_id>/member/<user_id>, <meeting_id>/link/<link_id>",
     MERGER_STATE.name: "<meeting_id>",
     ENRICHMENT_STATE.name: "<meeting_id>",
+    INGEST_TIMELINES.name: "<meeting_id>",
 }
 
 
@@ -115,6 +118,7 @@ async def purge_meeting(settings: Settings, producer: AIOKafkaProducer, store: S
         (MEETINGS, sorted(key for key, value in entities.items() if key != meeting_id and value is not None)),
         (MERGER_STATE, [meeting_id]),
         (ENRICHMENT_STATE, [meeting_id]),
+        (INGEST_TIMELINES, [meeting_id]),
     ]
     for spec, spec_keys in keys:
         await _tombstones(settings, producer, spec, meeting_id, spec_keys)

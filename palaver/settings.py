@@ -348,8 +348,9 @@ class Settings(BaseSettings):
     ingest_meeting_idle_s: float = Field(
         default=24 * 3600.0,
         gt=0,
-        description="Ingest forgets a meeting's timeline once none of its streams has been connected for this "
-        "long (a stream of it that comes back is placed as after an ingest restart).",
+        description="Ingest drops a meeting's timeline (a tombstone on ingest.timelines) once no ingest process "
+        "holds a stream of it and none was placed or ended for this long (a stream of it that comes back starts "
+        "a new timeline).",
     )
     max_stream_s: int = Field(
         default=4 * 3600, ge=1, description="Longest stream, in seconds of audio from its sample 0."

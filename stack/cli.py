@@ -110,9 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default=None, help="HTTP host (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
     run.add_argument("--workers", type=int, default=1, metavar="N",
-                     help="with stt alone: N worker processes in one consumer group, supervised as by `palaver up` "
-                     "(a dead one is restarted), logging to DATA_DIR/logs/stt-I.log; with PALAVER_METRICS_PORT P, "
-                     "worker I serves /metrics on P+I and the supervisor on P+N (default 1)")  # fmt: skip
+                     help="with stt alone: N worker processes in one consumer group; with ingest alone: N ingest "
+                     "processes sharing the HTTP port (--reuse-port; they share the meetings' timelines through "
+                     "Kafka, so any serves any stream). Supervised as by `palaver up` (a dead one is restarted), "
+                     "logging to DATA_DIR/logs/SERVICE-I.log; with PALAVER_METRICS_PORT P, process I serves "
+                     "/metrics on P+I and the supervisor on P+N (default 1)")  # fmt: skip
+    run.add_argument("--reuse-port", action="store_true",
+                     help="bind the HTTP port with SO_REUSEPORT, so several processes share it and the kernel "
+                     "spreads connections over them (what --workers does for ingest); /metrics then needs "
+                     "PALAVER_METRICS_PORT")  # fmt: skip
     _add_tls(run)
     _add_data_dir(run)
 
@@ -402,11 +408,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "broker":
         return _broker(args.action, settings)
     if args.command == "run":
-        from stack.services import run_services, run_stt_workers
+        from stack.services import run_services, run_workers
 
         if args.workers != 1:
-            return run_stt_workers(settings, args.services, args.workers, args.host or settings.api_host)
-        run_services(settings, args.services, args.host or settings.api_host, args.port or settings.api_port)
+            return run_workers(settings, args.services, args.workers, args.host or settings.api_host,
+                               args.port or settings.api_port)  # fmt: skip
+        run_services(settings, args.services, args.host or settings.api_host, args.port or settings.api_port,
+                     reuse_port=args.reuse_port)  # fmt: skip
         return 0
     if args.command == "topics":
         return _topics(settings, args.create)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 
 import uvicorn
 import uvloop
@@ -67,7 +68,10 @@ def check_engine(settings: Settings, services: list[str]) -> None:
             raise UsageError(str(exc)) from None
 
 
-def run_services(settings: Settings, services: list[str], host: str, port: int) -> None:
+def run_services(settings: Settings, services: list[str], host: str, port: int, reuse_port: bool = False) -> None:
+    """``reuse_port``: bind the HTTP port with SO_REUSEPORT, shared with other processes (``run_workers``);
+    /metrics then gets a port of its own (``PALAVER_METRICS_PORT``), as the shared one answers for whichever
+    process takes the connection."""
     check_combination(services)
     check_engine(settings, services)
     if set(services) & WEB_SERVICES:
@@ -75,11 +79,11 @@ def run_services(settings: Settings, services: list[str], host: str, port: int) 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(prepare_broker(settings))
     metrics_addr = metrics_host(settings, host)
-    if not set(services) & WEB_SERVICES and settings.metrics_port and metrics_addr is not None:
-        # Web processes serve /metrics themselves; the others get a bare Prometheus endpoint.
+    if (reuse_port or not set(services) & WEB_SERVICES) and settings.metrics_port and metrics_addr is not None:
+        # Web processes serve /metrics themselves; the others, and those sharing a port, get a bare one.
         start_http_server(settings.metrics_port, addr=metrics_addr)
         log.info("metrics on http://%s:%d/metrics", metrics_addr, settings.metrics_port)
-    asyncio.run(_run_async(settings, set(services), host, port))
+    asyncio.run(_run_async(settings, set(services), host, port, reuse_port))
 
 
 def streaming_engine(settings: Settings) -> StreamingEngine:
@@ -108,7 +112,7 @@ def stt_transcriber(settings: Settings) -> Transcriber:
     return CloudTranscriber(settings, streaming_engine(settings))
 
 
-async def _run_async(settings: Settings, services: set[str], host: str, port: int) -> None:
+async def _run_async(settings: Settings, services: set[str], host: str, port: int, reuse_port: bool = False) -> None:
     stop = asyncio.Event()
     tasks = []
     if "stt" in services:
@@ -125,7 +129,8 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
         # and the redaction of tickets and tokens in its access lines).
         server = uvicorn.Server(server_config(create_app(settings, web), host, port, log_config=None,
                                               **uvicorn_tls(settings)))  # fmt: skip
-        tasks.append(asyncio.create_task(server.serve(), name="web"))
+        sockets = [shared_port_socket(host, port)] if reuse_port else None
+        tasks.append(asyncio.create_task(server.serve(sockets=sockets), name="web"))
     else:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -141,16 +146,24 @@ async def _run_async(settings: Settings, services: set[str], host: str, port: in
             raise task.exception()  # type: ignore[misc]
 
 
-def run_stt_workers(settings: Settings, services: list[str], workers: int, host: str) -> int:
+def run_workers(settings: Settings, services: list[str], workers: int, host: str, port: int) -> int:
     """``palaver run stt --workers N``: N ``palaver run stt`` processes in the one consumer group (the
-    group spreads the audio partitions over them), supervised like ``palaver up``'s children: a worker
-    that dies is restarted (the group hands its partitions to the others meanwhile); one that keeps dying
-    stops all and raises ChildKeepsDying. SIGINT/SIGTERM stops all (returns 0). Worker i logs to
-    ``<data dir>/logs/stt-i.log``; with ``PALAVER_METRICS_PORT`` P, it serves /metrics on ``host``:P + i
-    and the supervisor on P + N."""
-    if services != ["stt"] or workers < 1:
-        raise UsageError("--workers N (N >= 1) runs STT workers only: `palaver run stt --workers N`")
-    check_engine(settings, services)
+    group spreads the audio partitions over them). ``palaver run ingest --workers N``: N ``palaver run
+    ingest`` processes on one HTTP port, bound with SO_REUSEPORT (the kernel spreads new connections over
+    them); they share every meeting's timeline through Kafka (``ingest.timelines``), so any of them serves
+    any stream. Supervised like ``palaver up``'s children: one that dies is restarted (the group hands its
+    partitions to the others meanwhile; the kernel stops giving it connections); one that keeps dying
+    stops all and raises ChildKeepsDying. SIGINT/SIGTERM stops all (returns 0). Process i logs to
+    ``<data dir>/logs/<service>-i.log``; with ``PALAVER_METRICS_PORT`` P, it serves /metrics on ``host``:P
+    + i and the supervisor on P + N."""
+    if services not in (["stt"], ["ingest"]) or workers < 1:
+        raise UsageError("--workers N (N >= 1) runs STT workers or ingest processes alone: "
+                         "`palaver run stt --workers N`, `palaver run ingest --workers N`")  # fmt: skip
+    service = services[0]
+    if service == "stt":
+        check_engine(settings, services)
+    else:
+        check_tls(settings)
     stopping = stop_on_signals()
     supervisor = Supervisor(restart_policy(settings))
     settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -159,12 +172,29 @@ def run_stt_workers(settings: Settings, services: list[str], workers: int, host:
             serve_metrics(settings.metrics_port + workers, metrics_addr)
         for index in range(workers):
             env = {**os.environ, "PALAVER_DATA_DIR": str(settings.data_dir)}
-            if settings.metrics_port:  # one Prometheus port per worker: the given one and the next ones
+            if settings.metrics_port:  # one Prometheus port per process: the given one and the next ones
                 env["PALAVER_METRICS_PORT"] = str(settings.metrics_port + index)
-            args = ["-m", "stack", "run", "stt", "--host", host]
-            spec = python_child(f"stt-{index}", args, env, settings.log_dir / f"stt-{index}.log")
+            args = ["-m", "stack", "run", service, "--host", host]
+            if service == "ingest":
+                args += ["--port", str(port), "--reuse-port"]
+                for name, path in (("PALAVER_TLS_CERT_FILE", settings.tls_cert_file),
+                                   ("PALAVER_TLS_KEY_FILE", settings.tls_key_file)):  # fmt: skip
+                    if path is not None:  # given as --tls-cert/--tls-key: the children get them too
+                        env[name] = str(path)
+            spec = python_child(f"{service}-{index}", args, env, settings.log_dir / f"{service}-{index}.log")
             log.info("%s: pid %d, log %s", spec.name, supervisor.start(spec).pid, spec.log)
         supervisor.run(stopping)
         return 0
     finally:
         supervisor.stop()
+
+
+def shared_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` with SO_REUSEPORT: every process that binds the port so
+    shares it, and the kernel spreads new connections over them (Linux, BSD, macOS)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock

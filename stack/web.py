@@ -144,10 +144,13 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         if "ingest" in services:
             from ingest.app import IngestContext
             from ingest.limits import IngestLimits
+            from ingest.timeline_log import TimelineLog
 
+            timelines = TimelineLog(settings, producer)  # type: ignore[arg-type]
+            await timelines.start()
             app.state.ingest = IngestContext(producer, topic_name(settings.topic_namespace, AUDIO_FRAMES.name),
-                                             app.state.secret, IngestLimits.from_settings(settings))  # fmt: skip
-            app.state.meeting_ended.append(app.state.ingest.clock.forget)
+                                             app.state.secret, timelines, IngestLimits.from_settings(settings))  # fmt: skip
+            app.state.meeting_ended.append(app.state.ingest.forget)
         if services & {"api", "store", "enrichment"}:
             if store is None:
                 owned_store = await asyncio.to_thread(open_store, settings)
@@ -200,6 +203,8 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
                     await asyncio.wait_for(task, timeout=10)
                 except (TimeoutError, Exception) as exc:
                     log.warning("%s did not stop cleanly: %r", task.get_name(), exc)
+            if "ingest" in services:
+                await app.state.ingest.timelines.stop()
             if producer is not None:
                 await producer.stop()
             if owned_store is not None:

@@ -98,6 +98,9 @@ class SttWorker(Step):
         # stream -> the end of its last stopped session: a resumed session resends audio from the client's
         # last ack, which can be before it (the server had more durable), and that audio is transcribed
         self._stopped_at: dict[str, int] = {}
+        # stream -> the ingest's id of its newest connection (stream.started): a stop of another connection
+        # came late from another ingest process, after the stream resumed there, and ends nothing.
+        self._connection: dict[str, str] = {}
         self._round: asyncio.Future[None] | None = None  # the newest publish round
         # stream -> done when its events of the newest round holding it are published (the next round's
         # wait for it)
@@ -246,6 +249,11 @@ class SttWorker(Step):
             self._drop_resume_point(event.stream_id, partition)
             resume = None
         already = self._stopped_at.pop(event.stream_id, 0)
+        if event.connection is not None:
+            self._connection.pop(event.stream_id, None)  # re-inserted: the oldest is dropped first
+            self._connection[event.stream_id] = event.connection
+            if len(self._connection) > STOPS_KEPT:
+                del self._connection[next(iter(self._connection))]
         if resume is None:  # else the resumed stream starts with the first frame it needs
             await self._transcriber.open(info, partition, max(event.first_sample, already))
         started = KeyedEvent(event.meeting_id, encode(event.model_copy(update={"run": self._run})))
@@ -253,6 +261,8 @@ class SttWorker(Step):
 
     async def _on_frame(self, frame: AudioFrameV1, record: ConsumerRecord) -> None:
         if not self._transcriber.holds(frame.stream_id):
+            if frame.end_sample <= self._stopped_at.get(frame.stream_id, 0):
+                return  # an older connection's frame landing after the stream stopped: transcribed already
             first_sample = frame.first_sample
             resume = self._resume_point(frame.stream_id, record.partition)
             if resume is not None:
@@ -267,6 +277,11 @@ class SttWorker(Step):
         await self._transcriber.audio(frame, record)
 
     async def _on_stopped(self, event: StreamStoppedV1, record: ConsumerRecord) -> None:
+        newest = self._connection.get(event.stream_id)
+        if event.connection is not None and newest is not None and newest != event.connection:
+            log.info("stream %s: a late stop of connection %s (the stream goes on in %s) ends nothing",
+                     event.stream_id, event.connection, newest)  # fmt: skip
+            return
         resume = self._resume_point(event.stream_id, record.partition)
         if resume is not None and event.end_sample >= resume:  # else an earlier session's stop
             self._drop_resume_point(event.stream_id, record.partition)

@@ -2,15 +2,18 @@
 
 A stream's audio is its frames on the topic, each at a stream sample (``first_sample``). Its connections
 are numbered by their ``stream.started`` records, in the partition's order (a stream's records all go to
-one partition, so a frame belongs to the last connection started before it); a connection's
-``stream.stopped`` says up to which sample the ingest made its audio durable (what it acknowledged).
+one partition); a frame and a ``stream.stopped`` belong to the connection their ``connection`` id names
+(a connection's last frames and stop may come after the next connection's start when the stream moved to
+another ingest process), or, without one (older producers), to the last connection started before them.
+A connection's ``stream.stopped`` says up to which sample the ingest made its audio durable (what it
+acknowledged).
 
 - ``acked audio lost``: samples a client's ack log says were acknowledged (``palaver.ack_log``) that no
   frame holds;
 - ``audio lost``: samples inside a connection, from its start to its stop's end sample, that no frame holds
   (without a client log: the server's own word, which the client heard as acks);
 - ``audio duplicated``: samples of a stream that two frames hold, unless it is a resume sending again what
-  it had sent: the same frame (same samples, same PCM) in a later connection. The protocol allows that (the
+  it had sent: the same frame (same samples, same PCM) in another connection. The protocol allows that (the
   client resends everything after the last ack it got; the STT workers drop audio they have by its
   position), so it is a note, not a finding. The same samples twice in one connection, with other audio, or
   in frames cut differently are findings.
@@ -59,6 +62,7 @@ class ConnectionSeen:
     first_sample: int
     end_sample: int | None = None
     sample_rate: int = 16000
+    id: str | None = None  # the ingest's connection id (``StreamStartedV1.connection``)
 
 
 @dataclass
@@ -83,7 +87,8 @@ class AudioSeen:
                 self.unreadable += 1
                 return
             pcm = value or b""
-            self.frames.append(FrameSeen(stream, len(self.connections[stream]) - 1, first, len(pcm) // BYTES_PER_SAMPLE,
+            connection = self._connection_of(stream, headers.get("connection", b"").decode(errors="replace") or None)
+            self.frames.append(FrameSeen(stream, connection, first, len(pcm) // BYTES_PER_SAMPLE,
                                          hashlib.blake2b(pcm, digest_size=8).hexdigest(), partition, offset, rate))  # fmt: skip
             return
         try:
@@ -92,11 +97,21 @@ class AudioSeen:
             self.unreadable += 1
             return
         if isinstance(event, StreamStartedV1):
-            self.connections[stream].append(ConnectionSeen(event.first_sample, None, event.sample_rate))
+            self.connections[stream].append(ConnectionSeen(event.first_sample, None, event.sample_rate, event.connection))
         elif isinstance(event, StreamStoppedV1) and self.connections[stream]:
-            last = self.connections[stream][-1]
-            if last.end_sample is None:
-                last.end_sample = event.end_sample
+            stopped = self.connections[stream][self._connection_of(stream, event.connection)]
+            if stopped.end_sample is None:
+                stopped.end_sample = event.end_sample
+
+    def _connection_of(self, stream: str, connection: str | None) -> int:
+        """The number of the stream's connection ``connection`` names; the last started without an id, or
+        for an id not started (yet): -1 before any."""
+        connections = self.connections[stream]
+        if connection is not None:
+            for number in range(len(connections) - 1, -1, -1):
+                if connections[number].id == connection:
+                    return number
+        return len(connections) - 1
 
 
 @dataclass
@@ -157,7 +172,9 @@ def _duplicates(stream: str, frames: list[FrameSeen]) -> tuple[list[Finding], in
         for other in open_frames:
             first, later = sorted((other, frame), key=lambda f: (f.partition, f.offset))
             same_range = (first.first_sample, first.samples) == (later.first_sample, later.samples)
-            if same_range and first.digest == later.digest and later.connection > first.connection:
+            # Any two connections: a moved stream's old connection may land its last frames after the new
+            # one's resent copies of them.
+            if same_range and first.digest == later.digest and later.connection != first.connection:
                 resent += 1
                 continue
             overlap = (frame.first_sample, min(other.end_sample, frame.end_sample))

@@ -31,6 +31,9 @@ class AudioFrameV1:
     # The stream's spoken language (a Whisper code) when its client chose one; None: the worker's default.
     # On every frame, so a worker that takes a stream over mid-way, after its stream.started, still knows it.
     language: str | None = None
+    # The ingest's id of the connection that took the frame (``StreamStartedV1.connection``); None from
+    # older producers. Constant per connection, so it costs the ingest nothing per frame.
+    connection: str | None = None
 
     @property
     def num_samples(self) -> int:
@@ -55,6 +58,8 @@ class AudioFrameV1:
         ]
         if self.language is not None:  # optional: frames without it read as before
             headers.append(("language", self.language.encode()))
+        if self.connection is not None:
+            headers.append(("connection", self.connection.encode()))
         return headers
 
     @classmethod
@@ -76,6 +81,7 @@ class AudioFrameV1:
                 stream_start_ms=int(headers["stream_start_ms"]),
                 pcm=value,
                 language=language,
+                connection=headers["connection"].decode() if "connection" in headers else None,
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, FrameHeaderError):

@@ -99,6 +99,9 @@ CHECK = Consumer("palaver check", service="palaver check", group=None)
 # and the requests, co-partitioned, and restores its per-meeting state from its changelog like the merger.
 ENRICHMENT = Consumer("enrichment", service="enrichment", group="enrichment")
 ENRICHMENT_RESTORE = Consumer("enrichment", service="enrichment", group=None)
+# Every ingest process following the meetings' timelines (ingest/timeline_log.py): the whole topic from its
+# beginning, without a group.
+INGEST_TIMELINES_READER = Consumer("ingest", service="ingest", group=None)
 # The webhook sender (enrichment/webhooks.py): in the enrichment process when PALAVER_WEBHOOK_URLS is set, its
 # own group on insights POSTs each meeting's final result to the operator's URLs.
 WEBHOOKS = Consumer("webhooks", service="enrichment", group="webhooks")
@@ -312,7 +315,23 @@ ENRICHMENT_STATE = TopicSpec(
     producers=("enrichment",),
     consumers=(ENRICHMENT_RESTORE,),
 )
-STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE, NAME_OWNERS, ENRICHMENT_STATE)
+# The meetings' media timelines (ingest/clock.py, ingest/timeline_log.py): per meeting its epoch and per
+# stream its start and the audio it reached, derived from the streams' connections (their stream.started and
+# stream.stopped), so any ingest process places a stream as any other would. Compaction keeps the newest
+# record per meeting, which states the whole timeline; the lag leaves a writer time to restate a record
+# that raced another.
+INGEST_TIMELINES = TopicSpec(
+    name="ingest.timelines",
+    key="meeting_id",
+    partitions=3,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    events=(),
+    producers=("ingest",),
+    consumers=(INGEST_TIMELINES_READER,),
+    config={"min.compaction.lag.ms": str(DAY_MS)},
+)
+STATE_TOPICS: tuple[TopicSpec, ...] = (MERGER_STATE, NAME_OWNERS, ENRICHMENT_STATE, INGEST_TIMELINES)
 
 # Which dead letters `palaver dlq replay` sent back (palaver/streams/dlq_tools.py): one record per replayed
 # DLQ offset, so a second replay skips them. A mark is written after its dead letter, so with the same

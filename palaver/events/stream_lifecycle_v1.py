@@ -29,6 +29,11 @@ class StreamStartedV1(EventV):
     # The stream's spoken language (a Whisper code) when its client chose one; None: the STT worker's
     # default (PALAVER_STT_LANGUAGE). The language actually decoded is on each transcript event.
     language: str | None = None
+    # The ingest's id of this connection: where its placement record is in ingest.timelines
+    # ("partition@offset"), unique per connection across ingest processes. Its stream.stopped and frames
+    # carry it too, so a stop that another process sends late (after the stream resumed elsewhere) is
+    # known for an earlier connection's. None from older producers.
+    connection: str | None = None
     run: str | None = None  # set by the STT worker that forwards it to the transcripts topic
 
     @field_validator("language")
@@ -49,4 +54,5 @@ class StreamStoppedV1(EventV):
     end_sample: int  # samples received (and durable) in this stream
     sample_rate: int = 16000
     reason: Literal["end", "disconnect", "error"]
+    connection: str | None = None  # the stream.started's this stop ends; None from older producers
     run: str | None = None  # set by the STT worker that forwards it to the transcripts topic

@@ -15,6 +15,7 @@ from palaver.events.registry import (
     DLQ_PARTITIONS,
     DLQ_REPLAYS,
     DLQ_RETENTION_MS,
+    INGEST_TIMELINES,
     NAME_OWNERS,
     STATE_TOPICS,
     TOPICS,
@@ -37,6 +38,8 @@ def _retention(ms: int) -> str:
 
 STATE_DESCRIPTIONS = {
     DLQ_REPLAYS.name: "which dead letters were sent back (one mark per DLQ offset)",
+    INGEST_TIMELINES.name: "each meeting's media timeline (`{\"epoch_ms\", \"active_ms\", \"streams\": {stream_id: [start_ms, "
+                           "end_sample]}}`), read by every ingest process; first record wins",
     NAME_OWNERS.name: "each name's owner (`{\"owner\": user_id or null, \"offset\": last request applied}`) and a seed mark per partition",
 }
 

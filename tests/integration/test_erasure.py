@@ -21,6 +21,7 @@ from palaver.events import MeetingChangedV1, decode
 from palaver.events.registry import (
     DIALOGUES,
     ENRICHMENT_STATE,
+    INGEST_TIMELINES,
     MEETINGS,
     MERGER_STATE,
     meeting_partition,
@@ -177,7 +178,10 @@ async def test_deleting_a_meeting_erases_it_and_it_stays_erased(web: Web) -> Non
     progress = await _newest_by_key(web.settings, ENRICHMENT_STATE,
                                     meeting_partition(meeting_id, ENRICHMENT_STATE.partitions))  # fmt: skip
     assert meeting_id in progress and progress[meeting_id] is None
-    assert set(COMPACTED_KEYS) == {MEETINGS.name, MERGER_STATE.name, ENRICHMENT_STATE.name}
+    timeline = await _newest_by_key(web.settings, INGEST_TIMELINES,
+                                    meeting_partition(meeting_id, INGEST_TIMELINES.partitions))  # fmt: skip
+    assert meeting_id in timeline and timeline[meeting_id] is None
+    assert set(COMPACTED_KEYS) == {MEETINGS.name, MERGER_STATE.name, ENRICHMENT_STATE.name, INGEST_TIMELINES.name}
 
     # Old events of it consumed again (a lagging writer, a replay) bring nothing back.
     await final_dialogue(web.settings, meeting_id, guest.user_id)

@@ -13,13 +13,10 @@ with all its audio acknowledged; per speaker, the final utterances (their ids, w
 the utterance's first sample, and their text) are those of the untouched run, none lost, none twice; the
 stored transcript holds every final dialogue.
 
-What does not hold across a web restart, and is not checked: the meeting clock (where each stream sits on
-the meeting's timeline) lives in the ingest process's memory, so the restarted ingest places the resumed
-streams on a new clock (``stream_start_ms`` in their ``ready`` and frames differs). Times stay right here
-because the STT worker that holds a stream keeps the placement it opened the stream with; a worker that
-takes a stream over after the web restart places that stream's later utterances on the new clock, and
-the merger can then drop one as a redelivery (docs/architecture.md, "Time"; not this test's order of
-deaths). Absolute times are not compared between the runs: each run's clock starts at its own connects.
+Not checked here: where the resumed streams sit on the meeting's timeline. The restarted ingest reads the
+timelines back from Kafka (``ingest.timelines``) and places them where they were (docs/architecture.md,
+"Time"; tests/integration/test_multi_ingest.py checks it). Absolute times are not compared between the
+runs: each run's clock starts at its own connects.
 """
 
 from __future__ import annotations

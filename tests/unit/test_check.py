@@ -49,20 +49,22 @@ class Topic:
         self.audio.note(self.stream.encode(), value, headers, 2, self.offset)
         self.offset += 1
 
-    def started(self, first_sample: int) -> None:
+    def started(self, first_sample: int, connection: str | None = None) -> None:
         event = StreamStartedV1(event_id=f"evt_s{first_sample}", meeting_id=MEETING, speaker_id="usr_ana",
-                                stream_id=self.stream, sample_rate=16000, stream_start_ms=0, first_sample=first_sample)  # fmt: skip
+                                stream_id=self.stream, sample_rate=16000, stream_start_ms=0, first_sample=first_sample,
+                                connection=connection)  # fmt: skip
         self._note(encode(event), {"event": b"stream.started", "version": b"1"})
 
-    def stopped(self, end_sample: int) -> None:
+    def stopped(self, end_sample: int, connection: str | None = None) -> None:
         event = StreamStoppedV1(event_id=f"evt_e{end_sample}", meeting_id=MEETING, speaker_id="usr_ana",
                                 stream_id=self.stream, stream_start_ms=0, end_sample=end_sample, sample_rate=16000,
-                                reason="end")  # fmt: skip
+                                reason="end", connection=connection)  # fmt: skip
         self._note(encode(event), {"event": b"stream.stopped", "version": b"1"})
 
-    def frame(self, first_sample: int, pcm: np.ndarray | None = None) -> None:
+    def frame(self, first_sample: int, pcm: np.ndarray | None = None, connection: str | None = None) -> None:
         pcm = PCM[first_sample : first_sample + FRAME] if pcm is None else pcm
-        frame = AudioFrameV1(MEETING, "usr_ana", self.stream, 16000, first_sample, 0, pcm.astype("<i2").tobytes())
+        frame = AudioFrameV1(MEETING, "usr_ana", self.stream, 16000, first_sample, 0, pcm.astype("<i2").tobytes(),
+                             connection=connection)  # fmt: skip
         self._note(frame.pcm, dict(frame.kafka_headers()))
 
     def connection(self, first_sample: int, end_sample: int, stop: bool = True) -> None:
@@ -177,6 +179,33 @@ def test_a_resume_sending_its_unacknowledged_frames_again_is_allowed() -> None:
     topic.connection(4 * FRAME, 10 * FRAME)  # resumed at the ack: frames 4 and 5 again, the same audio
     verdict = check_audio(topic.audio, [acked(0, 4 * FRAME, "c1"), acked(4 * FRAME, 10 * FRAME, "c2")])
     assert verdict.findings == [] and verdict.resent == 2
+
+
+def test_a_stream_moved_to_another_ingest_process_is_judged_by_connection_ids() -> None:
+    """The old process lands its last frames and its stop after the new connection started: each belongs to
+    the connection its id names, so the resent frames are a resume's, and the old stop ends the old one."""
+    topic = Topic()
+    topic.started(0, "0@1")
+    for at in range(0, 4 * FRAME, FRAME):
+        topic.frame(at, connection="0@1")
+    topic.started(4 * FRAME, "0@2")  # the client's last ack was at 4 frames
+    topic.frame(4 * FRAME, connection="0@2")
+    topic.frame(4 * FRAME, connection="0@1")  # the old process's last frames and stop, late
+    topic.frame(5 * FRAME, connection="0@1")
+    topic.stopped(6 * FRAME, "0@1")
+    for at in range(5 * FRAME, 10 * FRAME, FRAME):
+        topic.frame(at, connection="0@2")
+    topic.stopped(10 * FRAME, "0@2")
+    verdict = check_audio(topic.audio, [acked(0, 4 * FRAME, "c1"), acked(4 * FRAME, 10 * FRAME, "c2")])
+    assert verdict.findings == [] and verdict.resent == 2
+    assert [(c.first_sample, c.end_sample) for c in topic.audio.connections[STREAM]] == [(0, 6 * FRAME), (4 * FRAME, 10 * FRAME)]
+    # Without the ids the same records read as the new connection sending samples twice.
+    bare = Topic()
+    bare.connection(0, 4 * FRAME, stop=False)
+    bare.started(4 * FRAME)
+    bare.frame(4 * FRAME)
+    bare.frame(4 * FRAME)
+    assert "in one connection" in check_audio(bare.audio, None).findings[0].detail
 
 
 def test_the_same_samples_with_other_audio_are_duplicated() -> None:

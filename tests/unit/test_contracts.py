@@ -42,6 +42,10 @@ from api.names import decide, names_in_use, user_names
 from enrichment.progress import new_progress, note_dialogues, note_request
 from enrichment.webhooks import GROUP as WEBHOOKS_GROUP
 from enrichment.webhooks_message import payload_body, webhook_payload
+from ingest.clock import StreamMark, Timeline
+from ingest.clock import ended as timeline_ended
+from ingest.clock import merge as timeline_merge
+from ingest.clock import place as timeline_place
 from merger.processor import apply, new_state
 from palaver import ids
 from palaver.check.audio import AudioSeen
@@ -741,6 +745,31 @@ def names_state_contract(example: Example) -> list[Any]:
     return [restored]
 
 
+def ingest_timelines_contract(example: Example) -> list[Any]:
+    """The meetings' timelines (ingest/clock.py, ingest/timeline_log.py) hold what a stream's connections
+    told: a ``stream.started``'s placement, written as a record and folded by a process that never saw it,
+    places a resume of the stream where the event says; after a ``stream.stopped`` a fresh connection of
+    the stream starts after its audio. Frames add nothing (placement is once per connection)."""
+    value, headers = _kafka_message(example)
+    if event_type(headers) == AUDIO_EVENT:
+        return []
+    event: Any = decode(value)
+    epoch = event.timeline_epoch_ms if isinstance(event, StreamStartedV1) and event.timeline_epoch_ms else 1_000
+    written = Timeline(epoch, {event.stream_id: StreamMark(event.stream_start_ms)}, epoch)
+    if isinstance(event, StreamStoppedV1):
+        written = timeline_ended(written, event.stream_id, event.end_sample, epoch)
+    folded = timeline_merge(None, Timeline.from_json(orjson.loads(orjson.dumps(written.to_json()))))
+    assert folded == written
+    now_ms = epoch + event.stream_start_ms
+    if isinstance(event, StreamStartedV1):
+        resumed = timeline_place(folded, folded, event.stream_id, now_ms, max(1, event.first_sample), event.sample_rate)
+        assert (resumed.stream_start_ms, resumed.epoch_ms) == (event.stream_start_ms, epoch)
+    else:
+        fresh = timeline_place(folded, folded, event.stream_id, now_ms, 0, event.sample_rate)
+        assert fresh.first_sample >= event.end_sample
+    return [folded]
+
+
 def names_seed_contract(example: Example) -> list[Any]:
     """The registry's first start (``api.names.names_in_use``): a live user's username and email are taken
     by that user; a deleted user's are free."""
@@ -860,6 +889,7 @@ STATE_CONTRACTS: dict[tuple[str, str], tuple[str, Callable[[Example], list[Any]]
     ("merger.state", "merger"): ("transcripts", merger_state_contract),
     ("name.owners", "names"): ("name.claims", names_state_contract),
     ("enrichment.state", "enrichment"): ("dialogues", enrichment_state_contract),
+    ("ingest.timelines", "ingest"): ("audio.frames", ingest_timelines_contract),
 }
 REGISTERED = [(spec.name, consumer.name) for spec in TOPICS for consumer in spec.consumers]
 REGISTERED_STATE = [(spec.name, consumer.name) for spec in STATE_TOPICS for consumer in spec.consumers]

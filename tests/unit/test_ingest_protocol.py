@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingest.clock import MeetingClock
+from ingest.clock import Placement, StreamMark, Timeline, ended, idle, merge, place, propose
 from ingest.protocol import (
     MAX_FRAME_MS,
     MAX_MESSAGE_BYTES,
@@ -243,109 +243,182 @@ def test_close_codes_are_application_codes() -> None:
             assert (name in ("UNAUTHENTICATED", "FORBIDDEN")) == (4400 <= code <= 4499), name
 
 
-# --- MeetingClock ----------------------------------------------------------------------------------------
+# --- the meeting's timeline (ingest/clock.py) -------------------------------------------------------------
+
+
+class _Log:
+    """The ``ingest.timelines`` fold as every ingest process holds it (ingest/timeline_log.py), without
+    Kafka: a connection writes its proposal (made from ``view``, what its process held; the fold by default)
+    and is placed from the fold just before and after that record."""
+
+    def __init__(self) -> None:
+        self.timelines: dict[str, Timeline] = {}
+        self.records: list[tuple[str, Timeline | None]] = []
+
+    def write(self, meeting_id: str, record: Timeline | None) -> tuple[Timeline | None, Timeline | None]:
+        self.records.append((meeting_id, record))
+        before = self.timelines.get(meeting_id)
+        after = merge(before, record)
+        if after is None:
+            self.timelines.pop(meeting_id, None)
+        else:
+            self.timelines[meeting_id] = after
+        return before, after
+
+    def place(self, meeting_id: str, stream: str, now_ms: int, start_sample: int, sample_rate: int = 16000,
+              view: Timeline | str | None = "fold") -> Placement:  # fmt: skip
+        held = self.timelines.get(meeting_id) if view == "fold" else view
+        assert not isinstance(held, str)
+        before, after = self.write(meeting_id, propose(held, stream, now_ms, start_sample, sample_rate))
+        assert after is not None
+        return place(before, after, stream, now_ms, start_sample, sample_rate)
+
+    def end(self, meeting_id: str, stream: str, end_sample: int, now_ms: int) -> None:
+        if meeting_id in self.timelines:
+            self.write(meeting_id, ended(self.timelines[meeting_id], stream, end_sample, now_ms))
 
 
 def test_first_stream_at_epoch_gets_zero() -> None:
-    clock = MeetingClock()
-    assert clock.place("m1", "m1/alice", now_ms=1_700_000_000_000, start_sample=0, sample_rate=16000).stream_start_ms == 0
-    assert {m: t.epoch_ms for m, t in clock.meetings.items()} == {"m1": 1_700_000_000_000}
+    log = _Log()
+    placed = log.place("m1", "m1/alice", now_ms=1_700_000_000_000, start_sample=0)
+    assert (placed.stream_start_ms, placed.first_sample, placed.epoch_ms) == (0, 0, 1_700_000_000_000)
+    assert {m: t.epoch_ms for m, t in log.timelines.items()} == {"m1": 1_700_000_000_000}
 
 
 def test_second_stream_gets_its_offset_from_the_epoch() -> None:
-    clock = MeetingClock()
-    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    assert clock.place("m1", "m1/bob", now_ms=12_345, start_sample=0, sample_rate=16000).stream_start_ms == 2_345
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    assert log.place("m1", "m1/bob", now_ms=12_345, start_sample=0).stream_start_ms == 2_345
 
 
 def test_meetings_have_independent_clocks() -> None:
-    clock = MeetingClock()
-    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    assert clock.place("m2", "m2/alice", now_ms=50_000, start_sample=0, sample_rate=16000).stream_start_ms == 0
-    assert clock.place("m2", "m2/bob", now_ms=51_000, start_sample=0, sample_rate=16000).stream_start_ms == 1_000
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    assert log.place("m2", "m2/alice", now_ms=50_000, start_sample=0).stream_start_ms == 0
+    assert log.place("m2", "m2/bob", now_ms=51_000, start_sample=0).stream_start_ms == 1_000
 
 
 def test_reconnect_keeps_placement() -> None:
-    clock = MeetingClock()
-    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    assert clock.place("m1", "m1/bob", now_ms=13_000, start_sample=0, sample_rate=16000).stream_start_ms == 3_000
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    assert log.place("m1", "m1/bob", now_ms=13_000, start_sample=0).stream_start_ms == 3_000
     # bob drops and resumes 40 s later at sample 32000 (2 s): his sample 0 stays where it was
-    assert clock.place("m1", "m1/bob", now_ms=53_000, start_sample=32_000, sample_rate=16000).stream_start_ms == 3_000
+    resumed = log.place("m1", "m1/bob", now_ms=53_000, start_sample=32_000)
+    assert (resumed.stream_start_ms, resumed.first_sample) == (3_000, 32_000)
 
 
 def test_resume_on_unknown_stream_backdates() -> None:
-    clock = MeetingClock()
-    clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    # after an ingest restart bob resumes at 5 s of audio, 20 s into the meeting: sample 0 was at 15 s
-    assert clock.place("m1", "m1/bob", now_ms=30_000, start_sample=80_000, sample_rate=16000).stream_start_ms == 15_000
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    # bob resumes at 5 s of audio (his timeline was dropped), 20 s into the meeting: sample 0 was at 15 s
+    assert log.place("m1", "m1/bob", now_ms=30_000, start_sample=80_000).stream_start_ms == 15_000
 
 
 def test_backdating_never_goes_before_the_meeting_start() -> None:
-    clock = MeetingClock()
-    assert clock.place("m1", "m1/alice", now_ms=10_000, start_sample=160_000, sample_rate=16000).stream_start_ms == 0
-    assert clock.place("m1", "m1/bob", now_ms=11_000, start_sample=160_000, sample_rate=16000).stream_start_ms == 0
+    log = _Log()
+    assert log.place("m1", "m1/alice", now_ms=10_000, start_sample=160_000).stream_start_ms == 0
+    assert log.place("m1", "m1/bob", now_ms=11_000, start_sample=160_000).stream_start_ms == 0
 
 
 def test_fresh_connection_of_a_known_stream_continues_its_timeline() -> None:
-    clock = MeetingClock()
-    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
+    log = _Log()
+    first = log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
     assert first.first_sample == 0
-    clock.note_end(first, 48_000, now_ms=13_000)  # 3 s of audio, then the tab was closed
-    again = clock.place("m1", "m1/alice", now_ms=20_000, start_sample=0, sample_rate=16000)
+    log.end("m1", "m1/alice", 48_000, now_ms=13_000)  # 3 s of audio, then the tab was closed
+    again = log.place("m1", "m1/alice", now_ms=20_000, start_sample=0)
     assert again.stream_start_ms == first.stream_start_ms
     assert again.first_sample == 160_000  # 10 s after the stream's start, not sample 0 again
 
 
 def test_fresh_connection_never_starts_before_audio_already_received() -> None:
-    clock = MeetingClock()
-    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    clock.note_end(first, 320_000, now_ms=10_900)  # the client streamed faster than real time
-    assert clock.place("m1", "m1/alice", now_ms=11_000, start_sample=0, sample_rate=16000).first_sample == 320_000
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.end("m1", "m1/alice", 320_000, now_ms=10_900)  # the client streamed faster than real time
+    assert log.place("m1", "m1/alice", now_ms=11_000, start_sample=0).first_sample == 320_000
 
 
 def test_resume_uses_the_clients_position() -> None:
-    clock = MeetingClock()
-    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    clock.note_end(first, 48_000, now_ms=13_000)
-    assert clock.place("m1", "m1/alice", now_ms=30_000, start_sample=40_000, sample_rate=16000).first_sample == 40_000
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.end("m1", "m1/alice", 48_000, now_ms=13_000)
+    assert log.place("m1", "m1/alice", now_ms=30_000, start_sample=40_000).first_sample == 40_000
+
+
+def test_two_processes_placing_first_streams_at_once_agree_on_the_record_that_landed_first() -> None:
+    """Neither process knew the meeting when it proposed; the partition took alice's record first, so its
+    epoch is the meeting's, and bob (proposed with his process's own epoch) is rebased onto it."""
+    log = _Log()
+    alice = log.place("m1", "m1/alice", now_ms=10_000, start_sample=0, view=None)
+    bob = log.place("m1", "m1/bob", now_ms=10_007, start_sample=0, view=None)
+    assert (alice.epoch_ms, alice.stream_start_ms) == (10_000, 0)
+    assert (bob.epoch_ms, bob.stream_start_ms, bob.first_sample) == (10_000, 7, 0)
+
+
+def test_a_stale_record_never_moves_a_placed_stream() -> None:
+    """A process that had not read alice's placement proposes her again (a move to it at once): the first
+    placement stands, and the resume continues at the client's position."""
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.place("m1", "m1/bob", now_ms=12_000, start_sample=0)
+    moved = log.place("m1", "m1/bob", now_ms=15_000, start_sample=48_000, view=None)
+    assert (moved.epoch_ms, moved.stream_start_ms, moved.first_sample) == (10_000, 2_000, 48_000)
+
+
+def test_every_process_folding_the_records_holds_the_same_timelines() -> None:
+    """What any process folds from the topic equals what the writers were answered from; and the last
+    record (what compaction keeps) states less only where its writer restates the fold."""
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0, view=None)
+    log.place("m1", "m1/bob", now_ms=10_007, start_sample=0, view=None)
+    log.end("m1", "m1/alice", 16_000, now_ms=11_000)
+    replayed = _Log()
+    for meeting_id, record in log.records:
+        replayed.write(meeting_id, record)
+    assert replayed.timelines == log.timelines
+    assert log.records[1][1] != log.timelines["m1"], "bob's record missed alice: its writer restates the fold"
+    assert log.records[-1][1] == log.timelines["m1"], "the end record was written from the whole fold"
+
+
+def test_end_samples_only_grow() -> None:
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.end("m1", "m1/alice", 48_000, now_ms=13_000)
+    log.end("m1", "m1/alice", 16_000, now_ms=14_000)  # an older connection on another process noticed late
+    assert log.timelines["m1"].streams["m1/alice"] == StreamMark(0, 48_000)
+
+
+def test_the_timeline_goes_through_json_unchanged() -> None:
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.end("m1", "m1/alice", 48_000, now_ms=13_000)
+    timeline = log.timelines["m1"]
+    assert Timeline.from_json(orjson.loads(orjson.dumps(timeline.to_json()))) == timeline
 
 
 def test_an_idle_meeting_is_released_only_with_no_stream_connected_for_longer_than_the_limit() -> None:
-    clock = MeetingClock()
-    alice = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    bob = clock.place("m1", "m1/bob", now_ms=11_000, start_sample=0, sample_rate=16000)
-    clock.note_end(alice, 16_000, now_ms=20_000)
-    assert clock.release_idle(now_ms=10_000_000, idle_ms=60_000) == [], "bob is still connected"
-    clock.note_end(bob, 16_000, now_ms=30_000)
-    assert clock.release_idle(now_ms=90_000, idle_ms=60_000) == [], "idle for exactly the limit: kept"
-    assert clock.release_idle(now_ms=90_001, idle_ms=60_000) == ["m1"]
-    assert clock.meetings == {}
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.end("m1", "m1/alice", 16_000, now_ms=30_000)
+    assert idle(log.timelines, {"m1"}, now_ms=10_000_000, idle_ms=60_000) == [], "connected in this process"
+    assert idle(log.timelines, set(), now_ms=90_000, idle_ms=60_000) == [], "idle for exactly the limit: kept"
+    assert idle(log.timelines, set(), now_ms=90_001, idle_ms=60_000) == ["m1"]
 
 
 def test_a_released_meeting_starts_a_new_timeline() -> None:
-    """What forgetting costs (docs/architecture.md, "Time"): a stream that comes back is placed as after an
-    ingest restart, on a timeline that starts anew."""
-    clock = MeetingClock()
-    first = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    clock.note_end(first, 48_000, now_ms=13_000)
-    clock.forget("m1")
-    again = clock.place("m1", "m1/alice", now_ms=500_000, start_sample=0, sample_rate=16000)
-    assert (again.stream_start_ms, again.first_sample) == (0, 0)
+    """What dropping a timeline costs (docs/architecture.md, "Time"): a stream that comes back is placed on
+    a timeline that starts anew."""
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.end("m1", "m1/alice", 48_000, now_ms=13_000)
+    log.write("m1", None)
+    again = log.place("m1", "m1/alice", now_ms=500_000, start_sample=0)
+    assert (again.stream_start_ms, again.first_sample, again.epoch_ms) == (0, 0, 500_000)
 
 
-def test_a_connection_ending_after_its_meeting_was_forgotten_changes_nothing() -> None:
-    clock = MeetingClock()
-    old = clock.place("m1", "m1/alice", now_ms=10_000, start_sample=0, sample_rate=16000)
-    clock.forget("m1")  # the meeting ended while alice was still connected
-    new = clock.place("m1", "m1/bob", now_ms=20_000, start_sample=0, sample_rate=16000)
-    clock.note_end(old, 48_000, now_ms=21_000)
-    timeline = clock.meetings["m1"]
-    assert (timeline.connected, timeline.stream_end_sample) == (1, {}), "bob's timeline is not alice's"
-    clock.note_end(new, 16_000, now_ms=22_000)
-    assert (timeline.connected, timeline.stream_end_sample) == (0, {"m1/bob": 16_000})
-
-
-def test_forgetting_an_unknown_meeting_is_harmless() -> None:
-    clock = MeetingClock()
-    clock.forget("nope")
-    assert clock.meetings == {}
+def test_a_connection_ending_after_its_meeting_was_dropped_changes_nothing() -> None:
+    log = _Log()
+    log.place("m1", "m1/alice", now_ms=10_000, start_sample=0)
+    log.write("m1", None)  # the meeting ended while alice was still connected
+    log.place("m1", "m1/bob", now_ms=20_000, start_sample=0)
+    log.end("m1", "m1/alice", 48_000, now_ms=21_000)
+    assert set(log.timelines["m1"].streams) == {"m1/bob"}, "bob's timeline is not alice's"

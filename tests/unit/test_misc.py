@@ -295,7 +295,7 @@ def test_all_topics() -> None:
         "name.claims", "name.decisions", "enrichment.requests", "insights",
         "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "users.dlq", "chat.dlq",
         "meetings.dlq", "sessions.dlq", "name.claims.dlq", "enrichment.requests.dlq", "insights.dlq",
-        "merger.state", "name.owners", "enrichment.state", "dlq.replays",
+        "merger.state", "name.owners", "enrichment.state", "ingest.timelines", "dlq.replays",
     ]  # fmt: skip
     assert len(set(names)) == len(names)
     by_name = {t.name: t for t in topics}

@@ -19,9 +19,11 @@ from starlette.types import Message, Receive, Scope, Send
 from ingest.app import IngestContext, router
 from ingest.limits import IngestLimits
 from ingest.protocol import CloseCode
+from ingest.timeline_log import TimelineLog
 from palaver.auth.tokens import sign
 from palaver.events import AudioFrameV1, StreamStartedV1, StreamStoppedV1, decode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT
+from palaver.settings import Settings
 from palaver.streams.memory_broker import MemoryBroker, MemoryProducer
 
 TOPIC = "audio.frames"
@@ -53,7 +55,9 @@ class _Ingest:
         self.producer = MemoryProducer(self.broker)
         app = FastAPI()
         app.include_router(router)
-        app.state.ingest = self.context = IngestContext(self.producer, TOPIC, SECRET, limits or IngestLimits())  # type: ignore[arg-type]
+        timelines = TimelineLog(Settings(), self.producer, self.broker.consumer)  # type: ignore[arg-type]
+        app.state.ingest = self.context = IngestContext(self.producer, TOPIC, SECRET, timelines,  # type: ignore[arg-type]
+                                                        limits or IngestLimits())  # fmt: skip
         self.acks: list[tuple[int, int]] = []
 
         async def journaled(scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +69,7 @@ class _Ingest:
             await app(scope, receive, send_and_note)
 
         self.client = TestClient(journaled)
+        self.client.__enter__()  # one event loop for all connections: the timelines' follower runs on it
 
     def frames(self) -> list[AudioFrameV1]:
         return [AudioFrameV1.from_kafka(r.value, dict(r.headers)) for r in self._records(AUDIO_EVENT)]
@@ -383,3 +388,32 @@ def test_audio_the_broker_does_not_take_is_never_acknowledged_and_the_socket_clo
 
     assert (acks, close["code"]) == ([], CloseCode.BROKER_UNAVAILABLE)
     assert ingest.frames() == []
+
+
+def test_connections_carry_their_id_and_an_idle_meeting_is_dropped_for_every_process() -> None:
+    """Each connection's stream.started, frames and stream.stopped name it (where its placement record is
+    on ingest.timelines); a meeting idle past the limit gets a tombstone there, which every process folds."""
+    ingest = _Ingest(IngestLimits(meeting_idle_s=0.001))
+    timelines = ingest.context.timelines.topic
+    for _ in range(2):
+        with ingest.client.websocket_connect(_url()) as ws:
+            _connect(ws)
+            ws.send_bytes(_frame(0))
+            ws.send_json({"type": "end"})
+            _until_closed(ws)
+    started, stopped = ingest.events("stream.started"), ingest.events("stream.stopped")
+    ids = [s.connection for s in started]
+    assert len(set(ids)) == 2 and [s.connection for s in stopped] == ids
+    assert [f.connection for f in ingest.frames()] == ids
+    held = ingest.context.timelines.timelines
+    _until(lambda: not ingest.context.connected and held["m1"].streams[STREAM].end_sample > FRAME_SAMPLES,
+           "the server ended m1's last connection and recorded its end")  # fmt: skip
+    time.sleep(0.01)  # idle past the limit (1 ms), in whole milliseconds
+    ingest.context.next_sweep_ms = 0  # the next connection looks for idle meetings
+    with ingest.client.websocket_connect(_url("m2")) as ws:
+        _connect(ws)
+        _until(lambda: any(r.key == b"m1" and r.value is None for r in ingest.broker.records(timelines)),
+               "m1's timeline dropped")  # fmt: skip
+        ws.send_json({"type": "end"})
+        _until_closed(ws)
+    assert set(ingest.context.timelines.timelines) == {"m2"}
