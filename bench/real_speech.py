@@ -241,6 +241,35 @@ def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[Any]:
     return results
 
 
+def with_left_context(audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray]], context_s: float,
+                      longest_s: float = 30.0) -> list[tuple[float, np.ndarray]]:  # fmt: skip
+    """Each piece (start, end, audio) with up to ``context_s`` seconds of the track just before it put in
+    front (less where the track starts sooner, or where the clip would pass ``longest_s``): (seconds of
+    context, the clip). The context is audio the stream has already had decoded."""
+    clips = []
+    for start, end, _ in pieces:
+        begin = max(0, start - round(context_s * 16000), end - round(longest_s * 16000))
+        clips.append(((start - begin) / 16000, audio[begin:end]))
+    return clips
+
+
+def words_after(final: Any, context_s: float) -> str:
+    """The text of a clip's final without the words of its context: the words whose middle (by the
+    final's word timings) lies at or after ``context_s`` from the clip's start."""
+    return "".join(w.word for w in final.words if (w.start_s + w.end_s) / 2 >= context_s).strip()
+
+
+def decode_with_context(engine: Any, audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray]],
+                        context_s: float) -> tuple[list[str], float]:  # fmt: skip
+    """Each piece decoded as a final with ``context_s`` of left context (``with_left_context``,
+    batched by the clip's length bucket), kept to its own words (``words_after``); and the seconds of
+    audio decoded."""
+    clips = with_left_context(audio, pieces, context_s)
+    finals = decode_bucketed(engine, [clip for _, clip in clips])
+    return ([words_after(f, c) for (c, _), f in zip(clips, finals, strict=True)],
+            sum(len(clip) for _, clip in clips) / 16000)  # fmt: skip
+
+
 def decode_prompted(engine: Any, pieces: list[tuple[int, int, np.ndarray]]) -> list[Any]:
     """Each utterance's final decoded in order, one at a time, with the stream's recent final text as its
     prompt (``stt_workers.local_transcriber.PromptHistory``, as the worker keeps it): the best case of the
@@ -273,10 +302,11 @@ def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.
 
 
 def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any],
-            policies: list[str] = (), prompt: bool = False) -> dict[str, Any]:  # fmt: skip
+            policies: list[str] = (), prompt: bool = False, contexts: list[float] = ()) -> dict[str, Any]:  # fmt: skip
     """One track's row: speech each VAD variant and segmenter policy kept, its CPU time, when each final
     is asked for after its last word, and the WER of every cut and decode mode (``_prompt``: with the
-    previous finals' text as the decoder's prompt)."""
+    previous finals' text as the decoder's prompt; ``_ctx<N>``: each final decoded with N s of left
+    context, ``decoded_s_<cut>_ctx<N>`` the audio seconds that decoded)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     cuts: dict[str, list[tuple[int, int, np.ndarray]]] = {"pauses": pause_cuts(audio)}
@@ -299,6 +329,10 @@ def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], m
             texts[f"{mode}_{cut}"] = " ".join(f.text for f in finals)
             if prompt and cut in PROMPTED_CUTS:
                 texts[f"{mode}_{cut}_prompt"] = " ".join(f.text for f in decode_prompted(engine, pieces))
+            for context_s in contexts:
+                label = f"{cut}_ctx{context_s:g}"
+                own, row[f"decoded_s_{label}"] = decode_with_context(engine, audio, pieces, context_s)
+                texts[f"{mode}_{label}"] = " ".join(own)
             if cut in asked and mode == next(iter(models["engines"])):
                 row[f"ask_after_last_word_ms_{cut}"] = ask_delays(pieces, finals, asked[cut])
     for cut, pieces in cuts.items():
@@ -377,8 +411,8 @@ def ask_summary(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[str] = (),
-        modes: list[str] | None = None, prompt: bool = False, sources: list[str] | None = None
-        ) -> dict[str, Any]:  # fmt: skip
+        modes: list[str] | None = None, prompt: bool = False, sources: list[str] | None = None,
+        contexts: list[float] = ()) -> dict[str, Any]:  # fmt: skip
     from faster_whisper import WhisperModel
 
     from palaver.settings import bundled_whisper_model_dir
@@ -393,7 +427,7 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
         for track in SOURCES[source][1]:
             audio, reference = load_track(track, data)
             source_rows.append({"source": source} | measure(track.name, audio, reference, variants, models,
-                                                            policies, prompt))  # fmt: skip
+                                                            policies, prompt, contexts))  # fmt: skip
         per_source[source] = {"what": SOURCES[source][0], "words": sum(r["words"] for r in source_rows),
                               "seconds": round(sum(r["seconds"] for r in source_rows), 1),
                               "wer": word_weighted(source_rows)}  # fmt: skip
@@ -413,7 +447,8 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
         from bench.speech import build_tracks
 
         tts_rows = [measure(f"tts_{t.speaker_id}", t.pcm.astype(np.float32) / 32768, clean(t.script), variants,
-                            models, policies, prompt) for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
+                            models, policies, prompt, contexts)
+                    for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
         result |= {"tts_tracks": tts_rows, "tts_wer": word_weighted(tts_rows),
                    "tts_ask_after_last_word_ms": ask_summary(tts_rows)}  # fmt: skip
         print("synthesized, final asked after the last word, ms (median / p90 / max): "
@@ -444,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", action="store_true",
                         help="also decode the finals of " + ", ".join(PROMPTED_CUTS) + " in order, with the "
                         "previous finals' text as prompt")  # fmt: skip
+    parser.add_argument("--context", nargs="*", type=float, default=[], metavar="SECONDS",
+                        help="also decode every cut's finals with this many seconds of the track before each "
+                        "in front, keeping the words that fall in the final (one run per value)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.fetch:
         fetch(args.data, args.sources)
@@ -454,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     path = write_results("real_speech", run(args.data, args.vad, args.tts, args.policy, args.modes, args.prompt,
-                                            args.sources))  # fmt: skip
+                                            args.sources, args.context))  # fmt: skip
     print(f"wrote {path}")
     return 0
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.real_speech import SOURCES, Track, clean, load_track, track_files
+from bench.real_speech import SOURCES, Track, clean, load_track, track_files, with_left_context, words_after
+from stt_workers.engine import Transcription, Word
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
@@ -34,3 +35,22 @@ def test_a_track_plays_its_parts_in_order_and_joins_their_transcripts(tmp_path: 
     assert len(audio) == 4800
     assert np.all(audio[:1600] > 0) and np.all(audio[1600:] < 0)
     assert reference == "hello there general kenobi" == clean("hello there general kenobi")
+
+
+def test_left_context_is_the_track_just_before_each_piece_within_the_track_and_the_clip_limit() -> None:
+    audio = np.arange(16000 * 40, dtype=np.float32)
+    pieces = [(8000, 24000, audio[8000:24000]), (16000 * 30, 16000 * 39, audio[16000 * 30 : 16000 * 39])]
+
+    clips = with_left_context(audio, pieces, 2.0, longest_s=10.0)
+
+    assert clips[0][0] == 0.5 and np.array_equal(clips[0][1], audio[:24000])  # the track starts sooner
+    assert clips[1][0] == 1.0 and np.array_equal(clips[1][1], audio[16000 * 29 : 16000 * 39])  # 10 s at most
+
+
+def test_the_words_of_the_context_are_dropped_by_their_middle() -> None:
+    words = (Word(" so", 0.2, 0.6, 0.9), Word(" we", 0.8, 1.3, 0.9), Word(" met", 1.4, 1.9, 0.9))
+    final = Transcription(text=" so we met", words=words, confidence=0.9)
+
+    assert words_after(final, 1.0) == "we met"
+    assert words_after(final, 1.1) == "met"
+    assert words_after(final, 0.0) == "so we met"
