@@ -256,7 +256,7 @@ def with_left_context(audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray
 def words_after(final: Any, context_s: float) -> str:
     """The text of a clip's final without the words of its context: the words whose middle (by the
     final's word timings) lies at or after ``context_s`` from the clip's start."""
-    return "".join(w.word for w in final.words if (w.start_s + w.end_s) / 2 >= context_s).strip()
+    return " ".join(w.word for w in final.words if (w.start_s + w.end_s) / 2 >= context_s)
 
 
 def decode_with_context(engine: Any, audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray]],

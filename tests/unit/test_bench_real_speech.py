@@ -48,7 +48,7 @@ def test_left_context_is_the_track_just_before_each_piece_within_the_track_and_t
 
 
 def test_the_words_of_the_context_are_dropped_by_their_middle() -> None:
-    words = (Word(" so", 0.2, 0.6, 0.9), Word(" we", 0.8, 1.3, 0.9), Word(" met", 1.4, 1.9, 0.9))
+    words = (Word("so", 0.2, 0.6, 0.9), Word("we", 0.8, 1.3, 0.9), Word("met", 1.4, 1.9, 0.9))
     final = Transcription(text=" so we met", words=words, confidence=0.9)
 
     assert words_after(final, 1.0) == "we met"
