@@ -28,7 +28,9 @@ row also has when the worker would ask for each final's decode (``ask_after_last
 of the final's last word, by its word timings, to the end of the 100 ms frame after which the segmenter
 told the final's segment, eagerly or not): the part of a final's latency the policy decides. ``--prompt``
 decodes some cuts again one final at a time, in order, each with the finals before it as Whisper's
-previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). Every run also cuts ``NOISES`` (30 s of
+previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). ``--context N`` decodes every cut
+again with N s of the track before each final in front of it and keeps the words inside the final
+(``decode_with_context``): acoustic context without a text prompt. Every run also cuts ``NOISES`` (30 s of
 stationary noise, no speech) and counts the speech each policy keeps and the words decoded from it.
 """
 
