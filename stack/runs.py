@@ -243,3 +243,58 @@ def replay_command(settings: Settings, meeting_id: str, engine: str | None, mode
 def _draw(bar: Progress, done: int, total: int) -> None:
     bar.total = max(total, 1)
     bar.update(done)
+
+
+def merge_command(settings: Settings, meeting_id: str, wanted_run: str | None, sets: Sequence[str], nice: int,
+                  quiet: bool) -> int:  # fmt: skip
+    """``palaver replay --from transcripts``: check, merge again, publish; prints the outcome. Raises RunsError
+    (exit 1 refused: erased, no transcript events of the run; exit 2 bad input or no broker)."""
+    from aiokafka.errors import KafkaError
+
+    from merger.replay import MergeReplayError, merge_again, merge_overrides
+    from palaver.runs import merge_run
+    from palaver.streams.clients import wait_for_broker
+    from stt_workers.replay import meeting_state
+    from stt_workers.replay_settings import ReplaySettingsError, parse_sets
+
+    if not ids.is_valid_id_part(meeting_id):
+        raise RunsError(f"{meeting_id!r} is not a meeting id (1-64 of [A-Za-z0-9._-])")
+    try:
+        merging, overrides = merge_overrides(settings, parse_sets(sets))
+    except (ReplaySettingsError, MergeReplayError) as exc:
+        raise RunsError(str(exc)) from None
+    if nice < 0:
+        raise RunsError(f"--nice {nice}: 0 or more (a replay may lower its priority, not raise it)")
+    quiet = quiet or not sys.stderr.isatty()
+    if nice:
+        os.nice(nice)
+
+    async def go() -> int:
+        try:
+            await wait_for_broker(merging, timeout_s=10)
+        except TimeoutError as exc:
+            raise RunsError(str(exc)) from None
+        state = await meeting_state(merging, meeting_id)
+        if state is not None and state.deleted:
+            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT)
+        reading = Progress("reading the transcripts topic", 1, "records", quiet)
+        try:
+            outcome = await merge_again(merging, meeting_id, wanted_run, lambda source: merge_run(source, overrides),
+                                        lambda done, total: _draw(reading, done, total))  # fmt: skip
+        except MergeReplayError as exc:
+            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT) from None
+        finally:
+            reading.close()
+        o = outcome
+        skipped = f"; {o.undecodable} record(s) that do not decode passed over" if o.undecodable else ""
+        done = (f"published {o.published} event(s)" if o.published else
+                "published nothing: the dialogues topic holds the run already")  # fmt: skip
+        print(f"meeting {meeting_id}: merged {o.events} transcript event(s) of run {o.source_run} again into run "
+              f"{o.run}: {o.dialogues} dialogue(s), {o.final} final; {done}{skipped} ({o.elapsed_s:.1f} s). "
+              f"Then: palaver runs compare --meeting {meeting_id} {o.source_run} {o.run}")  # fmt: skip
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except KafkaError as exc:
+        raise RunsError(f"the broker failed: {exc}; replay again to complete the run") from None
