@@ -682,7 +682,7 @@ def enrichment_contract(example: Example) -> list[Any]:
     if isinstance(event, EnrichmentRequestedV1):
         after = note_request(before, event, 1000)
         assert after["pending"] == [{"request_id": event.event_id, "trigger": event.reason, "backend": event.backend,
-                                     "since_ms": 1000, "dialogue_id": event.dialogue_id}]  # fmt: skip
+                                     "since_ms": 1000, "dialogue_id": event.dialogue_id, "run": event.run}]  # fmt: skip
         assert note_request(after, event, 2000) is after
         return [after]
     after = note_dialogues(before, event, 1000)
