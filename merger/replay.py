@@ -84,17 +84,17 @@ def merge_overrides(base: Settings, sets: Mapping[str, str]) -> tuple[Settings, 
     return settings, {key: getattr(settings, key) for key in sorted(sets)}
 
 
-def source_run(runs_seen: Sequence[str], wanted: str | None) -> str:
-    """The run to merge again: ``wanted``, or the first live run in log order. Raises MergeReplayError when
-    the meeting has no such run on the transcripts topic."""
+def source_run(runs_seen: Sequence[str], wanted: str | None, kind: str = "transcript", topic: str = "transcripts") -> str:
+    """The run to replay: ``wanted``, or the first live run in log order. Raises MergeReplayError when the
+    meeting has no such run on the topic (``kind``: what its events are, for the message)."""
     known = ", ".join(dict.fromkeys(runs_seen)) or "none"
     if wanted is not None:
         if wanted not in runs_seen:
-            raise MergeReplayError(f"no transcript event of run {wanted!r} on the transcripts topic (its runs: {known})")
+            raise MergeReplayError(f"no {kind} event of run {wanted!r} on the {topic} topic (its runs: {known})")
         return wanted
     live = [run for run in runs_seen if not is_replay(run)]
     if not live:
-        raise MergeReplayError(f"no live run's transcript events on the transcripts topic (its runs: {known}); "
+        raise MergeReplayError(f"no live run's {kind} events on the {topic} topic (its runs: {known}); "
                                "name one with --run")  # fmt: skip
     return live[0]
 

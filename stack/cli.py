@@ -213,14 +213,18 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "again to complete the run). With --from transcripts it transcribes nothing: it reads the meeting's "
         "stored transcript events of one run (kept for ever), merges them again in this process with the "
         "merger settings --set gives (merger_pause_ms), and publishes the new run's dialogues (RUN~merge, "
-        "RUN~merge-HASH with --set) beside the others; a second identical replay publishes nothing.")  # fmt: skip
+        "RUN~merge-HASH with --set) beside the others; a second identical replay publishes nothing. With --from "
+        "dialogues it asks the running enrichment service to enrich one run's placed dialogues (a replay's "
+        "too) with --set enrichment_backend=NAME (default PALAVER_ENRICHMENT_BACKEND), into the enrichment "
+        "run RUN/BACKEND; it asks nothing when a final result of that run covers them already.")  # fmt: skip
     replay.add_argument("--meeting", required=True, metavar="ID", help="the meeting's id (mtg_...)")
     replay.add_argument("--from", dest="source", choices=REPLAY_SOURCES, default="audio",
                         help="what to replay: audio (transcribe the audio topic again; default); transcripts "
                         "(merge a run's stored transcript events again with other merger settings, into "
-                        "RUN~merge or RUN~merge-HASH, without STT); dialogues (not built yet)")  # fmt: skip
-    replay.add_argument("--run", metavar="RUN", help="with --from transcripts: the run to merge again (default "
-                        "the meeting's first live run on the transcripts topic)")  # fmt: skip
+                        "RUN~merge or RUN~merge-HASH, without STT); dialogues (ask the enrichment service to "
+                        "enrich a run's placed dialogues again, into the enrichment run RUN/BACKEND)")  # fmt: skip
+    replay.add_argument("--run", metavar="RUN", help="with --from transcripts or dialogues: the run to replay "
+                        "(default the meeting's first live run on that topic)")  # fmt: skip
     replay.add_argument("--engine", metavar="E", help="the STT engine: whisper, the only one a replay takes "
                         "(default PALAVER_STT_ENGINE)")  # fmt: skip
     replay.add_argument("--model", metavar="DIR", help="a CTranslate2 Whisper model directory (default "
@@ -229,7 +233,8 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         help="override a setting that decides the transcript (repeatable): whisper_beam_size, "
                         "whisper_decode, whisper_compute_type, whisper_device, stt_language, vad_threshold, "
                         "vad_min_silence_ms, vad_min_speech_ms, vad_pad_ms, max_utterance_ms; with --from "
-                        "transcripts the merger's: merger_pause_ms (names as PALAVER_* without the prefix). "
+                        "transcripts the merger's: merger_pause_ms; with --from dialogues enrichment_backend "
+                        "(names as PALAVER_* without the prefix). "
                         "Others are refused, saying why (exit 2)")  # fmt: skip
     replay.add_argument("--threads", type=int, metavar="N", help="CPU threads per decode lane (default "
                         "PALAVER_WHISPER_THREADS, 1); not part of the run")  # fmt: skip
@@ -438,22 +443,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _replay_or_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from stack.runs import RunsError, merge_command, replay_command, runs_command
+    from stack.runs import RunsError, enrich_again_command, merge_command, replay_command, runs_command
 
     if args.command == "runs":
         return runs_command(settings, args.action, args.meeting, args.chosen if args.action == "compare" else [],
                             getattr(args, "reference", None))  # fmt: skip
-    if args.source == "dialogues":
-        raise RunsError("--from dialogues is not built yet: replay the audio (--from audio) or the transcripts "
-                        "(--from transcripts)")  # fmt: skip
-    if args.source == "transcripts":
+    if args.source in ("transcripts", "dialogues"):
         given = [o for o, v in (("--engine", args.engine), ("--model", args.model), ("--threads", args.threads),
                                 ("--lanes", args.lanes)) if v is not None]  # fmt: skip
         if given:
-            raise RunsError(f"{given[0]}: a replay from the transcripts transcribes nothing (--from audio does)")
+            raise RunsError(f"{given[0]}: a replay from the {args.source} transcribes nothing (--from audio does)")
+        if args.source == "dialogues":
+            return enrich_again_command(settings, args.meeting, args.run, args.sets)
         return merge_command(settings, args.meeting, args.run, args.sets, args.nice, args.quiet)
     if args.run is not None:
-        raise RunsError("--run: only with --from transcripts (a replay of the audio names its run by its settings)")
+        raise RunsError("--run: only with --from transcripts or dialogues (a replay of the audio names its run by "
+                        "its settings)")  # fmt: skip
     return replay_command(settings, args.meeting, args.engine, args.model, args.sets, args.threads, args.lanes,
                           args.nice, args.quiet)  # fmt: skip
 
