@@ -48,6 +48,19 @@ def merge_run(source_run: str, overrides: Mapping[str, object]) -> str:
     return f"{source_run}{REPLAY_MARK}{suffix}"
 
 
+def merged_from(run: str) -> str:
+    """The run whose transcript events a ``~merge`` run merged again (``run`` itself for any other run)."""
+    base, mark, suffix = run.rpartition(REPLAY_MARK)
+    if mark and (suffix == MERGE or (suffix.startswith(f"{MERGE}-") and len(suffix) == len(MERGE) + 9)):
+        return base
+    return run
+
+
+def merged_from_sql(column: str = "run") -> str:
+    """A ClickHouse expression: ``merged_from`` of ``column``."""
+    return f"replaceRegexpOne({column}, '{REPLAY_MARK}{MERGE}(-[0-9a-f]{{8}})?$', '')"
+
+
 def _digest(overrides: Mapping[str, object]) -> str:
     """8 hex digits of the overrides, sorted by name: the same overrides always give the same digits."""
     canonical = json.dumps(dict(sorted(overrides.items())), sort_keys=True, separators=(",", ":"))

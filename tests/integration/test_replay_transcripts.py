@@ -71,7 +71,10 @@ async def test_a_replay_from_the_transcripts_merges_a_run_again_with_another_pau
     assert after_one["utterances"] == [], "nothing transcribed: the run's utterances are its source's"
 
     listed = await list_text(p.store, m)
-    assert [line.split()[:2] for line in listed.splitlines()[2:]] == [[LIVE, "live"], [run, "replay"]], listed
+    rows = [line.split() for line in listed.splitlines()[2:]]
+    assert [row[:2] for row in rows] == [[LIVE, "live"], [run, "replay"]], listed
+    # FINAL LIVE UTTERANCES WORDS SPEAKERS: the merged run's utterances are its source's.
+    assert (rows[0][2], rows[1][2]) == ("2", "3") and rows[0][4:7] == rows[1][4:7], listed
     compared = await compare_text(p.store, m, [LIVE, run])
     assert "WER 0.0%" in compared and "no words differ" in compared, compared
     async with meeting.people["ben"].client() as http:

@@ -110,3 +110,12 @@ def test_the_meetings_events_are_kept_and_bad_records_counted() -> None:
     other = _final("m2", "cy", 0, 500, "Elsewhere.")
     events, bad = meeting_events(M, [encode(e) for e in _meeting()] + [b"{}", encode(other)])
     assert (len(events), bad) == (len(_meeting()), 1)
+
+
+def test_a_merged_run_names_the_run_it_merged_again() -> None:
+    from palaver.runs import merged_from
+
+    assert merged_from(merge_run(RUN, {})) == RUN == merged_from(merge_run(RUN, {"merger_pause_ms": 1}))
+    assert merged_from(merge_run("whisper:tiny.en~replay", {})) == "whisper:tiny.en~replay"
+    assert [merged_from(r) for r in (RUN, "whisper:tiny.en~replay", f"{RUN}~merge-xyz", f"{RUN}~emerge")] == [
+        RUN, "whisper:tiny.en~replay", f"{RUN}~merge-xyz", f"{RUN}~emerge"]  # fmt: skip
