@@ -89,7 +89,7 @@ def note_request(progress: Progress, request: EnrichmentRequestedV1, at_ms: int)
     if any(p["request_id"] == request.event_id for p in progress["pending"]):
         return progress
     entry = {"request_id": request.event_id, "trigger": request.reason, "backend": request.backend, "since_ms": at_ms,
-             "dialogue_id": request.dialogue_id}  # fmt: skip
+             "dialogue_id": request.dialogue_id, "run": request.run}  # fmt: skip
     return {**progress, "pending": [*progress["pending"], entry]}
 
 
@@ -108,10 +108,13 @@ def due(meeting_id: str, progress: Progress, now_ms: int, policy: Policy, runnin
         for entry in results:
             if entry["trigger"] == "ended" and not (progress["stopped"] or now_ms - entry["since_ms"] >= policy.settle_ms):
                 continue
-            if run is None:
+            asked = entry.get("run") or run  # a request naming its run (palaver replay --from dialogues) has it
+            if asked is None:
                 continue  # nothing said yet: the request waits for the first dialogue (or expires with the topic)
-            final_jobs.append(Job(meeting_id, run, entry["trigger"], entry["backend"] or policy.default_backend,
-                                  progress["placed"], entry["request_id"]))  # fmt: skip
+            # Another run's placed dialogues are not counted here: its job enriches what the store has.
+            placed = progress["placed"] if asked == run else 0
+            final_jobs.append(Job(meeting_id, asked, entry["trigger"], entry["backend"] or policy.default_backend,
+                                  placed, entry["request_id"]))  # fmt: skip
             break  # one final job at a time per meeting
         idle = now_ms - progress["activity_ms"] >= policy.idle_ms
         said = progress["placed"] > max(progress["finished"], 0)  # placed dialogues no final result covers
@@ -157,12 +160,12 @@ def started(progress: Progress, job: Job) -> Progress:
 
 
 def finished(progress: Progress, job: Job, covered: int) -> Progress:
-    """A job delivered what it made: its request is served; a final result covered ``covered`` placed
-    dialogues."""
+    """A job delivered what it made: its request is served; a final result of the meeting's live run covered
+    ``covered`` placed dialogues."""
     if job.request_id is None and not job.final:
         return progress
     out = {**progress, "pending": [p for p in progress["pending"] if p["request_id"] != job.request_id]}
-    if job.final:
+    if job.final and job.run == progress["run"]:  # another run's result (a replay's) covers none of the live run
         out["finished"] = max(progress["finished"], covered)
         out["rolled"] = max(progress["rolled"], covered)
     return out

@@ -10,6 +10,10 @@ its own, named by what it changed:
   with their typed values (``0.50`` and ``0.5`` are the same override), so the same overrides always name
   the same run and a second identical replay writes the same events again.
 
+``palaver replay --from transcripts`` merges a run's stored transcript events again with other merger
+settings, into ``<source run>~merge`` (the environment's merger settings) or ``<source run>~merge-<8 hex>``
+(with ``--set`` overrides, hashed as above): the same source and overrides always name the same run.
+
 A replay run is never a live run: ``~`` marks it (``is_replay``), so readers that show a meeting as it
 happens (the default run of the read routes, the live socket) keep to the live runs.
 """
@@ -22,6 +26,7 @@ from collections.abc import Mapping
 
 REPLAY_MARK = "~"
 DEFAULT_REPLAY = "replay"
+MERGE = "merge"
 
 
 def live_run(engine: str, model: str) -> str:
@@ -33,8 +38,33 @@ def replay_run(engine: str, model: str, overrides: Mapping[str, object]) -> str:
     """The run a replay with ``overrides`` (setting name -> typed value, JSON-able) writes to."""
     if not overrides:
         return f"{live_run(engine, model)}{REPLAY_MARK}{DEFAULT_REPLAY}"
+    return f"{live_run(engine, model)}{REPLAY_MARK}{_digest(overrides)}"
+
+
+def merge_run(source_run: str, overrides: Mapping[str, object]) -> str:
+    """The run a replay from the transcripts writes: ``source_run``'s transcript events merged again with
+    the merger ``overrides`` (setting name -> typed value)."""
+    suffix = f"{MERGE}-{_digest(overrides)}" if overrides else MERGE
+    return f"{source_run}{REPLAY_MARK}{suffix}"
+
+
+def merged_from(run: str) -> str:
+    """The run whose transcript events a ``~merge`` run merged again (``run`` itself for any other run)."""
+    base, mark, suffix = run.rpartition(REPLAY_MARK)
+    if mark and (suffix == MERGE or (suffix.startswith(f"{MERGE}-") and len(suffix) == len(MERGE) + 9)):
+        return base
+    return run
+
+
+def merged_from_sql(column: str = "run") -> str:
+    """A ClickHouse expression: ``merged_from`` of ``column``."""
+    return f"replaceRegexpOne({column}, '{REPLAY_MARK}{MERGE}(-[0-9a-f]{{8}})?$', '')"
+
+
+def _digest(overrides: Mapping[str, object]) -> str:
+    """8 hex digits of the overrides, sorted by name: the same overrides always give the same digits."""
     canonical = json.dumps(dict(sorted(overrides.items())), sort_keys=True, separators=(",", ":"))
-    return f"{live_run(engine, model)}{REPLAY_MARK}{hashlib.blake2b(canonical.encode(), digest_size=4).hexdigest()}"
+    return hashlib.blake2b(canonical.encode(), digest_size=4).hexdigest()
 
 
 def is_replay(run: str) -> bool:

@@ -205,7 +205,7 @@ REPLAY_SOURCES = ("audio", "transcripts", "dialogues")
 
 def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     replay = sub.add_parser(
-        "replay", help="transcribe a stored meeting's audio again, into a run of its own",
+        "replay", help="transcribe a stored meeting's audio (or merge its transcripts) again, into a run of its own",
         description="Read a meeting's audio from the audio topic (kept 7 days, the registry's retention) and "
         "transcribe it again with the STT workers' own code, as fast as the machine allows, into a new run "
         "named by the engine, model and overrides: ENGINE:MODEL~replay, or ENGINE:MODEL~HASH with --set "
@@ -216,11 +216,21 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "its run is never the live socket's or the read routes' default. A live meeting is replayed up to "
         "now. Refused: an erased meeting, and one whose audio has expired, wholly or in part. Exit status: 0 "
         "replayed, 1 refused (erased, expired, no audio), 2 bad input or no broker, 130 interrupted (replay "
-        "again to complete the run).")  # fmt: skip
+        "again to complete the run). With --from transcripts it transcribes nothing: it reads the meeting's "
+        "stored transcript events of one run (kept for ever), merges them again in this process with the "
+        "merger settings --set gives (merger_pause_ms), and publishes the new run's dialogues (RUN~merge, "
+        "RUN~merge-HASH with --set) beside the others; a second identical replay publishes nothing. With --from "
+        "dialogues it asks the running enrichment service to enrich one run's placed dialogues (a replay's "
+        "too) with --set enrichment_backend=NAME (default PALAVER_ENRICHMENT_BACKEND), into the enrichment "
+        "run RUN/BACKEND; it asks nothing when a final result of that run covers them already.")  # fmt: skip
     replay.add_argument("--meeting", required=True, metavar="ID", help="the meeting's id (mtg_...)")
     replay.add_argument("--from", dest="source", choices=REPLAY_SOURCES, default="audio",
-                        help="what to replay: audio (the audio topic; default). transcripts and dialogues "
-                        "(re-merging a run with other merger settings) are not built yet")  # fmt: skip
+                        help="what to replay: audio (transcribe the audio topic again; default); transcripts "
+                        "(merge a run's stored transcript events again with other merger settings, into "
+                        "RUN~merge or RUN~merge-HASH, without STT); dialogues (ask the enrichment service to "
+                        "enrich a run's placed dialogues again, into the enrichment run RUN/BACKEND)")  # fmt: skip
+    replay.add_argument("--run", metavar="RUN", help="with --from transcripts or dialogues: the run to replay "
+                        "(default the meeting's first live run on that topic)")  # fmt: skip
     replay.add_argument("--engine", metavar="E", help="the STT engine: whisper, the only one a replay takes "
                         "(default PALAVER_STT_ENGINE)")  # fmt: skip
     replay.add_argument("--model", metavar="DIR", help="a CTranslate2 Whisper model directory (default "
@@ -228,8 +238,10 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     replay.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting that decides the transcript (repeatable): whisper_beam_size, "
                         "whisper_decode, whisper_compute_type, whisper_device, stt_language, vad_threshold, "
-                        "vad_min_silence_ms, vad_min_speech_ms, vad_pad_ms, max_utterance_ms (names as "
-                        "PALAVER_* without the prefix). Others are refused, saying why (exit 2)")  # fmt: skip
+                        "vad_min_silence_ms, vad_min_speech_ms, vad_pad_ms, max_utterance_ms; with --from "
+                        "transcripts the merger's: merger_pause_ms; with --from dialogues enrichment_backend "
+                        "(names as PALAVER_* without the prefix). "
+                        "Others are refused, saying why (exit 2)")  # fmt: skip
     replay.add_argument("--threads", type=int, metavar="N", help="CPU threads per decode lane (default "
                         "PALAVER_WHISPER_THREADS, 1); not part of the run")  # fmt: skip
     replay.add_argument("--lanes", type=int, metavar="N", help="decodes at once (default PALAVER_STT_DECODE_LANES, "
@@ -439,13 +451,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _replay_or_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from stack.runs import RunsError, replay_command, runs_command
+    from stack.runs import RunsError, enrich_again_command, merge_command, replay_command, runs_command
 
     if args.command == "runs":
         return runs_command(settings, args.action, args.meeting, args.chosen if args.action == "compare" else [],
                             getattr(args, "reference", None))  # fmt: skip
-    if args.source != "audio":
-        raise RunsError(f"--from {args.source} is not built yet: a replay reads the audio (--from audio)")
+    if args.source in ("transcripts", "dialogues"):
+        given = [o for o, v in (("--engine", args.engine), ("--model", args.model), ("--threads", args.threads),
+                                ("--lanes", args.lanes)) if v is not None]  # fmt: skip
+        if given:
+            raise RunsError(f"{given[0]}: a replay from the {args.source} transcribes nothing (--from audio does)")
+        if args.source == "dialogues":
+            return enrich_again_command(settings, args.meeting, args.run, args.sets)
+        return merge_command(settings, args.meeting, args.run, args.sets, args.nice, args.quiet)
+    if args.run is not None:
+        raise RunsError("--run: only with --from transcripts or dialogues (a replay of the audio names its run by "
+                        "its settings)")  # fmt: skip
     return replay_command(settings, args.meeting, args.engine, args.model, args.sets, args.threads, args.lanes,
                           args.nice, args.quiet)  # fmt: skip
 

@@ -243,3 +243,129 @@ def replay_command(settings: Settings, meeting_id: str, engine: str | None, mode
 def _draw(bar: Progress, done: int, total: int) -> None:
     bar.total = max(total, 1)
     bar.update(done)
+
+
+def merge_command(settings: Settings, meeting_id: str, wanted_run: str | None, sets: Sequence[str], nice: int,
+                  quiet: bool) -> int:  # fmt: skip
+    """``palaver replay --from transcripts``: check, merge again, publish; prints the outcome. Raises RunsError
+    (exit 1 refused: erased, no transcript events of the run; exit 2 bad input or no broker)."""
+    from aiokafka.errors import KafkaError
+
+    from merger.replay import MergeReplayError, merge_again, merge_overrides
+    from palaver.runs import merge_run
+    from palaver.streams.clients import wait_for_broker
+    from stt_workers.replay import meeting_state
+    from stt_workers.replay_settings import ReplaySettingsError, parse_sets
+
+    if not ids.is_valid_id_part(meeting_id):
+        raise RunsError(f"{meeting_id!r} is not a meeting id (1-64 of [A-Za-z0-9._-])")
+    try:
+        merging, overrides = merge_overrides(settings, parse_sets(sets))
+    except (ReplaySettingsError, MergeReplayError) as exc:
+        raise RunsError(str(exc)) from None
+    if nice < 0:
+        raise RunsError(f"--nice {nice}: 0 or more (a replay may lower its priority, not raise it)")
+    quiet = quiet or not sys.stderr.isatty()
+    if nice:
+        os.nice(nice)
+
+    async def go() -> int:
+        try:
+            await wait_for_broker(merging, timeout_s=10)
+        except TimeoutError as exc:
+            raise RunsError(str(exc)) from None
+        state = await meeting_state(merging, meeting_id)
+        if state is not None and state.deleted:
+            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT)
+        reading = Progress("reading the transcripts topic", 1, "records", quiet)
+        try:
+            outcome = await merge_again(merging, meeting_id, wanted_run, lambda source: merge_run(source, overrides),
+                                        lambda done, total: _draw(reading, done, total))  # fmt: skip
+        except MergeReplayError as exc:
+            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT) from None
+        finally:
+            reading.close()
+        o = outcome
+        skipped = f"; {o.undecodable} record(s) that do not decode passed over" if o.undecodable else ""
+        done = (f"published {o.published} event(s)" if o.published else
+                "published nothing: the dialogues topic holds the run already")  # fmt: skip
+        print(f"meeting {meeting_id}: merged {o.events} transcript event(s) of run {o.source_run} again into run "
+              f"{o.run}: {o.dialogues} dialogue(s), {o.final} final; {done}{skipped} ({o.elapsed_s:.1f} s). "
+              f"Then: palaver runs compare --meeting {meeting_id} {o.source_run} {o.run}")  # fmt: skip
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except KafkaError as exc:
+        raise RunsError(f"the broker failed: {exc}; replay again to complete the run") from None
+
+
+def enrich_again_command(settings: Settings, meeting_id: str, wanted_run: str | None, sets: Sequence[str]) -> int:
+    """``palaver replay --from dialogues``: ask the enrichment service to enrich one run again (unless a final
+    result of that enrichment run covers its placed dialogues already); prints what it did. Raises
+    RunsError (exit 1 refused: erased, no such run, nothing placed; exit 2 bad input or no broker)."""
+    from aiokafka.errors import KafkaError
+
+    from enrichment.insights import enrichment_run
+    from enrichment.replay import (
+        EnrichReplayError,
+        dialogue_runs,
+        enriched_already,
+        placed_dialogues,
+        replay_backend,
+        replay_request,
+    )
+    from merger.replay import MergeReplayError, read_partition, source_run
+    from palaver.events import encode
+    from palaver.events.registry import DIALOGUES, ENRICHMENT_REQUESTS, INSIGHTS, topic_name
+    from palaver.streams.clients import make_producer, wait_for_broker
+    from stt_workers.replay import meeting_state
+    from stt_workers.replay_settings import ReplaySettingsError, parse_sets
+
+    if not ids.is_valid_id_part(meeting_id):
+        raise RunsError(f"{meeting_id!r} is not a meeting id (1-64 of [A-Za-z0-9._-])")
+    try:
+        backend = replay_backend(settings, parse_sets(sets))
+    except (ReplaySettingsError, EnrichReplayError) as exc:
+        raise RunsError(str(exc)) from None
+
+    async def go() -> int:
+        try:
+            await wait_for_broker(settings, timeout_s=10)
+        except TimeoutError as exc:
+            raise RunsError(str(exc)) from None
+        state = await meeting_state(settings, meeting_id)
+        if state is not None and state.deleted:
+            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT)
+        dialogues, _ = await read_partition(settings, DIALOGUES, meeting_id)
+        try:
+            run = source_run(dialogue_runs(dialogues), wanted_run, "dialogue", "dialogues")
+        except MergeReplayError as exc:
+            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT) from None
+        placed = placed_dialogues(dialogues, run)
+        if not placed:
+            raise RunsError(f"meeting {meeting_id}: run {run} has no placed dialogue yet: nothing to enrich",
+                            NOTHING_TO_DO_EXIT)  # fmt: skip
+        target = enrichment_run(run, backend)
+        insights, _ = await read_partition(settings, INSIGHTS, meeting_id)
+        if enriched_already(insights, target, placed):
+            print(f"meeting {meeting_id}: enrichment run {target} covers the {placed} placed dialogue(s) of run "
+                  f"{run} already: asked nothing")  # fmt: skip
+            return 0
+        request = replay_request(meeting_id, run, backend, placed, int(time.time() * 1000))
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            topic = topic_name(settings.topic_namespace, ENRICHMENT_REQUESTS.name)
+            await producer.send_and_wait(topic, encode(request), key=meeting_id.encode())
+        finally:
+            await producer.stop()
+        print(f"meeting {meeting_id}: asked the enrichment service to enrich the {placed} placed dialogue(s) of "
+              f"run {run} with {backend}, into enrichment run {target}. Then: GET /v1/meetings/{meeting_id}/"
+              f"insights?run={target}")  # fmt: skip
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except KafkaError as exc:
+        raise RunsError(f"the broker failed: {exc}; replay again") from None

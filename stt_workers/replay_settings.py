@@ -3,7 +3,8 @@
 ``--set KEY=VALUE`` takes the settings that decide a replay's transcript (``TRANSCRIPT_SETTINGS``): they
 name its run (``palaver.runs.replay_run``). It refuses, each with its reason, the STT settings that only
 shape live decoding (partials, batching: a replay has none), those that change how fast and not what
-(``--threads``, ``--lanes``), the merger's (the running merger builds every run's dialogues with its own),
+(``--threads``, ``--lanes``), the merger's (the running merger builds every run's dialogues with its own;
+``--from transcripts`` takes them: ``merger.replay``),
 and any other name. Values are validated as the environment's would be.
 """
 
@@ -32,8 +33,8 @@ REFUSED = {
     "stt_decode_lanes": "it changes how fast, not what: use --lanes",
     "stt_engine": "use --engine",
     "whisper_model_dir": "use --model",
-    "merger_pause_ms": "the running merger builds every run's dialogues with its own setting; a replay from "
-    "the transcripts (--from transcripts, not built yet) would apply it",
+    "merger_pause_ms": "the running merger builds every run's dialogues with its own setting: merge the "
+    "transcripts again with it (--from transcripts)",
 }
 ENGINES = ("whisper",)
 # Decoding each utterance alone makes it a function of its audio and the settings only (a batch pads its

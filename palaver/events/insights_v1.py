@@ -39,6 +39,9 @@ class EnrichmentRequestedV1(EventV):
     reason: RequestReason
     backend: str | None = None  # None: the configured PALAVER_ENRICHMENT_BACKEND
     dialogue_id: str | None = None  # autocorrect: only this dialogue (None: all)
+    # The transcript run to enrich (None: the meeting's live run); ``palaver replay --from dialogues`` names
+    # one, a replay's run included. Events written before this field existed decode with None.
+    run: str | None = None
     requested_by: str  # user id
     requested_at_ms: int
 

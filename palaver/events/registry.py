@@ -152,7 +152,7 @@ TRANSCRIPTS = TopicSpec(
     # The STT worker forwards each stream's lifecycle events here, in order with its transcripts.
     events=(TranscriptPartialV1, TranscriptFinalV1, StreamStartedV1, StreamStoppedV1, StreamProgressV1),
     producers=("stt", "palaver replay"),
-    consumers=(MERGER, STORE, CHECK),
+    consumers=(MERGER, STORE, REPLAY, CHECK),  # palaver replay --from transcripts
     dlq="transcripts.dlq",
 )
 DIALOGUES = TopicSpec(
@@ -162,8 +162,8 @@ DIALOGUES = TopicSpec(
     retention_ms=-1,
     cleanup_policy="delete",
     events=(DialogueUpdateV1, MeetingWatermarkV1),
-    producers=("merger",),
-    consumers=(STORE, LIVE, ENRICHMENT),
+    producers=("merger", "palaver replay"),  # palaver replay --from transcripts: a merged run's dialogues
+    consumers=(STORE, LIVE, ENRICHMENT, REPLAY),
     dlq="dialogues.dlq",
 )
 EDITS = TopicSpec(
@@ -261,7 +261,7 @@ ENRICHMENT_REQUESTS = TopicSpec(
     retention_ms=7 * DAY_MS,  # requests are served within minutes; what they produced lives on in insights
     cleanup_policy="delete",
     events=(EnrichmentRequestedV1,),
-    producers=("api",),
+    producers=("api", "palaver replay"),  # palaver replay --from dialogues
     consumers=(ENRICHMENT,),
     dlq="enrichment.requests.dlq",
 )
@@ -273,7 +273,7 @@ INSIGHTS = TopicSpec(
     cleanup_policy="delete",
     events=(SummaryChunkV1, MeetingInsightsV1),
     producers=("enrichment",),
-    consumers=(STORE, LIVE, WEBHOOKS),
+    consumers=(STORE, LIVE, WEBHOOKS, REPLAY),
     dlq="insights.dlq",
 )
 

@@ -1,7 +1,7 @@
 """A meeting's runs as ClickHouse stores them: which there are, what each holds, their final dialogues.
 
 A run appears once the merger has made a dialogue of it (the ``dialogues`` table); its utterances give its
-size and timing. Reads use FINAL, so a row written twice (a second identical replay) counts once.
+size and timing (a ``~merge`` run's are those of the run it merged again: ``palaver.runs.merged_from``). Reads use FINAL, so a row written twice (a second identical replay) counts once.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from palaver.run_compare import Turn
-from palaver.runs import is_replay, live_run_sql
+from palaver.runs import is_replay, live_run_sql, merged_from_sql
 from palaver.store.client import Store
 
 
@@ -55,8 +55,8 @@ async def meeting_runs(store: Store, meeting_id: str) -> list[RunSummary]:
                    ifNull(u.engine, '') AS engine, ifNull(u.model, '') AS model, ifNull(u.n, 0) AS utterances,
                    ifNull(u.words, 0) AS words, ifNull(u.speakers, 0) AS speakers, u.media_start AS media_start_ms,
                    u.media_end AS media_end_ms, u.first_stored AS first_stored_ms, u.last_stored AS last_stored_ms
-            FROM (SELECT run, countIf(status = 'final') AS final, countIf(status = 'live') AS live,
-                         min(inserted_at) AS first
+            FROM (SELECT run, {merged_from_sql('run')} AS source, countIf(status = 'final') AS final,
+                         countIf(status = 'live') AS live, min(inserted_at) AS first
                   FROM {db}.dialogues FINAL WHERE meeting_id = {{m:String}} AND status != 'retracted'
                   GROUP BY run) AS d
             LEFT JOIN (SELECT run, any(engine) AS engine, any(model) AS model, count() AS n,
@@ -65,7 +65,7 @@ async def meeting_runs(store: Store, meeting_id: str) -> list[RunSummary]:
                               toUnixTimestamp64Milli(min(inserted_at)) AS first_stored,
                               toUnixTimestamp64Milli(max(inserted_at)) AS last_stored
                        FROM {db}.utterances FINAL WHERE meeting_id = {{m:String}} GROUP BY run) AS u
-                ON u.run = d.run
+                ON u.run = d.source
             ORDER BY {live_run_sql('d.run')} DESC, first_dialogue, run
             SETTINGS join_use_nulls = 1""",
         {"m": meeting_id},

@@ -99,8 +99,13 @@ def test_dlq_names_a_topic_it_cannot_use_and_exits_2(topic: str, message: str,
 
 
 @pytest.mark.parametrize(("argv", "said"), [
-    (["--from", "transcripts"], "--from transcripts is not built yet"),
-    (["--set", "merger_pause_ms=900"], "the running merger builds every run's dialogues with its own setting"),
+    (["--from", "dialogues", "--set", "enrichment_backend=gpt"], "enrichment_backend=gpt: not a backend"),
+    (["--from", "dialogues", "--lanes", "2"], "--lanes: a replay from the dialogues transcribes nothing"),
+    (["--set", "merger_pause_ms=900"], "merge the transcripts again with it (--from transcripts)"),
+    (["--from", "transcripts", "--set", "whisper_beam_size=2"], "it decides the transcription: replay the audio"),
+    (["--from", "transcripts", "--set", "merger_pause_ms=soon"], "merger_pause_ms: Input should be a valid integer"),
+    (["--from", "transcripts", "--model", "/m"], "--model: a replay from the transcripts transcribes nothing"),
+    (["--run", "whisper:tiny.en"], "--run: only with --from transcripts or dialogues"),
     (["--set", "whisper_beam_size=wide"], "whisper_beam_size: Input should be a valid integer"),
     (["--engine", "deepgram"], "a replay transcribes with whisper only"),
 ])  # fmt: skip

@@ -31,7 +31,9 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 import api.name_registry
+import enrichment.replay as enrich_replay
 import merger.app
+import merger.replay as merger_replay
 import palaver.events
 import palaver.store.writer
 import stt_workers.pipeline
@@ -686,7 +688,7 @@ def enrichment_contract(example: Example) -> list[Any]:
     if isinstance(event, EnrichmentRequestedV1):
         after = note_request(before, event, 1000)
         assert after["pending"] == [{"request_id": event.event_id, "trigger": event.reason, "backend": event.backend,
-                                     "since_ms": 1000, "dialogue_id": event.dialogue_id}]  # fmt: skip
+                                     "since_ms": 1000, "dialogue_id": event.dialogue_id, "run": event.run}]  # fmt: skip
         assert note_request(after, event, 2000) is after
         return [after]
     after = note_dialogues(before, event, 1000)
@@ -820,6 +822,38 @@ def replay_meetings_contract(example: Example) -> list[Any]:
     return [(event.deleted, event.created_at_ms)]
 
 
+def replay_transcripts_contract(example: Example) -> list[Any]:
+    """``palaver replay --from transcripts`` (merger/replay.py) keeps the meeting's events that carry a run,
+    and folds them with the merger's own rules into the replay's run."""
+    event: Any = decode(example.raw)
+    kept, bad = merger_replay.meeting_events(event.meeting_id, [example.raw])
+    assert bad == 0 and kept == ([event] if getattr(event, "run", None) else [])
+    made = merger_replay.remerge(event.meeting_id, kept, "r~merge", 1500)
+    assert all(u.run == "r~merge" for u in made)
+    return kept
+
+
+def replay_dialogues_contract(example: Example) -> list[Any]:
+    """``palaver replay`` reads the dialogues topic for the runs there, the events of its merged run
+    already published, and a run's placed dialogues (``--from dialogues``)."""
+    event: Any = decode(example.raw)
+    assert enrich_replay.dialogue_runs([example.raw]) == [event.run]
+    assert merger_replay.published_event_ids([example.raw], event.run) == {event.event_id}
+    placed = enrich_replay.placed_dialogues([example.raw], event.run)
+    return [(event.run, placed)]
+
+
+def replay_insights_contract(example: Example) -> list[Any]:
+    """``palaver replay --from dialogues`` asks nothing when a final result of the enrichment run covers the
+    run's placed dialogues."""
+    event: Any = decode(example.raw)
+    if not isinstance(event, MeetingInsightsV1):
+        assert not enrich_replay.enriched_already([example.raw], event.run, 0)
+        return []
+    assert enrich_replay.enriched_already([example.raw], event.run, event.transcript_revision) == event.final
+    return [event.run]
+
+
 def check_audio_contract(example: Example) -> list[Any]:
     """``palaver check`` (stack/check.py) on the audio topic: ``palaver.check.audio.AudioSeen.note`` takes a
     frame as its stream's samples, a start or stop as the bounds of one of its connections."""
@@ -859,6 +893,9 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("audio.frames", "stt"): stt_contract,
     ("audio.frames", "palaver replay"): replay_audio_contract,
     ("meetings", "palaver replay"): replay_meetings_contract,
+    ("transcripts", "palaver replay"): replay_transcripts_contract,
+    ("dialogues", "palaver replay"): replay_dialogues_contract,
+    ("insights", "palaver replay"): replay_insights_contract,
     ("audio.frames", "palaver check"): check_audio_contract,
     ("transcripts", "palaver check"): check_transcripts_contract,
     ("meetings", "palaver check"): replay_meetings_contract,  # the same read (stack/check.meeting_created_ms)

@@ -166,3 +166,18 @@ def test_a_dialogue_of_an_expired_meeting_starts_fresh_progress() -> None:
     progress = note_dialogues(new_progress(), _watermark(7), 5 * WEEK_MS)
     assert (progress["run"], progress["placed"], progress["finished"], progress["activity_ms"]) == (RUN, 7, -1, 5 * WEEK_MS)
     assert due("m", progress, 5 * WEEK_MS + 120_000, POLICY, {"rolling"})[0].trigger == "idle"
+
+
+def test_a_request_naming_a_replay_run_enriches_that_run_and_leaves_the_live_runs_bookkeeping() -> None:
+    replay = f"{RUN}~merge"
+    asked = EnrichmentRequestedV1(event_id="evt_req_replay", meeting_id="m", reason="requested", backend="local",
+                                  run=replay, requested_by="usr_a", requested_at_ms=1)  # fmt: skip
+    silent = note_request(new_progress(), asked, at_ms=10)
+    [job] = due("m", silent, 20, POLICY, set())  # no live run known: the named run needs none
+    assert (job.run, job.trigger, job.backend, job.placed, job.final) == (replay, "requested", "local", 0, True)
+    progress = note_request(_meeting(placed=4, at_ms=1000), asked, at_ms=1100)
+    [job] = due("m", progress, 1200, POLICY, set())
+    assert (job.run, job.placed) == (replay, 0), "the live run's placed count is not the replay's"
+    served = finished(progress, job, covered=7)
+    assert served["pending"] == [] and served["finished"] == progress["finished"] == -1
+    assert [j.trigger for j in due("m", served, 1000 + 120_000, POLICY, set())] == ["idle"], "the live run is still owed"

@@ -327,9 +327,9 @@ def test_dlq_spec_inherits_from_source() -> None:
     assert dlq.events == AUDIO_FRAMES.events
     assert dlq.producers == ("stt",)  # the consumer that dead-letters its bad messages
     assert dlq.config == {"max.message.bytes": str(1 << 20)}  # a frame that failed must fit in its DLQ
-    # The live fan-out reads dialogues without a group and commits nothing: it skips a bad message, so
-    # only the store writer dead-letters there.
-    assert [c.name for c in DIALOGUES.consumers] == ["store", "live", "enrichment"]
+    # The live fan-out and palaver replay read dialogues without a group and commit nothing: they skip a bad
+    # message, so only the store writer and enrichment dead-letter there.
+    assert [c.name for c in DIALOGUES.consumers] == ["store", "live", "enrichment", "palaver replay"]
     assert dlq_spec(DIALOGUES).producers == ("store", "enrichment")
 
 

@@ -70,7 +70,7 @@ def test_the_settings_a_replay_runs_with() -> None:
 
 
 @pytest.mark.parametrize(("sets", "engine", "message"), [
-    ({"merger_pause_ms": "900"}, None, "the running merger builds every run's dialogues with its own"),
+    ({"merger_pause_ms": "900"}, None, r"merge the transcripts again with it \(--from transcripts\)"),
     ({"vad_eager_silence_ms": "200"}, None, "shapes live decoding"),
     ({"stt_max_batch": "4"}, None, "shapes live decoding"),
     ({"whisper_threads": "4"}, None, "use --threads"),

@@ -28,7 +28,7 @@ def test_the_table_has_a_row_per_topic_with_its_producers_and_consumers() -> Non
     rows = {line.split(" | ")[0].strip("| `"): line for line in lines[2:]}
     assert list(rows) == [spec.name for spec in (*TOPICS, *STATE_TOPICS, DLQ_REPLAYS)] + ["<topic>.dlq"]
     assert all(line.count(" | ") == lines[0].count(" | ") for line in lines)  # every row fills every column
-    assert "| merger | store, live (api), enrichment | `dialogue.update/1`, `meeting.watermark/1` |" in rows["dialogues"]
+    assert "| merger, palaver replay | store, live (api), enrichment, palaver replay | `dialogue.update/1`, `meeting.watermark/1` |" in rows["dialogues"]
     assert "| 7 d | delete | ingest | stt, palaver replay, palaver check | `audio.frame/1`," in rows["audio.frames"]
 
 
