@@ -18,6 +18,7 @@ class Infra:
     kind: str  # "containers" | "embedded"
     bootstrap: str
     clickhouse_dsn: str
+    broker_root: Path | None = None  # the embedded broker's directory (a test may stop and restart it)
 
 
 def docker_available() -> bool:
@@ -49,7 +50,7 @@ def embedded(root: Path) -> Iterator[Infra]:
     port = free_port()
     broker.start(root / "kafka", port)
     try:
-        yield Infra("embedded", f"127.0.0.1:{port}", f"chdb://{root / 'clickhouse'}")
+        yield Infra("embedded", f"127.0.0.1:{port}", f"chdb://{root / 'clickhouse'}", root / "kafka")
     finally:
         broker.stop(root / "kafka")
 
