@@ -19,10 +19,14 @@ process, two STT workers and the merger as ``palaver run`` processes), writes th
 of each meeting to ``$PALAVER_TEST_ARTIFACTS/faults/<case>.json`` (default build/test-artifacts) and only
 then asserts on it. The no-fault baseline runs first, in the same session.
 
-Not here yet, skipped with their reason: the store writer's SIGKILL (with the embedded ClickHouse, chdb
+The ingest case streams through a load balancer (``BalancingProxy``: new connections in turn to this
+process's ingest and a ``palaver run ingest`` beside it) and SIGKILLs the second process mid-meeting: its
+clients reconnect through the balancer, which passes the dead process over, and resume with
+``start_sample`` on the other.
+
+Not here yet, skipped with its reason: the store writer's SIGKILL (with the embedded ClickHouse, chdb
 holds one data directory per process, so the store writer cannot run as a process of its own beside the
-checker; it runs in this process), and the ingest's (two ingest processes serving one meeting do not
-exist yet).
+checker; it runs in this process).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from tests.integration.browser import artifact
 from tests.integration.conftest import Pipeline, ServiceProcess, poll, running_pipeline
 from tests.integration.infra import Infra
 from tests.integration.meetings import meeting_with, open_meeting, stream_tracks
+from tests.integration.proxies import BalancingProxy
+from tests.integration.test_multi_ingest import second_ingest
 from tests.integration.test_replay import LIVE, all_final, final_dialogues, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,6 +77,7 @@ SENTENCES = (
 )
 LINES_PER_MEETING = 8  # about 26 s of speech a meeting: two or three STT worker kills
 STT_KILL_EVERY_S = 10.0
+INGEST_KILL_AT_S = 8.0  # into the meetings (about 26 s of speech each)
 # The issue's bound: the faulted run's word error rate against the script at most 1 point above the
 # no-fault run's, over all the meetings' words.
 EXTRA_WER = 0.01
@@ -95,6 +102,7 @@ class CaseResult:
     runs: list[MeetingRun]
     reports: list[dict[str, Any]]
     faults: list[str]
+    reconnects: int = 0  # of the audio sockets, over all streams
 
     def wer(self) -> float:
         """Over all meetings' words: the stored transcripts against the scripts."""
@@ -107,16 +115,17 @@ Faults = Callable[[Pipeline, list[str]], Awaitable[None]]
 
 
 async def run_case(p: Pipeline, people: dict[str, Participant], case: str, faults: Faults | None,
-                   log_dir: Path) -> CaseResult:  # fmt: skip
+                   log_dir: Path, ingest: str | None = None) -> CaseResult:  # fmt: skip
     """Open the meetings (``people`` in each), stream every speaker of every meeting at real time with an
-    ack log while ``faults`` runs, wait until every dialogue is final and stored, and check each meeting."""
+    ack log while ``faults`` runs, wait until every dialogue is final and stored, and check each meeting.
+    ``ingest``: where the audio sockets go (default: the pipeline's own ingest)."""
     voice = Voice()
     tracks = [meeting_tracks(script(m), voice) for m in range(MEETINGS)]
     meetings = [await meeting_with(people, title=f"faults {case} {m}") for m in range(MEETINGS)]
     log = log_dir / f"{case}-acks.jsonl"
     done: list[str] = []
     with AckLog(log) as ack_log:
-        streams = asyncio.gather(*(stream_tracks(p.url, meeting, t, speed=1.0, ack_log=ack_log)
+        streams = asyncio.gather(*(stream_tracks(ingest or p.url, meeting, t, speed=1.0, ack_log=ack_log)
                                    for meeting, (t, _) in zip(meetings, tracks, strict=True)))  # fmt: skip
         injecting = asyncio.ensure_future(faults(p, done)) if faults else None
         results = await streams
@@ -139,7 +148,7 @@ async def run_case(p: Pipeline, people: dict[str, Participant], case: str, fault
                for r in runs]  # fmt: skip
     out = artifact(f"faults/{case}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = CaseResult(runs, reports, done)
+    result = CaseResult(runs, reports, done, sum(len(r.reconnects) for rs in results for r in rs))
     out.write_text(json.dumps({"case": case, "size": SIZE, "faults": done, "wer": result.wer(), "reports": reports},
                               indent=2))  # fmt: skip
     return result
@@ -244,10 +253,28 @@ async def test_the_store_writer_sigkilled_once() -> None:
     raise AssertionError("unreachable")
 
 
-@pytest.mark.skip(reason="two ingest processes serving one meeting (`palaver run ingest` twice) do not exist yet: "
-                         "kill one, its clients resume on the other with start_sample")  # fmt: skip
-async def test_one_of_two_ingest_processes_sigkilled() -> None:
-    raise AssertionError("unreachable")
+def kill_ingest(second: ServiceProcess) -> Faults:
+    async def kill_second_ingest(p: Pipeline, done: list[str]) -> None:
+        """Once every stream is placed and speaking: SIGKILL the second ingest process, for good."""
+        started = time.monotonic()
+        await asyncio.sleep(INGEST_KILL_AT_S)
+        pid = second.proc.pid if second.proc else None
+        await asyncio.to_thread(second.kill)
+        done.append(f"{time.monotonic() - started:.1f}s: SIGKILL ingest ({second.log.name}, pid {pid})")
+
+    return kill_second_ingest
+
+
+async def test_one_of_two_ingest_processes_sigkilled(faults_pipeline: Pipeline, people: dict[str, Participant],
+                                                     baseline: CaseResult, tmp_path: Path) -> None:  # fmt: skip
+    p = faults_pipeline
+    async with (second_ingest(p, tmp_path / "ingest-2.log", idle_s=p.settings.ingest_idle_s) as (second, url),
+                BalancingProxy([p.url, url]) as balancer):  # fmt: skip
+        result = await run_case(p, people, "ingest", kill_ingest(second), tmp_path, ingest=balancer.url)
+    assert any("SIGKILL ingest" in f for f in result.faults), result.faults
+    assert 1 in balancer.served[: MEETINGS * SPEAKERS], "no stream went to the second process"
+    assert result.reconnects >= 1, "no client of the killed process reconnected"
+    assert_clean_and_as_good(result, baseline)
 
 
 async def test_the_broker_stopped_and_started_again(faults_pipeline: Pipeline, people: dict[str, Participant],

@@ -62,11 +62,12 @@ EXTRA_WER = 0.05  # how far one speaker's text through two processes may read fr
 
 
 @asynccontextmanager
-async def second_ingest(p: Pipeline, log: Path) -> AsyncIterator[tuple[ServiceProcess, str]]:
-    """``palaver run ingest`` on its own port, on the pipeline's topics and secret key."""
+async def second_ingest(p: Pipeline, log: Path, idle_s: float = SILENT_IDLE_S) -> AsyncIterator[tuple[ServiceProcess, str]]:
+    """``palaver run ingest`` on its own port, on the pipeline's topics and secret key; ``idle_s``: how long
+    it waits for a silent socket's next message."""
     port = free_port()
     env = {"PALAVER_API_PORT": str(port), "PALAVER_INGEST_MAX_SPEED": str(p.settings.ingest_max_speed),
-           "PALAVER_INGEST_IDLE_S": str(SILENT_IDLE_S)}  # fmt: skip
+           "PALAVER_INGEST_IDLE_S": str(idle_s)}  # fmt: skip
     process = ServiceProcess(p.settings, "ingest", log, env)
     process.start()
     url = f"http://127.0.0.1:{port}"

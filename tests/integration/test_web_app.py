@@ -19,6 +19,7 @@ from palaver.textmetrics import word_error_rate
 from tests.integration import browser
 from tests.integration.conftest import Pipeline, poll
 from tests.integration.meetings import PASSWORD, final_dialogue, open_meeting
+from tests.integration.proxies import CuttingProxy
 
 pytestmark = [
     pytest.mark.integration,
@@ -207,58 +208,6 @@ async def test_a_page_whose_sockets_drop_recovers_and_the_transcript_has_every_l
         said = " ".join(d["text"] for d in stored if d["speaker_id"] == meeting.people[name].user_id)
         assert word_error_rate(text, said) <= 0.15, (name, said)
         assert len(said.split()) <= len(text.split()) + 2, f"{name}'s words were doubled: {said}"
-
-
-class CuttingProxy:
-    """A TCP proxy in front of the server whose ``cut`` aborts every connection it carries (as a network
-    that drops), and which keeps accepting new ones. ``hold_replies`` stops what the server sends from
-    reaching the client until the cut (which loses it)."""
-
-    def __init__(self, upstream: str):
-        self.host, self.port = upstream.removeprefix("http://").split(":")
-        self.connections: set[asyncio.StreamWriter] = set()
-        self.replying = asyncio.Event()
-        self.replying.set()
-
-    def hold_replies(self) -> None:
-        self.replying.clear()
-
-    async def __aenter__(self) -> CuttingProxy:
-        self.server = await asyncio.start_server(self._carry, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.cut()
-        self.server.close()
-
-    def cut(self) -> int:
-        carried = len(self.connections) // 2
-        for writer in list(self.connections):
-            writer.transport.abort()
-        self.connections.clear()
-        self.replying.set()  # new connections are carried both ways
-        return carried
-
-    async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.host, int(self.port))
-        self.connections |= {writer, up_writer}
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, held: asyncio.Event | None) -> None:
-            try:
-                while data := await source.read(65536):
-                    if held is not None and not held.is_set():
-                        await held.wait()  # till the cut, which aborts ``sink``: these bytes are lost
-                        return
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.transport.abort()
-                self.connections.discard(sink)
-
-        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, self.replying))
 
 
 async def test_the_review_page_edits_resets_shows_history_exports_and_search_finds_it(pipeline: Pipeline) -> None:
