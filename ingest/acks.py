@@ -1,7 +1,5 @@
-"""Acknowledges audio to the client once the broker has it, in order, at most every ``interval_s`` (the
-protocol's cadence, docs/ingest-protocol.md), and at once for the last frame when the stream ends. A
-stream sending a frame every 100 ms thus gets an ack for every second frame: each ack is a WebSocket
-write, the larger part of the ingest's per-frame CPU after the receive path."""
+"""Acknowledges audio to the client once the broker has it, in order, at most every ``interval_s`` while
+later audio is still on its way (at once when the stream has nothing else in flight)."""
 
 from __future__ import annotations
 
@@ -26,10 +24,8 @@ class Acker:
         self._failure: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None  # set by the task once all is acknowledged
-        self._draining = False  # the stream has ended: its last ack goes without waiting for the cadence
-        self._timed = False  # the task waits for the cadence: deliveries meanwhile need not wake it
         self._acked = 0  # the samples of the last ack sent
-        self._last_sent = float("-inf")
+        self._last_sent = 0.0
         self.durable_samples = 0
         self._task = asyncio.create_task(self._run())
 
@@ -50,7 +46,7 @@ class Acker:
                 self._failure = self._failure or error or asyncio.CancelledError("delivery cancelled")
                 break
             self.durable_samples = samples
-        if self._wake is not None and not self._wake.done() and (not self._timed or self._failure is not None):
+        if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
     async def _run(self) -> None:
@@ -61,19 +57,9 @@ class Acker:
                     raise self._failure  # a broker failure ends the stream with 1011 (drain re-raises it)
                 samples = self.durable_samples
                 now = time.monotonic()
-                if samples <= self._acked:
+                due = not self._pending or now - self._last_sent >= self._interval_s
+                if samples <= self._acked or not due:
                     break
-                wait_s = 0.0 if self._draining else self._last_sent + self._interval_s - now
-                if wait_s > 0:  # within the cadence: the ack goes when it is due, covering what is durable then
-                    self._wake = loop.create_future()
-                    timer = loop.call_later(wait_s, _wake_up, self._wake)
-                    self._timed = True
-                    try:
-                        await self._wake
-                    finally:
-                        self._timed = False
-                        timer.cancel()
-                    continue
                 self._acked, self._last_sent = samples, now
                 try:
                     await self._send_text(ack_message(samples))
@@ -86,9 +72,6 @@ class Acker:
 
     async def drain(self) -> int:
         """Wait until every tracked frame is durable (and acknowledged); return the durable sample count."""
-        self._draining = True
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
         if self._pending or self._acked < self.durable_samples:
             self._drained = asyncio.get_running_loop().create_future()
             await asyncio.wait({self._drained, self._task}, return_when=asyncio.FIRST_COMPLETED)
@@ -102,11 +85,6 @@ class Acker:
             await self._task
         except (asyncio.CancelledError, Exception):
             pass
-
-
-def _wake_up(wake: asyncio.Future[None]) -> None:
-    if not wake.done():
-        wake.set_result(None)
 
 
 async def _no_client(text: str) -> None:

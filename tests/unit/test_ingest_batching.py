@@ -168,26 +168,3 @@ async def test_a_client_gone_while_acks_are_sent_leaves_the_durable_count_to_dra
     second.set_result(None)
     assert await asyncio.wait_for(acker.drain(), 5) == 640
     await acker.close()
-
-
-async def test_acks_go_at_most_once_per_interval_and_the_last_one_at_once_when_the_stream_ends() -> None:
-    sent: list[str] = []
-
-    async def send_text(text: str) -> None:
-        sent.append(text)
-
-    loop = asyncio.get_running_loop()
-    acker = Acker(send_text, interval_s=3600.0)  # no second ack is due within the test
-    deliveries = [loop.create_future() for _ in range(3)]
-    for samples, delivery in enumerate(deliveries, start=1):
-        acker.track(delivery, samples * 1600)
-    deliveries[0].set_result(None)
-    await asyncio.sleep(0.01)
-    deliveries[1].set_result(None)
-    await asyncio.sleep(0.01)
-    assert sent == ['{"type":"ack","samples":1600}'], "the first ack goes at once, the next waits for the interval"
-    assert acker.durable_samples == 3200
-    deliveries[2].set_result(None)
-    assert await asyncio.wait_for(acker.drain(), 5) == 4800
-    assert sent == ['{"type":"ack","samples":1600}', '{"type":"ack","samples":4800}'], "the end does not wait"
-    await acker.close()
