@@ -22,10 +22,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LINGER_S = 0.010  # how long a batch stays open: more frames per batch, at most this much later an ack
+# The producer's batch size for the process that runs the ingest (stack/web.py passes it as aiokafka's
+# max_batch_size): 20 frames of 100 ms at 16 kHz, so a partition's frames of one linger (five at 300
+# streams on 6 partitions) fit one batch; aiokafka's default (16 KiB) holds four, so they went as two.
+# `palaver bench ingest`: about 4 us of CPU a frame less at 300 streams (bench/README.md).
+BATCH_BYTES = 64 << 10
 # Full batches waiting for the flusher (it waits on the producer, which waits on the broker) beyond which
 # the sockets stop reading (``room``): about 1 MiB of audio, then TCP pushes back on the clients, as
 # ``producer.send`` did per frame.
-MAX_WAITING_BATCHES = 64
+MAX_WAITING_BATCHES = (1 << 20) // BATCH_BYTES
 
 
 class _OpenBatch:
@@ -78,8 +83,8 @@ class FrameBatcher:
             await asyncio.shield(self._room)
 
     def _new_batch(self) -> _OpenBatch:
-        # The producer's own batch size (max_batch_size, 16 KiB: five 100 ms frames) and compression (none:
-        # PCM hardly compresses); a fuller partition gets more batches within one linger.
+        # The producer's own batch size (max_batch_size: BATCH_BYTES in the web process) and compression
+        # (none: PCM hardly compresses); a fuller partition gets more batches within one linger.
         return _OpenBatch(self._producer.create_batch(), asyncio.get_running_loop().create_future())
 
     async def _run(self) -> None:

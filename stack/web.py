@@ -129,7 +129,12 @@ def create_app(settings: Settings, services: set[str], store: Store | None = Non
         producer = None
         owned_store = None
         if services & {"ingest", "api"}:
-            producer = make_producer(settings)
+            from ingest.batcher import BATCH_BYTES
+
+            # Larger batches than aiokafka's 16 KiB for the audio frames (ingest/batcher.py); the API's few
+            # events are unaffected (a batch takes only what is there).
+            batch_size = {"max_batch_size": BATCH_BYTES} if "ingest" in services else {}
+            producer = make_producer(settings, **batch_size)
             await producer.start()
             app.state.producer = producer
             app.state.edits_topic = topic_name(settings.topic_namespace, EDITS.name)
