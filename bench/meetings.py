@@ -11,7 +11,8 @@ lags are against the wall time at which the client had sent the audio an event c
 - words settled: per utterance, the first live-socket event that carries it ``final`` against the audio
   up to its end;
 - lost audio: per meeting, acknowledged samples != sent (or a stream closed other than 1000);
-- lag over time: per WINDOW seconds of the run (by arrival), p50/p95/p99 of each lag, per meeting and
+- lag over time: per WINDOW seconds of the run (by arrival, from when the meetings began to open: sign-ups
+  and invitations, then the streams), p50/p95/p99 of each lag, per meeting and
   overall, so a degradation during the run shows.
 
 Per meeting and overall p50/p95/p99. Prints a table, writes bench/out/meetings.json and meetings.png
@@ -181,7 +182,7 @@ def print_table(results: dict[str, Any]) -> None:
         name = "overall" if i == len(results["per_meeting"]) else f"m{i}"
         print(f"{name:<10} {f(r['partial_lag']):>22} {f(r['words_settled_lag']):>22} "
               f"{'yes' if r['lost_audio'] else 'no':>5} {'yes' if r['drained'] else 'no':>7}")  # fmt: skip
-    print(f"\noverall p95 per {results['window_s']:.0f} s window (t: seconds after the streams started)")
+    print(f"\noverall p95 per {results['window_s']:.0f} s window (t: seconds after the meetings began to open; their streams follow the sign-ups)")
     for key in ("partial_lag_windows", "words_settled_lag_windows"):
         cells = " ".join(f"{w['t_s']:.0f}:" + ("-" if w["p95_s"] is None else f"{w['p95_s']:.2f}")
                          for w in results["overall"][key])  # fmt: skip
@@ -204,7 +205,7 @@ def plot(results: dict[str, Any], path: Any) -> None:
         for p, style in ((95, "k-"), (99, "k:")):
             pts = [(w["t_s"], w[f"p{p}_s"]) for w in results["overall"][key] if w[f"p{p}_s"] is not None]
             ax.plot([t for t, _ in pts], [v for _, v in pts], style, linewidth=2, label=f"overall p{p}")
-        ax.set_xlabel(f"seconds after the streams started ({results['window_s']:.0f} s windows)")
+        ax.set_xlabel(f"seconds after the meetings began to open ({results['window_s']:.0f} s windows)")
         ax.set_title(f"{title}, {results['meetings']} meetings x {results['speakers']} speakers")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("lag (s)")
