@@ -40,9 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -50,125 +48,40 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
-import orjson
-import websockets
 
 from bench.harness import (
     OUT,
     Progress,
     bench_settings,
-    percentile,
     start_pipeline,
     stop_pipeline,
     wait_for_pipeline,
     write_results,
 )
+from bench.live import (
+    FRAME_MS,
+    TranscriptsLog,
+    advancing_lags,
+    lag_stats,
+    read_live,
+    send_stream,
+    utterance_settled_lags,
+    wait_healthy,
+)
 from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
 from bench.quiet import GAP_S, STOP_TAIL_MS, QuietTrack, build_quiet_tracks, quiet_box_lags
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
-from palaver.demo.accounts import Meeting, Participant, open_meeting
-from palaver.demo.client import ws_url
-from palaver.events.registry import TRANSCRIPTS, topic_name
+from palaver.demo.accounts import open_meeting
 from palaver.settings import Settings, bundled_whisper_model_dir
-from palaver.streams.clients import ensure_topics, make_consumer
+from palaver.streams.clients import ensure_topics
 from palaver.textmetrics import word_error_rate
 
 TARGET_LAG_S = 1.5
 TARGET_QUIET_BOX_S = 3.0  # a quiet speaker's box final within this of the last word, p95
-FRAME_MS = 100
 
 
 # --- the client side: stream with timestamps, read the live socket, read the transcripts topic ----------
-
-
-async def send_stream(base_url: str, meeting_id: str, speaker: Participant, track: Track, sent: SendLog,
-                      on_frame: Any = None) -> dict[str, Any]:  # fmt: skip
-    """Stream ``track`` at real time as ``speaker`` (like palaver.demo.client.stream_pcm), noting when each
-    frame left."""
-    ticket = await speaker.ticket(meeting_id)
-    url = f"{ws_url(base_url)}/v1/meetings/{meeting_id}/stream?ticket={ticket}"
-    step = sent.frame_samples
-    acked = 0
-    async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"sample_rate": SAMPLE_RATE, "encoding": "pcm_s16le", "channels": 1}))
-        ready = asyncio.get_running_loop().create_future()
-
-        async def read_acks() -> None:
-            nonlocal acked
-            try:
-                async for message in ws:
-                    if isinstance(message, str):
-                        body = json.loads(message)
-                        if body.get("type") == "ready" and not ready.done():
-                            ready.set_result(body)
-                        elif body.get("type") == "ack":
-                            acked = body["samples"]
-            except websockets.ConnectionClosed:
-                pass
-
-        reader = asyncio.create_task(read_acks())
-        body = await asyncio.wait_for(ready, 30)
-        sent.stream_start_ms, sent.first_sample = body["stream_start_ms"], body["first_sample"]
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for i, at in enumerate(range(0, len(track.pcm), step)):
-            await ws.send(track.pcm[at : at + step].tobytes())
-            sent.sent_at.append(time.time())
-            if on_frame:
-                on_frame()
-            delay = started + (i + 1) * FRAME_MS / 1000 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await ws.send(json.dumps({"type": "end"}))
-        await reader
-        return {"sent": len(track.pcm), "acked": max(0, acked - sent.first_sample), "close_code": ws.close_code}
-
-
-async def read_live(base_url: str, meeting: Meeting, events: list[tuple[float, dict[str, Any]]],
-                    stop: asyncio.Event, connected: asyncio.Event) -> None:  # fmt: skip
-    """The meeting's live socket (as its owner): each dialogue message with its arrival time and the
-    speaker's name (the track's) in place of its user id."""
-    names = meeting.names()
-    owner = next(iter(meeting.people.values()))
-    ticket = await owner.ticket(meeting.meeting_id, "live")
-    url = f"{ws_url(base_url)}/v1/meetings/{meeting.meeting_id}/live?ticket={ticket}"
-    async with websockets.connect(url, max_size=None) as ws:
-        connected.set()
-        while not stop.is_set():
-            try:
-                message = await asyncio.wait_for(ws.recv(), 0.5)
-            except TimeoutError:
-                continue
-            event = json.loads(message)
-            if event.get("type") != "dialogue":  # chat, participants, the meeting: not measured
-                continue
-            if "speaker_id" in event:
-                event["speaker_id"] = names.get(event["speaker_id"], event["speaker_id"])
-            events.append((time.time(), event))
-
-
-class TranscriptsLog:
-    """Every event on the transcripts topic, with its produce time (epoch seconds), by meeting."""
-
-    def __init__(self, settings: Settings):
-        self._consumer = make_consumer(settings, None, topic_name(settings.topic_namespace, TRANSCRIPTS.name))
-        self.by_meeting: dict[str, list[tuple[float, dict[str, Any]]]] = {}
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self._consumer.start()
-        try:
-            while not stop.is_set():
-                for records in (await self._consumer.getmany(timeout_ms=200)).values():
-                    for r in records:
-                        event = orjson.loads(r.value)
-                        self.by_meeting.setdefault(event.get("meeting_id", ""), []).append((r.timestamp / 1000, event))
-        finally:
-            await self._consumer.stop()
-
-    def stopped(self, meeting_id: str) -> set[str]:
-        return {e["speaker_id"] for _, e in self.by_meeting.get(meeting_id, ()) if e["event"] == "stream.stopped"}
 
 
 # --- the STT worker's process -----------------------------------------------------------------------------
@@ -200,19 +113,6 @@ class ProcSampler:
 # --- one Palaver phase --------------------------------------------------------------------------------------
 
 
-def _advancing_lags(items: list[tuple[float, str, int]], logs: dict[str, SendLog]) -> list[float]:
-    """Lags of the events (arrival, speaker, end_ms) that advance their speaker's covered media time."""
-    covered: dict[str, int] = {}
-    lags = []
-    for arrived, speaker, end_ms in sorted(items):
-        if speaker in logs and end_ms > covered.get(speaker, -1):
-            covered[speaker] = end_ms
-            sent = logs[speaker].sent_by_media_ms(end_ms)
-            if sent is not None:
-                lags.append(arrived - sent)
-    return lags
-
-
 def _dialogue_final_lags(live: list[tuple[float, dict[str, Any]]], logs: dict[str, SendLog]) -> list[float]:
     """Per dialogue box, the arrival of its first ``final`` revision on the live socket minus when the client
     sent the audio up to the box's end (its last word)."""
@@ -237,27 +137,6 @@ def _box_final_waits(live: list[tuple[float, dict[str, Any]]]) -> list[float]:
         if e.get("status") == "final" and e["dialogue_id"] not in waits and e.get("utterances"):
             waits[e["dialogue_id"]] = ts - max(settled[u["utterance_id"]] for u in e["utterances"])
     return list(waits.values())
-
-
-def _words_settled_lags(live: list[tuple[float, dict[str, Any]]], logs: dict[str, SendLog]) -> list[float]:
-    """Per utterance, the arrival of the first live-socket event that carries it settled (``final``: its
-    words will not change) minus when the client sent the audio up to the utterance's end."""
-    settled: dict[str, tuple[float, str, int]] = {}
-    for ts, e in live:
-        for u in e.get("utterances") or ():
-            if u["final"] and u["utterance_id"] not in settled:
-                settled[u["utterance_id"]] = (ts, e["speaker_id"], u["end_ms"])
-    return [ts - s for ts, speaker, end_ms in settled.values()
-            if speaker in logs and (s := logs[speaker].sent_by_media_ms(end_ms))]  # fmt: skip
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    return {"p50_s": _num(percentile(values, 50)), "p95_s": _num(percentile(values, 95)),
-            "max_s": _num(max(values)) if values else None, "samples": len(values)}  # fmt: skip
-
-
-def _num(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else round(x, 3)
 
 
 async def palaver_phase(url: str, talkers: list[Track], transcripts: TranscriptsLog, proc: ProcSampler,
@@ -311,7 +190,7 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
     live_partials = [(ts, e["speaker_id"], e["end_ms"]) for ts, e in live if e.get("status") == "live"]
     dialogue_final_lags = _dialogue_final_lags(live, heard)
     box_final_waits = _box_final_waits([(ts, e) for ts, e in live if e.get("speaker_id") in heard])
-    words_settled_lags = _words_settled_lags(live, heard)
+    words_settled_lags = utterance_settled_lags(live, heard)
     quiet_lags = quiet_box_lags(live, logs, list(quiet))
     wers = {}
     for t in tracks:
@@ -327,31 +206,31 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
         lags, not_reached = coverage_lags(updates, log, speech_frame_ends(t.pcm, log.frame_samples))
         visible += lags
         missed += not_reached
-    caption = {**_stats(visible), "instants_never_shown": missed}
-    partial = _stats(_advancing_lags(live_partials, heard))
-    final = _stats(final_lags)
+    caption = {**lag_stats(visible), "instants_never_shown": missed}
+    partial = lag_stats(advancing_lags(live_partials, heard))
+    final = lag_stats(final_lags)
     lost = acked != sent or any(s["close_code"] != 1000 for s in streamed)
     talking = [t.speaker_id for t in talkers]
     quiet_rows = {}
     if quiet:
         quiet_rows = {
             "quiet_speakers": sum(not q.stops for q in quiet), "leaving_speakers": sum(q.stops for q in quiet),
-            "quiet_box_final_lag": {**_stats(quiet_lags["muted_box_final"]), "never_final": quiet_lags["muted_never"]},
-            "quiet_words_settled_lag": _stats(quiet_lags["muted_settled"]),
-            "quiet_box_final_wait": _stats(quiet_lags["muted_wait"]),
-            "leaving_box_final_lag": {**_stats(quiet_lags["leaving_box_final"]),
+            "quiet_box_final_lag": {**lag_stats(quiet_lags["muted_box_final"]), "never_final": quiet_lags["muted_never"]},
+            "quiet_words_settled_lag": lag_stats(quiet_lags["muted_settled"]),
+            "quiet_box_final_wait": lag_stats(quiet_lags["muted_wait"]),
+            "leaving_box_final_lag": {**lag_stats(quiet_lags["leaving_box_final"]),
                                       "never_final": quiet_lags["leaving_never"]},
-            "leaving_words_settled_lag": _stats(quiet_lags["leaving_settled"]),
-            "leaving_box_final_wait": _stats(quiet_lags["leaving_wait"]),
+            "leaving_words_settled_lag": lag_stats(quiet_lags["leaving_settled"]),
+            "leaving_box_final_wait": lag_stats(quiet_lags["leaving_wait"]),
             "quiet_wer": round(float(np.mean([wers[q.track.speaker_id] for q in quiet])), 4),
         }
     return {
         "speakers": len(talkers), **quiet_rows, "meeting_id": meeting_id,
         "audio_s_per_speaker": round(float(np.mean([t.seconds for t in talkers])), 1),
         "partial_lag": partial, "final_lag": final, "caption_delay": caption,
-        "topic_partial_lag": _stats(_advancing_lags(topic_partials, heard)),
-        "dialogue_final_lag": _stats(dialogue_final_lags), "words_settled_lag": _stats(words_settled_lags),
-        "box_final_wait": _stats(box_final_waits),
+        "topic_partial_lag": lag_stats(advancing_lags(topic_partials, heard)),
+        "dialogue_final_lag": lag_stats(dialogue_final_lags), "words_settled_lag": lag_stats(words_settled_lags),
+        "box_final_wait": lag_stats(box_final_waits),
         "wer": round(float(np.mean([wers[name] for name in talking])), 4), "wer_per_speaker": wers,
         "stt_cpu_percent": round(cpu_percent, 1), "stt_rss_max_mb": round(proc.rss_max_mb, 1),
         "sent_samples": sent, "acked_samples": acked, "lost_audio": lost, "drained": drained,
@@ -377,7 +256,7 @@ async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track], progre
         reader = asyncio.create_task(transcripts.run(stop))
         try:
             await asyncio.to_thread(wait_for_pipeline, started)
-            await _wait_healthy(url)
+            await wait_healthy(url)
             proc = ProcSampler(started["stt"][0].pid)
             # Warm-up (not measured): the worker joins its group and loads the model's caches.
             warm = Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")
@@ -435,19 +314,6 @@ async def _no_pipeline() -> AsyncIterator[None]:
     yield None
 
 
-async def _wait_healthy(url: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{url}/healthz", timeout=2)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise TimeoutError(f"{url} never became healthy")
-
-
 # --- the baseline ----------------------------------------------------------------------------------------
 
 
@@ -478,8 +344,8 @@ def naive_phase(args: argparse.Namespace, server: Any, tracks: list[Track], prog
     run = run_baseline(server, tracks, FRAME_MS, fed)
     other = (machine_busy_s() - busy0) - (time.process_time() - own0)
     progress.phase_done(tracks)
-    caption = {**_stats(run.coverage_lags_s), "instants_never_shown": run.never_shown}
-    lag = _stats(run.lags_s)
+    caption = {**lag_stats(run.coverage_lags_s), "instants_never_shown": run.never_shown}
+    lag = lag_stats(run.lags_s)
     # A hypothesis is the whole window's transcript: it is the stream's transcript when the speech fits
     # the window.
     fits = all(t.seconds <= args.baseline_window for t in tracks)

@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("stt", help="concurrent speakers within STT lag targets, vs a naive Whisper server",
                          add_help=False)  # fmt: skip
+    bench_sub.add_parser("meetings", help="M concurrent meetings x K speakers through the pipeline: partial and "
+                         "words-settled lag p50/p95/p99 per meeting and over time, lost audio", add_help=False)  # fmt: skip
     bench_sub.add_parser("decode", help="talking streams one machine's STT holds (CPU or GPU), no broker",
                          add_help=False)  # fmt: skip
     bench_sub.add_parser("browser", help="mic-to-screen latency in chromium, 1 and 3 participants", add_help=False)

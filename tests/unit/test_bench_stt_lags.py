@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.live import utterance_settled_lags as _words_settled_lags
 from bench.speech import SAMPLE_RATE, SendLog
-from bench.stt import _box_final_waits, _dialogue_final_lags, _words_settled_lags
+from bench.stt import _box_final_waits, _dialogue_final_lags
 
 FRAME = SAMPLE_RATE // 10  # 100 ms frames
 

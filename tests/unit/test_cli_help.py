@@ -10,7 +10,7 @@ from stack.cli import build_parser, main
 @pytest.mark.parametrize(
     "argv",
     [[], ["up"], ["demo"], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
-     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["bench", "decode"],
+     ["broker", "fetch"], ["run"], ["topics"], ["bench"], ["bench", "merger"], ["bench", "stt"], ["bench", "meetings"], ["bench", "decode"],
      ["bench", "enrichment"], ["bench", "ingest"], ["enrich"], ["dlq"],
      ["dlq", "list"], ["dlq", "show"], ["dlq", "replay"], ["admin"], ["admin", "create-user"], ["admin", "invite"],
      ["replay"], ["runs"], ["runs", "list"], ["runs", "compare"], ["check"]],
