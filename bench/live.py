@@ -5,22 +5,25 @@ transcripts topic, and turn events into lags against the send log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 import websockets
 
-from bench.harness import percentile
+from bench.harness import bench_settings, percentile, start_pipeline, stop_pipeline, wait_for_pipeline
 from bench.speech import SAMPLE_RATE, SendLog, Track
 from palaver.demo.accounts import Meeting, Participant
 from palaver.demo.client import ws_url
 from palaver.events.registry import TRANSCRIPTS, topic_name
 from palaver.settings import Settings
-from palaver.streams.clients import make_consumer
+from palaver.streams.clients import ensure_topics, make_consumer
 
 FRAME_MS = 100
 
@@ -171,3 +174,32 @@ async def wait_healthy(url: str, timeout_s: float = 120) -> None:
                 pass
             await asyncio.sleep(0.3)
     raise TimeoutError(f"{url} never became healthy")
+
+
+@dataclass
+class RunningPipeline:
+    settings: Settings
+    url: str  # the web process (API, ingest, live socket)
+    transcripts: TranscriptsLog  # what the transcripts topic carried, read from the start
+    started: dict[str, Any]  # the pipeline's processes (``start_pipeline``)
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(name: str) -> AsyncIterator[RunningPipeline]:
+    """The pipeline's processes on fresh topics (``bench_settings(name)``), healthy, with the transcripts
+    topic read as it goes; stopped on exit."""
+    with bench_settings(name) as settings:
+        await ensure_topics(settings)
+        started = start_pipeline(settings, name)
+        stop = asyncio.Event()
+        transcripts = TranscriptsLog(settings)
+        reader = asyncio.create_task(transcripts.run(stop))
+        try:
+            await asyncio.to_thread(wait_for_pipeline, started)
+            url = f"http://127.0.0.1:{settings.api_port}"
+            await wait_healthy(url)
+            yield RunningPipeline(settings, url, transcripts, started)
+        finally:
+            stop.set()
+            await reader
+            stop_pipeline(started)

@@ -30,11 +30,7 @@ from typing import Any
 
 from bench.harness import (
     OUT,
-    bench_settings,
     percentile,
-    start_pipeline,
-    stop_pipeline,
-    wait_for_pipeline,
     write_results,
 )
 from bench.live import (
@@ -43,13 +39,12 @@ from bench.live import (
     advancing_lags_at,
     lag_stats,
     read_live,
+    running_pipeline,
     send_stream,
     utterance_settled_lags_at,
-    wait_healthy,
 )
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks
 from palaver.demo.accounts import open_meeting
-from palaver.streams.clients import ensure_topics
 
 WINDOW_S = 5.0
 PERCENTILES = (50, 95, 99)
@@ -124,26 +119,14 @@ async def run_meeting(url: str, index: int, tracks: list[Track], transcripts: Tr
 
 
 async def run(args: argparse.Namespace, tracks: list[Track]) -> dict[str, Any]:
-    with bench_settings("meetings") as settings:
-        await ensure_topics(settings)
-        started = start_pipeline(settings, "meetings")
-        url = f"http://127.0.0.1:{settings.api_port}"
-        stop = asyncio.Event()
-        transcripts = TranscriptsLog(settings)
-        reader = asyncio.create_task(transcripts.run(stop))
-        try:
-            await asyncio.to_thread(wait_for_pipeline, started)
-            await wait_healthy(url)
-            # Warm-up (not measured): the worker joins its group and loads the model's caches.
-            await run_meeting(url, -1, [Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")], transcripts, 120)
-            load0, origin = os.getloadavg(), time.time()
-            meetings = await asyncio.gather(*(run_meeting(url, m, tracks, transcripts, args.drain_timeout)
-                                              for m in range(args.meetings)))  # fmt: skip
-            load1 = os.getloadavg()
-        finally:
-            stop.set()
-            await reader
-            stop_pipeline(started)
+    async with running_pipeline("meetings") as pipeline:
+        url, transcripts = pipeline.url, pipeline.transcripts
+        # Warm-up (not measured): the worker joins its group and loads the model's caches.
+        await run_meeting(url, -1, [Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")], transcripts, 120)
+        load0, origin = os.getloadavg(), time.time()
+        meetings = await asyncio.gather(*(run_meeting(url, m, tracks, transcripts, args.drain_timeout)
+                                          for m in range(args.meetings)))  # fmt: skip
+        load1 = os.getloadavg()
     return summarize(meetings, origin, args.window) | {"load_average_before": load0, "load_average_after": load1}
 
 

@@ -53,10 +53,6 @@ import numpy as np
 from bench.harness import (
     OUT,
     Progress,
-    bench_settings,
-    start_pipeline,
-    stop_pipeline,
-    wait_for_pipeline,
     write_results,
 )
 from bench.live import (
@@ -65,16 +61,15 @@ from bench.live import (
     advancing_lags,
     lag_stats,
     read_live,
+    running_pipeline,
     send_stream,
     utterance_settled_lags,
-    wait_healthy,
 )
 from bench.offline_reference import WITHIN_POINTS, OfflineOptions, compare, mean_wer, transcribe_tracks
 from bench.quiet import GAP_S, STOP_TAIL_MS, QuietTrack, build_quiet_tracks, quiet_box_lags
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
 from palaver.demo.accounts import open_meeting
 from palaver.settings import Settings, bundled_whisper_model_dir
-from palaver.streams.clients import ensure_topics
 from palaver.textmetrics import word_error_rate
 
 TARGET_LAG_S = 1.5
@@ -247,32 +242,20 @@ async def palaver_pipeline(args: argparse.Namespace, tracks: list[Track], progre
                            quiet: list[QuietTrack]) -> AsyncIterator[Callable[[list[Track]], Awaitable[dict[str, Any]]]]:  # fmt: skip
     """The running pipeline, warmed up, as a function that runs one phase of N talking speakers through it,
     with the ``quiet`` speakers beside them."""
-    with bench_settings("stt") as settings:
-        await ensure_topics(settings)
-        started = start_pipeline(settings, "stt")
-        url = f"http://127.0.0.1:{settings.api_port}"
-        stop = asyncio.Event()
-        transcripts = TranscriptsLog(settings)
-        reader = asyncio.create_task(transcripts.run(stop))
-        try:
-            await asyncio.to_thread(wait_for_pipeline, started)
-            await wait_healthy(url)
-            proc = ProcSampler(started["stt"][0].pid)
-            # Warm-up (not measured): the worker joins its group and loads the model's caches.
-            warm = Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")
-            await palaver_phase(url, [warm], transcripts, proc, None, 120)
+    async with running_pipeline("stt") as pipeline:
+        url, transcripts = pipeline.url, pipeline.transcripts
+        proc = ProcSampler(pipeline.started["stt"][0].pid)
+        # Warm-up (not measured): the worker joins its group and loads the model's caches.
+        warm = Track("warmup", tracks[0].pcm[: 4 * SAMPLE_RATE], "")
+        await palaver_phase(url, [warm], transcripts, proc, None, 120)
 
-            async def phase(speakers: list[Track]) -> dict[str, Any]:
-                row = await palaver_phase(url, speakers, transcripts, proc, progress.frame, args.drain_timeout, quiet)
-                progress.phase_done([*speakers, *(q.track for q in quiet)])
-                await asyncio.sleep(2)
-                return row
+        async def phase(speakers: list[Track]) -> dict[str, Any]:
+            row = await palaver_phase(url, speakers, transcripts, proc, progress.frame, args.drain_timeout, quiet)
+            progress.phase_done([*speakers, *(q.track for q in quiet)])
+            await asyncio.sleep(2)
+            return row
 
-            yield phase
-        finally:
-            stop.set()
-            await reader
-            stop_pipeline(started)
+        yield phase
 
 
 async def run_sweep(args: argparse.Namespace, tracks: list[Track], progress: Any,
