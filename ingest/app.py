@@ -250,7 +250,10 @@ async def _take_frames(ws: WebSocket, ctx: IngestContext, fmt: StreamFormat, fir
                     bucket.take(samples, loop.time())
                     short_frame = samples if is_short_frame(samples, fmt) else None
                     if batcher.backlogged:  # the broker falls behind: stop reading, TCP pushes back
+                        paused_at = loop.time()
                         await batcher.room()
+                        resumed_at = loop.time()  # the audio that piled up meanwhile is the server's delay
+                        bucket.excuse(resumed_at - paused_at, resumed_at)
                     delivery = batcher.add(partition, key, pcm, headers.at(next_sample))
                     next_sample = reached.sample = next_sample + samples
                     acker.track(delivery, next_sample)

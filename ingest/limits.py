@@ -53,17 +53,30 @@ class RateBucket:
         self._level = self._capacity
         self._at = now_s
         self._max_speed = max_speed
+        self._sample_rate = sample_rate
+
+    def excuse(self, paused_s: float, now_s: float) -> None:
+        """The server did not read the connection for the ``paused_s`` before ``now_s`` (it held back for
+        the broker): a client sending at real time meanwhile piled up that much audio, which it does not owe.
+        It is credited above the burst and spent before it; an earlier pause's unspent credit does not add."""
+        self._refill(now_s)
+        credit = paused_s * self._sample_rate
+        self._level = min(self._level + credit, self._capacity + credit)
 
     def take(self, samples: int, now_s: float) -> None:
         """Spend ``samples`` arriving at ``now_s``; raises ProtocolError(TOO_FAST) when the bucket cannot pay."""
-        self._level = min(self._capacity, self._level + max(0.0, now_s - self._at) * self._rate)
-        self._at = max(self._at, now_s)
+        self._refill(now_s)
         if samples > self._level:
             raise ProtocolError(
                 CloseCode.TOO_FAST,
                 f"audio arrives faster than {self._max_speed:g}x real time for longer than the burst allows",
             )
         self._level -= samples
+
+    def _refill(self, now_s: float) -> None:
+        if self._level < self._capacity:  # a pause's credit above the burst is kept until spent
+            self._level = min(self._capacity, self._level + max(0.0, now_s - self._at) * self._rate)
+        self._at = max(self._at, now_s)
 
 
 def check_start_sample(start_sample: int, sample_rate: int, limits: IngestLimits) -> None:

@@ -63,6 +63,30 @@ def test_twice_real_time_is_cut_once_the_burst_is_spent() -> None:
     _send(fresh, seconds=39, speed=2.0, start_s=0.0)  # not before
 
 
+def test_audio_that_piled_up_while_the_server_held_back_is_not_charged() -> None:
+    """A client at real time; the server stops reading for 25 s (the broker was away), then reads the 25 s
+    that piled up at once: excused, it is not cut, and the client goes on at real time. Unexcused, the
+    same arrival is over the 10 s burst."""
+    bucket, unexcused = _bucket(), _bucket()
+    at = _send(bucket, seconds=5, speed=1.0, start_s=0.0)
+    _send(unexcused, seconds=5, speed=1.0, start_s=0.0)
+    bucket.excuse(25.0, now_s=at + 25.0)
+    at = _send(bucket, seconds=25, speed=1000.0, start_s=at + 25.0)
+    _send(bucket, seconds=600, speed=1.0, start_s=at)
+    with pytest.raises(ProtocolError) as info:
+        _send(unexcused, seconds=25, speed=1000.0, start_s=at + 25.0)
+    assert info.value.code == CloseCode.TOO_FAST
+
+
+def test_a_pause_excuses_only_its_own_length_and_unspent_credit_does_not_add_up() -> None:
+    bucket = _bucket()
+    for n in range(5):  # five pauses of 4 s whose audio never came: at most one pause's credit is kept
+        bucket.excuse(4.0, now_s=4.0 * (n + 1))
+    _send(bucket, seconds=14, speed=1000.0, start_s=20.0)  # the 10 s burst and one 4 s pause
+    with pytest.raises(ProtocolError):
+        bucket.take(FRAME, 20.02)
+
+
 def test_just_under_the_limit_is_never_cut() -> None:
     _send(_bucket(), seconds=3600, speed=1.45, start_s=0.0)
 
