@@ -53,6 +53,10 @@ class MergeReplayError(ValueError):
     the message says why."""
 
 
+class NoRuns(MergeReplayError):
+    """The meeting has no events of any run on the topic: nothing to replay (a backfill skips it)."""
+
+
 @dataclass(frozen=True)
 class MergeOutcome:
     meeting_id: str
@@ -88,6 +92,8 @@ def source_run(runs_seen: Sequence[str], wanted: str | None, kind: str = "transc
     """The run to replay: ``wanted``, or the first live run in log order. Raises MergeReplayError when the
     meeting has no such run on the topic (``kind``: what its events are, for the message)."""
     known = ", ".join(dict.fromkeys(runs_seen)) or "none"
+    if not runs_seen:
+        raise NoRuns(f"no {kind} event on the {topic} topic: nothing to replay")
     if wanted is not None:
         if wanted not in runs_seen:
             raise MergeReplayError(f"no {kind} event of run {wanted!r} on the {topic} topic (its runs: {known})")

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -30,15 +29,14 @@ from palaver.events.registry import (
     AUDIO_FRAMES,
     MEETINGS,
     TRANSCRIPTS,
-    TopicSpec,
     meeting_partition,
-    topic_name,
 )
 from palaver.settings import Settings
 from palaver.store import Store, StoreUnavailable, open_store
 from palaver.store.client import scrub
 from palaver.store.consistency import stored_dialogues, stored_utterances
-from palaver.streams.clients import headers_dict, make_consumer, wait_for_broker
+from palaver.streams.clients import headers_dict, wait_for_broker
+from palaver.streams.topic_reader import read_topic
 
 VALID_EXIT = 0
 ANOMALIES_EXIT = 1
@@ -55,49 +53,6 @@ async def meeting_created_ms(settings: Settings, meeting_id: str) -> int | None:
     raw = (await meeting_entities(settings, meeting_id)).get(meeting_id)
     event = decode_on(MEETINGS, raw) if raw is not None else None
     return event.created_at_ms if isinstance(event, MeetingChangedV1) else None
-
-
-async def read_topic(settings: Settings, spec: TopicSpec, since_ms: int | None, take: Callable[[ConsumerRecord], None],
-                     partition_of: Callable[[int], int] | None = None) -> None:  # fmt: skip
-    """Hand every record of ``spec``'s topic from ``since_ms`` (None: the oldest) to the partitions' ends as
-    they are now to ``take``, in partition order. ``partition_of``: the one partition to read, from the
-    topic's partition count (None: all)."""
-    topic = topic_name(settings.topic_namespace, spec.name)
-    consumer = make_consumer(settings, None)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        if partition_of is not None and partitions:
-            partitions = {partition_of(len(partitions))}
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        if since_ms is not None:
-            at = await consumer.offsets_for_times(dict.fromkeys(tps, max(0, since_ms)))
-            starts = {tp: ends[tp] if at[tp] is None else at[tp].offset for tp in tps}
-        reading = [tp for tp in tps if starts[tp] < ends[tp]]
-        if not reading:
-            return
-        consumer.assign(reading)
-        for tp in reading:
-            consumer.seek(tp, starts[tp])
-        while reading:
-            batches = await consumer.getmany(*reading, timeout_ms=500, max_records=2000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        take(record)
-            for tp in list(reading):
-                if await consumer.position(tp) >= ends[tp]:
-                    reading.remove(tp)
-                    consumer.pause(tp)
-    finally:
-        await consumer.stop()
 
 
 async def read_audio(settings: Settings, meeting_id: str, since_ms: int | None) -> AudioSeen:

@@ -224,8 +224,18 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "RUN~merge-HASH with --set) beside the others; a second identical replay publishes nothing. With --from "
         "dialogues it asks the running enrichment service to enrich one run's placed dialogues (a replay's "
         "too) with --set enrichment_backend=NAME (default PALAVER_ENRICHMENT_BACKEND), into the enrichment "
-        "run RUN/BACKEND; it asks nothing when a final result of that run covers them already.")  # fmt: skip
-    replay.add_argument("--meeting", required=True, metavar="ID", help="the meeting's id (mtg_...)")
+        "run RUN/BACKEND; it asks nothing when a final result of that run covers them already. With --since "
+        "DATE instead of --meeting it backfills: every meeting created since DATE (from the meetings topic), "
+        "oldest first, each into the run --meeting would give, with a line per meeting and a summary: "
+        "replayed, skipped (erased, nothing to replay) and refused (e.g. audio expired in part), each with "
+        "why. A refused meeting does not stop the others; its exit status: 0 when none was refused, 1 when "
+        "one was (or no meeting was created since DATE), 2 bad input or no broker, 130 interrupted (the "
+        "backfill again completes it).")  # fmt: skip
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--meeting", metavar="ID", help="the meeting's id (mtg_...)")
+    which.add_argument("--since", metavar="DATE", help="backfill: every meeting created at or after DATE, an ISO "
+                       "date (midnight UTC) or date and time (UTC unless it names a zone), e.g. 2026-12-01 or "
+                       "2026-12-01T09:30+01:00")  # fmt: skip
     replay.add_argument("--from", dest="source", choices=REPLAY_SOURCES, default="audio",
                         help="what to replay: audio (transcribe the audio topic again; default); transcripts "
                         "(merge a run's stored transcript events again with other merger settings, into "
@@ -252,7 +262,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                         help="lower this process's CPU priority by N (default 10), so live meetings' workers "
                         "on the same machine come first; 0 leaves it")  # fmt: skip
     replay.add_argument("--quiet", action="store_true", help="no progress bar (none either when stderr is not a "
-                        "terminal)")  # fmt: skip
+                        "terminal), and with --since no line per meeting")  # fmt: skip
     _add_data_dir(replay)
 
     runs = sub.add_parser("runs", help="list a meeting's runs, compare two",
@@ -453,24 +463,35 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _replay_or_runs(args: argparse.Namespace, settings: Settings) -> int:
-    from stack.runs import RunsError, enrich_again_command, merge_command, replay_command, runs_command
+    from stack.runs import backfill_command, runs_command
 
     if args.command == "runs":
         return runs_command(settings, args.action, args.meeting, args.chosen if args.action == "compare" else [],
                             getattr(args, "reference", None))  # fmt: skip
+    if args.since is not None:
+        # A line per meeting unless --quiet, a terminal or not (a log of the backfill); the bars only on one.
+        return backfill_command(settings, args.since, lambda meeting: _replay(args, settings, meeting, nice=0),
+                                args.nice, args.quiet)  # fmt: skip
+    return _replay(args, settings, args.meeting, args.nice)
+
+
+def _replay(args: argparse.Namespace, settings: Settings, meeting: str, nice: int) -> int:
+    """``palaver replay`` of one meeting, from the source ``--from`` names."""
+    from stack.runs import RunsError, enrich_again_command, merge_command, replay_command
+
     if args.source in ("transcripts", "dialogues"):
         given = [o for o, v in (("--engine", args.engine), ("--model", args.model), ("--threads", args.threads),
                                 ("--lanes", args.lanes)) if v is not None]  # fmt: skip
         if given:
             raise RunsError(f"{given[0]}: a replay from the {args.source} transcribes nothing (--from audio does)")
         if args.source == "dialogues":
-            return enrich_again_command(settings, args.meeting, args.run, args.sets)
-        return merge_command(settings, args.meeting, args.run, args.sets, args.nice, args.quiet)
+            return enrich_again_command(settings, meeting, args.run, args.sets)
+        return merge_command(settings, meeting, args.run, args.sets, nice, args.quiet)
     if args.run is not None:
         raise RunsError("--run: only with --from transcripts or dialogues (a replay of the audio names its run by "
                         "its settings)")  # fmt: skip
-    return replay_command(settings, args.meeting, args.engine, args.model, args.sets, args.threads, args.lanes,
-                          args.nice, args.quiet)  # fmt: skip
+    return replay_command(settings, meeting, args.engine, args.model, args.sets, args.threads, args.lanes, nice,
+                          args.quiet)  # fmt: skip
 
 
 def _enrich(args: argparse.Namespace, settings: Settings) -> int:

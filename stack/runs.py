@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from palaver import ids
@@ -36,9 +36,10 @@ LATENCY_NOTE = ("latency: not in the store, which keeps each utterance's media t
 class RunsError(Exception):
     """What to tell the operator (``palaver: <message>``), with the exit status."""
 
-    def __init__(self, message: str, exit_code: int = USAGE_EXIT):
+    def __init__(self, message: str, exit_code: int = USAGE_EXIT, nothing_there: bool = False):
         super().__init__(message)
         self.exit_code = exit_code
+        self.nothing_there = nothing_there  # refused as there is nothing to replay (erased, no audio, no run)
 
 
 def clock(ms: int | None) -> str:
@@ -178,7 +179,7 @@ def replay_command(settings: Settings, meeting_id: str, engine: str | None, mode
 
     from palaver.streams.clients import wait_for_broker
     from stack.services import check_engine
-    from stt_workers.replay import ReplayRefused, find_audio, transcribe
+    from stt_workers.replay import NothingToReplay, ReplayRefused, find_audio, transcribe
     from stt_workers.replay_settings import ReplaySettingsError, parse_sets, replay_setup, run_of
     from stt_workers.whisper_engine import model_label
 
@@ -208,7 +209,7 @@ def replay_command(settings: Settings, meeting_id: str, engine: str | None, mode
             audio = await find_audio(setup.settings, meeting_id, int(time.time() * 1000),
                                      lambda done, total: _draw(scanning, done, total))  # fmt: skip
         except ReplayRefused as exc:
-            raise RunsError(str(exc), NOTHING_TO_DO_EXIT) from None
+            raise RunsError(str(exc), NOTHING_TO_DO_EXIT, isinstance(exc, NothingToReplay)) from None
         finally:
             scanning.close()
         print(f"meeting {meeting_id}: {audio.seconds:.1f} s of audio in {len(audio.streams)} stream(s)"
@@ -251,7 +252,7 @@ def merge_command(settings: Settings, meeting_id: str, wanted_run: str | None, s
     (exit 1 refused: erased, no transcript events of the run; exit 2 bad input or no broker)."""
     from aiokafka.errors import KafkaError
 
-    from merger.replay import MergeReplayError, merge_again, merge_overrides
+    from merger.replay import MergeReplayError, NoRuns, merge_again, merge_overrides
     from palaver.runs import merge_run
     from palaver.streams.clients import wait_for_broker
     from stt_workers.replay import meeting_state
@@ -276,13 +277,13 @@ def merge_command(settings: Settings, meeting_id: str, wanted_run: str | None, s
             raise RunsError(str(exc)) from None
         state = await meeting_state(merging, meeting_id)
         if state is not None and state.deleted:
-            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT)
+            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT, True)
         reading = Progress("reading the transcripts topic", 1, "records", quiet)
         try:
             outcome = await merge_again(merging, meeting_id, wanted_run, lambda source: merge_run(source, overrides),
                                         lambda done, total: _draw(reading, done, total))  # fmt: skip
         except MergeReplayError as exc:
-            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT) from None
+            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT, isinstance(exc, NoRuns)) from None
         finally:
             reading.close()
         o = outcome
@@ -315,7 +316,7 @@ def enrich_again_command(settings: Settings, meeting_id: str, wanted_run: str | 
         replay_backend,
         replay_request,
     )
-    from merger.replay import MergeReplayError, read_partition, source_run
+    from merger.replay import MergeReplayError, NoRuns, read_partition, source_run
     from palaver.events import encode
     from palaver.events.registry import DIALOGUES, ENRICHMENT_REQUESTS, INSIGHTS, topic_name
     from palaver.streams.clients import make_producer, wait_for_broker
@@ -336,16 +337,16 @@ def enrich_again_command(settings: Settings, meeting_id: str, wanted_run: str | 
             raise RunsError(str(exc)) from None
         state = await meeting_state(settings, meeting_id)
         if state is not None and state.deleted:
-            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT)
+            raise RunsError(f"meeting {meeting_id} was erased: it is never replayed", NOTHING_TO_DO_EXIT, True)
         dialogues, _ = await read_partition(settings, DIALOGUES, meeting_id)
         try:
             run = source_run(dialogue_runs(dialogues), wanted_run, "dialogue", "dialogues")
         except MergeReplayError as exc:
-            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT) from None
+            raise RunsError(f"meeting {meeting_id}: {exc}", NOTHING_TO_DO_EXIT, isinstance(exc, NoRuns)) from None
         placed = placed_dialogues(dialogues, run)
         if not placed:
             raise RunsError(f"meeting {meeting_id}: run {run} has no placed dialogue yet: nothing to enrich",
-                            NOTHING_TO_DO_EXIT)  # fmt: skip
+                            NOTHING_TO_DO_EXIT, True)  # fmt: skip
         target = enrichment_run(run, backend)
         insights, _ = await read_partition(settings, INSIGHTS, meeting_id)
         if enriched_already(insights, target, placed):
@@ -369,3 +370,60 @@ def enrich_again_command(settings: Settings, meeting_id: str, wanted_run: str | 
         return asyncio.run(go())
     except KafkaError as exc:
         raise RunsError(f"the broker failed: {exc}; replay again") from None
+
+
+def backfill_command(settings: Settings, since: str, replay_one: Callable[[str], int], nice: int, quiet: bool) -> int:
+    """``palaver replay --since DATE``: every meeting created since DATE (``palaver.backfill``), oldest
+    first, each through ``replay_one`` (the single-meeting replay of the chosen source, at no further nice).
+    A meeting it refuses does not stop the others; bad input or a broker that fails stops them all (exit
+    2). Prints a line per meeting on stderr (unless ``quiet``) and the summary; returns the exit status."""
+    from palaver.backfill import (
+        MeetingResult,
+        SinceError,
+        exit_status,
+        meetings_since,
+        parse_since,
+        progress_line,
+        summary,
+    )
+    from palaver.streams.clients import wait_for_broker
+
+    try:
+        since_ms = parse_since(since)
+    except SinceError as exc:
+        raise RunsError(str(exc)) from None
+    if nice < 0:
+        raise RunsError(f"--nice {nice}: 0 or more (a replay may lower its priority, not raise it)")
+
+    async def listed() -> list[str]:
+        try:
+            await wait_for_broker(settings, timeout_s=10)
+        except TimeoutError as exc:
+            raise RunsError(str(exc)) from None
+        return [m.meeting_id for m in await meetings_since(settings, since_ms)]
+
+    meeting_ids = asyncio.run(listed())
+    if not meeting_ids:
+        print(f"backfill: no meeting was created since {since} (the meetings topic holds none)")
+        return NOTHING_TO_DO_EXIT
+    if nice:
+        os.nice(nice)  # once, for the whole backfill: its decode threads inherit it
+    results: list[MeetingResult] = []
+    started = time.monotonic()
+    for index, meeting_id in enumerate(meeting_ids):
+        if not quiet:
+            print(progress_line(index, len(meeting_ids), meeting_id, time.monotonic() - started), file=sys.stderr,
+                  flush=True)  # fmt: skip
+        try:
+            code = replay_one(meeting_id)
+        except RunsError as exc:
+            if exc.exit_code == USAGE_EXIT:  # bad input or the broker: the same for every meeting
+                raise
+            results.append(MeetingResult(meeting_id, "skipped" if exc.nothing_there else "refused", str(exc)))
+            print(f"palaver: {exc}", file=sys.stderr, flush=True)
+            continue
+        results.append(MeetingResult(meeting_id, "interrupted" if code == INTERRUPTED_EXIT else "replayed"))
+        if code == INTERRUPTED_EXIT:
+            break
+    print(summary(results), flush=True)
+    return exit_status(results)

@@ -55,6 +55,10 @@ class ReplayRefused(Exception):
     """The meeting cannot be replayed (erased, no audio, audio expired); the message says why."""
 
 
+class NothingToReplay(ReplayRefused):
+    """The meeting was erased, or the topic holds no audio of it: a backfill skips it rather than fails."""
+
+
 @dataclass(frozen=True)
 class ReplayOutcome:
     meeting_id: str
@@ -81,12 +85,12 @@ async def find_audio(settings: Settings, meeting_id: str, now_ms: int,
     topic, and one whose audio has expired in part."""
     state = await meeting_state(settings, meeting_id)
     if state is not None and state.deleted:
-        raise ReplayRefused(f"meeting {meeting_id} was erased: it is never replayed")
+        raise NothingToReplay(f"meeting {meeting_id} was erased: it is never replayed")
     audio = await scan(settings, meeting_id, state.created_at_ms if state else None, now_ms, progress)
     keeps = f"the audio topic keeps audio {AUDIO_FRAMES.retention_ms // DAY_MS} days"
     if not audio.streams:
         known = "" if state is not None else " (and no such meeting on the meetings topic)"
-        raise ReplayRefused(f"no audio of meeting {meeting_id} on the audio topic{known}: {keeps}, so it has "
+        raise NothingToReplay(f"no audio of meeting {meeting_id} on the audio topic{known}: {keeps}, so it has "
                             "expired, or the meeting never had any")  # fmt: skip
     if audio.expired_partitions:
         raise ReplayRefused(f"the audio of meeting {meeting_id} has expired in part ({keeps}: partitions "

@@ -29,7 +29,8 @@ from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
 from palaver.events.registry import AUDIO_FRAMES
 from palaver.store.rows import COLUMNS
 from palaver.streams.clients import headers_dict, make_admin, make_producer
-from stack.check import check_meeting, read_topic
+from palaver.streams.topic_reader import read_topic
+from stack.check import check_meeting
 from tests.integration.conftest import Pipeline, poll
 from tests.integration.meetings import open_meeting, stream_tracks
 from tests.integration.test_replay import LIVE, all_final, final_dialogues, settled

@@ -40,8 +40,9 @@ from palaver.events import StreamStartedV1, StreamStoppedV1, decode
 from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
 from palaver.events.registry import AUDIO_FRAMES
 from palaver.streams.clients import headers_dict
+from palaver.streams.topic_reader import read_topic
 from palaver.textmetrics import word_error_rate
-from stack.check import check_meeting, read_topic
+from stack.check import check_meeting
 from tests.integration.conftest import Pipeline, ServiceProcess, _wait_http, child_env, poll
 from tests.integration.infra import free_port
 from tests.integration.meetings import ingest_url, open_meeting

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -223,3 +225,54 @@ async def test_a_replay_refuses_an_erased_meeting_and_one_without_audio(pipeline
         assert (await http.delete(f"/v1/meetings/{erased.meeting_id}")).status_code == 204
     code, _, err = await palaver(p.settings, "replay", "--meeting", erased.meeting_id)
     assert (code, err.strip()) == (1, f"palaver: meeting {erased.meeting_id} was erased: it is never replayed")
+
+
+async def test_a_backfill_replays_the_meetings_created_since_a_date_and_again_adds_nothing(pipeline: Pipeline) -> None:
+    p = pipeline
+    script = SCRIPT[:2]
+    tracks, _ = meeting_tracks(script, Voice())
+    before = await open_meeting(p.url, tracks)
+    await stream_tracks(p.url, before, tracks, speed=4.0)
+    await asyncio.sleep(0.05)
+    since = datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds")
+    await asyncio.sleep(0.05)
+    spoken = await open_meeting(p.url, tracks)
+    results = await stream_tracks(p.url, spoken, tracks, speed=4.0)
+    assert all(r.close_code == 1000 for r in results)
+    silent = await open_meeting(p.url, ["cy"])
+    erased = await open_meeting(p.url, ["dee"])
+    async with erased.people["dee"].client() as http:
+        assert (await http.delete(f"/v1/meetings/{erased.meeting_id}")).status_code == 204
+    m = spoken.meeting_id
+    live = await poll(lambda: final_dialogues(p, m, LIVE), lambda rows: all_final(rows, len(script)),
+                      "the live run's final dialogues", timeout_s=240)  # fmt: skip
+    await settled(p)
+
+    code, out, err = await palaver(p.settings, "replay", "--since", since, "--set", "whisper_beam_size=3", "--nice", "0")
+    run = replay_run("whisper", "tiny.en", {"whisper_beam_size": 3})
+    assert code == 0, f"{out}\n{err}"
+    assert "backfill: 3 meeting(s): 1 replayed, 2 skipped, 0 refused" in out, out
+    assert f"skipped {silent.meeting_id}: " in out and f"skipped {erased.meeting_id}: " in out, out
+    assert f"replaying into run {run}" in out and before.meeting_id not in out + err, (out, err)
+    assert "backfill: meeting 1/3 " in err and "backfill: meeting 3/3 " in err, err
+
+    replayed = await poll(lambda: final_dialogues(p, m, run), lambda rows: all_final(rows, len(live)),
+                          "the backfilled run's final dialogues", timeout_s=240)  # fmt: skip
+    assert [d["utterance_ids"] for d in replayed] == [d["utterance_ids"] for d in live]
+    assert await final_dialogues(p, before.meeting_id, run) == [], "a meeting before DATE is not replayed"
+    await settled(p)
+    after_one = await stored(p, m, run)
+
+    before_two = await store_clock(p)
+    code, out, err = await palaver(p.settings, "replay", "--since", since, "--set", "whisper_beam_size=3", "--nice", "0")
+    assert code == 0, f"{out}\n{err}"
+    await settled(p)
+    assert await stored(p, m, run) == after_one, "no row added or changed"
+    assert await rows_since(p, "dialogues", m, run, before_two) == 0, "no dialogue row written again"
+
+
+async def test_a_backfill_says_what_is_wrong_with_its_date_and_when_nothing_was_created_since(pipeline: Pipeline) -> None:
+    code, _, err = await palaver(pipeline.settings, "replay", "--since", "last tuesday")
+    assert code == 2 and "--since 'last tuesday': not an ISO date" in err, err
+    code, out, _ = await palaver(pipeline.settings, "replay", "--since", "2999-01-01")
+    assert code == 1 and "no meeting was created since 2999-01-01" in out, out

@@ -7,6 +7,7 @@ import pytest
 
 from merger.replay import (
     MergeReplayError,
+    NoRuns,
     meeting_events,
     merge_overrides,
     not_published,
@@ -102,8 +103,10 @@ def test_the_source_run_is_the_named_one_or_the_first_live_one() -> None:
         source_run(seen, "x")
     with pytest.raises(MergeReplayError, match=r"no live run's transcript events.*name one with --run"):
         source_run(["a~replay"], None)
-    with pytest.raises(MergeReplayError, match=r"\(its runs: none\)"):
-        source_run([], None)
+    with pytest.raises(NoRuns, match=r"no transcript event on the transcripts topic: nothing to replay"):
+        source_run([], None)  # a backfill skips such a meeting rather than counts it refused
+    with pytest.raises(NoRuns):
+        source_run([], "whisper:tiny.en")
 
 
 def test_the_meetings_events_are_kept_and_bad_records_counted() -> None:
