@@ -30,7 +30,9 @@ told the final's segment, eagerly or not): the part of a final's latency the pol
 decodes some cuts again one final at a time, in order, each with the finals before it as Whisper's
 previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). ``--context N`` decodes every cut
 again with N s of the track before each final in front of it and keeps the words inside the final
-(``decode_with_context``): acoustic context without a text prompt. Every run also cuts ``NOISES`` (30 s of
+(``decode_with_context``): acoustic context without a text prompt. ``--vocabulary`` decodes the same
+cuts again with a biasing list as every final's prompt (``bench/vocabulary.py``: the track's rare words and
+as many distractors) and counts the listed words found, with and without, and the decode's CPU time. Every run also cuts ``NOISES`` (30 s of
 stationary noise, no speech) and counts the speech each policy keeps and the words decoded from it.
 """
 
@@ -228,9 +230,9 @@ def segment_track(audio: np.ndarray, variant: str = "stateful", policy_changes: 
     return segments, asked, {"vad": scorer.cpu_s, "segmenter": time.thread_time() - began}
 
 
-def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[Any]:
+def decode_bucketed(engine: Any, pieces: list[np.ndarray], prompt: str = "") -> list[Any]:
     """Each utterance's final (a ``Transcription``), decoded in batches of one length bucket, as the
-    scheduler batches."""
+    scheduler batches; ``prompt``: the same text before every utterance, as Whisper's previous text."""
     from stt_workers.batched_whisper import bucket_for
 
     results: list[Any] = [None] * len(pieces)
@@ -238,7 +240,8 @@ def decode_bucketed(engine: Any, pieces: list[np.ndarray]) -> list[Any]:
     for i, piece in enumerate(pieces):
         buckets.setdefault(bucket_for(len(piece) / 16000), []).append(i)
     for members in buckets.values():
-        for i, result in zip(members, engine.decode([pieces[i] for i in members], "en", True), strict=True):
+        prompts = [prompt] * len(members) if prompt else None
+        for i, result in zip(members, engine.decode([pieces[i] for i in members], "en", True, prompts), strict=True):
             results[i] = result
     return results
 
@@ -286,6 +289,30 @@ def decode_prompted(engine: Any, pieces: list[tuple[int, int, np.ndarray]]) -> l
     return results
 
 
+def vocabulary_effect(engine: Any, pieces: list[tuple[int, int, np.ndarray]], glossary: list[str], label: str,
+                      texts: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """The cut's finals decoded again without and with ``glossary`` as their prompt (``, ``-joined), each
+    timed in CPU seconds (this process, all threads); adds ``label_glossary`` to ``texts`` and returns the
+    glossary and the CPU seconds of both."""
+    out: dict[str, Any] = {"glossary": glossary}
+    for suffix, prompt in (("", ""), ("_glossary", ", ".join(glossary))):
+        started = time.process_time()
+        finals = decode_bucketed(engine, [p[2] for p in pieces], prompt)
+        out[f"decode_cpu_s_{label}{suffix}"] = round(time.process_time() - started, 2)
+        if suffix:
+            texts[f"{label}{suffix}"] = " ".join(f.text for f in finals)
+    return out
+
+
+def listed_recall(row: dict[str, Any], reference: str, label: str) -> dict[str, Any]:
+    """Of the glossary's words that the reference holds: how many each decode found (``found``, ``asked``)."""
+    from bench.vocabulary import recall
+
+    own = [w for w in row["glossary"] if w in set(clean(reference).split())]
+    return {f"vocabulary_found_{label}{suffix}": recall(own, clean(row[f"text_{label}{suffix}"]).split())
+            for suffix in ("", "_glossary")}  # fmt: skip
+
+
 def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.5
                ) -> list[tuple[int, int, np.ndarray]]:  # fmt: skip
     """(start, end, audio) of the whole track cut at its quietest 20 ms between ``shortest_s`` and
@@ -304,11 +331,13 @@ def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.
 
 
 def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any],
-            policies: list[str] = (), prompt: bool = False, contexts: list[float] = ()) -> dict[str, Any]:  # fmt: skip
+            policies: list[str] = (), prompt: bool = False, contexts: list[float] = (),
+            glossary: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """One track's row: speech each VAD variant and segmenter policy kept, its CPU time, when each final
     is asked for after its last word, and the WER of every cut and decode mode (``_prompt``: with the
     previous finals' text as the decoder's prompt; ``_ctx<N>``: each final decoded with N s of left
-    context, ``decoded_s_<cut>_ctx<N>`` the audio seconds that decoded)."""
+    context, ``decoded_s_<cut>_ctx<N>`` the audio seconds that decoded; ``_glossary``: with ``glossary`` as
+    every final's prompt, ``vocabulary_<label>`` the listed rare words found and the decode's CPU seconds)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     cuts: dict[str, list[tuple[int, int, np.ndarray]]] = {"pauses": pause_cuts(audio)}
@@ -331,6 +360,8 @@ def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], m
             texts[f"{mode}_{cut}"] = " ".join(f.text for f in finals)
             if prompt and cut in PROMPTED_CUTS:
                 texts[f"{mode}_{cut}_prompt"] = " ".join(f.text for f in decode_prompted(engine, pieces))
+            if glossary is not None and cut in PROMPTED_CUTS:
+                row |= vocabulary_effect(engine, pieces, glossary, f"{mode}_{cut}", texts)
             for context_s in contexts:
                 label = f"{cut}_ctx{context_s:g}"
                 own, row[f"decoded_s_{label}"] = decode_with_context(engine, audio, pieces, context_s)
@@ -350,6 +381,9 @@ def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], m
     for label, text in texts.items():
         row[f"wer_{label}"] = round(word_error_rate(reference, clean(text)), 4)
         row[f"text_{label}"] = text
+    if glossary is not None:
+        for label in [k.removesuffix("_glossary") for k in texts if k.endswith("_glossary")]:
+            row |= listed_recall(row, reference, label)
     kept = ", ".join(f"{c} {row[f'speech_s_{c}']} s" for c in cuts if c != "pauses")
     print(f"{name:<16} {row['seconds']:>5} s {row['words']:>4} words, kept {kept} "
           f"(faster-whisper {row['faster_whisper_vad_speech_s']} s): WER "
@@ -400,6 +434,17 @@ def false_speech(variants: list[str], policies: list[str], engine: Any) -> list[
     return rows
 
 
+def vocabulary_summary(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per decode label, over the rows: [listed rare words found, asked, decode CPU seconds]."""
+    out: dict[str, list[float]] = {}
+    for key in [k for k in rows[0] if k.startswith("vocabulary_found_")]:
+        label = key.removeprefix("vocabulary_found_")
+        cpu_key = "decode_cpu_s_" + label
+        out[label] = [sum(r[key][0] for r in rows), sum(r[key][1] for r in rows),
+                      round(sum(r.get(cpu_key, 0.0) for r in rows), 2)]  # fmt: skip
+    return out
+
+
 def ask_summary(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
     """Per cut, over every track's utterances: median, p90 and max of ``ask_after_last_word_ms``."""
     keys = [k for k in rows[0] if k.startswith("ask_after_last_word_ms_")]
@@ -412,9 +457,25 @@ def ask_summary(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
     return out
 
 
+def glossaries(model_dir: str, data: Path, sources: list[str]) -> dict[str, list[str]]:
+    """Per track of ``sources``: its biasing list (``bench.vocabulary``), cut to the decoder's prompt."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    from bench.vocabulary import biasing_lists, common_words, rare_words
+    from stt_workers.batched_whisper import MAX_PROMPT_TOKENS
+
+    tokenizer_file = Path(model_dir) / "tokenizer.json"
+    common = common_words(json.loads(tokenizer_file.read_text())["model"]["vocab"])
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    rare = {t.name: rare_words(clean(load_track(t, data)[1]).split(), common) for s in sources for t in SOURCES[s][1]}
+    return biasing_lists(rare, lambda words: len(tokenizer.encode(" " + ", ".join(words)).ids) <= MAX_PROMPT_TOKENS)
+
+
 def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[str] = (),
         modes: list[str] | None = None, prompt: bool = False, sources: list[str] | None = None,
-        contexts: list[float] = ()) -> dict[str, Any]:  # fmt: skip
+        contexts: list[float] = (), vocabulary: bool = False) -> dict[str, Any]:  # fmt: skip
     from faster_whisper import WhisperModel
 
     from palaver.settings import bundled_whisper_model_dir
@@ -423,18 +484,23 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
     model_dir = bundled_whisper_model_dir()
     models = {"offline": WhisperModel(model_dir, compute_type="int8", cpu_threads=2),
               "engines": {mode: BatchedWhisper(model_dir, threads=2, decode_mode=mode) for mode in modes or DECODE_MODES}}  # fmt: skip
+    lists = glossaries(model_dir, data, list(sources or SOURCES)) if vocabulary else {}
     rows, per_source = [], {}
     for source in sources or SOURCES:
         source_rows = []
         for track in SOURCES[source][1]:
             audio, reference = load_track(track, data)
             source_rows.append({"source": source} | measure(track.name, audio, reference, variants, models,
-                                                            policies, prompt, contexts))  # fmt: skip
+                                                            policies, prompt, contexts, lists.get(track.name)))  # fmt: skip
         per_source[source] = {"what": SOURCES[source][0], "words": sum(r["words"] for r in source_rows),
                               "seconds": round(sum(r["seconds"] for r in source_rows), 1),
                               "wer": word_weighted(source_rows)}  # fmt: skip
         print(f"source {source} ({per_source[source]['words']} words), word-weighted WER: "
               + ", ".join(f"{k} {v:.3f}" for k, v in per_source[source]["wer"].items()))  # fmt: skip
+        if vocabulary:
+            per_source[source]["vocabulary"] = vocabulary_summary(source_rows)
+            print(f"source {source}, glossary words found (found/asked, decode CPU s): "
+                  + ", ".join(f"{k} {v}" for k, v in per_source[source]["vocabulary"].items()))  # fmt: skip
         rows += source_rows
     total = word_weighted(rows)
     print("all tracks, word-weighted WER: " + ", ".join(f"{k} {v:.3f}" for k, v in total.items()))
@@ -481,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", action="store_true",
                         help="also decode the finals of " + ", ".join(PROMPTED_CUTS) + " in order, with the "
                         "previous finals' text as prompt")  # fmt: skip
+    parser.add_argument("--vocabulary", action="store_true",
+                        help="also decode the finals of " + ", ".join(PROMPTED_CUTS) + " with a biasing list as "
+                        "the prompt: the track's rare words and as many distractors (bench/vocabulary.py); "
+                        "reports the listed words found and the decode's CPU time, with and without")  # fmt: skip
     parser.add_argument("--context", nargs="*", type=float, default=[], metavar="SECONDS",
                         help="also decode every cut's finals with this many seconds of the track before each "
                         "in front, keeping the words that fall in the final (one run per value)")  # fmt: skip
@@ -494,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     path = write_results("real_speech", run(args.data, args.vad, args.tts, args.policy, args.modes, args.prompt,
-                                            args.sources, args.context))  # fmt: skip
+                                            args.sources, args.context, args.vocabulary))  # fmt: skip
     print(f"wrote {path}")
     return 0
 
