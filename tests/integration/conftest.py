@@ -75,7 +75,8 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 
 class ServiceProcess:
-    """A real ``palaver run SERVICE`` process, logging to a file; SIGKILL-able."""
+    """A real ``palaver run SERVICE`` process, logging to a file; SIGKILL-able. ``service`` may name several,
+    space-separated ("ingest api store": the web process as ``palaver up`` runs it)."""
 
     def __init__(self, settings: Settings, service: str, log: Path, env: dict[str, str] | None = None):
         self.settings, self.service, self.log = settings, service, log
@@ -85,7 +86,7 @@ class ServiceProcess:
     def start(self) -> None:
         out = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stack", "run", self.service], stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "stack", "run", *self.service.split()], stdout=out, stderr=subprocess.STDOUT,
             env={**child_env(self.settings), **self.env},
         )  # fmt: skip
 

@@ -5,7 +5,7 @@ meetings run without faults.
 
 What the suite asks for (the full size): 5 meetings x 4 speakers streaming real-time speech; a random STT
 worker SIGKILLed every 10 s (two workers in the group); the merger and the store writer SIGKILLed once
-each; one of two ingest processes SIGKILLed (its clients resume on the other with ``start_sample``); the
+each (the store writer in its web process, see below); one of two ingest processes SIGKILLed (its clients resume on the other with ``start_sample``); the
 broker stopped and started again. The checker reports 0 anomalies in every case, and the stored
 transcripts' word error rate is within 1 point of the no-fault run.
 
@@ -24,9 +24,12 @@ process's ingest and a ``palaver run ingest`` beside it) and SIGKILLs the second
 clients reconnect through the balancer, which passes the dead process over, and resume with
 ``start_sample`` on the other.
 
-Not here yet, skipped with its reason: the store writer's SIGKILL (with the embedded ClickHouse, chdb
-holds one data directory per process, so the store writer cannot run as a process of its own beside the
-checker; it runs in this process).
+The store writer's case runs on a pipeline of its own, of processes only: the web process as ``palaver
+up`` runs it on the embedded ClickHouse (ingest, API and store writer in one ``palaver run``, owning its
+own chdb directory), an STT worker and the merger. It SIGKILLs the web process mid-meeting (the store
+writer with ingest and the API: with chdb they share one process) and starts it again; the clients
+reconnect and resume. Its dialogues come from the API, and ``palaver check`` runs as a process once the web
+process has stopped (chdb: one process per data directory).
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ import itertools
 import json
 import os
 import random
+import sys
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,15 +56,26 @@ from palaver.check.report import to_json
 from palaver.demo.accounts import Meeting, Participant
 from palaver.demo.script import Line, PlacedLine
 from palaver.demo.synth import Voice, meeting_tracks
+from palaver.events.registry import DIALOGUES, TRANSCRIPTS
+from palaver.settings import Settings
+from palaver.streams.clients import ensure_topics
 from palaver.textmetrics import word_error_rate
 from stack.check import check_meeting
 from tests.integration.browser import artifact
-from tests.integration.conftest import Pipeline, ServiceProcess, poll, running_pipeline
+from tests.integration.conftest import (
+    Pipeline,
+    ServiceProcess,
+    _wait_http,
+    child_env,
+    make_settings,
+    poll,
+    running_pipeline,
+)
 from tests.integration.infra import Infra
 from tests.integration.meetings import meeting_with, open_meeting, stream_tracks
 from tests.integration.proxies import BalancingProxy
 from tests.integration.test_multi_ingest import second_ingest
-from tests.integration.test_replay import LIVE, all_final, final_dialogues, settled
+from tests.integration.test_replay import LIVE, all_final, caught_up, final_dialogues, settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,6 +95,7 @@ SENTENCES = (
 LINES_PER_MEETING = 8  # about 26 s of speech a meeting: two or three STT worker kills
 STT_KILL_EVERY_S = 10.0
 INGEST_KILL_AT_S = 8.0  # into the meetings (about 26 s of speech each)
+WEB_KILL_AT_S = 8.0
 # The issue's bound: the faulted run's word error rate against the script at most 1 point above the
 # no-fault run's, over all the meetings' words.
 EXTRA_WER = 0.01
@@ -114,20 +132,30 @@ class CaseResult:
 Faults = Callable[[Pipeline, list[str]], Awaitable[None]]
 
 
-async def run_case(p: Pipeline, people: dict[str, Participant], case: str, faults: Faults | None,
-                   log_dir: Path, ingest: str | None = None) -> CaseResult:  # fmt: skip
-    """Open the meetings (``people`` in each), stream every speaker of every meeting at real time with an
-    ack log while ``faults`` runs, wait until every dialogue is final and stored, and check each meeting.
-    ``ingest``: where the audio sockets go (default: the pipeline's own ingest)."""
+@dataclass
+class Streamed:
+    """A case's meetings, streamed: their scripts as placed, every stream's result, the faults done."""
+
+    meetings: list[Meeting]
+    placed: list[list[PlacedLine]]
+    results: list[list[Any]]
+    faults: list[str]
+    log: Path  # the clients' ack log
+
+
+async def stream_case(url: str, people: dict[str, Participant], case: str,
+                      faults: Callable[[list[str]], Awaitable[None]] | None, log_dir: Path) -> Streamed:  # fmt: skip
+    """Open the meetings (``people`` in each) and stream every speaker of every meeting at real time to
+    ``url`` with an ack log while ``faults`` runs; every stream must end with 1000, all its audio acked."""
     voice = Voice()
     tracks = [meeting_tracks(script(m), voice) for m in range(MEETINGS)]
     meetings = [await meeting_with(people, title=f"faults {case} {m}") for m in range(MEETINGS)]
     log = log_dir / f"{case}-acks.jsonl"
     done: list[str] = []
     with AckLog(log) as ack_log:
-        streams = asyncio.gather(*(stream_tracks(ingest or p.url, meeting, t, speed=1.0, ack_log=ack_log)
+        streams = asyncio.gather(*(stream_tracks(url, meeting, t, speed=1.0, ack_log=ack_log)
                                    for meeting, (t, _) in zip(meetings, tracks, strict=True)))  # fmt: skip
-        injecting = asyncio.ensure_future(faults(p, done)) if faults else None
+        injecting = asyncio.ensure_future(faults(done)) if faults else None
         results = await streams
         if injecting is not None:
             injecting.cancel()
@@ -135,23 +163,37 @@ async def run_case(p: Pipeline, people: dict[str, Participant], case: str, fault
     closes = [(r.close_code, r.acked_samples) for rs in results for r in rs]
     expected = [(1000, len(pcm)) for t, _ in tracks for pcm in t.values()]
     assert closes == expected, (done, closes)
+    return Streamed(meetings, [placed for _, placed in tracks], results, done, log)
+
+
+def case_result(case: str, streamed: Streamed, runs: list[MeetingRun], reports: list[dict[str, Any]]) -> CaseResult:
+    """The case's result, its report written to ``$PALAVER_TEST_ARTIFACTS/faults/<case>.json`` first."""
+    out = artifact(f"faults/{case}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = CaseResult(runs, reports, streamed.faults, sum(len(r.reconnects) for rs in streamed.results for r in rs))
+    out.write_text(json.dumps({"case": case, "size": SIZE, "faults": streamed.faults, "wer": result.wer(),
+                               "reports": reports}, indent=2))  # fmt: skip
+    return result
+
+
+async def run_case(p: Pipeline, people: dict[str, Participant], case: str, faults: Faults | None,
+                   log_dir: Path, ingest: str | None = None) -> CaseResult:  # fmt: skip
+    """``stream_case`` on the pipeline (``ingest``: where the audio sockets go, default the pipeline's own
+    ingest), then wait until every dialogue is final and stored, and check each meeting."""
+    streamed = await stream_case(ingest or p.url, people, case, (lambda done: faults(p, done)) if faults else None,
+                                 log_dir)  # fmt: skip
     runs = []
-    for meeting, (_, placed) in zip(meetings, tracks, strict=True):
+    for meeting, placed in zip(streamed.meetings, streamed.placed, strict=True):
         lines_said = len(placed)
         rows = await poll(lambda m=meeting: final_dialogues(p, m.meeting_id, LIVE),
                           lambda rows, n=lines_said: all_final(rows, n),
                           f"the dialogues of {meeting.meeting_id}, final and placed", timeout_s=300)  # fmt: skip
         runs.append(MeetingRun(meeting, placed, rows))
     await settled(p)
-    lines = log.read_bytes().splitlines()
+    lines = streamed.log.read_bytes().splitlines()
     reports = [to_json(await check_meeting(p.settings, p.store, r.meeting.meeting_id, acked_ranges(lines, r.meeting.meeting_id)))
                for r in runs]  # fmt: skip
-    out = artifact(f"faults/{case}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = CaseResult(runs, reports, done, sum(len(r.reconnects) for rs in results for r in rs))
-    out.write_text(json.dumps({"case": case, "size": SIZE, "faults": done, "wer": result.wer(), "reports": reports},
-                              indent=2))  # fmt: skip
-    return result
+    return case_result(case, streamed, runs, reports)
 
 
 def restart(process: ServiceProcess, ready: str, done: list[str], started: float) -> None:
@@ -247,10 +289,90 @@ async def test_the_merger_sigkilled_once(faults_pipeline: Pipeline, people: dict
     assert_clean_and_as_good(result, baseline)
 
 
-@pytest.mark.skip(reason="with the embedded ClickHouse (chdb) one process holds the data directory: the store "
-                         "writer runs in the test's process beside the checker and cannot be SIGKILLed alone")  # fmt: skip
-async def test_the_store_writer_sigkilled_once() -> None:
-    raise AssertionError("unreachable")
+@asynccontextmanager
+async def web_process_pipeline(infra: Infra, tmp_path_factory: pytest.TempPathFactory
+                               ) -> AsyncIterator[tuple[Settings, ServiceProcess, str]]:  # fmt: skip
+    """A pipeline of processes only, on topics of its own: the web process as ``palaver up`` runs it on the
+    embedded ClickHouse (ingest, API and store writer in one ``palaver run``, owning a chdb directory of its
+    own in its data dir), an STT worker and the merger. Yields its settings, the web process and its URL."""
+    tag = uuid.uuid4().hex[:10]
+    data_dir = tmp_path_factory.mktemp(f"palaver-web-{tag}")
+    settings = make_settings(infra, data_dir, f"t{tag}", "palaver")
+    await ensure_topics(settings)
+    env = {"PALAVER_API_PORT": str(settings.api_port), "PALAVER_INGEST_MAX_SPEED": str(settings.ingest_max_speed)}
+    web = ServiceProcess(settings, "ingest api store", data_dir / "web.log", env)
+    others = [ServiceProcess(settings, "stt", data_dir / "stt.log"), ServiceProcess(settings, "merger", data_dir / "merger.log")]
+    url = f"http://127.0.0.1:{settings.api_port}"
+    for process in (web, *others):
+        process.start()
+    try:
+        await _wait_http(url, timeout_s=120)
+        await asyncio.to_thread(others[0].wait_for_log, "stt worker (")
+        await asyncio.to_thread(others[1].wait_for_log, "merger ready")
+        yield settings, web, url
+    finally:
+        for process in (web, *others):
+            process.stop()
+
+
+def kill_web(web: ServiceProcess, url: str) -> Callable[[list[str]], Awaitable[None]]:
+    async def sigkill_web(done: list[str]) -> None:
+        """Mid-meeting: SIGKILL the web process (the store writer with it), start it again at once."""
+        started = time.monotonic()
+        await asyncio.sleep(WEB_KILL_AT_S)
+        pid = web.proc.pid if web.proc else None
+        await asyncio.to_thread(web.kill)
+        done.append(f"{time.monotonic() - started:.1f}s: SIGKILL web: ingest, api, store writer (pid {pid})")
+        web.start()
+        await _wait_http(url, timeout_s=120)
+        done.append(f"{time.monotonic() - started:.1f}s: web ready again")
+
+    return sigkill_web
+
+
+async def served_dialogues(meeting: Meeting) -> list[dict[str, Any]]:
+    """The meeting's dialogues as the API serves them (its live run), as ``final_dialogues``' rows."""
+    async with next(iter(meeting.people.values())).client() as http:
+        response = await http.get(f"/v1/meetings/{meeting.meeting_id}/dialogues")
+    response.raise_for_status()
+    rows = sorted(response.json()["dialogues"], key=lambda d: (d["start_ms"], d["dialogue_id"]))
+    return [{**d, "dialogue_text": d["machine_text"]} for d in rows]
+
+
+async def palaver_check(settings: Settings, meeting_id: str, client_log: Path) -> dict[str, Any]:
+    """``palaver check --json`` in a process of its own: with chdb, the store's data directory is read by one
+    process at a time, so only once the web process has stopped."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stack", "check", "--meeting", meeting_id, "--client-log", str(client_log), "--json",
+        env=child_env(settings), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=300)
+    assert process.returncode in (0, 1), err.decode()
+    return json.loads(out)
+
+
+async def test_the_web_process_with_the_store_writer_sigkilled_once(infra: Infra, baseline: CaseResult,
+                                                                    tmp_path_factory: pytest.TempPathFactory,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    """The store writer SIGKILLed mid-meeting, as it runs on the embedded ClickHouse: in the web process,
+    with ingest and the API (the clients reconnect once it is back), on a pipeline of processes only, so
+    that the test's own process never holds that store's data directory. The dialogues come from the API;
+    ``palaver check`` runs once the web process has stopped."""
+    async with web_process_pipeline(infra, tmp_path_factory) as (settings, web, url):
+        people = (await open_meeting(url, NAMES[:SPEAKERS], title="faults: the speakers")).people
+        streamed = await stream_case(url, people, "web", kill_web(web, url), tmp_path)
+        runs = []
+        for meeting, placed in zip(streamed.meetings, streamed.placed, strict=True):
+            lines_said = len(placed)
+            rows = await poll(lambda m=meeting: served_dialogues(m), lambda rows, n=lines_said: all_final(rows, n),
+                              f"the dialogues of {meeting.meeting_id}, final and placed", timeout_s=300)  # fmt: skip
+            runs.append(MeetingRun(meeting, placed, rows))
+        await caught_up(settings, [("merger", TRANSCRIPTS.name), ("store", TRANSCRIPTS.name), ("store", DIALOGUES.name)])
+        web.stop()
+        reports = [await palaver_check(settings, r.meeting.meeting_id, streamed.log) for r in runs]
+    result = case_result("web", streamed, runs, reports)
+    assert any("SIGKILL web" in f for f in result.faults), result.faults
+    assert result.reconnects >= 1, "no client reconnected"
+    assert_clean_and_as_good(result, baseline)
 
 
 def kill_ingest(second: ServiceProcess) -> Faults:
