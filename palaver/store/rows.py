@@ -104,6 +104,16 @@ COLUMNS = {
     "action_items": ACTION_ITEM_COLUMNS,
 }
 
+# A reader waits on a meeting's result row, then reads that revision's summaries and action items from their
+# own tables: the writer inserts those first, so whoever sees the result row sees everything it names.
+WRITTEN_LAST = ("meeting_insights",)
+
+
+def write_order(tables: list[str]) -> list[str]:
+    """``tables`` in the order a batch inserts them: as given, those in ``WRITTEN_LAST`` moved to the end."""
+    return sorted(tables, key=lambda table: WRITTEN_LAST.index(table) + 1 if table in WRITTEN_LAST else 0)
+
+
 ACTION_ITEM_FIELDS = ("description", "assigned_to", "status", "priority", "start_date", "due_date")
 
 

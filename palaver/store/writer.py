@@ -48,7 +48,7 @@ from palaver.metrics import STORE_BATCH_SECONDS, STORE_ROWS
 from palaver.settings import Settings
 from palaver.store.client import Store, StoreUnavailable
 from palaver.store.erasure import MARKER_TABLE, delete_meeting_rows, purged_among
-from palaver.store.rows import COLUMNS, Provenance, rows_for
+from palaver.store.rows import COLUMNS, Provenance, rows_for, write_order
 from palaver.store.transcripts import rebuild_transcript, runs_of
 from palaver.streams.clients import make_producer
 from palaver.streams.runner import (
@@ -145,12 +145,13 @@ class Batch:
 
 
 async def write_batch(store: Store, batch: Batch) -> int:
-    """Insert one batch per table, then rebuild the merged transcripts that new final dialogues or human
+    """Insert one batch per table (a result's row after the rows it names), then rebuild the merged transcripts that new final dialogues or human
     edits changed; nothing of a purged meeting but its marker. Safe to repeat (dedup tokens, rebuilds from
     the stored rows). Returns rows written."""
     meetings = batch.meeting_ids()
     batch = batch.without(await purged_among(store, meetings) | batch.markers())
-    for table, table_rows in batch.rows.items():
+    for table in write_order(list(batch.rows)):
+        table_rows = batch.rows[table]
         started = time.perf_counter()
         await store.ainsert(table, table_rows, COLUMNS[table], batch_token(batch.sources[table], table))
         STORE_BATCH_SECONDS.observe(time.perf_counter() - started)

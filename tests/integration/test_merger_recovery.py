@@ -65,16 +65,22 @@ async def test_sigkill_mid_meeting_then_restart_equals_uninterrupted_run(pipelin
     finally:
         await producer.stop()
 
+    # The writer inserts the dialogues, then rebuilds the transcript: wait for both, not the first alone.
     deadline = time.monotonic() + 120
     got: set[tuple[Any, ...]] = set()
+    revision = None
     while time.monotonic() < deadline:
-        got = await stored(pipeline, meeting_id)
-        if got == expected:
+        got, revision = await stored(pipeline, meeting_id), await transcript_revision(pipeline, meeting_id)
+        if got == expected and revision == len(expected):
             break
         await asyncio.sleep(1)
     assert got == expected, (len(got), len(expected), sorted(got ^ expected)[:6])
-    rows = await pipeline.store.aquery(
-        f"SELECT revision FROM {pipeline.store.database}.transcripts FINAL WHERE meeting_id = {{m:String}}",
+    assert revision == len(expected), ("the merged transcript holds every final dialogue", revision)
+
+
+async def transcript_revision(p: Pipeline, meeting_id: str) -> int | None:
+    rows = await p.store.aquery(
+        f"SELECT revision FROM {p.store.database}.transcripts FINAL WHERE meeting_id = {{m:String}}",
         {"m": meeting_id},
     )
-    assert rows and rows[0]["revision"] == len(expected), "the merged transcript holds every final dialogue"
+    return rows[0]["revision"] if rows else None

@@ -234,3 +234,17 @@ async def test_a_watermark_alone_in_its_batch_still_rebuilds_the_transcript() ->
     await run.finish()
     assert ("command", watermark.meeting_id, watermark.run) in broker.history, "the transcript was rebuilt"  # type: ignore[attr-defined]
     assert store.inserts == []
+
+
+async def test_a_result_row_goes_in_after_the_summaries_and_action_items_it_names() -> None:
+    """Readers wait on the meeting_insights row, then read that revision's items: those must be there."""
+    broker = MemoryBroker(partitions=1)
+    store = RecordingStore(broker.history)
+    for value in _examples("insights"):
+        broker.append("insights", value, key=b"k")
+    run = _writer(broker, store)
+    await until(lambda: _all_committed(broker), "the result committed", run.task)
+    await run.finish()
+    tables = [i.table for i in store.inserts]
+    assert set(tables) == {"meeting_insights", "summaries", "action_items"}
+    assert tables[-1] == "meeting_insights", tables
