@@ -87,3 +87,94 @@ def test_clips_of_different_vocabularies_never_share_a_batch() -> None:
         assert len({(requests[i].kind, requests[i].vocabulary) for i in batch}) == 1
     assert [0, 2] in batches, "one meeting's finals still batch together"
     assert all(requests[b[0]].kind == "final" for b in batches[:3]), "finals first"
+
+
+def _vocabulary(version: int, names: list[str], glossary: list[str] = (), meeting_id: str = "mtg_a") -> bytes:
+    from palaver import ids
+    from palaver.events import encode
+    from palaver.events.meeting_vocabulary_v1 import MeetingVocabularyV1
+
+    return encode(MeetingVocabularyV1(event_id=ids.event_id("meeting.vocabulary", meeting_id, version),
+                                      meeting_id=meeting_id, names=names, title="Weekly standup",
+                                      agenda=["Hiring"], glossary=list(glossary), vocabulary_version=version))  # fmt: skip
+
+
+def test_the_fold_keeps_each_meetings_newest_vocabulary() -> None:
+    from stt_workers.vocabulary_follower import Vocabularies
+
+    v = Vocabularies()
+    assert v.apply("mtg_a", _vocabulary(2, ["Ana"], ["Grafana"])) == ["Ana", "Grafana", "Weekly standup", "Hiring"]
+    assert v.apply("mtg_a", _vocabulary(1, ["Bob"])) is None, "an older version changes nothing"
+    assert v.apply("mtg_a", _vocabulary(3, ["Ana"], ["Grafana"])) is None, "the same terms: no change to tell"
+    assert v.apply("mtg_a", _vocabulary(4, ["Ana", "Aoife"])) == ["Ana", "Aoife", "Weekly standup", "Hiring"]
+    assert v.apply("mtg_a", b"not json") is None and v.terms("mtg_a")[:2] == ["Ana", "Aoife"], "skipped"
+    assert v.apply("mtg_a", _vocabulary(5, ["Eve"], meeting_id="mtg_b")) is None, "another meeting's record"
+    assert v.apply("mtg_a", None) == [] and v.terms("mtg_a") == [], "a tombstone forgets it"
+    assert v.apply("mtg_a", None) is None, "forgetting twice tells nothing"
+
+
+def test_a_username_becomes_the_name_as_said() -> None:
+    from api.meeting_vocabulary import spoken_name
+
+    assert spoken_name("ana.lopez@example.com") == "Ana Lopez"
+    assert spoken_name("aoife_byrne") == "Aoife Byrne"
+    assert spoken_name("tadhg2") == "Tadhg"
+    assert spoken_name("McKenzie") == "McKenzie", "a name written with capitals stays as written"
+    assert spoken_name("bob-99") == "Bob"
+    assert spoken_name("123@example.com") == ""
+
+
+def test_the_vocabulary_event_holds_the_whole_meeting() -> None:
+    from api.meeting_state import MeetingRecord
+    from api.meeting_vocabulary import vocabulary_event
+    from palaver import ids
+    from stt_workers.vocabulary_follower import meeting_terms
+
+    meeting = MeetingRecord("mtg_a", "Q3 planning", "usr_1", 1, 1, agenda=("Hiring",), glossary=("Grafana",))
+    event = vocabulary_event(meeting, ["aoife", "ana.lopez@example.com", "aoife.1"], 7)
+    assert (event.names, event.title, event.agenda, event.glossary) == (
+        ["Aoife", "Ana Lopez"], "Q3 planning", ["Hiring"], ["Grafana"])
+    assert event.event_id == ids.event_id("meeting.vocabulary", "mtg_a", 7) and event.vocabulary_version == 7
+    assert meeting_terms(event) == ["Aoife", "Ana Lopez", "Grafana", "Q3 planning", "Hiring"]
+
+
+async def test_the_follower_reads_the_topic_before_it_returns_then_follows_it() -> None:
+    import asyncio
+
+    from palaver.settings import Settings
+    from palaver.streams.memory_broker import MemoryBroker
+    from stt_workers.vocabulary_follower import VocabularyFollower
+
+    broker = MemoryBroker()
+    told: list[tuple[str, list[str]]] = []
+    follower = VocabularyFollower(Settings(), lambda m, terms: told.append((m, terms)), broker.consumer)
+    broker.create(follower.topic, 3)
+    broker.append(follower.topic, _vocabulary(1, ["Ana"]), key=b"mtg_a")
+    broker.append(follower.topic, _vocabulary(1, ["Eve"], meeting_id="mtg_b"), key=b"mtg_b")
+    broker.append(follower.topic, _vocabulary(2, ["Ana"], ["Grafana"]), key=b"mtg_a")
+    await follower.start()
+    try:
+        assert sorted(told) == sorted([("mtg_a", ["Ana", "Weekly standup", "Hiring"]),
+                                       ("mtg_a", ["Ana", "Grafana", "Weekly standup", "Hiring"]),
+                                       ("mtg_b", ["Eve", "Weekly standup", "Hiring"])]), "read to its end first"  # fmt: skip
+        told.clear()
+        broker.append(follower.topic, None, key=b"mtg_b")  # the meeting erased
+        for _ in range(100):
+            if told:
+                break
+            await asyncio.sleep(0.01)
+        assert told == [("mtg_b", [])]
+    finally:
+        await follower.stop()
+
+
+async def test_the_follower_of_an_empty_topic_starts_at_once() -> None:
+    from palaver.settings import Settings
+    from palaver.streams.memory_broker import MemoryBroker
+    from stt_workers.vocabulary_follower import VocabularyFollower
+
+    broker = MemoryBroker()
+    follower = VocabularyFollower(Settings(), lambda m, terms: None, broker.consumer)
+    await follower.start()
+    await follower.stop()
+    assert follower.vocabularies.events == {}
