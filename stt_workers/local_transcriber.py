@@ -173,8 +173,8 @@ class LocalTranscriber:
             self._vocabularies[meeting_id] = prompt
         else:
             self._vocabularies.pop(meeting_id, None)
-        log.info("vocabulary of %s: %d of %d terms in the prompt", meeting_id,
-                 len(prompt.split(", ")) if prompt else 0, len(terms))  # fmt: skip
+        log.debug("vocabulary of %s: %d of %d terms in the prompt", meeting_id,
+                  len(prompt.split(", ")) if prompt else 0, len(terms))  # fmt: skip
 
     def vocabulary(self, meeting_id: str) -> str:
         """The meeting's vocabulary prompt ("" for none)."""

@@ -104,6 +104,7 @@ class VocabularyFollower:
         self.topic = topic_name(settings.topic_namespace, MEETING_VOCABULARY.name)
         self.vocabularies = Vocabularies()
         self._following: asyncio.Task[None] | None = None
+        self._caught_up = False  # past the end the topic had at the start: each change is logged
 
     async def start(self) -> None:
         """Read the topic from its beginning up to its end as it is now (at most ``CATCH_UP_TIMEOUT_S``),
@@ -121,6 +122,8 @@ class VocabularyFollower:
         except BaseException:
             await consumer.stop()
             raise
+        self._caught_up = True
+        log.info("%s: read to its end, %d meetings' vocabularies", self.topic, len(self.vocabularies.events))
         self._following = asyncio.create_task(self._follow(consumer), name="meeting vocabularies")
 
     async def stop(self) -> None:
@@ -155,3 +158,5 @@ class VocabularyFollower:
                 changed = self.vocabularies.apply(meeting_id, record.value) if meeting_id else None
                 if meeting_id and changed is not None:
                     self._on_change(meeting_id, changed)
+                    if self._caught_up:
+                        log.info("vocabulary of %s: %d terms", meeting_id, len(changed))
