@@ -1,7 +1,8 @@
 """Meetings as resources: create, list, read, change, end; participants (invite, leave, remove); share
 links that grant a role; tickets for the audio and live sockets. Every change is an event on the
-``meetings`` topic (``palaver.events.meetings_v1``) that the store writer keeps and enrichment reacts to.
-Access rules: ``api.access``."""
+``meetings`` topic (``palaver.events.meetings_v1``) that the store writer keeps and enrichment reacts to;
+a change of what the meeting's vocabulary is made of (title, agenda, glossary, people) also publishes it on
+``meeting.vocabulary`` for the STT workers (``publish_vocabulary``). Access rules: ``api.access``."""
 
 from __future__ import annotations
 
