@@ -9,12 +9,13 @@ from api.meeting_state import LinkRecord, MeetingRecord, MemberRecord
 from palaver.store import Store
 
 _MEETING = """meeting_id, title, organizer_id AS owner_id, created_at_ms, version AS meeting_version,
-    if(isNull(date_time), NULL, toUnixTimestamp64Milli(date_time)) AS scheduled_start_ms, agenda, ended_at_ms,
-    deleted"""
+    if(isNull(date_time), NULL, toUnixTimestamp64Milli(date_time)) AS scheduled_start_ms, agenda, glossary,
+    ended_at_ms, deleted"""
 
 
 def _meeting(row: dict[str, Any]) -> MeetingRecord:
-    return MeetingRecord(**{**row, "agenda": tuple(row["agenda"]), "deleted": bool(row["deleted"])})
+    return MeetingRecord(**{**row, "agenda": tuple(row["agenda"]), "glossary": tuple(row["glossary"]),
+                            "deleted": bool(row["deleted"])})  # fmt: skip
 
 
 async def meetings(store: Store, meeting_ids: list[str]) -> dict[str, MeetingRecord]:

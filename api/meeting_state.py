@@ -37,6 +37,7 @@ class MeetingRecord:
     scheduled_start_ms: int | None = None
     agenda: tuple[str, ...] = ()
     ended_at_ms: int | None = None
+    glossary: tuple[str, ...] = ()  # the meeting's own terms for its speech decoder
     deleted: bool = False
 
     @property
@@ -49,16 +50,18 @@ class MeetingRecord:
     def event(self, change: MeetingChange, actor_id: str) -> MeetingChangedV1:
         return MeetingChangedV1(
             event_id=ids.event_id("meeting.changed", self.meeting_id, self.meeting_version),
-            change=change, actor_id=actor_id, **{**asdict(self), "agenda": list(self.agenda)},
+            change=change, actor_id=actor_id,
+            **{**asdict(self), "agenda": list(self.agenda), "glossary": list(self.glossary)},
         )  # fmt: skip
 
     def public(self) -> dict[str, Any]:
-        return {**asdict(self), "agenda": list(self.agenda), "status": "ended" if self.ended else "open"}
+        return {**asdict(self), "agenda": list(self.agenda), "glossary": list(self.glossary),
+                "status": "ended" if self.ended else "open"}  # fmt: skip
 
     @classmethod
     def from_event(cls, event: MeetingChangedV1) -> MeetingRecord:
         fields = {f: getattr(event, f) for f in cls.__slots__}  # type: ignore[attr-defined]
-        return cls(**{**fields, "agenda": tuple(event.agenda)})
+        return cls(**{**fields, "agenda": tuple(event.agenda), "glossary": tuple(event.glossary)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Meetings as resources: create, list, read, change, end; participants (invite, leave, remove); share
 links that grant a role; tickets for the audio and live sockets. Every change is an event on the
-``meetings`` topic (``palaver.events.meetings_v1``) that the store writer keeps and enrichment reacts to.
-Access rules: ``api.access``."""
+``meetings`` topic (``palaver.events.meetings_v1``) that the store writer keeps and enrichment reacts to;
+a change of what the meeting's vocabulary is made of (title, agenda, glossary, people) also publishes it on
+``meeting.vocabulary`` for the STT workers (``publish_vocabulary``). Access rules: ``api.access``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api import fields, meeting_queries
+from api import fields, meeting_queries, meeting_vocabulary
 from api.access import (
     MANAGE_DENIED,
     MANAGE_NOTES,
@@ -42,6 +43,12 @@ UserId = Annotated[str, Path(pattern=fields.USER_ID, description="The user's id 
 LinkId = Annotated[str, Path(pattern=r"^lnk_[0-9a-f]{24}$", description="The link's id (lnk_...)")]
 Title = Annotated[str, Field(min_length=1, max_length=200, pattern=fields.NOT_BLANK)]
 Agenda = Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=50)]
+# The decoder takes names first, then the glossary in order, as much as fits its prompt (64 tokens, about
+# 20 short terms: stt_workers/vocabulary.py); the rest is kept, for a model with a longer prompt.
+GLOSSARY_TERMS, GLOSSARY_TERM_CHARS = 100, 100
+Glossary = Annotated[list[Annotated[str, Field(min_length=1, max_length=GLOSSARY_TERM_CHARS, pattern=fields.NOT_BLANK)]],
+                     Field(max_length=GLOSSARY_TERMS, description="The meeting's own terms (names, products, jargon), "
+                           "most important first: the speech decoder is primed with them")]  # fmt: skip
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=KEY_MAX_LENGTH,
                                               description="Retries with the same key create one meeting")]  # fmt: skip
 
@@ -50,9 +57,10 @@ class MeetingCreate(BaseModel):
     title: Title
     scheduled_start_ms: StartMs | None = None
     agenda: Agenda = Field(default_factory=list, description="Agenda items, in order")
+    glossary: Glossary = Field(default_factory=list)
 
 
-PATCH_RULES = fields.BodyRules(at_least_one_of=("title", "scheduled_start_ms", "agenda"))
+PATCH_RULES = fields.BodyRules(at_least_one_of=("title", "scheduled_start_ms", "agenda", "glossary"))
 
 
 class MeetingPatch(BaseModel):
@@ -63,6 +71,7 @@ class MeetingPatch(BaseModel):
     title: Title = fields.omittable()
     scheduled_start_ms: StartMs | None = None
     agenda: Agenda = fields.omittable()
+    glossary: Glossary = fields.omittable()
 
     @model_validator(mode="after")
     def _follows_the_rules(self) -> MeetingPatch:
@@ -75,6 +84,7 @@ class MeetingOut(BaseModel):
     title: str
     scheduled_start_ms: int | None
     agenda: list[str]
+    glossary: list[str] = Field(description="The meeting's own terms for its speech decoder")
     owner_id: str
     created_at_ms: int
     ended_at_ms: int | None
@@ -171,8 +181,9 @@ async def create_meeting(request: Request, caller: SignedIn, body: MeetingCreate
         if existing is None:
             now = now_ms()
             existing = MeetingRecord(meeting_id, body.title, caller.user_id, now, now, body.scheduled_start_ms,
-                                     tuple(body.agenda))  # fmt: skip
+                                     tuple(body.agenda), glossary=tuple(body.glossary))  # fmt: skip
             await meetings.put_meeting(request, existing, existing.event("created", caller.user_id))
+            await publish_vocabulary(request, existing)
     return await meeting_out(request, MeetingView(existing, "owner"))
 
 
@@ -213,15 +224,19 @@ async def get_meeting(request: Request, view: CanRead) -> dict[str, Any]:
 
 @router.patch("/v1/meetings/{meeting_id}", response_model=MeetingOut, responses=MANAGE_WITH_BODY)
 async def update_meeting(request: Request, caller: SignedIn, view: CanManage, body: MeetingPatch) -> dict[str, Any]:
-    """Change the title, scheduled start or agenda (owner)."""
+    """Change the title, scheduled start, agenda or glossary (owner). The meeting's speech decoder hears
+    its participants' names, title, agenda and glossary (as much as fits its prompt) from the next
+    utterance on."""
     changes = body.model_dump(exclude_unset=True)
-    if "agenda" in changes:
-        changes["agenda"] = tuple(changes["agenda"])
+    for listed in ("agenda", "glossary"):
+        if listed in changes:
+            changes[listed] = tuple(changes[listed])
     meetings = directory(request)
     async with meetings.lock:
         current = await meetings.meeting(request, view.meeting.meeting_id) or view.meeting
         record = current.changed(now_ms(), **changes)
         await meetings.put_meeting(request, record, record.event("updated", caller.user_id))
+        await publish_vocabulary(request, record)
     return await meeting_out(request, MeetingView(record, view.role))
 
 
@@ -282,6 +297,14 @@ async def people_of(request: Request, meeting: MeetingRecord) -> list[dict[str, 
     return sorted(out, key=lambda p: p["username"].lower())
 
 
+async def publish_vocabulary(request: Request, meeting: MeetingRecord) -> None:
+    """Publish the meeting's vocabulary as it is now (``api.meeting_vocabulary``): its newest state and its
+    people's names. Called, under the directory's lock, after every change of what it is made of."""
+    current = await directory(request).meeting(request, meeting.meeting_id) or meeting
+    usernames = [p["username"] for p in await people_of(request, current)]
+    await meeting_vocabulary.publish(request, current, usernames, now_ms())
+
+
 async def _set_member(request: Request, actor_id: str, meeting: MeetingRecord, user_id: str, role: str,
                       change: str, via_link: str | None = None) -> MemberRecord:  # fmt: skip
     meetings = directory(request)
@@ -294,6 +317,7 @@ async def _set_member(request: Request, actor_id: str, meeting: MeetingRecord, u
         else:
             record = current.changed(now_ms(), role=role, status="active", via_link=via_link or current.via_link)
         await meetings.put_member(request, record, record.event(change, actor_id))  # type: ignore[arg-type]
+        await publish_vocabulary(request, meeting)
     return record
 
 
@@ -323,6 +347,7 @@ async def _drop(request: Request, actor_id: str, meeting: MeetingRecord, user_id
             raise HTTPException(status_code=404, detail=f"{user_id} is not a participant")
         record = current.changed(now_ms(), status=status)
         await meetings.put_member(request, record, record.event(status, actor_id))
+        await publish_vocabulary(request, meeting)
 
 
 @router.delete("/v1/meetings/{meeting_id}/participants/{user_id}", status_code=204,

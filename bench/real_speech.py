@@ -230,9 +230,10 @@ def segment_track(audio: np.ndarray, variant: str = "stateful", policy_changes: 
     return segments, asked, {"vad": scorer.cpu_s, "segmenter": time.thread_time() - began}
 
 
-def decode_bucketed(engine: Any, pieces: list[np.ndarray], prompt: str = "") -> list[Any]:
+def decode_bucketed(engine: Any, pieces: list[np.ndarray], vocabulary: str = "") -> list[Any]:
     """Each utterance's final (a ``Transcription``), decoded in batches of one length bucket, as the
-    scheduler batches; ``prompt``: the same text before every utterance, as Whisper's previous text."""
+    scheduler batches; ``vocabulary``: a meeting's vocabulary before every utterance, as the worker puts
+    it (``BatchedWhisper.decode``)."""
     from stt_workers.batched_whisper import bucket_for
 
     results: list[Any] = [None] * len(pieces)
@@ -240,8 +241,8 @@ def decode_bucketed(engine: Any, pieces: list[np.ndarray], prompt: str = "") -> 
     for i, piece in enumerate(pieces):
         buckets.setdefault(bucket_for(len(piece) / 16000), []).append(i)
     for members in buckets.values():
-        prompts = [prompt] * len(members) if prompt else None
-        for i, result in zip(members, engine.decode([pieces[i] for i in members], "en", True, prompts), strict=True):
+        decoded = engine.decode([pieces[i] for i in members], "en", True, None, vocabulary)
+        for i, result in zip(members, decoded, strict=True):
             results[i] = result
     return results
 
@@ -464,13 +465,13 @@ def glossaries(model_dir: str, data: Path, sources: list[str]) -> dict[str, list
     from tokenizers import Tokenizer
 
     from bench.vocabulary import biasing_lists, common_words, rare_words
-    from stt_workers.batched_whisper import MAX_PROMPT_TOKENS
+    from stt_workers.vocabulary import VOCABULARY_TOKENS
 
     tokenizer_file = Path(model_dir) / "tokenizer.json"
     common = common_words(json.loads(tokenizer_file.read_text())["model"]["vocab"])
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     rare = {t.name: rare_words(clean(load_track(t, data)[1]).split(), common) for s in sources for t in SOURCES[s][1]}
-    return biasing_lists(rare, lambda words: len(tokenizer.encode(" " + ", ".join(words)).ids) <= MAX_PROMPT_TOKENS)
+    return biasing_lists(rare, lambda words: len(tokenizer.encode(" " + ", ".join(words)).ids) <= VOCABULARY_TOKENS)
 
 
 def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[str] = (),

@@ -4,11 +4,12 @@ producer and store) and ``palaver admin purge-meeting`` (its own).
 In order:
 
 1. publish the meeting's ``deleted`` state on the ``meetings`` topic (``change="deleted"``, no title, no
-   agenda, no schedule): compaction keeps this content-free marker under the meeting's key forever, so
+   agenda, no glossary, no schedule): compaction keeps this content-free marker under the meeting's key forever, so
    its id stays known as purged (the API answers 404), and store it at once, so the store writer and a
    replay know it before the writer has caught up (``palaver.store.erasure.is_purged``);
 2. publish a tombstone for every member and link key of the meeting on ``meetings`` and for its key on
-   ``merger.state``, ``enrichment.state`` and ``ingest.timelines``: the compacted topics that hold the
+   ``merger.state``, ``enrichment.state``, ``ingest.timelines`` and ``meeting.vocabulary``: the compacted
+   topics that hold the
    meeting (``COMPACTED_KEYS``);
 3. delete the meeting's rows from every ClickHouse table holding meeting data but the marker, returning
    once they are gone.
@@ -29,6 +30,7 @@ from palaver.events import MeetingChangedV1, decode_on, encode
 from palaver.events.registry import (
     ENRICHMENT_STATE,
     INGEST_TIMELINES,
+    MEETING_VOCABULARY,
     MEETINGS,
     MERGER_STATE,
     TopicSpec,
@@ -48,6 +50,7 @@ COMPACTED_KEYS: dict[str, str] = {
     MERGER_STATE.name: "<meeting_id>",
     ENRICHMENT_STATE.name: "<meeting_id>",
     INGEST_TIMELINES.name: "<meeting_id>",
+    MEETING_VOCABULARY.name: "<meeting_id>",
 }
 
 
@@ -87,12 +90,13 @@ async def meeting_entities(settings: Settings, meeting_id: str) -> dict[str, byt
 
 
 def deleted_state(current: MeetingChangedV1, actor_id: str, now_ms: int) -> MeetingChangedV1:
-    """The content-free marker that replaces ``current``: no title, agenda or schedule; its owner and
+    """The content-free marker that replaces ``current``: no title, agenda, glossary or schedule; its owner and
     creation time stay (who owned a purged meeting, and when, is for an audit)."""
     version = max(now_ms, current.meeting_version + 1)
     return MeetingChangedV1(
         event_id=ids.event_id("meeting.changed", current.meeting_id, version), meeting_id=current.meeting_id,
-        change="deleted", actor_id=actor_id, title="", agenda=[], scheduled_start_ms=None, owner_id=current.owner_id,
+        change="deleted", actor_id=actor_id, title="", agenda=[], glossary=[], scheduled_start_ms=None,
+        owner_id=current.owner_id,
         created_at_ms=current.created_at_ms, ended_at_ms=None, deleted=True, meeting_version=version,
     )  # fmt: skip
 
@@ -119,6 +123,7 @@ async def purge_meeting(settings: Settings, producer: AIOKafkaProducer, store: S
         (MERGER_STATE, [meeting_id]),
         (ENRICHMENT_STATE, [meeting_id]),
         (INGEST_TIMELINES, [meeting_id]),
+        (MEETING_VOCABULARY, [meeting_id]),
     ]
     for spec, spec_keys in keys:
         await _tombstones(settings, producer, spec, meeting_id, spec_keys)

@@ -36,6 +36,7 @@ import numpy as np
 from stt_workers.engine import Transcription, Word
 from stt_workers.log_mel import HOP_LENGTH, cuda_torch, log_mel, log_mel_torch
 from stt_workers.transcript_cuts import cut_restart, loop_free, words_in_speech
+from stt_workers.vocabulary import VOCABULARY_TOKENS
 from stt_workers.whisper_engine import model_label
 
 DecodeMode = Literal["aligned", "timestamps"]
@@ -124,7 +125,7 @@ class BatchedWhisper:
 
     def decode(
         self, batch: list[np.ndarray], language: str, with_words: bool | Sequence[bool] = True,
-        prompts: Sequence[str] | None = None,
+        prompts: Sequence[str] | None = None, vocabulary: str = "",
     ) -> list[Transcription]:
         """Decode float32 16 kHz mono clips (each at most 30 s) in one encoder/decoder pass, greedily.
 
@@ -138,7 +139,12 @@ class BatchedWhisper:
         ``prompts`` (one per clip, "" for none): the text said just before each clip, given to the decoder as
         Whisper's previous text (``prompt_tokens``). CTranslate2 needs the same prompt length for every
         item of a call, so every live clip's prompt is cut to the last tokens that all of them have, at most
-        ``MAX_PROMPT_TOKENS``: a clip without previous text decodes its whole batch without prompts."""
+        ``MAX_PROMPT_TOKENS``: a clip without previous text decodes its whole batch without prompts.
+
+        ``vocabulary``: the words the clips' meeting uses (``stt_workers.vocabulary.vocabulary_prompt``), one
+        for the whole call, put first in every clip's prompt (its first ``VOCABULARY_TOKENS`` tokens), before
+        the previous text: it is never cut to fit another clip's prompt. Clips of meetings with different
+        vocabularies belong in different calls (the scheduler batches them so)."""
         for audio in batch:
             if len(audio) > MAX_SECONDS * SAMPLE_RATE:
                 raise ValueError(
@@ -160,11 +166,15 @@ class BatchedWhisper:
             audio[row, : len(batch[i])] = batch[i]
         encoded = self._encode(audio, width)
         decode = self._decode_aligned if self.decode_mode == "aligned" else self._decode_timestamps
-        previous = prompt_tokens(tokenizer, [prompts[i] if prompts else "" for i in live])
+        previous = prompt_tokens(tokenizer, [prompts[i] if prompts else "" for i in live], vocabulary=vocabulary)
         decoded = decode(tokenizer, encoded, frames, width, [wanted[i] for i in live], previous)
         for i, result in zip(live, decoded, strict=True):
             results[i] = result
         return results
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` takes in a prompt (as ``prompt_tokens`` encodes it)."""
+        return len(self._hf_tokenizer.encode(" " + " ".join(text.split()), add_special_tokens=False).ids)
 
     def _encode(self, audio: np.ndarray, width: int) -> Any:
         """The encoder output (a StorageView on the model's device) of the padded ``audio`` rows."""
@@ -332,13 +342,21 @@ class BatchedWhisper:
         return out
 
 
-def prompt_tokens(tokenizer, texts: Sequence[str], limit: int = MAX_PROMPT_TOKENS) -> list[list[int]]:
+def prompt_tokens(tokenizer, texts: Sequence[str], limit: int = MAX_PROMPT_TOKENS,
+                  vocabulary: str = "") -> list[list[int]]:  # fmt: skip
     """Each text's last tokens as Whisper's previous text, all cut to one length (CTranslate2 decodes a
     batch only with its start-of-transcript token at one position): the fewest any text has, at most
-    ``limit``. An empty text leaves every prompt empty."""
-    encoded = [tokenizer.encode(" " + " ".join(text.split())) if text.strip() else [] for text in texts]
+    ``limit``. An empty text leaves every prompt without previous text. ``vocabulary``'s first
+    ``VOCABULARY_TOKENS`` tokens, the same for every text, go before each (so every prompt keeps them)."""
+    lead = _encoded(tokenizer, vocabulary)[:VOCABULARY_TOKENS]
+    encoded = [_encoded(tokenizer, text) for text in texts]
     length = min([limit, *map(len, encoded)])
-    return [tokens[len(tokens) - length :] if length else [] for tokens in encoded]
+    return [[*lead, *tokens[len(tokens) - length :]] if length else list(lead) for tokens in encoded]
+
+
+def _encoded(tokenizer, text: str) -> list[int]:
+    """``text``'s tokens as a prompt holds them (after a space, whitespace runs made one space)."""
+    return tokenizer.encode(" " + " ".join(text.split())) if text.strip() else []
 
 
 def _loop_free_tokens(tokenizer, tokens: list[int], previous: list[int]) -> list[int]:

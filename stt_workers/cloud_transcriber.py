@@ -149,6 +149,9 @@ class CloudTranscriber:
     def forward(self, stream_id: str, event: KeyedEvent) -> None:
         self._queue.emit(stream_id, event)
 
+    def set_vocabulary(self, meeting_id: str, terms: list[str]) -> None:
+        """Not passed to the cloud engines (their keyword options differ): ignored."""
+
     async def stop(self, stream_id: str, offset: int, last: KeyedEvent) -> None:
         stream = self._streams.pop(stream_id, None)
         STT_ACTIVE_STREAMS.set(len(self._streams))

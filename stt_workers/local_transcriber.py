@@ -43,6 +43,7 @@ from stt_workers.processor import (
 from stt_workers.scheduler import DecodeRequest, DecodeScheduler, Decoding
 from stt_workers.segmenter import Scorer, Segment, Segmenter, SegmenterPolicy
 from stt_workers.transcriber import Decode, KeyedEvent, OutputQueue, Pending, Queued, ResumePoint
+from stt_workers.vocabulary import vocabulary_prompt, vocabulary_terms
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class LocalTranscriber:
         lanes = settings.stt_decode_lanes
         self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="decode")
         decode_batch = getattr(engine, "decode", None) or (
-            lambda batch, language, with_words, prompts: [engine.transcribe(a, language) for a in batch]
+            lambda batch, language, with_words, prompts, vocabulary: [engine.transcribe(a, language) for a in batch]
         )
         self._scheduler = DecodeScheduler(decode_batch, self._executor, engine.name, max_batch=settings.stt_max_batch,
                                           partial_deadline_s=settings.stt_partial_deadline_ms / 1000,
@@ -156,6 +157,28 @@ class LocalTranscriber:
         # when a later decode is asked for depends on timing, and a replay must make the same events
         self._prompting = settings.stt_prompt and live
         self._history: dict[str, PromptHistory] = {}
+        # meeting -> its vocabulary as the decoder's prompt (``set_vocabulary``); live and in replays alike:
+        # it depends on the meeting only, not on timing
+        self._vocabularies: dict[str, str] = {}
+        self._count_tokens = getattr(engine, "count_tokens", None)  # None: an engine that takes no prompt
+
+    def set_vocabulary(self, meeting_id: str, terms: list[str]) -> None:
+        """The meeting's vocabulary terms, most important first (``stt_workers.vocabulary.vocabulary_terms``;
+        cleaned and deduplicated again here): every decode of its streams asked for from now on puts them
+        first in its prompt, cut to the token budget. No terms forget the meeting's vocabulary; an engine
+        that takes no prompt (no ``count_tokens``) ignores it."""
+        terms = vocabulary_terms(glossary=terms)
+        prompt = vocabulary_prompt(terms, self._count_tokens) if terms and self._count_tokens else ""
+        if prompt:
+            self._vocabularies[meeting_id] = prompt
+        else:
+            self._vocabularies.pop(meeting_id, None)
+        log.debug("vocabulary of %s: %d of %d terms in the prompt", meeting_id,
+                  len(prompt.split(", ")) if prompt else 0, len(terms))  # fmt: skip
+
+    def vocabulary(self, meeting_id: str) -> str:
+        """The meeting's vocabulary prompt ("" for none)."""
+        return self._vocabularies.get(meeting_id, "")
 
     def holds(self, stream_id: str) -> bool:
         return stream_id in self._streams
@@ -285,7 +308,8 @@ class LocalTranscriber:
         asked_before, open_utt.decoded_until = open_utt.decoded_until, segment.end_sample
         info = state.info
         kind = "partial" if eager is None else "final"
-        request = DecodeRequest(kind, segment.audio, info.sample_rate, info.language, self._prompt(info, segment))
+        request = DecodeRequest(kind, segment.audio, info.sample_rate, info.language, self._prompt(info, segment),
+                                self.vocabulary(info.meeting_id))  # fmt: skip
         decode = Decode(request, _Partial(state, open_utt, segment, asked_before, eager))
         if eager is not None:
             eager.decode = decode
@@ -345,7 +369,8 @@ class LocalTranscriber:
             return
         if ended_open:
             self._queue.drop_partial(info.stream_id)
-        request = DecodeRequest("final", segment.audio, info.sample_rate, info.language, self._prompt(info, segment))
+        request = DecodeRequest("final", segment.audio, info.sample_rate, info.language, self._prompt(info, segment),
+                                self.vocabulary(info.meeting_id))  # fmt: skip
         self._queue.decode(info.stream_id, Decode(request, _Final(info, segment, speech_ended_ms)))
 
     def _prompt(self, info: StreamInfo, segment: Segment) -> str:

@@ -58,6 +58,7 @@ from palaver.streams.runner import Checkpoint, Committed, ConsumerRunner, Offset
 from stt_workers.engine import Transcription
 from stt_workers.processor import MAX_RESUME_METADATA, StreamInfo, decode_resume, encode_resume, resume_key
 from stt_workers.transcriber import Decode, DecodeResults, KeyedEvent, OutputItem, Queued, Transcriber
+from stt_workers.vocabulary_follower import VocabularyFollower
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,17 @@ RUNNER = RunnerConfig(service=GROUP, topics=(AUDIO_FRAMES,), group=GROUP, batch_
 
 
 async def run_stt_worker(settings: Settings, transcriber: Transcriber, stop: asyncio.Event) -> None:
-    """Transcribe until ``stop`` is set."""
+    """Transcribe until ``stop`` is set, with the meetings' vocabularies as the topic holds them
+    (``VocabularyFollower``: read to its end before the first audio, then followed)."""
     producer = make_producer(settings)
     await producer.start()
+    vocabularies = VocabularyFollower(settings, transcriber.set_vocabulary)
     try:
+        await vocabularies.start()
         log.info("stt worker (%s %s) starting", transcriber.name, transcriber.model)
         await ConsumerRunner(settings, RUNNER, SttWorker(settings, transcriber, producer), producer).run(stop)
     finally:
+        await vocabularies.stop()
         await transcriber.close()
         await producer.stop()
 

@@ -11,7 +11,9 @@ Replaying the same thing twice changes nothing: utterance ids hash the stream an
 the utterance and the run, and a replay makes only what the audio alone decides (finals and the forwarded
 lifecycle events; no partials, no progress events: ``LocalTranscriber(live=False)``), each utterance decoded
 alone (``REPLAY_MAX_BATCH``). A second replay publishes the same events again, which the merger takes for
-redeliveries and the store upserts onto the same rows.
+redeliveries and the store upserts onto the same rows. Every replay decodes with the meeting's newest
+vocabulary (names, title, agenda, glossary: ``vocabulary_follower.meeting_vocabulary``), so one made after
+the glossary changed may word a final otherwise, under the same ids.
 
 Live meetings are left alone: the replay decodes in its own process, reads the audio topic without a
 consumer group (``ConsumerRunner.run`` over offset ranges: nothing committed, the workers' group never
@@ -144,8 +146,11 @@ async def transcribe(settings: Settings, audio: MeetingAudio, run: str, stop: as
     """Transcribe ``audio`` into ``run`` with the local path (``settings`` as the replay takes them:
     ``replay_settings.replay_setup``). ``progress``: (seconds of audio read, elapsed seconds)."""
     from stt_workers.local_transcriber import local_transcriber
+    from stt_workers.vocabulary_follower import meeting_vocabulary
 
     transcriber = local_transcriber(settings, run=run, live=False)
+    # the meeting's newest vocabulary for the whole replay, as the live run's decodes had it once it was set
+    transcriber.set_vocabulary(audio.meeting_id, await meeting_vocabulary(settings, audio.meeting_id))
     producer = make_producer(settings)
     await producer.start()
     started = time.monotonic()

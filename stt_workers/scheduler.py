@@ -1,8 +1,9 @@
 """The decode scheduler shared by all the streams a worker owns.
 
 Each consumer batch yields decode requests: finals (an utterance ended) and at most one partial per
-speaking stream (its open utterance, newest audio only). The scheduler buckets them by language and audio
-length (one Whisper call decodes one language: its prompt names it) and runs one batched call per bucket
+speaking stream (its open utterance, newest audio only). The scheduler buckets them by language, audio
+length and meeting vocabulary (one Whisper call decodes one language, since its prompt names it, and puts
+one vocabulary before every clip's previous text) and runs one batched call per bucket
 (``BatchedWhisper.decode``, encoder input trimmed to the bucket), off the event loop, on
 ``PALAVER_STT_DECODE_LANES`` threads at once (2 by default). Finals go first.
 
@@ -42,9 +43,10 @@ from stt_workers.batched_whisper import bucket_for
 from stt_workers.engine import Transcription
 
 Kind = Literal["final", "partial"]
-# (clips, language, with_words per clip, prompt per clip) -> one transcription per clip; word timings only
-# where asked for; a prompt is the text said before the clip ("" for none; ``BatchedWhisper.decode``)
-BatchDecoder = Callable[[list[np.ndarray], str, list[bool], list[str]], list[Transcription]]
+# (clips, language, with_words per clip, prompt per clip, vocabulary) -> one transcription per clip; word
+# timings only where asked for; a prompt is the text said before the clip ("" for none), the vocabulary the
+# words of the clips' meeting, first in every prompt ("" for none; ``BatchedWhisper.decode``)
+BatchDecoder = Callable[[list[np.ndarray], str, list[bool], list[str], str], list[Transcription]]
 Told = tuple[int, "Transcription | None"]  # (request index, its result; None: a partial dropped as stale)
 # Most audio (clips x bucket length) one partial batch holds by default: ~0.4 s on 2 cores
 # (PALAVER_STT_PARTIAL_BATCH_AUDIO_S; a GPU's default is far larger).
@@ -58,6 +60,9 @@ class DecodeRequest:
     sample_rate: int = 16000
     language: str = "en"  # what to decode it as: requests of different languages never share a batch
     prompt: str = ""  # the stream's text before this audio, the decoder's previous text ("" for none)
+    # The words of the stream's meeting (stt_workers/vocabulary.py), before the prompt ("" for none):
+    # requests with different vocabularies never share a batch
+    vocabulary: str = ""
 
     @property
     def bucket(self) -> int:
@@ -66,23 +71,24 @@ class DecodeRequest:
 
 def plan_batches(requests: Sequence[DecodeRequest], max_batch: int,
                  partial_audio_s: float = PARTIAL_BATCH_AUDIO_S) -> list[list[int]]:  # fmt: skip
-    """Indexes of ``requests`` grouped into batches of one kind, one language and one bucket, at most
+    """Indexes of ``requests`` grouped into batches of one kind, language, bucket and vocabulary, at most
     ``max_batch`` each, and a partial batch at most ``partial_audio_s`` of bucketed audio: finals
     first, then partials, each shortest bucket first (cheapest first; measured at 8 speakers, it also gave
     a lower final-lag p95 than oldest first). Partials never ride along with finals: on a CPU a batch of
     eight costs about three times a batch of one, so a partial in a final's batch delays that final by
-    more than it saves."""
-    finals: dict[tuple[int, str], list[int]] = {}
-    partials: dict[tuple[int, str], list[int]] = {}
+    more than it saves. A vocabulary is kept whole in every prompt of its batch (``BatchedWhisper.decode``),
+    so clips of meetings with different vocabularies decode apart."""
+    finals: dict[tuple[int, str, str], list[int]] = {}
+    partials: dict[tuple[int, str, str], list[int]] = {}
     for index, request in enumerate(requests):
         group = finals if request.kind == "final" else partials
-        group.setdefault((request.bucket, request.language), []).append(index)
+        group.setdefault((request.bucket, request.language, request.vocabulary), []).append(index)
     batches = [chunk for key in sorted(finals) for chunk in _chunks(finals[key], max_batch)]
-    for bucket_ms, language in sorted(partials):
+    for key in sorted(partials):
         # A partial batch holds at most ``partial_audio_s`` of audio: a final that comes while it runs
         # waits for it, so it must stay short (at 20 s on a CPU: 2 clips of 10 s, 4 of 5 s, 8 of 2.5 s).
-        size = max(1, min(max_batch, int(partial_audio_s * 1000 // bucket_ms)))
-        batches += _chunks(partials[bucket_ms, language], size)
+        size = max(1, min(max_batch, int(partial_audio_s * 1000 // key[0])))
+        batches += _chunks(partials[key], size)
     return batches
 
 
@@ -207,10 +213,10 @@ class DecodeScheduler:
         t0 = time.perf_counter()
         # Word timings (a second, alignment pass) only for finals: a partial needs only its words.
         with_words = [requests[i].kind == "final" for i in batch]
-        language = requests[batch[0]].language  # one per batch (plan_batches)
+        first = requests[batch[0]]  # one language and one vocabulary per batch (plan_batches)
         decoded = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._decode, [requests[i].audio for i in batch], language, with_words,
-            [requests[i].prompt for i in batch],
+            self._executor, self._decode, [requests[i].audio for i in batch], first.language, with_words,
+            [requests[i].prompt for i in batch], first.vocabulary,
         )
         elapsed = time.perf_counter() - t0
         STT_DECODE_SECONDS.labels(engine=self._engine).observe(elapsed)

@@ -159,6 +159,11 @@ class Transcriber(Protocol):
         """Queue an event of the worker's (a lifecycle event) after the stream's output so far."""
         ...
 
+    def set_vocabulary(self, meeting_id: str, terms: list[str]) -> None:
+        """The meeting's vocabulary terms (``stt_workers.vocabulary_follower.meeting_terms``) for the decodes
+        of its streams from now on ([]: none); an engine that takes no prompt ignores them."""
+        ...
+
     async def stop(self, stream_id: str, offset: int, last: KeyedEvent) -> None:
         """The stream ended at record ``offset``: its remaining finals, then ``last`` (its ``stream.stopped``
         event), are queued, now or later; meanwhile its resume point holds the commit before ``offset``."""

@@ -37,6 +37,8 @@ class MeetingChangedV1(EventV):
     title: str
     scheduled_start_ms: int | None = None
     agenda: list[str] = Field(default_factory=list)
+    # The meeting's own terms (names, jargon) for its speech decoder; none in events from before it
+    glossary: list[str] = Field(default_factory=list)
     owner_id: str
     created_at_ms: int
     ended_at_ms: int | None = None

@@ -22,6 +22,7 @@ from palaver.events.chat_v1 import ChatMessageV1
 from palaver.events.dialogue_update_v1 import DialogueUpdateV1
 from palaver.events.edits_v1 import ActionItemEditedV1, DialogueEditedV1, TranscriptEditedV1
 from palaver.events.insights_v1 import EnrichmentRequestedV1, MeetingInsightsV1, SummaryChunkV1
+from palaver.events.meeting_vocabulary_v1 import MeetingVocabularyV1
 from palaver.events.meeting_watermark_v1 import MeetingWatermarkV1
 from palaver.events.meetings_v1 import MeetingChangedV1, MeetingLinkV1, MeetingMemberV1
 from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
@@ -89,8 +90,8 @@ NAMES_RESTORE = Consumer("names", service="api", group=None)
 # create-user`, reads the decisions topic from its end without a group.
 CLAIMANTS = Consumer("claimants", service="api", group=None)
 ADMIN_TOOL = Consumer("palaver admin", service="palaver admin", group=None)
-# `palaver replay` (stt_workers/replay.py): reads a meeting's state (is it erased, when did it start) and
-# its audio, without a group, and writes a run of its own to the transcripts topic.
+# `palaver replay` (stt_workers/replay.py): reads a meeting's state (is it erased, when did it start), its
+# vocabulary and its audio, without a group, and writes a run of its own to the transcripts topic.
 REPLAY = Consumer("palaver replay", service="palaver replay", group=None)
 # `palaver check` (stack/check.py): reads a meeting's state (when it began), its audio and its finals,
 # without a group, and writes nothing.
@@ -105,6 +106,9 @@ INGEST_TIMELINES_READER = Consumer("ingest", service="ingest", group=None)
 # The webhook sender (enrichment/webhooks.py): in the enrichment process when PALAVER_WEBHOOK_URLS is set, its
 # own group on insights POSTs each meeting's final result to the operator's URLs.
 WEBHOOKS = Consumer("webhooks", service="enrichment", group="webhooks")
+# Every STT worker following the meetings' vocabularies (stt_workers/vocabulary_follower.py): the whole topic
+# from its beginning, without a group (any worker may hold any meeting's streams).
+VOCABULARY_READER = Consumer("vocabulary", service="stt", group=None)
 # Commands run by people beside the services: they produce and consume like a service.
 TOOLS = ("palaver admin", "palaver dlq", "palaver replay", "palaver check")
 
@@ -215,6 +219,18 @@ MEETINGS = TopicSpec(
     consumers=(STORE, LIVE, REPLAY, CHECK),
     dlq="meetings.dlq",
 )
+# What each meeting's speech decoder should expect: participant names, title, agenda, glossary. Each event
+# is the meeting's whole vocabulary, so compaction keeps the newest per meeting; erasing it is a tombstone.
+MEETING_VOCABULARY = TopicSpec(
+    name="meeting.vocabulary",
+    key="meeting_id",
+    partitions=3,
+    retention_ms=-1,
+    cleanup_policy="compact",
+    events=(MeetingVocabularyV1,),
+    producers=("api",),
+    consumers=(VOCABULARY_READER, REPLAY),  # readers without a group skip a bad record: no dead-letter topic
+)
 SESSIONS = TopicSpec(
     name="sessions",
     key="session_id",
@@ -277,8 +293,9 @@ INSIGHTS = TopicSpec(
     dlq="insights.dlq",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS, SESSIONS,
-                                 NAME_CLAIMS, NAME_DECISIONS, ENRICHMENT_REQUESTS, INSIGHTS)  # fmt: skip
+TOPICS: tuple[TopicSpec, ...] = (AUDIO_FRAMES, TRANSCRIPTS, DIALOGUES, EDITS, USERS, CHAT, MEETINGS,
+                                 MEETING_VOCABULARY, SESSIONS, NAME_CLAIMS, NAME_DECISIONS, ENRICHMENT_REQUESTS,
+                                 INSIGHTS)  # fmt: skip
 
 # The merger's per-meeting state (palaver/streams/changelog.py): not events, but the durable copy of
 # state derived from the transcripts topic, partitioned like it, compacted to the newest value per key.

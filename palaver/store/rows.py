@@ -47,7 +47,8 @@ PARTICIPANT_COLUMNS = (
     "kafka_topic", "kafka_partition", "kafka_offset",
 )  # fmt: skip
 MEETING_COLUMNS = (
-    "meeting_id", "title", "description", "agenda", "date_time", "duration_ms", "organizer_id", "created_at_ms",
+    "meeting_id", "title", "description", "agenda", "glossary", "date_time", "duration_ms", "organizer_id",
+    "created_at_ms",
     "ended_at_ms", "deleted", "conference_active", "version", "event_id", "kafka_topic", "kafka_partition",
     "kafka_offset",
 )  # fmt: skip
@@ -141,7 +142,7 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         return [
             ("participants", (event.meeting_id, event.speaker_id, "speaker", event.stream_id,
                               event.stream_start_ms, event.timeline_epoch_ms, 0, event.event_id, *prov)),
-            ("meetings", (event.meeting_id, "", "", [], None, 0, "", 0, None, 0, 1, 0, event.event_id, *prov)),
+            ("meetings", (event.meeting_id, "", "", [], [], None, 0, "", 0, None, 0, 1, 0, event.event_id, *prov)),
         ]  # fmt: skip
     if isinstance(event, DialogueEditedV1):
         return [_edit_row(event, "dialogue", event.dialogue_id, event.text, {}, prov)]
@@ -167,7 +168,7 @@ def rows_for(event: EventV, where: Provenance) -> list[tuple[str, tuple[Any, ...
         start = None if event.scheduled_start_ms is None else _utc(event.scheduled_start_ms)
         duration = 0 if event.ended_at_ms is None else max(0, event.ended_at_ms - event.created_at_ms)
         return [("meetings", (
-            event.meeting_id, event.title, "", list(event.agenda), start, duration, event.owner_id,
+            event.meeting_id, event.title, "", list(event.agenda), list(event.glossary), start, duration, event.owner_id,
             event.created_at_ms, event.ended_at_ms, int(event.deleted), int(event.ended_at_ms is None),
             event.meeting_version, event.event_id, *prov,
         ))]  # fmt: skip

@@ -179,3 +179,29 @@ def test_empty_prompts_decode_as_no_prompts(engine: BatchedWhisper, clips: list[
     # one clip without previous text: the whole batch decodes without prompts
     one_missing = engine.decode(clips, "en", True, ["", *SCRIPTS[: len(clips) - 1]])
     assert [r.text for r in one_missing] == [r.text for r in batch]
+
+
+# Said with names and a product tiny.en does not know: without a vocabulary it writes "A.I." and
+# "graph on a" for them.
+VOCABULARY_SCRIPT = "Aoife said the Grafana dashboards for Kafka lag are ready."
+GLOSSARY_WORDS = ("Aoife", "Grafana")
+
+
+def test_a_meeting_vocabulary_brings_its_words_into_the_transcript(engine: BatchedWhisper,
+                                                                     clips: list[np.ndarray]) -> None:  # fmt: skip
+    from palaver.demo.synth import Voice
+    from stt_workers.vocabulary import vocabulary_prompt, vocabulary_terms
+
+    said = Voice().say(VOCABULARY_SCRIPT, seed=0)
+    # names and a glossary with as many words that are not said (distractors), as the meeting would have
+    terms = vocabulary_terms(names=["Tadhg", "Aoife", "Siobhan"], glossary=["Grafana", "Nguyen", "Zurich"])
+    vocabulary = vocabulary_prompt(terms, engine.count_tokens)
+    assert vocabulary == "Tadhg, Aoife, Siobhan, Grafana, Nguyen, Zurich"
+    without = engine.decode([said], "en", True)[0]
+    with_it, other_with_it = engine.decode([said, clips[0]], "en", True, ["", "We met on Monday."], vocabulary)
+    heard_without, heard_with = set(without.text.replace(".", "").split()), set(with_it.text.replace(".", "").split())
+    assert not heard_without & set(GLOSSARY_WORDS), without.text
+    assert set(GLOSSARY_WORDS) <= heard_with, with_it.text
+    assert not heard_with & {"Tadhg", "Siobhan", "Nguyen", "Zurich"}, "no word of the list that is not said"
+    assert word_error_rate(SCRIPTS[0], other_with_it.text) <= 0.2, "a clip of other words decodes as before"
+    assert with_it.words and " ".join(w.word for w in with_it.words) == with_it.text

@@ -22,6 +22,7 @@ from palaver.events.registry import (
     DIALOGUES,
     ENRICHMENT_STATE,
     INGEST_TIMELINES,
+    MEETING_VOCABULARY,
     MEETINGS,
     MERGER_STATE,
     meeting_partition,
@@ -64,7 +65,8 @@ async def _full_meeting(web: Web, owner: Participant) -> tuple[str, Participant]
     the store. Returns (meeting id, the member)."""
     guest = await sign_up(web.url, f"guest-{uuid.uuid4().hex[:8]}")
     async with owner.client() as http:
-        meeting_id = (await http.post("/v1/meetings", json={"title": "Salaries", "agenda": ["raises"]})).json()[
+        meeting_id = (await http.post("/v1/meetings", json={"title": "Salaries", "agenda": ["raises"],
+                                                       "glossary": ["Acme payroll"]})).json()[
             "meeting_id"
         ]
         assert (await http.post(f"/v1/meetings/{meeting_id}/participants", json={"user_id": guest.user_id})).status_code == 201
@@ -139,7 +141,8 @@ async def _assert_erased(web: Web, meeting_id: str) -> None:
     assert tables >= MEETING_TABLES, tables
     left = {t: n for t in tables if t != "meetings" and (n := await _count(store, t, meeting_id))}
     assert left == {}, f"rows of the purged meeting remain: {left}"
-    assert await _count(store, "meetings", meeting_id, "AND (deleted = 0 OR title != '' OR length(agenda) > 0)") == 0
+    assert await _count(store, "meetings", meeting_id,
+                        "AND (deleted = 0 OR title != '' OR length(agenda) > 0 OR length(glossary) > 0)") == 0
     assert await _count(store, "meetings", meeting_id) >= 1  # the marker
     assert await is_purged(store, meeting_id)
 
@@ -151,6 +154,8 @@ async def test_deleting_a_meeting_erases_it_and_it_stays_erased(web: Web) -> Non
     entities = await _newest_by_key(web.settings, MEETINGS, meeting_partition(meeting_id))
     member_and_link_keys = sorted(k for k in entities if k.startswith(f"{meeting_id}/"))
     assert len(member_and_link_keys) == 2, member_and_link_keys
+    vocabulary_partition = meeting_partition(meeting_id, MEETING_VOCABULARY.partitions)
+    assert (await _newest_by_key(web.settings, MEETING_VOCABULARY, vocabulary_partition)).get(meeting_id)
     assert not await is_purged(web.store, meeting_id)
 
     async with guest.client() as http:
@@ -171,7 +176,7 @@ async def test_deleting_a_meeting_erases_it_and_it_stays_erased(web: Web) -> Non
     after = await _newest_by_key(web.settings, MEETINGS, meeting_partition(meeting_id))
     marker = decode(after[meeting_id])  # type: ignore[arg-type]
     assert isinstance(marker, MeetingChangedV1)
-    assert (marker.change, marker.deleted, marker.title, marker.agenda) == ("deleted", True, "", [])
+    assert (marker.change, marker.deleted, marker.title, marker.agenda, marker.glossary) == ("deleted", True, "", [], [])
     assert {k: after[k] for k in member_and_link_keys} == dict.fromkeys(member_and_link_keys)
     state = await _newest_by_key(web.settings, MERGER_STATE, meeting_partition(meeting_id, MERGER_STATE.partitions))
     assert meeting_id in state and state[meeting_id] is None
@@ -181,7 +186,10 @@ async def test_deleting_a_meeting_erases_it_and_it_stays_erased(web: Web) -> Non
     timeline = await _newest_by_key(web.settings, INGEST_TIMELINES,
                                     meeting_partition(meeting_id, INGEST_TIMELINES.partitions))  # fmt: skip
     assert meeting_id in timeline and timeline[meeting_id] is None
-    assert set(COMPACTED_KEYS) == {MEETINGS.name, MERGER_STATE.name, ENRICHMENT_STATE.name, INGEST_TIMELINES.name}
+    vocabulary = await _newest_by_key(web.settings, MEETING_VOCABULARY, vocabulary_partition)
+    assert meeting_id in vocabulary and vocabulary[meeting_id] is None
+    assert set(COMPACTED_KEYS) == {MEETINGS.name, MERGER_STATE.name, ENRICHMENT_STATE.name, INGEST_TIMELINES.name,
+                                   MEETING_VOCABULARY.name}  # fmt: skip
 
     # Old events of it consumed again (a lagging writer, a replay) bring nothing back.
     await final_dialogue(web.settings, meeting_id, guest.user_id)

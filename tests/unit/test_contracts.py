@@ -79,6 +79,7 @@ from palaver.events.audio_frame_v1 import AUDIO_EVENT, event_type
 from palaver.events.base import EventV
 from palaver.events.codec import SCHEMAS, dumps
 from palaver.events.insights_v1 import EnrichmentRequestedV1, MeetingInsightsV1, SummaryChunkV1
+from palaver.events.meeting_vocabulary_v1 import MeetingVocabularyV1
 from palaver.events.name_claims_v1 import NameClaimV1, NameDecisionV1, NameReleaseV1
 from palaver.events.registry import (
     LIVE,
@@ -105,6 +106,7 @@ from stt_workers.processor import MAX_GAP_SAMPLES, StreamInfo, StreamState, cont
 from stt_workers.replay_scan import MeetingAudio
 from stt_workers.segmenter import Segmenter, SegmenterPolicy
 from stt_workers.vad import CONTEXT, WINDOW
+from stt_workers.vocabulary_follower import Vocabularies
 
 EXAMPLES = Path(palaver.events.__file__).parent / "examples"
 MERGER_PAUSE_MS = 1500
@@ -328,6 +330,8 @@ def test_example_ids_are_derived_like_production(key: str) -> None:
                                               event.member_version)  # fmt: skip
     if isinstance(event, MeetingLinkV1):
         assert event.event_id == ids.event_id("meeting.link", event.meeting_id, event.link_id, event.link_version)
+    if isinstance(event, MeetingVocabularyV1):
+        assert event.event_id == ids.event_id("meeting.vocabulary", event.meeting_id, event.vocabulary_version)
     if isinstance(event, SessionRevokedV1):
         assert event.event_id == ids.event_id("session.revoked", event.session_id)
     if isinstance(event, StreamStartedV1):
@@ -822,6 +826,18 @@ def replay_meetings_contract(example: Example) -> list[Any]:
     return [(event.deleted, event.created_at_ms)]
 
 
+def vocabulary_contract(example: Example) -> list[Any]:
+    """The STT worker (``VocabularyFollower``) and ``palaver replay`` (``meeting_vocabulary``) fold each
+    record of the meeting's key into its vocabulary terms: names, glossary, title, agenda."""
+    event = decode(example.raw)
+    assert isinstance(event, MeetingVocabularyV1)
+    vocabularies = Vocabularies()
+    terms = vocabularies.apply(event.meeting_id, example.raw)
+    assert terms is not None and terms[: len(event.names)] == event.names
+    assert vocabularies.apply(event.meeting_id, None) == [], "a tombstone forgets it"
+    return terms
+
+
 def replay_transcripts_contract(example: Example) -> list[Any]:
     """``palaver replay --from transcripts`` (merger/replay.py) keeps the meeting's events that carry a run,
     and folds them with the merger's own rules into the replay's run."""
@@ -893,6 +909,8 @@ CONTRACTS: dict[tuple[str, str], Callable[[Example], list[Any]]] = {
     ("audio.frames", "stt"): stt_contract,
     ("audio.frames", "palaver replay"): replay_audio_contract,
     ("meetings", "palaver replay"): replay_meetings_contract,
+    ("meeting.vocabulary", "palaver replay"): vocabulary_contract,
+    ("meeting.vocabulary", "vocabulary"): vocabulary_contract,
     ("transcripts", "palaver replay"): replay_transcripts_contract,
     ("dialogues", "palaver replay"): replay_dialogues_contract,
     ("insights", "palaver replay"): replay_insights_contract,

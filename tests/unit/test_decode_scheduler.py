@@ -60,7 +60,7 @@ def test_results_in_request_order_and_stale_partials_dropped() -> None:
     with_words_asked: list[list[bool]] = []
 
     def slow_decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         calls.append(len(batch))
         with_words_asked.append(with_words)
@@ -86,7 +86,7 @@ def test_only_finals_ask_for_word_timings() -> None:
     asked: list[list[bool]] = []
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         asked.append(with_words)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
@@ -105,7 +105,7 @@ def test_batches_are_measured() -> None:
     before_batches, before_rtf = count(STT_BATCH_SIZE), count(STT_REAL_TIME_FACTOR)
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         return [Transcription(text="", words=(), confidence=0.0) for _ in batch]
 
@@ -151,7 +151,7 @@ def test_each_batch_is_decoded_in_its_language() -> None:
     seen: list[tuple[str, int]] = []
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         seen.append((language, len(batch)))
         return [Transcription(text=language, words=(), confidence=0.5) for _ in batch]
@@ -171,7 +171,7 @@ def test_each_result_is_ready_when_its_batch_is_done() -> None:
     first_told = threading.Event()
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         nonlocal batches
         if batches:
@@ -200,7 +200,7 @@ def test_a_waiting_final_preempts_the_rounds_partials_not_its_finals() -> None:
     scheduler: DecodeScheduler
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         decoded.extend(len(a) for a in batch)
         if final_comes:
@@ -258,7 +258,7 @@ def test_lanes_decode_batches_at_once_finals_first() -> None:
     started: list[str] = []
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         started.append("final" if with_words[0] else "partial")
         if len(started) <= 2:
@@ -275,7 +275,7 @@ def test_lanes_decode_batches_at_once_finals_first() -> None:
 
 def test_a_failing_lane_fails_the_round() -> None:
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         if len(batch[0]) > 16000:
             raise RuntimeError("decoder broke")
@@ -298,7 +298,7 @@ def test_a_newer_round_overtakes_and_lanes_are_shared() -> None:
     lock = threading.Lock()
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         nonlocal at_once, busy
         with lock:
@@ -335,7 +335,7 @@ def test_idle_lane_only_once_every_planned_batch_has_started() -> None:
     seen: list[bool] = []
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         release[len(batch[0]) // 16000].wait(5)
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
@@ -371,7 +371,7 @@ def test_a_closed_round_starts_no_more_batches_and_leaves_none_planned() -> None
     decoded: list[int] = []
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         decoded.append(len(batch[0]))
         go.wait(5)
@@ -392,7 +392,7 @@ def test_a_closed_round_starts_no_more_batches_and_leaves_none_planned() -> None
 
 def test_a_failed_round_leaves_no_planned_batches() -> None:
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         raise RuntimeError("decoder broke")
 
@@ -414,7 +414,7 @@ def test_a_final_lane_is_kept_free_of_partials() -> None:
     final_ran_during_partial = threading.Event()
 
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         nonlocal partials_at_once, partials_busy
         kind = "final" if with_words[0] else "partial"
@@ -457,7 +457,7 @@ def test_a_final_lane_is_kept_free_of_partials() -> None:
 
 def test_final_lanes_leave_partials_at_least_one_lane() -> None:
     def decode(
-        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str]
+        batch: list[np.ndarray], language: str, with_words: list[bool], prompts: list[str], vocabulary: str = ""
     ) -> list[Transcription]:
         return [Transcription(text="x", words=(), confidence=0.5) for _ in batch]
 

@@ -80,14 +80,19 @@ class _Whisper:
         self.decoded: list[tuple[int, bool]] = []  # (clip length, with words)
         self.heard: list[int] = []  # per decoded clip: how much of the stream the worker had then (samples)
         self.prompts: list[str] = []  # per decoded clip: its previous text
+        self.vocabularies: list[str] = []  # per decoded clip: its meeting's vocabulary
         self.sample = 0
 
+    def count_tokens(self, text: str) -> int:  # a prompt-taking engine's (BatchedWhisper.count_tokens)
+        return len(text.split())
+
     def decode(
-        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None
+        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None, vocabulary: str = ""
     ) -> list[Transcription]:
         self.decoded += [(len(a), w) for a, w in zip(batch, with_words, strict=True)]
         self.heard += [self.sample] * len(batch)
         self.prompts += list(prompts) if isinstance(prompts, list) else [""] * len(batch)
+        self.vocabularies += [vocabulary] * len(batch)
         return [Transcription("hello there", (Word("hello", 0.1, 0.4, 0.9), Word("there", 0.5, 0.9, 0.9)), 0.9)
                 for _ in batch]  # fmt: skip
 
@@ -199,4 +204,17 @@ async def test_prompts_are_off_by_default_and_in_replays() -> None:
         await worker.t.open(INFO, 0, 0)
         await worker.feed(_speech((0.3, 1.5), (3.0, 4.0), total_s=5.0), rounds=True)
         assert len(worker.finals()) == 2 and set(worker.whisper.prompts) == {""}
+        await worker.t.close()
+
+
+async def test_every_decode_of_a_meeting_carries_its_vocabulary_live_and_in_replays() -> None:
+    for worker in (_Worker(), _Worker(live=False)):
+        worker.t.set_vocabulary("m1", ["Aoife", "Grafana", "aoife"])
+        worker.t.set_vocabulary("m2", ["Tadhg"])
+        await worker.t.open(INFO, 0, 0)
+        await worker.feed(_speech((0.3, 1.5), total_s=2.5), rounds=True)
+        assert worker.finals() and set(worker.whisper.vocabularies) == {"Aoife, Grafana"}
+        worker.t.set_vocabulary("m1", [])
+        await worker.feed(_speech((0.3, 1.5), total_s=2.5), rounds=True)
+        assert worker.whisper.vocabularies[-1] == "", "an empty vocabulary is forgotten"
         await worker.t.close()

@@ -291,7 +291,7 @@ def test_all_topics() -> None:
     topics = all_topics()
     names = [t.name for t in topics]
     assert names == [
-        "audio.frames", "transcripts", "dialogues", "edits", "users", "chat", "meetings", "sessions",
+        "audio.frames", "transcripts", "dialogues", "edits", "users", "chat", "meetings", "meeting.vocabulary", "sessions",
         "name.claims", "name.decisions", "enrichment.requests", "insights",
         "audio.frames.dlq", "transcripts.dlq", "dialogues.dlq", "edits.dlq", "users.dlq", "chat.dlq",
         "meetings.dlq", "sessions.dlq", "name.claims.dlq", "enrichment.requests.dlq", "insights.dlq",
@@ -299,7 +299,7 @@ def test_all_topics() -> None:
     ]  # fmt: skip
     assert len(set(names)) == len(names)
     by_name = {t.name: t for t in topics}
-    for spec in topics[12:23]:
+    for spec in topics[13:24]:
         assert spec.partitions == 1
         assert spec.dlq is None
         assert spec.consumers == ()

@@ -173,7 +173,7 @@ class _Whisper:
     name, model, multilingual = "whisper", "tiny.en", False
 
     def decode(
-        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None
+        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None, vocabulary: str = ""
     ) -> list[Transcription]:
         return [Transcription(f"{len(a)} samples", (Word(str(len(a)), 0.1, 0.4, 0.9),), 0.9) for a in batch]
 

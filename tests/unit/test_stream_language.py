@@ -155,7 +155,7 @@ class _FakeWhisper:
         self.calls: list[tuple[int, str]] = []
 
     def decode(
-        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None
+        self, batch: list[np.ndarray], language: str, with_words: list[bool], prompts: object = None, vocabulary: str = ""
     ) -> list[Transcription]:
         self.calls.append((len(batch), language))
         return [Transcription("hallo zusammen", (Word("hallo", 0.1, 0.4, 0.9), Word("zusammen", 0.5, 0.9, 0.9)), 0.9)
