@@ -26,7 +26,6 @@ import numpy as np
 
 from bench.harness import OUT
 from bench.speech import Track
-from palaver.textmetrics import word_error_rate
 
 WITHIN_POINTS = 1.5  # the bound: streamed WER at most this many points above offline
 
@@ -91,7 +90,7 @@ def transcribe_tracks(tracks: list[Track], options: OfflineOptions, on_seconds: 
             cached = False
         done += track.seconds
         on_seconds(done)
-        results[track.speaker_id] = {**entry, "wer": round(word_error_rate(track.script, entry["text"]), 4),
+        results[track.speaker_id] = {**entry, "wer": round(track.wer(entry["text"]), 4),
                                      "cached": cached}  # fmt: skip
     return results
 

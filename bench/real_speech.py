@@ -172,6 +172,32 @@ def load_track(track: Track, data: Path = DATA) -> tuple[np.ndarray, str]:
     return audio, clean(" ".join(t.read_text() for _, t in files))
 
 
+class NotFetched(Exception):
+    """The recordings are not in the cache yet (``python -m bench.real_speech --fetch``)."""
+
+
+def stream_tracks(speakers: int, data: Path = DATA) -> list[Any]:
+    """``speakers`` tracks for ``palaver bench stt --speech real``: every real track of every source in turn
+    (monologues, then read speech; speaker i plays track i modulo their number), with the synthesized
+    tracks' silence before and after (``bench.speech.LEAD_MS``, ``TAIL_MS``), as int16."""
+    from bench.speech import LEAD_MS, SAMPLE_RATE, TAIL_MS
+    from bench.speech import Track as SpeechTrack
+
+    real = [t for _, tracks in SOURCES.values() for t in tracks]
+    missing = [str(a) for t in real for a, _ in track_files(t, data) if not a.exists()]
+    if missing:
+        raise NotFetched(f"no recordings in {data} (first missing: {missing[0]}): run "
+                         "`python -m bench.real_speech --fetch` once")  # fmt: skip
+    loaded = [load_track(t, data) for t in real]
+    out = []
+    for index in range(speakers):
+        audio, reference = loaded[index % len(loaded)]
+        pcm = np.concatenate([np.zeros(LEAD_MS * SAMPLE_RATE // 1000, np.float32), audio,
+                              np.zeros(TAIL_MS * SAMPLE_RATE // 1000, np.float32)])  # fmt: skip
+        out.append(SpeechTrack(f"s{index}", (np.clip(pcm, -1, 1) * 32767).astype(np.int16), reference, recorded=True))
+    return out
+
+
 def clean(text: str) -> str:
     """A transcript without markers and filled pauses; "yknow" as "you know"."""
     text = re.sub(r"\[[^\]]*\]|<[^>]*>", " ", text.lower()).replace("yknow", "you know")

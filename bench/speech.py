@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.harness import OUT
+from palaver.textmetrics import word_error_rate
 
 SAMPLE_RATE = 16000
 LEAD_MS = 300  # silence before the first word
@@ -79,10 +80,21 @@ class Track:
     speaker_id: str
     pcm: np.ndarray  # int16, 16 kHz mono
     script: str  # the words spoken, in order
+    # A recording of a person (bench/real_speech.py): its script has lost the transcript's markers and
+    # filled pauses, so a hypothesis loses them too before it is scored
+    recorded: bool = False
 
     @property
     def seconds(self) -> float:
         return len(self.pcm) / SAMPLE_RATE
+
+    def wer(self, hypothesis: str) -> float:
+        """The word error rate of ``hypothesis`` against the script."""
+        if self.recorded:
+            from bench.real_speech import clean
+
+            hypothesis = clean(hypothesis)
+        return word_error_rate(self.script, hypothesis)
 
 
 def speaker_sentences(index: int, speakers: int, seconds: float) -> list[str]:

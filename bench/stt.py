@@ -1,8 +1,8 @@
 """STT benchmark: how many concurrent speakers one STT worker keeps within the lag targets, side by side
 with a naive per-stream Whisper server.
 
-N synthesized speakers (hibari-tts, a different long script each, short pauses) stream concurrently at
-real time through the running pipeline (``palaver run api ingest store``, ``palaver run stt``,
+N synthesized speakers (hibari-tts, a different long script each, short pauses; ``--speech real``: the
+recordings of people of bench/real_speech.py instead) stream concurrently at real time through the running pipeline (``palaver run api ingest store``, ``palaver run stt``,
 ``palaver run merger`` as processes, one meeting per N). Lags, all against the wall time at which the
 client had sent the audio an event covers (each stream's frames are timestamped as sent; media time maps
 to a sample through the ``ready`` message's ``stream_start_ms``):
@@ -70,7 +70,6 @@ from bench.quiet import GAP_S, STOP_TAIL_MS, QuietTrack, build_quiet_tracks, qui
 from bench.speech import SAMPLE_RATE, SendLog, Track, build_tracks, coverage_lags, speech_frame_ends
 from palaver.demo.accounts import open_meeting
 from palaver.settings import Settings, bundled_whisper_model_dir
-from palaver.textmetrics import word_error_rate
 
 TARGET_LAG_S = 1.5
 TARGET_QUIET_BOX_S = 3.0  # a quiet speaker's box final within this of the last word, p95
@@ -190,7 +189,7 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
     wers = {}
     for t in tracks:
         said = sorted((e["start_ms"], e["text"]) for _, e in finals.values() if e["speaker_id"] == t.speaker_id)
-        wers[t.speaker_id] = round(word_error_rate(t.script, " ".join(text for _, text in said)), 4)
+        wers[t.speaker_id] = round(t.wer(" ".join(text for _, text in said)), 4)
     sent = sum(s["sent"] for s in streamed)
     acked = sum(s["acked"] for s in streamed)
     visible, missed = [], 0
@@ -332,7 +331,7 @@ def naive_phase(args: argparse.Namespace, server: Any, tracks: list[Track], prog
     # A hypothesis is the whole window's transcript: it is the stream's transcript when the speech fits
     # the window.
     fits = all(t.seconds <= args.baseline_window for t in tracks)
-    wer = [word_error_rate(t.script, run.last_text.get(t.speaker_id, "")) for t in tracks] if fits else []
+    wer = [t.wer(run.last_text.get(t.speaker_id, "")) for t in tracks] if fits else []
     return {"speakers": n, "partial_lag": lag, "caption_delay": caption,
             "hypotheses": len(run.lags_s),
             "wer": round(float(np.mean(wer)), 4) if wer else None,
@@ -570,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speakers", default="1,2,3,4,6,8,12,16",
                         help="sweep of concurrent speakers (default 1,2,3,4,6,8,12,16)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=30, help="seconds of speech per speaker (default 30)")
+    parser.add_argument("--speech", choices=("tts", "real"), default="tts",
+                        help="what the speakers say: synthesized scripts (tts, the default) or the real "
+                             "recordings of bench/real_speech.py, speaker i the i-th of its five tracks in turn "
+                             "(25-30 s each; --seconds does not apply; fetched once with "
+                             "`python -m bench.real_speech --fetch`)")  # fmt: skip
     parser.add_argument("--quiet", type=int, default=0, metavar="K",
                         help="K more speakers in each Palaver phase who say a line, then send silence (a muted "
                              "browser) while the others talk, and so on; measures their box-final latency "
@@ -593,7 +597,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.speakers or min(args.speakers) < 1:
         parser.error("--speakers: a comma-separated list of positive integers")
 
-    tracks = build_tracks(max(args.speakers), args.seconds)
+    if args.speech == "real":
+        from bench.real_speech import NotFetched, stream_tracks
+
+        try:
+            tracks = stream_tracks(max(args.speakers))
+        except NotFetched as exc:
+            parser.error(f"--speech real: {exc}")
+    else:
+        tracks = build_tracks(max(args.speakers), args.seconds)
     quiet = build_quiet_tracks(args.quiet, args.quiet_stop, min(t.seconds for t in tracks))
     systems = 2 if args.system == "both" else 1
     quiet_s = sum(q.track.seconds for q in quiet) if args.system != "baseline" else 0
@@ -612,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "stt",
         "target_lag_p95_s": TARGET_LAG_S,
         "speakers": args.speakers,
-        "speech_s_per_speaker": args.seconds,
+        "speech": args.speech,
+        "speech_s_per_speaker": args.seconds if args.speech == "tts" else [round(t.seconds, 1) for t in tracks],
         "quiet_speakers": args.quiet,
         "leaving_speakers": args.quiet_stop,
         "target_quiet_box_final_p95_s": TARGET_QUIET_BOX_S,

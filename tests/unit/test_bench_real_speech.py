@@ -54,3 +54,32 @@ def test_the_words_of_the_context_are_dropped_by_their_middle() -> None:
     assert words_after(final, 1.0) == "we met"
     assert words_after(final, 1.1) == "met"
     assert words_after(final, 0.0) == "so we met"
+
+
+def test_streamed_tracks_cycle_through_the_recordings_with_silence_around_them(tmp_path: Path) -> None:
+    import pytest
+
+    from bench import real_speech
+    from bench.speech import LEAD_MS, TAIL_MS
+
+    with pytest.raises(real_speech.NotFetched, match="--fetch"):
+        real_speech.stream_tracks(2, tmp_path)
+    recordings = [t for _, tracks in SOURCES.values() for t in tracks]
+    for index, track in enumerate(recordings):
+        for audio, text in track_files(track, tmp_path):
+            _write_wav(audio, np.full(1600, 1000 * (index + 1)))
+            text.write_text(f"Word{index} um [noise]\n")
+    tracks = real_speech.stream_tracks(len(recordings) + 1, tmp_path)
+    scripts = [" ".join([f"word{i}"] * len(t.parts)) for i, t in enumerate(recordings)]  # each part's text
+    assert [t.script for t in tracks] == [*scripts, scripts[0]]
+    lead, tail = LEAD_MS * 16, TAIL_MS * 16
+    first = tracks[0].pcm
+    assert not first[:lead].any() and not first[len(first) - tail :].any() and first[lead] > 0
+    assert len(first) == lead + 1600 * len(recordings[0].parts) + tail
+    assert tracks[0].recorded and tracks[0].wer("Uh, WORD0.") == 0.0, "a filled pause is not an error"
+
+
+def test_a_synthesized_track_counts_every_word_it_is_given() -> None:
+    from bench.speech import Track as SpeechTrack
+
+    assert SpeechTrack("s0", np.zeros(1, np.int16), "hello there").wer("um hello there") == 0.5
