@@ -32,7 +32,10 @@ previous text, as ``PALAVER_STT_PROMPT`` does (``PROMPTED_CUTS``). ``--context N
 again with N s of the track before each final in front of it and keeps the words inside the final
 (``decode_with_context``): acoustic context without a text prompt. ``--vocabulary`` decodes the same
 cuts again with a biasing list as every final's prompt (``bench/vocabulary.py``: the track's rare words and
-as many distractors) and counts the listed words found, with and without, and the decode's CPU time. Every run also cuts ``NOISES`` (30 s of
+as many distractors) and counts the listed words found, with and without, and the decode's CPU time. ``--settle N`` joins the
+same cuts' consecutive finals into spans of the track of at most N s and decodes each span again (alone, and
+after the previous span with its text as prompt, and through faster-whisper as offline transcription
+runs): what a second, settling decode of a speaker's recent finals would give. Every run also cuts ``NOISES`` (30 s of
 stationary noise, no speech) and counts the speech each policy keeps and the words decoded from it.
 """
 
@@ -302,6 +305,20 @@ def decode_with_context(engine: Any, audio: np.ndarray, pieces: list[tuple[int, 
             sum(len(clip) for _, clip in clips) / 16000)  # fmt: skip
 
 
+def settle_spans(audio: np.ndarray, pieces: list[tuple[int, int, np.ndarray]], longest_s: float
+                 ) -> list[tuple[int, int, np.ndarray]]:  # fmt: skip
+    """Consecutive finals joined into spans of the track (their gaps included) of at most ``longest_s``
+    (a final longer than that stays alone): what a second, settling decode of a speaker's recent finals
+    would hear, one window per span instead of one per final."""
+    spans: list[tuple[int, int]] = []
+    for start, end, _ in pieces:
+        if spans and end - spans[-1][0] <= longest_s * 16000:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return [(start, end, audio[start:end]) for start, end in spans]
+
+
 def decode_prompted(engine: Any, pieces: list[tuple[int, int, np.ndarray]]) -> list[Any]:
     """Each utterance's final decoded in order, one at a time, with the stream's recent final text as its
     prompt (``stt_workers.local_transcriber.PromptHistory``, as the worker keeps it): the best case of the
@@ -359,12 +376,15 @@ def pause_cuts(audio: np.ndarray, shortest_s: float = 5.0, longest_s: float = 9.
 
 def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], models: dict[str, Any],
             policies: list[str] = (), prompt: bool = False, contexts: list[float] = (),
-            glossary: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+            glossary: list[str] | None = None, settles: list[float] = ()) -> dict[str, Any]:  # fmt: skip
     """One track's row: speech each VAD variant and segmenter policy kept, its CPU time, when each final
     is asked for after its last word, and the WER of every cut and decode mode (``_prompt``: with the
     previous finals' text as the decoder's prompt; ``_ctx<N>``: each final decoded with N s of left
     context, ``decoded_s_<cut>_ctx<N>`` the audio seconds that decoded; ``_glossary``: with ``glossary`` as
-    every final's prompt, ``vocabulary_<label>`` the listed rare words found and the decode's CPU seconds)."""
+    every final's prompt, ``vocabulary_<label>`` the listed rare words found and the decode's CPU seconds;
+    ``_settle<N>``: the finals joined into spans of at most N s (``settle_spans``) and decoded again, with
+    ``_prompt`` each span after the one before with its text, ``offline_<cut>_settle<N>`` each span through
+    faster-whisper as offline transcribes a track, ``decoded_s_<cut>_settle<N>`` their audio)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     cuts: dict[str, list[tuple[int, int, np.ndarray]]] = {"pauses": pause_cuts(audio)}
@@ -389,6 +409,15 @@ def measure(name: str, audio: np.ndarray, reference: str, variants: list[str], m
                 texts[f"{mode}_{cut}_prompt"] = " ".join(f.text for f in decode_prompted(engine, pieces))
             if glossary is not None and cut in PROMPTED_CUTS:
                 row |= vocabulary_effect(engine, pieces, glossary, f"{mode}_{cut}", texts)
+            for settle_s in settles if cut in PROMPTED_CUTS else ():
+                spans = settle_spans(audio, pieces, settle_s)
+                label = f"{mode}_{cut}_settle{settle_s:g}"
+                texts[label] = " ".join(f.text for f in decode_bucketed(engine, [p[2] for p in spans]))
+                texts[f"{label}_prompt"] = " ".join(f.text for f in decode_prompted(engine, spans))
+                row[f"decoded_s_{cut}_settle{settle_s:g}"] = round(sum(len(p[2]) for p in spans) / 16000, 1)
+                if mode == next(iter(models["engines"])):  # the spans as offline transcription hears them
+                    texts[f"offline_{cut}_settle{settle_s:g}"] = " ".join(
+                        s.text for p in spans for s in models["offline"].transcribe(p[2], language="en", beam_size=1)[0])
             for context_s in contexts:
                 label = f"{cut}_ctx{context_s:g}"
                 own, row[f"decoded_s_{label}"] = decode_with_context(engine, audio, pieces, context_s)
@@ -502,7 +531,7 @@ def glossaries(model_dir: str, data: Path, sources: list[str]) -> dict[str, list
 
 def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[str] = (),
         modes: list[str] | None = None, prompt: bool = False, sources: list[str] | None = None,
-        contexts: list[float] = (), vocabulary: bool = False) -> dict[str, Any]:  # fmt: skip
+        contexts: list[float] = (), vocabulary: bool = False, settles: list[float] = ()) -> dict[str, Any]:  # fmt: skip
     from faster_whisper import WhisperModel
 
     from palaver.settings import bundled_whisper_model_dir
@@ -518,7 +547,8 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
         for track in SOURCES[source][1]:
             audio, reference = load_track(track, data)
             source_rows.append({"source": source} | measure(track.name, audio, reference, variants, models,
-                                                            policies, prompt, contexts, lists.get(track.name)))  # fmt: skip
+                                                            policies, prompt, contexts, lists.get(track.name),
+                                                            settles))  # fmt: skip
         per_source[source] = {"what": SOURCES[source][0], "words": sum(r["words"] for r in source_rows),
                               "seconds": round(sum(r["seconds"] for r in source_rows), 1),
                               "wer": word_weighted(source_rows)}  # fmt: skip
@@ -542,7 +572,7 @@ def run(data: Path, variants: list[str], tts_speakers: int = 0, policies: list[s
         from bench.speech import build_tracks
 
         tts_rows = [measure(f"tts_{t.speaker_id}", t.pcm.astype(np.float32) / 32768, clean(t.script), variants,
-                            models, policies, prompt, contexts)
+                            models, policies, prompt, contexts, None, settles)
                     for t in build_tracks(tts_speakers, 30.0, max_speakers=16)]  # fmt: skip
         result |= {"tts_tracks": tts_rows, "tts_wer": word_weighted(tts_rows),
                    "tts_ask_after_last_word_ms": ask_summary(tts_rows)}  # fmt: skip
@@ -581,7 +611,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", nargs="*", type=float, default=[], metavar="SECONDS",
                         help="also decode every cut's finals with this many seconds of the track before each "
                         "in front, keeping the words that fall in the final (one run per value)")  # fmt: skip
+    parser.add_argument("--settle", nargs="*", type=float, default=[], metavar="SECONDS",
+                        help="also join the finals of " + ", ".join(PROMPTED_CUTS) + " into spans of the track "
+                        "of at most this many seconds (at most 30) and decode each span again as one window, "
+                        "alone and with the previous span's text as prompt (one run per value)")  # fmt: skip
     args = parser.parse_args(argv)
+    if any(not 0 < s <= 30 for s in args.settle):
+        parser.error("--settle: seconds in (0, 30], the decoder's window")
     if args.fetch:
         fetch(args.data, args.sources)
     missing = [f for s in args.sources for t in SOURCES[s][1] for pair in track_files(t, args.data)
@@ -591,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     path = write_results("real_speech", run(args.data, args.vad, args.tts, args.policy, args.modes, args.prompt,
-                                            args.sources, args.context, args.vocabulary))  # fmt: skip
+                                            args.sources, args.context, args.vocabulary, args.settle))  # fmt: skip
     print(f"wrote {path}")
     return 0
 

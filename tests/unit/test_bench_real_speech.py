@@ -83,3 +83,14 @@ def test_a_synthesized_track_counts_every_word_it_is_given() -> None:
     from bench.speech import Track as SpeechTrack
 
     assert SpeechTrack("s0", np.zeros(1, np.int16), "hello there").wer("um hello there") == 0.5
+
+
+def test_settle_spans_join_consecutive_finals_with_their_gaps_up_to_the_limit() -> None:
+    from bench.real_speech import settle_spans
+
+    audio = np.arange(40 * 16000, dtype=np.float32)
+    second = 16000
+    pieces = [(s * second, e * second, audio[s * second : e * second]) for s, e in ((0, 4), (5, 9), (10, 14), (15, 31))]
+    spans = settle_spans(audio, pieces, 10)
+    assert [(s // second, e // second) for s, e, _ in spans] == [(0, 9), (10, 14), (15, 31)], "a long final stays alone"
+    assert all(np.array_equal(clip, audio[s:e]) for s, e, clip in spans), "the gaps between finals are heard"
