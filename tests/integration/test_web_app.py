@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from palaver.demo.synth import Voice, meeting_tracks
 from palaver.textmetrics import word_error_rate
 from tests.integration import browser
 from tests.integration.conftest import Pipeline, poll
-from tests.integration.meetings import PASSWORD, final_dialogue, open_meeting
+from tests.integration.meetings import PASSWORD, final_dialogue, open_meeting, register, username
 from tests.integration.proxies import CuttingProxy
 
 pytestmark = [
@@ -249,3 +250,26 @@ async def test_the_review_page_edits_resets_shows_history_exports_and_search_fin
         await hit.click()
         await expect(page.locator(f"#d-{dialogue_id}")).to_have_class(re.compile(r"\bhighlight\b"))
         assert log.errors == []
+
+
+async def test_the_meetings_page_creates_a_meeting_with_its_agenda_and_words_to_listen_for(pipeline: Pipeline) -> None:
+    owner = await register(pipeline.url, username("owner", secrets.token_hex(4)))
+    async with browser.playwright() as pw, browser.participant_browser(pw) as chromium:
+        page, log = await browser.open_page(chromium, pipeline.url)
+        await browser.sign_in(page, owner.username, PASSWORD)
+        await page.fill("#new-meeting input[name=title]", "Pricing review")
+        await page.fill("#new-meeting textarea[name=agenda]", "Prices\n\nDiscounts\n")
+        # Too many words: the API's 422 is shown on the page, which stays where it is.
+        await page.fill("#new-meeting textarea[name=glossary]", "\n".join(f"term{i}" for i in range(101)))
+        await page.click("#new-meeting button[type=submit]")
+        await expect(page.locator("#new-meeting [role=alert]")).to_contain_text("glossary")
+        assert page.url.rstrip("/") == pipeline.url.rstrip("/")
+        await page.fill("#new-meeting textarea[name=glossary]", "Kubernetes, Tadhg\nNiamh Ó Briain,\n")
+        await page.click("#new-meeting button[type=submit]")
+        await page.wait_for_url(re.compile(r".*/meetings/mtg_[0-9a-f]+$"))
+        meeting_id = page.url.rsplit("/", 1)[1]
+        assert not log.errors, log.errors
+    async with owner.client() as http:
+        got = (await http.get(f"/v1/meetings/{meeting_id}")).json()
+    assert (got["title"], got["agenda"], got["glossary"]) == (
+        "Pricing review", ["Prices", "Discounts"], ["Kubernetes", "Tadhg", "Niamh Ó Briain"])

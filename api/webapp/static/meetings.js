@@ -39,13 +39,17 @@ export async function meetingsPage(root) {
     h("h2", {}, "New meeting"),
     h("label", {}, "Title", h("input", { name: "title", required: true, maxlength: 200 })),
     h("label", {}, "Agenda (one item a line, optional)", h("textarea", { name: "agenda", rows: 3 })),
+    // The speech decoder is primed with these (and everyone's names): the words it would otherwise miss.
+    h("label", {}, "Words to listen for: names, products, jargon (one a line or comma-separated, optional)",
+      h("textarea", { name: "glossary", rows: 2 })),
     error, h("button", { type: "submit" }, "Create and join"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = new FormData(form);
     const agenda = String(data.get("agenda") || "").split("\n").map((s) => s.trim()).filter(Boolean);
+    const glossary = String(data.get("glossary") || "").split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
     try {
-      const meeting = await post("/v1/meetings", { title: String(data.get("title")), agenda });
+      const meeting = await post("/v1/meetings", { title: String(data.get("title")), agenda, glossary });
       location.assign(`/meetings/${meeting.meeting_id}`);
     } catch (e) {
       error.textContent = explain(e);
