@@ -268,8 +268,20 @@ async def test_the_meetings_page_creates_a_meeting_with_its_agenda_and_words_to_
         await page.click("#new-meeting button[type=submit]")
         await page.wait_for_url(re.compile(r".*/meetings/mtg_[0-9a-f]+$"))
         meeting_id = page.url.rsplit("/", 1)[1]
+        async with owner.client() as http:
+            got = (await http.get(f"/v1/meetings/{meeting_id}")).json()
+        assert (got["title"], got["agenda"], got["glossary"]) == (
+            "Pricing review", ["Prices", "Discounts"], ["Kubernetes", "Tadhg", "Niamh Ó Briain"])
+
+        # In the room the owner changes the words while the meeting goes on.
+        words = page.locator("#glossary textarea[name=glossary]")
+        await expect(words).to_have_value("Kubernetes\nTadhg\nNiamh Ó Briain")
+        await words.fill("Kubernetes\nGrafana, Siobhán")
+        await page.click("#glossary button[type=submit]")
+        await expect(page.locator("#glossary [role=status]")).to_contain_text("Saved")
+        async with owner.client() as http:
+            assert (await http.get(f"/v1/meetings/{meeting_id}")).json()["glossary"] == ["Kubernetes", "Grafana", "Siobhán"]
+        await words.fill("x" * 101)
+        await page.click("#glossary button[type=submit]")
+        await expect(page.locator("#glossary [role=status]")).to_contain_text("glossary")
         assert not log.errors, log.errors
-    async with owner.client() as http:
-        got = (await http.get(f"/v1/meetings/{meeting_id}")).json()
-    assert (got["title"], got["agenda"], got["glossary"]) == (
-        "Pricing review", ["Prices", "Discounts"], ["Kubernetes", "Tadhg", "Niamh Ó Briain"])

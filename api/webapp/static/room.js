@@ -1,5 +1,5 @@
 // The meeting room: my microphone, everyone's dialogue boxes live, participants, chat.
-import { get, post, explain } from "./api.js";
+import { api, get, post, explain } from "./api.js";
 import { h, append, avatar, clear, wallTime } from "./dom.js";
 import { DialogueBoxes } from "./boxes.js";
 import { LiveMeeting } from "./live.js";
@@ -180,6 +180,29 @@ export async function roomPage(root, me, meetingId) {
     location.assign(`/meetings/${meetingId}/review`);
   } } }, "End meeting");
 
+  // The owner can change the words the speech decoder listens for while the meeting goes on: the
+  // decodes asked for after the workers have the change (the next utterance) use them.
+  const glossaryStatus = h("p", { class: "muted", role: "status" });
+  const glossaryForm = owner && meeting.status === "open" && h("form", { class: "glossary-form", id: "glossary" },
+    h("label", {}, "Words to listen for (one a line or comma-separated)",
+      h("textarea", { name: "glossary", rows: 3 }, (meeting.glossary || []).join("\n"))),
+    h("button", { type: "submit", class: "secondary" }, "Save words"), glossaryStatus);
+  if (glossaryForm) {
+    glossaryForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const glossary = glossaryForm.elements.glossary.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+      try {
+        const changed = await api("PATCH", `/v1/meetings/${meetingId}`, { glossary });
+        glossaryForm.elements.glossary.value = changed.glossary.join("\n");
+        glossaryStatus.className = "muted";
+        glossaryStatus.textContent = "Saved: used from the next utterance on.";
+      } catch (e) {
+        glossaryStatus.className = "error";
+        glossaryStatus.textContent = explain(e);
+      }
+    });
+  }
+
   append(root, h("div", { class: "room" },
     h("div", { class: "room-head" },
       title,
@@ -190,5 +213,6 @@ export async function roomPage(root, me, meetingId) {
              : h("p", { class: "muted" }, meeting.status === "open" ? "You are a viewer: you can listen in, not speak." : "This meeting has ended."),
     h("div", { class: "room-body" }, transcript,
       h("aside", { class: "side" }, insights.summaryPanel, insights.taskPanel, h("h2", {}, "Participants"), peopleList,
-        h("h2", {}, "Chat"), chatList, meeting.role !== "viewer" && meeting.status === "open" && chatForm))));
+        h("h2", {}, "Chat"), chatList, meeting.role !== "viewer" && meeting.status === "open" && chatForm,
+        glossaryForm))));
 }
