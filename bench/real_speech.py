@@ -131,6 +131,8 @@ POLICY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "t30h15p600-300": _policy(0.3, 0.15, 500, 600, 300),
     "t30h15p200-300": _policy(0.3, 0.15, 500, 200, 300),
     "t30h10p400-300": _policy(0.3, 0.10, 500, 400, 300),
+    "worker_pause96": ("the worker's policy, a long utterance cut at the first pause of 96 ms or more in its "
+                       "last third (PALAVER_VAD_LONG_CUT_PAUSE_MS=96)", {"long_cut_pause_ms": 96}),
     "worker_max15s": ("the worker's policy, utterances up to 15 s", {"max_utterance_ms": 15_000}),
     "worker_max20s": ("the worker's policy, utterances up to 20 s", {"max_utterance_ms": 20_000}),
     "worker_max30s": ("the worker's policy, utterances up to 30 s", {"max_utterance_ms": 30_000}),

@@ -186,10 +186,11 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
     box_final_waits = _box_final_waits([(ts, e) for ts, e in live if e.get("speaker_id") in heard])
     words_settled_lags = utterance_settled_lags(live, heard)
     quiet_lags = quiet_box_lags(live, logs, list(quiet))
-    wers = {}
+    wers, said = {}, {}
     for t in tracks:
-        said = sorted((e["start_ms"], e["text"]) for _, e in finals.values() if e["speaker_id"] == t.speaker_id)
-        wers[t.speaker_id] = round(t.wer(" ".join(text for _, text in said)), 4)
+        own = sorted((e["start_ms"], e["end_ms"], e["text"]) for _, e in finals.values() if e["speaker_id"] == t.speaker_id)
+        said[t.speaker_id] = own
+        wers[t.speaker_id] = round(t.wer(" ".join(text for _, _, text in own)), 4)
     sent = sum(s["sent"] for s in streamed)
     acked = sum(s["acked"] for s in streamed)
     visible, missed = [], 0
@@ -226,6 +227,7 @@ async def palaver_phase(url: str, talkers: list[Track], transcripts: Transcripts
         "dialogue_final_lag": lag_stats(dialogue_final_lags), "words_settled_lag": lag_stats(words_settled_lags),
         "box_final_wait": lag_stats(box_final_waits),
         "wer": round(float(np.mean([wers[name] for name in talking])), 4), "wer_per_speaker": wers,
+        "finals_per_speaker": said,  # (start_ms, end_ms, text) of each final, in order
         "stt_cpu_percent": round(cpu_percent, 1), "stt_rss_max_mb": round(proc.rss_max_mb, 1),
         "sent_samples": sent, "acked_samples": acked, "lost_audio": lost, "drained": drained,
         "holds_targets": bool(drained and not lost and _within(partial) and _within(final)),

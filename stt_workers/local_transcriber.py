@@ -95,6 +95,7 @@ def segmenter_policy(settings: Settings, sample_rate: int) -> SegmenterPolicy:
         pad_ms=settings.vad_pad_ms,
         trailing_pad_ms=settings.vad_trailing_pad_ms,
         max_utterance_ms=settings.max_utterance_ms,
+        long_cut_pause_ms=settings.vad_long_cut_pause_ms,
         eager_silence_ms=settings.vad_eager_silence_ms,
     )
 

@@ -22,6 +22,7 @@ from palaver.settings import Settings
 TRANSCRIPT_SETTINGS = (
     "whisper_beam_size", "whisper_decode", "whisper_compute_type", "whisper_device", "stt_language",
     "vad_threshold", "vad_min_silence_ms", "vad_min_speech_ms", "vad_pad_ms", "max_utterance_ms",
+    "vad_long_cut_pause_ms",
 )  # fmt: skip
 LIVE_ONLY = ("vad_eager_silence_ms", "stt_final_lanes", "stt_partial_batch_audio_s", "stt_partial_deadline_ms",
              "stt_max_batch", "whisper_gpu_wait")  # fmt: skip

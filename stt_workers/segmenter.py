@@ -47,6 +47,12 @@ class SegmenterPolicy:
     # Audio kept after the last voiced window (never more than ``min_silence_ms``); None: ``pad_ms``.
     trailing_pad_ms: int | None = None
     max_utterance_ms: int = 20_000
+    # Speech longer than ``max_utterance_ms`` is cut in its last third. A number: at the first pause there
+    # at least this long (a run of windows below ``threshold - hysteresis`` that speech resumes after), told
+    # as speech resumes, so the final is asked for a moment after its last word; failing one, or None: at
+    # the quietest window of the last third, told when the length runs out (up to a third of
+    # ``max_utterance_ms`` after that window).
+    long_cut_pause_ms: int | None = None
     # Silence after which ``ending_segment`` tells the utterance's final segment (at least the trailing
     # pad; from min_silence_ms on, never: the segment comes from ``push`` first).
     eager_silence_ms: int = 300
@@ -83,6 +89,7 @@ class Segmenter:
         self._voice_end = 0
         self._last_segment_end = first_sample
         self._quiet_windows: list[tuple[int, float]] = []  # (window start, prob) below threshold in speech
+        self._pause: list[tuple[float, int]] = []  # (prob, window start) of the run of silent windows now
         self._vad_state: Any = None  # the scorer's state after the last scored window; None: fresh
         self._reset_at = self._scored_until  # the last window scored from a fresh state
 
@@ -207,6 +214,7 @@ class Segmenter:
     def _step(self, start: int, prob: float) -> Segment | None:
         p = self._policy
         end = start + WINDOW
+        pause, self._pause = self._pause, []
         if prob >= p.threshold:
             if not self._in_speech:
                 self._in_speech = True
@@ -220,18 +228,34 @@ class Segmenter:
             elif end - self._voice_end >= p.samples(p.min_silence_ms):
                 self._in_speech = False
                 return self._cut(self._speech_start, self._voice_end, self._voice_end + self._trailing_pad)
+            else:
+                self._pause = [*pause, (prob, start)]
+        # Speech resumed after a pause: in a long utterance's last third, that pause is where it is cut.
+        if self._in_speech and pause and not self._pause and self._cuts_long_at(pause):
+            return self._cut_at(min(pause)[1] + WINDOW // 2)
         if self._in_speech and end - self._speech_start >= p.samples(p.max_utterance_ms):
             return self._cut_long(end)
         return None
+
+    def _cuts_long_at(self, pause: list[tuple[float, int]]) -> bool:
+        """Whether a pause that speech just resumed after ends the open utterance (``long_cut_pause_ms``):
+        long enough, and in the last third of ``max_utterance_ms``."""
+        p = self._policy
+        return (p.long_cut_pause_ms is not None and len(pause) * WINDOW >= p.samples(p.long_cut_pause_ms)
+                and pause[0][1] >= self._speech_start + p.samples(p.max_utterance_ms) * 2 // 3)  # fmt: skip
 
     def _cut_long(self, end: int) -> Segment | None:
         """Maximum utterance length reached: cut at the quietest window of the last third, else here."""
         horizon = end - self._policy.samples(self._policy.max_utterance_ms) // 3
         quiet = [(prob, s) for s, prob in self._quiet_windows if s >= horizon]
-        cut = min(quiet)[1] + WINDOW // 2 if quiet else end
+        return self._cut_at(min(quiet)[1] + WINDOW // 2 if quiet else end)
+
+    def _cut_at(self, cut: int) -> Segment | None:
+        """Cut the speech going on at ``cut``: the utterance so far ends there, the next begins there."""
         segment = self._cut(self._speech_start, cut, cut)
         self._speech_start = cut
         self._quiet_windows = [(s, pr) for s, pr in self._quiet_windows if s >= cut]
+        self._pause = [(pr, s) for pr, s in self._pause if s >= cut]
         return segment
 
     def _cut(self, speech_start: int, voice_end: int, end: int) -> Segment | None:

@@ -94,3 +94,23 @@ def test_settle_spans_join_consecutive_finals_with_their_gaps_up_to_the_limit() 
     spans = settle_spans(audio, pieces, 10)
     assert [(s // second, e // second) for s, e, _ in spans] == [(0, 9), (10, 14), (15, 31)], "a long final stays alone"
     assert all(np.array_equal(clip, audio[s:e]) for s, e, clip in spans), "the gaps between finals are heard"
+
+
+def test_a_final_that_starts_where_the_previous_ended_gets_its_pre_roll_back_as_overlap() -> None:
+    from bench.seams import seam_clips
+    from stt_workers.segmenter import Segment
+
+    audio = np.arange(100, dtype=np.float32)
+
+    def segment(start: int, end: int, speech: int) -> Segment:
+        return Segment(start, end, speech, audio[start:end])
+
+    segments = [segment(10, 40, 20), segment(40, 60, 45), segment(70, 90, 80), segment(90, 99, 92)]
+    clips = seam_clips(audio, segments, pad=10)
+    assert [(len(c), overlap * 16000, clipped) for c, overlap, clipped in clips] == [
+        (30, 0, False),  # the first
+        (25, 5, True),  # started 5 before its speech at the previous end: 10 before it instead
+        (20, 0, False),  # a gap before it: its own pre-roll
+        (17, 8, True),  # 10 before its speech: the last 8 of the previous final's audio
+    ]
+    assert np.array_equal(clips[1][0], audio[35:60])

@@ -191,6 +191,29 @@ def test_max_utterance_cuts_at_a_quiet_dip_in_the_last_third() -> None:
     assert_audio_matches(segments, audio)
 
 
+@pytest.mark.parametrize("pause_ms", [96, 160, None])
+def test_a_long_utterance_is_cut_as_speech_resumes_after_a_pause_in_its_last_third(pause_ms: int | None) -> None:
+    """With ``long_cut_pause_ms``, cut at the first pause that long and told at once, not when the length runs
+    out: the final is asked for a moment after its last word. A shorter pause, or None: the quietest window
+    of the last third, told when the length runs out."""
+    policy = SegmenterPolicy(max_utterance_ms=3000, long_cut_pause_ms=pause_ms)
+    limit_windows = policy.samples(policy.max_utterance_ms) // WINDOW  # 93
+    audio = track(400, [(10, 50), (53, 80), (84, 300)])  # pauses at 50 (first third), 80 (last third, 128 ms)
+    seg = Segmenter(loudness_scorer, policy)
+    told_at = None
+    for at in range(0, len(audio), WINDOW):
+        if seg.push(audio[at : at + WINDOW]):
+            told_at = (at + WINDOW) // WINDOW  # windows pushed when the first segment came
+            break
+    assert told_at is not None
+    segments, _ = feed(audio, [320], policy)
+    assert 80 * WINDOW <= segments[0].end_sample < 84 * WINDOW, "cut in the pause of the last third"
+    if pause_ms is not None and pause_ms <= 128:
+        assert told_at <= 84 + CONTEXT // WINDOW + 2, told_at
+    else:
+        assert told_at >= 10 + limit_windows, told_at
+
+
 def test_padding_bounds_and_no_overlap_with_previous_segment() -> None:
     policy = SegmenterPolicy(pad_ms=400, min_silence_ms=500)
     pad = policy.samples(policy.pad_ms)
