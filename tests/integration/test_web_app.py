@@ -258,6 +258,7 @@ async def test_the_meetings_page_creates_a_meeting_with_its_agenda_and_words_to_
         page, log = await browser.open_page(chromium, pipeline.url)
         await browser.sign_in(page, owner.username, PASSWORD)
         await page.fill("#new-meeting input[name=title]", "Pricing review")
+        await page.screenshot(path=str(browser.artifact("web-app/new-meeting-form.png")))
         await page.fill("#new-meeting textarea[name=agenda]", "Prices\n\nDiscounts\n")
         # Too many words: the API's 422 is shown on the page, which stays where it is.
         await page.fill("#new-meeting textarea[name=glossary]", "\n".join(f"term{i}" for i in range(101)))
@@ -279,6 +280,7 @@ async def test_the_meetings_page_creates_a_meeting_with_its_agenda_and_words_to_
         await words.fill("Kubernetes\nGrafana, Siobhán")
         await page.click("#glossary button[type=submit]")
         await expect(page.locator("#glossary [role=status]")).to_contain_text("Saved")
+        await page.screenshot(path=str(browser.artifact("web-app/room-words-to-listen-for.png")), full_page=True)
         async with owner.client() as http:
             assert (await http.get(f"/v1/meetings/{meeting_id}")).json()["glossary"] == ["Kubernetes", "Grafana", "Siobhán"]
         await words.fill("x" * 101)
